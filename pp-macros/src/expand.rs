@@ -1,0 +1,209 @@
+//! Code generation for `#[pp::parallel]`.
+//!
+//! Everything emitted names the runtime as `::pp::__private`, so expansions work whatever the
+//! user's crate calls its own items.
+
+use crate::parse::{check_signature, replace_self, signature_text, Errors, JobSignature, Receiver};
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Type};
+
+/// `#[parallel]` on a free function: the body moves to a hidden function, the name becomes a
+/// `const` task descriptor that dereferences to it, and the task is registered.
+pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
+    let sig = check_signature(&item.sig, false)?;
+    let name = &item.sig.ident;
+    let vis = &item.vis;
+    let hidden = format_ident!("__pp_task_{}", name);
+    let fn_ptr = fn_pointer_type(&sig.arg_types, &sig.output);
+    let id = quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)));
+    let fingerprint = fingerprint(&signature_text(&sig, None));
+
+    let (doc_attrs, cfg_attrs, other_attrs) = split_attrs(&item.attrs);
+    let mut body_fn = item.clone();
+    body_fn.sig.ident = hidden.clone();
+    body_fn.attrs = cfg_attrs.iter().chain(&other_attrs).cloned().cloned().collect();
+    let checks = portable_checks(
+        sig.arg_types
+            .iter()
+            .chain(std::iter::once(&sig.output))
+            .map(ToTokens::to_token_stream)
+            .collect::<Vec<_>>()
+            .iter(),
+    );
+    let invoke = format_ident!("__pp_invoke_{}", name);
+
+    Ok(quote! {
+        #(#doc_attrs)*
+        #(#cfg_attrs)*
+        #[allow(non_upper_case_globals)]
+        #vis const #name: ::pp::__private::Task<#fn_ptr> =
+            ::pp::__private::Task::new(#id, #fingerprint, #hidden as #fn_ptr);
+
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        #body_fn
+
+        #(#cfg_attrs)*
+        const _: () = {
+            #checks
+            #[allow(non_snake_case)]
+            fn #invoke(
+                args: &[u8],
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
+                ::pp::__private::invoke_typed(#name, args)
+            }
+            ::pp::__private::inventory::submit! {
+                ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke)
+            }
+        };
+    })
+}
+
+/// `#[parallel]` on an inherent impl block: every method with a `&self` or `self` receiver
+/// gets a task descriptor, an associated `const` named after it in upper case
+/// (`t_log` → `T_LOG`) whose arguments are the object followed by the method's arguments.
+pub(crate) fn expand_impl(item: ItemImpl) -> Result<TokenStream, syn::Error> {
+    let mut errors = Errors::default();
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.push(
+            path.span(),
+            "`#[pp::parallel]` goes on an inherent impl block (`impl MyType { ... }`), not on a trait impl",
+        );
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.push(
+            item.generics.span(),
+            "`#[pp::parallel]` cannot make jobs of methods of a generic impl block: a job needs one concrete type",
+        );
+    }
+    errors.finish()?;
+
+    let self_ty = &*item.self_ty;
+    let mut errors = Errors::default();
+    let mut descriptors = Vec::new();
+    let mut registrations = Vec::new();
+    let mut checks = vec![quote_spanned!(self_ty.span()=> ::pp::__private::assert_portable::<#self_ty>();)];
+    for method in item.items.iter().filter_map(|i| match i {
+        ImplItem::Fn(f) => Some(f),
+        _ => None,
+    }) {
+        if !method.sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_))) {
+            continue; // associated functions such as `new` stay as they are
+        }
+        match check_signature(&method.sig, true) {
+            Ok(sig) => {
+                let (descriptor, registration, check) = method_task(self_ty, method, &sig);
+                descriptors.push(descriptor);
+                registrations.push(registration);
+                checks.push(check);
+            }
+            Err(error) => errors.push_error(error),
+        }
+    }
+    errors.finish()?;
+
+    Ok(quote! {
+        #item
+
+        impl #self_ty {
+            #(#descriptors)*
+        }
+
+        const _: () = {
+            #(#checks)*
+            #(#registrations)*
+        };
+    })
+}
+
+fn method_task(
+    self_ty: &Type,
+    method: &ImplItemFn,
+    sig: &JobSignature,
+) -> (TokenStream, TokenStream, TokenStream) {
+    let name = &method.sig.ident;
+    let vis = &method.vis;
+    let const_name = Ident::new(&name.to_string().to_uppercase(), name.span());
+    let arg_types: Vec<TokenStream> = sig
+        .arg_types
+        .iter()
+        .map(|t| replace_self(t.to_token_stream(), self_ty))
+        .collect();
+    let output = replace_self(sig.output.to_token_stream(), self_ty);
+    let arg_names: Vec<Ident> = (0..arg_types.len()).map(|i| format_ident!("arg{}", i)).collect();
+    let fn_ptr = quote!(fn(#self_ty #(, #arg_types)*) -> #output);
+    let type_text = crate::parse::compact(self_ty.to_token_stream());
+    let id = quote!(::core::concat!(::core::module_path!(), "::", #type_text, "::", ::core::stringify!(#name)));
+    let fingerprint = fingerprint(&signature_text(sig, Some(self_ty)));
+    let receiver = match sig.receiver {
+        Some(Receiver::Ref) => quote!(&this),
+        _ => quote!(this),
+    };
+    let doc = format!(
+        "Job descriptor of [`{type_text}::{name}`]: submit it with the object as the first element of the arguments tuple."
+    );
+    let descriptor = quote! {
+        #[doc = #doc]
+        #[allow(dead_code)]
+        #vis const #const_name: ::pp::__private::Task<#fn_ptr> = ::pp::__private::Task::new(
+            #id,
+            #fingerprint,
+            {
+                fn call(this: #self_ty #(, #arg_names: #arg_types)*) -> #output {
+                    <#self_ty>::#name(#receiver #(, #arg_names)*)
+                }
+                call
+            } as #fn_ptr,
+        );
+    };
+    let invoke = format_ident!("__pp_invoke_{}", name);
+    let registration = quote! {
+        #[allow(non_snake_case)]
+        fn #invoke(
+            args: &[u8],
+        ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
+            ::pp::__private::invoke_typed(<#self_ty>::#const_name, args)
+        }
+        ::pp::__private::inventory::submit! {
+            ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke)
+        }
+    };
+    let arg_checks = portable_checks(arg_types.iter().chain(std::iter::once(&output)));
+    (descriptor, registration, arg_checks)
+}
+
+fn fn_pointer_type(args: &[Type], output: &Type) -> TokenStream {
+    quote!(fn(#(#args),*) -> #output)
+}
+
+fn fingerprint(signature: &str) -> TokenStream {
+    quote!(::pp::__private::fnv1a64(#signature.as_bytes()))
+}
+
+/// One `assert_portable` per type, spanned at the type so the error points there.
+fn portable_checks<'a>(types: impl Iterator<Item = &'a TokenStream>) -> TokenStream {
+    let mut checks = TokenStream::new();
+    for ty in types {
+        checks.extend(quote_spanned!(ty.span()=> ::pp::__private::assert_portable::<#ty>();));
+    }
+    checks
+}
+
+/// Doc attributes go to the descriptor, `cfg` to everything, the rest to the function.
+fn split_attrs(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>, Vec<&Attribute>) {
+    let mut doc = Vec::new();
+    let mut cfg = Vec::new();
+    let mut other = Vec::new();
+    for attr in attrs {
+        if attr.path().is_ident("doc") {
+            doc.push(attr);
+        } else if attr.path().is_ident("cfg") {
+            cfg.push(attr);
+        } else {
+            other.push(attr);
+        }
+    }
+    (doc, cfg, other)
+}

@@ -1,0 +1,221 @@
+//! A job's result slot and the [`Job`] handle that waits on it.
+//!
+//! The slot is written once by whoever completes the job (a local worker now, a remote
+//! node later); a second completion is refused, which is what makes delivery exactly-once
+//! when a job is retried elsewhere. Waiting spins briefly, then parks the thread (or
+//! stores the async task's waker).
+
+use crate::error::JobError;
+use crate::panic_message;
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+const CLAIMED: u8 = 1;
+const DONE: u8 = 2;
+const WAITING: u8 = 4;
+
+/// How long a waiter spins before it parks: long enough to catch a short job without a
+/// thread wake-up round trip, short enough not to steal a core from the workers.
+const SPIN: Duration = Duration::from_micros(20);
+
+/// A function run on a job's result before the job counts as finished.
+pub type Callback<R> = Box<dyn FnOnce(&Result<R, JobError>) + Send>;
+
+enum Waiter {
+    Thread(Thread),
+    Task(Waker),
+}
+
+/// The shared result slot of one job.
+pub(crate) struct JobState<R> {
+    state: AtomicU8,
+    result: UnsafeCell<Option<Result<R, JobError>>>,
+    waiter: Mutex<Option<Waiter>>,
+}
+
+// SAFETY: `result` is written only by the single completer that won the CLAIMED bit, before
+// it publishes DONE with release ordering; it is read only by the one `Job` handle after it
+// observed DONE with acquire ordering. The slot is never accessed concurrently.
+unsafe impl<R: Send> Send for JobState<R> {}
+// SAFETY: as above.
+unsafe impl<R: Send> Sync for JobState<R> {}
+
+/// What [`JobState::complete`] did.
+pub(crate) enum Completion {
+    /// The result was stored; carries the callback's panic message if it panicked.
+    Stored { callback_panic: Option<String> },
+    /// Another completion came first; this result was dropped.
+    Duplicate,
+}
+
+impl<R> JobState<R> {
+    pub(crate) fn new() -> Self {
+        JobState {
+            state: AtomicU8::new(0),
+            result: UnsafeCell::new(None),
+            waiter: Mutex::new(None),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) & DONE != 0
+    }
+
+    /// Stores the result, runs the callback on it, then marks the job done and wakes its
+    /// waiter. Only the first call stores anything.
+    pub(crate) fn complete(
+        &self,
+        result: Result<R, JobError>,
+        callback: Option<Callback<R>>,
+    ) -> Completion {
+        if self.state.fetch_or(CLAIMED, Ordering::AcqRel) & CLAIMED != 0 {
+            return Completion::Duplicate;
+        }
+        // SAFETY: we won CLAIMED, DONE is not yet set: nobody else touches the slot.
+        let slot = unsafe { &mut *self.result.get() };
+        let stored = slot.insert(result);
+        let callback_panic = callback.and_then(|callback| {
+            catch_unwind(AssertUnwindSafe(|| callback(stored)))
+                .err()
+                .map(|payload| panic_message(payload.as_ref()))
+        });
+        let previous = self.state.fetch_or(DONE, Ordering::AcqRel);
+        if previous & WAITING != 0 {
+            let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match waiter {
+                Some(Waiter::Thread(thread)) => thread.unpark(),
+                Some(Waiter::Task(waker)) => waker.wake(),
+                None => {}
+            }
+        }
+        Completion::Stored { callback_panic }
+    }
+
+    /// Registers a waiter; returns true if the job is already done.
+    fn register(&self, waiter: Waiter) -> bool {
+        *self.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(waiter);
+        self.state.fetch_or(WAITING, Ordering::AcqRel) & DONE != 0
+    }
+
+    fn spin_until_done(&self) -> bool {
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                if self.is_done() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() > SPIN {
+                return self.is_done();
+            }
+        }
+    }
+
+    /// Blocks until done or until `deadline`; returns whether the job is done.
+    fn block(&self, deadline: Option<Instant>) -> bool {
+        if self.spin_until_done() || self.register(Waiter::Thread(thread::current())) {
+            return true;
+        }
+        loop {
+            match deadline {
+                None => thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return self.is_done();
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }
+            if self.is_done() {
+                return true;
+            }
+        }
+    }
+
+    /// Takes the result out. Call only once, after observing DONE.
+    fn take(&self) -> Option<Result<R, JobError>> {
+        debug_assert!(self.is_done());
+        // SAFETY: DONE was observed with acquire ordering, so the completer is finished with
+        // the slot; the single `Job` handle is the only reader.
+        unsafe { (*self.result.get()).take() }
+    }
+}
+
+/// A submitted job: wait for its result with [`Job::result`], or `.await` it.
+///
+/// Dropping a `Job` does not cancel it; the job still runs and its callback is still called.
+#[must_use = "a Job does nothing by itself: call `.result()` or `.await` it to get the value"]
+pub struct Job<R> {
+    state: Arc<JobState<R>>,
+    task: &'static str,
+}
+
+impl<R> Job<R> {
+    pub(crate) fn new(state: Arc<JobState<R>>, task: &'static str) -> Self {
+        Job { state, task }
+    }
+
+    /// The id of the task this job runs.
+    pub fn task_id(&self) -> &'static str {
+        self.task
+    }
+
+    /// Whether the result is ready (and the callback, if any, has run).
+    pub fn is_finished(&self) -> bool {
+        self.state.is_done()
+    }
+
+    /// Waits for the job to finish, at most `timeout`; returns whether it finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.state.block(Some(Instant::now() + timeout))
+    }
+
+    /// Waits for the job and returns its result: PP's `job()`.
+    ///
+    /// # Errors
+    /// [`JobError::Panicked`] if the function panicked, [`JobError::Cancelled`] if the server
+    /// shut down before the job started.
+    pub fn result(self) -> Result<R, JobError> {
+        self.state.block(None);
+        self.state
+            .take()
+            .expect("a finished job holds its result until its only handle takes it")
+    }
+}
+
+impl<R> Future for Job<R> {
+    type Output = Result<R, JobError>;
+
+    /// # Panics
+    /// If polled again after it returned `Ready`, like most futures.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.state.is_done() || self.state.register(Waiter::Task(cx.waker().clone())) {
+            Poll::Ready(
+                self.state
+                    .take()
+                    .expect("`Job` polled after it returned `Ready`"),
+            )
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<R> fmt::Debug for Job<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("task", &self.task)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

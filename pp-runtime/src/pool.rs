@@ -1,0 +1,306 @@
+//! The local pool: one FIFO queue drained by jobs running on a rayon thread pool we own.
+//!
+//! A "drainer" is a rayon task that pops and runs jobs until the queue stays empty. At most
+//! `ncpus` drainers hold a slot at once, so at most `ncpus` jobs run at once. Changing
+//! `ncpus` builds a new rayon pool of that size and bumps a generation number: drainers of
+//! the old generation finish the job in hand and retire, handing their slot to the new
+//! pool. The queue itself never changes, so no job is lost or reordered.
+
+use crate::error::{Error, JobError};
+use crate::pending::Pending;
+use crate::runnable::Runnable;
+use crate::stats::LocalStats;
+use crossbeam_deque::{Injector, Steal};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How many empty polls a drainer makes before it gives its slot back: enough to catch a
+/// job submitted right behind the last one without a new rayon spawn.
+const IDLE_POLLS: u32 = 256;
+
+/// How long `Drop` waits for worker threads to exit once their jobs are done.
+const THREAD_EXIT_GRACE: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// Id of the server whose worker this thread is (0 for other threads).
+    static WORKER_OF: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Threads {
+    pool: Option<Arc<rayon::ThreadPool>>,
+    generation: u64,
+}
+
+/// Threads alive across every rayon pool this server built.
+#[derive(Default)]
+struct LiveThreads {
+    count: Mutex<isize>,
+    changed: Condvar,
+}
+
+/// State shared by the [`Server`](crate::Server) handle and its drainers.
+pub(crate) struct Core {
+    id: u64,
+    queue: Injector<Box<dyn Runnable>>,
+    ncpus: AtomicUsize,
+    active: AtomicUsize,
+    generation: AtomicU64,
+    threads: RwLock<Threads>,
+    live: Arc<LiveThreads>,
+    shutdown: AtomicBool,
+    idle: Mutex<()>,
+    no_active: Condvar,
+    pub(crate) pending: Pending,
+    pub(crate) groups: Mutex<HashMap<String, Arc<Pending>>>,
+    pub(crate) stats: LocalStats,
+    pub(crate) created: Instant,
+}
+
+impl Core {
+    pub(crate) fn start(ncpus: usize) -> Result<Arc<Core>, Error> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        if ncpus == 0 {
+            return Err(Error::InvalidNcpus(0));
+        }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let live = Arc::new(LiveThreads::default());
+        let pool = build_pool(id, ncpus, &live)?;
+        Ok(Arc::new(Core {
+            id,
+            queue: Injector::new(),
+            ncpus: AtomicUsize::new(ncpus),
+            active: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            threads: RwLock::new(Threads {
+                pool: Some(Arc::new(pool)),
+                generation: 0,
+            }),
+            live,
+            shutdown: AtomicBool::new(false),
+            idle: Mutex::new(()),
+            no_active: Condvar::new(),
+            pending: Pending::default(),
+            groups: Mutex::new(HashMap::new()),
+            stats: LocalStats::default(),
+            created: Instant::now(),
+        }))
+    }
+
+    pub(crate) fn ncpus(&self) -> usize {
+        self.ncpus.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queues a job (already counted in `pending`) and makes sure a drainer will see it.
+    pub(crate) fn enqueue(self: &Arc<Self>, job: Box<dyn Runnable>) {
+        if self.shutdown.load(Ordering::SeqCst) {
+            self.cancel(job);
+            return;
+        }
+        self.queue.push(job);
+        self.wake();
+    }
+
+    /// Resizes the pool; queued jobs stay queued in order.
+    pub(crate) fn set_ncpus(self: &Arc<Self>, ncpus: usize) -> Result<(), Error> {
+        if ncpus == 0 {
+            return Err(Error::InvalidNcpus(0));
+        }
+        let mut threads = self.threads.write().unwrap_or_else(|e| e.into_inner());
+        if threads.pool.is_none() {
+            return Ok(());
+        }
+        let pool = build_pool(self.id, ncpus, &self.live)?;
+        threads.pool = Some(Arc::new(pool));
+        threads.generation += 1;
+        self.generation.store(threads.generation, Ordering::SeqCst);
+        self.ncpus.store(ncpus, Ordering::SeqCst);
+        drop(threads);
+        tracing::debug!(ncpus, "local pool resized");
+        while !self.queue.is_empty() && self.wake() {}
+        Ok(())
+    }
+
+    /// Starts a drainer if a slot is free; returns whether it did.
+    fn wake(self: &Arc<Self>) -> bool {
+        if !self.try_take_slot() {
+            return false;
+        }
+        let threads = self.threads.read().unwrap_or_else(|e| e.into_inner());
+        match &threads.pool {
+            Some(pool) if !self.shutdown.load(Ordering::SeqCst) => {
+                let core = Arc::clone(self);
+                let generation = threads.generation;
+                pool.spawn(move || core.drain(generation));
+                true
+            }
+            _ => {
+                drop(threads);
+                self.release_slot();
+                false
+            }
+        }
+    }
+
+    fn try_take_slot(&self) -> bool {
+        let mut active = self.active.load(Ordering::SeqCst);
+        loop {
+            if active >= self.ncpus.load(Ordering::SeqCst) {
+                return false;
+            }
+            match self.active.compare_exchange_weak(
+                active,
+                active + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => active = now,
+            }
+        }
+    }
+
+    fn release_slot(&self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.shutdown.load(Ordering::SeqCst) {
+            let _guard = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            self.no_active.notify_all();
+        }
+    }
+
+    fn pop(&self) -> Option<Box<dyn Runnable>> {
+        loop {
+            match self.queue.steal() {
+                Steal::Success(job) => return Some(job),
+                Steal::Empty => return None,
+                Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    fn retiring(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Relaxed) != generation
+            || self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// The body of a drainer: run queued jobs until the queue stays empty.
+    fn drain(self: Arc<Self>, generation: u64) {
+        loop {
+            while let Some(job) = self.pop() {
+                self.run(job);
+                if self.retiring(generation) {
+                    self.release_slot();
+                    if !self.queue.is_empty() {
+                        self.wake();
+                    }
+                    return;
+                }
+            }
+            if (0..IDLE_POLLS).any(|_| {
+                std::hint::spin_loop();
+                !self.queue.is_empty()
+            }) {
+                continue;
+            }
+            self.release_slot();
+            // A job pushed after our last look may have seen every slot taken: look again.
+            if self.queue.is_empty() || self.retiring(generation) || !self.try_take_slot() {
+                if !self.queue.is_empty() {
+                    self.wake();
+                }
+                return;
+            }
+        }
+    }
+
+    fn run(&self, job: Box<dyn Runnable>) {
+        let task = job.task_id();
+        self.stats.running.fetch_add(1, Ordering::Relaxed);
+        let report = job.run();
+        self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        self.stats.record(report.elapsed);
+        if let Some(message) = report.callback_panic {
+            self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(task, %message, "job callback panicked; the job still counts as finished");
+        }
+        self.pending.done();
+    }
+
+    fn cancel(&self, job: Box<dyn Runnable>) {
+        let task = job.task_id().to_owned();
+        job.fail(JobError::Cancelled { task });
+        self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.pending.done();
+    }
+
+    /// Stops the pool: queued jobs fail with `Cancelled`, running ones finish, threads exit.
+    pub(crate) fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        while let Some(job) = self.pop() {
+            self.cancel(job);
+        }
+        let on_own_worker = WORKER_OF.with(Cell::get) == self.id;
+        if on_own_worker {
+            tracing::debug!("server dropped by one of its own jobs; not waiting for its workers");
+        } else {
+            let mut guard = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            while self.active.load(Ordering::SeqCst) > 0 {
+                guard = self.no_active.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        let pool = self
+            .threads
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .pool
+            .take();
+        drop(pool);
+        if !on_own_worker && !self.live.wait_until_none(THREAD_EXIT_GRACE) {
+            tracing::warn!("worker threads still alive {THREAD_EXIT_GRACE:?} after shutdown");
+        }
+    }
+}
+
+impl LiveThreads {
+    fn add(&self, n: isize) {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += n;
+        self.changed.notify_all();
+    }
+
+    fn wait_until_none(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *count > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            count = self
+                .changed
+                .wait_timeout(count, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+fn build_pool(id: u64, threads: usize, live: &Arc<LiveThreads>) -> Result<rayon::ThreadPool, Error> {
+    let exiting = Arc::clone(live);
+    live.add(threads as isize);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("pp-worker-{i}"))
+        .start_handler(move |_| WORKER_OF.with(|w| w.set(id)))
+        .exit_handler(move |_| exiting.add(-1))
+        .build()
+        .map_err(|source| {
+            live.add(-(threads as isize));
+            Error::ThreadPool { threads, source }
+        })
+}

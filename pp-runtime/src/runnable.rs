@@ -1,0 +1,95 @@
+//! A queued job with its types erased, as the scheduler sees it.
+
+use crate::error::JobError;
+use crate::job::{Callback, Completion, JobState};
+use crate::panic_message;
+use crate::pending::Pending;
+use crate::task::{Task, TaskFn};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What running one job reports to the statistics.
+pub(crate) struct RunReport {
+    pub(crate) elapsed: Duration,
+    pub(crate) callback_panic: Option<String>,
+}
+
+/// A job waiting in the queue: run it, or fail it without running.
+pub(crate) trait Runnable: Send {
+    /// The task's id, for errors and logs.
+    fn task_id(&self) -> &'static str;
+    /// Runs the job on this thread and completes it.
+    fn run(self: Box<Self>) -> RunReport;
+    /// Completes the job with `error` without running it.
+    fn fail(self: Box<Self>, error: JobError);
+}
+
+/// A typed job bound for a local worker: the function is called directly, nothing encoded.
+pub(crate) struct LocalJob<F: TaskFn> {
+    pub(crate) task: Task<F>,
+    pub(crate) args: F::Args,
+    pub(crate) state: Arc<JobState<F::Output>>,
+    pub(crate) callback: Option<Callback<F::Output>>,
+    pub(crate) group: Option<Arc<Pending>>,
+}
+
+impl<F: TaskFn> LocalJob<F> {
+    fn finish(
+        state: &JobState<F::Output>,
+        result: Result<F::Output, JobError>,
+        callback: Option<Callback<F::Output>>,
+        group: Option<Arc<Pending>>,
+    ) -> Option<String> {
+        let callback_panic = match state.complete(result, callback) {
+            Completion::Stored { callback_panic } => callback_panic,
+            Completion::Duplicate => None,
+        };
+        if let Some(group) = group {
+            group.done();
+        }
+        callback_panic
+    }
+}
+
+impl<F: TaskFn> Runnable for LocalJob<F> {
+    fn task_id(&self) -> &'static str {
+        self.task.id()
+    }
+
+    fn run(self: Box<Self>) -> RunReport {
+        let LocalJob {
+            task,
+            args,
+            state,
+            callback,
+            group,
+        } = *self;
+        let start = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(move || task.function().call(args))).map_err(
+            |payload| JobError::Panicked {
+                task: task.id().to_owned(),
+                message: panic_message(payload.as_ref()),
+            },
+        );
+        let elapsed = start.elapsed();
+        let callback_panic = Self::finish(&state, result, callback, group);
+        RunReport {
+            elapsed,
+            callback_panic,
+        }
+    }
+
+    fn fail(self: Box<Self>, error: JobError) {
+        let LocalJob {
+            task,
+            state,
+            callback,
+            group,
+            ..
+        } = *self;
+        if let Some(message) = Self::finish(&state, Err(error), callback, group) {
+            tracing::error!(task = task.id(), %message, "job callback panicked");
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! [`Server`]: PP's job server, in Rust naming.
+
+use crate::error::Error;
+use crate::job::{Job, JobState};
+use crate::pending::Pending;
+use crate::pool::Core;
+use crate::runnable::LocalJob;
+use crate::stats::Stats;
+use crate::submit::{JobBuilder, Template};
+use crate::task::{Task, TaskFn};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs jobs on a pool of local workers it owns.
+///
+/// Created with [`Server::new`] (one worker per core) or [`Server::builder`]. Jobs are
+/// submitted with [`submit`](Server::submit) or [`job`](Server::job) and run in the order
+/// they were submitted, at most [`ncpus`](Server::ncpus) at once.
+///
+/// Dropping the server lets running jobs finish, fails queued ones with
+/// [`JobError::Cancelled`](crate::JobError::Cancelled) and joins every worker thread.
+///
+/// # Examples
+/// ```
+/// #[pp::parallel]
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let server = pp::Server::builder().ncpus(2).build()?;
+/// let jobs: Vec<_> = (0..10).map(|x| server.submit(square, (x,))).collect();
+/// let squares: Vec<u64> = jobs.into_iter().map(|j| j.result().unwrap()).collect();
+/// assert_eq!(squares[9], 81);
+/// # Ok::<(), pp::Error>(())
+/// ```
+pub struct Server {
+    core: Arc<Core>,
+}
+
+/// Configures a [`Server`]; see [`Server::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ServerBuilder {
+    ncpus: Option<usize>,
+}
+
+impl ServerBuilder {
+    /// Number of local workers (PP's `ncpus`); default: the number of available cores.
+    /// More workers than cores is allowed and pays off for jobs that block.
+    pub fn ncpus(mut self, ncpus: usize) -> Self {
+        self.ncpus = Some(ncpus);
+        self
+    }
+
+    /// Starts the server.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNcpus`] for zero workers; [`Error::ThreadPool`] if threads cannot be
+    /// started.
+    pub fn build(self) -> Result<Server, Error> {
+        let ncpus = self.ncpus.unwrap_or_else(available_cores);
+        let core = Core::start(ncpus)?;
+        tracing::debug!(ncpus, "pp server started");
+        Ok(Server { core })
+    }
+}
+
+/// Number of cores this process may use (at least 1).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Server {
+    /// Starts a server with one worker per available core.
+    ///
+    /// # Errors
+    /// As [`ServerBuilder::build`].
+    pub fn new() -> Result<Server, Error> {
+        Server::builder().build()
+    }
+
+    /// A builder to choose the worker count and, later, other settings.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The number of local workers (PP's `get_ncpus()`).
+    pub fn ncpus(&self) -> usize {
+        self.core.ncpus()
+    }
+
+    /// Changes the number of local workers while jobs run (PP's `set_ncpus`). Queued jobs
+    /// keep their order; running jobs finish where they are.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNcpus`] for zero; [`Error::ThreadPool`] if threads cannot be started
+    /// (the old pool keeps running then).
+    pub fn set_ncpus(&self, ncpus: usize) -> Result<(), Error> {
+        self.core.set_ncpus(ncpus)
+    }
+
+    /// Submits `task` with `args` (a tuple: `(x,)` for one argument) and returns its [`Job`].
+    pub fn submit<F: TaskFn>(&self, task: Task<F>, args: F::Args) -> Job<F::Output> {
+        self.job(task, args).submit()
+    }
+
+    /// Starts a submission that can carry a callback and a group; finish it with
+    /// [`JobBuilder::submit`].
+    pub fn job<F: TaskFn>(&self, task: Task<F>, args: F::Args) -> JobBuilder<'_, F> {
+        JobBuilder::new(self, task, args)
+    }
+
+    /// A template for many submissions of `task` with the same callback and group
+    /// (PP's `Template`).
+    pub fn template<F: TaskFn>(&self, task: Task<F>) -> Template<'_, F> {
+        Template::new(self, task)
+    }
+
+    /// Blocks until every job submitted so far has finished and its callback has run.
+    ///
+    /// Calling it from inside a job of this server would wait for that job itself: don't.
+    pub fn wait(&self) {
+        self.core.pending.wait(None);
+    }
+
+    /// As [`wait`](Server::wait), for at most `timeout`; returns whether all jobs finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.core.pending.wait(Some(Instant::now() + timeout))
+    }
+
+    /// Blocks until every job of group `group` has finished; returns at once for a group
+    /// that never had a job.
+    pub fn wait_group(&self, group: &str) {
+        if let Some(pending) = self.existing_group(group) {
+            pending.wait(None);
+        }
+    }
+
+    /// As [`wait_group`](Server::wait_group), for at most `timeout`; returns whether the
+    /// group's jobs all finished.
+    pub fn wait_group_timeout(&self, group: &str, timeout: Duration) -> bool {
+        self.existing_group(group)
+            .is_none_or(|pending| pending.wait(Some(Instant::now() + timeout)))
+    }
+
+    /// A snapshot of the job statistics.
+    pub fn stats(&self) -> Stats {
+        let core = &self.core;
+        Stats {
+            executors: vec![core.stats.executor("local")],
+            elapsed: core.created.elapsed(),
+            active_jobs: core
+                .stats
+                .running
+                .load(std::sync::atomic::Ordering::Relaxed),
+            queued_jobs: core.queued(),
+            ncpus: core.ncpus(),
+            callback_panics: core
+                .stats
+                .callback_panics
+                .load(std::sync::atomic::Ordering::Relaxed),
+            cancelled_jobs: core
+                .stats
+                .cancelled
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Prints the statistics table to standard output, as PP's `print_stats()` did.
+    pub fn print_stats(&self) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout is not worth a panic in a statistics printout.
+        let _ = writeln!(out, "{}", self.stats());
+    }
+
+    pub(crate) fn group(&self, name: &str) -> Arc<Pending> {
+        let mut groups = self.core.groups.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(groups.entry(name.to_owned()).or_default())
+    }
+
+    fn existing_group(&self, name: &str) -> Option<Arc<Pending>> {
+        let groups = self.core.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.get(name).cloned()
+    }
+
+    pub(crate) fn enqueue<F: TaskFn>(
+        &self,
+        task: Task<F>,
+        args: F::Args,
+        callback: Option<crate::job::Callback<F::Output>>,
+        group: Option<Arc<Pending>>,
+    ) -> Job<F::Output> {
+        let state = Arc::new(JobState::new());
+        self.core.pending.add();
+        if let Some(group) = &group {
+            group.add();
+        }
+        self.core.enqueue(Box::new(LocalJob {
+            task,
+            args,
+            state: Arc::clone(&state),
+            callback,
+            group,
+        }));
+        Job::new(state, task.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.core.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("ncpus", &self.ncpus())
+            .field("pending", &self.core.pending.count())
+            .finish()
+    }
+}

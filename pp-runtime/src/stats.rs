@@ -1,0 +1,117 @@
+//! Job statistics: PP's `print_stats()` table.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Counters of the local pool, updated as jobs finish.
+#[derive(Debug, Default)]
+pub(crate) struct LocalStats {
+    jobs: AtomicU64,
+    nanos: AtomicU64,
+    pub(crate) running: AtomicUsize,
+    pub(crate) callback_panics: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+}
+
+impl LocalStats {
+    pub(crate) fn record(&self, elapsed: Duration) {
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(elapsed.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn executor(&self, name: &str) -> ExecutorStats {
+        ExecutorStats {
+            name: name.to_owned(),
+            jobs: self.jobs.load(Ordering::Relaxed),
+            job_time: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Jobs done by one executor (the local pool, or later a remote node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecutorStats {
+    /// `local`, or a node's `host:port`.
+    pub name: String,
+    /// Jobs finished there.
+    pub jobs: u64,
+    /// Sum of the jobs' run times there.
+    pub job_time: Duration,
+}
+
+/// A snapshot of a server's statistics, as [`Server::stats`](crate::Server::stats) returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// One row per executor.
+    pub executors: Vec<ExecutorStats>,
+    /// Time since the server was created.
+    pub elapsed: Duration,
+    /// Jobs running now.
+    pub active_jobs: usize,
+    /// Jobs waiting in the queue now.
+    pub queued_jobs: usize,
+    /// The local worker count.
+    pub ncpus: usize,
+    /// Callbacks that panicked (their jobs still count as finished).
+    pub callback_panics: u64,
+    /// Jobs cancelled because the server shut down before they ran.
+    pub cancelled_jobs: u64,
+}
+
+impl Stats {
+    /// Jobs finished, all executors together.
+    pub fn total_jobs(&self) -> u64 {
+        self.executors.iter().map(|e| e.jobs).sum()
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.total_jobs();
+        writeln!(f, "Job execution statistics:")?;
+        writeln!(
+            f,
+            " {:>9} | {:>13} | {:>12} | {:>12} | job server",
+            "job count", "% of all jobs", "job time sum", "time per job"
+        )?;
+        for row in &self.executors {
+            let share = if total == 0 {
+                0.0
+            } else {
+                100.0 * row.jobs as f64 / total as f64
+            };
+            let sum = row.job_time.as_secs_f64();
+            let per_job = if row.jobs == 0 {
+                0.0
+            } else {
+                sum / row.jobs as f64
+            };
+            writeln!(
+                f,
+                " {:>9} | {:>13.2} | {:>12.4} | {:>12.6} | {}",
+                row.jobs, share, sum, per_job, row.name
+            )?;
+        }
+        writeln!(
+            f,
+            "Time elapsed since server creation: {:.4} s",
+            self.elapsed.as_secs_f64()
+        )?;
+        write!(
+            f,
+            "{} active jobs, {} queued, {} cores",
+            self.active_jobs, self.queued_jobs, self.ncpus
+        )?;
+        if self.callback_panics > 0 {
+            write!(f, "\n{} callbacks panicked", self.callback_panics)?;
+        }
+        if self.cancelled_jobs > 0 {
+            write!(f, "\n{} jobs cancelled at shutdown", self.cancelled_jobs)?;
+        }
+        Ok(())
+    }
+}
