@@ -39,28 +39,34 @@ impl Pending {
             return true;
         }
         self.waiters.fetch_add(1, Ordering::SeqCst);
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let zero = loop {
-            if self.count() == 0 {
-                break true;
-            }
-            match deadline {
-                None => guard = self.zero.wait(guard).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break false;
-                    }
-                    guard = self
-                        .zero
-                        .wait_timeout(guard, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        };
-        drop(guard);
+        let zero = wait_until(&self.lock, &self.zero, deadline, |_| self.count() == 0);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         zero
+    }
+}
+
+/// Waits on `condvar` until `done` holds for the guarded value or `deadline` passes
+/// (`None`: no deadline); returns whether `done` held.
+pub(crate) fn wait_until<T>(
+    mutex: &Mutex<T>,
+    condvar: &Condvar,
+    deadline: Option<Instant>,
+    mut done: impl FnMut(&mut T) -> bool,
+) -> bool {
+    let guard = mutex.lock().unwrap_or_else(|e| e.into_inner());
+    match deadline {
+        None => {
+            let _guard = condvar
+                .wait_while(guard, |value| !done(value))
+                .unwrap_or_else(|e| e.into_inner());
+            true
+        }
+        Some(deadline) => {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let (mut guard, _) = condvar
+                .wait_timeout_while(guard, timeout, |value| !done(value))
+                .unwrap_or_else(|e| e.into_inner());
+            done(&mut guard)
+        }
     }
 }

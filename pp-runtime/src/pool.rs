@@ -7,7 +7,7 @@
 //! pool. The queue itself never changes, so no job is lost or reordered.
 
 use crate::error::{Error, JobError};
-use crate::pending::Pending;
+use crate::pending::{wait_until, Pending};
 use crate::runnable::Runnable;
 use crate::stats::LocalStats;
 use crossbeam_deque::{Injector, Steal};
@@ -248,10 +248,9 @@ impl Core {
         if on_own_worker {
             tracing::debug!("server dropped by one of its own jobs; not waiting for its workers");
         } else {
-            let mut guard = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            while self.active.load(Ordering::SeqCst) > 0 {
-                guard = self.no_active.wait(guard).unwrap_or_else(|e| e.into_inner());
-            }
+            wait_until(&self.idle, &self.no_active, None, |_| {
+                self.active.load(Ordering::SeqCst) == 0
+            });
         }
         let pool = self
             .threads
@@ -273,21 +272,11 @@ impl LiveThreads {
     }
 
     fn wait_until_none(&self, grace: Duration) -> bool {
-        let deadline = Instant::now() + grace;
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        while *count > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            count = self
-                .changed
-                .wait_timeout(count, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        wait_until(&self.count, &self.changed, Some(Instant::now() + grace), |count| {
+            *count <= 0
+        })
     }
+
 }
 
 fn build_pool(id: u64, threads: usize, live: &Arc<LiveThreads>) -> Result<rayon::ThreadPool, Error> {
