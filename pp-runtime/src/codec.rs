@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn integers_are_fixed_width_little_endian() {
         assert_eq!(encode(&1u32).unwrap(), vec![1, 0, 0, 0]);
-        assert_eq!(encode(&(1u64, 2u8)).unwrap(), vec![1, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(
+            encode(&(1u64, 2u8)).unwrap(),
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 2]
+        );
         assert_eq!(
             encode(&3usize).unwrap(),
             vec![3, 0, 0, 0, 0, 0, 0, 0],

@@ -22,7 +22,8 @@ impl Pending {
     }
 
     pub(crate) fn done(&self) {
-        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiters.load(Ordering::SeqCst) > 0 {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiters.load(Ordering::SeqCst) > 0
+        {
             // Taking the lock orders this wake-up after the waiter's check of `count`.
             let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.zero.notify_all();

@@ -15,14 +15,12 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// How many empty polls a drainer makes before it gives its slot back: enough to catch a
 /// job submitted right behind the last one without a new rayon spawn.
 const IDLE_POLLS: u32 = 256;
-
-/// How long `Drop` waits for worker threads to exit once their jobs are done.
-const THREAD_EXIT_GRACE: Duration = Duration::from_secs(10);
 
 thread_local! {
     /// Id of the server whose worker this thread is (0 for other threads).
@@ -34,12 +32,8 @@ struct Threads {
     generation: u64,
 }
 
-/// Threads alive across every rayon pool this server built.
-#[derive(Default)]
-struct LiveThreads {
-    count: Mutex<isize>,
-    changed: Condvar,
-}
+/// Join handles of every worker thread this server started, across all its pools.
+type WorkerThreads = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
 /// State shared by the [`Server`](crate::Server) handle and its drainers.
 pub(crate) struct Core {
@@ -49,7 +43,7 @@ pub(crate) struct Core {
     active: AtomicUsize,
     generation: AtomicU64,
     threads: RwLock<Threads>,
-    live: Arc<LiveThreads>,
+    workers: WorkerThreads,
     shutdown: AtomicBool,
     idle: Mutex<()>,
     no_active: Condvar,
@@ -66,8 +60,8 @@ impl Core {
             return Err(Error::InvalidNcpus(0));
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let live = Arc::new(LiveThreads::default());
-        let pool = build_pool(id, ncpus, &live)?;
+        let workers = WorkerThreads::default();
+        let pool = build_pool(id, ncpus, &workers)?;
         Ok(Arc::new(Core {
             id,
             queue: Injector::new(),
@@ -78,7 +72,7 @@ impl Core {
                 pool: Some(Arc::new(pool)),
                 generation: 0,
             }),
-            live,
+            workers,
             shutdown: AtomicBool::new(false),
             idle: Mutex::new(()),
             no_active: Condvar::new(),
@@ -116,7 +110,7 @@ impl Core {
         if threads.pool.is_none() {
             return Ok(());
         }
-        let pool = build_pool(self.id, ncpus, &self.live)?;
+        let pool = build_pool(self.id, ncpus, &self.workers)?;
         threads.pool = Some(Arc::new(pool));
         threads.generation += 1;
         self.generation.store(threads.generation, Ordering::SeqCst);
@@ -221,10 +215,9 @@ impl Core {
     fn run(&self, job: Box<dyn Runnable>) {
         let task = job.task_id();
         self.stats.running.fetch_add(1, Ordering::Relaxed);
-        let report = job.run();
+        let callback_panic = job.run(&self.stats);
         self.stats.running.fetch_sub(1, Ordering::Relaxed);
-        self.stats.record(report.elapsed);
-        if let Some(message) = report.callback_panic {
+        if let Some(message) = callback_panic {
             self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
             tracing::error!(task, %message, "job callback panicked; the job still counts as finished");
         }
@@ -259,37 +252,39 @@ impl Core {
             .pool
             .take();
         drop(pool);
-        if !on_own_worker && !self.live.wait_until_none(THREAD_EXIT_GRACE) {
-            tracing::warn!("worker threads still alive {THREAD_EXIT_GRACE:?} after shutdown");
+        if !on_own_worker {
+            let handles =
+                std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+            for handle in handles {
+                // The pool is gone and no drainer is active, so each thread is exiting.
+                if handle.join().is_err() {
+                    tracing::warn!("a worker thread panicked while exiting");
+                }
+            }
         }
     }
 }
 
-impl LiveThreads {
-    fn add(&self, n: isize) {
-        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += n;
-        self.changed.notify_all();
-    }
-
-    fn wait_until_none(&self, grace: Duration) -> bool {
-        wait_until(&self.count, &self.changed, Some(Instant::now() + grace), |count| {
-            *count <= 0
-        })
-    }
-
-}
-
-fn build_pool(id: u64, threads: usize, live: &Arc<LiveThreads>) -> Result<rayon::ThreadPool, Error> {
-    let exiting = Arc::clone(live);
-    live.add(threads as isize);
+fn build_pool(
+    id: u64,
+    threads: usize,
+    workers: &WorkerThreads,
+) -> Result<rayon::ThreadPool, Error> {
+    let workers = Arc::clone(workers);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(|i| format!("pp-worker-{i}"))
-        .start_handler(move |_| WORKER_OF.with(|w| w.set(id)))
-        .exit_handler(move |_| exiting.add(-1))
-        .build()
-        .map_err(|source| {
-            live.add(-(threads as isize));
-            Error::ThreadPool { threads, source }
+        .spawn_handler(move |thread| {
+            let name = format!("pp-worker-{}", thread.index());
+            let handle = std::thread::Builder::new().name(name).spawn(move || {
+                WORKER_OF.with(|w| w.set(id));
+                thread.run();
+            })?;
+            let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());
+            // Threads of pools replaced by `set_ncpus` end on their own; forget those.
+            workers.retain(|h| !h.is_finished());
+            workers.push(handle);
+            Ok(())
         })
+        .build()
+        .map_err(|source| Error::ThreadPool { threads, source })
 }

@@ -92,7 +92,10 @@ pub fn registry() -> &'static Registry {
         let mut duplicates = Vec::new();
         for entry in inventory::iter::<TaskEntry> {
             if by_id.insert(entry.id, entry).is_some() {
-                tracing::warn!(task = entry.id, "task id registered twice; it cannot be invoked by id");
+                tracing::warn!(
+                    task = entry.id,
+                    "task id registered twice; it cannot be invoked by id"
+                );
                 duplicates.push(entry.id);
             }
         }

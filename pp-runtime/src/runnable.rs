@@ -4,23 +4,19 @@ use crate::error::JobError;
 use crate::job::{Callback, Completion, JobState};
 use crate::panic_message;
 use crate::pending::Pending;
+use crate::stats::LocalStats;
 use crate::task::{Task, TaskFn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// What running one job reports to the statistics.
-pub(crate) struct RunReport {
-    pub(crate) elapsed: Duration,
-    pub(crate) callback_panic: Option<String>,
-}
+use std::time::Instant;
 
 /// A job waiting in the queue: run it, or fail it without running.
 pub(crate) trait Runnable: Send {
     /// The task's id, for errors and logs.
     fn task_id(&self) -> &'static str;
-    /// Runs the job on this thread and completes it.
-    fn run(self: Box<Self>) -> RunReport;
+    /// Runs the job on this thread, counts it in `stats`, then completes it; returns the
+    /// callback's panic message if the callback panicked.
+    fn run(self: Box<Self>, stats: &LocalStats) -> Option<String>;
     /// Completes the job with `error` without running it.
     fn fail(self: Box<Self>, error: JobError);
 }
@@ -57,7 +53,7 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
         self.task.id()
     }
 
-    fn run(self: Box<Self>) -> RunReport {
+    fn run(self: Box<Self>, stats: &LocalStats) -> Option<String> {
         let LocalJob {
             task,
             args,
@@ -66,18 +62,16 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
             group,
         } = *self;
         let start = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(move || task.function().call(args))).map_err(
-            |payload| JobError::Panicked {
-                task: task.id().to_owned(),
-                message: panic_message(payload.as_ref()),
-            },
-        );
-        let elapsed = start.elapsed();
-        let callback_panic = Self::finish(&state, result, callback, group);
-        RunReport {
-            elapsed,
-            callback_panic,
-        }
+        let result =
+            catch_unwind(AssertUnwindSafe(move || task.function().call(args))).map_err(|payload| {
+                JobError::Panicked {
+                    task: task.id().to_owned(),
+                    message: panic_message(payload.as_ref()),
+                }
+            });
+        // Counted before completion, so whoever sees the result also sees it in the stats.
+        stats.record(start.elapsed());
+        Self::finish(&state, result, callback, group)
     }
 
     fn fail(self: Box<Self>, error: JobError) {

@@ -17,8 +17,10 @@ pub(crate) struct LocalStats {
 impl LocalStats {
     pub(crate) fn record(&self, elapsed: Duration) {
         self.jobs.fetch_add(1, Ordering::Relaxed);
-        self.nanos
-            .fetch_add(elapsed.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.nanos.fetch_add(
+            elapsed.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn executor(&self, name: &str) -> ExecutorStats {

@@ -56,7 +56,10 @@ impl<'s, F: TaskFn> JobBuilder<'s, F> {
     /// Runs `callback` on the job's result (or error) when it finishes, on the worker
     /// thread, before the job counts as finished for `wait()`. A panic in the callback is
     /// logged and counted in the statistics; it does not affect the job's result.
-    pub fn callback(mut self, callback: impl FnOnce(&Result<F::Output, JobError>) + Send + 'static) -> Self {
+    pub fn callback(
+        mut self,
+        callback: impl FnOnce(&Result<F::Output, JobError>) + Send + 'static,
+    ) -> Self {
         self.callback = Some(Box::new(callback));
         self
     }
@@ -113,9 +116,10 @@ impl<'s, F: TaskFn> Template<'s, F> {
 
     /// Submits one job with `args`.
     pub fn submit(&self, args: F::Args) -> Job<F::Output> {
-        let callback = self.callback.clone().map(|callback| -> Callback<F::Output> {
-            Box::new(move |result| callback(result))
-        });
+        let callback = self
+            .callback
+            .clone()
+            .map(|callback| -> Callback<F::Output> { Box::new(move |result| callback(result)) });
         self.server
             .enqueue(self.task, args, callback, self.group.clone())
     }
