@@ -74,7 +74,10 @@ fn rate(d: Duration) -> f64 {
 
 fn main() {
     let workers = 2;
-    let server = pp::Server::builder().ncpus(workers).build().expect("server");
+    let server = pp::Server::builder()
+        .ncpus(workers)
+        .build()
+        .expect("server");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .build()
@@ -107,13 +110,23 @@ fn main() {
         pp_lat.extend(pp_latency(&server));
         rayon_lat.extend(rayon_latency(&pool));
     }
-    println!("## One job submitted and awaited alone ({} samples)\n", RUNS * LATENCY_SAMPLES);
+    println!(
+        "## One job submitted and awaited alone ({} samples)\n",
+        RUNS * LATENCY_SAMPLES
+    );
     println!("| system | median | p99 |");
     println!("|---|---|---|");
-    for (name, lat) in [("pp submit + result", &mut pp_lat), ("rayon `install`", &mut rayon_lat)] {
+    for (name, lat) in [
+        ("pp submit + result", &mut pp_lat),
+        ("rayon `install`", &mut rayon_lat),
+    ] {
         let med = percentile(lat, 0.5);
         let p99 = percentile(lat, 0.99);
-        println!("| {name} | {:.2} µs | {:.2} µs |", med.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
+        println!(
+            "| {name} | {:.2} µs | {:.2} µs |",
+            med.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
+        );
     }
     println!();
 }

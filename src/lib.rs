@@ -20,9 +20,8 @@
 #[doc(inline)]
 pub use pp_macros::parallel;
 pub use pp_runtime::{
-    available_cores, codec, registry, Callback, Error, ExecutorStats, InvokeError, Job,
-    JobBuilder, JobError, Portable, Registry, Server, ServerBuilder, Stats, Task, TaskEntry,
-    TaskFn, Template,
+    available_cores, codec, registry, Callback, Error, ExecutorStats, InvokeError, Job, JobBuilder,
+    JobError, Portable, Registry, Server, ServerBuilder, Stats, Task, TaskEntry, TaskFn, Template,
 };
 
 /// The names most programs need: `use pp::prelude::*;`.

@@ -34,12 +34,20 @@ impl Scale {
 #[test]
 fn tasks_are_registered_under_module_path_and_name() {
     let registry = pp::registry();
-    for id in [concat.id(), fails.id(), Scale::APPLY.id(), Scale::INTO_FACTOR.id()] {
+    for id in [
+        concat.id(),
+        fails.id(),
+        Scale::APPLY.id(),
+        Scale::INTO_FACTOR.id(),
+    ] {
         assert!(registry.get(id).is_some(), "{id} is registered");
     }
     assert_eq!(concat.id(), "registry::concat");
     assert_eq!(Scale::APPLY.id(), "registry::Scale::apply");
-    assert_eq!(registry.get(concat.id()).unwrap().fingerprint(), concat.fingerprint());
+    assert_eq!(
+        registry.get(concat.id()).unwrap().fingerprint(),
+        concat.fingerprint()
+    );
     assert_ne!(concat.fingerprint(), fails.fingerprint());
 }
 
@@ -55,10 +63,14 @@ fn a_function_round_trips_through_bytes() {
 #[test]
 fn a_method_round_trips_through_bytes() {
     let args = encode(&(Scale { factor: 2.0 }, vec![1.0f64, 2.5])).unwrap();
-    let out = pp::registry().invoke(Scale::APPLY.id(), None, &args).unwrap();
+    let out = pp::registry()
+        .invoke(Scale::APPLY.id(), None, &args)
+        .unwrap();
     assert_eq!(decode::<Vec<f64>>(&out).unwrap(), vec![2.0, 5.0]);
     let args = encode(&(Scale { factor: 3.5 },)).unwrap();
-    let out = pp::registry().invoke(Scale::INTO_FACTOR.id(), None, &args).unwrap();
+    let out = pp::registry()
+        .invoke(Scale::INTO_FACTOR.id(), None, &args)
+        .unwrap();
     assert_eq!(decode::<f64>(&out).unwrap(), 3.5);
 }
 

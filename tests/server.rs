@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 const BOUND: Duration = Duration::from_secs(20);
 
 fn server(ncpus: usize) -> Server {
-    Server::builder().ncpus(ncpus).build().expect("server starts")
+    Server::builder()
+        .ncpus(ncpus)
+        .build()
+        .expect("server starts")
 }
 
 /// Spins (politely) until `done()` or the bound passes; returns `done()`.
@@ -54,12 +57,19 @@ fn the_function_stays_callable() {
     assert_eq!(add(2, 3), 5);
     let as_pointer: fn(u64, u64) -> u64 = *add;
     assert_eq!(as_pointer(4, 4), 8);
-    assert!(add.id().ends_with("server::add"), "id is module path + name: {}", add.id());
+    assert!(
+        add.id().ends_with("server::add"),
+        "id is module path + name: {}",
+        add.id()
+    );
 }
 
 #[test]
 fn zero_workers_is_an_error_not_a_hang() {
-    assert!(matches!(Server::builder().ncpus(0).build(), Err(pp::Error::InvalidNcpus(0))));
+    assert!(matches!(
+        Server::builder().ncpus(0).build(),
+        Err(pp::Error::InvalidNcpus(0))
+    ));
     let server = server(1);
     assert!(server.set_ncpus(0).is_err());
     assert_eq!(server.ncpus(), 1);
@@ -156,7 +166,11 @@ fn callbacks_see_every_result_before_wait_returns() {
         .submit();
     server.wait();
     assert_eq!(sum.load(Ordering::SeqCst), (0..100).sum::<u64>());
-    assert_eq!(errors.load(Ordering::SeqCst), 1, "the panic reached its callback");
+    assert_eq!(
+        errors.load(Ordering::SeqCst),
+        1,
+        "the panic reached its callback"
+    );
 }
 
 #[test]
@@ -269,10 +283,19 @@ fn statistics_count_jobs_and_print_as_a_table() {
     assert_eq!(stats.ncpus, 2);
     assert_eq!(stats.active_jobs, 0);
     let table = stats.to_string();
-    for column in ["job count", "% of all jobs", "job time sum", "time per job", "job server"] {
+    for column in [
+        "job count",
+        "% of all jobs",
+        "job time sum",
+        "time per job",
+        "job server",
+    ] {
         assert!(table.contains(column), "missing {column:?} in\n{table}");
     }
-    assert!(table.contains("100.00"), "one executor has all jobs:\n{table}");
+    assert!(
+        table.contains("100.00"),
+        "one executor has all jobs:\n{table}"
+    );
     assert!(table.contains("Time elapsed since server creation"));
-    assert!(table.contains("0 active jobs") && table.contains("2 cores"));
+    assert!(table.contains("0 active jobs") && table.contains("2 workers on"));
 }

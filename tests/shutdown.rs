@@ -61,7 +61,11 @@ fn drop_finishes_running_jobs_cancels_queued_ones_and_joins_threads() {
         })
         .collect();
     drop(server);
-    assert_eq!(running.result(), Ok("finished".to_owned()), "a running job finishes");
+    assert_eq!(
+        running.result(),
+        Ok("finished".to_owned()),
+        "a running job finishes"
+    );
     for job in queued_jobs {
         match job.result() {
             Err(JobError::Cancelled { task }) => assert!(task.ends_with("::queued")),

@@ -156,6 +156,7 @@ impl Server {
                 .load(std::sync::atomic::Ordering::Relaxed),
             queued_jobs: core.queued(),
             ncpus: core.ncpus(),
+            cores: available_cores(),
             callback_panics: core
                 .stats
                 .callback_panics

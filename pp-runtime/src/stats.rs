@@ -58,6 +58,8 @@ pub struct Stats {
     pub queued_jobs: usize,
     /// The local worker count.
     pub ncpus: usize,
+    /// Cores available to this process.
+    pub cores: usize,
     /// Callbacks that panicked (their jobs still count as finished).
     pub callback_panics: u64,
     /// Jobs cancelled because the server shut down before they ran.
@@ -105,8 +107,8 @@ impl fmt::Display for Stats {
         )?;
         write!(
             f,
-            "{} active jobs, {} queued, {} cores",
-            self.active_jobs, self.queued_jobs, self.ncpus
+            "{} active jobs, {} queued, {} workers on {} cores",
+            self.active_jobs, self.queued_jobs, self.ncpus, self.cores
         )?;
         if self.callback_panics > 0 {
             write!(f, "\n{} callbacks panicked", self.callback_panics)?;
