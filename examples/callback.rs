@@ -9,6 +9,10 @@
 //! Run it with `cargo run --release --example callback [ncpus]`; without `ncpus` the
 //! server starts one worker per core.
 
+pub(crate) mod common;
+
+use common::{part_sum, split};
+
 use std::f64::consts::LN_2;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -22,21 +26,6 @@ pub(crate) const END: u64 = 20_000_000;
 pub(crate) const PARTS: u64 = 128;
 /// The group the jobs join.
 pub(crate) const GROUP: &str = "part_sum";
-
-/// Sum of (-1)^(k+1) / k for k in `start..end`.
-#[pp::parallel]
-pub(crate) fn part_sum(start: u64, end: u64) -> f64 {
-    let mut sum = 0.0;
-    for k in start..end {
-        let term = 1.0 / k as f64;
-        if k % 2 == 0 {
-            sum -= term;
-        } else {
-            sum += term;
-        }
-    }
-    sum
-}
 
 /// A running total that callbacks add to, under a lock (PP's `Sum` class).
 #[derive(Debug, Default)]
@@ -74,18 +63,6 @@ impl Sum {
     }
 }
 
-/// Splits `start..end` into `parts` consecutive ranges of equal length (the last one may
-/// be shorter), as PP's examples did.
-pub(crate) fn split(start: u64, end: u64, parts: u64) -> Vec<(u64, u64)> {
-    let step = (end.saturating_sub(start)).div_ceil(parts.max(1)).max(1);
-    (0..parts)
-        .map(|i| {
-            let lo = (start + i * step).min(end);
-            (lo, (lo + step).min(end))
-        })
-        .collect()
-}
-
 /// Runs the example on `server`: 128 jobs whose callbacks add their results into one
 /// [`Sum`]; waits for every job of the server with `wait()` and returns the total.
 pub(crate) fn run(server: &pp::Server) -> Result<f64, pp::JobError> {
@@ -107,56 +84,12 @@ pub(crate) fn run(server: &pp::Server) -> Result<f64, pp::JobError> {
     sum.value()
 }
 
-/// Reads the optional `ncpus` argument; `Ok(None)` means "autodetect".
-pub(crate) fn parse_ncpus(mut args: impl Iterator<Item = String>) -> Result<Option<usize>, String> {
-    let Some(arg) = args.next() else {
-        return Ok(None);
-    };
-    if let Some(extra) = args.next() {
-        return Err(format!("unexpected argument `{extra}`"));
-    }
-    match arg.parse::<usize>() {
-        Ok(0) => Err("ncpus must be at least 1".to_owned()),
-        Ok(ncpus) => Ok(Some(ncpus)),
-        Err(_) => Err(format!(
-            "invalid ncpus `{arg}`: expected a positive whole number"
-        )),
-    }
-}
-
-fn start_server(ncpus: Option<usize>) -> Result<pp::Server, pp::Error> {
-    match ncpus {
-        Some(ncpus) => pp::Server::builder().ncpus(ncpus).build(),
-        None => pp::Server::new(),
-    }
-}
-
-fn main_with(ncpus: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
-    let server = start_server(ncpus)?;
-    println!("Starting pp with {} workers", server.ncpus());
-
-    let start = Instant::now();
-    let sum = run(&server)?;
-    println!("Partial sum is {sum:.15} | diff = {:+.3e}", sum - LN_2);
-    println!("Time elapsed: {:.3} s", start.elapsed().as_secs_f64());
-    server.print_stats();
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    let ncpus = match parse_ncpus(std::env::args().skip(1)) {
-        Ok(ncpus) => ncpus,
-        Err(message) => {
-            eprintln!("callback: {message}");
-            eprintln!("usage: cargo run --release --example callback [ncpus]");
-            return ExitCode::from(2);
-        }
-    };
-    match main_with(ncpus) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("callback: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with_server("callback", |server| {
+        let start = Instant::now();
+        let sum = run(server)?;
+        println!("Partial sum is {sum:.15} | diff = {:+.3e}", sum - LN_2);
+        println!("Time elapsed: {:.3} s", start.elapsed().as_secs_f64());
+        Ok(())
+    })
 }

@@ -9,6 +9,10 @@
 //! itself, so an `ncpus` argument (accepted for symmetry with the other examples) is
 //! ignored.
 
+pub(crate) mod common;
+
+use common::{part_sum, split};
+
 use std::f64::consts::LN_2;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -21,33 +25,6 @@ pub(crate) const END: u64 = 20_000_000;
 pub(crate) const PARTS: u64 = 64;
 /// The worker counts the example runs with, in order.
 pub(crate) const WORKER_COUNTS: [usize; 6] = [1, 2, 4, 8, 16, 1];
-
-/// Sum of (-1)^(k+1) / k for k in `start..end`.
-#[pp::parallel]
-pub(crate) fn part_sum(start: u64, end: u64) -> f64 {
-    let mut sum = 0.0;
-    for k in start..end {
-        let term = 1.0 / k as f64;
-        if k % 2 == 0 {
-            sum -= term;
-        } else {
-            sum += term;
-        }
-    }
-    sum
-}
-
-/// Splits `start..end` into `parts` consecutive ranges of equal length (the last one may
-/// be shorter), as PP's examples did.
-pub(crate) fn split(start: u64, end: u64, parts: u64) -> Vec<(u64, u64)> {
-    let step = (end.saturating_sub(start)).div_ceil(parts.max(1)).max(1);
-    (0..parts)
-        .map(|i| {
-            let lo = (start + i * step).min(end);
-            (lo, (lo + step).min(end))
-        })
-        .collect()
-}
 
 /// One run: the partial sum over 1..20,000,000 in 64 jobs on `server`, with whatever
 /// worker count it has now.

@@ -9,6 +9,10 @@
 //! Run it with `cargo run --release --example reverse_md5 [ncpus]`; without `ncpus` the
 //! server starts one worker per core.
 
+pub(crate) mod common;
+
+use common::split;
+
 use md5::{Digest, Md5};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -57,18 +61,6 @@ pub(crate) fn md5_test(hash: String, start: u64, end: u64) -> Option<u64> {
     })
 }
 
-/// Splits `start..end` into `parts` consecutive ranges of equal length (the last one may
-/// be shorter), as PP's examples did.
-pub(crate) fn split(start: u64, end: u64, parts: u64) -> Vec<(u64, u64)> {
-    let step = (end.saturating_sub(start)).div_ceil(parts.max(1)).max(1);
-    (0..parts)
-        .map(|i| {
-            let lo = (start + i * step).min(end);
-            (lo, (lo + step).min(end))
-        })
-        .collect()
-}
-
 /// Runs the example on `server`: 128 jobs search 1..2,000,000 for the number whose md5 is
 /// `hash`; returns it, or `None` if no job found it.
 pub(crate) fn run(server: &pp::Server, hash: &str) -> Result<Option<u64>, pp::JobError> {
@@ -84,60 +76,16 @@ pub(crate) fn run(server: &pp::Server, hash: &str) -> Result<Option<u64>, pp::Jo
     Ok(None)
 }
 
-/// Reads the optional `ncpus` argument; `Ok(None)` means "autodetect".
-pub(crate) fn parse_ncpus(mut args: impl Iterator<Item = String>) -> Result<Option<usize>, String> {
-    let Some(arg) = args.next() else {
-        return Ok(None);
-    };
-    if let Some(extra) = args.next() {
-        return Err(format!("unexpected argument `{extra}`"));
-    }
-    match arg.parse::<usize>() {
-        Ok(0) => Err("ncpus must be at least 1".to_owned()),
-        Ok(ncpus) => Ok(Some(ncpus)),
-        Err(_) => Err(format!(
-            "invalid ncpus `{arg}`: expected a positive whole number"
-        )),
-    }
-}
-
-fn start_server(ncpus: Option<usize>) -> Result<pp::Server, pp::Error> {
-    match ncpus {
-        Some(ncpus) => pp::Server::builder().ncpus(ncpus).build(),
-        None => pp::Server::new(),
-    }
-}
-
-fn main_with(ncpus: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
-    let server = start_server(ncpus)?;
-    println!("Starting pp with {} workers", server.ncpus());
-
-    let hash = md5_hex(&SECRET.to_string());
-    println!("hash = {hash}");
-    let start = Instant::now();
-    match run(&server, &hash)? {
-        Some(found) => println!("Reverse md5 for {hash} is {found}"),
-        None => println!("No number in {START}..{END} has md5 {hash}"),
-    }
-    println!("Time elapsed: {:.3} s", start.elapsed().as_secs_f64());
-    server.print_stats();
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    let ncpus = match parse_ncpus(std::env::args().skip(1)) {
-        Ok(ncpus) => ncpus,
-        Err(message) => {
-            eprintln!("reverse_md5: {message}");
-            eprintln!("usage: cargo run --release --example reverse_md5 [ncpus]");
-            return ExitCode::from(2);
+    common::main_with_server("reverse_md5", |server| {
+        let hash = md5_hex(&SECRET.to_string());
+        println!("hash = {hash}");
+        let start = Instant::now();
+        match run(server, &hash)? {
+            Some(found) => println!("Reverse md5 for {hash} is {found}"),
+            None => println!("No number in {START}..{END} has md5 {hash}"),
         }
-    };
-    match main_with(ncpus) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("reverse_md5: {error}");
-            ExitCode::FAILURE
-        }
-    }
+        println!("Time elapsed: {:.3} s", start.elapsed().as_secs_f64());
+        Ok(())
+    })
 }

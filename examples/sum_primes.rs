@@ -7,6 +7,8 @@
 //! Run it with `cargo run --release --example sum_primes [ncpus]`; without `ncpus` the
 //! server starts one worker per core.
 
+pub(crate) mod common;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -53,57 +55,13 @@ pub(crate) fn run(server: &pp::Server) -> Result<Vec<(u64, u64)>, pp::JobError> 
     Ok(results)
 }
 
-/// Reads the optional `ncpus` argument; `Ok(None)` means "autodetect".
-pub(crate) fn parse_ncpus(mut args: impl Iterator<Item = String>) -> Result<Option<usize>, String> {
-    let Some(arg) = args.next() else {
-        return Ok(None);
-    };
-    if let Some(extra) = args.next() {
-        return Err(format!("unexpected argument `{extra}`"));
-    }
-    match arg.parse::<usize>() {
-        Ok(0) => Err("ncpus must be at least 1".to_owned()),
-        Ok(ncpus) => Ok(Some(ncpus)),
-        Err(_) => Err(format!(
-            "invalid ncpus `{arg}`: expected a positive whole number"
-        )),
-    }
-}
-
-fn start_server(ncpus: Option<usize>) -> Result<pp::Server, pp::Error> {
-    match ncpus {
-        Some(ncpus) => pp::Server::builder().ncpus(ncpus).build(),
-        None => pp::Server::new(),
-    }
-}
-
-fn main_with(ncpus: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
-    let server = start_server(ncpus)?;
-    println!("Starting pp with {} workers", server.ncpus());
-
-    let start = Instant::now();
-    for (n, sum) in run(&server)? {
-        println!("Sum of primes below {n} is {sum}");
-    }
-    println!("Time elapsed: {:.3} s", start.elapsed().as_secs_f64());
-    server.print_stats();
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    let ncpus = match parse_ncpus(std::env::args().skip(1)) {
-        Ok(ncpus) => ncpus,
-        Err(message) => {
-            eprintln!("sum_primes: {message}");
-            eprintln!("usage: cargo run --release --example sum_primes [ncpus]");
-            return ExitCode::from(2);
+    common::main_with_server("sum_primes", |server| {
+        let start = Instant::now();
+        for (n, sum) in run(server)? {
+            println!("Sum of primes below {n} is {sum}");
         }
-    };
-    match main_with(ncpus) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("sum_primes: {error}");
-            ExitCode::FAILURE
-        }
-    }
+        println!("Time elapsed: {:.3} s", start.elapsed().as_secs_f64());
+        Ok(())
+    })
 }

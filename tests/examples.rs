@@ -4,6 +4,9 @@
 //! tolerance of the exact value (ln 2 for the partial sums, ln x and 1/x for the Taylor
 //! series). No assertion depends on timing.
 
+// Each example file brings its own copy of examples/common, as it does when built alone.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "../examples/sum_primes.rs"]
 #[allow(dead_code)]
 mod sum_primes;
@@ -62,7 +65,7 @@ fn sum_primes_gives_pps_results() {
 
 #[test]
 fn the_examples_parse_ncpus_like_pp() {
-    let parse = |args: &[&str]| sum_primes::parse_ncpus(args.iter().map(|a| a.to_string()));
+    let parse = |args: &[&str]| sum_primes::common::parse_ncpus(args.iter().map(|a| a.to_string()));
     assert_eq!(parse(&[]), Ok(None));
     assert_eq!(parse(&["3"]), Ok(Some(3)));
     assert!(parse(&["0"]).is_err());
@@ -82,7 +85,8 @@ fn reverse_md5_finds_the_number() {
 
 #[test]
 fn reverse_md5_splits_the_range_into_128_equal_jobs() {
-    let parts = reverse_md5::split(reverse_md5::START, reverse_md5::END, reverse_md5::PARTS);
+    let parts =
+        reverse_md5::common::split(reverse_md5::START, reverse_md5::END, reverse_md5::PARTS);
     assert_eq!(parts.len(), 128);
     assert_eq!(parts[0].0, 1);
     assert_eq!(parts[127].1, 2_000_000);
