@@ -1,7 +1,30 @@
 //! Local benchmark: pp's job server beside rayon (and the serial program) in one run.
 //!
 //! Run with `cargo bench --bench local`; it prints Markdown tables for BENCHMARKS.md.
-//! Each figure is the median of several runs; rayon runs on its own 2-thread pool.
+//! Each figure is the median of several runs, the systems alternating so that drift hits
+//! all alike; rayon runs on its own pool of the same size as pp's. The example workloads
+//! are the examples' own job functions (the example files are included as modules).
+
+// Each example file brings its own copy of examples/common, as it does when built alone.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "../examples/sum_primes.rs"]
+#[allow(dead_code)]
+mod sum_primes;
+
+#[path = "../examples/reverse_md5.rs"]
+#[allow(dead_code)]
+mod reverse_md5;
+
+#[path = "../examples/callback.rs"]
+#[allow(dead_code)]
+mod callback;
+
+#[path = "../examples/auto_diff.rs"]
+#[allow(dead_code)]
+mod auto_diff;
+
+use rayon::prelude::*;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -72,7 +95,206 @@ fn rate(d: Duration) -> f64 {
     TINY_JOBS as f64 / d.as_secs_f64() / 1e6
 }
 
+/// One example workload, run three ways on the same inputs.
+struct Workload {
+    name: &'static str,
+    serial: fn() -> f64,
+    pp: fn(&pp::Server) -> f64,
+    rayon: fn() -> f64,
+}
+
+/// The ln 2 partial sum over 1..20,000,000 in `parts` jobs.
+fn ln2_ranges(parts: u64) -> Vec<(u64, u64)> {
+    callback::common::split(callback::START, callback::END, parts)
+}
+
+fn md5_ranges() -> Vec<(u64, u64)> {
+    reverse_md5::common::split(reverse_md5::START, reverse_md5::END, reverse_md5::PARTS)
+}
+
+fn md5_target() -> String {
+    reverse_md5::md5_hex(&reverse_md5::SECRET.to_string())
+}
+
+/// `t_log` as the plain function pointer that pp's job calls, hidden from the optimiser so
+/// that serial and rayon run the same machine code as pp (inlined into a caller with a
+/// constant `n`, LLVM compiles the loop about twice as fast, which is not a scheduling
+/// effect).
+fn t_log() -> fn(auto_diff::PartialSum, auto_diff::Dual) -> auto_diff::Dual {
+    std::hint::black_box(*auto_diff::PartialSum::T_LOG)
+}
+
+/// Uses value and derivative alike, so no system can skip computing either.
+fn both(d: auto_diff::Dual) -> f64 {
+    d.value + d.deriv
+}
+
+fn workloads() -> Vec<Workload> {
+    use auto_diff::{points, Dual, PartialSum, TERMS};
+    use callback::common::part_sum;
+    use reverse_md5::md5_test;
+    use sum_primes::{inputs, sum_primes};
+    vec![
+        Workload {
+            name: "sum_primes (8 jobs)",
+            serial: || inputs().map(|n| sum_primes(n) as f64).sum(),
+            pp: |s| {
+                let jobs: Vec<_> = inputs().map(|n| s.submit(sum_primes, (n,))).collect();
+                jobs.into_iter().map(|j| j.result().unwrap() as f64).sum()
+            },
+            rayon: || {
+                let ns: Vec<u64> = inputs().collect();
+                ns.par_iter().map(|&n| sum_primes(n) as f64).sum()
+            },
+        },
+        Workload {
+            name: "reverse_md5, full scan (128 jobs)",
+            serial: || {
+                let hash = md5_target();
+                md5_ranges()
+                    .into_iter()
+                    .filter_map(|(lo, hi)| md5_test(hash.clone(), lo, hi))
+                    .sum::<u64>() as f64
+            },
+            pp: |s| {
+                let hash = md5_target();
+                let jobs: Vec<_> = md5_ranges()
+                    .into_iter()
+                    .map(|(lo, hi)| s.submit(md5_test, (hash.clone(), lo, hi)))
+                    .collect();
+                jobs.into_iter()
+                    .filter_map(|j| j.result().unwrap())
+                    .sum::<u64>() as f64
+            },
+            rayon: || {
+                let hash = md5_target();
+                md5_ranges()
+                    .into_par_iter()
+                    .filter_map(|(lo, hi)| md5_test(hash.clone(), lo, hi))
+                    .sum::<u64>() as f64
+            },
+        },
+        Workload {
+            name: "dynamic_ncpus: ln 2 (64 jobs)",
+            serial: || {
+                ln2_ranges(64)
+                    .into_iter()
+                    .map(|(lo, hi)| part_sum(lo, hi))
+                    .sum()
+            },
+            pp: |s| {
+                let jobs: Vec<_> = ln2_ranges(64)
+                    .into_iter()
+                    .map(|(lo, hi)| s.submit(part_sum, (lo, hi)))
+                    .collect();
+                jobs.into_iter().map(|j| j.result().unwrap()).sum()
+            },
+            rayon: || {
+                ln2_ranges(64)
+                    .into_par_iter()
+                    .map(|(lo, hi)| part_sum(lo, hi))
+                    .sum()
+            },
+        },
+        Workload {
+            name: "callback: ln 2 (128 jobs, callback sum)",
+            serial: || {
+                ln2_ranges(128)
+                    .into_iter()
+                    .map(|(lo, hi)| part_sum(lo, hi))
+                    .sum()
+            },
+            pp: |s| {
+                let total = callback::Sum::default();
+                let total = std::sync::Arc::new(total);
+                let adder = std::sync::Arc::clone(&total);
+                let template = s.template(part_sum).callback(move |r| adder.add(r));
+                for (lo, hi) in ln2_ranges(128) {
+                    let _job = template.submit((lo, hi));
+                }
+                s.wait();
+                total.value().unwrap()
+            },
+            rayon: || {
+                let total = std::sync::Mutex::new(0.0);
+                ln2_ranges(128).into_par_iter().for_each(|(lo, hi)| {
+                    let v = part_sum(lo, hi);
+                    *total.lock().unwrap() += v;
+                });
+                total.into_inner().unwrap()
+            },
+        },
+        Workload {
+            name: "auto_diff (32 jobs)",
+            serial: || {
+                let ps = PartialSum::new(TERMS);
+                points()
+                    .map(|x| both(t_log()(ps.clone(), Dual::variable(x))))
+                    .sum()
+            },
+            pp: |s| {
+                let ps = PartialSum::new(TERMS);
+                let jobs: Vec<_> = points()
+                    .map(|x| s.submit(PartialSum::T_LOG, (ps.clone(), Dual::variable(x))))
+                    .collect();
+                jobs.into_iter().map(|j| both(j.result().unwrap())).sum()
+            },
+            rayon: || {
+                let ps = PartialSum::new(TERMS);
+                let xs: Vec<f64> = points().collect();
+                xs.par_iter()
+                    .map(|&x| both(t_log()(ps.clone(), Dual::variable(x))))
+                    .sum()
+            },
+        },
+    ]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> Duration {
+    let start = Instant::now();
+    std::hint::black_box(f());
+    start.elapsed()
+}
+
+fn example_workloads() {
+    println!("## The examples' workloads: serial, pp and rayon, median of {RUNS} runs\n");
+    println!("| workload | workers | serial | pp | rayon | pp speedup | rayon speedup | pp / rayon speedup |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for workload in workloads() {
+        for workers in [1, 2] {
+            let server = pp::Server::builder()
+                .ncpus(workers)
+                .build()
+                .expect("server");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .build()
+                .expect("pool");
+            let (mut serial, mut with_pp, mut with_rayon) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..RUNS {
+                serial.push(time(workload.serial));
+                with_pp.push(time(|| (workload.pp)(&server)));
+                with_rayon.push(time(|| pool.install(workload.rayon)));
+            }
+            let (serial, with_pp, with_rayon) =
+                (median(serial), median(with_pp), median(with_rayon));
+            let pp_speedup = serial.as_secs_f64() / with_pp.as_secs_f64();
+            let rayon_speedup = serial.as_secs_f64() / with_rayon.as_secs_f64();
+            println!(
+                "| {} | {workers} | {:.1} ms | {:.1} ms | {:.1} ms | {pp_speedup:.2} | {rayon_speedup:.2} | {:.3} |",
+                workload.name,
+                serial.as_secs_f64() * 1e3,
+                with_pp.as_secs_f64() * 1e3,
+                with_rayon.as_secs_f64() * 1e3,
+                pp_speedup / rayon_speedup
+            );
+        }
+    }
+    println!();
+}
+
 fn main() {
+    example_workloads();
     let workers = 2;
     let server = pp::Server::builder()
         .ncpus(workers)
