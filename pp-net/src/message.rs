@@ -1,0 +1,303 @@
+//! The vocabulary of protocol version 1: every message a client and a node exchange.
+//!
+//! Messages are encoded by `pp_runtime::codec` (bincode 1, fixed-width little-endian): an
+//! enum is a `u32` variant index followed by its fields in order, a `String` or byte vector
+//! a `u64` length followed by its bytes. The variant order and field order *are* the wire
+//! format: never reorder them; a new variant goes at the end, and any change to the
+//! vocabulary comes with a new [`crate::PROTOCOL_VERSION`]. The golden-byte tests below fail
+//! if the encoding drifts.
+//!
+//! A session, in order: the client sends [`Message::ClientHello`]; the node answers
+//! [`Message::ServerHello`] (or [`Message::Refused`]); if `need_upload`, the client sends
+//! [`Message::UploadChunk`]s and [`Message::UploadDone`]; the node answers
+//! [`Message::Ready`]. Then [`Message::Submit`] and [`Message::Results`] flow, each carrying
+//! as many jobs as are queued, with [`Message::Heartbeat`]s to detect a silent peer.
+
+use serde::{Deserialize, Serialize};
+
+/// One message of protocol version 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Client to node, first: which program the client is, so the node can run it.
+    ClientHello {
+        /// SHA-256 of the client's executable.
+        program_sha256: [u8; 32],
+        /// Size of the executable in bytes (what an upload would cost).
+        program_size: u64,
+        /// The target triple the executable was built for.
+        target: String,
+        /// Fingerprint of the client's task registry.
+        registry_fingerprint: u64,
+    },
+    /// Node to client: who the node is and whether it needs the program.
+    ServerHello {
+        /// The node's name for logs and statistics.
+        node_name: String,
+        /// Number of workers the node runs.
+        workers: u32,
+        /// True when the node has not cached the program and needs it uploaded.
+        need_upload: bool,
+    },
+    /// Client to node: a piece of the executable.
+    UploadChunk {
+        /// Position of `bytes` in the executable.
+        offset: u64,
+        /// The piece.
+        #[serde(with = "bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Client to node: the upload is complete (the node checks the hash).
+    UploadDone,
+    /// Node to client: workers are running the program; jobs may be submitted.
+    Ready {
+        /// Workers available to this client.
+        workers: u32,
+    },
+    /// Client to node: jobs to run.
+    Submit {
+        /// The jobs, as many as the client had queued for this node.
+        jobs: Vec<JobRequest>,
+    },
+    /// Node to client: finished jobs.
+    Results {
+        /// The outcomes, in the order the jobs finished.
+        results: Vec<JobReply>,
+    },
+    /// Either way: are you there? Answered with [`Message::HeartbeatAck`].
+    Heartbeat {
+        /// Echoed in the answer.
+        seq: u64,
+    },
+    /// Either way: the answer to [`Message::Heartbeat`].
+    HeartbeatAck {
+        /// The `seq` of the heartbeat answered.
+        seq: u64,
+    },
+    /// Node to client: the node will not serve this client (the connection then closes).
+    Refused {
+        /// Why, for the client's log.
+        reason: String,
+    },
+}
+
+/// One job sent to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// The client's id for the job, echoed in its [`JobReply`].
+    pub job_id: u64,
+    /// The task's stable id (module path and name).
+    pub task: String,
+    /// Fingerprint of the task's signature, so a worker with another version refuses it.
+    pub fingerprint: u64,
+    /// The arguments, already encoded by `pp_runtime::codec`.
+    #[serde(with = "bytes")]
+    pub args: Vec<u8>,
+}
+
+/// The outcome of one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobReply {
+    /// The `job_id` of the [`JobRequest`].
+    pub job_id: u64,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// What became of a job on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The job returned; its result encoded by `pp_runtime::codec`.
+    Ok(#[serde(with = "bytes")] Vec<u8>),
+    /// The job panicked; the panic message.
+    Panicked(String),
+    /// The worker process running the job died; what the node knows about it.
+    WorkerCrashed(String),
+    /// The job could not be run (unknown task, bad arguments, ...); why.
+    Failed(String),
+}
+
+/// Byte vectors as one length and one copy, not byte by byte.
+///
+/// On the wire this is exactly what a plain `Vec<u8>` gives (a `u64` length, then the
+/// bytes); it only spares the codec a call per byte, which matters for megabyte payloads.
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(value)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte array")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        // For self-describing formats that give bytes as a sequence.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // The hint comes from the peer: cap it rather than trust it.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pp_runtime::codec::{decode, encode};
+
+    fn golden(message: &Message, bytes: &[u8]) {
+        assert_eq!(
+            encode(message).unwrap(),
+            bytes,
+            "encoding of {message:?} drifted"
+        );
+        assert_eq!(&decode::<Message>(bytes).unwrap(), message);
+    }
+
+    #[test]
+    fn golden_heartbeat() {
+        golden(
+            &Message::Heartbeat { seq: 0x0102 },
+            &[7, 0, 0, 0, 0x02, 0x01, 0, 0, 0, 0, 0, 0],
+        );
+    }
+
+    #[test]
+    fn golden_upload_done_and_ready() {
+        golden(&Message::UploadDone, &[3, 0, 0, 0]);
+        golden(&Message::Ready { workers: 4 }, &[4, 0, 0, 0, 4, 0, 0, 0]);
+    }
+
+    #[test]
+    fn golden_refused() {
+        golden(
+            &Message::Refused {
+                reason: "no".into(),
+            },
+            &[9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, b'n', b'o'],
+        );
+    }
+
+    #[test]
+    fn golden_submit() {
+        let message = Message::Submit {
+            jobs: vec![JobRequest {
+                job_id: 1,
+                task: "m::f".into(),
+                fingerprint: 0xAABB,
+                args: vec![5, 6],
+            }],
+        };
+        #[rustfmt::skip]
+        let bytes = [
+            5, 0, 0, 0,                         // variant Submit
+            1, 0, 0, 0, 0, 0, 0, 0,             // jobs.len()
+            1, 0, 0, 0, 0, 0, 0, 0,             // job_id
+            4, 0, 0, 0, 0, 0, 0, 0,             // task.len()
+            b'm', b':', b':', b'f',             // task
+            0xBB, 0xAA, 0, 0, 0, 0, 0, 0,       // fingerprint
+            2, 0, 0, 0, 0, 0, 0, 0,             // args.len()
+            5, 6,                               // args
+        ];
+        golden(&message, &bytes);
+    }
+
+    #[test]
+    fn golden_results() {
+        let message = Message::Results {
+            results: vec![
+                JobReply {
+                    job_id: 2,
+                    outcome: Outcome::Ok(vec![9]),
+                },
+                JobReply {
+                    job_id: 3,
+                    outcome: Outcome::Panicked("x".into()),
+                },
+            ],
+        };
+        #[rustfmt::skip]
+        let bytes = [
+            6, 0, 0, 0,                         // variant Results
+            2, 0, 0, 0, 0, 0, 0, 0,             // results.len()
+            2, 0, 0, 0, 0, 0, 0, 0,             // job_id
+            0, 0, 0, 0,                         // Outcome::Ok
+            1, 0, 0, 0, 0, 0, 0, 0, 9,          // bytes
+            3, 0, 0, 0, 0, 0, 0, 0,             // job_id
+            1, 0, 0, 0,                         // Outcome::Panicked
+            1, 0, 0, 0, 0, 0, 0, 0, b'x',       // message
+        ];
+        golden(&message, &bytes);
+    }
+
+    #[test]
+    fn golden_client_hello() {
+        let message = Message::ClientHello {
+            program_sha256: [0xAB; 32],
+            program_size: 1 << 20,
+            target: "t".into(),
+            registry_fingerprint: 1,
+        };
+        let mut bytes = vec![0, 0, 0, 0]; // variant ClientHello
+        bytes.extend_from_slice(&[0xAB; 32]); // a fixed array: no length
+        bytes.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0, 0]); // program_size
+        bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, b't']); // target
+        bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // registry_fingerprint
+        golden(&message, &bytes);
+    }
+
+    #[test]
+    fn golden_server_hello() {
+        let message = Message::ServerHello {
+            node_name: "n".into(),
+            workers: 2,
+            need_upload: true,
+        };
+        golden(
+            &message,
+            &[1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, b'n', 2, 0, 0, 0, 1],
+        );
+    }
+
+    #[test]
+    fn byte_fields_encode_like_plain_vectors() {
+        let chunk = Message::UploadChunk {
+            offset: 3,
+            bytes: vec![1, 2, 3],
+        };
+        let plain = encode(&(2u32, 3u64, vec![1u8, 2, 3])).unwrap();
+        assert_eq!(encode(&chunk).unwrap(), plain);
+    }
+
+    #[test]
+    fn unknown_variant_and_bombs_are_errors() {
+        assert!(decode::<Message>(&[10, 0, 0, 0]).is_err());
+        // An UploadChunk claiming 2^60 bytes.
+        let mut bomb = vec![2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        bomb.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(pp_runtime::codec::decode_with_limit::<Message>(&bomb, 1 << 20).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! The 8 bytes each side sends first: who we are and which protocol version we speak.
+//!
+//! Layout: magic `b"PPRS"`, protocol version (`u16` little-endian), reserved (`u16`
+//! little-endian, zero). The client sends first; the server always answers with its own
+//! preamble, even when the client's is wrong, so that a client talking to a node of another
+//! version can name both versions in its error. Both preambles are then bound into the
+//! handshake as the Noise prologue, so a man in the middle cannot rewrite them unnoticed.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{NetError, Peer};
+
+/// The four bytes that open every pp connection.
+pub const MAGIC: [u8; 4] = *b"PPRS";
+
+/// The version of the wire protocol this build speaks. Peers must speak the same one.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Length of a preamble in bytes.
+pub const PREAMBLE_LEN: usize = 8;
+
+/// This build's preamble.
+pub fn ours() -> [u8; PREAMBLE_LEN] {
+    encode(PROTOCOL_VERSION)
+}
+
+/// The preamble announcing `version` (tests use it to pose as another version).
+pub fn encode(version: u16) -> [u8; PREAMBLE_LEN] {
+    let mut bytes = [0u8; PREAMBLE_LEN];
+    bytes[..4].copy_from_slice(&MAGIC);
+    bytes[4..6].copy_from_slice(&version.to_le_bytes());
+    // bytes[6..8]: reserved, zero. Not checked on receipt, so a later version may use it
+    // for flags that older peers ignore.
+    bytes
+}
+
+/// Checks a received preamble against ours.
+///
+/// # Errors
+/// [`NetError::WrongMagic`] when the magic is not `PPRS`, [`NetError::VersionMismatch`] when
+/// the version differs from [`PROTOCOL_VERSION`].
+pub fn check(peer: Peer, bytes: &[u8; PREAMBLE_LEN]) -> Result<(), NetError> {
+    let found = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    if found != MAGIC {
+        return Err(NetError::WrongMagic { peer, found });
+    }
+    let theirs = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if theirs != PROTOCOL_VERSION {
+        return Err(NetError::VersionMismatch {
+            peer,
+            ours: PROTOCOL_VERSION,
+            theirs,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the peer's preamble (unchecked).
+pub(crate) async fn read<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    peer: Peer,
+) -> Result<[u8; PREAMBLE_LEN], NetError> {
+    let mut bytes = [0u8; PREAMBLE_LEN];
+    reader
+        .read_exact(&mut bytes)
+        .await
+        .map_err(|e| NetError::reading(peer, "the preamble", e))?;
+    Ok(bytes)
+}
+
+/// Writes our preamble.
+pub(crate) async fn write<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    peer: Peer,
+) -> Result<(), NetError> {
+    writer
+        .write_all(&ours())
+        .await
+        .map_err(|source| NetError::Io { peer, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_pinned() {
+        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn mismatch_names_both_versions() {
+        let err = check(Peer(None), &encode(2)).unwrap_err();
+        assert!(matches!(
+            err,
+            NetError::VersionMismatch {
+                ours: 1,
+                theirs: 2,
+                ..
+            }
+        ));
+        assert!(err
+            .to_string()
+            .contains("speaks pp protocol version 2, this build speaks version 1"));
+    }
+
+    #[test]
+    fn wrong_magic_is_reported_with_the_bytes() {
+        let err = check(Peer(None), b"GET / HT").unwrap_err();
+        assert!(matches!(err, NetError::WrongMagic { found, .. } if &found == b"GET "));
+    }
+
+    #[test]
+    fn reserved_bytes_are_ignored() {
+        let mut bytes = ours();
+        bytes[6] = 0xff;
+        assert!(check(Peer(None), &bytes).is_ok());
+    }
+}
