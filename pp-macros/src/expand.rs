@@ -17,13 +17,22 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
     let vis = &item.vis;
     let hidden = format_ident!("__pp_task_{}", name);
     let fn_ptr = fn_pointer_type(&sig.arg_types, &sig.output);
-    let id = quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)));
+    let id = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#name)
+    ));
     let fingerprint = fingerprint(&signature_text(&sig, None));
 
     let (doc_attrs, cfg_attrs, other_attrs) = split_attrs(&item.attrs);
     let mut body_fn = item.clone();
     body_fn.sig.ident = hidden.clone();
-    body_fn.attrs = cfg_attrs.iter().chain(&other_attrs).cloned().cloned().collect();
+    body_fn.attrs = cfg_attrs
+        .iter()
+        .chain(&other_attrs)
+        .cloned()
+        .cloned()
+        .collect();
     let checks = portable_checks(
         sig.arg_types
             .iter()
@@ -33,6 +42,7 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
             .iter(),
     );
     let invoke = format_ident!("__pp_invoke_{}", name);
+    let probe = invoke_probe();
 
     Ok(quote! {
         #(#doc_attrs)*
@@ -48,11 +58,12 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
         #(#cfg_attrs)*
         const _: () = {
             #checks
+            #probe
             #[allow(non_snake_case)]
             fn #invoke(
                 args: &[u8],
             ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
-                ::pp::__private::invoke_typed(#name, args)
+                __PpInvoke(#name).invoke(args)
             }
             ::pp::__private::inventory::submit! {
                 ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke)
@@ -67,9 +78,10 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
 pub(crate) fn expand_impl(item: ItemImpl) -> Result<TokenStream, syn::Error> {
     let mut errors = Errors::default();
     if let Some((_, path, _)) = &item.trait_ {
-        errors.push(
-            path.span(),
-            "`#[pp::parallel]` goes on an inherent impl block (`impl MyType { ... }`), not on a trait impl",
+        let self_ty = crate::parse::compact(item.self_ty.to_token_stream());
+        errors.push_spanned(
+            path,
+            format!("`#[pp::parallel]` goes on an inherent impl block (`impl {self_ty} {{ ... }}`), not on a trait impl: put the methods to run as jobs in an inherent impl block"),
         );
     }
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
@@ -84,12 +96,18 @@ pub(crate) fn expand_impl(item: ItemImpl) -> Result<TokenStream, syn::Error> {
     let mut errors = Errors::default();
     let mut descriptors = Vec::new();
     let mut registrations = Vec::new();
-    let mut checks = vec![quote_spanned!(self_ty.span()=> ::pp::__private::assert_portable::<#self_ty>();)];
+    let mut checks =
+        vec![quote_spanned!(self_ty.span()=> ::pp::__private::assert_portable::<#self_ty>();)];
     for method in item.items.iter().filter_map(|i| match i {
         ImplItem::Fn(f) => Some(f),
         _ => None,
     }) {
-        if !method.sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_))) {
+        if !method
+            .sig
+            .inputs
+            .iter()
+            .any(|a| matches!(a, FnArg::Receiver(_)))
+        {
             continue; // associated functions such as `new` stay as they are
         }
         match check_signature(&method.sig, true) {
@@ -103,6 +121,7 @@ pub(crate) fn expand_impl(item: ItemImpl) -> Result<TokenStream, syn::Error> {
         }
     }
     errors.finish()?;
+    let probe = invoke_probe();
 
     Ok(quote! {
         #item
@@ -113,6 +132,7 @@ pub(crate) fn expand_impl(item: ItemImpl) -> Result<TokenStream, syn::Error> {
 
         const _: () = {
             #(#checks)*
+            #probe
             #(#registrations)*
         };
     })
@@ -132,10 +152,14 @@ fn method_task(
         .map(|t| replace_self(t.to_token_stream(), self_ty))
         .collect();
     let output = replace_self(sig.output.to_token_stream(), self_ty);
-    let arg_names: Vec<Ident> = (0..arg_types.len()).map(|i| format_ident!("arg{}", i)).collect();
+    let arg_names: Vec<Ident> = (0..arg_types.len())
+        .map(|i| format_ident!("arg{}", i))
+        .collect();
     let fn_ptr = quote!(fn(#self_ty #(, #arg_types)*) -> #output);
     let type_text = crate::parse::compact(self_ty.to_token_stream());
-    let id = quote!(::core::concat!(::core::module_path!(), "::", #type_text, "::", ::core::stringify!(#name)));
+    let id = quote!(
+        ::core::concat!(::core::module_path!(), "::", #type_text, "::", ::core::stringify!(#name))
+    );
     let fingerprint = fingerprint(&signature_text(sig, Some(self_ty)));
     let receiver = match sig.receiver {
         Some(Receiver::Ref) => quote!(&this),
@@ -164,7 +188,7 @@ fn method_task(
         fn #invoke(
             args: &[u8],
         ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
-            ::pp::__private::invoke_typed(<#self_ty>::#const_name, args)
+            __PpInvoke(<#self_ty>::#const_name).invoke(args)
         }
         ::pp::__private::inventory::submit! {
             ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke)
@@ -180,6 +204,43 @@ fn fn_pointer_type(args: &[Type], output: &Type) -> TokenStream {
 
 fn fingerprint(signature: &str) -> TokenStream {
     quote!(::pp::__private::fnv1a64(#signature.as_bytes()))
+}
+
+/// `__PpInvoke(task).invoke(args)`: runs a task from bytes, for its registry entry.
+///
+/// When a type of the task is not `Portable`, the `assert_portable` checks emitted next to
+/// this already fail to compile with a clear message at that type. Calling `invoke_typed`
+/// directly would fail as well, a second time, at the function's name and with serde's
+/// generic message. So the call goes through an inherent method bounded by `F: TaskFn`;
+/// when the bound does not hold, method resolution silently picks the trait method instead,
+/// whose body never runs because compilation fails anyway.
+fn invoke_probe() -> TokenStream {
+    quote! {
+        struct __PpInvoke<F>(::pp::__private::Task<F>);
+        impl<F: ::pp::__private::TaskFn> __PpInvoke<F> {
+            fn invoke(
+                self,
+                args: &[u8],
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
+                ::pp::__private::invoke_typed(self.0, args)
+            }
+        }
+        #[allow(dead_code)]
+        trait __PpNotPortable {
+            fn invoke(
+                self,
+                args: &[u8],
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError>;
+        }
+        impl<F> __PpNotPortable for __PpInvoke<F> {
+            fn invoke(
+                self,
+                _: &[u8],
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
+                ::core::unreachable!("a task whose types are not `Portable` does not compile")
+            }
+        }
+    }
 }
 
 /// One `assert_portable` per type, spanned at the type so the error points there.

@@ -37,6 +37,11 @@ impl Errors {
         }
     }
 
+    /// As [`push`](Errors::push), underlining all of `tokens` rather than their first token.
+    pub(crate) fn push_spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push_error(syn::Error::new_spanned(tokens, message));
+    }
+
     pub(crate) fn push_error(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
@@ -62,27 +67,30 @@ pub(crate) fn check_signature(sig: &Signature, in_impl: bool) -> Result<JobSigna
     if let Some(token) = &sig.unsafety {
         errors.push(
             token.span(),
-            format!("`#[pp::parallel]` cannot make a job of `unsafe fn {name}`: a job must be safe to call from any worker"),
+            format!("`#[pp::parallel]` cannot make a job of `unsafe fn {name}`: a job is called by the server with whatever arguments are submitted, so it must be safe to call; remove `unsafe` and check the preconditions inside, or call `{name}` from a safe job function"),
         );
     }
     if let Some(abi) = &sig.abi {
-        errors.push(
-            abi.span(),
+        errors.push_spanned(
+            abi,
             "`#[pp::parallel]` needs a Rust function: remove the `extern` ABI",
         );
     }
     if let Some(dots) = &sig.variadic {
-        errors.push(dots.span(), "`#[pp::parallel]` cannot make a job of a variadic function");
+        errors.push(
+            dots.span(),
+            "`#[pp::parallel]` cannot make a job of a variadic function",
+        );
     }
     if !sig.generics.params.is_empty() {
-        errors.push(
-            sig.generics.params.span(),
+        errors.push_spanned(
+            &sig.generics,
             format!("`#[pp::parallel]` cannot make a job of generic function `{name}`: a job needs one concrete signature to be called by id on another machine; write a non-generic wrapper for each type you need"),
         );
     }
     if let Some(clause) = &sig.generics.where_clause {
-        errors.push(
-            clause.span(),
+        errors.push_spanned(
+            clause,
             "`#[pp::parallel]` does not accept a `where` clause: a job needs one concrete signature",
         );
     }
@@ -91,19 +99,19 @@ pub(crate) fn check_signature(sig: &Signature, in_impl: bool) -> Result<JobSigna
     let mut arg_types = Vec::new();
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(r) if !in_impl => errors.push(
-                r.span(),
+            FnArg::Receiver(r) if !in_impl => errors.push_spanned(
+                r,
                 "`self` outside an impl block: put `#[pp::parallel]` on the `impl` block instead",
             ),
             FnArg::Receiver(r) => {
                 if r.mutability.is_some() && r.reference.is_some() {
-                    errors.push(
-                        r.span(),
+                    errors.push_spanned(
+                        r,
                         format!("`#[pp::parallel]` cannot make a job of `{name}(&mut self)`: a job runs on a copy of the object, so changes would be lost; take `&self` and return the new value, or move `{name}` to another impl block"),
                     );
                 } else if r.colon_token.is_some() {
-                    errors.push(
-                        r.ty.span(),
+                    errors.push_spanned(
+                        &r.ty,
                         format!("`#[pp::parallel]` supports `&self` and `self` receivers only, not `self: {}`", r.ty.to_token_stream()),
                     );
                 } else if let Some((_, Some(lifetime))) = &r.reference {
@@ -119,7 +127,7 @@ pub(crate) fn check_signature(sig: &Signature, in_impl: bool) -> Result<JobSigna
             FnArg::Typed(arg) => {
                 if let Pat::Ident(ident) = arg.pat.as_ref() {
                     if ident.by_ref.is_some() {
-                        errors.push(ident.span(), "a job argument cannot be bound by `ref`");
+                        errors.push_spanned(ident, "a job argument cannot be bound by `ref`");
                     }
                 }
                 check_owned_type(&arg.ty, "argument", &mut errors);
@@ -129,8 +137,8 @@ pub(crate) fn check_signature(sig: &Signature, in_impl: bool) -> Result<JobSigna
     }
     if arg_types.len() > MAX_ARGS {
         let extra = sig.inputs.iter().rev().nth(arg_types.len() - MAX_ARGS - 1);
-        errors.push(
-            extra.map_or(sig.inputs.span(), Spanned::span),
+        errors.push_spanned(
+            extra.map_or_else(|| sig.inputs.to_token_stream(), ToTokens::to_token_stream),
             format!("a job takes at most {MAX_ARGS} arguments, `{name}` takes {}: group some of them in a struct or tuple", arg_types.len()),
         );
     }
@@ -151,14 +159,15 @@ pub(crate) fn check_signature(sig: &Signature, in_impl: bool) -> Result<JobSigna
 
 /// Rejects `impl Trait` and borrowed types, which cannot cross a job boundary.
 fn check_owned_type(ty: &Type, what: &str, errors: &mut Errors) {
-    if let Some(span) = find_ident(ty.to_token_stream(), "impl") {
-        errors.push(
-            span,
-            format!("a job {what} cannot be `impl Trait`: the job must have one concrete, serde-encodable type here"),
-        );
+    let impl_trait =
+        "cannot be `impl Trait`: the job must have one concrete, serde-encodable type here";
+    if let Type::ImplTrait(_) = ty {
+        errors.push_spanned(ty, format!("a job {what} {impl_trait}"));
+    } else if let Some(span) = find_ident(ty.to_token_stream(), "impl") {
+        errors.push(span, format!("a job {what} {impl_trait}"));
     } else if let Type::Reference(reference) = ty {
-        errors.push(
-            reference.span(),
+        errors.push_spanned(
+            reference,
             format!("a job {what} cannot be a reference: jobs may run on another thread or machine, so they take owned values (`String` for `&str`, `Vec<T>` for `&[T]`)"),
         );
     }
@@ -197,7 +206,11 @@ pub(crate) fn signature_text(sig: &JobSignature, self_ty: Option<&Type>) -> Stri
 
 /// Token text with whitespace removed, so formatting never changes an id or fingerprint.
 pub(crate) fn compact(tokens: TokenStream) -> String {
-    tokens.to_string().chars().filter(|c| !c.is_whitespace()).collect()
+    tokens
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
 }
 
 /// Replaces every `Self` in `tokens` by `self_ty`, for code emitted outside the impl block.
@@ -206,13 +219,17 @@ pub(crate) fn replace_self(tokens: TokenStream, self_ty: &Type) -> TokenStream {
         .into_iter()
         .map(|tree| -> TokenStream {
             match tree {
-            TokenTree::Ident(ident) if ident == "Self" => self_ty.to_token_stream(),
-            TokenTree::Group(group) => {
-                let mut new = proc_macro2::Group::new(group.delimiter(), replace_self(group.stream(), self_ty));
-                new.set_span(group.span());
-                TokenTree::Group(new).into()
+                TokenTree::Ident(ident) if ident == "Self" => self_ty.to_token_stream(),
+                TokenTree::Group(group) => {
+                    let mut new = proc_macro2::Group::new(
+                        group.delimiter(),
+                        replace_self(group.stream(), self_ty),
+                    );
+                    new.set_span(group.span());
+                    TokenTree::Group(new).into()
+                }
+                other => other.into(),
             }
-            other => other.into(),
-        }})
+        })
         .collect()
 }

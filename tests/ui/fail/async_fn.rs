@@ -1,0 +1,6 @@
+#[pp::parallel]
+async fn fetch(n: u64) -> u64 {
+    n
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[pp::parallel]
+fn identity<T>(x: T) -> T {
+    x
+}
+
+fn main() {}

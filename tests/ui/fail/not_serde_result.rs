@@ -1,0 +1,9 @@
+struct NotSerde;
+
+#[pp::parallel]
+fn produce(n: u64) -> NotSerde {
+    let _ = n;
+    NotSerde
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[pp::parallel]
+fn count(x: &str) -> usize {
+    x.len()
+}
+
+fn main() {}
