@@ -65,9 +65,10 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
             ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
                 __PpInvoke(#name).invoke(args)
             }
-            ::pp::__private::inventory::submit! {
-                ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke)
-            }
+            #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
+            #[linkme(crate = ::pp::__private::linkme)]
+            static __PP_TASK: ::pp::__private::TaskEntry =
+                ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke);
         };
     })
 }
@@ -183,6 +184,7 @@ fn method_task(
         );
     };
     let invoke = format_ident!("__pp_invoke_{}", name);
+    let entry = format_ident!("__PP_TASK_{}", const_name);
     let registration = quote! {
         #[allow(non_snake_case)]
         fn #invoke(
@@ -190,9 +192,10 @@ fn method_task(
         ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
             __PpInvoke(<#self_ty>::#const_name).invoke(args)
         }
-        ::pp::__private::inventory::submit! {
-            ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke)
-        }
+        #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
+        #[linkme(crate = ::pp::__private::linkme)]
+        static #entry: ::pp::__private::TaskEntry =
+            ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke);
     };
     let arg_checks = portable_checks(arg_types.iter().chain(std::iter::once(&output)));
     (descriptor, registration, arg_checks)

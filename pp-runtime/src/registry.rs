@@ -1,7 +1,10 @@
 //! The process-wide task registry: every `#[pp::parallel]` function, keyed by its id.
 //!
-//! Entries are collected before `main` by `inventory`. A remote worker (or a test) runs a
-//! task from bytes only: [`Registry::invoke`] decodes the arguments, calls the function and
+//! Entries are gathered by the linker into one slice ([`TASKS`], through `linkme`), so the
+//! registry is complete from the first instruction of the process, constructors included:
+//! a worker process can serve jobs before `main`. (`par!` sites still register through
+//! `inventory` until they move to the same slice.) A remote worker (or a test) runs a task
+//! from bytes only: [`Registry::invoke`] decodes the arguments, calls the function and
 //! encodes the result.
 
 use crate::codec::{self, CodecError};
@@ -43,6 +46,10 @@ impl TaskEntry {
         self.fingerprint
     }
 }
+
+/// Every task of the program, gathered at link time by `#[pp::parallel]` expansions.
+#[linkme::distributed_slice]
+pub static TASKS: [TaskEntry];
 
 inventory::collect!(TaskEntry);
 
@@ -90,7 +97,7 @@ pub fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         let mut by_id = HashMap::new();
         let mut duplicates = Vec::new();
-        for entry in inventory::iter::<TaskEntry> {
+        for entry in TASKS.iter().chain(inventory::iter::<TaskEntry>) {
             if by_id.insert(entry.id, entry).is_some() {
                 tracing::warn!(
                     task = entry.id,
