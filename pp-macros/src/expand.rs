@@ -68,7 +68,12 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
             #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
             #[linkme(crate = ::pp::__private::linkme)]
             static __PP_TASK: ::pp::__private::TaskEntry =
-                ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke);
+                ::pp::__private::TaskEntry::with_hooks(
+                    #id,
+                    #fingerprint,
+                    #invoke,
+                    &::pp::__private::HOOKS,
+                );
         };
     })
 }
@@ -195,7 +200,12 @@ fn method_task(
         #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
         #[linkme(crate = ::pp::__private::linkme)]
         static #entry: ::pp::__private::TaskEntry =
-            ::pp::__private::TaskEntry::new(#id, #fingerprint, #invoke);
+            ::pp::__private::TaskEntry::with_hooks(
+                    #id,
+                    #fingerprint,
+                    #invoke,
+                    &::pp::__private::HOOKS,
+                );
     };
     let arg_checks = portable_checks(arg_types.iter().chain(std::iter::once(&output)));
     (descriptor, registration, arg_checks)

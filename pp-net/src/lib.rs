@@ -36,12 +36,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod client;
 mod config;
 mod error;
 mod frame;
 mod handshake;
 mod message;
 pub mod preamble;
+pub mod program;
 mod secure;
 
 pub use config::{ChannelConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE};
@@ -52,6 +54,12 @@ pub use preamble::PROTOCOL_VERSION;
 pub use secure::{SecureReader, SecureWriter};
 
 use tokio::net::TcpStream;
+
+/// The network half's entry points, referenced by every registered task (see
+/// `pp_runtime::remote::ProgramHooks`).
+pub static HOOKS: pp_runtime::remote::ProgramHooks = pp_runtime::remote::ProgramHooks {
+    connect: client::connect,
+};
 
 /// Connects as a client on an open TCP connection: preamble, handshake, confirmation.
 ///

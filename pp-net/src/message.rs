@@ -80,6 +80,24 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The message's name, for errors and logs ("expected `Ready`, got `Submit`").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::ClientHello { .. } => "`ClientHello`",
+            Message::ServerHello { .. } => "`ServerHello`",
+            Message::UploadChunk { .. } => "`UploadChunk`",
+            Message::UploadDone => "`UploadDone`",
+            Message::Ready { .. } => "`Ready`",
+            Message::Submit { .. } => "`Submit`",
+            Message::Results { .. } => "`Results`",
+            Message::Heartbeat { .. } => "`Heartbeat`",
+            Message::HeartbeatAck { .. } => "`HeartbeatAck`",
+            Message::Refused { .. } => "`Refused`",
+        }
+    }
+}
+
 /// One job sent to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRequest {

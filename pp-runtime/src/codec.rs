@@ -17,6 +17,13 @@ pub const DEFAULT_DECODE_LIMIT: u64 = 1 << 30;
 #[error("{0}")]
 pub struct CodecError(String);
 
+impl CodecError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        CodecError(message.into())
+    }
+}
+
 fn options(limit: u64) -> impl Options {
     bincode::DefaultOptions::new()
         .with_fixint_encoding()

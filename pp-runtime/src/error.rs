@@ -12,6 +12,22 @@ pub enum JobError {
         /// The panic message.
         message: String,
     },
+    /// The worker process running the job on a node died (abort, signal, crash).
+    #[error("job `{task}`: its worker process died: {message}")]
+    WorkerCrashed {
+        /// Id of the task.
+        task: String,
+        /// What the node saw (exit status or signal).
+        message: String,
+    },
+    /// A node could not run the job, or its result could not be decoded.
+    #[error("job `{task}` failed on a remote node: {message}")]
+    Remote {
+        /// Id of the task.
+        task: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The server was dropped before the job started.
     #[error("job `{task}` was cancelled: its server shut down before the job started")]
     Cancelled {
@@ -27,6 +43,12 @@ pub enum Error {
     /// A worker count of zero with no remote node to run jobs.
     #[error("ncpus must be at least 1 when no remote node is configured (got {0})")]
     InvalidNcpus(usize),
+    /// A setting (an environment variable or a builder value) is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The cluster client could not start.
+    #[error("cannot start the cluster client: {0}")]
+    Cluster(String),
     /// The local thread pool could not be started.
     #[error("cannot start {threads} worker threads: {source}")]
     ThreadPool {

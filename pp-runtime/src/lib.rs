@@ -8,18 +8,23 @@ mod error;
 mod job;
 mod pending;
 mod pool;
+mod chunks;
 mod runnable;
+mod scope;
 mod server;
 mod stats;
 mod submit;
 
 pub mod codec;
 pub mod registry;
+pub mod remote;
 pub mod task;
+pub mod worker;
 
 pub use error::{Error, JobError};
 pub use job::{Callback, Job};
 pub use registry::{registry, InvokeError, Registry, TaskEntry};
+pub use remote::NodeStatus;
 pub use server::{available_cores, Server, ServerBuilder};
 pub use stats::{ExecutorStats, Stats};
 pub use submit::{JobBuilder, Template};
@@ -42,8 +47,14 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{invoke_typed, InvokeError, TaskEntry, TASKS};
+    pub use crate::remote::ProgramHooks;
     pub use crate::task::{fnv1a64, Portable, Task, TaskFn};
     pub use inventory;
+
+    /// What `par!` expands to: ranges, reductions, the default server.
+    pub mod par {
+        pub use crate::chunks::*;
+    }
     pub use linkme;
 
     /// Fails to compile, at the caller's span, unless `T` can be a job argument or result.

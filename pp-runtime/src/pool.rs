@@ -5,14 +5,17 @@
 //! `ncpus` builds a new rayon pool of that size and bumps a generation number: drainers of
 //! the old generation finish the job in hand and retire, handing their slot to the new
 //! pool. The queue itself never changes, so no job is lost or reordered.
+//!
+//! Remote executors (see [`crate::remote`]) take jobs from the same queue; a job they give
+//! back goes to a retry queue that every taker empties first.
 
 use crate::error::{Error, JobError};
 use crate::pending::{wait_until, Pending};
 use crate::runnable::Runnable;
-use crate::stats::LocalStats;
+use crate::stats::{Counters, ExecutorStats, LocalStats};
 use crossbeam_deque::{Injector, Steal};
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -39,6 +42,15 @@ type WorkerThreads = Arc<Mutex<Vec<JoinHandle<()>>>>;
 pub(crate) struct Core {
     id: u64,
     queue: Injector<Box<dyn Runnable>>,
+    /// Jobs that only local workers may run (they borrow the caller's data).
+    local_queue: Injector<Box<dyn Runnable>>,
+    /// Jobs given back by remote executors: they run before anything newer.
+    retry: Mutex<VecDeque<Box<dyn Runnable>>>,
+    retry_len: AtomicUsize,
+    /// Called on every enqueue once a remote executor is attached.
+    wakers: RwLock<Vec<Arc<dyn Fn() + Send + Sync>>>,
+    has_wakers: AtomicBool,
+    executors: Mutex<Vec<Arc<Counters>>>,
     ncpus: AtomicUsize,
     active: AtomicUsize,
     generation: AtomicU64,
@@ -54,17 +66,24 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn start(ncpus: usize) -> Result<Arc<Core>, Error> {
+    /// Starts the pool; `ncpus` may be zero only when remote executors will run the jobs.
+    pub(crate) fn start(ncpus: usize, remote: bool) -> Result<Arc<Core>, Error> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        if ncpus == 0 {
+        if ncpus == 0 && !remote {
             return Err(Error::InvalidNcpus(0));
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let workers = WorkerThreads::default();
-        let pool = build_pool(id, ncpus, &workers)?;
+        let pool = build_pool(id, ncpus.max(1), &workers)?;
         Ok(Arc::new(Core {
             id,
             queue: Injector::new(),
+            local_queue: Injector::new(),
+            retry: Mutex::new(VecDeque::new()),
+            retry_len: AtomicUsize::new(0),
+            wakers: RwLock::new(Vec::new()),
+            has_wakers: AtomicBool::new(false),
+            executors: Mutex::new(Vec::new()),
             ncpus: AtomicUsize::new(ncpus),
             active: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
@@ -88,7 +107,17 @@ impl Core {
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.local_queue.len() + self.retry_len.load(Ordering::SeqCst)
+    }
+
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+            || !self.local_queue.is_empty()
+            || self.retry_len.load(Ordering::SeqCst) > 0
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
     }
 
     /// Queues a job (already counted in `pending`) and makes sure a drainer will see it.
@@ -97,8 +126,76 @@ impl Core {
             self.cancel(job);
             return;
         }
-        self.queue.push(job);
+        if job.local_only() {
+            self.local_queue.push(job);
+            self.wake();
+        } else {
+            self.queue.push(job);
+            self.wake();
+            self.wake_remote();
+        }
+    }
+
+    fn wake_remote(&self) {
+        if self.has_wakers.load(Ordering::Acquire) {
+            for waker in self.wakers.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                waker();
+            }
+        }
+    }
+
+    pub(crate) fn add_waker(&self, waker: Arc<dyn Fn() + Send + Sync>) {
+        self.wakers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(waker);
+        self.has_wakers.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn add_executor(&self, counters: Arc<Counters>) {
+        self.executors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(counters);
+    }
+
+    /// Statistics rows of the local pool and every remote executor.
+    pub(crate) fn executor_stats(&self) -> Vec<ExecutorStats> {
+        let mut rows = vec![self.stats.local.snapshot()];
+        let executors = self.executors.lock().unwrap_or_else(|e| e.into_inner());
+        rows.extend(executors.iter().map(|c| c.snapshot()));
+        rows
+    }
+
+    /// A job for a remote executor; `None` once shutting down.
+    pub(crate) fn take_for_remote(&self) -> Option<Box<dyn Runnable>> {
+        if self.is_shut_down() {
+            return None;
+        }
+        self.pop_retry().or_else(|| steal(&self.queue))
+    }
+
+    /// Bookkeeping after a remote executor completed a job.
+    pub(crate) fn finished_remote(&self, callback_panic: Option<String>) {
+        if let Some(message) = callback_panic {
+            self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%message, "job callback panicked; the job still counts as finished");
+        }
+        self.pending.done();
+    }
+
+    /// Puts a job given back by a remote executor at the front of the queue.
+    pub(crate) fn requeue(self: &Arc<Self>, job: Box<dyn Runnable>) {
+        if self.is_shut_down() {
+            self.cancel(job);
+            return;
+        }
+        let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+        retry.push_back(job);
+        self.retry_len.store(retry.len(), Ordering::SeqCst);
+        drop(retry);
         self.wake();
+        self.wake_remote();
     }
 
     /// Resizes the pool; queued jobs stay queued in order.
@@ -117,7 +214,7 @@ impl Core {
         self.ncpus.store(ncpus, Ordering::SeqCst);
         drop(threads);
         tracing::debug!(ncpus, "local pool resized");
-        while !self.queue.is_empty() && self.wake() {}
+        while self.has_work() && self.wake() {}
         Ok(())
     }
 
@@ -167,14 +264,21 @@ impl Core {
         }
     }
 
+    /// The next job for a local worker: retried jobs, then local-only ones, then the rest.
     fn pop(&self) -> Option<Box<dyn Runnable>> {
-        loop {
-            match self.queue.steal() {
-                Steal::Success(job) => return Some(job),
-                Steal::Empty => return None,
-                Steal::Retry => std::hint::spin_loop(),
-            }
+        self.pop_retry()
+            .or_else(|| steal(&self.local_queue))
+            .or_else(|| steal(&self.queue))
+    }
+
+    fn pop_retry(&self) -> Option<Box<dyn Runnable>> {
+        if self.retry_len.load(Ordering::SeqCst) == 0 {
+            return None;
         }
+        let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+        let job = retry.pop_front();
+        self.retry_len.store(retry.len(), Ordering::SeqCst);
+        job
     }
 
     fn retiring(&self, generation: u64) -> bool {
@@ -189,7 +293,7 @@ impl Core {
                 self.run(job);
                 if self.retiring(generation) {
                     self.release_slot();
-                    if !self.queue.is_empty() {
+                    if self.has_work() {
                         self.wake();
                     }
                     return;
@@ -197,14 +301,14 @@ impl Core {
             }
             if (0..IDLE_POLLS).any(|_| {
                 std::hint::spin_loop();
-                !self.queue.is_empty()
+                self.has_work()
             }) {
                 continue;
             }
             self.release_slot();
             // A job pushed after our last look may have seen every slot taken: look again.
-            if self.queue.is_empty() || self.retiring(generation) || !self.try_take_slot() {
-                if !self.queue.is_empty() {
+            if !self.has_work() || self.retiring(generation) || !self.try_take_slot() {
+                if self.has_work() {
                     self.wake();
                 }
                 return;
@@ -215,7 +319,7 @@ impl Core {
     fn run(&self, job: Box<dyn Runnable>) {
         let task = job.task_id();
         self.stats.running.fetch_add(1, Ordering::Relaxed);
-        let callback_panic = job.run(&self.stats);
+        let callback_panic = job.run(&self.stats.local);
         self.stats.running.fetch_sub(1, Ordering::Relaxed);
         if let Some(message) = callback_panic {
             self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +365,16 @@ impl Core {
                     tracing::warn!("a worker thread panicked while exiting");
                 }
             }
+        }
+    }
+}
+
+fn steal(queue: &Injector<Box<dyn Runnable>>) -> Option<Box<dyn Runnable>> {
+    loop {
+        match queue.steal() {
+            Steal::Success(job) => return Some(job),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
         }
     }
 }

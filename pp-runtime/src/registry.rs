@@ -9,6 +9,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::panic_message;
+use crate::remote::ProgramHooks;
 use crate::task::{Task, TaskFn};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,6 +24,7 @@ pub struct TaskEntry {
     id: &'static str,
     fingerprint: u64,
     invoke: InvokeFn,
+    hooks: Option<&'static ProgramHooks>,
 }
 
 impl TaskEntry {
@@ -33,6 +35,24 @@ impl TaskEntry {
             id,
             fingerprint,
             invoke,
+            hooks: None,
+        }
+    }
+
+    /// Builds an entry that also points at the program's network hooks; referencing them
+    /// from every task is what makes the linker keep the cluster client in the program.
+    #[doc(hidden)]
+    pub const fn with_hooks(
+        id: &'static str,
+        fingerprint: u64,
+        invoke: InvokeFn,
+        hooks: &'static ProgramHooks,
+    ) -> Self {
+        TaskEntry {
+            id,
+            fingerprint,
+            invoke,
+            hooks: Some(hooks),
         }
     }
 
@@ -89,6 +109,7 @@ pub enum InvokeError {
 pub struct Registry {
     by_id: HashMap<&'static str, &'static TaskEntry>,
     duplicates: Vec<&'static str>,
+    hooks: Option<&'static ProgramHooks>,
 }
 
 /// The registry of this process, built on first use.
@@ -106,7 +127,12 @@ pub fn registry() -> &'static Registry {
                 duplicates.push(entry.id);
             }
         }
-        Registry { by_id, duplicates }
+        let hooks = by_id.values().find_map(|entry| entry.hooks);
+        Registry {
+            by_id,
+            duplicates,
+            hooks,
+        }
     })
 }
 
@@ -114,6 +140,12 @@ impl Registry {
     /// The entry for `id`, if registered.
     pub fn get(&self, id: &str) -> Option<&'static TaskEntry> {
         self.by_id.get(id).copied()
+    }
+
+    /// The network half's entry points, if the program links it (it does whenever it has a
+    /// `#[pp::parallel]` task).
+    pub fn hooks(&self) -> Option<&'static ProgramHooks> {
+        self.hooks
     }
 
     /// Number of registered tasks.

@@ -4,6 +4,8 @@ use crate::error::Error;
 use crate::job::{Job, JobState};
 use crate::pending::Pending;
 use crate::pool::Core;
+use crate::registry::registry;
+use crate::remote::{Attachment, ClusterSpec, JobFeed, NodeStatus};
 use crate::runnable::LocalJob;
 use crate::stats::Stats;
 use crate::submit::{JobBuilder, Template};
@@ -35,7 +37,8 @@ use std::time::{Duration, Instant};
 /// # Ok::<(), pp::Error>(())
 /// ```
 pub struct Server {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
+    cluster: Option<Box<dyn Attachment>>,
 }
 
 /// Configures a [`Server`]; see [`Server::builder`].
@@ -43,27 +46,115 @@ pub struct Server {
 #[must_use]
 pub struct ServerBuilder {
     ncpus: Option<usize>,
+    cluster: ClusterSpec,
 }
 
 impl ServerBuilder {
     /// Number of local workers (PP's `ncpus`); default: the number of available cores.
-    /// More workers than cores is allowed and pays off for jobs that block.
+    /// More workers than cores is allowed and pays off for jobs that block. Zero is allowed
+    /// only with [`ppservers`](ServerBuilder::ppservers): jobs then run on the nodes.
     pub fn ncpus(mut self, ncpus: usize) -> Self {
         self.ncpus = Some(ncpus);
         self
     }
 
-    /// Starts the server.
+    /// Remote `ppserver` nodes to run jobs on besides the local workers (PP's `ppservers`):
+    /// `"host:port"`, or `"host"` for port 60000.
+    pub fn ppservers<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cluster.nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The secret shared with the nodes (every node must be started with the same one).
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.cluster.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Reads the cluster settings from the environment, as [`Server::new`] does:
+    /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
+    /// `PP_SECRET_FILE` (a file holding the secret), and `PP_NCPUS` (local workers; 0 means
+    /// remote only). Values already set on the builder win.
     ///
     /// # Errors
-    /// [`Error::InvalidNcpus`] for zero workers; [`Error::ThreadPool`] if threads cannot be
-    /// started.
-    pub fn build(self) -> Result<Server, Error> {
-        let ncpus = self.ncpus.unwrap_or_else(available_cores);
-        let core = Core::start(ncpus)?;
-        tracing::debug!(ncpus, "pp server started");
-        Ok(Server { core })
+    /// [`Error::Config`] for an unreadable secret file, both secret variables set, or a
+    /// `PP_NCPUS` that is not a whole number.
+    pub fn from_env(mut self) -> Result<Self, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if self.cluster.nodes.is_empty() {
+            if let Some(nodes) = var("PP_SERVERS") {
+                self.cluster.nodes = nodes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+        }
+        if self.cluster.secret.is_none() {
+            self.cluster.secret = match (var("PP_SECRET"), var("PP_SECRET_FILE")) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::Config(
+                        "both PP_SECRET and PP_SECRET_FILE are set: set only one".into(),
+                    ))
+                }
+                (Some(secret), None) => Some(secret.into_bytes()),
+                (None, Some(path)) => Some(read_secret_file(&path)?),
+                (None, None) => None,
+            };
+        }
+        if self.ncpus.is_none() {
+            if let Some(n) = var("PP_NCPUS") {
+                let n = n.trim().parse::<usize>().map_err(|_| {
+                    Error::Config(format!("PP_NCPUS must be a whole number, not `{n}`"))
+                })?;
+                self.ncpus = Some(n);
+            }
+        }
+        Ok(self)
     }
+
+    /// Starts the server, and the cluster client if nodes were named.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNcpus`] for zero workers and no node; [`Error::ThreadPool`] if threads
+    /// cannot be started; [`Error::Cluster`] if the cluster client cannot start (a node that
+    /// is down is not an error: its jobs run elsewhere).
+    pub fn build(self) -> Result<Server, Error> {
+        let remote = !self.cluster.nodes.is_empty();
+        let ncpus = self.ncpus.unwrap_or_else(available_cores);
+        let core = Core::start(ncpus, remote)?;
+        let mut server = Server {
+            core,
+            cluster: None,
+        };
+        if remote {
+            let hooks = registry().hooks().ok_or_else(|| {
+                Error::Cluster(
+                    "this program has no `#[pp::parallel]` task, so it has nothing to run on a node"
+                        .into(),
+                )
+            })?;
+            let feed = JobFeed::new(&server.core);
+            server.cluster = Some((hooks.connect)(self.cluster, feed)?);
+        }
+        tracing::debug!(ncpus, remote, "pp server started");
+        Ok(server)
+    }
+}
+
+fn read_secret_file(path: &str) -> Result<Vec<u8>, Error> {
+    let text = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("cannot read PP_SECRET_FILE `{path}`: {e}")))?;
+    let trimmed = text.trim_ascii_end();
+    if trimmed.is_empty() {
+        return Err(Error::Config(format!("PP_SECRET_FILE `{path}` is empty")));
+    }
+    Ok(trimmed.to_vec())
 }
 
 /// Number of cores this process may use (at least 1).
@@ -72,12 +163,14 @@ pub fn available_cores() -> usize {
 }
 
 impl Server {
-    /// Starts a server with one worker per available core.
+    /// Starts a server with one worker per available core, and cluster mode if the
+    /// environment asks for it (`PP_SERVERS`, `PP_SECRET` or `PP_SECRET_FILE`, `PP_NCPUS`;
+    /// see [`ServerBuilder::from_env`]).
     ///
     /// # Errors
-    /// As [`ServerBuilder::build`].
+    /// As [`ServerBuilder::from_env`] and [`ServerBuilder::build`].
     pub fn new() -> Result<Server, Error> {
-        Server::builder().build()
+        Server::builder().from_env()?.build()
     }
 
     /// A builder to choose the worker count and, later, other settings.
@@ -144,11 +237,16 @@ impl Server {
             .is_none_or(|pending| pending.wait(Some(Instant::now() + timeout)))
     }
 
+    /// The remote nodes of this server with their state (empty without cluster mode).
+    pub fn active_nodes(&self) -> Vec<NodeStatus> {
+        self.cluster.as_ref().map_or_else(Vec::new, |c| c.nodes())
+    }
+
     /// A snapshot of the job statistics.
     pub fn stats(&self) -> Stats {
         let core = &self.core;
         Stats {
-            executors: vec![core.stats.executor("local")],
+            executors: core.executor_stats(),
             elapsed: core.created.elapsed(),
             active_jobs: core
                 .stats
@@ -210,6 +308,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown();
+        }
         self.core.shutdown();
     }
 }

@@ -4,30 +4,58 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Counters of the local pool, updated as jobs finish.
-#[derive(Debug, Default)]
-pub(crate) struct LocalStats {
+/// Jobs and job time of one executor (the local pool or a node), updated as jobs finish.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    name: String,
     jobs: AtomicU64,
     nanos: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new(name: &str) -> Self {
+        Counters {
+            name: name.to_owned(),
+            jobs: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn record(&self, elapsed: Duration) {
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> ExecutorStats {
+        ExecutorStats {
+            name: self.name.clone(),
+            jobs: self.jobs.load(Ordering::Relaxed),
+            job_time: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Server-wide counters.
+#[derive(Debug)]
+pub(crate) struct LocalStats {
+    pub(crate) local: Counters,
     pub(crate) running: AtomicUsize,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) cancelled: AtomicU64,
 }
 
-impl LocalStats {
-    pub(crate) fn record(&self, elapsed: Duration) {
-        self.jobs.fetch_add(1, Ordering::Relaxed);
-        self.nanos.fetch_add(
-            elapsed.as_nanos().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
-    }
-
-    pub(crate) fn executor(&self, name: &str) -> ExecutorStats {
-        ExecutorStats {
-            name: name.to_owned(),
-            jobs: self.jobs.load(Ordering::Relaxed),
-            job_time: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+impl Default for LocalStats {
+    fn default() -> Self {
+        LocalStats {
+            local: Counters::new("local"),
+            running: AtomicUsize::new(0),
+            callback_panics: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
         }
     }
 }

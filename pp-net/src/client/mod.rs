@@ -1,0 +1,248 @@
+//! The client side of cluster mode: a server's remote executors.
+//!
+//! [`connect`] (reached by `pp::Server::new()` through the program's hooks when `PP_SERVERS`
+//! is set) starts one thread running a small tokio runtime with one task per node. Each task
+//! connects, authenticates, ships the program if the node lacks it, and then takes jobs from
+//! the server's queue into the node's in-flight window ([`session`]). A node that cannot be
+//! reached or refuses the secret is reported once (a warning naming it and the reason) and
+//! retried in the background with capped exponential backoff; its jobs run elsewhere.
+//!
+//! If the server has no local workers (`PP_NCPUS=0`) and no node is usable while jobs wait,
+//! the jobs run locally after [`FALLBACK_WAIT`], with a warning: a job never waits forever
+//! for a node that does not come.
+
+mod address;
+mod session;
+
+use crate::program::current_program;
+use crate::{ChannelConfig, Secret};
+use address::NodeAddress;
+use pp_runtime::remote::{Attachment, ClusterSpec, ExecutorHandle, JobFeed, NodeStatus};
+use pp_runtime::Error;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// How long jobs wait for a node when the server has no local workers, before they run
+/// locally anyway.
+pub const FALLBACK_WAIT: Duration = Duration::from_secs(2);
+
+/// First and largest pause between attempts to reach a node.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// How long a dropped server waits for the client thread to stop.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// One node as the client tracks it.
+pub(crate) struct NodeState {
+    pub(crate) address: NodeAddress,
+    pub(crate) name: String,
+    pub(crate) executor: ExecutorHandle,
+    /// Signalled when jobs are queued.
+    pub(crate) notify: Notify,
+    workers: AtomicU32,
+    connected: AtomicBool,
+}
+
+impl NodeState {
+    pub(crate) fn set_connected(&self, workers: u32) {
+        self.workers.store(workers, Ordering::SeqCst);
+        self.connected.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_disconnected(&self) {
+        self.connected.store(false, Ordering::SeqCst);
+        self.workers.store(0, Ordering::SeqCst);
+    }
+
+    fn status(&self) -> NodeStatus {
+        NodeStatus::new(
+            self.name.clone(),
+            self.workers.load(Ordering::SeqCst),
+            self.connected.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// The running cluster client of one server.
+struct Cluster {
+    nodes: Vec<Arc<NodeState>>,
+    stop: watch::Sender<bool>,
+    thread: Mutex<Option<(JoinHandle<()>, mpsc::Receiver<()>)>>,
+}
+
+/// Starts the cluster client for `spec`, feeding on `feed`.
+///
+/// # Errors
+/// [`Error::Config`] without a secret or with an invalid node address;
+/// [`Error::Cluster`] if the program cannot be read or the client thread cannot start.
+pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, Error> {
+    let secret = spec.secret.as_deref().ok_or_else(|| {
+        Error::Config(
+            "cluster mode needs the nodes' secret: set PP_SECRET or PP_SECRET_FILE, or call `.secret(..)`"
+                .into(),
+        )
+    })?;
+    let secret = Secret::new(secret).map_err(|e| Error::Config(e.to_string()))?;
+    let program = current_program().map_err(Error::Cluster)?;
+    let nodes = spec
+        .nodes
+        .iter()
+        .map(|text| {
+            let address = NodeAddress::parse(text).map_err(Error::Config)?;
+            let name = address.display();
+            Ok(Arc::new(NodeState {
+                executor: feed.register_executor(&name),
+                name,
+                address,
+                notify: Notify::new(),
+                workers: AtomicU32::new(0),
+                connected: AtomicBool::new(false),
+            }))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let wake = nodes.clone();
+    feed.on_job_queued(Arc::new(move || wake.iter().for_each(|n| n.notify.notify_one())));
+
+    let ctx = Arc::new(session::Context {
+        feed,
+        secret,
+        channel: ChannelConfig::default(),
+        program,
+        registry_fingerprint: pp_runtime::registry().fingerprint(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let (done_tx, done_rx) = mpsc::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Cluster(format!("cannot start the network runtime: {e}")))?;
+    let task_nodes = nodes.clone();
+    let thread = std::thread::Builder::new()
+        .name("pp-cluster".into())
+        .spawn(move || {
+            runtime.block_on(run_cluster(task_nodes, ctx, stopped));
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| Error::Cluster(format!("cannot start the cluster thread: {e}")))?;
+    Ok(Box::new(Cluster {
+        nodes,
+        stop,
+        thread: Mutex::new(Some((thread, done_rx))),
+    }))
+}
+
+async fn run_cluster(nodes: Vec<Arc<NodeState>>, ctx: Arc<session::Context>, stopped: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in &nodes {
+        tasks.spawn_local_or_spawn(drive_node(Arc::clone(node), Arc::clone(&ctx), stopped.clone()));
+    }
+    tasks.spawn_local_or_spawn(fallback(nodes, ctx, stopped));
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Spawning on the current-thread runtime; the futures are `Send` anyway.
+trait SpawnHere {
+    fn spawn_local_or_spawn<F: std::future::Future<Output = ()> + Send + 'static>(&mut self, f: F);
+}
+
+impl SpawnHere for tokio::task::JoinSet<()> {
+    fn spawn_local_or_spawn<F: std::future::Future<Output = ()> + Send + 'static>(&mut self, f: F) {
+        self.spawn(f);
+    }
+}
+
+/// Keeps one node connected for as long as the server runs.
+async fn drive_node(node: Arc<NodeState>, ctx: Arc<session::Context>, mut stopped: watch::Receiver<bool>) {
+    let mut pause = RETRY_FIRST;
+    let mut reported: Option<String> = None;
+    loop {
+        if *stopped.borrow() || ctx.feed.is_closed() {
+            return;
+        }
+        let started = Instant::now();
+        match session::run(&node, &ctx, &mut stopped).await {
+            session::End::Shutdown => return,
+            session::End::Failed(why) => {
+                let was_up = started.elapsed() > RETRY_MAX;
+                if reported.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(node = %node.name, "node not usable: {why}; its jobs run elsewhere (retrying in the background)");
+                    reported = Some(why);
+                } else {
+                    tracing::debug!(node = %node.name, "node still not usable: {why}");
+                }
+                if was_up {
+                    pause = RETRY_FIRST;
+                }
+            }
+        }
+        let wait = pause + jitter(pause / 4);
+        pause = (pause * 2).min(RETRY_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Up to `max`, from the clock's low bits: enough to keep many clients from retrying in step.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let max = u32::try_from(max.as_nanos()).unwrap_or(u32::MAX).max(1);
+    Duration::from_nanos(u64::from(nanos % max))
+}
+
+/// With no local workers, runs jobs locally once no node has been usable for
+/// [`FALLBACK_WAIT`] while jobs wait.
+async fn fallback(nodes: Vec<Arc<NodeState>>, ctx: Arc<session::Context>, mut stopped: watch::Receiver<bool>) {
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        let stranded = ctx.feed.local_workers() == 0
+            && ctx.feed.queued() > 0
+            && !nodes.iter().any(|n| n.connected.load(Ordering::SeqCst));
+        match (stranded, waiting_since) {
+            (false, _) => waiting_since = None,
+            (true, None) => waiting_since = Some(Instant::now()),
+            (true, Some(since)) if since.elapsed() >= FALLBACK_WAIT => {
+                let cores = pp_runtime::available_cores();
+                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                tracing::warn!(
+                    "no node is usable ({}) after {FALLBACK_WAIT:?}: running jobs on {cores} local workers",
+                    names.join(", ")
+                );
+                if let Err(e) = ctx.feed.set_local_workers(cores) {
+                    tracing::error!("cannot start local workers: {e}");
+                }
+                return;
+            }
+            (true, Some(_)) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+impl Attachment for Cluster {
+    fn nodes(&self) -> Vec<NodeStatus> {
+        self.nodes.iter().map(|n| n.status()).collect()
+    }
+
+    fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((thread, done)) = thread {
+            if done.recv_timeout(STOP_GRACE).is_ok() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!("the cluster thread did not stop within {STOP_GRACE:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Scoped chunk runs: closures that borrow the caller's stack run as jobs on a server's
+//! local pool, and the call returns only when every chunk that started has finished.
+//!
+//! This is what `par!` expands to. Each chunk is a job in the server's one FIFO queue, so
+//! chunks share the workers with other jobs and count in the statistics. A queued job
+//! carries no chunk number: it claims the next unclaimed chunk when it runs. So a caller
+//! that is itself a worker thread (`par!` inside a job, or inside another `par!`) claims
+//! chunks too instead of blocking a worker its own chunks may need; any other caller just
+//! waits, so no more than `ncpus` chunks run at once.
+
+use crate::error::JobError;
+use crate::panic_message;
+use crate::runnable::Runnable;
+use crate::server::Server;
+use crate::stats::Counters;
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// How long a waiting caller spins before it parks (as a `Job` waiter does).
+const SPIN: Duration = Duration::from_micros(20);
+
+/// One chunk, type-erased: runs chunk `i` and says whether it "hit" (found what a search
+/// looks for), after which chunks above `i` that have not started are skipped.
+type Body<'a> = dyn Fn(usize) -> bool + Sync + 'a;
+
+/// The state a scoped run shares with its queued jobs.
+struct Scope {
+    /// The caller's closure, its lifetime erased: see the SAFETY notes in `claim` and `run`.
+    body: *const Body<'static>,
+    chunks: usize,
+    /// The next chunk to claim; claims past `chunks` find nothing to do.
+    next: AtomicUsize,
+    /// Claimed chunks that are over (run, skipped or cancelled).
+    finished: AtomicUsize,
+    /// Chunks above this index are skipped: the lowest chunk that hit or panicked.
+    stop_after: AtomicUsize,
+    /// Set when no further chunk may run: the server shut down or the caller unwinds.
+    cancelled: AtomicBool,
+    /// The panic of the lowest chunk that panicked.
+    panic: Mutex<Option<(usize, Box<dyn Any + Send>)>>,
+    caller: Thread,
+    task: &'static str,
+}
+
+// SAFETY: `body` points to a `Sync` closure, which any thread may call through a shared
+// reference; `claim` dereferences it only while the closure is alive. Every other field is
+// `Send` and `Sync`.
+unsafe impl Send for Scope {}
+// SAFETY: as above.
+unsafe impl Sync for Scope {}
+
+impl Scope {
+    /// Claims the next chunk and runs it, or skips it after a hit, a panic or a
+    /// cancellation; returns false when every chunk was already claimed.
+    fn claim(&self, stats: Option<&Counters>) -> bool {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        if index >= self.chunks {
+            return false;
+        }
+        if !self.cancelled.load(Ordering::Acquire) && index <= self.stop_after.load(Ordering::Acquire)
+        {
+            let start = Instant::now();
+            // SAFETY: chunk `index` is claimed and not yet counted in `finished`, so `run`,
+            // which owns the closure on its stack, has not returned: it waits (even when
+            // unwinding) until `finished == chunks`.
+            let body = unsafe { &*self.body };
+            match catch_unwind(AssertUnwindSafe(|| body(index))) {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.stop_after.fetch_min(index, Ordering::AcqRel);
+                }
+                Err(payload) => {
+                    self.stop_after.fetch_min(index, Ordering::AcqRel);
+                    let mut panic = self.panic.lock().unwrap_or_else(PoisonError::into_inner);
+                    if panic.as_ref().is_none_or(|(first, _)| index < *first) {
+                        *panic = Some((index, payload));
+                    }
+                }
+            }
+            if let Some(stats) = stats {
+                stats.record(start.elapsed());
+            }
+        }
+        // Past this point the closure is not touched: `run` may return at once.
+        if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == self.chunks {
+            self.caller.unpark();
+        }
+        true
+    }
+
+    fn all_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire) == self.chunks
+    }
+
+    /// Blocks the caller until every chunk is over. Only the caller's thread calls it.
+    fn wait(&self) {
+        let start = Instant::now();
+        while !self.all_finished() {
+            if start.elapsed() < SPIN {
+                std::hint::spin_loop();
+            } else {
+                thread::park();
+            }
+        }
+    }
+}
+
+/// Waits for the scope's chunks when dropped, on the normal path and when unwinding, so no
+/// job can call the closure after `run` has returned.
+struct WaitGuard<'a>(&'a Scope);
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // Unwinding before the chunks were all claimed (not expected: enqueueing does not
+            // panic): skip the rest and claim them here, then wait for those running.
+            self.0.cancelled.store(true, Ordering::Release);
+            while self.0.claim(None) {}
+        }
+        self.0.wait();
+    }
+}
+
+/// A queued job of a scope: claims one chunk when a worker runs it.
+struct ChunkJob(Arc<Scope>);
+
+impl Runnable for ChunkJob {
+    fn task_id(&self) -> &'static str {
+        self.0.task
+    }
+
+    fn run(self: Box<Self>, stats: &Counters) -> Option<String> {
+        self.0.claim(Some(stats));
+        None
+    }
+
+    fn local_only(&self) -> bool {
+        true
+    }
+
+    fn fail(self: Box<Self>, _error: JobError) {
+        self.0.cancelled.store(true, Ordering::Release);
+        self.0.claim(None);
+    }
+}
+
+/// Runs `body(0)` to `body(chunks - 1)` as jobs on `server` and returns when all are over.
+/// Returns the panic payload of the lowest chunk that panicked, and whether the server
+/// cancelled chunks.
+fn run(
+    server: &Server,
+    task: &'static str,
+    chunks: usize,
+    body: &Body<'_>,
+) -> (Option<Box<dyn Any + Send>>, bool) {
+    if chunks == 0 {
+        return (None, false);
+    }
+    // SAFETY: only the lifetime changes. The pointer is dereferenced in `Scope::claim` only
+    // for a claimed, unfinished chunk, and this function does not return, nor unwind, before
+    // `WaitGuard` saw every chunk finished; after that, claims find no chunk left and never
+    // touch `body`.
+    let body = unsafe { std::mem::transmute::<*const Body<'_>, *const Body<'static>>(body) };
+    let scope = Arc::new(Scope {
+        body,
+        chunks,
+        next: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+        stop_after: AtomicUsize::new(usize::MAX),
+        cancelled: AtomicBool::new(false),
+        panic: Mutex::new(None),
+        caller: thread::current(),
+        task,
+    });
+    let guard = WaitGuard(&scope);
+    let core = &server.core;
+    for _ in 0..chunks {
+        core.pending.add();
+        core.enqueue(Box::new(ChunkJob(Arc::clone(&scope))));
+    }
+    if rayon::current_thread_index().is_some() {
+        // A worker thread must not just block: the chunks may need its slot.
+        while scope.claim(Some(&core.stats.local)) {}
+    }
+    drop(guard);
+    let panic = scope
+        .panic
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    (
+        panic.map(|(_, payload)| payload),
+        scope.cancelled.load(Ordering::Acquire),
+    )
+}
+
+/// Runs `f` on every chunk; `hit` on a result makes chunks above it skipped when they come
+/// up. Returns each chunk's result (`None` for skipped chunks), in chunk order.
+///
+/// # Panics
+/// Resumes the panic of the lowest chunk that panicked, once all started chunks are over;
+/// panics if the server shut down before every chunk ran.
+pub(crate) fn run_indexed<R, F, H>(
+    server: &Server,
+    task: &'static str,
+    chunks: usize,
+    hit: H,
+    f: F,
+) -> Vec<Option<R>>
+where
+    R: Send,
+    F: Fn(usize) -> R + Sync,
+    H: Fn(&R) -> bool + Sync,
+{
+    let slots: Mutex<Vec<Option<R>>> = Mutex::new((0..chunks).map(|_| None).collect());
+    let body = |index: usize| {
+        let result = f(index);
+        let hit = hit(&result);
+        slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
+        hit
+    };
+    let (panic, cancelled) = run(server, task, chunks, &body);
+    if let Some(payload) = panic {
+        tracing::debug!(task, message = %panic_message(payload.as_ref()), "a chunk panicked");
+        resume_unwind(payload);
+    }
+    assert!(
+        !cancelled,
+        "pp: the server shut down before every chunk of `{task}` ran"
+    );
+    slots.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Server {
+    /// Runs `f(0)`, `f(1)`, ..., `f(chunks - 1)` as jobs on this server's local workers and
+    /// returns their results in index order. The closure may borrow from the caller's stack:
+    /// the call returns only when every chunk has finished.
+    ///
+    /// The chunks go through the same queue as submitted jobs, in order, and count in
+    /// [`stats`](Server::stats). Called from a worker thread (inside a job, or inside
+    /// another chunk), the calling thread runs chunks too, so nesting cannot deadlock.
+    /// This is the runner behind [`par!`](https://docs.rs/pp/latest/pp/macro.par.html).
+    ///
+    /// # Panics
+    /// If a chunk panics, chunks not yet started are skipped and, once the started ones
+    /// have finished, the panic of the lowest panicking chunk resumes here. Also panics if
+    /// the server shuts down before every chunk ran.
+    ///
+    /// # Examples
+    /// ```
+    /// let server = pp::Server::builder().ncpus(2).build()?;
+    /// let data: Vec<u64> = (1..=100).collect();
+    /// let sums = server.run_chunks(4, |i| data[i * 25..(i + 1) * 25].iter().sum::<u64>());
+    /// assert_eq!(sums, vec![325, 950, 1575, 2200]);
+    /// # Ok::<(), pp::Error>(())
+    /// ```
+    pub fn run_chunks<R, F>(&self, chunks: usize, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(usize) -> R + Sync,
+    {
+        self.run_chunks_as("pp::run_chunks", chunks, f)
+    }
+
+    /// Runs `f` on chunks `0..chunks` as [`run_chunks`](Server::run_chunks) does and returns
+    /// the `Some` of the lowest chunk that gave one. Once a chunk gave `Some`, chunks above
+    /// it that have not started are skipped; chunks below it still run, so the result is
+    /// the same as trying the chunks one after the other.
+    ///
+    /// # Panics
+    /// As [`run_chunks`](Server::run_chunks).
+    ///
+    /// # Examples
+    /// ```
+    /// let server = pp::Server::builder().ncpus(2).build()?;
+    /// let first = server.find_chunk(100, |i| (i % 7 == 3).then_some(i));
+    /// assert_eq!(first, Some(3));
+    /// # Ok::<(), pp::Error>(())
+    /// ```
+    pub fn find_chunk<R, F>(&self, chunks: usize, f: F) -> Option<R>
+    where
+        R: Send,
+        F: Fn(usize) -> Option<R> + Sync,
+    {
+        self.find_chunk_as("pp::find_chunk", chunks, f)
+    }
+
+    /// [`run_chunks`](Server::run_chunks) with the task id that statistics and logs show.
+    pub(crate) fn run_chunks_as<R, F>(&self, task: &'static str, chunks: usize, f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(usize) -> R + Sync,
+    {
+        run_indexed(self, task, chunks, |_| false, f)
+            .into_iter()
+            .map(|result| result.expect("a chunk that was not skipped has a result"))
+            .collect()
+    }
+
+    /// [`find_chunk`](Server::find_chunk) with the task id that statistics and logs show.
+    pub(crate) fn find_chunk_as<R, F>(&self, task: &'static str, chunks: usize, f: F) -> Option<R>
+    where
+        R: Send,
+        F: Fn(usize) -> Option<R> + Sync,
+    {
+        run_indexed(self, task, chunks, Option::is_some, f)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .next()
+    }
+}

@@ -1,0 +1,574 @@
+//! Worker mode: any program that links pp can run jobs for a `ppserver` node.
+//!
+//! A node runs a client's jobs in processes of the client's own executable, started with
+//! the environment variable [`WORKER_ENV`] (`PP_WORKER=1`) and its standard input and
+//! output as pipes. [`WORKER_HOOK`], placed in the platform's table of initialisers, runs
+//! before `main`: when the variable is set it turns the process into a worker that serves
+//! jobs until its input closes, then exits, so `main` never runs. Examples, user binaries
+//! and `cargo test` harnesses all work this way with no code from the user.
+//!
+//! # The pipe protocol
+//! Every message is a frame: a `u32` little-endian length, then the value encoded by
+//! [`crate::codec`]. A frame longer than the limit (from [`MAX_FRAME_ENV`], default
+//! [`DEFAULT_MAX_FRAME`]) is refused before memory is reserved for it.
+//!
+//! ```text
+//! worker -> node   WorkerHello                      once, at start
+//! node -> worker   WorkerJob                        one job at a time
+//! worker -> node   WorkerReply                      then the next WorkerJob ...
+//! node closes the worker's input                    the worker exits with status 0
+//! ```
+//! The worker protocol is versioned by [`WORKER_PROTOCOL`], the first field of the hello.
+//!
+//! Inside a worker, what a job writes to standard output goes to standard error (the pipe
+//! belongs to the protocol) and standard input reads nothing.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+use crate::registry::{registry, InvokeError};
+
+/// Version of the pipe protocol between a node and its workers.
+pub const WORKER_PROTOCOL: u16 = 1;
+
+/// The environment variable that makes a pp program start as a worker (value `1`).
+pub const WORKER_ENV: &str = "PP_WORKER";
+
+/// The environment variable with the largest frame, in bytes, a worker reads or writes.
+pub const MAX_FRAME_ENV: &str = "PP_WORKER_MAX_FRAME";
+
+/// Default frame limit of the pipe protocol: 64 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
+
+/// Bytes of a frame's length prefix.
+pub const FRAME_HEADER: usize = 4;
+
+/// The initialiser that makes a process a worker before `main` runs (see the module docs).
+///
+/// The loader calls every function of this table before `main`; this one returns at once
+/// unless [`WORKER_ENV`] is set. It must be linked into the program to work: code that
+/// `#[pp::parallel]` generates refers to it. Not public API.
+#[doc(hidden)]
+#[used]
+#[cfg_attr(
+    any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_os = "illumos",
+        target_os = "solaris"
+    ),
+    unsafe(link_section = ".init_array")
+)]
+#[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+#[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+pub static WORKER_HOOK: extern "C" fn() = worker_hook;
+
+// On ELF the loader passes (argc, argv, envp); a function that takes no arguments ignores
+// them, as C constructors do.
+extern "C" fn worker_hook() {
+    enter_worker_mode_if_requested();
+}
+
+/// Becomes a worker if [`WORKER_ENV`] is set, and then never returns.
+///
+/// Without the variable this returns at once (it runs in every pp program). With it, the
+/// variable is removed (so jobs that start programs do not make more workers), the worker
+/// loop serves jobs on standard input and output, and the process exits: with status 0
+/// when the node closes the input, 1 after a protocol error (reported on standard error).
+pub fn enter_worker_mode_if_requested() {
+    if std::env::var_os(WORKER_ENV).is_none() {
+        return;
+    }
+    // Still single-threaded here (before `main`), so changing the environment is sound.
+    std::env::remove_var(WORKER_ENV);
+    let limit = frame_limit_from_env();
+    let result = stdio::take().and_then(|(input, output)| run_worker(input, output, limit));
+    let status = match result {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("pp worker {}: {error}", std::process::id());
+            1
+        }
+    };
+    std::process::exit(status);
+}
+
+/// The frame limit set by the node in [`MAX_FRAME_ENV`], or [`DEFAULT_MAX_FRAME`].
+fn frame_limit_from_env() -> u32 {
+    std::env::var(MAX_FRAME_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&limit| limit >= 1024)
+        .unwrap_or(DEFAULT_MAX_FRAME)
+}
+
+/// First message of a worker: who it is and which tasks it can run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerHello {
+    /// [`WORKER_PROTOCOL`] of the program. Always the first field, in every version.
+    pub protocol: u16,
+    /// [`Registry::fingerprint`](crate::Registry::fingerprint) of the program.
+    pub registry_fingerprint: u64,
+    /// Number of registered tasks.
+    pub tasks: u32,
+    /// The worker's process id.
+    pub pid: u32,
+}
+
+/// One job for a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerJob {
+    /// The node's id for the job, echoed in the [`WorkerReply`].
+    pub job_id: u64,
+    /// The task's stable id.
+    pub task: String,
+    /// The signature fingerprint the client expects.
+    pub fingerprint: u64,
+    /// The arguments, encoded by [`crate::codec`].
+    #[serde(with = "bytes")]
+    pub args: Vec<u8>,
+}
+
+/// A worker's answer to one [`WorkerJob`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerReply {
+    /// The `job_id` of the job.
+    pub job_id: u64,
+    /// What became of it.
+    pub outcome: WorkerOutcome,
+}
+
+/// What became of a job in a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerOutcome {
+    /// The job returned; its result encoded by [`crate::codec`].
+    Ok(#[serde(with = "bytes")] Vec<u8>),
+    /// The job panicked; the panic message.
+    Panicked(String),
+    /// The job could not be run (unknown task, other signature, bad arguments, a result
+    /// above the frame limit); why.
+    Failed(String),
+}
+
+/// Why the pipe protocol failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// Reading or writing a pipe failed.
+    #[error("i/o error while {during}: {source}")]
+    Io {
+        /// What was being done.
+        during: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The pipe closed in the middle of a frame.
+    #[error("the pipe closed in the middle of {during}")]
+    Truncated {
+        /// What was being read.
+        during: &'static str,
+    },
+    /// A frame is longer than the limit.
+    #[error("a {what} of {len} bytes is above the frame limit of {limit} bytes")]
+    TooLarge {
+        /// What the frame holds.
+        what: &'static str,
+        /// Its length.
+        len: u64,
+        /// The limit.
+        limit: u32,
+    },
+    /// A frame is not a valid value of its type.
+    #[error("bad {what}: {source}")]
+    Codec {
+        /// What the frame holds.
+        what: &'static str,
+        /// What the codec reported.
+        #[source]
+        source: CodecError,
+    },
+}
+
+/// Encodes `value` as a frame body, checking it against `limit`.
+///
+/// # Errors
+/// [`WorkerError::Codec`] if it cannot be encoded, [`WorkerError::TooLarge`] if the
+/// encoding is longer than `limit`.
+pub fn encode_body<T: Serialize>(
+    value: &T,
+    what: &'static str,
+    limit: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    let body = codec::encode(value).map_err(|source| WorkerError::Codec { what, source })?;
+    if body.len() as u64 > u64::from(limit) {
+        return Err(WorkerError::TooLarge {
+            what,
+            len: body.len() as u64,
+            limit,
+        });
+    }
+    Ok(body)
+}
+
+/// The length prefix for a body of `len` bytes (already checked against the limit).
+pub fn frame_header(len: usize) -> [u8; FRAME_HEADER] {
+    // Bodies are bounded by a `u32` limit before they get here.
+    (len as u32).to_le_bytes()
+}
+
+/// The body length announced by a frame header, if within `limit`.
+///
+/// # Errors
+/// [`WorkerError::TooLarge`] above the limit: nothing should be allocated for it.
+pub fn body_len(header: [u8; FRAME_HEADER], what: &'static str, limit: u32) -> Result<usize, WorkerError> {
+    let len = u32::from_le_bytes(header);
+    if len > limit {
+        return Err(WorkerError::TooLarge {
+            what,
+            len: u64::from(len),
+            limit,
+        });
+    }
+    Ok(len as usize)
+}
+
+/// Decodes a frame body, allowing no more than `limit` bytes of claimed lengths inside it.
+///
+/// # Errors
+/// [`WorkerError::Codec`] if the body is not a valid `T`.
+pub fn decode_body<T: DeserializeOwned>(
+    body: &[u8],
+    what: &'static str,
+    limit: u32,
+) -> Result<T, WorkerError> {
+    codec::decode_with_limit(body, u64::from(limit))
+        .map_err(|source| WorkerError::Codec { what, source })
+}
+
+/// Serves jobs from `input` to `output` until `input` ends cleanly between frames.
+///
+/// Writes the [`WorkerHello`] first, then answers each [`WorkerJob`] with a
+/// [`WorkerReply`], flushed at once. Jobs run through [`Registry::invoke`](crate::Registry::invoke),
+/// which catches panics. [`enter_worker_mode_if_requested`] runs it on the process's pipes;
+/// tests may run it on buffers.
+///
+/// # Errors
+/// An I/O error on either side, a frame above `limit`, a truncated or undecodable frame.
+pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<(), WorkerError> {
+    let mut input = BufReader::new(input);
+    let mut output = BufWriter::new(output);
+    let registry = registry();
+    let hello = WorkerHello {
+        protocol: WORKER_PROTOCOL,
+        registry_fingerprint: registry.fingerprint(),
+        tasks: u32::try_from(registry.len()).unwrap_or(u32::MAX),
+        pid: std::process::id(),
+    };
+    write_frame(&mut output, &hello, "worker hello", limit)?;
+    while let Some(body) = read_frame(&mut input, "job", limit)? {
+        let job: WorkerJob = decode_body(&body, "job", limit)?;
+        drop(body);
+        let outcome = match registry.invoke(&job.task, Some(job.fingerprint), &job.args) {
+            Ok(result) => WorkerOutcome::Ok(result),
+            Err(InvokeError::Panicked(message)) => WorkerOutcome::Panicked(message),
+            Err(other) => WorkerOutcome::Failed(other.to_string()),
+        };
+        let reply = WorkerReply {
+            job_id: job.job_id,
+            outcome,
+        };
+        match write_frame(&mut output, &reply, "reply", limit) {
+            Err(WorkerError::TooLarge { len, limit, .. }) => {
+                let reply = WorkerReply {
+                    job_id: job.job_id,
+                    outcome: WorkerOutcome::Failed(format!(
+                        "the result of task `{}` is {len} bytes when encoded, above the \
+                         node's limit of {limit} bytes",
+                        job.task
+                    )),
+                };
+                write_frame(&mut output, &reply, "reply", limit)?;
+            }
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes one frame and flushes it.
+fn write_frame<W: Write, T: Serialize>(
+    output: &mut W,
+    value: &T,
+    what: &'static str,
+    limit: u32,
+) -> Result<(), WorkerError> {
+    let body = encode_body(value, what, limit)?;
+    let io = |source| WorkerError::Io {
+        during: "writing to the node",
+        source,
+    };
+    output.write_all(&frame_header(body.len())).map_err(io)?;
+    output.write_all(&body).map_err(io)?;
+    output.flush().map_err(io)
+}
+
+/// Reads one frame body; `None` when the input ends before a new frame.
+fn read_frame<R: Read>(
+    input: &mut R,
+    what: &'static str,
+    limit: u32,
+) -> Result<Option<Vec<u8>>, WorkerError> {
+    let mut header = [0u8; FRAME_HEADER];
+    let mut filled = 0;
+    while filled < FRAME_HEADER {
+        match input.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => return Err(WorkerError::Truncated { during: "a frame header" }),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(WorkerError::Io {
+                    during: "reading from the node",
+                    source,
+                })
+            }
+        }
+    }
+    let len = body_len(header, what, limit)?;
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body).map_err(|source| {
+        if source.kind() == io::ErrorKind::UnexpectedEof {
+            WorkerError::Truncated { during: "a frame" }
+        } else {
+            WorkerError::Io {
+                during: "reading from the node",
+                source,
+            }
+        }
+    })?;
+    Ok(Some(body))
+}
+
+/// The protocol's ends of the process's standard streams.
+mod stdio {
+    use std::fs::File;
+    use std::io;
+
+    /// Takes standard input and output for the protocol. On Unix, file descriptor 1 then
+    /// points to standard error and 0 to `/dev/null`, so a job that prints or reads cannot
+    /// corrupt the protocol.
+    #[cfg(unix)]
+    pub(super) fn take() -> Result<(File, File), super::WorkerError> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let err = |source| super::WorkerError::Io {
+            during: "setting up the worker's pipes",
+            source,
+        };
+        let null = File::open("/dev/null").map_err(err)?;
+        // SAFETY: plain descriptor calls on descriptors this process owns; each new
+        // descriptor is owned by exactly one `File`.
+        unsafe {
+            let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+            if input < 0 {
+                return Err(err(io::Error::last_os_error()));
+            }
+            let input = File::from_raw_fd(input);
+            let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+            if output < 0 {
+                return Err(err(io::Error::last_os_error()));
+            }
+            let output = File::from_raw_fd(output);
+            if libc::dup2(2, 1) < 0 || libc::dup2(null.as_raw_fd(), 0) < 0 {
+                return Err(err(io::Error::last_os_error()));
+            }
+            Ok((input, output))
+        }
+    }
+
+    /// Elsewhere the protocol uses the standard streams as they are.
+    #[cfg(not(unix))]
+    pub(super) fn take() -> Result<(io::Stdin, io::Stdout), super::WorkerError> {
+        Ok((io::stdin(), io::stdout()))
+    }
+}
+
+/// Byte vectors as one length and one copy (same bytes on the wire as a plain `Vec<u8>`).
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(value)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte array")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden<T>(value: &T, bytes: &[u8])
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(codec::encode(value).unwrap(), bytes, "encoding of {value:?} drifted");
+        assert_eq!(&codec::decode::<T>(bytes).unwrap(), value);
+    }
+
+    #[test]
+    fn golden_hello() {
+        let hello = WorkerHello {
+            protocol: 1,
+            registry_fingerprint: 0x0102,
+            tasks: 3,
+            pid: 0x0A0B,
+        };
+        #[rustfmt::skip]
+        golden(&hello, &[
+            1, 0,                           // protocol
+            2, 1, 0, 0, 0, 0, 0, 0,         // registry_fingerprint
+            3, 0, 0, 0,                     // tasks
+            0x0B, 0x0A, 0, 0,               // pid
+        ]);
+    }
+
+    #[test]
+    fn golden_job() {
+        let job = WorkerJob {
+            job_id: 7,
+            task: "m::f".into(),
+            fingerprint: 0xAABB,
+            args: vec![5, 6],
+        };
+        #[rustfmt::skip]
+        golden(&job, &[
+            7, 0, 0, 0, 0, 0, 0, 0,         // job_id
+            4, 0, 0, 0, 0, 0, 0, 0,         // task.len()
+            b'm', b':', b':', b'f',
+            0xBB, 0xAA, 0, 0, 0, 0, 0, 0,   // fingerprint
+            2, 0, 0, 0, 0, 0, 0, 0, 5, 6,   // args
+        ]);
+    }
+
+    #[test]
+    fn golden_replies() {
+        #[rustfmt::skip]
+        golden(&WorkerReply { job_id: 1, outcome: WorkerOutcome::Ok(vec![9]) }, &[
+            1, 0, 0, 0, 0, 0, 0, 0,         // job_id
+            0, 0, 0, 0,                     // Ok
+            1, 0, 0, 0, 0, 0, 0, 0, 9,
+        ]);
+        #[rustfmt::skip]
+        golden(&WorkerReply { job_id: 2, outcome: WorkerOutcome::Panicked("p".into()) }, &[
+            2, 0, 0, 0, 0, 0, 0, 0,
+            1, 0, 0, 0,                     // Panicked
+            1, 0, 0, 0, 0, 0, 0, 0, b'p',
+        ]);
+        #[rustfmt::skip]
+        golden(&WorkerReply { job_id: 3, outcome: WorkerOutcome::Failed("f".into()) }, &[
+            3, 0, 0, 0, 0, 0, 0, 0,
+            2, 0, 0, 0,                     // Failed
+            1, 0, 0, 0, 0, 0, 0, 0, b'f',
+        ]);
+    }
+
+    fn frame<T: Serialize>(value: &T) -> Vec<u8> {
+        let body = encode_body(value, "test", DEFAULT_MAX_FRAME).unwrap();
+        let mut out = frame_header(body.len()).to_vec();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Splits `bytes` into frame bodies.
+    fn frames(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(body) = read_frame(&mut bytes, "test", DEFAULT_MAX_FRAME).unwrap() {
+            out.push(body);
+        }
+        out
+    }
+
+    #[test]
+    fn worker_says_hello_then_answers_each_job() {
+        let job = WorkerJob {
+            job_id: 42,
+            task: "no::such_task".into(),
+            fingerprint: 1,
+            args: vec![],
+        };
+        let input = [frame(&job), frame(&job)].concat();
+        let mut output = Vec::new();
+        run_worker(&input[..], &mut output, DEFAULT_MAX_FRAME).unwrap();
+        let frames = frames(&output);
+        assert_eq!(frames.len(), 3);
+        let hello: WorkerHello = codec::decode(&frames[0]).unwrap();
+        assert_eq!(hello.protocol, WORKER_PROTOCOL);
+        assert_eq!(hello.pid, std::process::id());
+        assert_eq!(hello.registry_fingerprint, registry().fingerprint());
+        let reply: WorkerReply = codec::decode(&frames[1]).unwrap();
+        assert_eq!(reply.job_id, 42);
+        assert!(
+            matches!(&reply.outcome, WorkerOutcome::Failed(m) if m.contains("no::such_task")),
+            "{reply:?}"
+        );
+    }
+
+    #[test]
+    fn oversized_and_truncated_frames_are_errors() {
+        let mut huge = frame_header(1 << 20).to_vec();
+        huge.extend_from_slice(&[0; 16]);
+        let err = run_worker(&huge[..], Vec::new(), 1024).unwrap_err();
+        assert!(matches!(err, WorkerError::TooLarge { len, .. } if len == 1 << 20), "{err}");
+
+        let cut = &frame(&7u64)[..6];
+        let err = run_worker(cut, Vec::new(), DEFAULT_MAX_FRAME).unwrap_err();
+        assert!(matches!(err, WorkerError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn without_the_variable_the_hook_returns() {
+        // The test harness does not set PP_WORKER, so this must come back.
+        assert!(std::env::var_os(WORKER_ENV).is_none());
+        enter_worker_mode_if_requested();
+        let _ = &WORKER_HOOK;
+    }
+}
