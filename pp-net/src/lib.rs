@@ -42,6 +42,7 @@ mod error;
 mod frame;
 mod handshake;
 mod message;
+pub mod node;
 pub mod preamble;
 pub mod program;
 mod secure;
@@ -59,6 +60,7 @@ use tokio::net::TcpStream;
 /// `pp_runtime::remote::ProgramHooks`).
 pub static HOOKS: pp_runtime::remote::ProgramHooks = pp_runtime::remote::ProgramHooks {
     connect: client::connect,
+    worker_hook: &pp_runtime::worker::WORKER_HOOK,
 };
 
 /// Connects as a client on an open TCP connection: preamble, handshake, confirmation.

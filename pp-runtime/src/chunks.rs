@@ -7,9 +7,10 @@
 
 use crate::codec;
 use crate::registry::InvokeError;
-use serde::de::DeserializeOwned;
+use crate::task::Portable;
 use serde::Serialize;
 use std::iter::{Product, Sum};
+use std::marker::PhantomData;
 use std::ops::{Add, Mul};
 use std::sync::OnceLock;
 
@@ -31,9 +32,10 @@ pub fn default_server() -> &'static Server {
     })
 }
 
-/// The default number of chunks for `server`: [`CHUNKS_PER_WORKER`] per worker.
+/// The default number of chunks for `server`: [`CHUNKS_PER_WORKER`] per local worker (at
+/// least one worker's worth).
 pub fn default_chunks(server: &Server) -> usize {
-    server.ncpus().saturating_mul(CHUNKS_PER_WORKER)
+    server.ncpus().max(1).saturating_mul(CHUNKS_PER_WORKER)
 }
 
 /// Runs the chunks of par! site `task` and returns their partial results in chunk order.
@@ -275,34 +277,6 @@ pub fn combiner<X, F: FnMut(X, X) -> X>(_acc: &X, combine: F) -> F {
     combine
 }
 
-/// The sum of the chunks' sums, in chunk order.
-pub fn sum<X: Summable>(parts: Vec<X>) -> X {
-    parts.into_iter().fold(sum_identity(), add)
-}
-
-/// The product of the chunks' products, in chunk order.
-pub fn product<X: Multipliable>(parts: Vec<X>) -> X {
-    parts.into_iter().fold(product_identity(), mul)
-}
-
-/// The minimum of the chunks' minima (`None` for an empty range).
-pub fn min<X: Comparable>(parts: Vec<Option<X>>) -> Option<X> {
-    let mut acc = None;
-    for x in parts.into_iter().flatten() {
-        min_step(&mut acc, x);
-    }
-    acc
-}
-
-/// The maximum of the chunks' maxima (`None` for an empty range).
-pub fn max<X: Comparable>(parts: Vec<Option<X>>) -> Option<X> {
-    let mut acc = None;
-    for x in parts.into_iter().flatten() {
-        max_step(&mut acc, x);
-    }
-    acc
-}
-
 /// The total of the chunks' counts.
 pub fn count(parts: Vec<usize>) -> usize {
     parts.into_iter().sum()
@@ -327,12 +301,45 @@ pub fn reduce<X, F: FnMut(X, X) -> X>(parts: Vec<X>, identity: X, combine: F) ->
     parts.into_iter().fold(identity, combine)
 }
 
-/// Decodes a chunk's arguments in a registered par! task.
+/// Decodes a chunk's arguments in a registered par! task: `Decoder::<A>::new().decode(..)`.
 ///
-/// # Errors
-/// [`InvokeError::DecodeArgs`] if the bytes are not an encoding of `A`.
-pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, InvokeError> {
-    codec::decode(bytes).map_err(InvokeError::DecodeArgs)
+/// When `A` is not [`Portable`], the inherent `decode` does not apply and the call resolves
+/// to [`NotPortable::decode`] instead: the site's `assert_portable` checks have already
+/// reported the type, and this call adds no second error.
+pub struct Decoder<A>(PhantomData<fn() -> A>);
+
+impl<A> Decoder<A> {
+    /// A decoder for `A`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Decoder(PhantomData)
+    }
+}
+
+impl<A: Portable> Decoder<A> {
+    /// Decodes the arguments.
+    ///
+    /// # Errors
+    /// [`InvokeError::DecodeArgs`] if the bytes are not an encoding of `A`.
+    pub fn decode(self, bytes: &[u8]) -> Result<A, InvokeError> {
+        codec::decode(bytes).map_err(InvokeError::DecodeArgs)
+    }
+}
+
+/// The fallback of [`Decoder::decode`] for types that are not [`Portable`]; only reached
+/// in code that does not compile anyway.
+pub trait NotPortable<A> {
+    /// Never returns: the program that calls it does not compile.
+    ///
+    /// # Errors
+    /// None.
+    fn decode(self, bytes: &[u8]) -> Result<A, InvokeError>;
+}
+
+impl<A> NotPortable<A> for Decoder<A> {
+    fn decode(self, _bytes: &[u8]) -> Result<A, InvokeError> {
+        unreachable!("a par! site with a type that is not `Portable` does not compile")
+    }
 }
 
 /// Encodes a chunk's partial result in a registered par! task.

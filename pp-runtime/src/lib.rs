@@ -4,11 +4,11 @@
 //! Users depend on the `pp` facade crate, which re-exports what is public here; this crate
 //! is split out so that the network half (`pp-net`) can build on it.
 
+mod chunks;
 mod error;
 mod job;
 mod pending;
 mod pool;
-mod chunks;
 mod runnable;
 mod scope;
 mod server;
@@ -50,13 +50,13 @@ pub mod __private {
     pub use crate::remote::ProgramHooks;
     pub use crate::task::{fnv1a64, Portable, Task, TaskFn};
     pub use inventory;
-
-    /// What `par!` expands to: ranges, reductions, the default server.
-    pub mod par {
-        pub use crate::chunks::*;
-    }
     pub use linkme;
 
     /// Fails to compile, at the caller's span, unless `T` can be a job argument or result.
     pub const fn assert_portable<T: Portable>() {}
+
+    /// What `par!` expands to: chunked runs, ranges, reductions, the default server.
+    pub mod par {
+        pub use crate::chunks::*;
+    }
 }

@@ -236,4 +236,7 @@ pub type ConnectFn = fn(ClusterSpec, JobFeed) -> Result<Box<dyn Attachment>, Err
 pub struct ProgramHooks {
     /// Starts the cluster client.
     pub connect: ConnectFn,
+    /// The constructor that turns a process started by a node into a worker
+    /// ([`crate::worker::WORKER_HOOK`]); pointing at it keeps the linker from dropping it.
+    pub worker_hook: &'static extern "C" fn(),
 }

@@ -178,11 +178,15 @@ fn run(
     });
     let guard = WaitGuard(&scope);
     let core = &server.core;
-    for _ in 0..chunks {
-        core.pending.add();
-        core.enqueue(Box::new(ChunkJob(Arc::clone(&scope))));
+    // With no local worker (every job goes to nodes) the caller runs the chunks alone.
+    let local_workers = core.ncpus() > 0;
+    if local_workers {
+        for _ in 0..chunks {
+            core.pending.add();
+            core.enqueue(Box::new(ChunkJob(Arc::clone(&scope))));
+        }
     }
-    if rayon::current_thread_index().is_some() {
+    if !local_workers || rayon::current_thread_index().is_some() {
         // A worker thread must not just block: the chunks may need its slot.
         while scope.claim(Some(&core.stats.local)) {}
     }

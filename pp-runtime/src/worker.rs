@@ -14,10 +14,12 @@
 //!
 //! ```text
 //! worker -> node   WorkerHello                      once, at start
-//! node -> worker   WorkerJob                        one job at a time
-//! worker -> node   WorkerReply                      then the next WorkerJob ...
+//! node -> worker   WorkerJob, WorkerJob, ...        jobs, possibly several ahead
+//! worker -> node   WorkerReply, WorkerReply, ...    one per job, in order, each flushed
 //! node closes the worker's input                    the worker exits with status 0
 //! ```
+//! The worker runs one job at a time, in the order received, and starts the next job only
+//! after writing the previous reply: a worker that dies leaves its later jobs unstarted.
 //! The worker protocol is versioned by [`WORKER_PROTOCOL`], the first field of the hello.
 //!
 //! Inside a worker, what a job writes to standard output goes to standard error (the pipe
@@ -66,7 +68,10 @@ pub const FRAME_HEADER: usize = 4;
     ),
     unsafe(link_section = ".init_array")
 )]
-#[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+#[cfg_attr(
+    target_vendor = "apple",
+    unsafe(link_section = "__DATA,__mod_init_func")
+)]
 #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
 pub static WORKER_HOOK: extern "C" fn() = worker_hook;
 
@@ -82,6 +87,10 @@ extern "C" fn worker_hook() {
 /// variable is removed (so jobs that start programs do not make more workers), the worker
 /// loop serves jobs on standard input and output, and the process exits: with status 0
 /// when the node closes the input, 1 after a protocol error (reported on standard error).
+///
+/// [`WORKER_HOOK`] calls it before `main`, while the process has one thread; a program
+/// that calls it itself must do so before it starts any thread (it changes the
+/// environment).
 pub fn enter_worker_mode_if_requested() {
     if std::env::var_os(WORKER_ENV).is_none() {
         return;
@@ -218,6 +227,36 @@ pub fn encode_body<T: Serialize>(
     Ok(body)
 }
 
+/// Encodes the [`WorkerJob`] with these fields as a frame body, without copying the
+/// arguments into a `WorkerJob` first (the bytes are those of `encode_body(&WorkerJob)`).
+///
+/// # Errors
+/// As [`encode_body`].
+pub fn encode_job(
+    job_id: u64,
+    task: &str,
+    fingerprint: u64,
+    args: &[u8],
+    limit: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    /// `WorkerJob` by reference: same fields, same order, same encoding.
+    #[derive(Serialize)]
+    struct JobRef<'a> {
+        job_id: u64,
+        task: &'a str,
+        fingerprint: u64,
+        #[serde(serialize_with = "bytes::serialize")]
+        args: &'a [u8],
+    }
+    let job = JobRef {
+        job_id,
+        task,
+        fingerprint,
+        args,
+    };
+    encode_body(&job, "job", limit)
+}
+
 /// The length prefix for a body of `len` bytes (already checked against the limit).
 pub fn frame_header(len: usize) -> [u8; FRAME_HEADER] {
     // Bodies are bounded by a `u32` limit before they get here.
@@ -228,7 +267,11 @@ pub fn frame_header(len: usize) -> [u8; FRAME_HEADER] {
 ///
 /// # Errors
 /// [`WorkerError::TooLarge`] above the limit: nothing should be allocated for it.
-pub fn body_len(header: [u8; FRAME_HEADER], what: &'static str, limit: u32) -> Result<usize, WorkerError> {
+pub fn body_len(
+    header: [u8; FRAME_HEADER],
+    what: &'static str,
+    limit: u32,
+) -> Result<usize, WorkerError> {
     let len = u32::from_le_bytes(header);
     if len > limit {
         return Err(WorkerError::TooLarge {
@@ -331,7 +374,11 @@ fn read_frame<R: Read>(
     while filled < FRAME_HEADER {
         match input.read(&mut header[filled..]) {
             Ok(0) if filled == 0 => return Ok(None),
-            Ok(0) => return Err(WorkerError::Truncated { during: "a frame header" }),
+            Ok(0) => {
+                return Err(WorkerError::Truncated {
+                    during: "a frame header",
+                })
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(source) => {
@@ -450,7 +497,11 @@ mod tests {
     where
         T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
     {
-        assert_eq!(codec::encode(value).unwrap(), bytes, "encoding of {value:?} drifted");
+        assert_eq!(
+            codec::encode(value).unwrap(),
+            bytes,
+            "encoding of {value:?} drifted"
+        );
         assert_eq!(&codec::decode::<T>(bytes).unwrap(), value);
     }
 
@@ -487,6 +538,22 @@ mod tests {
             0xBB, 0xAA, 0, 0, 0, 0, 0, 0,   // fingerprint
             2, 0, 0, 0, 0, 0, 0, 0, 5, 6,   // args
         ]);
+    }
+
+    #[test]
+    fn a_job_encoded_by_reference_is_a_worker_job() {
+        let job = WorkerJob {
+            job_id: 9,
+            task: "a::b".into(),
+            fingerprint: 3,
+            args: vec![1, 2, 3],
+        };
+        let body = encode_job(9, "a::b", 3, &[1, 2, 3], DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(body, codec::encode(&job).unwrap());
+        assert!(matches!(
+            encode_job(9, "a::b", 3, &[0; 64], 32),
+            Err(WorkerError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -557,7 +624,10 @@ mod tests {
         let mut huge = frame_header(1 << 20).to_vec();
         huge.extend_from_slice(&[0; 16]);
         let err = run_worker(&huge[..], Vec::new(), 1024).unwrap_err();
-        assert!(matches!(err, WorkerError::TooLarge { len, .. } if len == 1 << 20), "{err}");
+        assert!(
+            matches!(err, WorkerError::TooLarge { len, .. } if len == 1 << 20),
+            "{err}"
+        );
 
         let cut = &frame(&7u64)[..6];
         let err = run_worker(cut, Vec::new(), DEFAULT_MAX_FRAME).unwrap_err();

@@ -1,0 +1,112 @@
+//! What a node is told at start: where to listen, how many workers, which secret, limits.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{ChannelConfig, Secret};
+
+/// The port `ppserver` listens on by default, as Parallel Python's did.
+pub const DEFAULT_PORT: u16 = 60000;
+
+/// Default for [`NodeConfig::max_upload`]: 512 MiB.
+pub const DEFAULT_MAX_UPLOAD: u64 = 512 << 20;
+
+/// Default for [`NodeConfig::max_cache_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_CACHE_BYTES: u64 = 4 << 30;
+
+/// Default for [`NodeConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// Default for [`NodeConfig::worker_start_timeout`]: 10 seconds.
+pub const DEFAULT_WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default for [`NodeConfig::setup_timeout`]: 30 seconds.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default for [`NodeConfig::max_queued_jobs`].
+pub const DEFAULT_MAX_QUEUED_JOBS: usize = 1 << 16;
+
+/// Everything a node needs to serve. Build it with [`NodeConfig::new`] and change fields.
+///
+/// # Examples
+/// ```
+/// use pp_net::{node::NodeConfig, Secret};
+/// let mut config = NodeConfig::new(Secret::new("a long random secret")?);
+/// config.listen = "127.0.0.1:0".parse().unwrap();
+/// config.workers = 2;
+/// assert_eq!(config.max_upload, 512 << 20);
+/// # Ok::<(), pp_net::NetError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Address and port to listen on. Default `0.0.0.0:60000` ([`DEFAULT_PORT`]); port 0
+    /// picks a free port (see `serve`'s `ready` channel).
+    pub listen: SocketAddr,
+    /// Worker processes started for each client. Default: the number of cores.
+    pub workers: usize,
+    /// The cluster's shared secret. There is no default.
+    pub secret: Secret,
+    /// Exit after this long with no client connected. Default `None`: serve forever.
+    pub idle_timeout: Option<Duration>,
+    /// Where uploaded programs are cached, private to this user. Default
+    /// [`default_cache_dir`].
+    pub cache_dir: PathBuf,
+    /// Largest program a client may upload, in bytes. Default [`DEFAULT_MAX_UPLOAD`].
+    pub max_upload: u64,
+    /// Bytes the cache may hold; the least recently used programs not in use are removed
+    /// beyond it. Default [`DEFAULT_MAX_CACHE_BYTES`].
+    pub max_cache_bytes: u64,
+    /// Limits of each client's channel (message size, handshake time).
+    pub channel: ChannelConfig,
+    /// Connections served at once (handshakes included); more wait in the listen backlog.
+    /// Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Time a new worker process has to say hello. Default
+    /// [`DEFAULT_WORKER_START_TIMEOUT`].
+    pub worker_start_timeout: Duration,
+    /// Time allowed for each message before the node is ready (hello, each upload chunk).
+    /// Default [`DEFAULT_SETUP_TIMEOUT`].
+    pub setup_timeout: Duration,
+    /// Jobs a client may have queued on the node beyond those running; past it the node
+    /// stops reading from that client until a worker frees up. Default
+    /// [`DEFAULT_MAX_QUEUED_JOBS`].
+    pub max_queued_jobs: usize,
+}
+
+impl NodeConfig {
+    /// A configuration with every default and the given secret.
+    pub fn new(secret: Secret) -> Self {
+        NodeConfig {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            secret,
+            idle_timeout: None,
+            cache_dir: default_cache_dir(),
+            max_upload: DEFAULT_MAX_UPLOAD,
+            max_cache_bytes: DEFAULT_MAX_CACHE_BYTES,
+            channel: ChannelConfig::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            worker_start_timeout: DEFAULT_WORKER_START_TIMEOUT,
+            setup_timeout: DEFAULT_SETUP_TIMEOUT,
+            max_queued_jobs: DEFAULT_MAX_QUEUED_JOBS,
+        }
+    }
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/pp`, else `$HOME/.cache/pp`, else
+/// `pp-cache-<uid>` under the system's temporary directory.
+///
+/// Whichever it is, the node creates it with mode 0700 and refuses one that another user
+/// owns.
+pub fn default_cache_dir() -> PathBuf {
+    let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = non_empty("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("pp");
+    }
+    if let Some(home) = non_empty("HOME") {
+        return PathBuf::from(home).join(".cache").join("pp");
+    }
+    std::env::temp_dir().join(format!("pp-cache-{}", super::sys::user_id()))
+}

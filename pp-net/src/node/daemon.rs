@@ -1,0 +1,243 @@
+//! The node's main loop: accept connections, run a session for each, handle signals and
+//! the idle timeout, and stop cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::cache::ProgramCache;
+use super::config::NodeConfig;
+use super::error::NodeError;
+use super::session::{serve_connection, NodeContext};
+use super::stats::{Counters, NodeStats};
+
+/// Time sessions get to stop their workers when the node shuts down.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Pause after a failed `accept` (for example too many open files), so the loop does not
+/// spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Runs a node until SIGTERM or Ctrl-C (SIGINT), or its idle timeout; logs its statistics
+/// on SIGUSR1. Returns the final statistics.
+///
+/// `ready` receives the address actually listened on (useful with port 0) once the node
+/// accepts connections.
+///
+/// # Errors
+/// When the node cannot start: the address cannot be bound, the cache directory is
+/// unusable, signal handlers cannot be installed, or the configuration is invalid. Errors
+/// of one client are logged and never end the node.
+pub async fn serve(
+    config: NodeConfig,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<NodeStats, NodeError> {
+    let signals = Signals::install()?;
+    run(config, ready, signals).await
+}
+
+/// Runs a node until `shutdown` completes (or its idle timeout), without touching signal
+/// handlers: for embedding a node in another program or a test.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_until(
+    config: NodeConfig,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<NodeStats, NodeError> {
+    run(config, ready, Signals::Future(Box::pin(shutdown))).await
+}
+
+async fn run(
+    config: NodeConfig,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+    mut signals: Signals,
+) -> Result<NodeStats, NodeError> {
+    if config.workers == 0 {
+        return Err(NodeError::Config("a node needs at least one worker".into()));
+    }
+    if config.max_connections == 0 {
+        return Err(NodeError::Config(
+            "max_connections must be at least 1".into(),
+        ));
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let cache = ProgramCache::open(&config.cache_dir, config.max_cache_bytes)?;
+    let host = super::sys::host_name().unwrap_or_else(|| addr.ip().to_string());
+    let ctx = Arc::new(NodeContext {
+        node_name: format!("{host}:{}", addr.port()),
+        cache,
+        counters: Arc::new(Counters::default()),
+        config,
+    });
+    let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let (stop, stopping) = watch::channel(false);
+    let mut sessions = JoinSet::new();
+    let mut last_activity = Instant::now();
+    tracing::info!(
+        "listening on {addr} with {} workers per client; program cache {}",
+        ctx.config.workers,
+        ctx.cache.dir().display()
+    );
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+
+    loop {
+        let idle_deadline = match ctx.config.idle_timeout {
+            Some(timeout) if sessions.is_empty() => Some(last_activity + timeout),
+            _ => None,
+        };
+        tokio::select! {
+            accepted = accept(&listener, &permits) => match accepted {
+                Ok((stream, peer, permit)) => {
+                    last_activity = Instant::now();
+                    Counters::bump(&ctx.counters.connections);
+                    let ctx = Arc::clone(&ctx);
+                    let stopping = stopping.clone();
+                    sessions.spawn(async move {
+                        ctx.counters.active_connections.fetch_add(1, Ordering::Relaxed);
+                        serve_connection(stream, peer, Arc::clone(&ctx), stopping).await;
+                        ctx.counters.active_connections.fetch_sub(1, Ordering::Relaxed);
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!("cannot accept a connection: {error}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {
+                last_activity = Instant::now();
+            }
+            _ = sleep_until(idle_deadline) => {
+                tracing::info!(
+                    "no client for {:?}: exiting (idle timeout)",
+                    ctx.config.idle_timeout.unwrap_or_default()
+                );
+                break;
+            }
+            event = signals.next() => match event {
+                Event::Stop(why) => {
+                    tracing::info!("{why}: stopping");
+                    break;
+                }
+                Event::Statistics => {
+                    tracing::info!("statistics: {}", ctx.counters.snapshot());
+                }
+            },
+        }
+    }
+
+    drop(listener);
+    let _ = stop.send(true);
+    let finished = tokio::time::timeout(STOP_GRACE, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        sessions.shutdown().await;
+    }
+    let stats = ctx.counters.snapshot();
+    tracing::info!("stopped; statistics: {stats}");
+    Ok(stats)
+}
+
+/// Waits for a connection slot, then for a connection.
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> std::io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    // The semaphore is never closed, so this only waits.
+    let permit = Arc::clone(permits)
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, permit))
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a signal asks for.
+enum Event {
+    Stop(&'static str),
+    Statistics,
+}
+
+/// Where stop and statistics requests come from.
+enum Signals {
+    #[cfg(unix)]
+    Unix {
+        term: tokio::signal::unix::Signal,
+        int: tokio::signal::unix::Signal,
+        usr1: tokio::signal::unix::Signal,
+    },
+    #[cfg(not(unix))]
+    CtrlC,
+    Future(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+impl Signals {
+    fn install() -> Result<Self, NodeError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let install = |kind| signal(kind).map_err(NodeError::Signal);
+            Ok(Signals::Unix {
+                term: install(SignalKind::terminate())?,
+                int: install(SignalKind::interrupt())?,
+                usr1: install(SignalKind::user_defined1())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals::CtrlC)
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        match self {
+            #[cfg(unix)]
+            Signals::Unix { term, int, usr1 } => tokio::select! {
+                _ = term.recv() => Event::Stop("SIGTERM received"),
+                _ = int.recv() => Event::Stop("interrupted (SIGINT)"),
+                _ = usr1.recv() => Event::Statistics,
+            },
+            #[cfg(not(unix))]
+            Signals::CtrlC => {
+                let _ = tokio::signal::ctrl_c().await;
+                Event::Stop("interrupted (Ctrl-C)")
+            }
+            Signals::Future(future) => {
+                future.as_mut().await;
+                *self = Signals::Done;
+                Event::Stop("shutdown requested")
+            }
+            Signals::Done => Event::Stop("shutdown requested"),
+        }
+    }
+}

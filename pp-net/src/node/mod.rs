@@ -1,0 +1,73 @@
+//! The node side of pp: the daemon that `ppserver` runs.
+//!
+//! A node listens for clients, authenticates each with the cluster's shared secret, gets
+//! the client's program (from its cache, or by upload), starts `workers` processes of it in
+//! worker mode (see `pp_runtime::worker`) and relays the client's jobs to them. Everything
+//! one client does is bounded and isolated: a refused client, a crashed worker or a broken
+//! connection is logged and the node goes on serving everyone else.
+//!
+//! # The session, as the client sees it
+//! 1. Connect and authenticate ([`crate::connect_client`]); a wrong secret ends here.
+//! 2. Send [`Message::ClientHello`](crate::Message::ClientHello) with the SHA-256, size and
+//!    [`this_target`] of the executable and its registry fingerprint. The node answers
+//!    [`Message::ServerHello`](crate::Message::ServerHello) or
+//!    [`Message::Refused`](crate::Message::Refused) (another target, a program above
+//!    [`NodeConfig::max_upload`]).
+//! 3. If `need_upload`, send the executable as `UploadChunk`s with contiguous offsets from
+//!    0, then `UploadDone`; a hash mismatch is refused. Each setup message must arrive
+//!    within [`NodeConfig::setup_timeout`].
+//! 4. The node starts its workers (each has [`NodeConfig::worker_start_timeout`] to say
+//!    hello) and answers `Ready { workers }`, or `Refused` when the program cannot run here
+//!    or its task registry differs.
+//! 5. `Submit` jobs; `Results` come back as jobs finish, several per message when ready
+//!    together. `Heartbeat { seq }` is answered with `HeartbeatAck { seq }`. A worker that
+//!    dies fails its job with `Outcome::WorkerCrashed` and is replaced. Closing the
+//!    connection stops this client's workers.
+//!
+//! # Examples
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use pp_net::node::{serve, NodeConfig};
+//! let mut config = NodeConfig::new(pp_net::Secret::new("a long random secret")?);
+//! config.listen = "127.0.0.1:0".parse()?;
+//! let (ready, addr) = tokio::sync::oneshot::channel();
+//! let node = tokio::spawn(serve(config, Some(ready)));
+//! println!("listening on {}", addr.await?);
+//! let stats = node.await??; // after SIGTERM
+//! println!("{stats}");
+//! # Ok(()) }
+//! ```
+
+mod cache;
+mod config;
+mod daemon;
+mod error;
+mod process;
+mod pump;
+mod relay;
+mod session;
+mod stats;
+mod sys;
+
+pub use config::{
+    default_cache_dir, NodeConfig, DEFAULT_MAX_CACHE_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_QUEUED_JOBS, DEFAULT_MAX_UPLOAD, DEFAULT_PORT, DEFAULT_SETUP_TIMEOUT,
+    DEFAULT_WORKER_START_TIMEOUT,
+};
+pub use daemon::{serve, serve_until};
+pub use error::NodeError;
+pub use stats::NodeStats;
+
+/// The platform this build runs on, as nodes and clients compare it (`"x86_64-linux"`):
+/// the one definition, shared with the client.
+pub use crate::program::this_target;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn target_names_arch_and_os() {
+        let target = super::this_target();
+        assert!(target.starts_with(std::env::consts::ARCH), "{target}");
+        assert!(target.ends_with(std::env::consts::OS), "{target}");
+    }
+}

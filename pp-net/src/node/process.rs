@@ -1,0 +1,326 @@
+//! One worker process: the client's program started in worker mode, spoken to over pipes
+//! with the protocol of `pp_runtime::worker`.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pp_runtime::worker::{
+    self, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, MAX_FRAME_ENV, WORKER_ENV,
+    WORKER_PROTOCOL,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use super::sys;
+use crate::JobRequest;
+
+/// How long a worker that closed its pipe has to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Bodies up to this size are written in one piece with their header.
+const SMALL_FRAME: usize = 64 << 10;
+
+/// How to start the workers of one session.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerSpec {
+    /// The cached program.
+    pub(crate) program: PathBuf,
+    /// Frame limit of the pipe protocol.
+    pub(crate) limit: u32,
+    /// Time allowed for the hello.
+    pub(crate) start_timeout: Duration,
+    /// The registry fingerprint the client announced.
+    pub(crate) fingerprint: u64,
+}
+
+/// A running worker process.
+#[derive(Debug)]
+pub(crate) struct WorkerProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+    limit: u32,
+}
+
+impl WorkerProcess {
+    /// Starts a worker and waits for its hello. The error is a reason for the client.
+    pub(crate) async fn start(spec: &WorkerSpec) -> Result<Self, String> {
+        let mut child = spawn(spec).await.map_err(|e| {
+            format!(
+                "cannot run the program on this node: cannot start {}: {e}",
+                spec.program.display()
+            )
+        })?;
+        let pid = child.id().unwrap_or(0);
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("cannot run the program on this node: no pipes to the worker".into());
+        };
+        let mut process = WorkerProcess {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            pid,
+            limit: spec.limit,
+        };
+        let hello = tokio::time::timeout(spec.start_timeout, process.read_hello()).await;
+        let problem = match hello {
+            Ok(Ok(hello)) if hello.registry_fingerprint != spec.fingerprint => format!(
+                "the program's task registry differs between the client and this node \
+                 (fingerprint {:016x} on the client, {:016x} in the worker with {} tasks): \
+                 tasks are registered in an order-dependent way, or the upload is another build",
+                spec.fingerprint, hello.registry_fingerprint, hello.tasks
+            ),
+            Ok(Ok(hello)) => {
+                tracing::debug!(pid, tasks = hello.tasks, "worker started");
+                return Ok(process);
+            }
+            Ok(Err(error)) => {
+                let status = process.exit_report().await;
+                format!(
+                    "cannot run the program on this node: the worker did not say hello \
+                     ({error}); it {status} (does the program link pp, built for this \
+                     system?)"
+                )
+            }
+            Err(_) => format!(
+                "cannot run the program on this node: the worker did not say hello within \
+                 {:?} (does the program link pp's worker mode?)",
+                spec.start_timeout
+            ),
+        };
+        process.stop().await;
+        Err(problem)
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    async fn read_hello(&mut self) -> Result<WorkerHello, WorkerError> {
+        let body = read_frame(&mut self.stdout, "worker hello", self.limit).await?;
+        // The protocol is the first field in every version: check it before the rest.
+        if let Some(version) = body.first_chunk::<2>().map(|b| u16::from_le_bytes(*b)) {
+            if version != WORKER_PROTOCOL {
+                return Err(WorkerError::Io {
+                    during: "checking the worker's protocol",
+                    source: std::io::Error::other(format!(
+                        "the program speaks worker protocol {version}, this node {WORKER_PROTOCOL}"
+                    )),
+                });
+            }
+        }
+        worker::decode_body(&body, "worker hello", self.limit)
+    }
+
+    /// Encodes a job for the pipe.
+    ///
+    /// # Errors
+    /// [`WorkerError::TooLarge`] when it exceeds the frame limit: the job cannot be sent,
+    /// and the worker is still fine.
+    pub(crate) fn encode(&self, job: &JobRequest) -> Result<Vec<u8>, WorkerError> {
+        worker::encode_job(
+            job.job_id,
+            &job.task,
+            job.fingerprint,
+            &job.args,
+            self.limit,
+        )
+    }
+
+    /// Runs jobs encoded by [`WorkerProcess::encode`], given as `(job_id, body)`, in
+    /// order: all are written to the worker at once, and `on_reply` gets each reply as it
+    /// arrives. Writing and reading go on together, so neither pipe can fill up and stall
+    /// the other.
+    ///
+    /// # Errors
+    /// The worker died or broke the protocol: the process is unusable. The index is that
+    /// of the first job without a reply (the one that was running); later jobs never
+    /// started.
+    pub(crate) async fn run_batch(
+        &mut self,
+        jobs: &[(u64, Vec<u8>)],
+        mut on_reply: impl FnMut(WorkerReply),
+    ) -> Result<(), (usize, WorkerError)> {
+        let answered = AtomicUsize::new(0);
+        let stdin = &mut self.stdin;
+        let stdout = &mut self.stdout;
+        let limit = self.limit;
+        let write = write_jobs(stdin, jobs);
+        let read = async {
+            for (job_id, _) in jobs {
+                let body = read_frame(stdout, "reply", limit).await?;
+                let reply: WorkerReply = worker::decode_body(&body, "reply", limit)?;
+                if reply.job_id != *job_id {
+                    return Err(WorkerError::Io {
+                        during: "reading the worker's reply",
+                        source: std::io::Error::other(format!(
+                            "reply for job {} while job {job_id} runs",
+                            reply.job_id
+                        )),
+                    });
+                }
+                on_reply(reply);
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        };
+        tokio::pin!(write, read);
+        let mut written = false;
+        loop {
+            tokio::select! {
+                result = &mut write, if !written => match result {
+                    Ok(()) => written = true,
+                    Err(error) => return Err((answered.load(Ordering::Relaxed), error)),
+                },
+                result = &mut read => return result.map_err(|e| (answered.load(Ordering::Relaxed), e)),
+            }
+        }
+    }
+
+    /// After a failed exchange: how the process ended ("exited with signal 6 (SIGABRT)"),
+    /// killing it first if it is still running.
+    pub(crate) async fn exit_report(&mut self) -> String {
+        match tokio::time::timeout(EXIT_GRACE, self.child.wait()).await {
+            Ok(Ok(status)) => describe(status),
+            Ok(Err(error)) => format!("could not be waited for ({error})"),
+            Err(_) => {
+                self.stop().await;
+                "stopped answering and was killed".to_owned()
+            }
+        }
+    }
+
+    /// Kills the worker (and its process group) and reaps it.
+    pub(crate) async fn stop(&mut self) {
+        // Only while the worker runs: once it is reaped its pid (the group's id) may be
+        // reused by an unrelated process.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            sys::kill_group(self.pid);
+        }
+        if let Err(error) = self.child.kill().await {
+            tracing::debug!(pid = self.pid, %error, "killing a worker");
+        }
+    }
+}
+
+/// Writes job frames; small ones gathered into one write.
+async fn write_jobs(stdin: &mut ChildStdin, jobs: &[(u64, Vec<u8>)]) -> Result<(), WorkerError> {
+    let io = |source| WorkerError::Io {
+        during: "writing to the worker",
+        source,
+    };
+    let mut gathered = Vec::new();
+    for (_, body) in jobs {
+        let header = worker::frame_header(body.len());
+        if body.len() <= SMALL_FRAME {
+            gathered.extend_from_slice(&header);
+            gathered.extend_from_slice(body);
+            if gathered.len() < SMALL_FRAME {
+                continue;
+            }
+        } else {
+            stdin.write_all(&gathered).await.map_err(io)?;
+            gathered.clear();
+            stdin.write_all(&header).await.map_err(io)?;
+            stdin.write_all(body).await.map_err(io)?;
+            continue;
+        }
+        stdin.write_all(&gathered).await.map_err(io)?;
+        gathered.clear();
+    }
+    if !gathered.is_empty() {
+        stdin.write_all(&gathered).await.map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Starts the program, retrying a few times while the just-written file is "busy".
+async fn spawn(spec: &WorkerSpec) -> std::io::Result<Child> {
+    let mut attempt = 0;
+    loop {
+        let mut command = Command::new(&spec.program);
+        command
+            .env(WORKER_ENV, "1")
+            .env(MAX_FRAME_ENV, spec.limit.to_string())
+            .env_remove("PP_SECRET")
+            .env_remove("PP_SECRET_FILE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        // Own process group: a Ctrl-C meant for the node does not hit the workers first,
+        // and the node can kill a worker together with what it started.
+        #[cfg(unix)]
+        command.process_group(0);
+        match command.spawn() {
+            Err(error) if sys::is_text_busy(&error) && attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Reads one frame body, bounded by `limit`.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    what: &'static str,
+    limit: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    let mut header = [0u8; FRAME_HEADER];
+    reader
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| reading(e, "a frame header"))?;
+    let len = worker::body_len(header, what, limit)?;
+    let mut body = vec![0u8; len];
+    reader
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| reading(e, "a frame"))?;
+    Ok(body)
+}
+
+fn reading(source: std::io::Error, during: &'static str) -> WorkerError {
+    if source.kind() == std::io::ErrorKind::UnexpectedEof {
+        WorkerError::Truncated { during }
+    } else {
+        WorkerError::Io {
+            during: "reading from the worker",
+            source,
+        }
+    }
+}
+
+/// "exited with status 3", "was killed by signal 6 (SIGABRT)".
+fn describe(status: ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            let name = match signal {
+                1 => " (SIGHUP)",
+                2 => " (SIGINT)",
+                4 => " (SIGILL)",
+                6 => " (SIGABRT)",
+                7 => " (SIGBUS)",
+                8 => " (SIGFPE)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                13 => " (SIGPIPE)",
+                15 => " (SIGTERM)",
+                _ => "",
+            };
+            return format!("was killed by signal {signal}{name}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => format!("ended ({status})"),
+    }
+}

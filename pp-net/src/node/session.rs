@@ -1,0 +1,246 @@
+//! One client's session, up to the point where jobs flow: authentication, hello, program
+//! upload or cache hit, worker start, `Ready`.
+//!
+//! ```text
+//! client                                 node
+//!   handshake (preamble, Noise)   <->
+//!   ClientHello                   ->
+//!                                 <-     ServerHello { need_upload }   or Refused
+//!   UploadChunk* , UploadDone     ->     (only if need_upload)
+//!                                 <-     Ready { workers }             or Refused
+//!   Submit / Heartbeat            ->     ... see `relay`
+//! ```
+//! Every refusal is a `Refused { reason }` followed by closing the connection; the reason
+//! is also logged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::cache::{ProgramCache, ProgramLease};
+use super::config::NodeConfig;
+use super::process::{WorkerProcess, WorkerSpec};
+use super::relay::{relay, End, RelayConfig};
+use super::stats::Counters;
+use crate::program::hex;
+use crate::{accept_server, Message, NetError, SecureReader, SecureWriter};
+
+/// What every session of a node shares.
+#[derive(Debug)]
+pub(crate) struct NodeContext {
+    pub(crate) config: NodeConfig,
+    pub(crate) cache: Arc<ProgramCache>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) node_name: String,
+}
+
+/// Why the node will not serve this client: sent as `Refused`, then the connection closes.
+struct Refusal(String);
+
+/// A setup step failed: refuse the client, or the connection is gone already.
+enum SetupError {
+    Refuse(Refusal),
+    Net(NetError),
+}
+
+impl From<NetError> for SetupError {
+    fn from(error: NetError) -> Self {
+        SetupError::Net(error)
+    }
+}
+
+fn refuse(reason: impl Into<String>) -> SetupError {
+    SetupError::Refuse(Refusal(reason.into()))
+}
+
+/// Serves one accepted connection to its end. Never fails: everything is logged.
+pub(crate) async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    ctx: Arc<NodeContext>,
+    mut node_stop: watch::Receiver<bool>,
+) {
+    let config = &ctx.config;
+    let (mut reader, mut writer) = match accept_server(stream, &config.secret, config.channel).await
+    {
+        Ok(halves) => halves,
+        Err(NetError::AuthenticationFailed { reason, .. }) => {
+            Counters::bump(&ctx.counters.auth_failures);
+            tracing::warn!("authentication failed from {addr}: {reason}");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!("handshake with {addr} failed: {error}");
+            return;
+        }
+    };
+    tracing::info!("client {addr} authenticated");
+    let setup = tokio::select! {
+        setup = setup(&ctx, addr, &mut reader, &mut writer) => setup,
+        _ = node_stop.wait_for(|&stop| stop) => return,
+    };
+    let (workers, spec, _lease) = match setup {
+        Ok(ready) => ready,
+        Err(SetupError::Refuse(Refusal(reason))) => {
+            Counters::bump(&ctx.counters.refused);
+            tracing::warn!("refused client {addr}: {reason}");
+            let _ = writer.send(&Message::Refused { reason }).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+        Err(SetupError::Net(error)) => {
+            tracing::warn!("client {addr} left during setup: {error}");
+            return;
+        }
+    };
+    let relay_config = RelayConfig {
+        spec,
+        counters: Arc::clone(&ctx.counters),
+        max_queued_jobs: config.max_queued_jobs,
+        max_message: config.channel.max_message,
+    };
+    let end = relay(reader, writer, workers, relay_config, node_stop).await;
+    match end {
+        End::ClientLeft => tracing::info!("client {addr} disconnected; its workers are stopped"),
+        End::NodeStopping => tracing::info!("session of {addr} ended: the node is stopping"),
+        End::Failed(reason) => {
+            tracing::warn!("session of {addr} ended: {reason}; its workers are stopped")
+        }
+    }
+}
+
+/// Runs the setup steps; on success the workers are running and `Ready` was sent.
+async fn setup(
+    ctx: &Arc<NodeContext>,
+    addr: SocketAddr,
+    reader: &mut SecureReader,
+    writer: &mut SecureWriter,
+) -> Result<(Vec<WorkerProcess>, WorkerSpec, ProgramLease), SetupError> {
+    let config = &ctx.config;
+    let Message::ClientHello {
+        program_sha256,
+        program_size,
+        target,
+        registry_fingerprint,
+    } = recv(ctx, reader).await?
+    else {
+        return Err(refuse("the first message must be ClientHello"));
+    };
+    let ours = super::this_target();
+    if target != ours {
+        return Err(refuse(format!(
+            "this node runs {ours} programs and the client's program is built for {target}"
+        )));
+    }
+    if program_size == 0 || program_size > config.max_upload {
+        return Err(refuse(format!(
+            "the program is {program_size} bytes; this node accepts programs of 1 to {} \
+             bytes (ppserver --max-upload)",
+            config.max_upload
+        )));
+    }
+    let name = hex(&program_sha256);
+    let cached = ctx.cache.lookup(&program_sha256);
+    let workers = u32::try_from(config.workers).unwrap_or(u32::MAX);
+    writer
+        .send(&Message::ServerHello {
+            node_name: ctx.node_name.clone(),
+            workers,
+            need_upload: cached.is_none(),
+        })
+        .await?;
+    let lease = match cached {
+        Some(lease) => {
+            Counters::bump(&ctx.counters.cache_hits);
+            tracing::info!("client {addr}: program {name} found in the cache (cache hit)");
+            lease
+        }
+        None => {
+            let lease = receive_upload(ctx, reader, program_sha256, program_size).await?;
+            Counters::bump(&ctx.counters.uploads);
+            tracing::info!("client {addr}: program {name} uploaded ({program_size} bytes)");
+            lease
+        }
+    };
+    let spec = WorkerSpec {
+        program: lease.path().to_owned(),
+        limit: config
+            .channel
+            .max_message
+            .saturating_sub(super::relay::MESSAGE_SLACK),
+        start_timeout: config.worker_start_timeout,
+        fingerprint: registry_fingerprint,
+    };
+    let processes = start_workers(&spec, config.workers).await.map_err(refuse)?;
+    writer.send(&Message::Ready { workers }).await?;
+    tracing::info!("client {addr}: {workers} workers ready");
+    Ok((processes, spec, lease))
+}
+
+/// Receives the next setup message within the setup timeout.
+async fn recv(ctx: &NodeContext, reader: &mut SecureReader) -> Result<Message, SetupError> {
+    let timeout = ctx.config.setup_timeout;
+    match tokio::time::timeout(timeout, reader.recv()).await {
+        Ok(message) => Ok(message?),
+        Err(_) => Err(refuse(format!(
+            "no message from the client within {timeout:?}"
+        ))),
+    }
+}
+
+async fn receive_upload(
+    ctx: &Arc<NodeContext>,
+    reader: &mut SecureReader,
+    hash: [u8; 32],
+    size: u64,
+) -> Result<ProgramLease, SetupError> {
+    let mut upload = ctx
+        .cache
+        .begin_upload(hash, size)
+        .await
+        .map_err(|e| refuse(format!("the node cannot store the program: {e}")))?;
+    loop {
+        match recv(ctx, reader).await? {
+            Message::UploadChunk { offset, bytes } => {
+                upload.write(offset, &bytes).await.map_err(refuse)?;
+            }
+            Message::UploadDone => return upload.finish().await.map_err(refuse),
+            other => {
+                return Err(refuse(format!(
+                    "expected UploadChunk or UploadDone, got {}",
+                    other.kind()
+                )))
+            }
+        }
+    }
+}
+
+/// Starts `count` workers at once; if one fails, stops the others and gives its reason.
+async fn start_workers(spec: &WorkerSpec, count: usize) -> Result<Vec<WorkerProcess>, String> {
+    let mut starting = JoinSet::new();
+    for _ in 0..count {
+        let spec = spec.clone();
+        starting.spawn(async move { WorkerProcess::start(&spec).await });
+    }
+    let mut started = Vec::with_capacity(count);
+    let mut failure = None;
+    while let Some(result) = starting.join_next().await {
+        match result {
+            Ok(Ok(process)) => started.push(process),
+            Ok(Err(reason)) => failure = failure.or(Some(reason)),
+            Err(error) => failure = failure.or(Some(format!("a worker start failed: {error}"))),
+        }
+    }
+    match failure {
+        None => Ok(started),
+        Some(reason) => {
+            for process in &mut started {
+                process.stop().await;
+            }
+            Err(reason)
+        }
+    }
+}

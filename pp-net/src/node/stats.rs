@@ -1,0 +1,79 @@
+//! The node's counters, and the snapshot of them that `serve` returns and SIGUSR1 logs.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a node has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Connections accepted (authenticated or not).
+    pub connections: u64,
+    /// Connections open now.
+    pub active_connections: u64,
+    /// Handshakes that failed authentication (wrong secret, replay, forgery).
+    pub auth_failures: u64,
+    /// Authenticated clients refused (other target, bad upload, registry mismatch...).
+    pub refused: u64,
+    /// Jobs that ran to a reply (success, panic or failure), crashes excluded.
+    pub jobs_run: u64,
+    /// Programs received by upload and cached.
+    pub uploads: u64,
+    /// Clients whose program was already cached.
+    pub cache_hits: u64,
+    /// Worker processes that died while holding a job.
+    pub worker_crashes: u64,
+}
+
+impl fmt::Display for NodeStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connections={} active={} auth_failures={} refused={} jobs={} uploads={} \
+             cache_hits={} worker_crashes={}",
+            self.connections,
+            self.active_connections,
+            self.auth_failures,
+            self.refused,
+            self.jobs_run,
+            self.uploads,
+            self.cache_hits,
+            self.worker_crashes
+        )
+    }
+}
+
+/// The live counters, shared by every session.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) active_connections: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) jobs_run: AtomicU64,
+    pub(crate) uploads: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) worker_crashes: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub(crate) fn snapshot(&self) -> NodeStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        NodeStats {
+            connections: get(&self.connections),
+            active_connections: get(&self.active_connections),
+            auth_failures: get(&self.auth_failures),
+            refused: get(&self.refused),
+            jobs_run: get(&self.jobs_run),
+            uploads: get(&self.uploads),
+            cache_hits: get(&self.cache_hits),
+            worker_crashes: get(&self.worker_crashes),
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! `ppserver` as a real process on 127.0.0.1, driven by a raw protocol client: it refuses
+//! to start without a secret, rejects a wrong secret and keeps serving, receives this very
+//! test binary, runs its jobs in worker processes (results, panics, a crashing worker),
+//! caches the program for the next session, refuses what it cannot run, and leaves no
+//! worker behind when a client leaves or the node stops.
+//!
+//! The node starts this test binary as its workers: the worker hook turns those processes
+//! into workers before the test harness would run.
+
+mod support;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::net::SocketAddr;
+
+use pp::codec::{decode, encode};
+use pp_net::program::{current_program, Program};
+use pp_net::{connect_client, ChannelConfig, JobRequest, Message, NetError, Outcome, Secret};
+use pp_net::{SecureReader, SecureWriter};
+use support::{ppserver_command, wait_bounded, Node, SECRET, WAIT};
+
+/// Keeps the worker hook in this binary, whatever else the linker drops.
+#[used]
+static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_runtime::worker::WORKER_HOOK;
+
+#[pp::parallel]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[pp::parallel]
+fn boom(message: String) -> u64 {
+    panic!("{message}")
+}
+
+#[pp::parallel]
+fn total(bytes: Vec<u8>) -> u64 {
+    bytes.iter().map(|&b| u64::from(b)).sum()
+}
+
+#[pp::parallel]
+fn die() -> u64 {
+    std::process::abort()
+}
+
+/// Runs `f` on a fresh runtime, failing the test if it takes longer than [`WAIT`].
+fn block_on<T>(f: impl Future<Output = T>) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        tokio::time::timeout(WAIT, f)
+            .await
+            .expect("the test hung: it did not finish within its time bound")
+    })
+}
+
+fn program() -> &'static Program {
+    current_program().expect("this test binary can be read")
+}
+
+/// A raw client of the protocol.
+struct Client {
+    reader: SecureReader,
+    writer: SecureWriter,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, secret: &str) -> Result<Client, NetError> {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let secret = Secret::new(secret)?;
+        let (reader, writer) = connect_client(stream, &secret, ChannelConfig::default()).await?;
+        Ok(Client { reader, writer })
+    }
+
+    async fn send(&mut self, message: &Message) {
+        self.writer.send(message).await.expect("send");
+    }
+
+    async fn recv(&mut self) -> Message {
+        self.reader.recv().await.expect("receive")
+    }
+
+    /// This binary's hello, with the given changes.
+    fn hello() -> Message {
+        Message::ClientHello {
+            program_sha256: program().sha256,
+            program_size: program().size,
+            target: pp_net::node::this_target(),
+            registry_fingerprint: pp::registry().fingerprint(),
+        }
+    }
+
+    /// Sends `bytes` as the program, in 1 MiB chunks, then `UploadDone`.
+    async fn upload(&mut self, bytes: &[u8]) {
+        let mut offset = 0u64;
+        for chunk in bytes.chunks(1 << 20) {
+            self.send(&Message::UploadChunk {
+                offset,
+                bytes: chunk.to_vec(),
+            })
+            .await;
+            offset += chunk.len() as u64;
+        }
+        self.send(&Message::UploadDone).await;
+    }
+
+    /// Hello, upload if asked, `Ready`: returns (need_upload, workers).
+    async fn start_session(&mut self) -> (bool, u32) {
+        self.send(&Client::hello()).await;
+        let need_upload = match self.recv().await {
+            Message::ServerHello { need_upload, .. } => need_upload,
+            other => panic!("expected ServerHello, got {other:?}"),
+        };
+        if need_upload {
+            self.upload(&program_bytes()).await;
+        }
+        match self.recv().await {
+            Message::Ready { workers } => (need_upload, workers),
+            other => panic!("expected Ready, got {other:?}"),
+        }
+    }
+
+    /// Submits `jobs` in one message and collects every outcome.
+    async fn run(&mut self, jobs: Vec<JobRequest>) -> HashMap<u64, Outcome> {
+        let expected = jobs.len();
+        self.send(&Message::Submit { jobs }).await;
+        let mut outcomes = HashMap::new();
+        while outcomes.len() < expected {
+            match self.recv().await {
+                Message::Results { results } => {
+                    for reply in results {
+                        assert!(outcomes.insert(reply.job_id, reply.outcome).is_none());
+                    }
+                }
+                other => panic!("expected Results, got {other:?}"),
+            }
+        }
+        outcomes
+    }
+}
+
+fn program_bytes() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(&program().path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .expect("read this test binary");
+    bytes
+}
+
+fn job<F>(job_id: u64, task: pp::Task<F>, args: Vec<u8>) -> JobRequest {
+    JobRequest {
+        job_id,
+        task: task.id().to_owned(),
+        fingerprint: task.fingerprint(),
+        args,
+    }
+}
+
+fn square_job(job_id: u64, x: u64) -> JobRequest {
+    job(job_id, square, encode(&(x,)).unwrap())
+}
+
+fn expect_refused(message: Message) -> String {
+    match message {
+        Message::Refused { reason } => reason,
+        other => panic!("expected Refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn without_a_secret_ppserver_exits_2_and_says_how_to_give_one() {
+    let mut child = ppserver_command(&["--port", "0", "--interface", "127.0.0.1"])
+        .spawn()
+        .expect("start ppserver");
+    let log = support::collect_stderr(&mut child);
+    let status = wait_bounded(&mut child);
+    assert_eq!(status.code(), Some(2), "{}", log.text());
+    log.wait_for(
+        "ppserver: no secret given: pass --secret, --secret-file or set PP_SECRET \
+         (every client needs the same secret)",
+    );
+}
+
+#[test]
+fn a_wrong_secret_fails_authentication_is_logged_and_the_node_keeps_serving() {
+    let node = Node::start(1, &[]);
+    let error = block_on(Client::connect(node.addr, "not the secret"))
+        .err()
+        .expect("a wrong secret must not authenticate");
+    assert!(
+        matches!(error, NetError::AuthenticationFailed { .. }),
+        "{error}"
+    );
+    node.log.wait_for("authentication failed from 127.0.0.1:");
+
+    block_on(async {
+        let mut client = Client::connect(node.addr, SECRET)
+            .await
+            .expect("right secret");
+        client.start_session().await;
+        let outcomes = client.run(vec![square_job(1, 12)]).await;
+        assert_eq!(outcomes[&1], Outcome::Ok(encode(&144u64).unwrap()));
+    });
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_session_runs_jobs_survives_panics_and_crashes_and_the_next_one_uploads_nothing() {
+    let node = Node::start(2, &[]);
+    block_on(async {
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        let (uploaded, workers) = client.start_session().await;
+        assert!(uploaded, "a fresh node needs the program");
+        assert_eq!(workers, 2);
+        node.wait_children(2);
+
+        let jobs = (1..=20).map(|x| square_job(x, x)).collect();
+        let outcomes = client.run(jobs).await;
+        for x in 1..=20u64 {
+            match &outcomes[&x] {
+                Outcome::Ok(bytes) => assert_eq!(decode::<u64>(bytes).unwrap(), x * x),
+                other => panic!("job {x}: {other:?}"),
+            }
+        }
+
+        // A task this program does not have fails by name; a large argument travels.
+        let missing = JobRequest {
+            job_id: 50,
+            task: "nope::missing".into(),
+            fingerprint: 1,
+            args: Vec::new(),
+        };
+        let large = job(51, total, encode(&(vec![1u8; 4 << 20],)).unwrap());
+        let outcomes = client.run(vec![missing, large]).await;
+        match &outcomes[&50] {
+            Outcome::Failed(reason) => assert!(reason.contains("nope::missing"), "{reason}"),
+            other => panic!("an unknown task must fail by name: {other:?}"),
+        }
+        assert_eq!(outcomes[&51], Outcome::Ok(encode(&(4u64 << 20)).unwrap()));
+
+        let outcomes = client
+            .run(vec![job(
+                100,
+                boom,
+                encode(&("remote kaboom".to_owned(),)).unwrap(),
+            )])
+            .await;
+        assert_eq!(outcomes[&100], Outcome::Panicked("remote kaboom".into()));
+
+        let outcomes = client.run(vec![job(200, die, encode(&()).unwrap())]).await;
+        match &outcomes[&200] {
+            Outcome::WorkerCrashed(report) => {
+                assert!(report.contains("signal 6 (SIGABRT)"), "{report}");
+                assert!(report.contains("worker pid "), "{report}");
+            }
+            other => panic!("an aborting job must crash its worker: {other:?}"),
+        }
+        node.log.wait_for("starting a new worker");
+
+        // The node replaced the worker: both workers still run jobs.
+        let outcomes = client
+            .run((300..310).map(|x| square_job(x, 3)).collect())
+            .await;
+        assert!(outcomes
+            .values()
+            .all(|o| *o == Outcome::Ok(encode(&9u64).unwrap())));
+        node.wait_children(2);
+
+        // Heartbeats are answered.
+        client.send(&Message::Heartbeat { seq: 77 }).await;
+        assert_eq!(client.recv().await, Message::HeartbeatAck { seq: 77 });
+    });
+    // The client is gone: so are its workers.
+    node.wait_children(0);
+
+    block_on(async {
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        let (uploaded, _) = client.start_session().await;
+        assert!(
+            !uploaded,
+            "the second session of the same binary uploads nothing"
+        );
+        let outcomes = client.run(vec![square_job(1, 5)]).await;
+        assert_eq!(outcomes[&1], Outcome::Ok(encode(&25u64).unwrap()));
+    });
+    node.log.wait_for("found in the cache (cache hit)");
+    node.wait_children(0);
+    node.signal("USR1");
+    let stats = node.log.wait_for("statistics: ");
+    for counter in [
+        "connections=2",
+        "uploads=1",
+        "cache_hits=1",
+        "worker_crashes=1",
+        "jobs=34",
+    ] {
+        assert!(stats.contains(counter), "{counter} in {stats}");
+    }
+}
+
+#[test]
+fn a_crash_among_pipelined_tiny_jobs_fails_only_the_job_that_crashed() {
+    let node = Node::start(1, &[]);
+    block_on(async {
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        client.start_session().await;
+        // Tiny jobs teach the node to send several at once to its one worker...
+        client
+            .run((0..200).map(|x| square_job(x, 2)).collect())
+            .await;
+        // ...so this batch likely reaches the worker together: the abort in the middle
+        // must fail that job alone, and the jobs behind it must still run.
+        let mut jobs: Vec<_> = (1000..1010).map(|x| square_job(x, 7)).collect();
+        jobs.push(job(2000, die, encode(&()).unwrap()));
+        jobs.extend((3000..3010).map(|x| square_job(x, 7)));
+        let outcomes = client.run(jobs).await;
+        for (id, outcome) in &outcomes {
+            if *id == 2000 {
+                assert!(matches!(outcome, Outcome::WorkerCrashed(_)), "{outcome:?}");
+            } else {
+                assert_eq!(*outcome, Outcome::Ok(encode(&49u64).unwrap()), "job {id}");
+            }
+        }
+    });
+}
+
+#[test]
+fn refusals_are_clear_and_the_node_keeps_serving() {
+    let node = Node::start(1, &["--max-upload", "1G"]);
+    block_on(async {
+        // Another platform.
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        let Message::ClientHello {
+            program_sha256,
+            program_size,
+            registry_fingerprint,
+            ..
+        } = Client::hello()
+        else {
+            unreachable!()
+        };
+        client
+            .send(&Message::ClientHello {
+                program_sha256,
+                program_size,
+                target: "sparc-plan9".into(),
+                registry_fingerprint,
+            })
+            .await;
+        let reason = expect_refused(client.recv().await);
+        assert!(reason.contains("sparc-plan9"), "{reason}");
+        assert!(reason.contains(&pp_net::node::this_target()), "{reason}");
+
+        // An upload whose bytes do not match the announced hash.
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        client
+            .send(&Message::ClientHello {
+                program_sha256: [7; 32],
+                program_size: 4,
+                target: pp_net::node::this_target(),
+                registry_fingerprint,
+            })
+            .await;
+        assert!(matches!(
+            client.recv().await,
+            Message::ServerHello {
+                need_upload: true,
+                ..
+            }
+        ));
+        client.upload(b"evil").await;
+        let reason = expect_refused(client.recv().await);
+        assert!(reason.contains("SHA-256"), "{reason}");
+
+        // A program above --max-upload.
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        client
+            .send(&Message::ClientHello {
+                program_sha256,
+                program_size: 2 << 30,
+                target: pp_net::node::this_target(),
+                registry_fingerprint,
+            })
+            .await;
+        let reason = expect_refused(client.recv().await);
+        assert!(reason.contains("--max-upload"), "{reason}");
+
+        // A registry that differs from the program's.
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        client
+            .send(&Message::ClientHello {
+                program_sha256,
+                program_size,
+                target: pp_net::node::this_target(),
+                registry_fingerprint: registry_fingerprint ^ 1,
+            })
+            .await;
+        assert!(matches!(client.recv().await, Message::ServerHello { .. }));
+        client.upload(&program_bytes()).await;
+        let reason = expect_refused(client.recv().await);
+        assert!(reason.contains("task registry differs"), "{reason}");
+
+        // After all that, a correct client is served (from the cache).
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        let (uploaded, _) = client.start_session().await;
+        assert!(!uploaded);
+        let outcomes = client.run(vec![square_job(9, 4)]).await;
+        assert_eq!(outcomes[&9], Outcome::Ok(encode(&16u64).unwrap()));
+    });
+    // Only the verified program is in the cache: no temporary file was left behind.
+    let names: Vec<_> = std::fs::read_dir(&node.cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![program().sha256_hex()]);
+    node.log.wait_for("refused client 127.0.0.1:");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_stops_the_node_and_its_workers_and_exits_0() {
+    let pid_dir = support::temp_dir("pid");
+    std::fs::create_dir_all(&pid_dir).unwrap();
+    let pid_file = pid_dir.join("ppserver.pid");
+    let mut node = Node::start(2, &["--pid-file", pid_file.to_str().unwrap()]);
+    let written = std::fs::read_to_string(&pid_file).expect("the pid file is written");
+    assert_eq!(written.trim(), node.pid().to_string());
+    let workers = block_on(async {
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        client.start_session().await;
+        let workers = node.wait_children(2);
+        node.signal("TERM");
+        // The node closes the connection as it stops.
+        let end = client.reader.recv().await;
+        assert!(end.is_err(), "{end:?}");
+        workers
+    });
+    let status = node.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", node.log.text());
+    assert!(!pid_file.exists(), "the pid file is removed at exit");
+    std::fs::remove_dir_all(&pid_dir).unwrap();
+    for pid in workers {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} outlived the node"
+        );
+    }
+}
+
+#[test]
+fn the_idle_timeout_ends_a_node_without_clients() {
+    let mut node = Node::start(1, &["--timeout", "0.3"]);
+    let status = node.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", node.log.text());
+    node.log.wait_for("idle timeout");
+}

@@ -1,0 +1,246 @@
+//! Helpers for tests that run real `ppserver` processes on 127.0.0.1: a guard that kills
+//! and reaps the process it started, its log as it comes, bounded waits, and the count of
+//! its child processes.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The bound on every wait: generous for a slow machine, it only turns a hang into a
+/// failure.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The secret the tests' nodes use.
+pub const SECRET: &str = "a test secret that is long enough to mean something";
+
+/// The lines a process wrote to standard error so far, and a signal when more come.
+#[derive(Default)]
+pub struct Log {
+    lines: Mutex<Vec<String>>,
+    more: Condvar,
+    closed: Mutex<bool>,
+}
+
+impl Log {
+    /// Waits (at most [`WAIT`]) for a line containing `text`; returns it.
+    ///
+    /// # Panics
+    /// When no such line comes in time, showing the log so far.
+    pub fn wait_for(&self, text: &str) -> String {
+        self.wait_for_line(|line| line.contains(text))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no log line with {text:?} within {WAIT:?}; log:\n{}",
+                    self.text()
+                )
+            })
+    }
+
+    /// Waits (at most [`WAIT`]) for a line that satisfies `pred`.
+    pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| pred(l)) {
+                return Some(line.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self.more.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Whether some line so far contains `text`.
+    pub fn contains(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.more.notify_all();
+    }
+}
+
+/// A `ppserver` process started by this test; killed and reaped on drop.
+pub struct Node {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its standard error.
+    pub log: Arc<Log>,
+    /// Its private program cache.
+    pub cache_dir: PathBuf,
+}
+
+/// A fresh directory under the system's temporary directory, unique to this process.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pp-test-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `ppserver` with no secret in its environment and stderr piped to a [`Log`].
+pub fn ppserver_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ppserver"));
+    command
+        .args(args)
+        .env_remove("PP_SECRET")
+        .env_remove("PP_SECRET_FILE")
+        .env_remove("PP_WORKER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts collecting a child's standard error into a [`Log`].
+pub fn collect_stderr(child: &mut Child) -> Arc<Log> {
+    let log = Arc::new(Log::default());
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            match line {
+                Ok(line) => sink.push(line),
+                Err(_) => break,
+            }
+        }
+        *sink.closed.lock().unwrap() = true;
+        sink.more.notify_all();
+    });
+    log
+}
+
+impl Node {
+    /// Starts `ppserver` on a free port of 127.0.0.1 with `workers` workers, the test
+    /// secret, a private cache and `extra` arguments; waits for its listening line.
+    pub fn start(workers: usize, extra: &[&str]) -> Node {
+        let cache_dir = temp_dir("cache");
+        let workers = workers.to_string();
+        let cache = cache_dir.to_str().expect("utf-8 temp dir").to_owned();
+        let mut args = vec!["--port", "0", "--interface", "127.0.0.1", "-w", &workers];
+        args.extend(["--cache-dir", &cache]);
+        args.extend_from_slice(extra);
+        let mut child = ppserver_command(&args)
+            .env("PP_SECRET", SECRET)
+            .spawn()
+            .expect("start ppserver");
+        let log = collect_stderr(&mut child);
+        let mut node = Node {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            cache_dir,
+        };
+        let line = node.log.wait_for("ppserver listening on ");
+        node.addr = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        node
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `USR1`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (at most [`WAIT`]) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_bounded(&mut self.child)
+    }
+
+    /// Waits (at most [`WAIT`]) until the node has exactly `n` child processes, and
+    /// returns their pids.
+    pub fn wait_children(&self, n: usize) -> Vec<u32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let children = children_of(self.pid());
+            if children.len() == n {
+                return children;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ppserver has children {children:?}, expected {n}; log:\n{}",
+                self.log.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.cache_dir);
+    }
+}
+
+/// Waits for `child` to exit, at most [`WAIT`]; kills it and panics past that.
+pub fn wait_bounded(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not exit within {WAIT:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Pids of the processes (zombies included) whose parent is `parent`, from `/proc`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold anything, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children.sort_unstable();
+    children
+}
