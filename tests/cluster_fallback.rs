@@ -49,13 +49,22 @@ fn with_no_local_workers_jobs_fall_back_to_local_when_no_node_answers() {
     for (i, job) in jobs.into_iter().enumerate() {
         assert_eq!(job.result(), Ok(3 * i as u64));
     }
-    assert!(server.ncpus() > 0, "local workers were started as the fallback");
+    assert!(
+        server.ncpus() > 0,
+        "local workers were started as the fallback"
+    );
     let nodes = server.active_nodes();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].address, node);
     assert!(!nodes[0].connected);
     let stats = server.stats();
-    let row = |name: &str| stats.executors.iter().find(|e| e.name == name).map(|e| e.jobs);
+    let row = |name: &str| {
+        stats
+            .executors
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.jobs)
+    };
     assert_eq!(row("local"), Some(20));
     assert_eq!(row(&node), Some(0), "the node has its own row:\n{stats}");
 }

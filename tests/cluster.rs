@@ -1,0 +1,161 @@
+//! Cluster mode end to end, through `pp::Server`: real `ppserver` processes on 127.0.0.1,
+//! this test binary shipped to them and run there as workers, and the examples' code run
+//! unchanged with no local workers (`ncpus(0)`, PP's `ncpus=0`).
+
+mod checks;
+mod support;
+
+use pp::{JobError, Server};
+use std::time::Instant;
+use support::{Node, SECRET, WAIT};
+
+/// A client of `nodes` with `ncpus` local workers and the given secret.
+fn cluster(nodes: &[&Node], secret: &str, ncpus: usize) -> Server {
+    Server::builder()
+        .ppservers(nodes.iter().map(|n| n.addr.to_string()))
+        .secret(secret)
+        .ncpus(ncpus)
+        .build()
+        .expect("the cluster client starts")
+}
+
+fn wait_connected(server: &Server, nodes: &[&Node]) {
+    let deadline = Instant::now() + WAIT;
+    while !server.active_nodes().iter().all(|n| n.connected) {
+        let logs: Vec<String> = nodes.iter().map(|n| n.log.text()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "nodes not connected: {:?}\nnode logs:\n{}",
+            server.active_nodes(),
+            logs.join("\n---\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn jobs_of(server: &Server, name: &str) -> u64 {
+    let stats = server.stats();
+    stats
+        .executors
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no row {name} in\n{stats}"))
+        .jobs
+}
+
+#[pp::parallel]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[pp::parallel]
+fn fail_loudly(message: String) -> u64 {
+    panic!("{message}")
+}
+
+#[pp::parallel]
+fn abort_worker() -> u64 {
+    std::process::abort()
+}
+
+#[test]
+fn every_example_runs_on_two_nodes_with_exact_results() {
+    let (a, b) = (Node::start(2, &[]), Node::start(2, &[]));
+    let server = cluster(&[&a, &b], SECRET, 0);
+    wait_connected(&server, &[&a, &b]);
+    let nodes = server.active_nodes();
+    assert_eq!(nodes.len(), 2);
+    assert!(nodes.iter().all(|n| n.workers == 2), "{nodes:?}");
+
+    checks::sum_primes(&server);
+    checks::reverse_md5(&server);
+    checks::dynamic_ncpus(&server);
+    checks::callback(&server);
+    checks::auto_diff(&server);
+    server.wait();
+
+    let (on_a, on_b) = (
+        jobs_of(&server, &a.addr.to_string()),
+        jobs_of(&server, &b.addr.to_string()),
+    );
+    assert!(
+        on_a > 0 && on_b > 0,
+        "both nodes did jobs: {on_a} and {on_b}\n{}",
+        server.stats()
+    );
+    assert_eq!(jobs_of(&server, "local"), 0, "no local worker ran a job");
+    assert_eq!(server.ncpus(), 0);
+    server.print_stats();
+}
+
+#[test]
+fn a_node_with_another_secret_is_skipped_and_keeps_serving_good_clients() {
+    let node = Node::start(1, &[]);
+    let wrong = cluster(&[&node], "not the secret", 1);
+    let jobs: Vec<_> = (0..10).map(|i| wrong.submit(square, (i,))).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        assert_eq!(job.result(), Ok((i * i) as u64), "completed locally");
+    }
+    node.log.wait_for("authentication failed from 127.0.0.1");
+    assert!(!wrong.active_nodes()[0].connected);
+    assert_eq!(jobs_of(&wrong, &node.addr.to_string()), 0);
+    drop(wrong);
+
+    let good = cluster(&[&node], SECRET, 0);
+    assert_eq!(good.submit(square, (12,)).result(), Ok(144));
+    assert_eq!(jobs_of(&good, &node.addr.to_string()), 1);
+}
+
+#[test]
+fn remote_panics_and_crashes_are_job_errors_and_the_node_keeps_serving() {
+    let node = Node::start(1, &[]);
+    let server = cluster(&[&node], SECRET, 0);
+    match server
+        .submit(fail_loudly, ("remote boom".to_owned(),))
+        .result()
+    {
+        Err(JobError::Panicked { task, message }) => {
+            assert!(task.ends_with("::fail_loudly"), "{task}");
+            assert_eq!(message, "remote boom");
+        }
+        other => panic!("expected a remote panic, got {other:?}"),
+    }
+    match server.submit(abort_worker, ()).result() {
+        Err(JobError::WorkerCrashed { task, message }) => {
+            assert!(task.ends_with("::abort_worker"), "{task}");
+            assert!(
+                message.contains("SIGABRT") || message.contains("signal"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a worker crash, got {other:?}"),
+    }
+    assert_eq!(
+        server.submit(square, (7,)).result(),
+        Ok(49),
+        "the node still serves"
+    );
+    assert_eq!(jobs_of(&server, &node.addr.to_string()), 3);
+}
+
+#[test]
+fn a_second_run_of_the_same_program_uploads_nothing() {
+    let node = Node::start(1, &[]);
+    for run in 0..2 {
+        let server = cluster(&[&node], SECRET, 0);
+        assert_eq!(
+            server.submit(square, (run + 3,)).result(),
+            Ok((run + 3) * (run + 3))
+        );
+    }
+    node.signal("USR1");
+    let line = node.log.wait_for("statistics: ");
+    assert!(
+        line.contains("uploads=1"),
+        "one upload for two runs: {line}"
+    );
+    assert!(
+        line.contains("cache_hits=1"),
+        "the second run hit the cache: {line}"
+    );
+}
