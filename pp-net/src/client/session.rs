@@ -14,8 +14,17 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// Jobs in flight on a node beyond its worker count, to hide the round trip.
-pub(crate) const EXTRA_IN_FLIGHT: usize = 2;
+/// Jobs in flight on a node beyond its worker count, at least: enough to hide the round
+/// trip for jobs that take longer than it.
+pub(crate) const MIN_EXTRA_IN_FLIGHT: usize = 2;
+
+/// Jobs in flight on a node beyond its worker count, at most.
+pub(crate) const MAX_EXTRA_IN_FLIGHT: usize = 1024;
+
+/// How much work, per worker, the window keeps queued on a node beyond what its workers
+/// run: short jobs get a deep window (so tiny jobs stream), long ones a shallow one (so a
+/// node never hoards work that others could do).
+pub(crate) const QUEUED_WORK_PER_WORKER: Duration = Duration::from_millis(2);
 
 /// How long a TCP connection to a node may take to open.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -170,11 +179,12 @@ async fn serve(
     in_flight: &mut InFlight,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
-    let window = workers as usize + EXTRA_IN_FLIGHT;
+    let mut window = Window::new(workers);
     let mut next_id = 0u64;
     loop {
+        let window_size = window.size();
         let mut batch = Vec::new();
-        while in_flight.len() < window {
+        while in_flight.len() < window_size {
             let Some(job) = ctx.feed.take() else { break };
             match job.encode_args() {
                 Ok(args) => {
@@ -200,18 +210,17 @@ async fn serve(
                 return End::Failed(e.to_string());
             }
         }
-        let room = in_flight.len() < window;
+        let room = in_flight.len() < window_size;
         tokio::select! {
             message = reader.recv() => match message {
                 Ok(Message::Results { results }) => {
                     for reply in results {
                         match in_flight.remove(&reply.job_id) {
-                            Some((job, sent)) => ctx.feed.complete(
-                                job,
-                                &node.executor,
-                                outcome(reply.outcome),
-                                sent.elapsed(),
-                            ),
+                            Some((job, sent)) => {
+                                let latency = sent.elapsed();
+                                window.observe(latency);
+                                ctx.feed.complete(job, &node.executor, outcome(reply.outcome), latency);
+                            }
                             None => tracing::debug!(node = %node.name, job = reply.job_id, "result for a job not in flight dropped"),
                         }
                     }
@@ -227,11 +236,70 @@ async fn serve(
     }
 }
 
+/// The number of jobs to keep in flight on one node, from the latency of its jobs.
+struct Window {
+    workers: usize,
+    /// Moving average of the time from sending a job to its result, in seconds.
+    latency: Option<f64>,
+}
+
+impl Window {
+    fn new(workers: u32) -> Self {
+        Window {
+            workers: workers as usize,
+            latency: None,
+        }
+    }
+
+    fn observe(&mut self, latency: Duration) {
+        let sample = latency.as_secs_f64();
+        self.latency = Some(match self.latency {
+            None => sample,
+            Some(avg) => 0.9 * avg + 0.1 * sample,
+        });
+    }
+
+    fn size(&self) -> usize {
+        let extra = match self.latency {
+            None => MIN_EXTRA_IN_FLIGHT,
+            Some(latency) => {
+                let budget = QUEUED_WORK_PER_WORKER.as_secs_f64() * self.workers as f64;
+                let extra = (budget / latency.max(1e-9)).ceil();
+                (extra.min(MAX_EXTRA_IN_FLIGHT as f64) as usize).max(MIN_EXTRA_IN_FLIGHT)
+            }
+        };
+        self.workers + extra
+    }
+}
+
 fn outcome(outcome: Outcome) -> RemoteOutcome {
     match outcome {
         Outcome::Ok(bytes) => RemoteOutcome::Ok(bytes),
         Outcome::Panicked(message) => RemoteOutcome::Panicked(message),
         Outcome::WorkerCrashed(message) => RemoteOutcome::WorkerCrashed(message),
         Outcome::Failed(message) => RemoteOutcome::Failed(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_deep_for_tiny_jobs_and_shallow_for_long_ones() {
+        let mut window = Window::new(2);
+        assert_eq!(window.size(), 2 + MIN_EXTRA_IN_FLIGHT, "before any result");
+        for _ in 0..100 {
+            window.observe(Duration::from_micros(20));
+        }
+        assert_eq!(window.size(), 2 + 200, "4 ms of 20 µs jobs");
+        for _ in 0..200 {
+            window.observe(Duration::from_millis(50));
+        }
+        assert_eq!(window.size(), 2 + MIN_EXTRA_IN_FLIGHT);
+        for _ in 0..200 {
+            window.observe(Duration::from_nanos(10));
+        }
+        assert_eq!(window.size(), 2 + MAX_EXTRA_IN_FLIGHT);
     }
 }

@@ -1,0 +1,212 @@
+//! Cluster benchmark: one `ppserver` node on 127.0.0.1 with 2 workers, beside the loopback
+//! floor (a plain TCP echo) measured in the same run.
+//!
+//! Run with `cargo bench --bench cluster`; it prints Markdown tables for BENCHMARKS.md. The
+//! client runs no local worker, so every job crosses the network, encrypted.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "benchmark secret, long and random enough for a loopback run";
+const TINY_JOBS: usize = 200_000;
+const LATENCY_SAMPLES: usize = 2_000;
+const BIG_ARG: usize = 16 << 20;
+const RUNS: usize = 5;
+
+#[pp::parallel]
+fn empty() {}
+
+#[pp::parallel]
+fn length(bytes: Vec<u8>) -> u64 {
+    bytes.len() as u64
+}
+
+/// The `ppserver` this benchmark started; killed on drop.
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Node {
+    fn start(workers: usize) -> Node {
+        let cache = std::env::temp_dir().join(format!("pp-bench-cache-{}", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ppserver"))
+            .args(["--port", "0", "--interface", "127.0.0.1", "-w", &workers.to_string()])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .env("PP_SECRET", SECRET)
+            .env_remove("PP_WORKER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ppserver");
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("ppserver exited").expect("read stderr");
+            if let Some(rest) = line.split("ppserver listening on ").nth(1) {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Node { child, addr }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort_unstable();
+    xs[xs.len() / 2]
+}
+
+fn percentile(xs: &mut [Duration], p: f64) -> Duration {
+    xs.sort_unstable();
+    xs[((xs.len() as f64 * p) as usize).min(xs.len() - 1)]
+}
+
+/// A TCP echo server on loopback: the floor any remote job pays.
+fn echo_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn echo_round_trips(addr: &str) -> Vec<Duration> {
+    let mut stream = TcpStream::connect(addr).expect("connect echo");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut byte = [0u8; 32];
+    (0..LATENCY_SAMPLES)
+        .map(|_| {
+            let start = Instant::now();
+            stream.write_all(&byte).expect("write");
+            stream.read_exact(&mut byte).expect("read");
+            start.elapsed()
+        })
+        .collect()
+}
+
+/// Small messages per second through the echo, pipelined by a writer thread.
+fn echo_messages_per_second(addr: &str) -> f64 {
+    const MESSAGES: usize = 1_000_000;
+    const SIZE: usize = 32;
+    let stream = TcpStream::connect(addr).expect("connect echo");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut writer = stream.try_clone().expect("clone");
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let batch = vec![7u8; SIZE * 1000];
+        for _ in 0..MESSAGES / 1000 {
+            writer.write_all(&batch).expect("write");
+        }
+    });
+    let mut reader = stream;
+    let mut left = MESSAGES * SIZE;
+    let mut buf = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let n = reader.read(&mut buf).expect("read");
+        assert!(n > 0, "echo closed");
+        left -= n.min(left);
+    }
+    sender.join().expect("writer");
+    MESSAGES as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let node = Node::start(2);
+    let server = pp::Server::builder()
+        .ppservers([node.addr.as_str()])
+        .secret(SECRET)
+        .ncpus(0)
+        .build()
+        .expect("cluster client");
+    // The first job waits for the connection and the upload; it is not measured.
+    server.submit(empty, ()).result().expect("warm-up job");
+    let echo = echo_server();
+
+    let mut rates = Vec::new();
+    let mut echo_rates = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let jobs: Vec<_> = (0..TINY_JOBS).map(|_| server.submit(empty, ())).collect();
+        for job in jobs {
+            job.result().expect("tiny job");
+        }
+        rates.push(TINY_JOBS as f64 / start.elapsed().as_secs_f64());
+        echo_rates.push(echo_messages_per_second(&echo));
+    }
+    rates.sort_by(f64::total_cmp);
+    echo_rates.sort_by(f64::total_cmp);
+    println!("## One node on 127.0.0.1 (2 workers), client with no local worker, median of {RUNS} runs\n");
+    println!("| measure | pp through ppserver | loopback floor (TCP echo) | ratio |");
+    println!("|---|---|---|---|");
+    let (rate, floor) = (rates[RUNS / 2], echo_rates[RUNS / 2]);
+    println!(
+        "| tiny jobs pipelined ({TINY_JOBS} per run) | {:.0} jobs/s | {:.0} messages/s | {:.3} |",
+        rate,
+        floor,
+        rate / floor
+    );
+
+    let mut pp_lat: Vec<Duration> = Vec::new();
+    let mut echo_lat: Vec<Duration> = Vec::new();
+    for _ in 0..RUNS {
+        pp_lat.extend((0..LATENCY_SAMPLES).map(|_| {
+            let start = Instant::now();
+            server.submit(empty, ()).result().expect("job");
+            start.elapsed()
+        }));
+        echo_lat.extend(echo_round_trips(&echo));
+    }
+    let (pp_med, echo_med) = (percentile(&mut pp_lat, 0.5), percentile(&mut echo_lat, 0.5));
+    let (pp_99, echo_99) = (percentile(&mut pp_lat, 0.99), percentile(&mut echo_lat, 0.99));
+    println!(
+        "| one job alone, median (p99) | {:.1} µs ({:.1} µs) | {:.1} µs ({:.1} µs) round trip | {:.2} |",
+        pp_med.as_secs_f64() * 1e6,
+        pp_99.as_secs_f64() * 1e6,
+        echo_med.as_secs_f64() * 1e6,
+        echo_99.as_secs_f64() * 1e6,
+        pp_med.as_secs_f64() / echo_med.as_secs_f64()
+    );
+
+    let big = vec![7u8; BIG_ARG];
+    let times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let arg = big.clone();
+            let start = Instant::now();
+            let n = server.submit(length, (arg,)).result().expect("big job");
+            assert_eq!(n, BIG_ARG as u64);
+            start.elapsed()
+        })
+        .collect();
+    let t = median(times);
+    println!(
+        "| one 16 MiB argument, end to end | {:.2} GB/s ({:.1} ms) | | |\n",
+        BIG_ARG as f64 / t.as_secs_f64() / 1e9,
+        t.as_secs_f64() * 1e3
+    );
+    server.print_stats();
+}
