@@ -33,7 +33,14 @@ impl Node {
     fn start(workers: usize) -> Node {
         let cache = std::env::temp_dir().join(format!("pp-bench-cache-{}", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_ppserver"))
-            .args(["--port", "0", "--interface", "127.0.0.1", "-w", &workers.to_string()])
+            .args([
+                "--port",
+                "0",
+                "--interface",
+                "127.0.0.1",
+                "-w",
+                &workers.to_string(),
+            ])
             .arg("--cache-dir")
             .arg(&cache)
             .env("PP_SECRET", SECRET)
@@ -182,7 +189,10 @@ fn main() {
         echo_lat.extend(echo_round_trips(&echo));
     }
     let (pp_med, echo_med) = (percentile(&mut pp_lat, 0.5), percentile(&mut echo_lat, 0.5));
-    let (pp_99, echo_99) = (percentile(&mut pp_lat, 0.99), percentile(&mut echo_lat, 0.99));
+    let (pp_99, echo_99) = (
+        percentile(&mut pp_lat, 0.99),
+        percentile(&mut echo_lat, 0.99),
+    );
     println!(
         "| one job alone, median (p99) | {:.1} µs ({:.1} µs) | {:.1} µs ({:.1} µs) round trip | {:.2} |",
         pp_med.as_secs_f64() * 1e6,

@@ -45,8 +45,12 @@ pub fn current_program() -> Result<&'static Program, String> {
         .get_or_init(|| {
             let path = std::env::current_exe()
                 .map_err(|e| format!("cannot find this program's executable: {e}"))?;
-            let (sha256, size) = hash_file(&path)
-                .map_err(|e| format!("cannot read this program's executable {}: {e}", path.display()))?;
+            let (sha256, size) = hash_file(&path).map_err(|e| {
+                format!(
+                    "cannot read this program's executable {}: {e}",
+                    path.display()
+                )
+            })?;
             Ok(Program { path, sha256, size })
         })
         .as_ref()

@@ -118,7 +118,9 @@ impl JobFeed {
         outcome: RemoteOutcome,
         elapsed: Duration,
     ) {
-        let callback_panic = job.job.complete_remote(outcome, &executor.counters, elapsed);
+        let callback_panic = job
+            .job
+            .complete_remote(outcome, &executor.counters, elapsed);
         match self.core.upgrade() {
             Some(core) => core.finished_remote(callback_panic),
             None => tracing::debug!("a remote result arrived after its server was dropped"),

@@ -1,10 +1,10 @@
 //! A queued job with its types erased, as the scheduler sees it.
 
+use crate::codec::{self, CodecError};
 use crate::error::JobError;
 use crate::job::{Callback, Completion, JobState};
 use crate::panic_message;
 use crate::pending::Pending;
-use crate::codec::{self, CodecError};
 use crate::remote::RemoteOutcome;
 use crate::stats::Counters;
 use crate::task::{Task, TaskFn};

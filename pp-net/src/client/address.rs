@@ -69,7 +69,10 @@ mod tests {
         let a = NodeAddress::parse(" node7:6100 ").unwrap();
         assert_eq!((a.host.as_str(), a.port), ("node7", 6100));
         let a = NodeAddress::parse("[::1]:7000").unwrap();
-        assert_eq!((a.host.as_str(), a.port, a.display()), ("::1", 7000, "[::1]:7000".into()));
+        assert_eq!(
+            (a.host.as_str(), a.port, a.display()),
+            ("::1", 7000, "[::1]:7000".into())
+        );
         assert_eq!(NodeAddress::parse("[::1]").unwrap().port, 60000);
         for bad in ["", ":80", "h:0", "h:x", "h:70000", "::1", "[::1"] {
             assert!(NodeAddress::parse(bad).is_err(), "{bad:?} must be refused");

@@ -105,7 +105,9 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let wake = nodes.clone();
-    feed.on_job_queued(Arc::new(move || wake.iter().for_each(|n| n.notify.notify_one())));
+    feed.on_job_queued(Arc::new(move || {
+        wake.iter().for_each(|n| n.notify.notify_one())
+    }));
 
     let ctx = Arc::new(session::Context {
         feed,
@@ -135,10 +137,18 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
     }))
 }
 
-async fn run_cluster(nodes: Vec<Arc<NodeState>>, ctx: Arc<session::Context>, stopped: watch::Receiver<bool>) {
+async fn run_cluster(
+    nodes: Vec<Arc<NodeState>>,
+    ctx: Arc<session::Context>,
+    stopped: watch::Receiver<bool>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for node in &nodes {
-        tasks.spawn_local_or_spawn(drive_node(Arc::clone(node), Arc::clone(&ctx), stopped.clone()));
+        tasks.spawn_local_or_spawn(drive_node(
+            Arc::clone(node),
+            Arc::clone(&ctx),
+            stopped.clone(),
+        ));
     }
     tasks.spawn_local_or_spawn(fallback(nodes, ctx, stopped));
     while tasks.join_next().await.is_some() {}
@@ -156,7 +166,11 @@ impl SpawnHere for tokio::task::JoinSet<()> {
 }
 
 /// Keeps one node connected for as long as the server runs.
-async fn drive_node(node: Arc<NodeState>, ctx: Arc<session::Context>, mut stopped: watch::Receiver<bool>) {
+async fn drive_node(
+    node: Arc<NodeState>,
+    ctx: Arc<session::Context>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut pause = RETRY_FIRST;
     let mut reported: Option<String> = None;
     loop {
@@ -199,7 +213,11 @@ fn jitter(max: Duration) -> Duration {
 
 /// With no local workers, runs jobs locally once no node has been usable for
 /// [`FALLBACK_WAIT`] while jobs wait.
-async fn fallback(nodes: Vec<Arc<NodeState>>, ctx: Arc<session::Context>, mut stopped: watch::Receiver<bool>) {
+async fn fallback(
+    nodes: Vec<Arc<NodeState>>,
+    ctx: Arc<session::Context>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut waiting_since: Option<Instant> = None;
     loop {
         let stranded = ctx.feed.local_workers() == 0

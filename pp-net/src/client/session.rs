@@ -6,7 +6,9 @@
 
 use super::NodeState;
 use crate::program::{this_target, Program};
-use crate::{connect_client, ChannelConfig, JobRequest, Message, Outcome, Secret, SecureReader, SecureWriter};
+use crate::{
+    connect_client, ChannelConfig, JobRequest, Message, Outcome, Secret, SecureReader, SecureWriter,
+};
 use pp_runtime::remote::{JobFeed, RemoteJob, RemoteOutcome};
 use std::collections::HashMap;
 use std::io::Read;
@@ -53,7 +55,11 @@ pub(crate) enum End {
 }
 
 /// Runs one session with `node` until it ends.
-pub(crate) async fn run(node: &NodeState, ctx: &Context, shutdown: &mut watch::Receiver<bool>) -> End {
+pub(crate) async fn run(
+    node: &NodeState,
+    ctx: &Context,
+    shutdown: &mut watch::Receiver<bool>,
+) -> End {
     let setup = async {
         let (mut reader, mut writer) = open(node, ctx).await?;
         let workers = handshake(&mut reader, &mut writer, ctx).await?;
@@ -69,7 +75,16 @@ pub(crate) async fn run(node: &NodeState, ctx: &Context, shutdown: &mut watch::R
     node.set_connected(workers);
     tracing::info!(node = %node.name, workers, "node connected");
     let mut in_flight = HashMap::new();
-    let end = serve(node, ctx, &mut reader, &mut writer, workers, &mut in_flight, shutdown).await;
+    let end = serve(
+        node,
+        ctx,
+        &mut reader,
+        &mut writer,
+        workers,
+        &mut in_flight,
+        shutdown,
+    )
+    .await;
     node.set_disconnected();
     let returned = in_flight.len();
     for (_, (job, _)) in in_flight.drain() {
@@ -161,7 +176,10 @@ async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), Stri
             program.size
         ));
     }
-    writer.send(&Message::UploadDone).await.map_err(|e| e.to_string())?;
+    writer
+        .send(&Message::UploadDone)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::debug!(bytes = offset, "program uploaded");
     Ok(())
 }
