@@ -365,14 +365,15 @@ fn registration(
                     #p::Decoder::<(#arg_types, (#(#cap_types,)*))>::new().decode(#args)?;
                 #p::encode_result(&__pp_par_chunk(#call_args #(, &#cap_names)*))
             }
-            ::pp::__private::inventory::submit! {
+            #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
+            #[linkme(crate = ::pp::__private::linkme)]
+            static __PP_PAR_TASK: ::pp::__private::TaskEntry =
                 ::pp::__private::TaskEntry::with_hooks(
                     #id,
                     #fingerprint,
                     __pp_par_invoke,
                     &::pp::__private::HOOKS,
-                )
-            }
+                );
         };
     }
 }

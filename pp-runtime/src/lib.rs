@@ -49,7 +49,6 @@ pub mod __private {
     pub use crate::registry::{invoke_typed, InvokeError, TaskEntry, TASKS};
     pub use crate::remote::ProgramHooks;
     pub use crate::task::{fnv1a64, Portable, Task, TaskFn};
-    pub use inventory;
     pub use linkme;
 
     /// Fails to compile, at the caller's span, unless `T` can be a job argument or result.

@@ -2,8 +2,7 @@
 //!
 //! Entries are gathered by the linker into one slice ([`TASKS`], through `linkme`), so the
 //! registry is complete from the first instruction of the process, constructors included:
-//! a worker process can serve jobs before `main`. (`par!` sites still register through
-//! `inventory` until they move to the same slice.) A remote worker (or a test) runs a task
+//! a worker process can serve jobs before `main`. A remote worker (or a test) runs a task
 //! from bytes only: [`Registry::invoke`] decodes the arguments, calls the function and
 //! encodes the result.
 
@@ -71,7 +70,6 @@ impl TaskEntry {
 #[linkme::distributed_slice]
 pub static TASKS: [TaskEntry];
 
-inventory::collect!(TaskEntry);
 
 /// Why a task could not be run from bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,7 +116,7 @@ pub fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         let mut by_id = HashMap::new();
         let mut duplicates = Vec::new();
-        for entry in TASKS.iter().chain(inventory::iter::<TaskEntry>) {
+        for entry in TASKS.iter() {
             if by_id.insert(entry.id, entry).is_some() {
                 tracing::warn!(
                     task = entry.id,
