@@ -102,18 +102,13 @@ fn echo_server() -> String {
     addr
 }
 
-fn echo_round_trips(addr: &str) -> Vec<Duration> {
-    let mut stream = TcpStream::connect(addr).expect("connect echo");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut byte = [0u8; 32];
-    (0..LATENCY_SAMPLES)
-        .map(|_| {
-            let start = Instant::now();
-            stream.write_all(&byte).expect("write");
-            stream.read_exact(&mut byte).expect("read");
-            start.elapsed()
-        })
-        .collect()
+/// One round trip of a 32-byte message through the echo.
+fn echo_round_trip(stream: &mut TcpStream) -> Duration {
+    let mut message = [0u8; 32];
+    let start = Instant::now();
+    stream.write_all(&message).expect("write");
+    stream.read_exact(&mut message).expect("read");
+    start.elapsed()
 }
 
 /// Small messages per second through the echo, pipelined by a writer thread.
@@ -178,15 +173,16 @@ fn main() {
         rate / floor
     );
 
+    // Alternate one job and one echo round trip, so both see the same machine state.
+    let mut echo_stream = TcpStream::connect(&echo).expect("connect echo");
+    echo_stream.set_nodelay(true).expect("nodelay");
     let mut pp_lat: Vec<Duration> = Vec::new();
     let mut echo_lat: Vec<Duration> = Vec::new();
-    for _ in 0..RUNS {
-        pp_lat.extend((0..LATENCY_SAMPLES).map(|_| {
-            let start = Instant::now();
-            server.submit(empty, ()).result().expect("job");
-            start.elapsed()
-        }));
-        echo_lat.extend(echo_round_trips(&echo));
+    for _ in 0..RUNS * LATENCY_SAMPLES {
+        let start = Instant::now();
+        server.submit(empty, ()).result().expect("job");
+        pp_lat.push(start.elapsed());
+        echo_lat.push(echo_round_trip(&mut echo_stream));
     }
     let (pp_med, echo_med) = (percentile(&mut pp_lat, 0.5), percentile(&mut echo_lat, 0.5));
     let (pp_99, echo_99) = (

@@ -116,12 +116,17 @@ fn md5_target() -> String {
     reverse_md5::md5_hex(&reverse_md5::SECRET.to_string())
 }
 
-/// `t_log` as the plain function pointer that pp's job calls, hidden from the optimiser so
-/// that serial and rayon run the same machine code as pp (inlined into a caller with a
-/// constant `n`, LLVM compiles the loop about twice as fast, which is not a scheduling
-/// effect).
+/// A task's plain function pointer, hidden from the optimiser, so that serial and rayon run
+/// the same machine code as pp's jobs: inlined into a caller that knows its arguments, LLVM
+/// may compile a job's loop differently (twice as fast for `t_log` with a constant `n`),
+/// which is not a scheduling effect.
+fn plain<F: Copy>(task: pp::Task<F>) -> F {
+    std::hint::black_box(*task)
+}
+
+/// `t_log` as a plain function pointer (see [`plain`]).
 fn t_log() -> fn(auto_diff::PartialSum, auto_diff::Dual) -> auto_diff::Dual {
-    std::hint::black_box(*auto_diff::PartialSum::T_LOG)
+    plain(auto_diff::PartialSum::T_LOG)
 }
 
 /// Uses value and derivative alike, so no system can skip computing either.
@@ -137,14 +142,14 @@ fn workloads() -> Vec<Workload> {
     vec![
         Workload {
             name: "sum_primes (8 jobs)",
-            serial: || inputs().map(|n| sum_primes(n) as f64).sum(),
+            serial: || inputs().map(|n| plain(sum_primes)(n) as f64).sum(),
             pp: |s| {
                 let jobs: Vec<_> = inputs().map(|n| s.submit(sum_primes, (n,))).collect();
                 jobs.into_iter().map(|j| j.result().unwrap() as f64).sum()
             },
             rayon: || {
                 let ns: Vec<u64> = inputs().collect();
-                ns.par_iter().map(|&n| sum_primes(n) as f64).sum()
+                ns.par_iter().map(|&n| plain(sum_primes)(n) as f64).sum()
             },
         },
         Workload {
@@ -153,7 +158,7 @@ fn workloads() -> Vec<Workload> {
                 let hash = md5_target();
                 md5_ranges()
                     .into_iter()
-                    .filter_map(|(lo, hi)| md5_test(hash.clone(), lo, hi))
+                    .filter_map(|(lo, hi)| plain(md5_test)(hash.clone(), lo, hi))
                     .sum::<u64>() as f64
             },
             pp: |s| {
@@ -170,7 +175,7 @@ fn workloads() -> Vec<Workload> {
                 let hash = md5_target();
                 md5_ranges()
                     .into_par_iter()
-                    .filter_map(|(lo, hi)| md5_test(hash.clone(), lo, hi))
+                    .filter_map(|(lo, hi)| plain(md5_test)(hash.clone(), lo, hi))
                     .sum::<u64>() as f64
             },
         },
@@ -179,7 +184,7 @@ fn workloads() -> Vec<Workload> {
             serial: || {
                 ln2_ranges(64)
                     .into_iter()
-                    .map(|(lo, hi)| part_sum(lo, hi))
+                    .map(|(lo, hi)| plain(part_sum)(lo, hi))
                     .sum()
             },
             pp: |s| {
@@ -192,7 +197,7 @@ fn workloads() -> Vec<Workload> {
             rayon: || {
                 ln2_ranges(64)
                     .into_par_iter()
-                    .map(|(lo, hi)| part_sum(lo, hi))
+                    .map(|(lo, hi)| plain(part_sum)(lo, hi))
                     .sum()
             },
         },
@@ -201,7 +206,7 @@ fn workloads() -> Vec<Workload> {
             serial: || {
                 ln2_ranges(128)
                     .into_iter()
-                    .map(|(lo, hi)| part_sum(lo, hi))
+                    .map(|(lo, hi)| plain(part_sum)(lo, hi))
                     .sum()
             },
             pp: |s| {
@@ -218,7 +223,7 @@ fn workloads() -> Vec<Workload> {
             rayon: || {
                 let total = std::sync::Mutex::new(0.0);
                 ln2_ranges(128).into_par_iter().for_each(|(lo, hi)| {
-                    let v = part_sum(lo, hi);
+                    let v = plain(part_sum)(lo, hi);
                     *total.lock().unwrap() += v;
                 });
                 total.into_inner().unwrap()
