@@ -159,3 +159,73 @@ fn a_second_run_of_the_same_program_uploads_nothing() {
         "the second run hit the cache: {line}"
     );
 }
+
+/// The first `k` in `lo..hi` with `k * k % m == r`, searched serially.
+fn first_square_residue(lo: u64, hi: u64, m: u64, r: u64) -> Option<u64> {
+    (lo..hi).find(|k| k * k % m == r)
+}
+
+#[test]
+fn par_chunks_run_on_the_nodes_with_the_serial_result() {
+    let node = Node::start(2, &[]);
+    let server = cluster(&[&node], SECRET, 0);
+    wait_connected(&server, &[&node]);
+    let local = Server::builder().ncpus(2).build().unwrap();
+    let ln2 = |server: &Server| {
+        pp::par!(server = server, chunks = 16, sum for k: u64 in 1..2_000_000 {
+            if k % 2 == 1 { 1.0 / k as f64 } else { -1.0 / k as f64 }
+        })
+    };
+    let remote_sum = ln2(&server);
+    assert_eq!(
+        remote_sum.to_bits(),
+        ln2(&local).to_bits(),
+        "same chunks, same bits"
+    );
+    assert!((remote_sum - std::f64::consts::LN_2).abs() < 1e-6);
+
+    let (m, r) = (1_000_003u64, 4u64);
+    let found = pp::par!(server = &server, chunks = 32, with (m: u64, r: u64) find for k: u64 in 3..1_000_000 {
+        (k * k % *m == *r).then_some(k)
+    });
+    assert_eq!(found, first_square_residue(3, 1_000_000, m, r));
+
+    let data: Vec<u32> = (0..10_000).collect();
+    let divisor = 7u32;
+    let multiples = pp::par!(server = &server, chunks = 8, with (divisor: u32) count for x: &u32 in &data {
+        *x % *divisor == 0
+    });
+    assert_eq!(multiples, data.iter().filter(|x| *x % 7 == 0).count());
+    let squares =
+        pp::par!(server = &server, chunks = 5, collect for x: &u32 in &data[..20] { x * x });
+    assert_eq!(squares, (0..20u32).map(|x| x * x).collect::<Vec<_>>());
+
+    let on_node = jobs_of(&server, &node.addr.to_string());
+    assert!(
+        on_node >= 16 + 8 + 5,
+        "the chunks ran on the node: {on_node}\n{}",
+        server.stats()
+    );
+    assert_eq!(jobs_of(&server, "local"), 0);
+}
+
+#[test]
+fn a_par_chunk_that_panics_on_a_node_panics_the_par_call() {
+    let node = Node::start(1, &[]);
+    let server = cluster(&[&node], SECRET, 0);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pp::par!(server = &server, chunks = 4, sum for k: u64 in 0..100 {
+            if k == 60 { panic!("chunk failure at {k}") }
+            k
+        })
+    }));
+    let payload = outcome.expect_err("the panic reaches the caller");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("chunk failure at 60"), "{message:?}");
+    // The server and the node still work.
+    let total = pp::par!(server = &server, chunks = 4, sum for k: u64 in 0..100 { k });
+    assert_eq!(total, 4950);
+}

@@ -227,20 +227,33 @@ fn generate(input: &ParInput, text: &str, register: bool) -> TokenStream {
     // reported once, there.
     let index_span = index_ty.span();
     let bounds = quote_spanned!(index_span=> ::pp::__private::par::Split::bounds(&#split, #index));
-    let run = quote!(#p::run(#server, #id, #split.chunks(), |#index: usize| {
+    let fingerprint = site_fingerprint(input, &travel_types(input));
+    let site = quote!(#p::Site { id: #id, fingerprint: #fingerprint });
+    // What a node needs to run chunk `index`: exactly what the registered function's entry
+    // point decodes (the bounds, or the chunk's items, then the captures).
+    let cap_names: Vec<&Ident> = input.captures.iter().map(|c| &c.name).collect();
+    let travelling = match &input.source {
+        Source::Range { .. } => quote!(#lo, #hi),
+        Source::Slice { .. } => quote!(&#slice[#lo..=#hi]),
+    };
+    let encode = quote!(|#index: usize| {
+        // A capture that is not serde-encodable is reported by the site's checks; then
+        // `encode` resolves to a fallback that adds no error.
+        #[allow(unused_imports)]
+        use #p::NotEncodable as _;
+        let (#lo, #hi) = #bounds;
+        #p::Encoder(&(#travelling, (#(#cap_names,)*))).encode()
+    });
+    let local = quote!(|#index: usize| {
         let (#lo, #hi) = #bounds;
         #chunk(#lo, #hi)
-    }));
-    let find = |select: TokenStream| {
-        quote!(#p::find(#server, #id, #split.chunks(), |#index: usize| {
-            let (#lo, #hi) = #bounds;
-            #select
-        }))
-    };
+    });
+    let run = quote!(#p::run_at(#server, #site, #split.chunks(), #local, #encode));
+    let part = Ident::new("part", Span::mixed_site());
+    let find = |select: TokenStream| quote!(#p::find_at(#server, #site, #split.chunks(), #local, |#part| #select, #encode));
     let value = value_span(&input.body);
     // Sums, products, minima and maxima of the partials go through the same helpers, at the
     // same spans, as in the chunk, so that a type that does not fit is reported once.
-    let part = Ident::new("part", Span::mixed_site());
     let acc = &n.acc;
     let combined = match &input.reduction.kind {
         kind @ (ReductionKind::Sum | ReductionKind::Product) => {
@@ -262,14 +275,14 @@ fn generate(input: &ParInput, text: &str, register: bool) -> TokenStream {
         ReductionKind::Count => quote!(#p::count(#run)),
         ReductionKind::Collect => quote!(#p::concat(#run)),
         ReductionKind::Any => {
-            let found = find(quote!(#chunk(#lo, #hi).then_some(())));
+            let found = find(quote!(#part.then_some(())));
             quote!(#found.is_some())
         }
         ReductionKind::All => {
-            let found = find(quote!((!#chunk(#lo, #hi)).then_some(())));
+            let found = find(quote!((!#part).then_some(())));
             quote!(#found.is_none())
         }
-        ReductionKind::Find => find(quote!(#chunk(#lo, #hi))),
+        ReductionKind::Find => find(quote!(#part)),
         ReductionKind::Reduce { identity, combine } => quote! {{
             let #parts = #run;
             #p::reduce(#parts, #identity, #combine)
@@ -335,17 +348,7 @@ fn registration(
         let ty = &c.ty;
         quote_spanned!(ty.span()=> ::pp::__private::assert_portable::<#ty>();)
     });
-    let signature = format!(
-        "par:{}:{}:({})",
-        input.reduction.keyword,
-        compact(&arg_types),
-        cap_types
-            .iter()
-            .map(|t| compact(&t.to_token_stream()))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let fingerprint = fnv1a64(signature.as_bytes());
+    let fingerprint = site_fingerprint(input, &arg_types);
     quote! {
         #allow
         fn __pp_par_chunk(#params #(, #cap_names: &#cap_types)*) -> #portable {
@@ -375,6 +378,34 @@ fn registration(
                     &::pp::__private::HOOKS,
                 );
         };
+    }
+}
+
+/// The fingerprint of a site's registered function: its reduction, argument and capture
+/// types. `arg_types` are the types the chunk's bounds or items travel as.
+fn site_fingerprint(input: &ParInput, arg_types: &TokenStream) -> u64 {
+    let signature = format!(
+        "par:{}:{}:({})",
+        input.reduction.keyword,
+        compact(arg_types),
+        input
+            .captures
+            .iter()
+            .map(|c| compact(&c.ty.to_token_stream()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    fnv1a64(signature.as_bytes())
+}
+
+/// The types a chunk's bounds (`lo, hi`) or items travel as to a node.
+fn travel_types(input: &ParInput) -> TokenStream {
+    match &input.source {
+        Source::Range { .. } => {
+            let ty = &input.var_ty;
+            quote!(#ty, #ty)
+        }
+        Source::Slice { elem, .. } => quote!(::std::vec::Vec<#elem>),
     }
 }
 

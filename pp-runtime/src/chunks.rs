@@ -5,9 +5,10 @@
 //! Chunk boundaries depend only on the range and the number of chunks, and partial results
 //! are combined in chunk order, so a `par!` gives the same bits whatever the worker count.
 
-use crate::codec;
+use crate::codec::{self, CodecError};
 use crate::registry::InvokeError;
 use crate::task::Portable;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::iter::{Product, Sum};
 use std::marker::PhantomData;
@@ -40,6 +41,110 @@ pub fn default_server() -> &'static Server {
 /// least one worker's worth).
 pub fn default_chunks(server: &Server) -> usize {
     server.ncpus().max(1).saturating_mul(CHUNKS_PER_WORKER)
+}
+
+/// A `par!` site: the id and signature fingerprint of its registered chunk function.
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    /// The registered id (module path, position and token hash).
+    pub id: &'static str,
+    /// The chunk function's signature fingerprint.
+    pub fingerprint: u64,
+}
+
+/// Runs the chunks of `site` and returns their partial results in chunk order: on the local
+/// workers, and in cluster mode on the nodes too, which run the site's registered function
+/// on `encode(i)`.
+///
+/// # Panics
+/// As [`Server::run_chunks`]; a chunk that failed on a node panics with its message.
+pub fn run_at<P, F, E>(server: &Server, site: Site, chunks: usize, local: F, encode: E) -> Vec<P>
+where
+    P: DeserializeOwned + Send,
+    F: Fn(usize) -> P + Sync,
+    E: Fn(usize) -> Result<Vec<u8>, CodecError> + Sync,
+{
+    crate::scope::run_indexed_remote(
+        server,
+        site.id,
+        site.fingerprint,
+        chunks,
+        |_| false,
+        local,
+        |part| part,
+        encode,
+    )
+    .into_iter()
+    .map(|result| result.expect("a chunk that was not skipped has a result"))
+    .collect()
+}
+
+/// As [`run_at`], until a chunk's partial, turned by `select` into an `Option`, is `Some`;
+/// returns the lowest one's.
+///
+/// # Panics
+/// As [`run_at`].
+pub fn find_at<P, R, F, S, E>(
+    server: &Server,
+    site: Site,
+    chunks: usize,
+    local: F,
+    select: S,
+    encode: E,
+) -> Option<R>
+where
+    P: DeserializeOwned,
+    R: Send,
+    F: Fn(usize) -> P + Sync,
+    S: Fn(P) -> Option<R> + Sync,
+    E: Fn(usize) -> Result<Vec<u8>, CodecError> + Sync,
+{
+    crate::scope::run_indexed_remote(
+        server,
+        site.id,
+        site.fingerprint,
+        chunks,
+        Option::is_some,
+        local,
+        select,
+        encode,
+    )
+    .into_iter()
+    .flatten()
+    .flatten()
+    .next()
+}
+
+/// Encodes a chunk's arguments for the site's registered function.
+///
+/// As with [`Decoder`], when the arguments are not serde-encodable the inherent `encode`
+/// does not apply and the call resolves to [`NotEncodable::encode`]: the site's checks have
+/// already reported the type, and this call adds no second error.
+pub struct Encoder<'a, A: ?Sized>(pub &'a A);
+
+impl<A: Serialize + ?Sized> Encoder<'_, A> {
+    /// Encodes the arguments.
+    ///
+    /// # Errors
+    /// When a value's `Serialize` fails.
+    pub fn encode(self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self.0)
+    }
+}
+
+/// The fallback of [`Encoder::encode`]; only reached in code that does not compile anyway.
+pub trait NotEncodable {
+    /// Never returns: the program that calls it does not compile.
+    ///
+    /// # Errors
+    /// None.
+    fn encode(self) -> Result<Vec<u8>, CodecError>;
+}
+
+impl<A: ?Sized> NotEncodable for Encoder<'_, A> {
+    fn encode(self) -> Result<Vec<u8>, CodecError> {
+        unreachable!("a par! site with a type that is not `Portable` does not compile")
+    }
 }
 
 /// Runs the chunks of par! site `task` and returns their partial results in chunk order.

@@ -11,6 +11,7 @@ mod pending;
 mod pool;
 mod runnable;
 mod scope;
+mod scope_remote;
 mod server;
 mod stats;
 mod submit;

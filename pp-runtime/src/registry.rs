@@ -70,7 +70,6 @@ impl TaskEntry {
 #[linkme::distributed_slice]
 pub static TASKS: [TaskEntry];
 
-
 /// Why a task could not be run from bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -4,15 +4,20 @@
 //! This is what `par!` expands to. The chunks run as jobs of the server's queue (its
 //! local-only part: they borrow the caller's data), one job per worker, each claiming the
 //! next unclaimed chunk until none is left; every chunk counts as a job in the statistics.
+//! In cluster mode a `par!` site's chunks are instead one job each, which nodes can run from
+//! bytes (see `scope_remote`).
 //! A caller that is itself a worker thread (`par!` inside a job, or inside another `par!`)
 //! claims chunks too instead of blocking a worker its own chunks may need; any other
 //! caller just waits, so no more than `ncpus` chunks run at once.
 
+use crate::codec::{self, CodecError};
 use crate::error::JobError;
 use crate::panic_message;
 use crate::runnable::Runnable;
+use crate::scope_remote::{Remote, RemoteChunkJob, RemoteSide};
 use crate::server::Server;
 use crate::stats::Counters;
+use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,9 +30,11 @@ use std::time::Instant;
 type Body<'a> = dyn Fn(usize) -> bool + Sync + 'a;
 
 /// The state a scoped run shares with its queued jobs.
-struct Scope {
+pub(crate) struct Scope {
     /// The caller's closure, its lifetime erased: see the SAFETY notes in `claim` and `run`.
     body: *const Body<'static>,
+    /// How chunks travel to nodes, in cluster mode (see `scope_remote`).
+    pub(crate) remote: Option<RemoteSide>,
     chunks: usize,
     /// The next chunk to claim; claims past `chunks` find nothing to do.
     next: AtomicUsize,
@@ -40,7 +47,7 @@ struct Scope {
     /// The panic of the lowest chunk that panicked.
     panic: Mutex<Option<(usize, Box<dyn Any + Send>)>>,
     caller: Thread,
-    task: &'static str,
+    pub(crate) task: &'static str,
 }
 
 // SAFETY: `body` points to a `Sync` closure, which any thread may call through a shared
@@ -54,13 +61,49 @@ impl Scope {
     /// Claims the next chunk and runs it, or skips it after a hit, a panic or a
     /// cancellation; returns false when every chunk was already claimed.
     fn claim(&self, stats: Option<&Counters>) -> bool {
-        let index = self.next.fetch_add(1, Ordering::Relaxed);
-        if index >= self.chunks {
-            return false;
+        match self.claim_index() {
+            Some(index) => {
+                self.run_index(index, stats);
+                true
+            }
+            None => false,
         }
-        if !self.cancelled.load(Ordering::Acquire)
-            && index <= self.stop_after.load(Ordering::Acquire)
-        {
+    }
+
+    /// Claims the next chunk without running it; `None` when every chunk was claimed.
+    pub(crate) fn claim_index(&self) -> Option<usize> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        (index < self.chunks).then_some(index)
+    }
+
+    /// Whether claimed chunk `index` is to be skipped: a lower chunk hit or panicked, or the
+    /// run is cancelled.
+    pub(crate) fn skips(&self, index: usize) -> bool {
+        self.cancelled.load(Ordering::Acquire) || index > self.stop_after.load(Ordering::Acquire)
+    }
+
+    /// Records that chunk `index` hit: chunks above it are skipped from now on.
+    pub(crate) fn hit(&self, index: usize) {
+        self.stop_after.fetch_min(index, Ordering::AcqRel);
+    }
+
+    /// Records that chunk `index` panicked (here or on a node), keeping the lowest.
+    pub(crate) fn panicked(&self, index: usize, payload: Box<dyn Any + Send>) {
+        self.hit(index);
+        let mut panic = self.panic.lock().unwrap_or_else(PoisonError::into_inner);
+        if panic.as_ref().is_none_or(|(first, _)| index < *first) {
+            *panic = Some((index, payload));
+        }
+    }
+
+    /// Marks the run cancelled: chunks not yet run are skipped.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    /// Runs claimed chunk `index` here (or skips it), then counts it finished.
+    pub(crate) fn run_index(&self, index: usize, stats: Option<&Counters>) {
+        if !self.skips(index) {
             let start = Instant::now();
             // SAFETY: chunk `index` is claimed and not yet counted in `finished`, so `run`,
             // which owns the closure on its stack, has not returned: it waits (even when
@@ -68,26 +111,22 @@ impl Scope {
             let body = unsafe { &*self.body };
             match catch_unwind(AssertUnwindSafe(|| body(index))) {
                 Ok(false) => {}
-                Ok(true) => {
-                    self.stop_after.fetch_min(index, Ordering::AcqRel);
-                }
-                Err(payload) => {
-                    self.stop_after.fetch_min(index, Ordering::AcqRel);
-                    let mut panic = self.panic.lock().unwrap_or_else(PoisonError::into_inner);
-                    if panic.as_ref().is_none_or(|(first, _)| index < *first) {
-                        *panic = Some((index, payload));
-                    }
-                }
+                Ok(true) => self.hit(index),
+                Err(payload) => self.panicked(index, payload),
             }
             if let Some(stats) = stats {
                 stats.record(start.elapsed());
             }
         }
-        // Past this point the closure is not touched: `run` may return at once.
+        self.finish_one();
+    }
+
+    /// Counts one claimed chunk over. Past this point the chunk's closures are not touched:
+    /// `run` may return at once.
+    pub(crate) fn finish_one(&self) {
         if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == self.chunks {
             self.caller.unpark();
         }
-        true
     }
 
     fn all_finished(&self) -> bool {
@@ -153,10 +192,14 @@ fn run(
     task: &'static str,
     chunks: usize,
     body: &Body<'_>,
+    remote: Option<Remote<'_>>,
 ) -> (Option<Box<dyn Any + Send>>, bool) {
     if chunks == 0 {
         return (None, false);
     }
+    let remote = remote
+        .filter(|_| server.has_cluster())
+        .map(|remote| RemoteSide::new(remote));
     // SAFETY: only the lifetime changes. The pointer is dereferenced in `Scope::claim` only
     // for a claimed, unfinished chunk, and this function does not return, nor unwind, before
     // `WaitGuard` saw every chunk finished; after that, claims find no chunk left and never
@@ -164,6 +207,7 @@ fn run(
     let body = unsafe { std::mem::transmute::<*const Body<'_>, *const Body<'static>>(body) };
     let scope = Arc::new(Scope {
         body,
+        remote,
         chunks,
         next: AtomicUsize::new(0),
         finished: AtomicUsize::new(0),
@@ -175,13 +219,23 @@ fn run(
     });
     let guard = WaitGuard(&scope);
     let core = &server.core;
-    // One job per worker that can take part: each claims chunks until none is left. With
-    // no local worker (every job goes to nodes) the caller runs the chunks alone.
-    let workers = core.ncpus().min(chunks);
-    for _ in 0..workers {
-        core.pending.add();
-        core.enqueue(Box::new(ChunkJob(Arc::clone(&scope))));
-    }
+    let workers = if scope.remote.is_some() {
+        // Cluster mode: one job per chunk, which local workers and nodes alike may take.
+        for _ in 0..chunks {
+            core.pending.add();
+            core.enqueue(Box::new(RemoteChunkJob::new(Arc::clone(&scope))));
+        }
+        chunks
+    } else {
+        // One job per worker that can take part: each claims chunks until none is left.
+        // With no local worker the caller runs the chunks alone.
+        let workers = core.ncpus().min(chunks);
+        for _ in 0..workers {
+            core.pending.add();
+            core.enqueue(Box::new(ChunkJob(Arc::clone(&scope))));
+        }
+        workers
+    };
     if workers == 0 || rayon::current_thread_index().is_some() {
         // A worker thread must not just block: the chunks may need its slot.
         while scope.claim(Some(&core.stats.local)) {}
@@ -217,13 +271,68 @@ where
     H: Fn(&R) -> bool + Sync,
 {
     let slots: Mutex<Vec<Option<R>>> = Mutex::new((0..chunks).map(|_| None).collect());
-    let body = |index: usize| {
-        let result = f(index);
+    let put = |index: usize, result: R| {
         let hit = hit(&result);
         slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
         hit
     };
-    let (panic, cancelled) = run(server, task, chunks, &body);
+    let body = |index: usize| put(index, f(index));
+    let outcome = run(server, task, chunks, &body, None);
+    results(task, outcome, slots)
+}
+
+/// As [`run_indexed`], for a `par!` site whose chunks may also run on nodes in cluster
+/// mode: `local(i)` computes chunk `i`'s partial here, `encode(i)` gives the arguments of
+/// the site's registered function for chunk `i` (whose result is the same partial, encoded),
+/// and `map` turns a partial into the chunk's result.
+///
+/// # Panics
+/// As [`run_indexed`]; a chunk that failed on a node panics with the node's message.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_indexed_remote<P, R, F, M, H, E>(
+    server: &Server,
+    task: &'static str,
+    fingerprint: u64,
+    chunks: usize,
+    hit: H,
+    local: F,
+    map: M,
+    encode: E,
+) -> Vec<Option<R>>
+where
+    P: DeserializeOwned,
+    R: Send,
+    F: Fn(usize) -> P + Sync,
+    M: Fn(P) -> R + Sync,
+    H: Fn(&R) -> bool + Sync,
+    E: Fn(usize) -> Result<Vec<u8>, CodecError> + Sync,
+{
+    let slots: Mutex<Vec<Option<R>>> = Mutex::new((0..chunks).map(|_| None).collect());
+    let put = |index: usize, result: R| {
+        let hit = hit(&result);
+        slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
+        hit
+    };
+    let body = |index: usize| put(index, map(local(index)));
+    let store = |index: usize, bytes: &[u8]| -> Result<bool, String> {
+        let part: P = codec::decode(bytes).map_err(|e| e.to_string())?;
+        Ok(put(index, map(part)))
+    };
+    let remote = Remote {
+        fingerprint,
+        encode: &encode,
+        store: &store,
+    };
+    let outcome = run(server, task, chunks, &body, Some(remote));
+    results(task, outcome, slots)
+}
+
+/// The chunks' results once every chunk is over: resumes the lowest chunk's panic.
+fn results<R>(
+    task: &'static str,
+    (panic, cancelled): (Option<Box<dyn Any + Send>>, bool),
+    slots: Mutex<Vec<Option<R>>>,
+) -> Vec<Option<R>> {
     if let Some(payload) = panic {
         tracing::debug!(task, message = %panic_message(payload.as_ref()), "a chunk panicked");
         resume_unwind(payload);

@@ -237,6 +237,11 @@ impl Server {
             .is_none_or(|pending| pending.wait(Some(Instant::now() + timeout)))
     }
 
+    /// Whether jobs may run on remote nodes (cluster mode).
+    pub(crate) fn has_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     /// The remote nodes of this server with their state (empty without cluster mode).
     pub fn active_nodes(&self) -> Vec<NodeStatus> {
         self.cluster.as_ref().map_or_else(Vec::new, |c| c.nodes())

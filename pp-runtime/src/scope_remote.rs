@@ -1,0 +1,174 @@
+//! `par!` chunks in cluster mode: one job per chunk that a node can run from bytes.
+//!
+//! A [`RemoteChunkJob`] claims its chunk the first time it is touched (run by a local
+//! worker, or encoded for a node) and keeps it if a node gives it back, so every chunk runs
+//! exactly once. A node runs the `par!` site's registered function on the chunk's encoded
+//! bounds and captures; its partial result comes back as bytes and is decoded into the
+//! caller's slot. A panic, a dead worker or a node that cannot run the chunk becomes a
+//! panic of the `par!` call, as a local panic does.
+
+use crate::codec::CodecError;
+use crate::error::JobError;
+use crate::remote::RemoteOutcome;
+use crate::runnable::Runnable;
+use crate::scope::Scope;
+use crate::stats::Counters;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Encodes chunk `i`'s arguments as the site's registered function takes them.
+pub(crate) type Encode<'a> = dyn Fn(usize) -> Result<Vec<u8>, CodecError> + Sync + 'a;
+
+/// Decodes chunk `i`'s partial from a node, stores it; returns whether it hit.
+pub(crate) type Store<'a> = dyn Fn(usize, &[u8]) -> Result<bool, String> + Sync + 'a;
+
+/// What a caller gives to let its chunks run on nodes.
+pub(crate) struct Remote<'a> {
+    pub(crate) fingerprint: u64,
+    pub(crate) encode: &'a Encode<'a>,
+    pub(crate) store: &'a Store<'a>,
+}
+
+/// [`Remote`] with its lifetimes erased, kept in the scope.
+pub(crate) struct RemoteSide {
+    fingerprint: u64,
+    encode: *const Encode<'static>,
+    store: *const Store<'static>,
+}
+
+impl RemoteSide {
+    pub(crate) fn new(remote: Remote<'_>) -> Self {
+        // SAFETY: only the lifetimes change. As for the scope's body, the pointers are
+        // dereferenced only for a claimed chunk that is not yet finished, and the caller
+        // that owns the closures does not return before every chunk is finished.
+        unsafe {
+            RemoteSide {
+                fingerprint: remote.fingerprint,
+                encode: std::mem::transmute::<*const Encode<'_>, *const Encode<'static>>(
+                    remote.encode,
+                ),
+                store: std::mem::transmute::<*const Store<'_>, *const Store<'static>>(remote.store),
+            }
+        }
+    }
+}
+
+const UNCLAIMED: usize = usize::MAX;
+const NONE_LEFT: usize = usize::MAX - 1;
+
+/// One chunk of a scoped run, able to travel to a node.
+pub(crate) struct RemoteChunkJob {
+    scope: Arc<Scope>,
+    index: AtomicUsize,
+    /// Set when the chunk was to be skipped at encoding time: nothing travelled.
+    skipped: AtomicBool,
+}
+
+impl RemoteChunkJob {
+    pub(crate) fn new(scope: Arc<Scope>) -> Self {
+        RemoteChunkJob {
+            scope,
+            index: AtomicUsize::new(UNCLAIMED),
+            skipped: AtomicBool::new(false),
+        }
+    }
+
+    /// This job's chunk, claimed on first use; `None` if every chunk was already claimed.
+    fn index(&self) -> Option<usize> {
+        let mut index = self.index.load(Ordering::Acquire);
+        if index == UNCLAIMED {
+            index = self.scope.claim_index().unwrap_or(NONE_LEFT);
+            self.index.store(index, Ordering::Release);
+        }
+        (index != NONE_LEFT).then_some(index)
+    }
+
+    fn side(&self) -> &RemoteSide {
+        self.scope
+            .remote
+            .as_ref()
+            .expect("remote chunk jobs exist only in scopes with a remote side")
+    }
+}
+
+impl Runnable for RemoteChunkJob {
+    fn task_id(&self) -> &'static str {
+        self.scope.task
+    }
+
+    fn run(self: Box<Self>, counters: &Counters) -> Option<String> {
+        if let Some(index) = self.index() {
+            self.scope.run_index(index, Some(counters));
+        }
+        None
+    }
+
+    fn fail(self: Box<Self>, _error: JobError) {
+        self.scope.cancel();
+        if self.index().is_some() {
+            self.scope.finish_one();
+        }
+    }
+
+    fn fingerprint(&self) -> u64 {
+        self.side().fingerprint
+    }
+
+    fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
+        match self.index() {
+            Some(index) if !self.scope.skips(index) => {
+                // SAFETY: chunk `index` is claimed and not finished (see `RemoteSide::new`).
+                let encode = unsafe { &*self.side().encode };
+                encode(index)
+            }
+            _ => {
+                self.skipped.store(true, Ordering::Release);
+                Err(CodecError::new("no chunk to run: skipped"))
+            }
+        }
+    }
+
+    fn complete_remote(
+        self: Box<Self>,
+        outcome: RemoteOutcome,
+        counters: &Counters,
+        elapsed: Duration,
+    ) -> Option<String> {
+        let index = self.index()?;
+        if self.skipped.load(Ordering::Acquire) {
+            self.scope.finish_one();
+            return None;
+        }
+        let task = self.scope.task;
+        let failure = match outcome {
+            RemoteOutcome::Ok(bytes) => {
+                // SAFETY: chunk `index` is claimed and not finished (see `RemoteSide::new`).
+                let store = unsafe { &*self.side().store };
+                match store(index, &bytes) {
+                    Ok(true) => {
+                        self.scope.hit(index);
+                        None
+                    }
+                    Ok(false) => None,
+                    Err(e) => Some(format!(
+                        "cannot decode the result of a chunk of `{task}` from a node: {e}"
+                    )),
+                }
+            }
+            RemoteOutcome::Panicked(message) => Some(message),
+            RemoteOutcome::WorkerCrashed(message) => Some(format!(
+                "a chunk of `{task}` lost its worker on a node: {message}"
+            )),
+            RemoteOutcome::Failed(message) => Some(format!(
+                "a node could not run a chunk of `{task}`: {message}"
+            )),
+        };
+        if let Some(message) = failure {
+            self.scope.panicked(index, Box::new(message));
+        }
+        counters.record(elapsed);
+        self.scope.finish_one();
+        None
+    }
+}
