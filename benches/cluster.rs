@@ -4,6 +4,10 @@
 //! Run with `cargo bench --bench cluster`; it prints Markdown tables for BENCHMARKS.md. The
 //! client runs no local worker, so every job crosses the network, encrypted.
 
+mod common;
+
+use common::{median, percentile};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +25,18 @@ fn empty() {}
 #[pp::parallel]
 fn length(bytes: Vec<u8>) -> u64 {
     bytes.len() as u64
+}
+
+/// Bytes that serde moves as one block (see `pp::codec::bytes`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Blob {
+    #[serde(with = "pp::codec::bytes")]
+    data: Vec<u8>,
+}
+
+#[pp::parallel]
+fn blob_length(blob: Blob) -> u64 {
+    blob.data.len() as u64
 }
 
 /// The `ppserver` this benchmark started; killed on drop.
@@ -69,16 +85,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort_unstable();
-    xs[xs.len() / 2]
-}
-
-fn percentile(xs: &mut [Duration], p: f64) -> Duration {
-    xs.sort_unstable();
-    xs[((xs.len() as f64 * p) as usize).min(xs.len() - 1)]
 }
 
 /// A TCP echo server on loopback: the floor any remote job pays.
@@ -199,7 +205,7 @@ fn main() {
     );
 
     let big = vec![7u8; BIG_ARG];
-    let times: Vec<Duration> = (0..RUNS)
+    let plain: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let arg = big.clone();
             let start = Instant::now();
@@ -208,11 +214,32 @@ fn main() {
             start.elapsed()
         })
         .collect();
-    let t = median(times);
-    println!(
-        "| one 16 MiB argument, end to end | {:.2} GB/s ({:.1} ms) | | |\n",
-        BIG_ARG as f64 / t.as_secs_f64() / 1e9,
-        t.as_secs_f64() * 1e3
-    );
+    let blob: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let arg = Blob { data: big.clone() };
+            let start = Instant::now();
+            let n = server
+                .submit(blob_length, (arg,))
+                .result()
+                .expect("big job");
+            assert_eq!(n, BIG_ARG as u64);
+            start.elapsed()
+        })
+        .collect();
+    for (what, times) in [
+        ("one 16 MiB argument (`Vec<u8>`), end to end", plain),
+        (
+            "one 16 MiB argument (`#[serde(with = \"pp::codec::bytes\")]`), end to end",
+            blob,
+        ),
+    ] {
+        let t = median(times);
+        println!(
+            "| {what} | {:.2} GB/s ({:.1} ms) | | |",
+            BIG_ARG as f64 / t.as_secs_f64() / 1e9,
+            t.as_secs_f64() * 1e3
+        );
+    }
+    println!();
     server.print_stats();
 }

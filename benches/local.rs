@@ -8,6 +8,10 @@
 // Each example file brings its own copy of examples/common, as it does when built alone.
 #![allow(clippy::duplicate_mod)]
 
+mod common;
+
+use common::{median, percentile};
+
 #[path = "../examples/sum_primes.rs"]
 #[allow(dead_code)]
 mod sum_primes;
@@ -36,16 +40,6 @@ fn empty() {}
 const TINY_JOBS: usize = 1_000_000;
 const RUNS: usize = 5;
 const LATENCY_SAMPLES: usize = 20_000;
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort_unstable();
-    xs[xs.len() / 2]
-}
-
-fn percentile(xs: &mut [Duration], p: f64) -> Duration {
-    xs.sort_unstable();
-    xs[((xs.len() as f64 * p) as usize).min(xs.len() - 1)]
-}
 
 fn pp_tiny_jobs(server: &pp::Server) -> Duration {
     let start = Instant::now();

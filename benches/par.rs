@@ -12,6 +12,10 @@
 //!   (waking threads included), once with each system run back to back in blocks (its
 //!   threads still awake from the run before).
 
+mod common;
+
+use common::median;
+
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -52,11 +56,6 @@ fn md5_of(n: u64) -> [u8; 16] {
         }
     }
     Md5::digest(&text[at..]).into()
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort_unstable();
-    times[times.len() / 2]
 }
 
 fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {

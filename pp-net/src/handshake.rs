@@ -95,15 +95,13 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let steps = client_steps(reader, writer, peer, secret, config);
-    let result = tokio::time::timeout(config.handshake_timeout, steps)
-        .await
-        .unwrap_or(Err(NetError::HandshakeTimeout {
-            peer,
-            timeout: config.handshake_timeout,
-        }));
-    log_outcome("client", peer, &result);
-    result
+    bounded(
+        "client",
+        peer,
+        config,
+        client_steps(reader, writer, peer, secret, config),
+    )
+    .await
 }
 
 /// Runs the server side of the handshake on any pair of stream halves.
@@ -124,14 +122,29 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let steps = server_steps(reader, writer, peer, secret, config);
+    bounded(
+        "server",
+        peer,
+        config,
+        server_steps(reader, writer, peer, secret, config),
+    )
+    .await
+}
+
+/// Runs one side's handshake `steps` within the configured timeout, and logs the outcome.
+async fn bounded<T>(
+    side: &str,
+    peer: Peer,
+    config: ChannelConfig,
+    steps: impl std::future::Future<Output = Result<T, NetError>>,
+) -> Result<T, NetError> {
     let result = tokio::time::timeout(config.handshake_timeout, steps)
         .await
         .unwrap_or(Err(NetError::HandshakeTimeout {
             peer,
             timeout: config.handshake_timeout,
         }));
-    log_outcome("server", peer, &result);
+    log_outcome(side, peer, &result);
     result
 }
 

@@ -43,7 +43,7 @@ pub enum Message {
         /// Position of `bytes` in the executable.
         offset: u64,
         /// The piece.
-        #[serde(with = "bytes")]
+        #[serde(with = "pp_runtime::codec::bytes")]
         bytes: Vec<u8>,
     },
     /// Client to node: the upload is complete (the node checks the hash).
@@ -108,7 +108,7 @@ pub struct JobRequest {
     /// Fingerprint of the task's signature, so a worker with another version refuses it.
     pub fingerprint: u64,
     /// The arguments, already encoded by `pp_runtime::codec`.
-    #[serde(with = "bytes")]
+    #[serde(with = "pp_runtime::codec::bytes")]
     pub args: Vec<u8>,
 }
 
@@ -125,60 +125,13 @@ pub struct JobReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The job returned; its result encoded by `pp_runtime::codec`.
-    Ok(#[serde(with = "bytes")] Vec<u8>),
+    Ok(#[serde(with = "pp_runtime::codec::bytes")] Vec<u8>),
     /// The job panicked; the panic message.
     Panicked(String),
     /// The worker process running the job died; what the node knows about it.
     WorkerCrashed(String),
     /// The job could not be run (unknown task, bad arguments, ...); why.
     Failed(String),
-}
-
-/// Byte vectors as one length and one copy, not byte by byte.
-///
-/// On the wire this is exactly what a plain `Vec<u8>` gives (a `u64` length, then the
-/// bytes); it only spares the codec a call per byte, which matters for megabyte payloads.
-mod bytes {
-    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
-    use serde::Serializer;
-
-    pub(super) fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(value)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        deserializer.deserialize_byte_buf(BytesVisitor)
-    }
-
-    struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a byte array")
-        }
-
-        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
-        // For self-describing formats that give bytes as a sequence.
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            // The hint comes from the peer: cap it rather than trust it.
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-            while let Some(b) = seq.next_element()? {
-                out.push(b);
-            }
-            Ok(out)
-        }
-    }
 }
 
 #[cfg(test)]

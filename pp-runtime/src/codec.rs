@@ -61,6 +61,74 @@ pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Resul
         .map_err(|e| CodecError(format!("cannot decode {}: {e}", std::any::type_name::<T>())))
 }
 
+/// Byte vectors as one length and one copy, for `#[serde(with = "pp::codec::bytes")]` on a
+/// `Vec<u8>` field.
+///
+/// On the wire this is exactly what a plain `Vec<u8>` gives (a `u64` length, then the
+/// bytes); it only spares serde a call per byte, which makes megabyte payloads several times
+/// faster to encode and decode. pp's own messages use it for arguments and results; use it
+/// on large byte fields of your job arguments too.
+///
+/// # Examples
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Blob {
+///     #[serde(with = "pp::codec::bytes")]
+///     data: Vec<u8>,
+/// }
+/// let bytes = pp::codec::encode(&Blob { data: vec![1, 2, 3] })?;
+/// assert_eq!(bytes, pp::codec::encode(&vec![1u8, 2, 3])?);
+/// # Ok::<(), pp::codec::CodecError>(())
+/// ```
+pub mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    /// Writes the bytes as one length and one block.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(value)
+    }
+
+    /// Reads bytes written by [`serialize`] (or as a plain `Vec<u8>`).
+    ///
+    /// # Errors
+    /// The deserializer's.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte array")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        // For self-describing formats that give bytes as a sequence.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // The hint comes from the peer: cap it rather than trust it.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,7 +141,7 @@ pub struct WorkerJob {
     /// The signature fingerprint the client expects.
     pub fingerprint: u64,
     /// The arguments, encoded by [`crate::codec`].
-    #[serde(with = "bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub args: Vec<u8>,
 }
 
@@ -158,7 +158,7 @@ pub struct WorkerReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkerOutcome {
     /// The job returned; its result encoded by [`crate::codec`].
-    Ok(#[serde(with = "bytes")] Vec<u8>),
+    Ok(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// The job panicked; the panic message.
     Panicked(String),
     /// The job could not be run (unknown task, other signature, bad arguments, a result
@@ -245,7 +245,7 @@ pub fn encode_job(
         job_id: u64,
         task: &'a str,
         fingerprint: u64,
-        #[serde(serialize_with = "bytes::serialize")]
+        #[serde(serialize_with = "crate::codec::bytes::serialize")]
         args: &'a [u8],
     }
     let job = JobRef {
@@ -444,48 +444,6 @@ mod stdio {
     #[cfg(not(unix))]
     pub(super) fn take() -> Result<(io::Stdin, io::Stdout), super::WorkerError> {
         Ok((io::stdin(), io::stdout()))
-    }
-}
-
-/// Byte vectors as one length and one copy (same bytes on the wire as a plain `Vec<u8>`).
-mod bytes {
-    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
-    use serde::Serializer;
-
-    pub(super) fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(value)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        deserializer.deserialize_byte_buf(BytesVisitor)
-    }
-
-    struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a byte array")
-        }
-
-        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-
-        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-            while let Some(b) = seq.next_element()? {
-                out.push(b);
-            }
-            Ok(out)
-        }
     }
 }
 
