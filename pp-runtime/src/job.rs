@@ -24,7 +24,11 @@ const WAITING: u8 = 4;
 
 /// How long a waiter spins before it parks: long enough to catch a short job without a
 /// thread wake-up round trip, short enough not to steal a core from the workers.
-const SPIN: Duration = Duration::from_micros(20);
+pub(crate) const SPIN: Duration = Duration::from_micros(20);
+
+/// The longest a waiter keeps polling (yielding the CPU between polls) when the server said
+/// a core is idle: past it, it parks.
+pub(crate) const MAX_IDLE_CORE_WAIT: Duration = Duration::from_millis(2);
 
 /// A function run on a job's result before the job counts as finished.
 pub type Callback<R> = Box<dyn FnOnce(&Result<R, JobError>) + Send>;
@@ -37,6 +41,8 @@ enum Waiter {
 /// The shared result slot of one job.
 pub(crate) struct JobState<R> {
     state: AtomicU8,
+    /// How long a blocking waiter polls before it parks (see [`JobState::with_poll`]).
+    poll: Duration,
     result: UnsafeCell<Option<Result<R, JobError>>>,
     waiter: Mutex<Option<Waiter>>,
 }
@@ -57,8 +63,13 @@ pub(crate) enum Completion {
 }
 
 impl<R> JobState<R> {
-    pub(crate) fn new() -> Self {
+    /// A slot whose blocking waiter polls for `poll` before it parks. Parking makes the
+    /// worker that completes the job pay a wake-up (a system call, and on a virtual machine
+    /// a costly cross-CPU interrupt); when the server has an idle core, polling a little
+    /// longer than the jobs usually take avoids that at no cost to the workers.
+    pub(crate) fn with_poll(poll: Duration) -> Self {
         JobState {
+            poll,
             state: AtomicU8::new(0),
             result: UnsafeCell::new(None),
             waiter: Mutex::new(None),
@@ -114,8 +125,13 @@ impl<R> JobState<R> {
                 }
                 std::hint::spin_loop();
             }
-            if start.elapsed() > SPIN {
+            let waited = start.elapsed();
+            if waited > self.poll {
                 return self.is_done();
+            }
+            if waited > SPIN {
+                // Past the short spin, give the CPU to anyone who wants it between polls.
+                thread::yield_now();
             }
         }
     }

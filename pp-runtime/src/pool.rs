@@ -10,6 +10,7 @@
 //! back goes to a retry queue that every taker empties first.
 
 use crate::error::{Error, JobError};
+use crate::job::{MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::{wait_until, Pending};
 use crate::runnable::Runnable;
 use crate::stats::{Counters, ExecutorStats, LocalStats};
@@ -19,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How many empty polls a drainer makes before it gives its slot back: enough to catch a
 /// job submitted right behind the last one without a new rayon spawn.
@@ -63,6 +64,8 @@ pub(crate) struct Core {
     pub(crate) groups: Mutex<HashMap<String, Arc<Pending>>>,
     pub(crate) stats: LocalStats,
     pub(crate) created: Instant,
+    /// Cores available to the process when the server started.
+    cores: usize,
 }
 
 impl Core {
@@ -99,11 +102,23 @@ impl Core {
             groups: Mutex::new(HashMap::new()),
             stats: LocalStats::default(),
             created: Instant::now(),
+            cores: crate::server::available_cores(),
         }))
     }
 
     pub(crate) fn ncpus(&self) -> usize {
         self.ncpus.load(Ordering::SeqCst)
+    }
+
+    /// How long a thread waiting for a job's result should poll before it parks: the short
+    /// spin, or, when fewer workers than cores leave a core idle, about twice the average
+    /// job's run time (at most [`MAX_IDLE_CORE_WAIT`]).
+    pub(crate) fn waiter_poll(&self) -> Duration {
+        if self.ncpus() >= self.cores {
+            return SPIN;
+        }
+        let typical = self.stats.local.average().saturating_mul(2);
+        typical.clamp(SPIN, MAX_IDLE_CORE_WAIT)
     }
 
     pub(crate) fn queued(&self) -> usize {

@@ -295,7 +295,7 @@ impl Server {
         callback: Option<crate::job::Callback<F::Output>>,
         group: Option<Arc<Pending>>,
     ) -> Job<F::Output> {
-        let state = Arc::new(JobState::new());
+        let state = Arc::new(JobState::with_poll(self.core.waiter_poll()));
         self.core.pending.add();
         if let Some(group) = &group {
             group.add();

@@ -31,6 +31,15 @@ impl Counters {
         self.nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// Average run time of the jobs counted so far (zero before the first).
+    pub(crate) fn average(&self) -> Duration {
+        let jobs = self.jobs.load(Ordering::Relaxed);
+        if jobs == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed) / jobs)
+    }
+
     pub(crate) fn snapshot(&self) -> ExecutorStats {
         ExecutorStats {
             name: self.name.clone(),
