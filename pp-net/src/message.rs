@@ -11,7 +11,9 @@
 //! [`Message::ServerHello`] (or [`Message::Refused`]); if `need_upload`, the client sends
 //! [`Message::UploadChunk`]s and [`Message::UploadDone`]; the node answers
 //! [`Message::Ready`]. Then [`Message::Submit`] and [`Message::Results`] flow, each carrying
-//! as many jobs as are queued, with [`Message::Heartbeat`]s to detect a silent peer.
+//! as many jobs as are queued, with [`Message::Heartbeat`]s to detect a silent peer: the
+//! client sends one every heartbeat interval and takes a node from which no message at all
+//! came for its liveness timeout for lost.
 
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +70,8 @@ pub enum Message {
         /// Echoed in the answer.
         seq: u64,
     },
-    /// Either way: the answer to [`Message::Heartbeat`].
+    /// Either way: the answer to [`Message::Heartbeat`]. A node that cannot read (its job
+    /// queue for the client is full) repeats its last answer meanwhile, as a sign of life.
     HeartbeatAck {
         /// The `seq` of the heartbeat answered.
         seq: u64,

@@ -12,13 +12,30 @@ pub enum JobError {
         /// The panic message.
         message: String,
     },
-    /// The worker process running the job on a node died (abort, signal, crash).
+    /// The worker process running the job on a node died (abort, signal, crash) on every
+    /// attempt the attempt limit allows (see `ServerBuilder::max_attempts`); a crash before
+    /// the limit reschedules the job instead.
     #[error("job `{task}`: its worker process died: {message}")]
     WorkerCrashed {
         /// Id of the task.
         task: String,
-        /// What the node saw (exit status or signal).
+        /// What the node saw (exit status or signal), and the nodes of earlier attempts.
         message: String,
+    },
+    /// The job was in flight on a node that was lost (its connection broke, or it stayed
+    /// silent past the liveness timeout) on every attempt the attempt limit allows (see
+    /// `ServerBuilder::max_attempts`); each loss before the limit rescheduled the job.
+    #[error(
+        "job `{task}` was lost with its node on {} attempts (on {}): the attempt limit is reached",
+        .nodes.len(),
+        .nodes.join(", ")
+    )]
+    NodeLost {
+        /// Id of the task.
+        task: String,
+        /// The nodes (`host:port`) of the failed attempts, in order; a node appears once per
+        /// attempt it failed, a worker crash included.
+        nodes: Vec<String>,
     },
     /// A node could not run the job, or its result could not be decoded.
     #[error("job `{task}` failed on a remote node: {message}")]

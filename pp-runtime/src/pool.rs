@@ -7,7 +7,8 @@
 //! pool. The queue itself never changes, so no job is lost or reordered.
 //!
 //! Remote executors (see [`crate::remote`]) take jobs from the same queue; a job they give
-//! back goes to a retry queue that every taker empties first.
+//! back goes to a retry queue that every taker empties first, with the nodes of its failed
+//! attempts (see [`Retry`]).
 
 use crate::error::{Error, JobError};
 use crate::job::{MAX_IDLE_CORE_WAIT, SPIN};
@@ -39,6 +40,14 @@ struct Threads {
 /// Join handles of every worker thread this server started, across all its pools.
 type WorkerThreads = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
+/// A job given back by a remote executor, waiting in the retry queue.
+pub(crate) struct Retry {
+    pub(crate) job: Box<dyn Runnable>,
+    /// The nodes of the job's failed attempts so far (lost node or dead worker), in order:
+    /// what the attempt limit counts.
+    pub(crate) failed_on: Vec<String>,
+}
+
 /// State shared by the [`Server`](crate::Server) handle and its drainers.
 pub(crate) struct Core {
     id: u64,
@@ -46,7 +55,7 @@ pub(crate) struct Core {
     /// Jobs that only local workers may run (they borrow the caller's data).
     local_queue: Injector<Box<dyn Runnable>>,
     /// Jobs given back by remote executors: they run before anything newer.
-    retry: Mutex<VecDeque<Box<dyn Runnable>>>,
+    retry: Mutex<VecDeque<Retry>>,
     retry_len: AtomicUsize,
     /// Called on every enqueue once a remote executor is attached.
     wakers: RwLock<Vec<Arc<dyn Fn() + Send + Sync>>>,
@@ -182,12 +191,18 @@ impl Core {
         rows
     }
 
-    /// A job for a remote executor; `None` once shutting down.
-    pub(crate) fn take_for_remote(&self) -> Option<Box<dyn Runnable>> {
+    /// A job for a remote executor, with the nodes of its failed attempts; `None` once
+    /// shutting down.
+    pub(crate) fn take_for_remote(&self) -> Option<Retry> {
         if self.is_shut_down() {
             return None;
         }
-        self.pop_retry().or_else(|| steal(&self.queue))
+        self.pop_retry().or_else(|| {
+            steal(&self.queue).map(|job| Retry {
+                job,
+                failed_on: Vec::new(),
+            })
+        })
     }
 
     /// Bookkeeping after a remote executor completed a job.
@@ -199,11 +214,18 @@ impl Core {
         self.pending.done();
     }
 
-    /// Puts a job given back by a remote executor at the front of the queue.
-    pub(crate) fn requeue(self: &Arc<Self>, job: Box<dyn Runnable>) {
+    /// Fails a job taken by a remote executor without a result (its attempts are used up).
+    pub(crate) fn fail_remote(&self, job: Box<dyn Runnable>, error: JobError) {
+        job.fail(error);
+        self.pending.done();
+    }
+
+    /// Puts a job given back by a remote executor at the front of the queue (behind other
+    /// jobs given back); returns false if it was cancelled instead, the server shutting down.
+    pub(crate) fn requeue(self: &Arc<Self>, job: Retry) -> bool {
         if self.is_shut_down() {
-            self.cancel(job);
-            return;
+            self.cancel(job.job);
+            return false;
         }
         let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
         retry.push_back(job);
@@ -211,6 +233,7 @@ impl Core {
         drop(retry);
         self.wake();
         self.wake_remote();
+        true
     }
 
     /// Resizes the pool; queued jobs stay queued in order.
@@ -282,11 +305,12 @@ impl Core {
     /// The next job for a local worker: retried jobs, then local-only ones, then the rest.
     fn pop(&self) -> Option<Box<dyn Runnable>> {
         self.pop_retry()
+            .map(|retry| retry.job)
             .or_else(|| steal(&self.local_queue))
             .or_else(|| steal(&self.queue))
     }
 
-    fn pop_retry(&self) -> Option<Box<dyn Runnable>> {
+    fn pop_retry(&self) -> Option<Retry> {
         if self.retry_len.load(Ordering::SeqCst) == 0 {
             return None;
         }

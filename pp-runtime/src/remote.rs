@@ -3,16 +3,21 @@
 //!
 //! A remote executor takes jobs from the same queue as the local workers ([`JobFeed::take`]),
 //! ships their encoded arguments, and completes them with the encoded result
-//! ([`JobFeed::complete`]) or puts them back at the front of the queue
-//! ([`JobFeed::requeue`]). pp-runtime itself has no network code: the connector comes from
+//! ([`JobFeed::complete`]). When its node is lost with jobs in flight it gives them back
+//! ([`JobFeed::lost`]): each goes to the front of the queue to run elsewhere, until the job
+//! has failed [`ClusterOptions::max_attempts`] times (lost nodes and dead workers together);
+//! then it resolves to [`JobError::NodeLost`] (or [`JobError::WorkerCrashed`]). A job is
+//! owned by one executor at a time and its result slot takes one completion, so a result is
+//! delivered once. pp-runtime itself has no network code: the connector comes from
 //! [`ProgramHooks`], which every registered task points at.
 
 use crate::codec::CodecError;
-use crate::error::Error;
-use crate::pool::Core;
+use crate::error::{Error, JobError};
+use crate::pool::{Core, Retry};
 use crate::runnable::Runnable;
 use crate::stats::Counters;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -33,12 +38,88 @@ pub enum RemoteOutcome {
     Failed(String),
 }
 
+/// Default for [`ClusterOptions::heartbeat_interval`]: 500 ms.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Default for [`ClusterOptions::liveness_timeout`]: 3 s.
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Default for [`ClusterOptions::max_attempts`]: 3.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// How the cluster client watches its nodes and retries jobs; set through
+/// [`ServerBuilder`](crate::ServerBuilder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterOptions {
+    /// How often the client sends a heartbeat on each node's connection. Default
+    /// [`DEFAULT_HEARTBEAT_INTERVAL`].
+    pub heartbeat_interval: Duration,
+    /// A node from which no message at all (results or heartbeat answers) came for this
+    /// long is lost: its connection is closed, its jobs in flight are rescheduled, and it
+    /// is retried in the background. The check runs with each heartbeat, so a silent node
+    /// is lost between this and this plus one `heartbeat_interval` after its last message
+    /// (a node whose connection breaks is lost at once). Time during which the client's
+    /// network thread was itself held up does not count against the node. Default
+    /// [`DEFAULT_LIVENESS_TIMEOUT`]; it must exceed `heartbeat_interval`, and also the time
+    /// one message (a job's arguments or result) takes to cross the network.
+    pub liveness_timeout: Duration,
+    /// Attempts a job gets on nodes: each lost node or dead worker process while the job
+    /// was in flight counts one; below the limit the job is rescheduled, at the limit it
+    /// fails with [`JobError::NodeLost`] or [`JobError::WorkerCrashed`]. Default
+    /// [`DEFAULT_MAX_ATTEMPTS`]; at least 1.
+    pub max_attempts: u32,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            liveness_timeout: DEFAULT_LIVENESS_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// Checks that the options make sense together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero interval, a liveness timeout not above the interval, or
+    /// zero attempts.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(Error::Config(
+                "the heartbeat interval must be above zero".into(),
+            ));
+        }
+        if self.liveness_timeout <= self.heartbeat_interval {
+            return Err(Error::Config(format!(
+                "the liveness timeout ({:?}) must exceed the heartbeat interval ({:?})",
+                self.liveness_timeout, self.heartbeat_interval
+            )));
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::Config("max_attempts must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 /// A job taken from the queue to run elsewhere.
 pub struct RemoteJob {
     job: Box<dyn Runnable>,
+    /// Nodes of the job's failed attempts so far, in order.
+    failed_on: Vec<String>,
 }
 
 impl RemoteJob {
+    /// The nodes on which earlier attempts of this job failed (lost node or dead worker),
+    /// in order; empty for a job's first attempt.
+    pub fn failed_on(&self) -> &[String] {
+        &self.failed_on
+    }
+
     /// Id of the job's task.
     pub fn task_id(&self) -> &'static str {
         self.job.task_id()
@@ -62,6 +143,7 @@ impl fmt::Debug for RemoteJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteJob")
             .field("task", &self.task_id())
+            .field("failed_on", &self.failed_on)
             .finish()
     }
 }
@@ -70,6 +152,13 @@ impl fmt::Debug for RemoteJob {
 #[derive(Clone)]
 pub struct ExecutorHandle {
     counters: Arc<Counters>,
+}
+
+impl ExecutorHandle {
+    /// The executor's name (a node's `host:port`).
+    pub fn name(&self) -> &str {
+        self.counters.name()
+    }
 }
 
 impl fmt::Debug for ExecutorHandle {
@@ -86,38 +175,63 @@ impl fmt::Debug for ExecutorHandle {
 #[derive(Clone)]
 pub struct JobFeed {
     core: Weak<Core>,
+    max_attempts: u32,
 }
 
 impl fmt::Debug for JobFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobFeed")
             .field("closed", &self.is_closed())
+            .field("max_attempts", &self.max_attempts)
             .finish()
     }
 }
 
 impl JobFeed {
-    pub(crate) fn new(core: &Arc<Core>) -> Self {
+    pub(crate) fn new(core: &Arc<Core>, max_attempts: u32) -> Self {
         JobFeed {
             core: Arc::downgrade(core),
+            max_attempts: max_attempts.max(1),
         }
     }
 
-    /// The next queued job, if any (retried jobs first).
+    /// The next queued job, if any (jobs given back first).
     pub fn take(&self) -> Option<RemoteJob> {
         let core = self.core.upgrade()?;
-        core.take_for_remote().map(|job| RemoteJob { job })
+        core.take_for_remote()
+            .map(|Retry { job, failed_on }| RemoteJob { job, failed_on })
     }
 
     /// Completes `job` with what `executor` reported; `elapsed` is the job's run time there.
-    /// A job completed twice keeps its first result.
+    ///
+    /// A [`RemoteOutcome::WorkerCrashed`] counts as a failed attempt: below the attempt
+    /// limit the job is rescheduled (as by [`lost`](JobFeed::lost)) and nothing completes;
+    /// at the limit the job fails with [`JobError::WorkerCrashed`]. A job completed twice
+    /// keeps its first result.
     pub fn complete(
         &self,
-        job: RemoteJob,
+        mut job: RemoteJob,
         executor: &ExecutorHandle,
         outcome: RemoteOutcome,
         elapsed: Duration,
     ) {
+        let outcome = match outcome {
+            RemoteOutcome::WorkerCrashed(message) => {
+                job.failed_on.push(executor.name().to_owned());
+                if self.may_retry(&job) {
+                    tracing::warn!(
+                        task = job.task_id(),
+                        node = executor.name(),
+                        attempt = job.failed_on.len(),
+                        "{message}; the job is rescheduled"
+                    );
+                    self.reschedule(job);
+                    return;
+                }
+                RemoteOutcome::WorkerCrashed(with_attempts(message, &job.failed_on))
+            }
+            other => other,
+        };
         let callback_panic = job
             .job
             .complete_remote(outcome, &executor.counters, elapsed);
@@ -127,11 +241,60 @@ impl JobFeed {
         }
     }
 
-    /// Puts `job` back at the front of the queue, to run on the next free executor.
-    pub fn requeue(&self, job: RemoteJob) {
+    /// Gives back `job`, which was in flight on `executor`'s node when the node was lost
+    /// (its connection broke or it stayed silent past the liveness timeout): a failed
+    /// attempt. Below the attempt limit the job goes back to the front of the queue, to run
+    /// on the next free executor; at the limit it fails with [`JobError::NodeLost`] naming
+    /// the nodes of its attempts.
+    pub fn lost(&self, mut job: RemoteJob, executor: &ExecutorHandle) {
+        job.failed_on.push(executor.name().to_owned());
+        if self.may_retry(&job) {
+            self.reschedule(job);
+            return;
+        }
+        let task = job.task_id().to_owned();
+        tracing::warn!(
+            task = %task,
+            nodes = %job.failed_on.join(", "),
+            "a job was lost with its node {} times: it fails",
+            job.failed_on.len()
+        );
+        let error = JobError::NodeLost {
+            task,
+            nodes: job.failed_on,
+        };
         match self.core.upgrade() {
-            Some(core) => core.requeue(job.job),
-            None => drop(job),
+            Some(core) => core.fail_remote(job.job, error),
+            None => job.job.fail(error),
+        }
+    }
+
+    /// Puts `job` back at the front of the queue without counting an attempt (the client
+    /// is shutting down, or the job never reached its node).
+    pub fn requeue(&self, job: RemoteJob) {
+        let RemoteJob { job, failed_on } = job;
+        match self.core.upgrade() {
+            Some(core) => {
+                core.requeue(Retry { job, failed_on });
+            }
+            None => cancel_orphan(job),
+        }
+    }
+
+    fn may_retry(&self, job: &RemoteJob) -> bool {
+        u32::try_from(job.failed_on.len()).unwrap_or(u32::MAX) < self.max_attempts
+    }
+
+    /// Requeues a job after a failed attempt, counted in the statistics.
+    fn reschedule(&self, job: RemoteJob) {
+        let RemoteJob { job, failed_on } = job;
+        match self.core.upgrade() {
+            Some(core) => {
+                if core.requeue(Retry { job, failed_on }) {
+                    core.stats.rescheduled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => cancel_orphan(job),
         }
     }
 
@@ -178,7 +341,7 @@ impl JobFeed {
     }
 }
 
-/// What the client of a cluster asked for: the nodes and the shared secret.
+/// What the client of a cluster asked for: the nodes, the shared secret, the options.
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct ClusterSpec {
@@ -186,6 +349,8 @@ pub struct ClusterSpec {
     pub nodes: Vec<String>,
     /// The shared secret, if one was given.
     pub secret: Option<Vec<u8>>,
+    /// Heartbeats, liveness and attempts.
+    pub options: ClusterOptions,
 }
 
 impl fmt::Debug for ClusterSpec {
@@ -193,7 +358,26 @@ impl fmt::Debug for ClusterSpec {
         f.debug_struct("ClusterSpec")
             .field("nodes", &self.nodes)
             .field("secret", &self.secret.as_ref().map(|_| ".."))
+            .field("options", &self.options)
             .finish()
+    }
+}
+
+/// Fails a job whose server is gone, so that its handle does not wait forever.
+fn cancel_orphan(job: Box<dyn Runnable>) {
+    let task = job.task_id().to_owned();
+    job.fail(JobError::Cancelled { task });
+}
+
+/// A dead worker's report, with the nodes of the earlier failed attempts if there were any.
+fn with_attempts(message: String, failed_on: &[String]) -> String {
+    match failed_on {
+        [] | [_] => message,
+        _ => format!(
+            "{message} (attempt {} of the job; every attempt failed, on {})",
+            failed_on.len(),
+            failed_on.join(", ")
+        ),
     }
 }
 
@@ -241,4 +425,137 @@ pub struct ProgramHooks {
     /// The constructor that turns a process started by a node into a worker
     /// ([`crate::worker::WORKER_HOOK`]); pointing at it keeps the linker from dropping it.
     pub worker_hook: &'static extern "C" fn(),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{Job, JobState, SPIN};
+    use crate::runnable::LocalJob;
+    use crate::task::Task;
+
+    fn double(x: u64) -> u64 {
+        2 * x
+    }
+
+    const DOUBLE: Task<fn(u64) -> u64> = Task::new("remote::tests::double", 1, double);
+
+    /// A server core with no local worker, one queued job, and a feed allowing 3 attempts.
+    fn queued_job() -> (Arc<Core>, JobFeed, Job<u64>) {
+        let core = Core::start(0, true).unwrap();
+        let state = Arc::new(JobState::with_poll(SPIN));
+        core.pending.add();
+        core.enqueue(Box::new(LocalJob {
+            task: DOUBLE,
+            args: (21,),
+            state: Arc::clone(&state),
+            callback: None,
+            group: None,
+        }));
+        let feed = JobFeed::new(&core, 3);
+        (core, feed, Job::new(state, DOUBLE.id()))
+    }
+
+    fn rescheduled(core: &Core) -> u64 {
+        core.stats.rescheduled.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_job_lost_with_its_node_runs_again_until_the_attempt_limit_then_names_the_nodes() {
+        let (core, feed, job) = queued_job();
+        for (attempt, node) in ["a:1", "b:2", "c:3"].into_iter().enumerate() {
+            let taken = feed.take().expect("the job is queued again");
+            assert_eq!(taken.failed_on().len(), attempt);
+            feed.lost(taken, &feed.register_executor(node));
+        }
+        assert!(feed.take().is_none(), "not queued after the third loss");
+        assert_eq!(rescheduled(&core), 2);
+        assert_eq!(core.pending.count(), 0, "the failed job counts as finished");
+        match job.result() {
+            Err(JobError::NodeLost { task, nodes }) => {
+                assert_eq!(task, "remote::tests::double");
+                assert_eq!(nodes, ["a:1", "b:2", "c:3"]);
+            }
+            other => panic!("expected NodeLost, got {other:?}"),
+        }
+        core.shutdown();
+    }
+
+    #[test]
+    fn a_rescheduled_job_completes_once_and_counts_once() {
+        let (core, feed, job) = queued_job();
+        let (a, b) = (feed.register_executor("a:1"), feed.register_executor("b:2"));
+        feed.lost(feed.take().unwrap(), &a);
+        let taken = feed.take().unwrap();
+        assert_eq!(taken.failed_on(), ["a:1"]);
+        let bytes = crate::codec::encode(&42u64).unwrap();
+        feed.complete(taken, &b, RemoteOutcome::Ok(bytes), Duration::ZERO);
+        assert_eq!(job.result(), Ok(42));
+        let rows = core.executor_stats();
+        let jobs: Vec<(&str, u64)> = rows.iter().map(|r| (r.name.as_str(), r.jobs)).collect();
+        assert_eq!(jobs, [("local", 0), ("a:1", 0), ("b:2", 1)]);
+        assert_eq!(rescheduled(&core), 1);
+        assert_eq!(core.pending.count(), 0);
+        core.shutdown();
+    }
+
+    #[test]
+    fn a_worker_crash_is_an_attempt_and_the_last_one_is_the_error() {
+        let (core, feed, job) = queued_job();
+        let node = feed.register_executor("a:1");
+        for _ in 0..3 {
+            let taken = feed.take().expect("queued again after a crash");
+            let outcome = RemoteOutcome::WorkerCrashed("worker killed by SIGABRT".into());
+            feed.complete(taken, &node, outcome, Duration::ZERO);
+        }
+        assert!(feed.take().is_none());
+        assert_eq!(rescheduled(&core), 2);
+        match job.result() {
+            Err(JobError::WorkerCrashed { message, .. }) => {
+                assert!(message.starts_with("worker killed by SIGABRT"), "{message}");
+                assert!(message.contains("attempt 3"), "{message}");
+            }
+            other => panic!("expected WorkerCrashed, got {other:?}"),
+        }
+        assert_eq!(core.executor_stats()[1].jobs, 1, "the failure counts once");
+        core.shutdown();
+    }
+
+    #[test]
+    fn a_job_given_back_at_shutdown_is_not_an_attempt() {
+        let (core, feed, job) = queued_job();
+        feed.requeue(feed.take().unwrap());
+        assert_eq!(rescheduled(&core), 0);
+        let taken = feed.take().unwrap();
+        assert!(taken.failed_on().is_empty());
+        core.shutdown();
+        feed.requeue(taken);
+        assert!(matches!(job.result(), Err(JobError::Cancelled { .. })));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let default = ClusterOptions::default();
+        assert!(default.check().is_ok());
+        let bad = [
+            ClusterOptions {
+                liveness_timeout: default.heartbeat_interval,
+                ..default
+            },
+            ClusterOptions {
+                max_attempts: 0,
+                ..default
+            },
+            ClusterOptions {
+                heartbeat_interval: Duration::ZERO,
+                ..default
+            },
+        ];
+        for options in bad {
+            assert!(
+                matches!(options.check(), Err(Error::Config(_))),
+                "{options:?}"
+            );
+        }
+    }
 }

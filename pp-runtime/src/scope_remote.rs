@@ -5,7 +5,8 @@
 //! exactly once. A node runs the `par!` site's registered function on the chunk's encoded
 //! bounds and captures; its partial result comes back as bytes and is decoded into the
 //! caller's slot. A panic, a dead worker or a node that cannot run the chunk becomes a
-//! panic of the `par!` call, as a local panic does.
+//! panic of the `par!` call, as a local panic does; so does a chunk whose nodes were lost
+//! as many times as the attempt limit allows (each loss before it reruns the chunk).
 
 use crate::codec::CodecError;
 use crate::error::JobError;
@@ -104,9 +105,16 @@ impl Runnable for RemoteChunkJob {
         None
     }
 
-    fn fail(self: Box<Self>, _error: JobError) {
-        self.scope.cancel();
-        if self.index().is_some() {
+    /// Cancelled (the server shut down): the run is cancelled. Any other error (the chunk's
+    /// nodes were all lost) is a panic of the `par!` call with the error's text.
+    fn fail(self: Box<Self>, error: JobError) {
+        let index = self.index();
+        match (error, index) {
+            (JobError::Cancelled { .. }, _) => self.scope.cancel(),
+            (error, Some(index)) => self.scope.panicked(index, Box::new(error.to_string())),
+            (_, None) => {}
+        }
+        if index.is_some() {
             self.scope.finish_one();
         }
     }

@@ -75,6 +75,37 @@ impl ServerBuilder {
         self
     }
 
+    /// How often the cluster client sends a heartbeat to each node; default 500 ms
+    /// ([`DEFAULT_HEARTBEAT_INTERVAL`](crate::remote::DEFAULT_HEARTBEAT_INTERVAL)).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.cluster.options.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a node may stay silent (no result, no answer to a heartbeat) before it is
+    /// declared lost; default 3 s
+    /// ([`DEFAULT_LIVENESS_TIMEOUT`](crate::remote::DEFAULT_LIVENESS_TIMEOUT)). A lost
+    /// node's connection is closed, the jobs it held are rescheduled at the front of the
+    /// queue, and it is retried in the background. It is declared lost between this
+    /// and this plus one heartbeat interval after its last message; a node whose
+    /// connection breaks is lost at once. Must exceed the heartbeat interval.
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.cluster.options.liveness_timeout = timeout;
+        self
+    }
+
+    /// Attempts a job gets on nodes (at least 1; default 3,
+    /// [`DEFAULT_MAX_ATTEMPTS`](crate::remote::DEFAULT_MAX_ATTEMPTS)). Each node lost and
+    /// each worker process that died while the job was in flight counts one attempt; below
+    /// the limit the job is rescheduled, at the limit it fails with
+    /// [`JobError::NodeLost`](crate::JobError::NodeLost) naming the nodes, or
+    /// [`JobError::WorkerCrashed`](crate::JobError::WorkerCrashed) if the last attempt's
+    /// worker died.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.cluster.options.max_attempts = attempts;
+        self
+    }
+
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
     /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
     /// `PP_SECRET_FILE` (a file holding the secret), and `PP_NCPUS` (local workers; 0 means
@@ -121,11 +152,16 @@ impl ServerBuilder {
     /// Starts the server, and the cluster client if nodes were named.
     ///
     /// # Errors
-    /// [`Error::InvalidNcpus`] for zero workers and no node; [`Error::ThreadPool`] if threads
-    /// cannot be started; [`Error::Cluster`] if the cluster client cannot start (a node that
-    /// is down is not an error: its jobs run elsewhere).
+    /// [`Error::InvalidNcpus`] for zero workers and no node; [`Error::Config`] for cluster
+    /// options that do not fit together (see
+    /// [`ClusterOptions::check`](crate::remote::ClusterOptions::check));
+    /// [`Error::ThreadPool`] if threads cannot be started; [`Error::Cluster`] if the cluster
+    /// client cannot start (a node that is down is not an error: its jobs run elsewhere).
     pub fn build(self) -> Result<Server, Error> {
         let remote = !self.cluster.nodes.is_empty();
+        if remote {
+            self.cluster.options.check()?;
+        }
         let ncpus = self.ncpus.unwrap_or_else(available_cores);
         let core = Core::start(ncpus, remote)?;
         let mut server = Server {
@@ -139,7 +175,7 @@ impl ServerBuilder {
                         .into(),
                 )
             })?;
-            let feed = JobFeed::new(&server.core);
+            let feed = JobFeed::new(&server.core, self.cluster.options.max_attempts);
             server.cluster = Some((hooks.connect)(self.cluster, feed)?);
         }
         tracing::debug!(ncpus, remote, "pp server started");
@@ -267,6 +303,10 @@ impl Server {
             cancelled_jobs: core
                 .stats
                 .cancelled
+                .load(std::sync::atomic::Ordering::Relaxed),
+            rescheduled_jobs: core
+                .stats
+                .rescheduled
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
     }

@@ -56,6 +56,7 @@ pub(crate) struct LocalStats {
     pub(crate) running: AtomicUsize,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) cancelled: AtomicU64,
+    pub(crate) rescheduled: AtomicU64,
 }
 
 impl Default for LocalStats {
@@ -65,6 +66,7 @@ impl Default for LocalStats {
             running: AtomicUsize::new(0),
             callback_panics: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            rescheduled: AtomicU64::new(0),
         }
     }
 }
@@ -101,6 +103,11 @@ pub struct Stats {
     pub callback_panics: u64,
     /// Jobs cancelled because the server shut down before they ran.
     pub cancelled_jobs: u64,
+    /// Times a job was given back to the queue to run again because its node was lost or
+    /// its worker process died (a job rescheduled twice counts twice). Only the attempt
+    /// that gave the result counts in [`executors`](Stats::executors), so the job counts
+    /// there add up to the jobs finished, each once.
+    pub rescheduled_jobs: u64,
 }
 
 impl Stats {
@@ -152,6 +159,13 @@ impl fmt::Display for Stats {
         }
         if self.cancelled_jobs > 0 {
             write!(f, "\n{} jobs cancelled at shutdown", self.cancelled_jobs)?;
+        }
+        if self.rescheduled_jobs > 0 {
+            write!(
+                f,
+                "\n{} jobs rescheduled after a lost node or a dead worker",
+                self.rescheduled_jobs
+            )?;
         }
         Ok(())
     }

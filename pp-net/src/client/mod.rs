@@ -3,9 +3,15 @@
 //! [`connect`] (reached by `pp::Server::new()` through the program's hooks when `PP_SERVERS`
 //! is set) starts one thread running a small tokio runtime with one task per node. Each task
 //! connects, authenticates, ships the program if the node lacks it, and then takes jobs from
-//! the server's queue into the node's in-flight window ([`session`]). A node that cannot be
-//! reached or refuses the secret is reported once (a warning naming it and the reason) and
-//! retried in the background with capped exponential backoff; its jobs run elsewhere.
+//! the server's queue into the node's in-flight window (the `session` module). A node that
+//! cannot be reached or refuses the secret is reported once (a warning naming it and the
+//! reason) and retried in the background with capped exponential backoff; its jobs run
+//! elsewhere.
+//!
+//! A node is lost when its connection breaks or when nothing came from it for the liveness
+//! timeout while heartbeats went out (see the `session` module and
+//! [`ClusterOptions`](pp_runtime::remote::ClusterOptions)): the jobs it held go back to the
+//! front of the queue, each up to its attempt limit, and the node is retried the same way.
 //!
 //! If the server has no local workers (`PP_NCPUS=0`) and no node is usable while jobs wait,
 //! the jobs run locally after [`FALLBACK_WAIT`], with a warning: a job never waits forever
@@ -115,6 +121,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
         channel: ChannelConfig::default(),
         program,
         registry_fingerprint: pp_runtime::registry().fingerprint(),
+        options: spec.options,
     });
     let (stop, stopped) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel();
@@ -178,18 +185,22 @@ async fn drive_node(
             return;
         }
         let started = Instant::now();
-        match session::run(&node, &ctx, &mut stopped).await {
+        let end = session::run(&node, &ctx, &mut stopped).await;
+        // A session that lasted starts the backoff afresh; one that failed or was lost soon
+        // after it began (a node that flaps) keeps backing off.
+        if started.elapsed() > RETRY_MAX {
+            pause = RETRY_FIRST;
+        }
+        match end {
             session::End::Shutdown => return,
+            // Logged by the session; a later failure to reconnect is news again.
+            session::End::Lost => reported = None,
             session::End::Failed(why) => {
-                let was_up = started.elapsed() > RETRY_MAX;
                 if reported.as_deref() != Some(why.as_str()) {
                     tracing::warn!(node = %node.name, "node not usable: {why}; its jobs run elsewhere (retrying in the background)");
                     reported = Some(why);
                 } else {
                     tracing::debug!(node = %node.name, "node still not usable: {why}");
-                }
-                if was_up {
-                    pause = RETRY_FIRST;
                 }
             }
         }

@@ -1,20 +1,33 @@
 //! One node, one connection: connect, authenticate, ship the program if the node lacks it,
 //! then keep the node's in-flight window full of jobs until the connection ends.
 //!
-//! Whatever ends a session (an error, the node closing, the server shutting down), the jobs
-//! it still held go back to the front of the queue, so nothing is lost.
+//! While jobs flow, the client sends a `Heartbeat` every
+//! [`heartbeat_interval`](pp_runtime::remote::ClusterOptions::heartbeat_interval), and
+//! any message from the node (results or a `HeartbeatAck`) shows it is alive. A node from
+//! which nothing came for
+//! [`liveness_timeout`](pp_runtime::remote::ClusterOptions::liveness_timeout) is lost, as is
+//! one whose connection breaks or that breaks the protocol. Messages to the node go through
+//! a task of their own, so a node that stops reading cannot stall the session's clock.
+//!
+//! When the node is lost, each job it still held is given back with
+//! [`JobFeed::lost`](pp_runtime::remote::JobFeed::lost): rescheduled at the front of the
+//! queue, or failed once it reached its attempt limit. When the server shuts down, they are
+//! simply given back. Results of the old connection can never reach a new one, and a result
+//! whose job is not in flight is dropped, so each job is completed once.
 
 use super::NodeState;
 use crate::program::{this_target, Program};
 use crate::{
     connect_client, ChannelConfig, JobRequest, Message, Outcome, Secret, SecureReader, SecureWriter,
 };
-use pp_runtime::remote::{JobFeed, RemoteJob, RemoteOutcome};
+use pp_runtime::remote::{ClusterOptions, JobFeed, RemoteJob, RemoteOutcome};
 use std::collections::HashMap;
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
 /// Jobs in flight on a node beyond its worker count, at least: enough to hide the round
 /// trip for jobs that take longer than it.
@@ -44,14 +57,19 @@ pub(crate) struct Context {
     pub(crate) channel: ChannelConfig,
     pub(crate) program: &'static Program,
     pub(crate) registry_fingerprint: u64,
+    /// Heartbeats, liveness, attempts.
+    pub(crate) options: ClusterOptions,
 }
 
 /// Why a session ended.
 pub(crate) enum End {
     /// The server is shutting down.
     Shutdown,
-    /// The node cannot be used or the connection broke; the text says why.
+    /// The node could not be used (unreachable, refused, setup failed); the text says why.
     Failed(String),
+    /// The node was serving and was lost: its connection broke, it broke the protocol, or
+    /// it fell silent. The session logged why and gave back its jobs in flight.
+    Lost,
 }
 
 /// Runs one session with `node` until it ends.
@@ -65,7 +83,7 @@ pub(crate) async fn run(
         let workers = handshake(&mut reader, &mut writer, ctx).await?;
         Ok::<_, String>((reader, writer, workers))
     };
-    let (mut reader, mut writer, workers) = tokio::select! {
+    let (reader, writer, workers) = tokio::select! {
         done = setup => match done {
             Ok(session) => session,
             Err(why) => return End::Failed(why),
@@ -75,25 +93,29 @@ pub(crate) async fn run(
     node.set_connected(workers);
     tracing::info!(node = %node.name, workers, "node connected");
     let mut in_flight = HashMap::new();
-    let end = serve(
-        node,
-        ctx,
-        &mut reader,
-        &mut writer,
-        workers,
-        &mut in_flight,
-        shutdown,
-    )
-    .await;
+    let end = serve(node, ctx, reader, writer, workers, &mut in_flight, shutdown).await;
     node.set_disconnected();
-    let returned = in_flight.len();
-    for (_, (job, _)) in in_flight.drain() {
-        ctx.feed.requeue(job);
+    let held = in_flight.len();
+    match end {
+        Serve::Shutdown => {
+            for (_, (job, _)) in in_flight.drain() {
+                ctx.feed.requeue(job);
+            }
+            End::Shutdown
+        }
+        Serve::Lost(why) => {
+            tracing::warn!(
+                node = %node.name,
+                held,
+                "node lost: {why}; {held} jobs it held go back to the queue, each up to its \
+                 attempt limit (retrying the node in the background)"
+            );
+            for (_, (job, _)) in in_flight.drain() {
+                ctx.feed.lost(job, &node.executor);
+            }
+            End::Lost
+        }
     }
-    if returned > 0 {
-        tracing::debug!(node = %node.name, returned, "jobs in flight put back in the queue");
-    }
-    end
 }
 
 async fn open(node: &NodeState, ctx: &Context) -> Result<(SecureReader, SecureWriter), String> {
@@ -186,17 +208,63 @@ async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), Stri
 
 type InFlight = HashMap<u64, (RemoteJob, Instant)>;
 
-/// Keeps up to `workers + EXTRA_IN_FLIGHT` jobs on the node and completes them as results
-/// come back.
+/// How the working phase of a session ended.
+enum Serve {
+    Shutdown,
+    Lost(String),
+}
+
+/// The connection's writing half, on a task of its own: a node that stops reading fills
+/// the socket's buffers and blocks this task, never the session.
+struct Outbox {
+    queue: mpsc::UnboundedSender<Message>,
+    task: JoinHandle<Result<(), crate::NetError>>,
+}
+
+impl Outbox {
+    fn start(mut writer: SecureWriter) -> Self {
+        let (queue, mut pending) = mpsc::unbounded_channel::<Message>();
+        let task = tokio::spawn(async move {
+            while let Some(message) = pending.recv().await {
+                writer.send(&message).await?;
+            }
+            Ok(())
+        });
+        Outbox { queue, task }
+    }
+
+    /// Queues `message`; if the task has stopped, the session learns it from the task.
+    fn send(&self, message: Message) {
+        let _ = self.queue.send(message);
+    }
+}
+
+impl Drop for Outbox {
+    /// Stops the task, even in the middle of a send to a node that reads nothing: the
+    /// connection is being dropped anyway.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keeps up to the window's size of jobs on the node, completes them as results come back,
+/// and sends heartbeats; returns when the server shuts down or the node is lost.
 async fn serve(
     node: &NodeState,
     ctx: &Context,
-    reader: &mut SecureReader,
-    writer: &mut SecureWriter,
+    mut reader: SecureReader,
+    writer: SecureWriter,
     workers: u32,
     in_flight: &mut InFlight,
     shutdown: &mut watch::Receiver<bool>,
-) -> End {
+) -> Serve {
+    let mut outbox = Outbox::start(writer);
+    let interval = ctx.options.heartbeat_interval;
+    let liveness = ctx.options.liveness_timeout;
+    let mut beat = tokio::time::interval_at(Instant::now() + interval, interval);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    let mut last_heard = Instant::now();
     let mut window = Window::new(workers);
     let mut next_id = 0u64;
     loop {
@@ -224,32 +292,59 @@ async fn serve(
             }
         }
         if !batch.is_empty() {
-            if let Err(e) = writer.send(&Message::Submit { jobs: batch }).await {
-                return End::Failed(e.to_string());
-            }
+            outbox.send(Message::Submit { jobs: batch });
         }
         let room = in_flight.len() < window_size;
+        // Biased to the node's messages: one that is already here counts before the
+        // liveness check looks at the clock.
         tokio::select! {
-            message = reader.recv() => match message {
-                Ok(Message::Results { results }) => {
-                    for reply in results {
-                        match in_flight.remove(&reply.job_id) {
-                            Some((job, sent)) => {
-                                let latency = sent.elapsed();
-                                window.observe(latency);
-                                ctx.feed.complete(job, &node.executor, outcome(reply.outcome), latency);
+            biased;
+            message = reader.recv() => {
+                last_heard = Instant::now();
+                match message {
+                    Ok(Message::Results { results }) => {
+                        for reply in results {
+                            match in_flight.remove(&reply.job_id) {
+                                Some((job, sent)) => {
+                                    let latency = sent.elapsed();
+                                    window.observe(latency);
+                                    ctx.feed.complete(job, &node.executor, outcome(reply.outcome), latency);
+                                }
+                                None => tracing::debug!(node = %node.name, job = reply.job_id, "result for a job not in flight dropped"),
                             }
-                            None => tracing::debug!(node = %node.name, job = reply.job_id, "result for a job not in flight dropped"),
                         }
                     }
+                    Ok(Message::HeartbeatAck { .. }) => {}
+                    Ok(Message::Refused { reason }) => return Serve::Lost(format!("refused: {reason}")),
+                    Ok(other) => return Serve::Lost(unexpected(&other, "results")),
+                    Err(e) => return Serve::Lost(e.to_string()),
                 }
-                Ok(Message::HeartbeatAck { .. }) => {}
-                Ok(Message::Refused { reason }) => return End::Failed(format!("refused: {reason}")),
-                Ok(other) => return End::Failed(unexpected(&other, "results")),
-                Err(e) => return End::Failed(e.to_string()),
-            },
+            }
+            sent = &mut outbox.task => {
+                return Serve::Lost(match sent {
+                    Ok(Ok(())) => "the connection's sending task stopped".to_owned(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("the connection's sending task failed: {e}"),
+                });
+            }
+            _ = shutdown.changed() => return Serve::Shutdown,
+            scheduled = beat.tick() => {
+                let now = Instant::now();
+                if now.duration_since(scheduled) > interval {
+                    // This thread was held up (a slow callback runs on it), so heartbeats
+                    // went out late and answers may wait unread: the silence was not the
+                    // node's. Its clock starts again with the heartbeat sent now.
+                    last_heard = now;
+                }
+                if now.duration_since(last_heard) >= liveness {
+                    return Serve::Lost(format!(
+                        "no message from the node within the liveness timeout ({liveness:?})"
+                    ));
+                }
+                seq += 1;
+                outbox.send(Message::Heartbeat { seq });
+            }
             _ = node.notify.notified(), if room => {}
-            _ = shutdown.changed() => return End::Shutdown,
         }
     }
 }

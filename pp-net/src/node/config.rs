@@ -70,8 +70,9 @@ pub struct NodeConfig {
     /// Default [`DEFAULT_SETUP_TIMEOUT`].
     pub setup_timeout: Duration,
     /// Jobs a client may have queued on the node beyond those running; past it the node
-    /// stops reading from that client until a worker frees up. Default
-    /// [`DEFAULT_MAX_QUEUED_JOBS`].
+    /// stops reading from that client until a worker frees up, and meanwhile repeats its
+    /// last heartbeat answer every 250 ms so that the client does not take it for lost.
+    /// Default [`DEFAULT_MAX_QUEUED_JOBS`], far above what a pp client keeps in flight.
     pub max_queued_jobs: usize,
 }
 

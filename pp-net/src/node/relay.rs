@@ -1,7 +1,12 @@
 //! The working phase of a session: jobs from the client to the workers, results back.
 //!
 //! Three kinds of tasks share one connection:
-//! - the reader turns each `Submit` into queued jobs and answers heartbeats;
+//! - the reader turns each `Submit` into queued jobs and answers heartbeats at once, also
+//!   while every worker runs a long job (the queue holds far more jobs than the client's
+//!   window sends). If the queue is full nonetheless (a client past `max_queued_jobs`), the
+//!   reader stops reading and repeats its last answer every [`STALLED_ACK`] instead, so that
+//!   the client, which counts any message as a sign of life, does not declare a busy node
+//!   lost;
 //! - one loop per worker process (see `pump`) takes queued jobs, runs them and hands the
 //!   replies on; a worker that dies fails its job with `WorkerCrashed` and is replaced;
 //! - the writer sends replies, all those ready at once in one `Results` message.
@@ -25,6 +30,10 @@ pub(crate) const MESSAGE_SLACK: u32 = 1024;
 
 /// Time allowed for worker loops to stop after the session ends (they kill and reap).
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a reader that waits for room in a full queue repeats its last heartbeat
+/// answer: well below any sensible client liveness timeout (3 s by default).
+pub(crate) const STALLED_ACK: Duration = Duration::from_millis(250);
 
 /// What the writer sends.
 #[derive(Debug)]
@@ -107,16 +116,18 @@ async fn read_loop(
     jobs: mpsc::Sender<JobRequest>,
     replies: mpsc::UnboundedSender<Outgoing>,
 ) -> End {
+    let mut last_seq = 0;
     loop {
         match reader.recv().await {
             Ok(Message::Submit { jobs: batch }) => {
                 for job in batch {
-                    if jobs.send(job).await.is_err() {
+                    if !queue_job(&jobs, job, &replies, last_seq).await {
                         return End::Failed("every worker loop has stopped".into());
                     }
                 }
             }
             Ok(Message::Heartbeat { seq }) => {
+                last_seq = seq;
                 let _ = replies.send(Outgoing::Ack(seq));
             }
             Ok(Message::HeartbeatAck { .. }) => {}
@@ -130,6 +141,40 @@ async fn read_loop(
             Err(error) => return End::Failed(error.to_string()),
         }
     }
+}
+
+/// Queues `job`; returns false when every worker loop has stopped. While the queue is full
+/// the client's heartbeats stay unread, so the answer to the last one is repeated every
+/// [`STALLED_ACK`] until there is room.
+async fn queue_job(
+    jobs: &mpsc::Sender<JobRequest>,
+    job: JobRequest,
+    replies: &mpsc::UnboundedSender<Outgoing>,
+    last_seq: u64,
+) -> bool {
+    let permit = match jobs.try_reserve() {
+        Ok(permit) => permit,
+        Err(mpsc::error::TrySendError::Closed(())) => return false,
+        Err(mpsc::error::TrySendError::Full(())) => {
+            let room = jobs.reserve();
+            tokio::pin!(room);
+            let mut repeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + STALLED_ACK, STALLED_ACK);
+            loop {
+                tokio::select! {
+                    permit = &mut room => match permit {
+                        Ok(permit) => break permit,
+                        Err(_) => return false,
+                    },
+                    _ = repeat.tick() => {
+                        let _ = replies.send(Outgoing::Ack(last_seq));
+                    }
+                }
+            }
+        }
+    };
+    permit.send(job);
+    true
 }
 
 async fn write_loop(
@@ -221,4 +266,74 @@ fn reply_size(reply: &JobReply) -> u64 {
         }
     };
     payload as u64 + 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{accept_server, connect_client, ChannelConfig, Secret};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn job(job_id: u64) -> JobRequest {
+        JobRequest {
+            job_id,
+            task: "t".into(),
+            fingerprint: 0,
+            args: Vec::new(),
+        }
+    }
+
+    async fn next_ack(outgoing: &mut mpsc::UnboundedReceiver<Outgoing>) -> u64 {
+        match tokio::time::timeout(WAIT, outgoing.recv()).await {
+            Ok(Some(Outgoing::Ack(seq))) => seq,
+            other => panic!("expected an acknowledgement, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_for_room_in_a_full_queue_still_shows_it_is_alive() {
+        let secret = Secret::new("a secret for the relay's own tests").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let config = ChannelConfig::default();
+        let (client, node) = tokio::join!(
+            connect_client(client.unwrap(), &secret, config),
+            accept_server(accepted.unwrap().0, &secret, config),
+        );
+        let ((_, mut to_node), (from_client, _)) = (client.unwrap(), node.unwrap());
+
+        // Room for one job: the second of the batch fills the queue and stops the reader.
+        let (jobs, mut queue) = mpsc::channel(1);
+        let (replies, mut outgoing) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_loop(from_client, jobs, replies));
+        to_node.send(&Message::Heartbeat { seq: 6 }).await.unwrap();
+        assert_eq!(next_ack(&mut outgoing).await, 6);
+        to_node
+            .send(&Message::Submit {
+                jobs: vec![job(1), job(2), job(3)],
+            })
+            .await
+            .unwrap();
+        to_node.send(&Message::Heartbeat { seq: 7 }).await.unwrap();
+
+        // Heartbeat 7 waits behind the stalled batch: the node repeats its last answer.
+        assert_eq!(next_ack(&mut outgoing).await, 6);
+        assert_eq!(next_ack(&mut outgoing).await, 6);
+        // Room again: the batch goes through, then heartbeat 7 is read and answered.
+        for id in 1..=3 {
+            assert_eq!(queue.recv().await.map(|j| j.job_id), Some(id));
+        }
+        loop {
+            match next_ack(&mut outgoing).await {
+                6 => continue,
+                seq => break assert_eq!(seq, 7),
+            }
+        }
+        drop(to_node);
+        let end = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+        assert!(matches!(end, End::ClientLeft), "{end:?}");
+    }
 }
