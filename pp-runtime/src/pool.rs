@@ -119,15 +119,24 @@ impl Core {
         self.ncpus.load(Ordering::SeqCst)
     }
 
-    /// How long a thread waiting for a job's result should poll before it parks: the short
-    /// spin, or, when fewer workers than cores leave a core idle, about twice the average
-    /// job's run time (at most [`MAX_IDLE_CORE_WAIT`]).
+    /// How long a thread waiting for a job's result should poll before it parks, decided
+    /// when the job is submitted:
+    /// - fewer workers than cores: a core is idle, so polling costs nothing and spares the
+    ///   worker a wake-up: about twice the average job's run time (at most
+    ///   [`MAX_IDLE_CORE_WAIT`]);
+    /// - otherwise, with enough queued work to keep every worker busy: no polling at all, as
+    ///   a polling waiter would take a worker's core;
+    /// - otherwise the short [`SPIN`], which catches a lone short job without a wake-up.
     pub(crate) fn waiter_poll(&self) -> Duration {
-        if self.ncpus() >= self.cores {
-            return SPIN;
+        let ncpus = self.ncpus();
+        if ncpus < self.cores {
+            let typical = self.stats.local.average().saturating_mul(2);
+            typical.clamp(SPIN, MAX_IDLE_CORE_WAIT)
+        } else if self.queued() >= ncpus {
+            Duration::ZERO
+        } else {
+            SPIN
         }
-        let typical = self.stats.local.average().saturating_mul(2);
-        typical.clamp(SPIN, MAX_IDLE_CORE_WAIT)
     }
 
     pub(crate) fn queued(&self) -> usize {
