@@ -344,3 +344,83 @@ fn liveness_options_that_do_not_fit_together_are_refused() {
         .build();
     assert!(matches!(built, Err(pp::Error::Config(_))));
 }
+
+#[test]
+fn a_node_restarted_on_the_same_port_is_used_again() {
+    let first = Node::start(1, &[]);
+    let port = first.addr.port();
+    let server = cluster(&[&first], Duration::from_secs(1));
+    let jobs: Vec<_> = (0..5).map(|i| server.submit(echo_after, (i, 1))).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        assert_eq!(job.result(), Ok(i as u64));
+    }
+    let before = jobs_of(&server, &first);
+    assert_eq!(before, 5);
+    drop(first); // kills and reaps the node
+    wait_until(&server, "the killed node is seen lost", || {
+        !server.active_nodes()[0].connected
+    });
+
+    let second = Node::start_on(port, 1, &[]);
+    wait_until(&server, "the restarted node is used again", || {
+        connected(&server, &second)
+    });
+    let jobs: Vec<_> = (0..5).map(|i| server.submit(echo_after, (i, 1))).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        assert_eq!(job.result(), Ok(i as u64));
+    }
+    assert_eq!(
+        jobs_of(&server, &second),
+        before + 5,
+        "the same row, on the new process"
+    );
+}
+
+/// The environment variable that makes [`killed_client_role`] act: the node to use.
+const CLIENT_ROLE_NODE: &str = "PP_TEST_KILLED_CLIENT_NODE";
+
+/// Not a test on its own: run by `a_killed_client_leaves_no_worker_processes` as a separate
+/// process, which submits long jobs to the node and waits until it is killed.
+#[test]
+#[ignore = "a role played by a child process of another test"]
+fn killed_client_role() {
+    let Ok(node) = std::env::var(CLIENT_ROLE_NODE) else {
+        return;
+    };
+    let server = Server::builder()
+        .ppservers([node])
+        .secret(SECRET)
+        .ncpus(0)
+        .build()
+        .expect("the cluster client starts");
+    let jobs: Vec<_> = (0..4)
+        .map(|i| server.submit(echo_after, (i, 60_000)))
+        .collect();
+    for job in jobs {
+        let _ = job.result();
+    }
+}
+
+#[test]
+fn a_killed_client_leaves_no_worker_processes() {
+    let node = Node::start(2, &[]);
+    let mut client = std::process::Command::new(std::env::current_exe().expect("this test"))
+        .args(["--exact", "killed_client_role", "--ignored", "--nocapture"])
+        .env(CLIENT_ROLE_NODE, node.addr.to_string())
+        .env_remove("PP_SERVERS")
+        .env_remove("PP_WORKER")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the client process");
+    // The client's two workers run its 60 s jobs.
+    let workers = node.wait_children(2);
+    assert_eq!(workers.len(), 2);
+    client.kill().expect("SIGKILL the client");
+    let _ = client.wait();
+    let left = node.wait_children(0);
+    assert!(
+        left.is_empty(),
+        "the node stopped the dead client's workers"
+    );
+}

@@ -130,10 +130,17 @@ impl Node {
     /// Starts `ppserver` on a free port of 127.0.0.1 with `workers` workers, the test
     /// secret, a private cache and `extra` arguments; waits for its listening line.
     pub fn start(workers: usize, extra: &[&str]) -> Node {
+        Node::start_on(0, workers, extra)
+    }
+
+    /// As [`Node::start`], on `port` of 127.0.0.1 (0: a free one), e.g. to restart a node
+    /// where it was.
+    pub fn start_on(port: u16, workers: usize, extra: &[&str]) -> Node {
         let cache_dir = temp_dir("cache");
         let workers = workers.to_string();
+        let port = port.to_string();
         let cache = cache_dir.to_str().expect("utf-8 temp dir").to_owned();
-        let mut args = vec!["--port", "0", "--interface", "127.0.0.1", "-w", &workers];
+        let mut args = vec!["--port", &port, "--interface", "127.0.0.1", "-w", &workers];
         args.extend(["--cache-dir", &cache]);
         args.extend_from_slice(extra);
         let mut child = ppserver_command(&args)
