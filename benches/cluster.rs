@@ -6,14 +6,12 @@
 
 mod common;
 
-use common::{median, percentile};
+use common::{median, percentile, Node, SECRET};
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "benchmark secret, long and random enough for a loopback run";
 const TINY_JOBS: usize = 200_000;
 const LATENCY_SAMPLES: usize = 2_000;
 const BIG_ARG: usize = 16 << 20;
@@ -37,54 +35,6 @@ struct Blob {
 #[pp::parallel]
 fn blob_length(blob: Blob) -> u64 {
     blob.data.len() as u64
-}
-
-/// The `ppserver` this benchmark started; killed on drop.
-struct Node {
-    child: Child,
-    addr: String,
-}
-
-impl Node {
-    fn start(workers: usize) -> Node {
-        let cache = std::env::temp_dir().join(format!("pp-bench-cache-{}", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ppserver"))
-            .args([
-                "--port",
-                "0",
-                "--interface",
-                "127.0.0.1",
-                "-w",
-                &workers.to_string(),
-            ])
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("PP_SECRET", SECRET)
-            .env_remove("PP_WORKER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ppserver");
-        let stderr = child.stderr.take().expect("piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines.next().expect("ppserver exited").expect("read stderr");
-            if let Some(rest) = line.split("ppserver listening on ").nth(1) {
-                break rest.split_whitespace().next().expect("address").to_owned();
-            }
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Node { child, addr }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A TCP echo server on loopback: the floor any remote job pays.
