@@ -374,6 +374,14 @@ fn a_node_restarted_on_the_same_port_is_used_again() {
         before + 5,
         "the same row, on the new process"
     );
+    let node = &server.active_nodes()[0];
+    assert_eq!((node.losses, node.connections), (1, 2), "{node:?}");
+    let table = server.stats().to_string();
+    let line = format!(
+        "node {}: connected, lost 1 times, connected 2 times",
+        second.addr
+    );
+    assert!(table.contains(&line), "{table}");
 }
 
 /// The environment variable that makes [`killed_client_role`] act: the node to use.

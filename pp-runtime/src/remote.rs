@@ -391,16 +391,31 @@ pub struct NodeStatus {
     pub workers: u32,
     /// Whether the node is connected and taking jobs.
     pub connected: bool,
+    /// How many times a connection to the node was established (more than once: it
+    /// rejoined after a loss).
+    pub connections: u32,
+    /// How many times the node was lost (silent past the liveness timeout, or its
+    /// connection broke) while connected.
+    pub losses: u32,
 }
 
 impl NodeStatus {
-    /// Builds a status row.
+    /// Builds a status row of a node that was never lost.
     pub fn new(address: String, workers: u32, connected: bool) -> Self {
         NodeStatus {
             address,
             workers,
             connected,
+            connections: u32::from(connected),
+            losses: 0,
         }
+    }
+
+    /// The same row with its history: connections established and losses.
+    pub fn with_history(mut self, connections: u32, losses: u32) -> Self {
+        self.connections = connections;
+        self.losses = losses;
+        self
     }
 }
 

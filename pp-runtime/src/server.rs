@@ -308,6 +308,7 @@ impl Server {
                 .stats
                 .rescheduled
                 .load(std::sync::atomic::Ordering::Relaxed),
+            nodes: self.active_nodes(),
         }
     }
 

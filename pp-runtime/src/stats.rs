@@ -108,6 +108,8 @@ pub struct Stats {
     /// that gave the result counts in [`executors`](Stats::executors), so the job counts
     /// there add up to the jobs finished, each once.
     pub rescheduled_jobs: u64,
+    /// The remote nodes with their state and history (empty without cluster mode).
+    pub nodes: Vec<crate::remote::NodeStatus>,
 }
 
 impl Stats {
@@ -165,6 +167,20 @@ impl fmt::Display for Stats {
                 f,
                 "\n{} jobs rescheduled after a lost node or a dead worker",
                 self.rescheduled_jobs
+            )?;
+        }
+        for node in self.nodes.iter().filter(|n| n.losses > 0 || !n.connected) {
+            write!(
+                f,
+                "\nnode {}: {}, lost {} times, connected {} times",
+                node.address,
+                if node.connected {
+                    "connected"
+                } else {
+                    "not connected"
+                },
+                node.losses,
+                node.connections
             )?;
         }
         Ok(())

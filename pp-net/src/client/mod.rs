@@ -51,17 +51,24 @@ pub(crate) struct NodeState {
     pub(crate) notify: Notify,
     workers: AtomicU32,
     connected: AtomicBool,
+    connections: AtomicU32,
+    losses: AtomicU32,
 }
 
 impl NodeState {
     pub(crate) fn set_connected(&self, workers: u32) {
         self.workers.store(workers, Ordering::SeqCst);
+        self.connections.fetch_add(1, Ordering::SeqCst);
         self.connected.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn set_disconnected(&self) {
+    /// The session ended; `lost` unless the client itself is shutting down.
+    pub(crate) fn set_disconnected(&self, lost: bool) {
         self.connected.store(false, Ordering::SeqCst);
         self.workers.store(0, Ordering::SeqCst);
+        if lost {
+            self.losses.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn status(&self) -> NodeStatus {
@@ -69,6 +76,10 @@ impl NodeState {
             self.name.clone(),
             self.workers.load(Ordering::SeqCst),
             self.connected.load(Ordering::SeqCst),
+        )
+        .with_history(
+            self.connections.load(Ordering::SeqCst),
+            self.losses.load(Ordering::SeqCst),
         )
     }
 }
@@ -107,6 +118,8 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
                 notify: Notify::new(),
                 workers: AtomicU32::new(0),
                 connected: AtomicBool::new(false),
+                connections: AtomicU32::new(0),
+                losses: AtomicU32::new(0),
             }))
         })
         .collect::<Result<Vec<_>, Error>>()?;

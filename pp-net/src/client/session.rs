@@ -94,7 +94,7 @@ pub(crate) async fn run(
     tracing::info!(node = %node.name, workers, "node connected");
     let mut in_flight = HashMap::new();
     let end = serve(node, ctx, reader, writer, workers, &mut in_flight, shutdown).await;
-    node.set_disconnected();
+    node.set_disconnected(matches!(end, Serve::Lost(_)));
     let held = in_flight.len();
     match end {
         Serve::Shutdown => {
