@@ -1,8 +1,10 @@
 //! A job's result slot and the [`Job`] handle that waits on it.
 //!
-//! The slot is written once by whoever completes the job (a local worker now, a remote
-//! node later); a second completion is refused, which is what makes delivery exactly-once
-//! when a job is retried elsewhere. Waiting spins briefly, then parks the thread (or
+//! The slot is written once by whoever completes the job (a local worker or a remote
+//! node); a second completion is refused, which is what makes delivery exactly-once when a
+//! job is retried elsewhere or a straggler's second copy runs. A completer first wins the
+//! claim ([`JobState::claim`]), so that only the completion whose result is kept counts the
+//! job (statistics, `wait`, groups), then stores the result. Waiting spins briefly, then parks the thread (or
 //! stores the async task's waker).
 
 use crate::error::JobError;
@@ -54,7 +56,7 @@ unsafe impl<R: Send> Send for JobState<R> {}
 // SAFETY: as above.
 unsafe impl<R: Send> Sync for JobState<R> {}
 
-/// What [`JobState::complete`] did.
+/// What an attempt to complete a job did (see [`JobState::claim`]).
 pub(crate) enum Completion {
     /// The result was stored; carries the callback's panic message if it panicked.
     Stored { callback_panic: Option<String> },
@@ -80,17 +82,28 @@ impl<R> JobState<R> {
         self.state.load(Ordering::Acquire) & DONE != 0
     }
 
-    /// Stores the result, runs the callback on it, then marks the job done and wakes its
-    /// waiter. Only the first call stores anything.
-    pub(crate) fn complete(
+    /// Wins the right to complete the job: true for the first caller only, who must then
+    /// call [`store`](JobState::store). Lets a completer count the job (statistics) only
+    /// when its result is the one kept, and before anyone can see that result.
+    pub(crate) fn claim(&self) -> bool {
+        self.state.fetch_or(CLAIMED, Ordering::AcqRel) & CLAIMED == 0
+    }
+
+    /// Whether some completion claimed the job (its result is kept or being stored).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLAIMED != 0
+    }
+
+    /// Stores the result of a completion that won [`claim`](JobState::claim), runs the
+    /// callback, marks the job done and wakes its waiter; returns the callback's panic
+    /// message if it panicked. Call once, and only after a successful `claim`.
+    pub(crate) fn store(
         &self,
         result: Result<R, JobError>,
         callback: Option<Callback<R>>,
-    ) -> Completion {
-        if self.state.fetch_or(CLAIMED, Ordering::AcqRel) & CLAIMED != 0 {
-            return Completion::Duplicate;
-        }
-        // SAFETY: we won CLAIMED, DONE is not yet set: nobody else touches the slot.
+    ) -> Option<String> {
+        debug_assert!(self.is_claimed());
+        // SAFETY: the caller won CLAIMED, DONE is not yet set: nobody else touches the slot.
         let slot = unsafe { &mut *self.result.get() };
         let stored = slot.insert(result);
         let callback_panic = callback.and_then(|callback| {
@@ -107,7 +120,7 @@ impl<R> JobState<R> {
                 None => {}
             }
         }
-        Completion::Stored { callback_panic }
+        callback_panic
     }
 
     /// Registers a waiter; returns true if the job is already done.

@@ -11,7 +11,7 @@
 //! attempts (see [`Retry`]).
 
 use crate::error::{Error, JobError};
-use crate::job::{MAX_IDLE_CORE_WAIT, SPIN};
+use crate::job::{Completion, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::{wait_until, Pending};
 use crate::runnable::Runnable;
 use crate::stats::{Counters, ExecutorStats, LocalStats};
@@ -214,19 +214,23 @@ impl Core {
         })
     }
 
-    /// Bookkeeping after a remote executor completed a job.
-    pub(crate) fn finished_remote(&self, callback_panic: Option<String>) {
-        if let Some(message) = callback_panic {
-            self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%message, "job callback panicked; the job still counts as finished");
+    /// Bookkeeping after a remote executor completed a job: counts it finished if this
+    /// completion is the one that stored its result (not a copy that came second).
+    pub(crate) fn finished_remote(&self, completion: Completion) {
+        if let Completion::Stored { callback_panic } = completion {
+            if let Some(message) = callback_panic {
+                self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%message, "job callback panicked; the job still counts as finished");
+            }
+            self.pending.done();
         }
-        self.pending.done();
     }
 
     /// Fails a job taken by a remote executor without a result (its attempts are used up).
     pub(crate) fn fail_remote(&self, job: Box<dyn Runnable>, error: JobError) {
-        job.fail(error);
-        self.pending.done();
+        if let Completion::Stored { .. } = job.fail(error) {
+            self.pending.done();
+        }
     }
 
     /// Puts a job given back by a remote executor at the front of the queue (behind other
@@ -367,20 +371,23 @@ impl Core {
     fn run(&self, job: Box<dyn Runnable>) {
         let task = job.task_id();
         self.stats.running.fetch_add(1, Ordering::Relaxed);
-        let callback_panic = job.run(&self.stats.local);
+        let completion = job.run(&self.stats.local);
         self.stats.running.fetch_sub(1, Ordering::Relaxed);
-        if let Some(message) = callback_panic {
-            self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(task, %message, "job callback panicked; the job still counts as finished");
+        if let Completion::Stored { callback_panic } = completion {
+            if let Some(message) = callback_panic {
+                self.stats.callback_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(task, %message, "job callback panicked; the job still counts as finished");
+            }
+            self.pending.done();
         }
-        self.pending.done();
     }
 
     fn cancel(&self, job: Box<dyn Runnable>) {
         let task = job.task_id().to_owned();
-        job.fail(JobError::Cancelled { task });
-        self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-        self.pending.done();
+        if let Completion::Stored { .. } = job.fail(JobError::Cancelled { task }) {
+            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            self.pending.done();
+        }
     }
 
     /// Stops the pool: queued jobs fail with `Cancelled`, running ones finish, threads exit.

@@ -6,10 +6,12 @@
 //! ([`JobFeed::complete`]). When its node is lost with jobs in flight it gives them back
 //! ([`JobFeed::lost`]): each goes to the front of the queue to run elsewhere, until the job
 //! has failed [`ClusterOptions::max_attempts`] times (lost nodes and dead workers together);
-//! then it resolves to [`JobError::NodeLost`] (or [`JobError::WorkerCrashed`]). A job is
-//! owned by one executor at a time and its result slot takes one completion, so a result is
-//! delivered once. pp-runtime itself has no network code: the connector comes from
-//! [`ProgramHooks`], which every registered task points at.
+//! then it resolves to [`JobError::NodeLost`] (or [`JobError::WorkerCrashed`]). A job has
+//! one copy, or two while a straggler's second copy runs ([`RemoteJob::duplicate`]); its
+//! result slot takes one completion, and only that completion counts the job finished
+//! (statistics, `wait`, groups), so a result is delivered once. A copy given back while the
+//! other is live is dropped. pp-runtime itself has no network code: the connector comes
+//! from [`ProgramHooks`], which every registered task points at.
 
 use crate::codec::CodecError;
 use crate::error::{Error, JobError};
@@ -47,6 +49,9 @@ pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default for [`ClusterOptions::max_attempts`]: 3.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
+/// Default for [`ClusterOptions::duplicate_stragglers`]: on.
+pub const DEFAULT_DUPLICATE_STRAGGLERS: bool = true;
+
 /// How the cluster client watches its nodes and retries jobs; set through
 /// [`ServerBuilder`](crate::ServerBuilder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +74,15 @@ pub struct ClusterOptions {
     /// fails with [`JobError::NodeLost`] or [`JobError::WorkerCrashed`]. Default
     /// [`DEFAULT_MAX_ATTEMPTS`]; at least 1.
     pub max_attempts: u32,
+    /// Whether a node with room in its window, when the queue is empty, runs a second copy
+    /// of a job that has been in flight on another node far longer than jobs usually take
+    /// (a straggler): the first result is kept, the other copy's result is dropped (the
+    /// slower node is not told to stop; it finishes the job and its result is ignored).
+    /// Each job completes once, its callback runs once and it counts once in the
+    /// statistics, in the row of the node that won; but its function may run twice, so a
+    /// job with side effects (files, network) may have them twice, as it already may when
+    /// a lost node's job is rescheduled. Default [`DEFAULT_DUPLICATE_STRAGGLERS`] (on).
+    pub duplicate_stragglers: bool,
 }
 
 impl Default for ClusterOptions {
@@ -77,6 +91,7 @@ impl Default for ClusterOptions {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             liveness_timeout: DEFAULT_LIVENESS_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            duplicate_stragglers: DEFAULT_DUPLICATE_STRAGGLERS,
         }
     }
 }
@@ -136,6 +151,39 @@ impl RemoteJob {
     /// When an argument's `Serialize` fails.
     pub fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
         self.job.encode_args()
+    }
+
+    /// A second copy of this job, to run on another node while this one straggles (see
+    /// [`ClusterOptions::duplicate_stragglers`]). The copies share the job's result slot:
+    /// whichever completes first through [`JobFeed::complete`] wins, the other's result is
+    /// dropped, and the job counts once. A copy given back while the other is still live
+    /// ([`JobFeed::lost`], [`JobFeed::requeue`], a dead worker) is dropped, not rescheduled.
+    /// `None` if the job is already completed, already has a second copy, or cannot be
+    /// copied (`par!` chunks).
+    pub fn duplicate(&mut self) -> Option<RemoteJob> {
+        self.job.duplicate().map(|job| RemoteJob {
+            job,
+            failed_on: self.failed_on.clone(),
+        })
+    }
+
+    /// Whether the job was already completed (by this copy or another).
+    pub fn is_completed(&self) -> bool {
+        self.job.is_completed()
+    }
+
+    /// Drops this copy if the job is completed or another copy of it is live; returns
+    /// whether it did.
+    fn drop_if_redundant(&self, executor: Option<&ExecutorHandle>, why: &str) -> bool {
+        let redundant = self.job.is_completed() || self.job.release_copy();
+        if redundant {
+            tracing::debug!(
+                task = self.task_id(),
+                node = executor.map(ExecutorHandle::name),
+                "{why}: another copy of the job completed it or still runs; this copy is dropped"
+            );
+        }
+        redundant
     }
 }
 
@@ -206,8 +254,9 @@ impl JobFeed {
     ///
     /// A [`RemoteOutcome::WorkerCrashed`] counts as a failed attempt: below the attempt
     /// limit the job is rescheduled (as by [`lost`](JobFeed::lost)) and nothing completes;
-    /// at the limit the job fails with [`JobError::WorkerCrashed`]. A job completed twice
-    /// keeps its first result.
+    /// at the limit the job fails with [`JobError::WorkerCrashed`]; but a copy whose job
+    /// is completed or has another live copy (see [`RemoteJob::duplicate`]) is just dropped.
+    /// A job completed twice keeps its first result and counts once (statistics, `wait`).
     pub fn complete(
         &self,
         mut job: RemoteJob,
@@ -217,6 +266,9 @@ impl JobFeed {
     ) {
         let outcome = match outcome {
             RemoteOutcome::WorkerCrashed(message) => {
+                if job.drop_if_redundant(Some(executor), "worker died") {
+                    return;
+                }
                 job.failed_on.push(executor.name().to_owned());
                 if self.may_retry(&job) {
                     tracing::warn!(
@@ -232,11 +284,11 @@ impl JobFeed {
             }
             other => other,
         };
-        let callback_panic = job
+        let completion = job
             .job
             .complete_remote(outcome, &executor.counters, elapsed);
         match self.core.upgrade() {
-            Some(core) => core.finished_remote(callback_panic),
+            Some(core) => core.finished_remote(completion),
             None => tracing::debug!("a remote result arrived after its server was dropped"),
         }
     }
@@ -245,8 +297,12 @@ impl JobFeed {
     /// (its connection broke or it stayed silent past the liveness timeout): a failed
     /// attempt. Below the attempt limit the job goes back to the front of the queue, to run
     /// on the next free executor; at the limit it fails with [`JobError::NodeLost`] naming
-    /// the nodes of its attempts.
+    /// the nodes of its attempts. A copy whose job is completed or has another live copy
+    /// (see [`RemoteJob::duplicate`]) is dropped instead, without counting an attempt.
     pub fn lost(&self, mut job: RemoteJob, executor: &ExecutorHandle) {
+        if job.drop_if_redundant(Some(executor), "node lost") {
+            return;
+        }
         job.failed_on.push(executor.name().to_owned());
         if self.may_retry(&job) {
             self.reschedule(job);
@@ -265,13 +321,19 @@ impl JobFeed {
         };
         match self.core.upgrade() {
             Some(core) => core.fail_remote(job.job, error),
-            None => job.job.fail(error),
+            None => {
+                job.job.fail(error);
+            }
         }
     }
 
     /// Puts `job` back at the front of the queue without counting an attempt (the client
-    /// is shutting down, or the job never reached its node).
+    /// is shutting down, or the job never reached its node); a copy whose job is completed
+    /// or has another live copy is dropped instead.
     pub fn requeue(&self, job: RemoteJob) {
+        if job.drop_if_redundant(None, "given back") {
+            return;
+        }
         let RemoteJob { job, failed_on } = job;
         match self.core.upgrade() {
             Some(core) => {
@@ -460,13 +522,13 @@ mod tests {
         let core = Core::start(0, true).unwrap();
         let state = Arc::new(JobState::with_poll(SPIN));
         core.pending.add();
-        core.enqueue(Box::new(LocalJob {
-            task: DOUBLE,
-            args: (21,),
-            state: Arc::clone(&state),
-            callback: None,
-            group: None,
-        }));
+        core.enqueue(Box::new(LocalJob::new(
+            DOUBLE,
+            (21,),
+            Arc::clone(&state),
+            None,
+            None,
+        )));
         let feed = JobFeed::new(&core, 3);
         (core, feed, Job::new(state, DOUBLE.id()))
     }
@@ -546,6 +608,121 @@ mod tests {
         core.shutdown();
         feed.requeue(taken);
         assert!(matches!(job.result(), Err(JobError::Cancelled { .. })));
+    }
+
+    #[test]
+    fn a_straggler_copy_that_completes_first_wins_and_the_job_counts_once() {
+        let (core, feed, job) = queued_job();
+        let (a, b) = (feed.register_executor("a:1"), feed.register_executor("b:2"));
+        let mut first = feed.take().unwrap();
+        let mut copy = first.duplicate().expect("a first copy can be duplicated");
+        assert!(first.duplicate().is_none(), "at most two copies");
+        assert!(copy.duplicate().is_none(), "at most two copies");
+        assert_eq!(copy.encode_args(), first.encode_args());
+        let bytes = |v: u64| crate::codec::encode(&v).unwrap();
+        feed.complete(copy, &b, RemoteOutcome::Ok(bytes(42)), Duration::ZERO);
+        assert!(first.is_completed());
+        assert_eq!(core.pending.count(), 0);
+        // The slow copy's result comes later: dropped, not counted again.
+        feed.complete(first, &a, RemoteOutcome::Ok(bytes(7)), Duration::ZERO);
+        assert_eq!(core.pending.count(), 0, "not decremented twice");
+        assert_eq!(job.result(), Ok(42));
+        let rows = core.executor_stats();
+        let jobs: Vec<(&str, u64)> = rows.iter().map(|r| (r.name.as_str(), r.jobs)).collect();
+        assert_eq!(jobs, [("local", 0), ("a:1", 0), ("b:2", 1)]);
+        core.shutdown();
+    }
+
+    #[test]
+    fn the_group_of_a_copied_job_counts_it_once() {
+        let core = Core::start(0, true).unwrap();
+        let group = Arc::new(crate::pending::Pending::default());
+        let state = Arc::new(JobState::with_poll(SPIN));
+        core.pending.add();
+        group.add();
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = Arc::clone(&calls);
+        core.enqueue(Box::new(LocalJob::new(
+            DOUBLE,
+            (21,),
+            Arc::clone(&state),
+            Some(Box::new(move |_: &Result<u64, JobError>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            })),
+            Some(Arc::clone(&group)),
+        )));
+        let feed = JobFeed::new(&core, 3);
+        let node = feed.register_executor("a:1");
+        let mut first = feed.take().unwrap();
+        let copy = first.duplicate().unwrap();
+        for taken in [first, copy] {
+            let bytes = crate::codec::encode(&42u64).unwrap();
+            feed.complete(taken, &node, RemoteOutcome::Ok(bytes), Duration::ZERO);
+        }
+        assert_eq!(group.count(), 0);
+        assert_eq!(core.pending.count(), 0);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the callback ran once");
+        assert_eq!(core.executor_stats()[1].jobs, 1);
+        assert_eq!(Job::new(state, DOUBLE.id()).result(), Ok(42));
+        core.shutdown();
+    }
+
+    #[test]
+    fn a_copy_lost_while_the_other_runs_is_dropped_and_the_last_one_is_rescheduled() {
+        let (core, feed, job) = queued_job();
+        let (a, b, c) = (
+            feed.register_executor("a:1"),
+            feed.register_executor("b:2"),
+            feed.register_executor("c:3"),
+        );
+        let mut first = feed.take().unwrap();
+        let copy = first.duplicate().unwrap();
+        feed.lost(first, &a);
+        assert!(
+            feed.take().is_none(),
+            "the other copy still runs: nothing requeued"
+        );
+        assert_eq!(rescheduled(&core), 0);
+        feed.lost(copy, &b);
+        let again = feed.take().expect("both copies lost: the job runs again");
+        assert_eq!(again.failed_on(), ["b:2"]);
+        assert_eq!(rescheduled(&core), 1);
+        assert!(feed.take().is_none(), "requeued once");
+        let bytes = crate::codec::encode(&42u64).unwrap();
+        feed.complete(again, &c, RemoteOutcome::Ok(bytes), Duration::ZERO);
+        assert_eq!(job.result(), Ok(42));
+        assert_eq!(core.pending.count(), 0);
+        core.shutdown();
+    }
+
+    #[test]
+    fn a_copy_lost_after_the_job_completed_is_dropped() {
+        let (core, feed, job) = queued_job();
+        let (a, b) = (feed.register_executor("a:1"), feed.register_executor("b:2"));
+        let mut first = feed.take().unwrap();
+        let copy = first.duplicate().unwrap();
+        let bytes = crate::codec::encode(&42u64).unwrap();
+        feed.complete(first, &a, RemoteOutcome::Ok(bytes), Duration::ZERO);
+        let outcome = RemoteOutcome::WorkerCrashed("worker killed by SIGKILL".into());
+        feed.complete(copy, &b, outcome, Duration::ZERO);
+        assert!(feed.take().is_none(), "a completed job is not rescheduled");
+        assert_eq!(rescheduled(&core), 0);
+        assert_eq!(core.pending.count(), 0);
+        assert_eq!(job.result(), Ok(42));
+        core.shutdown();
+    }
+
+    #[test]
+    fn two_copies_given_back_at_shutdown_cancel_the_job_once() {
+        let (core, feed, job) = queued_job();
+        let mut first = feed.take().unwrap();
+        let copy = first.duplicate().unwrap();
+        core.shutdown();
+        feed.requeue(first);
+        feed.requeue(copy);
+        assert!(matches!(job.result(), Err(JobError::Cancelled { .. })));
+        assert_eq!(core.pending.count(), 0);
+        assert_eq!(core.stats.cancelled.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::error::JobError;
+use crate::job::Completion;
 use crate::panic_message;
 use crate::runnable::Runnable;
 use crate::scope_remote::{Remote, RemoteChunkJob, RemoteSide};
@@ -169,18 +170,23 @@ impl Runnable for ChunkJob {
         self.0.task
     }
 
-    fn run(self: Box<Self>, stats: &Counters) -> Option<String> {
+    fn run(self: Box<Self>, stats: &Counters) -> Completion {
         while self.0.claim(Some(stats)) {}
-        None
+        Completion::Stored {
+            callback_panic: None,
+        }
     }
 
     fn local_only(&self) -> bool {
         true
     }
 
-    fn fail(self: Box<Self>, _error: JobError) {
+    fn fail(self: Box<Self>, _error: JobError) -> Completion {
         self.0.cancelled.store(true, Ordering::Release);
         while self.0.claim(None) {}
+        Completion::Stored {
+            callback_panic: None,
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 use crate::codec::CodecError;
 use crate::error::JobError;
+use crate::job::Completion;
 use crate::remote::RemoteOutcome;
 use crate::runnable::Runnable;
 use crate::scope::Scope;
@@ -55,6 +56,11 @@ impl RemoteSide {
     }
 }
 
+/// A chunk job has one copy (it is never duplicated): each of its completions counts.
+const DONE: Completion = Completion::Stored {
+    callback_panic: None,
+};
+
 const UNCLAIMED: usize = usize::MAX;
 const NONE_LEFT: usize = usize::MAX - 1;
 
@@ -98,16 +104,16 @@ impl Runnable for RemoteChunkJob {
         self.scope.task
     }
 
-    fn run(self: Box<Self>, counters: &Counters) -> Option<String> {
+    fn run(self: Box<Self>, counters: &Counters) -> Completion {
         if let Some(index) = self.index() {
             self.scope.run_index(index, Some(counters));
         }
-        None
+        DONE
     }
 
     /// Cancelled (the server shut down): the run is cancelled. Any other error (the chunk's
     /// nodes were all lost) is a panic of the `par!` call with the error's text.
-    fn fail(self: Box<Self>, error: JobError) {
+    fn fail(self: Box<Self>, error: JobError) -> Completion {
         let index = self.index();
         match (error, index) {
             (JobError::Cancelled { .. }, _) => self.scope.cancel(),
@@ -117,6 +123,7 @@ impl Runnable for RemoteChunkJob {
         if index.is_some() {
             self.scope.finish_one();
         }
+        DONE
     }
 
     fn fingerprint(&self) -> u64 {
@@ -142,11 +149,13 @@ impl Runnable for RemoteChunkJob {
         outcome: RemoteOutcome,
         counters: &Counters,
         elapsed: Duration,
-    ) -> Option<String> {
-        let index = self.index()?;
+    ) -> Completion {
+        let Some(index) = self.index() else {
+            return DONE;
+        };
         if self.skipped.load(Ordering::Acquire) {
             self.scope.finish_one();
-            return None;
+            return DONE;
         }
         let task = self.scope.task;
         let failure = match outcome {
@@ -177,6 +186,6 @@ impl Runnable for RemoteChunkJob {
         }
         counters.record(elapsed);
         self.scope.finish_one();
-        None
+        DONE
     }
 }

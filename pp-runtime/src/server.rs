@@ -106,6 +106,31 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether idle nodes run a second copy of a straggler; default on
+    /// ([`DEFAULT_DUPLICATE_STRAGGLERS`](crate::remote::DEFAULT_DUPLICATE_STRAGGLERS)).
+    ///
+    /// When a node has room for more jobs, the queue is empty, and a job has been in flight
+    /// on another node for more than 3 times the average time jobs have taken from sending
+    /// to result (and at least 50 ms), the idle node runs a copy of it. The first result
+    /// wins; the other copy's result is dropped when it comes (the slower node is not
+    /// interrupted). The job still completes once, its callback runs once, `wait` counts it
+    /// once, and the statistics count it once, in the row of the node whose result won. A
+    /// job has at most two copies at a time; a copy lost with its node while the other
+    /// runs is dropped without counting an attempt, and if both fail the job is
+    /// rescheduled as usual. `par!` chunks are never copied, and local workers do not run
+    /// copies.
+    ///
+    /// It is on by default because it only uses capacity that would otherwise sit idle at
+    /// the end of a run, and a node much slower than the rest (overloaded, swapping,
+    /// stopped) then no longer holds the end of the run. Turn it off when jobs have side
+    /// effects that must not happen twice, or when long jobs of very unequal lengths make
+    /// the average a poor guide (a long job among short ones would be copied). A job
+    /// rescheduled after a node loss may run twice whatever this setting.
+    pub fn duplicate_stragglers(mut self, on: bool) -> Self {
+        self.cluster.options.duplicate_stragglers = on;
+        self
+    }
+
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
     /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
     /// `PP_SECRET_FILE` (a file holding the secret), and `PP_NCPUS` (local workers; 0 means
@@ -341,13 +366,13 @@ impl Server {
         if let Some(group) = &group {
             group.add();
         }
-        self.core.enqueue(Box::new(LocalJob {
+        self.core.enqueue(Box::new(LocalJob::new(
             task,
             args,
-            state: Arc::clone(&state),
+            Arc::clone(&state),
             callback,
             group,
-        }));
+        )));
         Job::new(state, task.id())
     }
 }

@@ -13,11 +13,17 @@
 //! [`ClusterOptions`](pp_runtime::remote::ClusterOptions)): the jobs it held go back to the
 //! front of the queue, each up to its attempt limit, and the node is retried the same way.
 //!
+//! A node with room in its window when the queue is empty may run a second copy of a job
+//! that straggles on another node (see the `session` module and
+//! [`ClusterOptions::duplicate_stragglers`](pp_runtime::remote::ClusterOptions::duplicate_stragglers)):
+//! the first result wins.
+//!
 //! If the server has no local workers (`PP_NCPUS=0`) and no node is usable while jobs wait,
 //! the jobs run locally after [`FALLBACK_WAIT`], with a warning: a job never waits forever
 //! for a node that does not come.
 
 mod address;
+mod flights;
 mod session;
 
 use crate::program::current_program;
@@ -135,6 +141,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
         program,
         registry_fingerprint: pp_runtime::registry().fingerprint(),
         options: spec.options,
+        flights: flights::Flights::default(),
     });
     let (stop, stopped) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel();

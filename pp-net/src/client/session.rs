@@ -14,14 +14,24 @@
 //! queue, or failed once it reached its attempt limit. When the server shuts down, they are
 //! simply given back. Results of the old connection can never reach a new one, and a result
 //! whose job is not in flight is dropped, so each job is completed once.
+//!
+//! Straggler copies: when the queue is empty and the window has room, the session looks in
+//! the other sessions' in-flight maps (the `flights` module) for a job in flight for more
+//! than [`STRAGGLER_FACTOR`](super::flights::STRAGGLER_FACTOR) times the average latency
+//! across nodes (and at least [`STRAGGLER_MIN`](super::flights::STRAGGLER_MIN)) and sends a
+//! second copy of it (see
+//! [`RemoteJob::duplicate`](pp_runtime::remote::RemoteJob::duplicate)). Both copies share
+//! one result slot: the first result is kept, the later one is refused and not counted; a
+//! copy given back while the other still runs is dropped. The protocol has no cancel
+//! message, so the slower node finishes its copy and its result is dropped.
 
+use super::flights::{self, Flights, SharedFlight, Straggler};
 use super::NodeState;
 use crate::program::{this_target, Program};
 use crate::{
     connect_client, ChannelConfig, JobRequest, Message, Outcome, Secret, SecureReader, SecureWriter,
 };
 use pp_runtime::remote::{ClusterOptions, JobFeed, RemoteJob, RemoteOutcome};
-use std::collections::HashMap;
 use std::io::Read;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -57,8 +67,10 @@ pub(crate) struct Context {
     pub(crate) channel: ChannelConfig,
     pub(crate) program: &'static Program,
     pub(crate) registry_fingerprint: u64,
-    /// Heartbeats, liveness, attempts.
+    /// Heartbeats, liveness, attempts, straggler copies.
     pub(crate) options: ClusterOptions,
+    /// Every session's jobs in flight, to find stragglers.
+    pub(crate) flights: Flights,
 }
 
 /// Why a session ended.
@@ -92,25 +104,31 @@ pub(crate) async fn run(
     };
     node.set_connected(workers);
     tracing::info!(node = %node.name, workers, "node connected");
-    let mut in_flight = HashMap::new();
-    let end = serve(node, ctx, reader, writer, workers, &mut in_flight, shutdown).await;
+    let (me, in_flight) = ctx.flights.register();
+    let end = serve(node, ctx, reader, writer, workers, me, &in_flight, shutdown).await;
+    ctx.flights.unregister(me);
     node.set_disconnected(matches!(end, Serve::Lost(_)));
-    let held = in_flight.len();
+    let jobs: Vec<RemoteJob> = flights::lock(&in_flight)
+        .drain()
+        .map(|(_, (job, _))| job)
+        .collect();
     match end {
         Serve::Shutdown => {
-            for (_, (job, _)) in in_flight.drain() {
+            for job in jobs {
                 ctx.feed.requeue(job);
             }
             End::Shutdown
         }
         Serve::Lost(why) => {
+            let held = jobs.len();
             tracing::warn!(
                 node = %node.name,
                 held,
                 "node lost: {why}; {held} jobs it held go back to the queue, each up to its \
-                 attempt limit (retrying the node in the background)"
+                 attempt limit, unless another copy of the job completed it or still runs \
+                 (retrying the node in the background)"
             );
-            for (_, (job, _)) in in_flight.drain() {
+            for job in jobs {
                 ctx.feed.lost(job, &node.executor);
             }
             End::Lost
@@ -206,8 +224,6 @@ async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), Stri
     Ok(())
 }
 
-type InFlight = HashMap<u64, (RemoteJob, Instant)>;
-
 /// How the working phase of a session ended.
 enum Serve {
     Shutdown,
@@ -248,14 +264,18 @@ impl Drop for Outbox {
 }
 
 /// Keeps up to the window's size of jobs on the node, completes them as results come back,
-/// and sends heartbeats; returns when the server shuts down or the node is lost.
+/// and sends heartbeats; returns when the server shuts down or the node is lost. With
+/// nothing left to take and room in the window, it sends second copies of stragglers of
+/// other sessions (when the options allow).
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     node: &NodeState,
     ctx: &Context,
     mut reader: SecureReader,
     writer: SecureWriter,
     workers: u32,
-    in_flight: &mut InFlight,
+    me: u64,
+    in_flight: &SharedFlight,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Serve {
     let mut outbox = Outbox::start(writer);
@@ -270,10 +290,28 @@ async fn serve(
     loop {
         let window_size = window.size();
         let mut batch = Vec::new();
-        while in_flight.len() < window_size {
-            let Some(job) = ctx.feed.take() else { break };
+        // When a job in flight elsewhere becomes a straggler, if nothing else wakes us first.
+        let mut straggler_at = None;
+        while flights::lock(in_flight).len() < window_size {
+            let (job, copy) = match ctx.feed.take() {
+                Some(job) => (job, false),
+                None if ctx.options.duplicate_stragglers => {
+                    match ctx.flights.straggler(me, Instant::now()) {
+                        Straggler::Found(job) => (job, true),
+                        Straggler::Later(at) => {
+                            straggler_at = Some(at);
+                            break;
+                        }
+                        Straggler::None => break,
+                    }
+                }
+                None => break,
+            };
             match job.encode_args() {
                 Ok(args) => {
+                    if copy {
+                        tracing::debug!(node = %node.name, task = job.task_id(), "running a second copy of a straggler");
+                    }
                     next_id += 1;
                     batch.push(JobRequest {
                         job_id: next_id,
@@ -281,8 +319,10 @@ async fn serve(
                         fingerprint: job.fingerprint(),
                         args,
                     });
-                    in_flight.insert(next_id, (job, Instant::now()));
+                    flights::lock(in_flight).insert(next_id, (job, Instant::now()));
                 }
+                // The first copy still runs: this one is dropped.
+                Err(_) if copy => ctx.feed.requeue(job),
                 Err(e) => ctx.feed.complete(
                     job,
                     &node.executor,
@@ -294,7 +334,7 @@ async fn serve(
         if !batch.is_empty() {
             outbox.send(Message::Submit { jobs: batch });
         }
-        let room = in_flight.len() < window_size;
+        let room = flights::lock(in_flight).len() < window_size;
         // Biased to the node's messages: one that is already here counts before the
         // liveness check looks at the clock.
         tokio::select! {
@@ -304,10 +344,12 @@ async fn serve(
                 match message {
                     Ok(Message::Results { results }) => {
                         for reply in results {
-                            match in_flight.remove(&reply.job_id) {
+                            let entry = flights::lock(in_flight).remove(&reply.job_id);
+                            match entry {
                                 Some((job, sent)) => {
                                     let latency = sent.elapsed();
                                     window.observe(latency);
+                                    ctx.flights.observe(latency);
                                     ctx.feed.complete(job, &node.executor, outcome(reply.outcome), latency);
                                 }
                                 None => tracing::debug!(node = %node.name, job = reply.job_id, "result for a job not in flight dropped"),
@@ -345,6 +387,7 @@ async fn serve(
                 outbox.send(Message::Heartbeat { seq });
             }
             _ = node.notify.notified(), if room => {}
+            _ = sleep_until_some(straggler_at), if room && straggler_at.is_some() => {}
         }
     }
 }
@@ -382,6 +425,14 @@ impl Window {
             }
         };
         self.workers + extra
+    }
+}
+
+/// Sleeps until `at`; never returns for `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
