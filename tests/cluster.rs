@@ -7,7 +7,7 @@ mod support;
 
 use pp::{JobError, Server};
 use std::time::Instant;
-use support::{Node, SECRET, WAIT};
+use support::{jobs_of, Node, SECRET, WAIT};
 
 /// A client of `nodes` with `ncpus` local workers and the given secret.
 fn cluster(nodes: &[&Node], secret: &str, ncpus: usize) -> Server {
@@ -31,16 +31,6 @@ fn wait_connected(server: &Server, nodes: &[&Node]) {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-}
-
-fn jobs_of(server: &Server, name: &str) -> u64 {
-    let stats = server.stats();
-    stats
-        .executors
-        .iter()
-        .find(|e| e.name == name)
-        .unwrap_or_else(|| panic!("no row {name} in\n{stats}"))
-        .jobs
 }
 
 #[pp::parallel]

@@ -11,7 +11,7 @@ use pp::{JobError, Server};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Node, SECRET, WAIT};
+use support::{client, connected, jobs_of, wait_until, Node, SECRET, WAIT};
 
 /// Sleeps `millis` ms, then returns `x`.
 #[pp::parallel]
@@ -28,53 +28,16 @@ fn abort_worker() -> u64 {
 /// A remote-only client (`ncpus(0)`) of `nodes`, with `liveness` as its liveness timeout
 /// and heartbeats ten times as often.
 fn cluster(nodes: &[&Node], liveness: Duration) -> Server {
-    Server::builder()
-        .ppservers(nodes.iter().map(|n| n.addr.to_string()))
-        .secret(SECRET)
-        .ncpus(0)
-        .heartbeat_interval(liveness / 10)
-        .liveness_timeout(liveness)
-        .build()
-        .expect("the cluster client starts")
-}
-
-/// Waits (at most [`WAIT`]) until `pred` holds, or panics with `what` and the statistics.
-fn wait_until(server: &Server, what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !pred() {
-        assert!(
-            Instant::now() < deadline,
-            "not within {WAIT:?}: {what}\nnodes: {:?}\n{}",
-            server.active_nodes(),
-            server.stats()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn connected(server: &Server, node: &Node) -> bool {
-    let name = node.addr.to_string();
-    server
-        .active_nodes()
-        .iter()
-        .any(|n| n.address == name && n.connected)
+    client(nodes, |b| {
+        b.heartbeat_interval(liveness / 10)
+            .liveness_timeout(liveness)
+    })
 }
 
 fn wait_all_connected(server: &Server) {
     wait_until(server, "every node connected", || {
         server.active_nodes().iter().all(|n| n.connected)
     });
-}
-
-fn jobs_of(server: &Server, node: &Node) -> u64 {
-    let name = node.addr.to_string();
-    let stats = server.stats();
-    stats
-        .executors
-        .iter()
-        .find(|e| e.name == name)
-        .unwrap_or_else(|| panic!("no row {name} in\n{stats}"))
-        .jobs
 }
 
 /// Submits `n` jobs of `millis` ms each, `fault` after a third of the results came back;
@@ -157,7 +120,7 @@ fn a_killed_node_loses_no_job_and_none_completes_twice() {
     let stats = server.stats();
     eprintln!("{stats}");
     assert!(
-        jobs_of(&server, &b) > 0 && jobs_of(&server, &c) > 0,
+        jobs_of(&server, &b.name()) > 0 && jobs_of(&server, &c.name()) > 0,
         "the other nodes ran jobs\n{stats}"
     );
 }
@@ -193,9 +156,9 @@ fn a_silent_node_is_declared_lost_and_used_again_after_sigcont() {
     wait_until(&server, "the resumed node is connected again", || {
         connected(&server, &a)
     });
-    let before = jobs_of(&server, &a);
+    let before = jobs_of(&server, &a.name());
     let deadline = Instant::now() + WAIT;
-    while jobs_of(&server, &a) == before {
+    while jobs_of(&server, &a.name()) == before {
         assert!(
             Instant::now() < deadline,
             "the resumed node got no job within {WAIT:?}\n{}",
@@ -293,7 +256,7 @@ fn a_node_busy_with_jobs_longer_than_the_liveness_timeout_is_not_lost() {
         stats.rescheduled_jobs, 0,
         "the node was never lost\n{stats}"
     );
-    assert_eq!(jobs_of(&server, &node), 2, "{stats}");
+    assert_eq!(jobs_of(&server, &node.name()), 2, "{stats}");
     assert!(connected(&server, &node));
     assert!(
         !node.log.contains("disconnected"),
@@ -313,7 +276,7 @@ fn jobs_are_shared_in_proportion_to_the_workers_of_each_node() {
     for (i, job) in jobs.into_iter().enumerate() {
         assert_eq!(job.result(), Ok(i as u64));
     }
-    let (on_one, on_two) = (jobs_of(&server, &one), jobs_of(&server, &two));
+    let (on_one, on_two) = (jobs_of(&server, &one.name()), jobs_of(&server, &two.name()));
     let stats = server.stats();
     eprintln!("{stats}");
     assert_eq!(on_one + on_two, 300, "{stats}");
@@ -354,7 +317,7 @@ fn a_node_restarted_on_the_same_port_is_used_again() {
     for (i, job) in jobs.into_iter().enumerate() {
         assert_eq!(job.result(), Ok(i as u64));
     }
-    let before = jobs_of(&server, &first);
+    let before = jobs_of(&server, &first.name());
     assert_eq!(before, 5);
     drop(first); // kills and reaps the node
     wait_until(&server, "the killed node is seen lost", || {
@@ -370,7 +333,7 @@ fn a_node_restarted_on_the_same_port_is_used_again() {
         assert_eq!(job.result(), Ok(i as u64));
     }
     assert_eq!(
-        jobs_of(&server, &second),
+        jobs_of(&server, &second.name()),
         before + 5,
         "the same row, on the new process"
     );

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{temp_dir, Node, SECRET, WAIT};
+use support::{client, jobs_of, temp_dir, wait_until, Node, WAIT};
 
 /// Sleeps `millis` ms; on the node whose pid is `held_on`, first waits (at most a minute)
 /// while the file `hold` exists. Returns `x` and the pid of the node that ran it.
@@ -31,38 +31,7 @@ fn held_echo(x: u64, millis: u64, held_on: u32, hold: String) -> (u64, u32) {
 
 /// A remote-only client of `nodes` with straggler copies `on` or off.
 fn cluster(nodes: &[&Node], on: bool) -> Server {
-    Server::builder()
-        .ppservers(nodes.iter().map(|n| n.addr.to_string()))
-        .secret(SECRET)
-        .ncpus(0)
-        .duplicate_stragglers(on)
-        .build()
-        .expect("the cluster client starts")
-}
-
-/// Waits (at most [`WAIT`]) until `pred` holds, or panics with `what` and the statistics.
-fn wait_until(server: &Server, what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !pred() {
-        assert!(
-            Instant::now() < deadline,
-            "not within {WAIT:?}: {what}\nnodes: {:?}\n{}",
-            server.active_nodes(),
-            server.stats()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn jobs_of(server: &Server, node: &Node) -> u64 {
-    let name = node.addr.to_string();
-    let stats = server.stats();
-    stats
-        .executors
-        .iter()
-        .find(|e| e.name == name)
-        .unwrap_or_else(|| panic!("no row {name} in\n{stats}"))
-        .jobs
+    client(nodes, |b| b.duplicate_stragglers(on))
 }
 
 /// A hold file that exists until [`Hold::release`] or drop.
@@ -157,10 +126,10 @@ impl Run {
 /// its connection delivers in order, so the late results of the copies it held have come
 /// back (and been dropped) by then. Returns how many jobs it submitted.
 fn drain_slow_node(server: &Server, slow: &Node) -> u64 {
-    let before = jobs_of(server, slow);
+    let before = jobs_of(server, &slow.name());
     let deadline = Instant::now() + WAIT;
     let mut submitted = 0;
-    while jobs_of(server, slow) == before {
+    while jobs_of(server, &slow.name()) == before {
         assert!(
             Instant::now() < deadline,
             "the released node won no job within {WAIT:?}\n{}",
@@ -211,8 +180,8 @@ fn with_copies_on_a_slow_node_does_not_hold_the_end_of_the_run() {
     let stats = server.stats();
     eprintln!("{stats}");
     assert_eq!(stats.total_jobs(), n, "each job counted once\n{stats}");
-    assert_eq!(jobs_of(&server, &fast), n, "{stats}");
-    assert_eq!(jobs_of(&server, &slow), 0, "{stats}");
+    assert_eq!(jobs_of(&server, &fast.name()), n, "{stats}");
+    assert_eq!(jobs_of(&server, &slow.name()), 0, "{stats}");
     assert_eq!(stats.rescheduled_jobs, 0, "no node was lost\n{stats}");
     let slow_status = server
         .active_nodes()
@@ -255,7 +224,7 @@ fn with_copies_off_the_slow_node_keeps_its_jobs_until_it_finishes_them() {
     wait_until(&server, "the queue is empty", || {
         server.stats().queued_jobs == 0
     });
-    assert_eq!(jobs_of(&server, &slow), 0);
+    assert_eq!(jobs_of(&server, &slow.name()), 0);
     run.release(&hold);
     let (nodes, completions, after_release) = run.results();
     assert!(server.wait_timeout(WAIT), "pending reached zero");
@@ -284,9 +253,13 @@ fn with_copies_off_the_slow_node_keeps_its_jobs_until_it_finishes_them() {
     let stats = server.stats();
     eprintln!("{stats}");
     assert_eq!(stats.total_jobs(), n, "{stats}");
-    assert_eq!(jobs_of(&server, &slow), on_slow.len() as u64, "{stats}");
     assert_eq!(
-        jobs_of(&server, &fast),
+        jobs_of(&server, &slow.name()),
+        on_slow.len() as u64,
+        "{stats}"
+    );
+    assert_eq!(
+        jobs_of(&server, &fast.name()),
         n - on_slow.len() as u64,
         "the fast node's row does not include the slow node's jobs\n{stats}"
     );

@@ -85,6 +85,55 @@ pub struct Node {
     pub cache_dir: PathBuf,
 }
 
+/// A client of `nodes` with the tests' secret and no local worker, set up further by
+/// `configure` (liveness, straggler copies, ...).
+pub fn client(
+    nodes: &[&Node],
+    configure: impl FnOnce(pp::ServerBuilder) -> pp::ServerBuilder,
+) -> pp::Server {
+    let builder = pp::Server::builder()
+        .ppservers(nodes.iter().map(|n| n.name()))
+        .secret(SECRET)
+        .ncpus(0);
+    configure(builder)
+        .build()
+        .expect("the cluster client starts")
+}
+
+/// Waits (at most [`WAIT`]) until `pred` holds, or panics with `what` and the statistics.
+pub fn wait_until(server: &pp::Server, what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !pred() {
+        assert!(
+            Instant::now() < deadline,
+            "not within {WAIT:?}: {what}\nnodes: {:?}\n{}",
+            server.active_nodes(),
+            server.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `server` is connected to `node` now.
+pub fn connected(server: &pp::Server, node: &Node) -> bool {
+    let name = node.name();
+    server
+        .active_nodes()
+        .iter()
+        .any(|n| n.address == name && n.connected)
+}
+
+/// The jobs done by the statistics row `row` (`local`, or a node's [`Node::name`]).
+pub fn jobs_of(server: &pp::Server, row: &str) -> u64 {
+    let stats = server.stats();
+    stats
+        .executors
+        .iter()
+        .find(|e| e.name == row)
+        .unwrap_or_else(|| panic!("no row {row} in\n{stats}"))
+        .jobs
+}
+
 /// A fresh directory under the system's temporary directory, unique to this process.
 pub fn temp_dir(name: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -161,6 +210,11 @@ impl Node {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         node
+    }
+
+    /// `host:port`, as clients name the node and as its statistics row is called.
+    pub fn name(&self) -> String {
+        self.addr.to_string()
     }
 
     /// The process id.
