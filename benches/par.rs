@@ -14,9 +14,14 @@
 
 mod common;
 
+// The md5 search's helpers, as the example has them.
+#[path = "../examples/par_md5.rs"]
+#[allow(dead_code)]
+mod par_md5;
+
 use common::median;
 
-use md5::{Digest, Md5};
+use par_md5::md5_of;
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -40,22 +45,6 @@ fn term(k: u64) -> f64 {
     } else {
         -1.0 / k as f64
     }
-}
-
-/// The md5 digest of `n`'s decimal text, formatted without allocating.
-fn md5_of(n: u64) -> [u8; 16] {
-    let mut text = [0u8; 20];
-    let mut at = text.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        text[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    Md5::digest(&text[at..]).into()
 }
 
 fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
