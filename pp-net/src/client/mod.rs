@@ -171,25 +171,14 @@ async fn run_cluster(
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     for node in &nodes {
-        tasks.spawn_local_or_spawn(drive_node(
+        tasks.spawn(drive_node(
             Arc::clone(node),
             Arc::clone(&ctx),
             stopped.clone(),
         ));
     }
-    tasks.spawn_local_or_spawn(fallback(nodes, ctx, stopped));
+    tasks.spawn(fallback(nodes, ctx, stopped));
     while tasks.join_next().await.is_some() {}
-}
-
-/// Spawning on the current-thread runtime; the futures are `Send` anyway.
-trait SpawnHere {
-    fn spawn_local_or_spawn<F: std::future::Future<Output = ()> + Send + 'static>(&mut self, f: F);
-}
-
-impl SpawnHere for tokio::task::JoinSet<()> {
-    fn spawn_local_or_spawn<F: std::future::Future<Output = ()> + Send + 'static>(&mut self, f: F) {
-        self.spawn(f);
-    }
 }
 
 /// Keeps one node connected for as long as the server runs.
