@@ -3,6 +3,8 @@
 //!
 //! Run with `cargo bench --bench cluster`; it prints Markdown tables for BENCHMARKS.md. The
 //! client runs no local worker, so every job crosses the network, encrypted.
+//!
+//! `PP_BENCH_ONLY=tiny`, `latency` or `big` runs one part alone (for profiling).
 
 mod common;
 
@@ -105,6 +107,26 @@ fn main() {
     server.submit(empty, ()).result().expect("warm-up job");
     let echo = echo_server();
 
+    let only = std::env::var("PP_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only == name;
+
+    println!("## One node on 127.0.0.1 (2 workers), client with no local worker, median of {RUNS} runs\n");
+    println!("| measure | pp through ppserver | loopback floor (TCP echo) | ratio |");
+    println!("|---|---|---|---|");
+    if part("tiny") {
+        tiny_jobs(&server, &echo);
+    }
+    if part("latency") {
+        one_job_alone(&server, &echo);
+    }
+    if part("big") {
+        big_argument(&server);
+    }
+    println!();
+    server.print_stats();
+}
+
+fn tiny_jobs(server: &pp::Server, echo: &str) {
     let mut rates = Vec::new();
     let mut echo_rates = Vec::new();
     for _ in 0..RUNS {
@@ -114,13 +136,10 @@ fn main() {
             job.result().expect("tiny job");
         }
         rates.push(TINY_JOBS as f64 / start.elapsed().as_secs_f64());
-        echo_rates.push(echo_messages_per_second(&echo));
+        echo_rates.push(echo_messages_per_second(echo));
     }
     rates.sort_by(f64::total_cmp);
     echo_rates.sort_by(f64::total_cmp);
-    println!("## One node on 127.0.0.1 (2 workers), client with no local worker, median of {RUNS} runs\n");
-    println!("| measure | pp through ppserver | loopback floor (TCP echo) | ratio |");
-    println!("|---|---|---|---|");
     let (rate, floor) = (rates[RUNS / 2], echo_rates[RUNS / 2]);
     println!(
         "| tiny jobs pipelined ({TINY_JOBS} per run) | {:.0} jobs/s | {:.0} messages/s | {:.3} |",
@@ -128,9 +147,11 @@ fn main() {
         floor,
         rate / floor
     );
+}
 
+fn one_job_alone(server: &pp::Server, echo: &str) {
     // Alternate one job and one echo round trip, so both see the same machine state.
-    let mut echo_stream = TcpStream::connect(&echo).expect("connect echo");
+    let mut echo_stream = TcpStream::connect(echo).expect("connect echo");
     echo_stream.set_nodelay(true).expect("nodelay");
     let mut pp_lat: Vec<Duration> = Vec::new();
     let mut echo_lat: Vec<Duration> = Vec::new();
@@ -153,7 +174,9 @@ fn main() {
         echo_99.as_secs_f64() * 1e6,
         pp_med.as_secs_f64() / echo_med.as_secs_f64()
     );
+}
 
+fn big_argument(server: &pp::Server) {
     let big = vec![7u8; BIG_ARG];
     let plain: Vec<Duration> = (0..RUNS)
         .map(|_| {
@@ -190,6 +213,4 @@ fn main() {
             t.as_secs_f64() * 1e3
         );
     }
-    println!();
-    server.print_stats();
 }

@@ -15,6 +15,9 @@ fn cluster(nodes: &[&Node], secret: &str, ncpus: usize) -> Server {
         .ppservers(nodes.iter().map(|n| n.addr.to_string()))
         .secret(secret)
         .ncpus(ncpus)
+        // Jobs meant for the nodes must not fall back to local workers because the
+        // machine is slow to start them.
+        .fallback_wait(WAIT)
         .build()
         .expect("the cluster client starts")
 }

@@ -6,7 +6,7 @@
 mod checks;
 mod support;
 
-use support::{temp_dir, Node, SECRET};
+use support::{temp_dir, wait_until, Node, SECRET};
 
 #[test]
 fn the_environment_turns_on_cluster_mode_for_unchanged_code() {
@@ -27,6 +27,11 @@ fn the_environment_turns_on_cluster_mode_for_unchanged_code() {
         nodes.iter().map(|n| n.address.clone()).collect::<Vec<_>>(),
         [a.addr.to_string(), b.addr.to_string()]
     );
+    // The environment gives no fallback wait: on a busy machine, jobs submitted before the
+    // nodes are ready could fall back to local workers after 2 s.
+    wait_until(&server, "both nodes connected", || {
+        server.active_nodes().iter().all(|n| n.connected)
+    });
     checks::sum_primes(&server);
     checks::callback(&server);
     let stats = server.stats();

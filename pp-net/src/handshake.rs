@@ -1,6 +1,6 @@
 //! Mutual authentication from a shared secret, with the Noise protocol (`snow`).
 //!
-//! Pattern `Noise_NNpsk0_25519_ChaChaPoly_SHA256`: both sides send a fresh ephemeral X25519
+//! Pattern `Noise_NNpsk0_25519_AESGCM_SHA256`: both sides send a fresh ephemeral X25519
 //! key, and the pre-shared key (derived from the secret, see [`Secret`]) is mixed in from
 //! the first message on. The prologue is the client's preamble followed by the server's, so
 //! a rewritten preamble breaks the handshake.
@@ -28,7 +28,11 @@ use crate::preamble::{self, PREAMBLE_LEN};
 use crate::secure::{SecureReader, SecureWriter};
 
 /// The Noise protocol name; changing it is a protocol version change.
-pub(crate) const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_SHA256";
+///
+/// AES-GCM rather than ChaCha20-Poly1305: with the AES instructions of current x86 and ARM
+/// CPUs, ring seals 64 KB segments about 4.5 times faster (6.8 against 1.5 GB/s measured on
+/// the benchmark machine), which is what large arguments pay twice per hop.
+pub(crate) const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
 
 /// Domain separation for the PSK, so the same secret used elsewhere gives another key.
 const PSK_CONTEXT: &[u8] = b"pp-net psk v1\0";

@@ -9,7 +9,7 @@
 //!    key derived from the cluster's shared [`Secret`]. Both sides prove they know the
 //!    secret without sending it, both contribute fresh ephemeral keys, and a recorded
 //!    handshake replayed later fails. Bounded by [`ChannelConfig::handshake_timeout`].
-//! 3. **Frames**: every message is encrypted and authenticated (ChaCha20-Poly1305); a frame
+//! 3. **Frames**: every message is encrypted and authenticated (AES-256-GCM); a frame
 //!    announcing more than [`ChannelConfig::max_message`] is refused before any memory is
 //!    reserved, and an altered byte is rejected.
 //!

@@ -129,6 +129,16 @@ impl Core {
     /// - otherwise the short [`SPIN`], which catches a lone short job without a wake-up.
     pub(crate) fn waiter_poll(&self) -> Duration {
         let ncpus = self.ncpus();
+        if ncpus == 0 {
+            // Every job goes to a node: a result takes at least a network round trip, and
+            // a waiter behind queued jobs would only take a core from the network thread
+            // (or, on one machine, from the node and its workers).
+            return if self.queued() > 0 {
+                Duration::ZERO
+            } else {
+                SPIN
+            };
+        }
         if ncpus < self.cores {
             let typical = self.stats.local.average().saturating_mul(2);
             typical.clamp(SPIN, MAX_IDLE_CORE_WAIT)

@@ -43,6 +43,9 @@ pub enum RemoteOutcome {
 /// Default for [`ClusterOptions::heartbeat_interval`]: 500 ms.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Default for [`ClusterOptions::fallback_wait`]: 2 seconds.
+pub const DEFAULT_FALLBACK_WAIT: Duration = Duration::from_secs(2);
+
 /// Default for [`ClusterOptions::liveness_timeout`]: 3 s.
 pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -83,6 +86,10 @@ pub struct ClusterOptions {
     /// job with side effects (files, network) may have them twice, as it already may when
     /// a lost node's job is rescheduled. Default [`DEFAULT_DUPLICATE_STRAGGLERS`] (on).
     pub duplicate_stragglers: bool,
+    /// With no local workers (`ncpus` 0): how long jobs wait while no node is usable
+    /// before they run on local workers after all, with a warning, so that a job never
+    /// waits forever for a node that does not come. Default [`DEFAULT_FALLBACK_WAIT`].
+    pub fallback_wait: Duration,
 }
 
 impl Default for ClusterOptions {
@@ -92,6 +99,7 @@ impl Default for ClusterOptions {
             liveness_timeout: DEFAULT_LIVENESS_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             duplicate_stragglers: DEFAULT_DUPLICATE_STRAGGLERS,
+            fallback_wait: DEFAULT_FALLBACK_WAIT,
         }
     }
 }

@@ -82,6 +82,14 @@ impl ServerBuilder {
         self
     }
 
+    /// With no local workers (`ncpus(0)`): how long jobs wait while no node is usable
+    /// before they run locally after all, with a warning; default 2 s
+    /// ([`DEFAULT_FALLBACK_WAIT`](crate::remote::DEFAULT_FALLBACK_WAIT)).
+    pub fn fallback_wait(mut self, wait: Duration) -> Self {
+        self.cluster.options.fallback_wait = wait;
+        self
+    }
+
     /// How long a node may stay silent (no result, no answer to a heartbeat) before it is
     /// declared lost; default 3 s
     /// ([`DEFAULT_LIVENESS_TIMEOUT`](crate::remote::DEFAULT_LIVENESS_TIMEOUT)). A lost

@@ -86,7 +86,9 @@ pub struct Node {
 }
 
 /// A client of `nodes` with the tests' secret and no local worker, set up further by
-/// `configure` (liveness, straggler copies, ...).
+/// `configure` (liveness, straggler copies, ...). Jobs wait up to [`WAIT`] for a node
+/// before they fall back to local workers, so a slow start on a busy machine does not run
+/// them locally.
 pub fn client(
     nodes: &[&Node],
     configure: impl FnOnce(pp::ServerBuilder) -> pp::ServerBuilder,
@@ -94,7 +96,8 @@ pub fn client(
     let builder = pp::Server::builder()
         .ppservers(nodes.iter().map(|n| n.name()))
         .secret(SECRET)
-        .ncpus(0);
+        .ncpus(0)
+        .fallback_wait(WAIT);
     configure(builder)
         .build()
         .expect("the cluster client starts")

@@ -19,7 +19,9 @@
 //! the first result wins.
 //!
 //! If the server has no local workers (`PP_NCPUS=0`) and no node is usable while jobs wait,
-//! the jobs run locally after [`FALLBACK_WAIT`], with a warning: a job never waits forever
+//! the jobs run locally after
+//! [`fallback_wait`](pp_runtime::remote::ClusterOptions::fallback_wait) (2 s by default),
+//! with a warning: a job never waits forever
 //! for a node that does not come.
 
 mod address;
@@ -36,10 +38,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
-
-/// How long jobs wait for a node when the server has no local workers, before they run
-/// locally anyway.
-pub const FALLBACK_WAIT: Duration = Duration::from_secs(2);
 
 /// First and largest pause between attempts to reach a node.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
@@ -231,8 +229,8 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(u64::from(nanos % max))
 }
 
-/// With no local workers, runs jobs locally once no node has been usable for
-/// [`FALLBACK_WAIT`] while jobs wait.
+/// With no local workers, runs jobs locally once no node has been usable for the
+/// options' `fallback_wait` while jobs wait.
 async fn fallback(
     nodes: Vec<Arc<NodeState>>,
     ctx: Arc<session::Context>,
@@ -246,11 +244,12 @@ async fn fallback(
         match (stranded, waiting_since) {
             (false, _) => waiting_since = None,
             (true, None) => waiting_since = Some(Instant::now()),
-            (true, Some(since)) if since.elapsed() >= FALLBACK_WAIT => {
+            (true, Some(since)) if since.elapsed() >= ctx.options.fallback_wait => {
+                let wait = ctx.options.fallback_wait;
                 let cores = pp_runtime::available_cores();
                 let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
                 tracing::warn!(
-                    "no node is usable ({}) after {FALLBACK_WAIT:?}: running jobs on {cores} local workers",
+                    "no node is usable ({}) after {wait:?}: running jobs on {cores} local workers",
                     names.join(", ")
                 );
                 if let Err(e) = ctx.feed.set_local_workers(cores) {

@@ -348,7 +348,10 @@ async fn serve(
                             match entry {
                                 Some((job, sent)) => {
                                     let latency = sent.elapsed();
-                                    window.observe(latency);
+                                    // Itself and the jobs still in flight: about the depth
+                                    // it was sent at, in a steady stream.
+                                    let depth = flights::lock(in_flight).len() + 1;
+                                    window.observe(latency, depth);
                                     ctx.flights.observe(latency);
                                     ctx.feed.complete(job, &node.executor, outcome(reply.outcome), latency);
                                 }
@@ -392,35 +395,41 @@ async fn serve(
     }
 }
 
-/// The number of jobs to keep in flight on one node, from the latency of its jobs.
+/// The number of jobs to keep in flight on one node, from the service time of its jobs.
 struct Window {
     workers: usize,
-    /// Moving average of the time from sending a job to its result, in seconds.
-    latency: Option<f64>,
+    /// Moving average of the time a job takes on the node, in seconds.
+    service: Option<f64>,
 }
 
 impl Window {
     fn new(workers: u32) -> Self {
         Window {
             workers: workers as usize,
-            latency: None,
+            service: None,
         }
     }
 
-    fn observe(&mut self, latency: Duration) {
-        let sample = latency.as_secs_f64();
-        self.latency = Some(match self.latency {
+    /// Takes in a result that came `latency` after its job was sent with `depth` jobs in
+    /// flight (itself included). Those ahead of it were shared by the node's workers, so
+    /// the job's own time is about the latency over `depth / workers` (at least one):
+    /// the window measures work, not the queueing it causes itself. With no queue the
+    /// round trip counts as service, which errs on the side of a shallower window.
+    fn observe(&mut self, latency: Duration, depth: usize) {
+        let rounds = (depth as f64 / self.workers.max(1) as f64).max(1.0);
+        let sample = latency.as_secs_f64() / rounds;
+        self.service = Some(match self.service {
             None => sample,
             Some(avg) => 0.9 * avg + 0.1 * sample,
         });
     }
 
     fn size(&self) -> usize {
-        let extra = match self.latency {
+        let extra = match self.service {
             None => MIN_EXTRA_IN_FLIGHT,
-            Some(latency) => {
+            Some(service) => {
                 let budget = QUEUED_WORK_PER_WORKER.as_secs_f64() * self.workers as f64;
-                let extra = (budget / latency.max(1e-9)).ceil();
+                let extra = (budget / service.max(1e-9)).ceil();
                 (extra.min(MAX_EXTRA_IN_FLIGHT as f64) as usize).max(MIN_EXTRA_IN_FLIGHT)
             }
         };
@@ -454,16 +463,30 @@ mod tests {
         let mut window = Window::new(2);
         assert_eq!(window.size(), 2 + MIN_EXTRA_IN_FLIGHT, "before any result");
         for _ in 0..100 {
-            window.observe(Duration::from_micros(20));
+            window.observe(Duration::from_micros(20), 1);
         }
         assert_eq!(window.size(), 2 + 200, "4 ms of 20 µs jobs");
         for _ in 0..200 {
-            window.observe(Duration::from_millis(50));
+            window.observe(Duration::from_millis(50), 2);
         }
         assert_eq!(window.size(), 2 + MIN_EXTRA_IN_FLIGHT);
         for _ in 0..200 {
-            window.observe(Duration::from_nanos(10));
+            window.observe(Duration::from_nanos(10), 1);
         }
         assert_eq!(window.size(), 2 + MAX_EXTRA_IN_FLIGHT);
+    }
+
+    #[test]
+    fn queueing_behind_the_window_does_not_shrink_it() {
+        // 10 µs jobs on 2 workers, 400 in flight: each waits 200 rounds, 2 ms in all.
+        let mut window = Window::new(2);
+        for _ in 0..200 {
+            window.observe(Duration::from_millis(2), 400);
+        }
+        assert_eq!(
+            window.size(),
+            2 + 400,
+            "4 ms of 10 µs jobs, as without a queue"
+        );
     }
 }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pp_runtime::worker::{
@@ -21,6 +20,10 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Bodies up to this size are written in one piece with their header.
 const SMALL_FRAME: usize = 64 << 10;
+
+/// Pipe buffer asked for each direction of a worker's pipes: 1 MiB, the most an
+/// unprivileged process gets by default on Linux.
+const PIPE_BUFFER: usize = 1 << 20;
 
 /// How to start the workers of one session.
 #[derive(Debug, Clone)]
@@ -58,6 +61,12 @@ impl WorkerProcess {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("cannot run the program on this node: no pipes to the worker".into());
         };
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            sys::grow_pipe(stdin.as_raw_fd(), PIPE_BUFFER);
+            sys::grow_pipe(stdout.as_raw_fd(), PIPE_BUFFER);
+        }
         let mut process = WorkerProcess {
             child,
             stdin,
@@ -116,69 +125,24 @@ impl WorkerProcess {
         worker::decode_body(&body, "worker hello", self.limit)
     }
 
-    /// Encodes a job for the pipe.
-    ///
-    /// # Errors
-    /// [`WorkerError::TooLarge`] when it exceeds the frame limit: the job cannot be sent,
-    /// and the worker is still fine.
-    pub(crate) fn encode(&self, job: &JobRequest) -> Result<Vec<u8>, WorkerError> {
-        worker::encode_job(
-            job.job_id,
-            &job.task,
-            job.fingerprint,
-            &job.args,
-            self.limit,
-        )
+    /// What encodes jobs for this worker's pipe.
+    pub(crate) fn encoder(&self) -> JobEncoder {
+        JobEncoder { limit: self.limit }
     }
 
-    /// Runs jobs encoded by [`WorkerProcess::encode`], given as `(job_id, body)`, in
-    /// order: all are written to the worker at once, and `on_reply` gets each reply as it
-    /// arrives. Writing and reading go on together, so neither pipe can fill up and stall
-    /// the other.
-    ///
-    /// # Errors
-    /// The worker died or broke the protocol: the process is unusable. The index is that
-    /// of the first job without a reply (the one that was running); later jobs never
-    /// started.
-    pub(crate) async fn run_batch(
-        &mut self,
-        jobs: &[(u64, Vec<u8>)],
-        mut on_reply: impl FnMut(WorkerReply),
-    ) -> Result<(), (usize, WorkerError)> {
-        let answered = AtomicUsize::new(0);
-        let stdin = &mut self.stdin;
-        let stdout = &mut self.stdout;
-        let limit = self.limit;
-        let write = write_jobs(stdin, jobs);
-        let read = async {
-            for (job_id, _) in jobs {
-                let body = read_frame(stdout, "reply", limit).await?;
-                let reply: WorkerReply = worker::decode_body(&body, "reply", limit)?;
-                if reply.job_id != *job_id {
-                    return Err(WorkerError::Io {
-                        during: "reading the worker's reply",
-                        source: std::io::Error::other(format!(
-                            "reply for job {} while job {job_id} runs",
-                            reply.job_id
-                        )),
-                    });
-                }
-                on_reply(reply);
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        };
-        tokio::pin!(write, read);
-        let mut written = false;
-        loop {
-            tokio::select! {
-                result = &mut write, if !written => match result {
-                    Ok(()) => written = true,
-                    Err(error) => return Err((answered.load(Ordering::Relaxed), error)),
-                },
-                result = &mut read => return result.map_err(|e| (answered.load(Ordering::Relaxed), e)),
-            }
-        }
+    /// The two ends of the worker's pipes, to write jobs and read replies at the same time
+    /// (see [`JobWriter`] and [`ReplyReader`]).
+    pub(crate) fn pipes(&mut self) -> (JobWriter<'_>, ReplyReader<'_>) {
+        (
+            JobWriter {
+                stdin: &mut self.stdin,
+                gathered: Vec::new(),
+            },
+            ReplyReader {
+                stdout: &mut self.stdout,
+                limit: self.limit,
+            },
+        )
     }
 
     /// After a failed exchange: how the process ended ("exited with signal 6 (SIGABRT)"),
@@ -207,35 +171,92 @@ impl WorkerProcess {
     }
 }
 
-/// Writes job frames; small ones gathered into one write.
-async fn write_jobs(stdin: &mut ChildStdin, jobs: &[(u64, Vec<u8>)]) -> Result<(), WorkerError> {
-    let io = |source| WorkerError::Io {
-        during: "writing to the worker",
-        source,
-    };
-    let mut gathered = Vec::new();
-    for (_, body) in jobs {
-        let header = worker::frame_header(body.len());
-        if body.len() <= SMALL_FRAME {
-            gathered.extend_from_slice(&header);
-            gathered.extend_from_slice(body);
-            if gathered.len() < SMALL_FRAME {
+/// Encodes jobs for a worker's pipe, within its frame limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JobEncoder {
+    limit: u32,
+}
+
+impl JobEncoder {
+    /// Encodes a job for the pipe.
+    ///
+    /// # Errors
+    /// [`WorkerError::TooLarge`] when it exceeds the frame limit: the job cannot be sent,
+    /// and the worker is still fine.
+    pub(crate) fn encode(&self, job: &JobRequest) -> Result<Vec<u8>, WorkerError> {
+        worker::encode_job(
+            job.job_id,
+            &job.task,
+            job.fingerprint,
+            &job.args,
+            self.limit,
+        )
+    }
+}
+
+/// The job-writing end of a worker's pipes.
+pub(crate) struct JobWriter<'a> {
+    stdin: &'a mut ChildStdin,
+    gathered: Vec<u8>,
+}
+
+impl JobWriter<'_> {
+    /// Writes jobs encoded by [`WorkerProcess::encode`]; small ones are gathered into one
+    /// write, so that a batch of tiny jobs costs the worker one wake-up.
+    ///
+    /// # Errors
+    /// The pipe is closed or broken: the worker died.
+    pub(crate) async fn write(&mut self, bodies: &[Vec<u8>]) -> Result<(), WorkerError> {
+        let io = |source| WorkerError::Io {
+            during: "writing to the worker",
+            source,
+        };
+        let gathered = &mut self.gathered;
+        gathered.clear();
+        for body in bodies {
+            let header = worker::frame_header(body.len());
+            if body.len() <= SMALL_FRAME {
+                gathered.extend_from_slice(&header);
+                gathered.extend_from_slice(body);
+                if gathered.len() < SMALL_FRAME {
+                    continue;
+                }
+            } else {
+                self.stdin.write_all(gathered).await.map_err(io)?;
+                gathered.clear();
+                self.stdin.write_all(&header).await.map_err(io)?;
+                self.stdin.write_all(body).await.map_err(io)?;
                 continue;
             }
-        } else {
-            stdin.write_all(&gathered).await.map_err(io)?;
+            self.stdin.write_all(gathered).await.map_err(io)?;
             gathered.clear();
-            stdin.write_all(&header).await.map_err(io)?;
-            stdin.write_all(body).await.map_err(io)?;
-            continue;
         }
-        stdin.write_all(&gathered).await.map_err(io)?;
-        gathered.clear();
+        if !gathered.is_empty() {
+            self.stdin.write_all(gathered).await.map_err(io)?;
+        }
+        if gathered.capacity() > 4 * SMALL_FRAME {
+            *gathered = Vec::new();
+        }
+        Ok(())
     }
-    if !gathered.is_empty() {
-        stdin.write_all(&gathered).await.map_err(io)?;
+}
+
+/// The reply-reading end of a worker's pipes.
+pub(crate) struct ReplyReader<'a> {
+    stdout: &'a mut BufReader<ChildStdout>,
+    limit: u32,
+}
+
+impl ReplyReader<'_> {
+    /// Reads the worker's next reply.
+    ///
+    /// # Errors
+    /// [`WorkerError::Truncated`] when the pipe closed (the worker died); other errors
+    /// when it broke the protocol.
+    pub(crate) async fn read(&mut self) -> Result<WorkerReply, WorkerError> {
+        let body = read_frame(self.stdout, "reply", self.limit).await?;
+        worker::decode_body(&body, "reply", self.limit)
     }
-    Ok(())
 }
 
 /// Starts the program, retrying a few times while the just-written file is "busy".

@@ -1,22 +1,23 @@
-//! One loop per worker process: take queued jobs, run them, hand the replies on.
+//! One loop per worker process: feed it queued jobs, pass its replies on.
 //!
-//! Long jobs go to a worker one at a time, so that every idle worker gets the next job.
-//! Tiny jobs (a session's mean service time below [`TINY_JOB`]) go in small batches, a fair
-//! share of the queue, written to the worker at once: the worker then answers many jobs
-//! per wake-up instead of paying a pipe round trip for each. Replies are passed on one by
-//! one as they arrive, batched or not.
+//! Writing jobs and reading replies go on side by side. Long jobs go to a worker one at a
+//! time, written only when it is idle, so that every idle worker gets the next job. Tiny
+//! jobs (a session's mean service time below [`TINY_JOB`]) stream: a worker holds up to
+//! [`MAX_AHEAD`] jobs, a fair share of the queue written at once, and is topped up as its
+//! replies come back, so it never waits for the node between jobs and answers many jobs
+//! per wake-up. Replies are passed on one by one as they arrive.
 //!
-//! A worker that dies fails the job it was running with `WorkerCrashed`; the jobs of its
-//! batch that had not started go back to the front of the queue, and a fresh worker
-//! replaces it.
+//! A worker that dies fails the job it was running (the oldest without a reply) with
+//! `WorkerCrashed`; the jobs written after it had not started and go back to the front of
+//! the queue, and a fresh worker replaces it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pp_runtime::worker::{WorkerError, WorkerOutcome, WorkerReply};
-use tokio::sync::{mpsc, watch, Mutex};
+use pp_runtime::worker::{WorkerError, WorkerOutcome};
+use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use super::process::{WorkerProcess, WorkerSpec};
 use super::relay::Outgoing;
@@ -26,8 +27,8 @@ use crate::{JobReply, JobRequest, Outcome};
 /// Jobs whose mean service time is below this are batched.
 const TINY_JOB: Duration = Duration::from_micros(200);
 
-/// Most jobs written to one worker at once.
-const MAX_BATCH: usize = 64;
+/// Most tiny jobs a worker holds (written, not yet answered).
+const MAX_AHEAD: usize = 64;
 
 /// The jobs of one session and what its worker loops share.
 pub(crate) struct Pool {
@@ -83,26 +84,43 @@ impl Pool {
         self.mean_nanos.store(mean, Ordering::Relaxed);
     }
 
+    /// Puts jobs back at the front of the queue, in order.
+    fn give_back(&self, jobs: Vec<JobRequest>) {
+        let mut retry = self.retry();
+        for (i, job) in jobs.into_iter().enumerate() {
+            retry.insert(i, job);
+        }
+    }
+
     fn tiny(&self) -> bool {
         self.mean_nanos.load(Ordering::Relaxed) < TINY_JOB.as_nanos() as u64
     }
 
-    /// The next jobs for one worker: retried ones first, else one from the queue plus,
-    /// when jobs are tiny, a fair share of what is queued. `None` when the queue closed.
-    async fn take(&self) -> Option<Vec<JobRequest>> {
+    /// How many jobs a worker may hold: [`MAX_AHEAD`] when jobs are tiny, else one.
+    fn ahead(&self) -> usize {
+        if self.tiny() {
+            MAX_AHEAD
+        } else {
+            1
+        }
+    }
+
+    /// The next jobs for a worker with room for `room` (at least one): retried ones
+    /// first, else one from the queue plus, when there is room, a fair share of what is
+    /// queued. `None` when the queue closed.
+    async fn take(&self, room: usize) -> Option<Vec<JobRequest>> {
         {
             let mut retry = self.retry();
             if !retry.is_empty() {
-                let n = if self.tiny() { MAX_BATCH } else { 1 };
-                let n = n.min(retry.len());
+                let n = room.min(retry.len());
                 return Some(retry.drain(..n).collect());
             }
         }
         let mut queue = self.queue.lock().await;
         let first = queue.recv().await?;
         let mut batch = vec![first];
-        if self.tiny() {
-            let share = (queue.len() / self.workers).min(MAX_BATCH - 1);
+        if room > 1 {
+            let share = (queue.len() / self.workers).min(room - 1);
             while batch.len() <= share {
                 match queue.try_recv() {
                     Ok(job) => batch.push(job),
@@ -122,44 +140,52 @@ pub(crate) async fn worker_loop(
 ) {
     let mut current = Some(process);
     loop {
-        let batch = tokio::select! {
-            biased;
-            _ = stopped.wait_for(|&stop| stop) => break,
-            batch = pool.take() => match batch {
-                Some(batch) => batch,
-                None => break,
-            },
-        };
-        if current.is_none() {
-            match WorkerProcess::start(&pool.spec).await {
-                Ok(fresh) => current = Some(fresh),
-                Err(reason) => {
-                    tracing::warn!(%reason, "cannot replace a worker");
-                    for job in batch {
-                        pool.reply(
-                            job.job_id,
-                            Outcome::WorkerCrashed(format!(
-                                "no worker could run the job on this node: {reason}"
-                            )),
-                        );
+        let worker = match current.as_mut() {
+            Some(worker) => worker,
+            None => {
+                // Only once there is work: a node that cannot start workers then fails
+                // jobs instead of trying again and again.
+                let batch = tokio::select! {
+                    biased;
+                    _ = stopped.wait_for(|&stop| stop) => break,
+                    batch = pool.take(MAX_AHEAD) => match batch {
+                        Some(batch) => batch,
+                        None => break,
+                    },
+                };
+                match WorkerProcess::start(&pool.spec).await {
+                    Ok(fresh) => {
+                        pool.give_back(batch);
+                        current.insert(fresh)
                     }
-                    continue;
+                    Err(reason) => {
+                        tracing::warn!(%reason, "cannot replace a worker");
+                        for job in batch {
+                            pool.reply(
+                                job.job_id,
+                                Outcome::WorkerCrashed(format!(
+                                    "no worker could run the job on this node: {reason}"
+                                )),
+                            );
+                        }
+                        continue;
+                    }
                 }
             }
-        }
-        let Some(worker) = current.as_mut() else {
-            continue;
         };
-        let keep = tokio::select! {
+        let fed = tokio::select! {
             biased;
             _ = stopped.wait_for(|&stop| stop) => break,
-            keep = run_batch(worker, &pool, batch) => keep,
+            fed = feed(worker, &pool) => fed,
         };
-        if !keep {
-            current = None;
-            match WorkerProcess::start(&pool.spec).await {
-                Ok(fresh) => current = Some(fresh),
-                Err(reason) => tracing::warn!(%reason, "cannot replace a worker"),
+        match fed {
+            Fed::QueueClosed => break,
+            Fed::Crashed => {
+                current = None;
+                match WorkerProcess::start(&pool.spec).await {
+                    Ok(fresh) => current = Some(fresh),
+                    Err(reason) => tracing::warn!(%reason, "cannot replace a worker"),
+                }
             }
         }
     }
@@ -168,32 +194,106 @@ pub(crate) async fn worker_loop(
     }
 }
 
-/// Runs a batch on `worker`; returns whether the worker is still usable.
-async fn run_batch(worker: &mut WorkerProcess, pool: &Pool, batch: Vec<JobRequest>) -> bool {
-    let mut bodies = Vec::with_capacity(batch.len());
-    // Kept to report the task of a crash and to requeue the jobs that never started.
-    let mut requests = Vec::with_capacity(batch.len());
-    for request in batch {
-        match worker.encode(&request) {
-            Ok(body) => {
-                bodies.push((request.job_id, body));
-                requests.push(request);
+/// How feeding a worker ended.
+enum Fed {
+    /// The session's queue closed: the session is ending.
+    QueueClosed,
+    /// The worker died or broke the protocol; its jobs were failed or given back.
+    Crashed,
+}
+
+/// A job written to a worker and not yet answered.
+struct Held {
+    request: JobRequest,
+    written: Instant,
+}
+
+/// Streams jobs to `worker` and passes its replies on until the queue closes or the
+/// worker fails.
+async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
+    let held = std::sync::Mutex::new(VecDeque::<Held>::new());
+    let lock = || {
+        held.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    // Signalled when a reply frees room in the worker.
+    let room = Notify::new();
+    let encoder = worker.encoder();
+    let (mut jobs, mut replies) = worker.pipes();
+
+    let write = async {
+        let mut bodies = Vec::new();
+        loop {
+            let free = loop {
+                let free = pool.ahead().saturating_sub(lock().len());
+                if free > 0 {
+                    break free;
+                }
+                room.notified().await;
+            };
+            // Long jobs: only to an idle worker. Tiny ones: top up once half the room is
+            // free, so that writes stay batched.
+            if free < pool.ahead() / 2 {
+                room.notified().await;
+                continue;
             }
-            Err(error) => pool.reply(
-                request.job_id,
-                Outcome::Failed(format!("cannot pass the job to a worker: {error}")),
-            ),
+            let Some(batch) = pool.take(free).await else {
+                return Ok::<Fed, WorkerError>(Fed::QueueClosed);
+            };
+            bodies.clear();
+            {
+                let mut held = lock();
+                let now = Instant::now();
+                for request in batch {
+                    match encoder.encode(&request) {
+                        Ok(body) => {
+                            bodies.push(body);
+                            held.push_back(Held {
+                                request,
+                                written: now,
+                            });
+                        }
+                        Err(error) => pool.reply(
+                            request.job_id,
+                            Outcome::Failed(format!("cannot pass the job to a worker: {error}")),
+                        ),
+                    }
+                }
+            }
+            jobs.write(&bodies).await?;
         }
-    }
-    if bodies.is_empty() {
-        return true;
-    }
-    let mut since = Instant::now();
-    let result = worker
-        .run_batch(&bodies, |reply: WorkerReply| {
+    };
+    let read = async {
+        let mut last = Instant::now();
+        loop {
+            let reply = match replies.read().await {
+                Ok(reply) => reply,
+                Err(error) => break error,
+            };
+            let written = {
+                let mut held = lock();
+                match held.front() {
+                    Some(front) if front.request.job_id == reply.job_id => {
+                        held.pop_front().map(|job| job.written)
+                    }
+                    front => {
+                        let expected = front.map(|job| job.request.job_id);
+                        break WorkerError::Io {
+                            during: "reading the worker's reply",
+                            source: std::io::Error::other(format!(
+                                "reply for job {} while the oldest job held is {expected:?}",
+                                reply.job_id
+                            )),
+                        };
+                    }
+                }
+            };
+            room.notify_one();
             let now = Instant::now();
-            pool.record(now - since);
-            since = now;
+            // A job's service time runs from when the worker could start it: after the
+            // previous reply, or when it was written, whichever came later.
+            pool.record(now - written.map_or(last, |written| written.max(last)));
+            last = now;
             Counters::bump(&pool.counters.jobs_run);
             let outcome = match reply.outcome {
                 WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
@@ -201,29 +301,45 @@ async fn run_batch(worker: &mut WorkerProcess, pool: &Pool, batch: Vec<JobReques
                 WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
             };
             pool.reply(reply.job_id, outcome);
-        })
-        .await;
-    drop(bodies);
-    let Err((running, error)) = result else {
-        return true;
+        }
     };
+    let error: WorkerError = tokio::select! {
+        written = write => match written {
+            Ok(fed) => return fed,
+            Err(error) => error,
+        },
+        error = read => error,
+    };
+    let held: Vec<JobRequest> = lock().drain(..).map(|job| job.request).collect();
+    crashed(worker, pool, held, error).await;
+    Fed::Crashed
+}
+
+/// Reports a dead worker: the oldest job it held failed with `WorkerCrashed`, the others
+/// never started and go back to the front of the queue.
+async fn crashed(
+    worker: &mut WorkerProcess,
+    pool: &Pool,
+    held: Vec<JobRequest>,
+    error: WorkerError,
+) {
     let pid = worker.pid();
     let how = worker.exit_report().await;
-    let task = requests.get(running).map_or("?", |job| job.task.as_str());
+    let mut held = held.into_iter();
+    let running = held.next();
+    let task = running.as_ref().map_or("?", |job| job.task.as_str());
     let mut report = format!("worker pid {pid} {how} while running task `{task}`");
     // A closed pipe is what a dead worker looks like; anything else is worth saying.
     if !matches!(error, WorkerError::Truncated { .. }) {
         report.push_str(&format!(" ({error})"));
     }
     Counters::bump(&pool.counters.worker_crashes);
-    let mut requests = requests.into_iter().skip(running);
-    if let Some(crashed) = requests.next() {
-        tracing::warn!(job_id = crashed.job_id, "{report}; starting a new worker");
-        pool.reply(crashed.job_id, Outcome::WorkerCrashed(report));
+    match running {
+        Some(job) => {
+            tracing::warn!(job_id = job.job_id, "{report}; starting a new worker");
+            pool.reply(job.job_id, Outcome::WorkerCrashed(report));
+        }
+        None => tracing::warn!("{report} (it held no job); starting a new worker"),
     }
-    let mut retry = pool.retry();
-    for (i, job) in requests.enumerate() {
-        retry.insert(i, job);
-    }
-    false
+    pool.give_back(held.collect());
 }

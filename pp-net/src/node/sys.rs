@@ -62,3 +62,28 @@ pub(crate) fn is_text_busy(error: &std::io::Error) -> bool {
         false
     }
 }
+
+/// Asks for a pipe buffer of `bytes` on `fd` (Linux; elsewhere nothing happens). Large
+/// arguments then cross to a worker in a few system calls instead of one per 64 KiB, each
+/// of which would wake the worker. The kernel may give less (`/proc/sys/fs/pipe-max-size`
+/// caps unprivileged users at 1 MiB by default); the pipe works either way, so a refusal
+/// is only logged.
+#[cfg(unix)]
+pub(crate) fn grow_pipe(fd: i32, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    if let Ok(size) = libc::c_int::try_from(bytes) {
+        // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; a descriptor
+        // that is not a pipe gives EBADF or EINVAL.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) };
+        if rc < 0 {
+            tracing::debug!(
+                fd,
+                bytes,
+                error = %std::io::Error::last_os_error(),
+                "cannot grow a worker pipe"
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (fd, bytes);
+}
