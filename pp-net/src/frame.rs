@@ -40,6 +40,8 @@ pub(crate) fn body_len(message_len: u64) -> u64 {
 /// Encrypts `message` into one frame in `out` (cleared first), using nonces from `*nonce`
 /// on and advancing it past them. The caller has checked that `body_len(message.len())`
 /// fits a `u32`. `scratch` is reused between calls to assemble the first segment.
+// The channel sends through `seal_parts`; tests and the fuzzing harness seal whole messages.
+#[allow(dead_code)]
 pub(crate) fn seal(
     cipher: &StatelessTransportState,
     nonce: &mut u64,
@@ -47,24 +49,102 @@ pub(crate) fn seal(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Result<(), snow::Error> {
-    let message_len = u32::try_from(message.len()).map_err(|_| snow::Error::Input)?;
+    seal_parts(cipher, nonce, &[message], out, scratch)
+}
+
+/// As [`seal`], for the message made of `parts` one after the other: large parts are
+/// encrypted from where they are, with no contiguous copy of the whole message. Only
+/// segments that straddle parts (and the first, which holds the length) are assembled in
+/// `scratch`.
+pub(crate) fn seal_parts(
+    cipher: &StatelessTransportState,
+    nonce: &mut u64,
+    parts: &[&[u8]],
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Result<(), snow::Error> {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    let message_len = u32::try_from(total).map_err(|_| snow::Error::Input)?;
     let body = u32::try_from(body_len(u64::from(message_len))).map_err(|_| snow::Error::Input)?;
     out.clear();
     out.reserve(FRAME_HEADER + body as usize);
     out.extend_from_slice(&body.to_le_bytes());
 
+    let mut rest = Pieces {
+        parts,
+        index: 0,
+        offset: 0,
+    };
+    let mut next = *nonce;
     // The first segment carries the length prefix and the start of the message.
-    let first = message.len().min(MAX_SEGMENT_PLAINTEXT - LENGTH_PREFIX);
     scratch.clear();
     scratch.extend_from_slice(&message_len.to_le_bytes());
-    scratch.extend_from_slice(&message[..first]);
-    let mut next = *nonce;
+    rest.copy_into(scratch, MAX_SEGMENT_PLAINTEXT - LENGTH_PREFIX);
     seal_segment(cipher, &mut next, scratch, out)?;
-    for piece in message[first..].chunks(MAX_SEGMENT_PLAINTEXT) {
-        seal_segment(cipher, &mut next, piece, out)?;
+    while !rest.is_empty() {
+        match rest.take_whole(MAX_SEGMENT_PLAINTEXT) {
+            Some(piece) => seal_segment(cipher, &mut next, piece, out)?,
+            None => {
+                scratch.clear();
+                rest.copy_into(scratch, MAX_SEGMENT_PLAINTEXT);
+                seal_segment(cipher, &mut next, scratch, out)?;
+            }
+        }
     }
     *nonce = next;
     Ok(())
+}
+
+/// A read position in a message given as parts.
+struct Pieces<'a> {
+    parts: &'a [&'a [u8]],
+    index: usize,
+    offset: usize,
+}
+
+impl<'a> Pieces<'a> {
+    fn skip_empty(&mut self) {
+        while self.index < self.parts.len() && self.offset == self.parts[self.index].len() {
+            self.index += 1;
+            self.offset = 0;
+        }
+    }
+
+    fn is_empty(&mut self) -> bool {
+        self.skip_empty();
+        self.index == self.parts.len()
+    }
+
+    /// The next `max` bytes (or all that is left) if they lie in one part.
+    fn take_whole(&mut self, max: usize) -> Option<&'a [u8]> {
+        self.skip_empty();
+        let part = self.parts.get(self.index)?;
+        let left = part.len() - self.offset;
+        let remaining: usize = left
+            + self.parts[self.index + 1..]
+                .iter()
+                .map(|p| p.len())
+                .sum::<usize>();
+        let want = max.min(remaining);
+        if left < want {
+            return None;
+        }
+        let piece = &part[self.offset..self.offset + want];
+        self.offset += want;
+        Some(piece)
+    }
+
+    /// Appends up to `max` bytes to `buffer`, across parts.
+    fn copy_into(&mut self, buffer: &mut Vec<u8>, max: usize) {
+        let mut want = max;
+        while want > 0 && !self.is_empty() {
+            let part = self.parts[self.index];
+            let n = want.min(part.len() - self.offset);
+            buffer.extend_from_slice(&part[self.offset..self.offset + n]);
+            self.offset += n;
+            want -= n;
+        }
+    }
 }
 
 fn seal_segment(
@@ -248,6 +328,36 @@ pub(crate) mod tests {
             assert_eq!(opened(&s, &mut rn, &frame).unwrap(), message);
         }
         assert_eq!(wn, rn);
+    }
+
+    #[test]
+    fn a_message_in_parts_seals_as_the_whole_message() {
+        let (c, s) = session();
+        let message: Vec<u8> = (0..400_000u32).map(|i| (i * 7) as u8).collect();
+        let cuts: [&[usize]; 5] = [
+            &[],
+            &[0, 0, 10],
+            &[10, 70_010, 70_015, 201_053, 201_053],
+            &[65_515, 131_034],
+            &[399_999],
+        ];
+        for cut in cuts {
+            let mut parts = Vec::new();
+            let mut start = 0;
+            for &end in cut {
+                parts.push(&message[start..end]);
+                start = end;
+            }
+            parts.push(&message[start..]);
+            let (mut whole, mut pieces, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+            seal(&c, &mut 3, &message, &mut whole, &mut scratch).unwrap();
+            let mut nonce = 3;
+            seal_parts(&c, &mut nonce, &parts, &mut pieces, &mut scratch).unwrap();
+            assert!(whole == pieces, "cut at {cut:?}");
+            let mut rn = 3;
+            assert_eq!(opened(&s, &mut rn, &pieces).unwrap(), message);
+            assert_eq!(nonce, rn);
+        }
     }
 
     #[test]

@@ -101,6 +101,73 @@ impl Message {
     }
 }
 
+/// Arguments above this size travel from where they are (see [`SubmitEncoding`]).
+const SEPARATE_ARGS: usize = 64 << 10;
+
+/// The encoding of a [`Message::Submit`] as parts: the fields of its jobs gathered in one
+/// buffer, large arguments left where they are. One after the other, the parts are the
+/// bytes of `codec::encode(&Message::Submit { jobs })`, with no copy of large arguments.
+pub(crate) struct SubmitEncoding<'a> {
+    buffer: Vec<u8>,
+    /// `(end of the buffer's part, the arguments that follow it)`.
+    marks: Vec<(usize, &'a [u8])>,
+}
+
+impl<'a> SubmitEncoding<'a> {
+    /// Encodes the message `Submit { jobs }`.
+    pub(crate) fn new(jobs: &'a [JobRequest]) -> Result<Self, pp_runtime::codec::CodecError> {
+        /// The start of a `Submit`: the variant's index, then the number of jobs.
+        #[derive(Serialize)]
+        struct Head {
+            variant: u32,
+            jobs: u64,
+        }
+        /// A `JobRequest` up to its arguments' bytes (their length ends it).
+        #[derive(Serialize)]
+        struct JobHead<'a> {
+            job_id: u64,
+            task: &'a str,
+            fingerprint: u64,
+            args_len: u64,
+        }
+        let mut buffer = pp_runtime::codec::encode(&Head {
+            variant: SUBMIT_VARIANT,
+            jobs: jobs.len() as u64,
+        })?;
+        let mut marks = Vec::new();
+        for job in jobs {
+            buffer.extend_from_slice(&pp_runtime::codec::encode(&JobHead {
+                job_id: job.job_id,
+                task: &job.task,
+                fingerprint: job.fingerprint,
+                args_len: job.args.len() as u64,
+            })?);
+            if job.args.len() > SEPARATE_ARGS {
+                marks.push((buffer.len(), job.args.as_slice()));
+            } else {
+                buffer.extend_from_slice(&job.args);
+            }
+        }
+        Ok(SubmitEncoding { buffer, marks })
+    }
+
+    /// The parts, in order.
+    pub(crate) fn parts(&self) -> Vec<&[u8]> {
+        let mut parts = Vec::with_capacity(2 * self.marks.len() + 1);
+        let mut start = 0;
+        for &(end, args) in &self.marks {
+            parts.push(&self.buffer[start..end]);
+            parts.push(args);
+            start = end;
+        }
+        parts.push(&self.buffer[start..]);
+        parts
+    }
+}
+
+/// Index of [`Message::Submit`] among the variants: its encoding starts with it.
+const SUBMIT_VARIANT: u32 = 5;
+
 /// One job sent to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRequest {
@@ -149,6 +216,26 @@ mod tests {
             "encoding of {message:?} drifted"
         );
         assert_eq!(&decode::<Message>(bytes).unwrap(), message);
+    }
+
+    #[test]
+    fn a_submit_in_parts_is_the_submit_message() {
+        let job = |job_id, len: usize| JobRequest {
+            job_id,
+            task: format!("m::task{job_id}"),
+            fingerprint: job_id * 3,
+            args: (0..len).map(|i| i as u8).collect(),
+        };
+        for jobs in [
+            vec![],
+            vec![job(1, 0)],
+            vec![job(1, 3), job(2, 200_000), job(3, 7), job(4, 70_000)],
+            vec![job(5, 100_000)],
+        ] {
+            let parts = SubmitEncoding::new(&jobs).unwrap();
+            let joined: Vec<u8> = parts.parts().concat();
+            assert_eq!(joined, encode(&Message::Submit { jobs }).unwrap());
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use crate::config::ChannelConfig;
 use crate::error::{NetError, Peer};
 use crate::frame::{self, FRAME_HEADER};
-use crate::message::Message;
+use crate::message::{JobRequest, Message, SubmitEncoding};
 
 /// Buffers above this size are released after use, so that one large message does not pin
 /// its memory for the rest of a long-lived connection.
@@ -260,11 +260,32 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
     /// # Cancel safety
     /// Not cancel safe, as [`SecureWriter::send`].
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        self.send_parts(&[bytes]).await
+    }
+
+    /// Sends `Message::Submit { jobs }`, with large arguments encrypted from where they
+    /// are rather than copied into an encoding of the whole message first.
+    ///
+    /// # Errors
+    /// As [`SecureWriter::send`].
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`SecureWriter::send`].
+    pub(crate) async fn send_submit(&mut self, jobs: &[JobRequest]) -> Result<(), NetError> {
+        let encoding = SubmitEncoding::new(jobs).map_err(|source| NetError::Codec {
+            peer: self.peer,
+            source,
+        })?;
+        self.send_parts(&encoding.parts()).await
+    }
+
+    /// Sends the message made of `parts`, as one frame written with one `write_all`.
+    async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), NetError> {
         let peer = self.peer;
         if self.broken {
             return Err(NetError::Broken { peer });
         }
-        let len = bytes.len() as u64;
+        let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
         if len > u64::from(self.max_message) || frame::body_len(len) > u64::from(u32::MAX) {
             return Err(NetError::MessageTooLarge {
                 peer,
@@ -273,10 +294,10 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
             });
         }
         self.broken = true;
-        frame::seal(
+        frame::seal_parts(
             &self.cipher,
             &mut self.nonce,
-            bytes,
+            parts,
             &mut self.frame,
             &mut self.scratch,
         )

@@ -7,7 +7,7 @@
 
 use bincode::Options;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest encoded value accepted by [`decode`] (and produced by [`encode`]): 1 GiB.
 pub const DEFAULT_DECODE_LIMIT: u64 = 1 << 30;
@@ -56,6 +56,20 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 /// # Errors
 /// As [`decode`], with `limit` in place of the default.
 pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Result<T, CodecError> {
+    options(limit)
+        .deserialize(bytes)
+        .map_err(|e| CodecError(format!("cannot decode {}: {e}", std::any::type_name::<T>())))
+}
+
+/// Decodes a value that may borrow from `bytes` (`&str` and `&[u8]` fields point into
+/// them, uncopied), with an explicit size limit in bytes.
+///
+/// # Errors
+/// As [`decode`], with `limit` in place of the default.
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    limit: u64,
+) -> Result<T, CodecError> {
     options(limit)
         .deserialize(bytes)
         .map_err(|e| CodecError(format!("cannot decode {}: {e}", std::any::type_name::<T>())))

@@ -227,34 +227,45 @@ pub fn encode_body<T: Serialize>(
     Ok(body)
 }
 
-/// Encodes the [`WorkerJob`] with these fields as a frame body, without copying the
-/// arguments into a `WorkerJob` first (the bytes are those of `encode_body(&WorkerJob)`).
+/// Encodes everything of the [`WorkerJob`] with these fields that comes before the
+/// arguments' bytes: the body is this head followed by `args` itself, so a node can write
+/// large arguments to the pipe from where they are, uncopied (the head and the arguments
+/// together are the bytes of `encode_body(&WorkerJob)`).
 ///
 /// # Errors
-/// As [`encode_body`].
-pub fn encode_job(
+/// As [`encode_body`], for the whole body.
+pub fn encode_job_head(
     job_id: u64,
     task: &str,
     fingerprint: u64,
     args: &[u8],
     limit: u32,
 ) -> Result<Vec<u8>, WorkerError> {
-    /// `WorkerJob` by reference: same fields, same order, same encoding.
+    /// `WorkerJob` up to its arguments' bytes: the last field is their length, which is
+    /// how a byte vector's encoding starts.
     #[derive(Serialize)]
-    struct JobRef<'a> {
+    struct JobHead<'a> {
         job_id: u64,
         task: &'a str,
         fingerprint: u64,
-        #[serde(serialize_with = "crate::codec::bytes::serialize")]
-        args: &'a [u8],
+        args_len: u64,
     }
-    let job = JobRef {
+    let head = JobHead {
         job_id,
         task,
         fingerprint,
-        args,
+        args_len: args.len() as u64,
     };
-    encode_body(&job, "job", limit)
+    let head = encode_body(&head, "job", limit)?;
+    let len = head.len() as u64 + args.len() as u64;
+    if len > u64::from(limit) {
+        return Err(WorkerError::TooLarge {
+            what: "job",
+            len,
+            limit,
+        });
+    }
+    Ok(head)
 }
 
 /// The length prefix for a body of `len` bytes (already checked against the limit).
@@ -317,9 +328,15 @@ pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<
     };
     write_frame(&mut output, &hello, "worker hello", limit)?;
     while let Some(body) = read_frame(&mut input, "job", limit)? {
-        let job: WorkerJob = decode_body(&body, "job", limit)?;
-        drop(body);
-        let outcome = match registry.invoke(&job.task, Some(job.fingerprint), &job.args) {
+        // Borrowed: the arguments are decoded straight from the frame, not copied first.
+        let job: JobView<'_> =
+            codec::decode_borrowed(&body, u64::from(limit)).map_err(|source| {
+                WorkerError::Codec {
+                    what: "job",
+                    source,
+                }
+            })?;
+        let outcome = match registry.invoke(job.task, Some(job.fingerprint), job.args) {
             Ok(result) => WorkerOutcome::Ok(result),
             Err(InvokeError::Panicked(message)) => WorkerOutcome::Panicked(message),
             Err(other) => WorkerOutcome::Failed(other.to_string()),
@@ -344,6 +361,15 @@ pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<
         }
     }
     Ok(())
+}
+
+/// A [`WorkerJob`] decoded in place: same fields, same encoding, borrowed from the frame.
+#[derive(Deserialize)]
+struct JobView<'a> {
+    job_id: u64,
+    task: &'a str,
+    fingerprint: u64,
+    args: &'a [u8],
 }
 
 /// Writes one frame and flushes it.
@@ -499,17 +525,18 @@ mod tests {
     }
 
     #[test]
-    fn a_job_encoded_by_reference_is_a_worker_job() {
+    fn a_job_head_and_its_arguments_are_a_worker_job() {
         let job = WorkerJob {
             job_id: 9,
             task: "a::b".into(),
             fingerprint: 3,
             args: vec![1, 2, 3],
         };
-        let body = encode_job(9, "a::b", 3, &[1, 2, 3], DEFAULT_MAX_FRAME).unwrap();
+        let mut body = encode_job_head(9, "a::b", 3, &[1, 2, 3], DEFAULT_MAX_FRAME).unwrap();
+        body.extend_from_slice(&[1, 2, 3]);
         assert_eq!(body, codec::encode(&job).unwrap());
         assert!(matches!(
-            encode_job(9, "a::b", 3, &[0; 64], 32),
+            encode_job_head(9, "a::b", 3, &[0; 64], 64),
             Err(WorkerError::TooLarge { .. })
         ));
     }

@@ -242,7 +242,10 @@ impl Outbox {
         let (queue, mut pending) = mpsc::unbounded_channel::<Message>();
         let task = tokio::spawn(async move {
             while let Some(message) = pending.recv().await {
-                writer.send(&message).await?;
+                match &message {
+                    Message::Submit { jobs } => writer.send_submit(jobs).await?,
+                    other => writer.send(other).await?,
+                }
             }
             Ok(())
         });

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pp_runtime::worker::{
@@ -178,13 +179,14 @@ pub(crate) struct JobEncoder {
 }
 
 impl JobEncoder {
-    /// Encodes a job for the pipe.
+    /// Encodes a job for the pipe, up to its arguments (see
+    /// [`worker::encode_job_head`]): the frame's body is this head, then the arguments.
     ///
     /// # Errors
-    /// [`WorkerError::TooLarge`] when it exceeds the frame limit: the job cannot be sent,
+    /// [`WorkerError::TooLarge`] when the job exceeds the frame limit: it cannot be sent,
     /// and the worker is still fine.
-    pub(crate) fn encode(&self, job: &JobRequest) -> Result<Vec<u8>, WorkerError> {
-        worker::encode_job(
+    pub(crate) fn encode_head(&self, job: &JobRequest) -> Result<Vec<u8>, WorkerError> {
+        worker::encode_job_head(
             job.job_id,
             &job.task,
             job.fingerprint,
@@ -201,34 +203,37 @@ pub(crate) struct JobWriter<'a> {
 }
 
 impl JobWriter<'_> {
-    /// Writes jobs encoded by [`WorkerProcess::encode`]; small ones are gathered into one
-    /// write, so that a batch of tiny jobs costs the worker one wake-up.
+    /// Writes jobs, each as its head (from [`JobEncoder::encode_head`]) and its
+    /// arguments. Small jobs are gathered into one write, so that a batch of tiny jobs
+    /// costs the worker one wake-up; large arguments go to the pipe from where they are.
     ///
     /// # Errors
     /// The pipe is closed or broken: the worker died.
-    pub(crate) async fn write(&mut self, bodies: &[Vec<u8>]) -> Result<(), WorkerError> {
+    pub(crate) async fn write(
+        &mut self,
+        jobs: &[(Vec<u8>, Arc<Vec<u8>>)],
+    ) -> Result<(), WorkerError> {
         let io = |source| WorkerError::Io {
             during: "writing to the worker",
             source,
         };
         let gathered = &mut self.gathered;
         gathered.clear();
-        for body in bodies {
-            let header = worker::frame_header(body.len());
-            if body.len() <= SMALL_FRAME {
-                gathered.extend_from_slice(&header);
-                gathered.extend_from_slice(body);
+        for (head, args) in jobs {
+            let args = args.as_slice();
+            let header = worker::frame_header(head.len() + args.len());
+            gathered.extend_from_slice(&header);
+            gathered.extend_from_slice(head);
+            if args.len() <= SMALL_FRAME {
+                gathered.extend_from_slice(args);
                 if gathered.len() < SMALL_FRAME {
                     continue;
                 }
+                self.stdin.write_all(gathered).await.map_err(io)?;
             } else {
                 self.stdin.write_all(gathered).await.map_err(io)?;
-                gathered.clear();
-                self.stdin.write_all(&header).await.map_err(io)?;
-                self.stdin.write_all(body).await.map_err(io)?;
-                continue;
+                self.stdin.write_all(args).await.map_err(io)?;
             }
-            self.stdin.write_all(gathered).await.map_err(io)?;
             gathered.clear();
         }
         if !gathered.is_empty() {

@@ -204,8 +204,20 @@ enum Fed {
 
 /// A job written to a worker and not yet answered.
 struct Held {
+    /// The job, its arguments moved out to `args`.
     request: JobRequest,
+    /// Shared with the write in progress, which sends them from here.
+    args: Arc<Vec<u8>>,
     written: Instant,
+}
+
+impl Held {
+    /// The job as it came, to give back to the queue (after the write has ended).
+    fn into_request(self) -> JobRequest {
+        let mut request = self.request;
+        request.args = Arc::try_unwrap(self.args).unwrap_or_else(|args| args.to_vec());
+        request
+    }
 }
 
 /// Streams jobs to `worker` and passes its replies on until the queue closes or the
@@ -222,7 +234,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
     let (mut jobs, mut replies) = worker.pipes();
 
     let write = async {
-        let mut bodies = Vec::new();
+        let mut bodies: Vec<(Vec<u8>, Arc<Vec<u8>>)> = Vec::new();
         loop {
             let free = loop {
                 let free = pool.ahead().saturating_sub(lock().len());
@@ -244,12 +256,14 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             {
                 let mut held = lock();
                 let now = Instant::now();
-                for request in batch {
-                    match encoder.encode(&request) {
-                        Ok(body) => {
-                            bodies.push(body);
+                for mut request in batch {
+                    match encoder.encode_head(&request) {
+                        Ok(head) => {
+                            let args = Arc::new(std::mem::take(&mut request.args));
+                            bodies.push((head, Arc::clone(&args)));
                             held.push_back(Held {
                                 request,
+                                args,
                                 written: now,
                             });
                         }
@@ -261,6 +275,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
                 }
             }
             jobs.write(&bodies).await?;
+            bodies.clear();
         }
     };
     let read = async {
@@ -310,7 +325,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
         },
         error = read => error,
     };
-    let held: Vec<JobRequest> = lock().drain(..).map(|job| job.request).collect();
+    let held: Vec<JobRequest> = lock().drain(..).map(Held::into_request).collect();
     crashed(worker, pool, held, error).await;
     Fed::Crashed
 }
