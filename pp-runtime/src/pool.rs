@@ -121,6 +121,8 @@ impl Core {
 
     /// How long a thread waiting for a job's result should poll before it parks, decided
     /// when the job is submitted:
+    /// - no local workers: none behind queued jobs; else about twice the fastest node's
+    ///   average round trip (at least [`SPIN`], at most [`MAX_IDLE_CORE_WAIT`]);
     /// - fewer workers than cores: a core is idle, so polling costs nothing and spares the
     ///   worker a wake-up: about twice the average job's run time (at most
     ///   [`MAX_IDLE_CORE_WAIT`]);
@@ -130,14 +132,22 @@ impl Core {
     pub(crate) fn waiter_poll(&self) -> Duration {
         let ncpus = self.ncpus();
         if ncpus == 0 {
-            // Every job goes to a node: a result takes at least a network round trip, and
-            // a waiter behind queued jobs would only take a core from the network thread
-            // (or, on one machine, from the node and its workers).
-            return if self.queued() > 0 {
-                Duration::ZERO
-            } else {
-                SPIN
-            };
+            // Every job goes to a node. Behind queued jobs a polling waiter would only take
+            // a core from the network thread (or, on one machine, from the node and its
+            // workers). A lone job is a chain of hops that runs on one core at a time, so
+            // polling about as long as a node's round trip spares the last wake-up.
+            if self.queued() > 0 {
+                return Duration::ZERO;
+            }
+            let executors = self.executors.lock().unwrap_or_else(|e| e.into_inner());
+            let fastest = executors
+                .iter()
+                .map(|c| c.average())
+                .filter(|d| !d.is_zero())
+                .min();
+            return fastest.map_or(SPIN, |d| {
+                d.saturating_mul(2).clamp(SPIN, MAX_IDLE_CORE_WAIT)
+            });
         }
         if ncpus < self.cores {
             let typical = self.stats.local.average().saturating_mul(2);
