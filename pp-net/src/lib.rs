@@ -38,6 +38,7 @@
 
 pub mod client;
 mod config;
+pub mod discovery;
 mod error;
 mod frame;
 mod handshake;
