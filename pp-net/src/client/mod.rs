@@ -19,7 +19,7 @@
 //! the first result wins.
 //!
 //! Entries with a `*` (`*`, `*:PORT`, `192.168.1.*`, `*@HOST:PORT`; see
-//! [`Target`](crate::discovery::Target)) turn on discovery: the client probes and listens
+//! [`Target`]) turn on discovery: the client probes and listens
 //! while it runs (the `discovery` module), and each node that answers gets the same task
 //! as a named node, once per address (the `discovered` module). `connect` returns at
 //! once; a node takes jobs as soon as it has answered and accepted the client.
