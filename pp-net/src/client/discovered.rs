@@ -5,6 +5,10 @@
 //! has that address; later announcements from it change nothing, except one with a new
 //! identifier: the node restarted, and its connection task is told to retry now rather
 //! than at the end of its backoff.
+//!
+//! Announcements are not authenticated, so their number is bounded: past
+//! [`MAX_DISCOVERED`] nodes, new addresses are ignored (with one warning), and a flood of
+//! forged announcements cannot grow the client without limit.
 
 use super::address::NodeAddress;
 use super::nodes::NodeList;
@@ -16,6 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most nodes one client adds by discovery.
+pub(crate) const MAX_DISCOVERED: usize = 1024;
+
 /// How long the named nodes' host names may take to resolve, each.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -25,6 +32,8 @@ pub(crate) struct Admission {
     ids: HashMap<String, u64>,
     /// The addresses of the named nodes, so that discovery does not add them twice.
     named: HashSet<SocketAddr>,
+    /// Whether [`MAX_DISCOVERED`] was reached (and said).
+    full: bool,
 }
 
 impl Admission {
@@ -42,6 +51,7 @@ impl Admission {
         Admission {
             ids: HashMap::new(),
             named,
+            full: false,
         }
     }
 
@@ -62,6 +72,16 @@ impl Admission {
             if previous.is_some_and(|p| p != id) {
                 tracing::info!(node = %node.name, "node restarted ({}): reconnecting", found.announcement);
                 node.retry.notify_one();
+            }
+            return None;
+        }
+        if self.ids.len() >= MAX_DISCOVERED {
+            if !self.full {
+                tracing::warn!(
+                    node = %name,
+                    "{MAX_DISCOVERED} nodes discovered already: further ones are ignored"
+                );
+                self.full = true;
             }
             return None;
         }
