@@ -220,7 +220,11 @@ async fn run_cluster(
     } else {
         drop(found_tx);
     }
-    let mut admission = discovered::Admission::new(&nodes).await;
+    let mut admission = if discovering {
+        Some(discovered::Admission::new(&nodes).await)
+    } else {
+        None
+    };
     loop {
         tokio::select! {
             joined = tasks.join_next() => if joined.is_none() { break },
@@ -228,6 +232,7 @@ async fn run_cluster(
                 if *stopped.borrow() {
                     continue;
                 }
+                let Some(admission) = admission.as_mut() else { continue };
                 if let Some(node) = admission.admit(found, &nodes, &ctx.feed) {
                     tasks.spawn(drive_node(node, Arc::clone(&ctx), stopped.clone()));
                 }
