@@ -17,6 +17,9 @@
 //! separate tasks can own. Messages are encoded by `pp_runtime::codec`, the one module that
 //! owns pp's wire encoding.
 //!
+//! Besides the protocol: the cluster client ([`client`]), the node daemon ([`node`]) and
+//! the automatic discovery of nodes over UDP ([`discovery`]).
+//!
 //! # Examples
 //! ```no_run
 //! # async fn demo() -> Result<(), pp_net::NetError> {
@@ -38,6 +41,7 @@
 
 pub mod client;
 mod config;
+pub mod discovery;
 mod error;
 mod frame;
 mod handshake;

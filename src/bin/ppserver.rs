@@ -6,15 +6,18 @@
 //! PP_SECRET='a long random secret' ppserver            # port 60000, one worker per core
 //! ppserver --secret-file ~/.pp-secret -p 60001 -w 4 -t 3600
 //! ```
-//! Clients set `PP_SERVERS=host:port,...` and the same `PP_SECRET`. The node logs to
+//! Clients set `PP_SERVERS=host:port,...` and the same `PP_SECRET`. With `-a` the node
+//! also announces itself by UDP broadcast on the discovery port (60000) and answers
+//! probes, so that clients with `PP_SERVERS=*` find it. The node logs to
 //! standard error, prints `ppserver listening on ADDR with N workers` once it accepts
 //! connections, stops cleanly on SIGTERM or Ctrl-C and logs its statistics on SIGUSR1.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pp_net::discovery::DiscoveryConfig;
 use pp_net::node::{self, NodeConfig};
 use pp_net::Secret;
 
@@ -38,6 +41,13 @@ options:
                           default $XDG_CACHE_HOME/pp or ~/.cache/pp)
       --max-upload BYTES  largest program a client may upload (default 512M;
                           suffixes K, M, G are powers of 1024)
+  -a, --autodiscovery     announce this node by UDP broadcast and answer the probes
+                          of clients with PP_SERVERS=* (no secret is sent)
+      --discovery-port PORT
+                          UDP port of autodiscovery (default 60000, whatever the
+                          job port; 0 picks a free one, for unicast probes only)
+  -b, --broadcast ADDR    where announcements go (default 255.255.255.255; a
+                          subnet's broadcast address such as 192.168.1.255 also works)
   -h, --help              print this help
 
 environment:
@@ -60,6 +70,9 @@ struct Options {
     level: Option<tracing::Level>,
     cache_dir: Option<PathBuf>,
     max_upload: Option<u64>,
+    autodiscovery: bool,
+    discovery_port: Option<u16>,
+    broadcast: Option<IpAddr>,
     help: bool,
 }
 
@@ -173,6 +186,18 @@ fn config(options: &Options, secret: Secret) -> Result<NodeConfig, String> {
     if let Some(bytes) = options.max_upload {
         config.max_upload = bytes;
     }
+    if options.autodiscovery {
+        let mut discovery = DiscoveryConfig::default();
+        if let Some(port) = options.discovery_port {
+            discovery.port = port;
+        }
+        if let Some(broadcast) = options.broadcast {
+            discovery.broadcast = broadcast;
+        }
+        config.discovery = Some(discovery);
+    } else if options.discovery_port.is_some() || options.broadcast.is_some() {
+        return Err("--discovery-port and --broadcast need -a (--autodiscovery)".into());
+    }
     Ok(config)
 }
 
@@ -258,6 +283,24 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let bytes = parse_size(&text).ok_or_else(|| format!("bad size `{text}`"))?;
                 set(&mut options.max_upload, bytes, &name)?;
             }
+            "-a" | "--autodiscovery" => {
+                if options.autodiscovery {
+                    return Err(format!("{name} is given more than once"));
+                }
+                options.autodiscovery = true;
+            }
+            "--discovery-port" => {
+                let text = value("a port number")?;
+                let port = text.parse().map_err(|_| format!("bad port `{text}`"))?;
+                set(&mut options.discovery_port, port, &name)?;
+            }
+            "-b" | "--broadcast" => {
+                let text = value("an IP address")?;
+                let ip = text
+                    .parse()
+                    .map_err(|_| format!("bad broadcast address `{text}` (an IP address)"))?;
+                set(&mut options.broadcast, ip, &name)?;
+            }
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
@@ -329,5 +372,29 @@ mod tests {
         assert!(args("--bogus").unwrap_err().contains("unknown"));
         assert!(args("--debug=loud").unwrap_err().contains("log level"));
         assert_eq!(parse_size("0"), None);
+        assert!(args("-a -a").unwrap_err().contains("more than once"));
+        assert!(args("-b nowhere").unwrap_err().contains("broadcast"));
+    }
+
+    #[test]
+    fn autodiscovery_flags() {
+        let o = args("-a --discovery-port 6100 -b 10.0.0.255").unwrap();
+        let secret = Secret::new("a long random secret").unwrap();
+        let discovery = config(&o, secret.clone()).unwrap().discovery.unwrap();
+        assert_eq!(discovery.port, 6100);
+        assert_eq!(discovery.broadcast, "10.0.0.255".parse::<IpAddr>().unwrap());
+        let o = args("--autodiscovery").unwrap();
+        assert_eq!(
+            config(&o, secret.clone()).unwrap().discovery,
+            Some(DiscoveryConfig::default())
+        );
+        assert_eq!(
+            config(&args("").unwrap(), secret.clone())
+                .unwrap()
+                .discovery,
+            None
+        );
+        let o = args("-b 10.0.0.255").unwrap();
+        assert!(config(&o, secret).unwrap_err().contains("-a"));
     }
 }

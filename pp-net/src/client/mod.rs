@@ -18,6 +18,12 @@
 //! [`ClusterOptions::duplicate_stragglers`](pp_runtime::remote::ClusterOptions::duplicate_stragglers)):
 //! the first result wins.
 //!
+//! Entries with a `*` (`*`, `*:PORT`, `192.168.1.*`, `*@HOST:PORT`; see
+//! [`Target`]) turn on discovery: the client probes and listens
+//! while it runs (the `discovery` module), and each node that answers gets the same task
+//! as a named node, once per address (the `discovered` module). `connect` returns at
+//! once; a node takes jobs as soon as it has answered and accepted the client.
+//!
 //! If the server has no local workers (`PP_NCPUS=0`) and no node is usable while jobs wait,
 //! the jobs run locally after
 //! [`fallback_wait`](pp_runtime::remote::ClusterOptions::fallback_wait) (2 s by default),
@@ -25,15 +31,19 @@
 //! for a node that does not come.
 
 mod address;
+mod discovered;
 mod flights;
+mod nodes;
 mod session;
 
+use crate::discovery::{self, Target};
 use crate::program::current_program;
 use crate::{ChannelConfig, Secret};
 use address::NodeAddress;
+use nodes::NodeList;
 use pp_runtime::remote::{Attachment, ClusterSpec, ExecutorHandle, JobFeed, NodeStatus};
 use pp_runtime::Error;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -53,6 +63,8 @@ pub(crate) struct NodeState {
     pub(crate) executor: ExecutorHandle,
     /// Signalled when jobs are queued.
     pub(crate) notify: Notify,
+    /// Signalled when the node announced a restart: retry now, not after the backoff.
+    pub(crate) retry: Notify,
     workers: AtomicU32,
     connected: AtomicBool,
     connections: AtomicU32,
@@ -60,6 +72,22 @@ pub(crate) struct NodeState {
 }
 
 impl NodeState {
+    /// A node not yet connected, with its row in `feed`'s statistics.
+    pub(crate) fn new(address: NodeAddress, feed: &JobFeed) -> Self {
+        let name = address.display();
+        NodeState {
+            executor: feed.register_executor(&name),
+            name,
+            address,
+            notify: Notify::new(),
+            retry: Notify::new(),
+            workers: AtomicU32::new(0),
+            connected: AtomicBool::new(false),
+            connections: AtomicU32::new(0),
+            losses: AtomicU32::new(0),
+        }
+    }
+
     pub(crate) fn set_connected(&self, workers: u32) {
         self.workers.store(workers, Ordering::SeqCst);
         self.connections.fetch_add(1, Ordering::SeqCst);
@@ -90,7 +118,7 @@ impl NodeState {
 
 /// The running cluster client of one server.
 struct Cluster {
-    nodes: Vec<Arc<NodeState>>,
+    nodes: Arc<NodeList>,
     stop: watch::Sender<bool>,
     thread: Mutex<Option<(JoinHandle<()>, mpsc::Receiver<()>)>>,
 }
@@ -98,7 +126,7 @@ struct Cluster {
 /// Starts the cluster client for `spec`, feeding on `feed`.
 ///
 /// # Errors
-/// [`Error::Config`] without a secret or with an invalid node address;
+/// [`Error::Config`] without a secret or with an invalid node address or discovery entry;
 /// [`Error::Cluster`] if the program cannot be read or the client thread cannot start.
 pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, Error> {
     let secret = spec.secret.as_deref().ok_or_else(|| {
@@ -109,28 +137,22 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
     })?;
     let secret = Secret::new(secret).map_err(|e| Error::Config(e.to_string()))?;
     let program = current_program().map_err(Error::Cluster)?;
-    let nodes = spec
-        .nodes
-        .iter()
-        .map(|text| {
-            let address = NodeAddress::parse(text).map_err(Error::Config)?;
-            let name = address.display();
-            Ok(Arc::new(NodeState {
-                executor: feed.register_executor(&name),
-                name,
-                address,
-                notify: Notify::new(),
-                workers: AtomicU32::new(0),
-                connected: AtomicBool::new(false),
-                connections: AtomicU32::new(0),
-                losses: AtomicU32::new(0),
-            }))
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let wake = nodes.clone();
-    feed.on_job_queued(Arc::new(move || {
-        wake.iter().for_each(|n| n.notify.notify_one())
-    }));
+    let mut named = Vec::new();
+    let mut targets = Vec::new();
+    for text in &spec.nodes {
+        match Target::parse(text).map_err(Error::Config)? {
+            Some(target) => targets.push(target),
+            None => named.push(NodeAddress::parse(text).map_err(Error::Config)?),
+        }
+    }
+    let nodes = Arc::new(NodeList::new(
+        named
+            .into_iter()
+            .map(|address| Arc::new(NodeState::new(address, &feed)))
+            .collect(),
+    ));
+    let wake = Arc::clone(&nodes);
+    feed.on_job_queued(Arc::new(move || wake.for_each(|n| n.notify.notify_one())));
 
     let ctx = Arc::new(session::Context {
         feed,
@@ -147,11 +169,11 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
         .enable_all()
         .build()
         .map_err(|e| Error::Cluster(format!("cannot start the network runtime: {e}")))?;
-    let task_nodes = nodes.clone();
+    let task_nodes = Arc::clone(&nodes);
     let thread = std::thread::Builder::new()
         .name("pp-cluster".into())
         .spawn(move || {
-            runtime.block_on(run_cluster(task_nodes, ctx, stopped));
+            runtime.block_on(run_cluster(task_nodes, targets, ctx, stopped));
             let _ = done_tx.send(());
         })
         .map_err(|e| Error::Cluster(format!("cannot start the cluster thread: {e}")))?;
@@ -162,21 +184,65 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
     }))
 }
 
+/// How many announcements may wait for the cluster loop; more are dropped (nodes repeat
+/// them).
+const FOUND_BACKLOG: usize = 256;
+
 async fn run_cluster(
-    nodes: Vec<Arc<NodeState>>,
+    nodes: Arc<NodeList>,
+    targets: Vec<Target>,
     ctx: Arc<session::Context>,
     stopped: watch::Receiver<bool>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
-    for node in &nodes {
-        tasks.spawn(drive_node(
-            Arc::clone(node),
-            Arc::clone(&ctx),
-            stopped.clone(),
-        ));
+    for node in nodes.snapshot() {
+        tasks.spawn(drive_node(node, Arc::clone(&ctx), stopped.clone()));
     }
-    tasks.spawn(fallback(nodes, ctx, stopped));
-    while tasks.join_next().await.is_some() {}
+    tasks.spawn(fallback(
+        Arc::clone(&nodes),
+        Arc::clone(&ctx),
+        stopped.clone(),
+    ));
+    let (found_tx, mut found) = tokio::sync::mpsc::channel(FOUND_BACKLOG);
+    let ignored = Arc::new(AtomicU64::new(0));
+    let discovering = !targets.is_empty();
+    if discovering {
+        let mut stop = stopped.clone();
+        let search = discovery::discover(targets, found_tx, Arc::clone(&ignored));
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = search => {}
+                _ = stop.changed() => {}
+            }
+        });
+    } else {
+        drop(found_tx);
+    }
+    let mut admission = if discovering {
+        Some(discovered::Admission::new(&nodes).await)
+    } else {
+        None
+    };
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() { break },
+            Some(found) = found.recv() => {
+                if *stopped.borrow() {
+                    continue;
+                }
+                let Some(admission) = admission.as_mut() else { continue };
+                if let Some(node) = admission.admit(found, &nodes, &ctx.feed) {
+                    tasks.spawn(drive_node(node, Arc::clone(&ctx), stopped.clone()));
+                }
+            }
+        }
+    }
+    if discovering {
+        tracing::debug!(
+            ignored = ignored.load(Ordering::Relaxed),
+            "discovery stopped; datagrams ignored"
+        );
+    }
 }
 
 /// Keeps one node connected for as long as the server runs.
@@ -215,6 +281,7 @@ async fn drive_node(
         pause = (pause * 2).min(RETRY_MAX);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = node.retry.notified() => {}
             _ = stopped.changed() => return,
         }
     }
@@ -232,7 +299,7 @@ fn jitter(max: Duration) -> Duration {
 /// With no local workers, runs jobs locally once no node has been usable for the
 /// options' `fallback_wait` while jobs wait.
 async fn fallback(
-    nodes: Vec<Arc<NodeState>>,
+    nodes: Arc<NodeList>,
     ctx: Arc<session::Context>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -240,17 +307,24 @@ async fn fallback(
     loop {
         let stranded = ctx.feed.local_workers() == 0
             && ctx.feed.queued() > 0
-            && !nodes.iter().any(|n| n.connected.load(Ordering::SeqCst));
+            && !nodes
+                .snapshot()
+                .iter()
+                .any(|n| n.connected.load(Ordering::SeqCst));
         match (stranded, waiting_since) {
             (false, _) => waiting_since = None,
             (true, None) => waiting_since = Some(Instant::now()),
             (true, Some(since)) if since.elapsed() >= ctx.options.fallback_wait => {
                 let wait = ctx.options.fallback_wait;
                 let cores = pp_runtime::available_cores();
-                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-                tracing::warn!(
-                    "no node is usable ({}) after {wait:?}: running jobs on {cores} local workers",
+                let names: Vec<String> = nodes.snapshot().iter().map(|n| n.name.clone()).collect();
+                let names = if names.is_empty() {
+                    "none named or discovered".to_owned()
+                } else {
                     names.join(", ")
+                };
+                tracing::warn!(
+                    "no node is usable ({names}) after {wait:?}: running jobs on {cores} local workers"
                 );
                 if let Err(e) = ctx.feed.set_local_workers(cores) {
                     tracing::error!("cannot start local workers: {e}");
@@ -268,7 +342,7 @@ async fn fallback(
 
 impl Attachment for Cluster {
     fn nodes(&self) -> Vec<NodeStatus> {
-        self.nodes.iter().map(|n| n.status()).collect()
+        self.nodes.snapshot().iter().map(|n| n.status()).collect()
     }
 
     fn shutdown(&self) {

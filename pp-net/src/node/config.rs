@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::discovery::DiscoveryConfig;
 use crate::{ChannelConfig, Secret};
 
 /// The port `ppserver` listens on by default, as Parallel Python's did.
@@ -74,6 +75,9 @@ pub struct NodeConfig {
     /// last heartbeat answer every 250 ms so that the client does not take it for lost.
     /// Default [`DEFAULT_MAX_QUEUED_JOBS`], far above what a pp client keeps in flight.
     pub max_queued_jobs: usize,
+    /// Autodiscovery (`ppserver -a`): announce the node by UDP and answer clients' probes
+    /// (see [`crate::discovery`]). Default `None`: clients must name the node.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 impl NodeConfig {
@@ -92,6 +96,7 @@ impl NodeConfig {
             worker_start_timeout: DEFAULT_WORKER_START_TIMEOUT,
             setup_timeout: DEFAULT_SETUP_TIMEOUT,
             max_queued_jobs: DEFAULT_MAX_QUEUED_JOBS,
+            discovery: None,
         }
     }
 }

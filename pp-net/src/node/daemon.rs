@@ -17,6 +17,7 @@ use super::config::NodeConfig;
 use super::error::NodeError;
 use super::session::{serve_connection, NodeContext};
 use super::stats::{Counters, NodeStats};
+use crate::discovery::{Announcer, DiscoveryConfig};
 
 /// Time sessions get to stop their workers when the node shuts down.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -89,6 +90,10 @@ async fn run(
     });
     let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
     let (stop, stopping) = watch::channel(false);
+    let announcer = match &ctx.config.discovery {
+        Some(discovery) => Some(start_discovery(discovery, addr, &host, &ctx, &stopping)?),
+        None => None,
+    };
     let mut sessions = JoinSet::new();
     let mut last_activity = Instant::now();
     tracing::info!(
@@ -148,6 +153,9 @@ async fn run(
 
     drop(listener);
     let _ = stop.send(true);
+    if let Some(announcer) = announcer {
+        announcer.abort();
+    }
     let finished = tokio::time::timeout(STOP_GRACE, async {
         while sessions.join_next().await.is_some() {}
     })
@@ -158,6 +166,30 @@ async fn run(
     let stats = ctx.counters.snapshot();
     tracing::info!("stopped; statistics: {stats}");
     Ok(stats)
+}
+
+/// Binds the discovery port and starts announcing the node listening on `addr`.
+fn start_discovery(
+    discovery: &DiscoveryConfig,
+    addr: SocketAddr,
+    host: &str,
+    ctx: &NodeContext,
+    stopping: &watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+    let asked = SocketAddr::new(addr.ip(), discovery.port);
+    let announcer = Announcer::bind(discovery, addr.ip(), addr.port(), ctx.config.workers, host)
+        .map_err(|source| NodeError::Discovery {
+            addr: asked,
+            source,
+        })?;
+    let local = announcer.local_addr().unwrap_or(asked);
+    tracing::info!(
+        "autodiscovery: answering probes on udp {local}, announcing to {} every {:?}",
+        announcer.target(),
+        discovery.interval
+    );
+    let ignored = Arc::clone(&ctx.counters.discovery_ignored);
+    Ok(tokio::spawn(announcer.run(ignored, stopping.clone())))
 }
 
 /// Waits for a connection slot, then for a connection.

@@ -17,6 +17,15 @@ pub enum NodeError {
         #[source]
         source: io::Error,
     },
+    /// The discovery port (`ppserver -a`) could not be opened.
+    #[error("cannot open the discovery port udp {addr}: {source}")]
+    Discovery {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The program cache directory is unusable.
     #[error("cannot use the cache directory {}: {reason}", path.display())]
     CacheDir {

@@ -23,6 +23,8 @@ pub struct NodeStats {
     pub cache_hits: u64,
     /// Worker processes that died while holding a job.
     pub worker_crashes: u64,
+    /// Datagrams on the discovery port that were not discovery datagrams (ignored).
+    pub discovery_ignored: u64,
 }
 
 impl fmt::Display for NodeStats {
@@ -30,7 +32,7 @@ impl fmt::Display for NodeStats {
         write!(
             f,
             "connections={} active={} auth_failures={} refused={} jobs={} uploads={} \
-             cache_hits={} worker_crashes={}",
+             cache_hits={} worker_crashes={} discovery_ignored={}",
             self.connections,
             self.active_connections,
             self.auth_failures,
@@ -38,7 +40,8 @@ impl fmt::Display for NodeStats {
             self.jobs_run,
             self.uploads,
             self.cache_hits,
-            self.worker_crashes
+            self.worker_crashes,
+            self.discovery_ignored
         )
     }
 }
@@ -54,6 +57,8 @@ pub(crate) struct Counters {
     pub(crate) uploads: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) worker_crashes: AtomicU64,
+    /// Shared with the discovery task.
+    pub(crate) discovery_ignored: std::sync::Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -74,6 +79,7 @@ impl Counters {
             uploads: get(&self.uploads),
             cache_hits: get(&self.cache_hits),
             worker_crashes: get(&self.worker_crashes),
+            discovery_ignored: get(&self.discovery_ignored),
         }
     }
 }

@@ -1,0 +1,44 @@
+//! The nodes a client knows: the named ones from the start, discovered ones as they come.
+
+use super::NodeState;
+use std::sync::{Arc, RwLock};
+
+/// The client's nodes, shared by the tasks that feed them, wake them and report them.
+pub(crate) struct NodeList {
+    nodes: RwLock<Vec<Arc<NodeState>>>,
+}
+
+impl NodeList {
+    pub(crate) fn new(nodes: Vec<Arc<NodeState>>) -> Self {
+        NodeList {
+            nodes: RwLock::new(nodes),
+        }
+    }
+
+    /// The nodes now.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<NodeState>> {
+        self.read().clone()
+    }
+
+    /// Calls `f` on each node, without copying the list.
+    pub(crate) fn for_each(&self, f: impl FnMut(&Arc<NodeState>)) {
+        self.read().iter().for_each(f);
+    }
+
+    /// The node called `name` (`host:port`), if known.
+    pub(crate) fn find(&self, name: &str) -> Option<Arc<NodeState>> {
+        self.read().iter().find(|n| n.name == name).cloned()
+    }
+
+    /// Adds a node.
+    pub(crate) fn push(&self, node: Arc<NodeState>) {
+        self.nodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(node);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<NodeState>>> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,190 @@
+//! Discovery by broadcast, as on a real network: hosts in network namespaces joined by a
+//! bridge (see `support/netns.rs`), `ppserver -a` with its defaults on some, a client with
+//! `PP_SERVERS=*` on another. The client finds the nodes, runs jobs on them, finds a node
+//! started after it, shrugs off garbage broadcast to the discovery port, and the subnet
+//! form finds the same nodes.
+//!
+//! Needs root and `ip` (iproute2); without them the test says why and is skipped.
+
+#[path = "support/netns.rs"]
+mod netns;
+mod support;
+
+use netns::Lab;
+use pp::Server;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{collect_stderr, jobs_of, temp_dir, wait_until, Log, SECRET};
+
+#[pp::parallel]
+fn add_one(x: u64) -> u64 {
+    x + 1
+}
+
+/// A `ppserver -a` in a lab host, with every default (job and discovery port 60000,
+/// broadcast to 255.255.255.255); killed and reaped on drop.
+struct LabNode {
+    child: Child,
+    log: Arc<Log>,
+    cache_dir: PathBuf,
+    name: String,
+}
+
+impl LabNode {
+    fn start(lab: &Lab, host: &str, workers: usize) -> LabNode {
+        let cache_dir = temp_dir("netns-cache");
+        let workers = workers.to_string();
+        let mut child = lab
+            .command(host, env!("CARGO_BIN_EXE_ppserver"))
+            .args(["-a", "-w", &workers, "--cache-dir"])
+            .arg(&cache_dir)
+            .env("PP_SECRET", SECRET)
+            .env_remove("PP_WORKER")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ppserver in a namespace");
+        let log = collect_stderr(&mut child);
+        log.wait_for("answering probes on udp 0.0.0.0:60000");
+        log.wait_for("ppserver listening on 0.0.0.0:60000");
+        LabNode {
+            child,
+            log,
+            cache_dir,
+            name: format!("{}:60000", lab.ip(host)),
+        }
+    }
+}
+
+impl Drop for LabNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.cache_dir);
+    }
+}
+
+fn connected(server: &Server, name: &str) -> bool {
+    server
+        .active_nodes()
+        .iter()
+        .any(|n| n.address == name && n.connected)
+}
+
+fn run_jobs(server: &Server, n: u64) {
+    let jobs: Vec<_> = (0..n).map(|i| server.submit(add_one, (i,))).collect();
+    for (i, job) in (0..n).zip(jobs) {
+        assert_eq!(job.result(), Ok(i + 1));
+    }
+}
+
+fn discovering_client(entry: &str) -> Server {
+    let started = Instant::now();
+    let server = Server::builder()
+        .ppservers([entry])
+        .secret(SECRET)
+        .ncpus(0)
+        .build()
+        .expect("the cluster client starts");
+    // Not a timing assertion: discovery must not make `build` wait for anything.
+    assert!(started.elapsed() < support::WAIT);
+    server
+}
+
+#[test]
+fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_the_client() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}; the broadcast discovery test needs root and iproute2");
+        return;
+    }
+    let lab = Lab::new("bcast", &["client", "n1", "n2", "n3"]);
+    let n1 = LabNode::start(&lab, "n1", 2);
+    let n2 = LabNode::start(&lab, "n2", 1);
+
+    // The client lives on a thread of its own inside the client's namespace.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                lab.enter("client");
+                let server = discovering_client("*");
+                wait_until(&server, "the two running nodes are discovered", || {
+                    connected(&server, &n1.name) && connected(&server, &n2.name)
+                });
+                run_jobs(&server, 200);
+                assert!(jobs_of(&server, &n1.name) > 0, "{}", server.stats());
+                assert!(jobs_of(&server, &n2.name) > 0, "{}", server.stats());
+
+                // Garbage broadcast to the discovery port reaches every node and the
+                // client's listener: ignored.
+                let noise = UdpSocket::bind((lab.ip("client"), 0)).expect("bind");
+                noise.set_broadcast(true).expect("broadcast");
+                let to = SocketAddr::from((lab.broadcast(), 60000));
+                for garbage in [
+                    &b"PPDS"[..],
+                    b"PPDS\x07\x02\x00\x00",
+                    b"not pp",
+                    &[0u8; 700],
+                ] {
+                    noise.send_to(garbage, to).expect("send garbage");
+                }
+                run_jobs(&server, 50);
+
+                // A node started now announces itself at start and is used.
+                let n3 = LabNode::start(&lab, "n3", 1);
+                wait_until(&server, "the late node is discovered", || {
+                    connected(&server, &n3.name)
+                });
+                let before = jobs_of(&server, &n3.name);
+                let deadline = Instant::now() + support::WAIT;
+                while jobs_of(&server, &n3.name) == before {
+                    assert!(
+                        Instant::now() < deadline,
+                        "n3 ran no job\n{}",
+                        server.stats()
+                    );
+                    run_jobs(&server, 50);
+                }
+                let mut names: Vec<String> = server
+                    .active_nodes()
+                    .into_iter()
+                    .map(|n| n.address)
+                    .collect();
+                names.sort();
+                assert_eq!(names, [n1.name.as_str(), &n2.name, &n3.name]);
+                assert_eq!(jobs_of(&server, "local"), 0);
+                drop(server);
+
+                // The subnet form finds the same three.
+                let server = discovering_client("10.77.0.*");
+                wait_until(&server, "the subnet form finds all three", || {
+                    [&n1, &n2, &n3].iter().all(|n| connected(&server, &n.name))
+                });
+                run_jobs(&server, 30);
+                drop(server);
+                drop(n3);
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    });
+    // Each node counted the four garbage datagrams (a private bridge loses none).
+    for node in [&n1, &n2] {
+        let deadline = Instant::now() + support::WAIT;
+        while !node.log.contains("discovery_ignored=4") {
+            assert!(
+                Instant::now() < deadline,
+                "no discovery_ignored=4 in the statistics; log:\n{}",
+                node.log.text()
+            );
+            let status = std::process::Command::new("kill")
+                .args(["-USR1", &node.child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

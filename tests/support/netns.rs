@@ -1,0 +1,182 @@
+//! A private network for discovery tests and benchmarks: network namespaces joined by a
+//! bridge, all created here and deleted on drop (even after a failure).
+//!
+//! Host `i` of a lab (counting from 0) is `10.77.0.{i+1}/24` on its `eth0`, a veth whose
+//! other end is a port of the bridge `br0` in a namespace of its own; each host has a
+//! default route on `eth0` so that `255.255.255.255` reaches the bridge. Nothing is added
+//! to the namespace the test runs in: no address, route or broadcast leaves the lab.
+//!
+//! Needs root (or `CAP_SYS_ADMIN`) and `ip` from iproute2; [`Lab::unavailable`] says
+//! plainly when either is missing, so that the caller can skip.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+
+/// The namespaces of one lab; deleted on drop.
+pub struct Lab {
+    prefix: String,
+    hosts: Vec<String>,
+    created: Vec<String>,
+}
+
+/// Runs `ip args`, returning its error output on failure.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+impl Lab {
+    /// Why labs cannot be built here, if they cannot.
+    pub fn unavailable() -> Option<String> {
+        if Command::new("ip")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            return Some("`ip` (iproute2) is not installed".into());
+        }
+        if !is_root() {
+            return Some("network namespaces need root".into());
+        }
+        // Root in a container may still lack the capability.
+        let probe = format!("ppd-{}-probe", std::process::id());
+        match ip(&["netns", "add", &probe]) {
+            Ok(()) => {
+                let _ = ip(&["netns", "del", &probe]);
+                None
+            }
+            Err(e) => Some(format!("cannot create a network namespace: {e}")),
+        }
+    }
+
+    /// Builds a lab with one host per name in `hosts`, named `tag` among this process's
+    /// labs.
+    ///
+    /// # Panics
+    /// When a step fails (the namespaces made so far are deleted).
+    pub fn new(tag: &str, hosts: &[&str]) -> Lab {
+        let mut lab = Lab {
+            prefix: format!("ppd-{}-{tag}", std::process::id()),
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            created: Vec::new(),
+        };
+        if let Err(e) = lab.build() {
+            panic!("cannot build the network lab: {e}");
+        }
+        lab
+    }
+
+    fn build(&mut self) -> Result<(), String> {
+        let switch = format!("{}-sw", self.prefix);
+        self.add_namespace(&switch)?;
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &switch, "link", "set", "br0", "up"])?;
+        for i in 0..self.hosts.len() {
+            let ns = self.ns(&self.hosts[i].clone());
+            self.add_namespace(&ns)?;
+            let port = format!("p{i}");
+            let cidr = format!("{}/24", Ipv4Addr::new(10, 77, 0, i as u8 + 1));
+            ip(&[
+                "-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ])?;
+            ip(&["-n", &switch, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &switch, "link", "set", &port, "up"])?;
+            ip(&["-n", &ns, "addr", "add", &cidr, "brd", "+", "dev", "eth0"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "route", "add", "default", "dev", "eth0"])?;
+        }
+        Ok(())
+    }
+
+    fn add_namespace(&mut self, name: &str) -> Result<(), String> {
+        ip(&["netns", "add", name])?;
+        self.created.push(name.to_owned());
+        ip(&["-n", name, "link", "set", "lo", "up"])
+    }
+
+    /// The namespace of `host`.
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    /// The address of `host`.
+    pub fn ip(&self, host: &str) -> Ipv4Addr {
+        let i = self
+            .hosts
+            .iter()
+            .position(|h| h == host)
+            .unwrap_or_else(|| panic!("no host {host} in the lab"));
+        Ipv4Addr::new(10, 77, 0, i as u8 + 1)
+    }
+
+    /// The lab's broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, 255)
+    }
+
+    /// `program` run in `host`'s namespace (`ip netns exec` execs it: same process id).
+    pub fn command(&self, host: &str, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns(host), program]);
+        command
+    }
+
+    /// Moves the calling thread into `host`'s namespace: sockets it opens, and threads it
+    /// starts, live there. Call it on a thread of its own.
+    ///
+    /// # Panics
+    /// When the namespace cannot be entered.
+    pub fn enter(&self, host: &str) {
+        let path = format!("/run/netns/{}", self.ns(host));
+        let file = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+        // SAFETY: setns only reads the descriptor, which stays open for the call; it
+        // changes the network namespace of this thread alone.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "cannot enter {path}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its interfaces (and the veth peers with them).
+        for name in self.created.iter().rev() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
