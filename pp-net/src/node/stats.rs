@@ -23,6 +23,11 @@ pub struct NodeStats {
     pub cache_hits: u64,
     /// Worker processes that died while holding a job.
     pub worker_crashes: u64,
+    /// Connections closed in their handshake to make room for newer ones, at the
+    /// connection limit.
+    pub evicted: u64,
+    /// Connections closed at once because authenticated sessions held every slot.
+    pub rejected: u64,
 }
 
 impl fmt::Display for NodeStats {
@@ -30,7 +35,7 @@ impl fmt::Display for NodeStats {
         write!(
             f,
             "connections={} active={} auth_failures={} refused={} jobs={} uploads={} \
-             cache_hits={} worker_crashes={}",
+             cache_hits={} worker_crashes={} evicted={} rejected={}",
             self.connections,
             self.active_connections,
             self.auth_failures,
@@ -38,7 +43,9 @@ impl fmt::Display for NodeStats {
             self.jobs_run,
             self.uploads,
             self.cache_hits,
-            self.worker_crashes
+            self.worker_crashes,
+            self.evicted,
+            self.rejected
         )
     }
 }
@@ -54,6 +61,8 @@ pub(crate) struct Counters {
     pub(crate) uploads: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) worker_crashes: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
 }
 
 impl Counters {
@@ -74,6 +83,8 @@ impl Counters {
             uploads: get(&self.uploads),
             cache_hits: get(&self.cache_hits),
             worker_crashes: get(&self.worker_crashes),
+            evicted: get(&self.evicted),
+            rejected: get(&self.rejected),
         }
     }
 }
