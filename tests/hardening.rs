@@ -285,6 +285,7 @@ fn silent_connection(node: &Node) {
 fn client_stops_reading(node: &Node) {
     let jobs = 64u64;
     let before = node.memory().expect("memory").rss_kib;
+    let jobs_before = jobs_run(node);
     block_on(async {
         let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
         client.start_session().await;
@@ -295,12 +296,21 @@ fn client_stops_reading(node: &Node) {
             .map(|i| job_with(i, blob, &(BLOB as u64,)))
             .collect();
         client.send(&Message::Submit { jobs: batch }).await;
-        for _ in 0..10 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let memory = node.memory().expect("memory");
-            eprintln!("  not reading: node VmRSS {} KiB", memory.rss_kib);
+        // Wait until the node stops running this client's jobs (its count stays the same
+        // for a second) or has run them all (what a node without the limit does).
+        let (mut last, mut still) = (jobs_run(node), 0);
+        let deadline = std::time::Instant::now() + WAIT / 2;
+        while still < 4 && last < jobs_before + jobs && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = jobs_run(node);
+            still = if now == last { still + 1 } else { 0 };
+            last = now;
         }
         let now = node.memory().expect("memory").rss_kib;
+        eprintln!(
+            "  not reading: the node ran {} of {jobs} jobs; VmRSS {before} -> {now} KiB",
+            last - jobs_before
+        );
         // Each held result may exist a few times over (reply, encoded message, frame).
         assert!(
             now < before + ((JOBS_PER_CLIENT as u64 * 4 * BLOB as u64) >> 10),
@@ -509,6 +519,16 @@ fn assert_cache_holds_only_programs(node: &Node) {
             "unexpected file {name} in the cache"
         );
     }
+}
+
+/// The jobs the node has run, from its statistics.
+fn jobs_run(node: &Node) -> u64 {
+    let stats = node.statistics();
+    stats
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("jobs="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no job count in {stats}"))
 }
 
 /// Waits (at most [`WAIT`]) until `text` occurs `n` times in the node's log.
