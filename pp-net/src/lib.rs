@@ -40,6 +40,9 @@ pub mod client;
 mod config;
 mod error;
 mod frame;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod message;
 pub mod node;
