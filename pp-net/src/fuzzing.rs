@@ -82,11 +82,19 @@ pub fn frame_stream(data: &[u8]) {
     let (sender, receiver) = session();
     let receiver = Arc::clone(receiver);
     let mut stream = Vec::new();
-    // (end of frame in the stream, message), for each genuine frame.
-    let mut frames: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut damage = usize::MAX;
+    // The intact prefix of the stream: genuine frames with consecutive nonces from 0, as
+    // (end of the frame in the stream, next nonce after it, message). Whatever follows it
+    // is damage.
+    let mut intact: Vec<(usize, u64, Vec<u8>)> = Vec::new();
+    let mut flipped = std::collections::BTreeSet::new();
     let (mut nonce, mut out, mut scratch) = (0u64, Vec::new(), Vec::new());
     let mut ops = data.iter().copied();
+    let position = |ops: &mut std::iter::Copied<std::slice::Iter<'_, u8>>, len: usize| {
+        usize::from(u16::from_le_bytes([
+            ops.next().unwrap_or(0),
+            ops.next().unwrap_or(0),
+        ])) % len
+    };
     while let Some(op) = ops.next() {
         match op % 5 {
             0 | 4 => {
@@ -96,37 +104,36 @@ pub fn frame_stream(data: &[u8]) {
                 } else {
                     (0..n << 10).map(|i| i as u8).collect()
                 };
-                frame::seal(&sender, &mut nonce, &message, &mut out, &mut scratch)
+                // It continues the intact prefix only if nothing else follows the prefix
+                // and no sealed frame is missing from it (its nonce is the next one).
+                let continues = stream.len() == intact.last().map_or(0, |f| f.0)
+                    && nonce == intact.last().map_or(0, |f| f.1);
+                frame::seal(sender, &mut nonce, &message, &mut out, &mut scratch)
                     .expect("a frame below the limit seals");
                 stream.extend_from_slice(&out);
-                frames.push((stream.len(), message));
+                if continues {
+                    intact.push((stream.len(), nonce, message));
+                }
             }
             1 => {
                 let n = usize::from(ops.next().unwrap_or(0));
-                let start = stream.len();
                 stream.extend(ops.by_ref().take(n));
-                if stream.len() > start {
-                    damage = damage.min(start);
-                }
             }
             2 | 3 if stream.is_empty() => {}
             2 => {
-                let pos = usize::from(u16::from_le_bytes([
-                    ops.next().unwrap_or(0),
-                    ops.next().unwrap_or(0),
-                ])) % stream.len();
+                let pos = position(&mut ops, stream.len());
                 let x = ops.next().unwrap_or(1).max(1);
-                stream[pos] ^= x;
-                damage = damage.min(pos);
+                // Each byte is changed once: a second flip could undo the first.
+                if flipped.insert(pos) {
+                    stream[pos] ^= x;
+                    intact.retain(|(end, ..)| *end <= pos);
+                }
             }
             _ => {
-                let pos = usize::from(u16::from_le_bytes([
-                    ops.next().unwrap_or(0),
-                    ops.next().unwrap_or(0),
-                ])) % stream.len();
+                let pos = position(&mut ops, stream.len());
                 stream.truncate(pos);
-                damage = damage.min(pos);
-                frames.retain(|(end, _)| *end <= pos);
+                flipped.retain(|&p| p < pos);
+                intact.retain(|(end, ..)| *end <= pos);
             }
         }
     }
@@ -141,7 +148,7 @@ pub fn frame_stream(data: &[u8]) {
         receiver,
         config,
     );
-    for (end, message) in frames.iter().filter(|(end, _)| *end <= damage) {
+    for (end, _, message) in &intact {
         match run_ready(reader.recv_bytes()) {
             Ok(received) => assert_eq!(&received, message, "frame ending at {end}"),
             Err(error) => panic!("the intact frame ending at {end} was refused: {error}"),
@@ -262,6 +269,21 @@ mod tests {
         frame_stream(&[0, 3, b'a', b'b', b'c', 4, 150, 2, 40, 0, 1]);
         frame_stream(&[0, 1, b'x', 3, 10, 0, 0, 2, b'y', b'z', 1, 4, 1, 2, 3, 4]);
         frame_stream(&[]);
+    }
+
+    /// Found by the fuzzer: raw bytes cut away entirely, then a genuine frame; and a frame
+    /// cut twice, then a genuine frame (bugs of the harness's model of the stream, not of
+    /// the decoder).
+    #[test]
+    fn regression_cuts_then_a_frame() {
+        frame_stream(&[1, 1, 0, 48, 198, 176, 23, 0]);
+        frame_stream(&[
+            0x40, 0xff, 0x8a, 0x28, 0x4b, 0x58, 0x31, 0x8a, 0x28, 0x4b, 0x58,
+        ]);
+        // Two frames of several segments each: nonces count segments, not frames.
+        frame_stream(&[0x18, 0x8d, 0x04, 0xf9]);
+        // The same byte flipped twice, which restores it.
+        frame_stream(&[0x04, 0x0c, 0xf9, 0x9d, 0, 0, 0x25, 0, 0, 0, 0x0c]);
     }
 
     #[test]
