@@ -75,6 +75,9 @@ fn bomb() -> Bomb {
     Bomb { _bytes: Vec::new() }
 }
 
+/// One row of the table: its name, and what it sends to the node.
+type Row = (&'static str, fn(&Node));
+
 #[test]
 fn the_node_survives_the_table_of_bad_inputs_within_its_memory_bound() {
     raise_open_file_limit(4096);
@@ -93,7 +96,7 @@ fn the_node_survives_the_table_of_bad_inputs_within_its_memory_bound() {
     );
     // The first good session uploads the program; every later one finds it cached.
     good_client_completes_a_job(&node);
-    let rows: &[(&str, fn(&Node))] = &[
+    let rows: &[Row] = &[
         ("garbage bytes", garbage_bytes),
         ("a truncated frame", truncated_frame),
         ("a 4 GiB length prefix", four_gib_length_prefix),
@@ -107,7 +110,10 @@ fn the_node_survives_the_table_of_bad_inputs_within_its_memory_bound() {
         ("1000 connections at once", thousand_connections),
         ("decode bombs", decode_bombs),
         ("an upload above --max-upload", upload_above_the_limit),
-        ("an upload that does not match its hash", upload_with_a_wrong_hash),
+        (
+            "an upload that does not match its hash",
+            upload_with_a_wrong_hash,
+        ),
         ("a program that is not executable", program_not_executable),
     ];
     let mut peaks = Vec::new();
@@ -195,7 +201,11 @@ fn wrong_protocol_version(node: &Node) {
     // The node answers with its own version before hanging up, so that the client can name
     // both versions in its error; this is the error a client of version 2 reports.
     let answer: [u8; 8] = answer.try_into().expect("the node's 8-byte preamble");
-    assert_eq!(answer, pp_net::preamble::ours(), "the node names its version");
+    assert_eq!(
+        answer,
+        pp_net::preamble::ours(),
+        "the node names its version"
+    );
     let line = node
         .log
         .wait_for("speaks pp protocol version 2, this build speaks version 1");
@@ -224,7 +234,10 @@ fn replayed_handshake(node: &Node) {
     // ...and send it again on a new connection: the node's fresh ephemeral key makes the
     // recorded confirmation worthless.
     let answer = block_on(send_raw(node.addr, &recorded));
-    assert!(answer.len() < 200, "only the preamble and a handshake message");
+    assert!(
+        answer.len() < 200,
+        "only the preamble and a handshake message"
+    );
     node.log.wait_for("a replayed or forged handshake");
 }
 
@@ -237,7 +250,8 @@ fn truncated_frame(node: &Node) {
         writer.shutdown().await.expect("close");
         assert!(reader.recv().await.is_err(), "the node sends nothing more");
     });
-    node.log.wait_for("closed the connection in the middle of a frame");
+    node.log
+        .wait_for("closed the connection in the middle of a frame");
 }
 
 fn four_gib_length_prefix(node: &Node) {
@@ -457,7 +471,10 @@ fn upload_above_the_limit(node: &Node) {
             })
             .await;
         let reason = expect_refused(client.recv().await);
-        assert!(reason.contains("past the announced program size"), "{reason}");
+        assert!(
+            reason.contains("past the announced program size"),
+            "{reason}"
+        );
     });
     assert_cache_holds_only_programs(node);
 }
@@ -577,6 +594,9 @@ fn raise_open_file_limit(want: u64) {
     }
 }
 
+/// A change to the bytes of one write.
+type Change = Box<dyn FnOnce(Vec<u8>) -> Vec<u8> + Send>;
+
 /// What a [`Tap`] recorded, and the change to make to the next write.
 #[derive(Default)]
 struct TapState {
@@ -584,7 +604,7 @@ struct TapState {
     written: Vec<u8>,
     /// Applied to the bytes of the next write (a whole frame: the channel writes each
     /// frame at once).
-    next: Option<Box<dyn FnOnce(Vec<u8>) -> Vec<u8> + Send>>,
+    next: Option<Change>,
     /// The changed write, still being written, and the length to report for it.
     out: Vec<u8>,
     out_for: Option<usize>,

@@ -30,7 +30,9 @@ static LEDGER: Mutex<u64> = Mutex::new(0);
 /// Adds `x` to the ledger; panics halfway when `x` is 13, with the lock held.
 #[pp::parallel]
 fn panic_holding_the_lock(x: u64) -> u64 {
-    let mut ledger = LEDGER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut ledger = LEDGER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if x == 13 {
         panic!("unlucky {x}, with the ledger locked");
     }
@@ -55,7 +57,9 @@ struct Unencodable(u64);
 
 impl Serialize for Unencodable {
     fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("this value refuses to be encoded"))
+        Err(serde::ser::Error::custom(
+            "this value refuses to be encoded",
+        ))
     }
 }
 
@@ -145,7 +149,10 @@ fn a_callback_that_panics_leaves_the_result_and_the_server_intact() {
 fn a_result_that_cannot_be_encoded_is_only_a_problem_where_it_is_encoded() {
     // Locally nothing is encoded: the value comes back as it is.
     let server = local();
-    assert_eq!(server.submit(unencodable, (3,)).result(), Ok(Unencodable(3)));
+    assert_eq!(
+        server.submit(unencodable, (3,)).result(),
+        Ok(Unencodable(3))
+    );
     still_serves(&server);
 }
 
@@ -182,7 +189,10 @@ fn on_a_node_a_result_that_cannot_be_encoded_is_a_clear_job_error() {
         Err(JobError::Remote { task, message }) => {
             assert!(task.ends_with("::unencodable"), "{task}");
             assert!(message.contains("cannot encode the result"), "{message}");
-            assert!(message.contains("this value refuses to be encoded"), "{message}");
+            assert!(
+                message.contains("this value refuses to be encoded"),
+                "{message}"
+            );
         }
         other => panic!("expected a remote encoding error, got {other:?}"),
     }

@@ -141,13 +141,8 @@ pub fn frame_stream(data: &[u8]) {
         max_message: MAX_MESSAGE,
         ..ChannelConfig::default()
     };
-    let (mut reader, _) = crate::secure::channel(
-        &stream[..],
-        tokio::io::sink(),
-        Peer(None),
-        receiver,
-        config,
-    );
+    let (mut reader, _) =
+        crate::secure::channel(&stream[..], tokio::io::sink(), Peer(None), receiver, config);
     for (end, _, message) in &intact {
         match run_ready(reader.recv_bytes()) {
             Ok(received) => assert_eq!(&received, message, "frame ending at {end}"),
@@ -157,7 +152,10 @@ pub fn frame_stream(data: &[u8]) {
     // Past the damage (or at the end) only errors come.
     for _ in 0..4 {
         if let Ok(received) = run_ready(reader.recv_bytes()) {
-            panic!("a damaged stream gave a message of {} bytes", received.len());
+            panic!(
+                "a damaged stream gave a message of {} bytes",
+                received.len()
+            );
         }
     }
     // The clear header of a frame is never trusted for more than the limit.
@@ -217,9 +215,7 @@ pub fn handshake(data: &[u8]) {
             .and_then(|b| b.build_initiator())
             .expect("an initiator");
         let mut message = [0u8; 128];
-        let n = client
-            .write_message(&[], &mut message)
-            .expect("message 1");
+        let n = client.write_message(&[], &mut message).expect("message 1");
         input.extend_from_slice(&(n as u16).to_le_bytes());
         input.extend_from_slice(&message[..n]);
     }
@@ -298,6 +294,8 @@ mod tests {
     #[test]
     fn messages_have_one_encoding() {
         message(&[7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
-        message(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0]);
+        message(&[
+            2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0,
+        ]);
     }
 }

@@ -26,7 +26,8 @@ fn message() -> impl Strategy<Value = Message> {
             args,
         },
     );
-    let reply = (any::<u64>(), outcome()).prop_map(|(job_id, outcome)| JobReply { job_id, outcome });
+    let reply =
+        (any::<u64>(), outcome()).prop_map(|(job_id, outcome)| JobReply { job_id, outcome });
     prop_oneof![
         (any::<[u8; 32]>(), any::<u64>(), ".{0,16}", any::<u64>()).prop_map(
             |(program_sha256, program_size, target, registry_fingerprint)| Message::ClientHello {

@@ -424,8 +424,12 @@ mod tests {
         assert_eq!(config.worker_memory, Some(512 << 20));
         let small = args("--max-message 1K").unwrap();
         assert!(config_of(&small).unwrap_err().contains("--max-message"));
-        assert!(args("--max-connections 0").unwrap_err().contains("at least 1"));
-        assert!(args("--handshake-timeout -1").unwrap_err().contains("duration"));
+        assert!(args("--max-connections 0")
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(args("--handshake-timeout -1")
+            .unwrap_err()
+            .contains("duration"));
     }
 
     fn config_of(options: &Options) -> Result<NodeConfig, String> {
