@@ -9,16 +9,10 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::io::Read;
-use std::net::SocketAddr;
-
 use pp::codec::{decode, encode};
-use pp_net::program::{current_program, Program};
-use pp_net::{connect_client, ChannelConfig, JobRequest, Message, NetError, Outcome, Secret};
-use pp_net::{SecureReader, SecureWriter};
-use support::{ppserver_command, wait_bounded, Node, SECRET, WAIT};
+use pp_net::{JobRequest, Message, NetError, Outcome};
+use support::raw::{block_on, expect_refused, job, program, program_bytes, Client};
+use support::{ppserver_command, wait_bounded, Node, SECRET};
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
 #[used]
@@ -44,130 +38,8 @@ fn die() -> u64 {
     std::process::abort()
 }
 
-/// Runs `f` on a fresh runtime, failing the test if it takes longer than [`WAIT`].
-fn block_on<T>(f: impl Future<Output = T>) -> T {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async {
-        tokio::time::timeout(WAIT, f)
-            .await
-            .expect("the test hung: it did not finish within its time bound")
-    })
-}
-
-fn program() -> &'static Program {
-    current_program().expect("this test binary can be read")
-}
-
-/// A raw client of the protocol.
-struct Client {
-    reader: SecureReader,
-    writer: SecureWriter,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr, secret: &str) -> Result<Client, NetError> {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let secret = Secret::new(secret)?;
-        let (reader, writer) = connect_client(stream, &secret, ChannelConfig::default()).await?;
-        Ok(Client { reader, writer })
-    }
-
-    async fn send(&mut self, message: &Message) {
-        self.writer.send(message).await.expect("send");
-    }
-
-    async fn recv(&mut self) -> Message {
-        self.reader.recv().await.expect("receive")
-    }
-
-    /// This binary's hello, with the given changes.
-    fn hello() -> Message {
-        Message::ClientHello {
-            program_sha256: program().sha256,
-            program_size: program().size,
-            target: pp_net::node::this_target(),
-            registry_fingerprint: pp::registry().fingerprint(),
-        }
-    }
-
-    /// Sends `bytes` as the program, in 1 MiB chunks, then `UploadDone`.
-    async fn upload(&mut self, bytes: &[u8]) {
-        let mut offset = 0u64;
-        for chunk in bytes.chunks(1 << 20) {
-            self.send(&Message::UploadChunk {
-                offset,
-                bytes: chunk.to_vec(),
-            })
-            .await;
-            offset += chunk.len() as u64;
-        }
-        self.send(&Message::UploadDone).await;
-    }
-
-    /// Hello, upload if asked, `Ready`: returns (need_upload, workers).
-    async fn start_session(&mut self) -> (bool, u32) {
-        self.send(&Client::hello()).await;
-        let need_upload = match self.recv().await {
-            Message::ServerHello { need_upload, .. } => need_upload,
-            other => panic!("expected ServerHello, got {other:?}"),
-        };
-        if need_upload {
-            self.upload(&program_bytes()).await;
-        }
-        match self.recv().await {
-            Message::Ready { workers } => (need_upload, workers),
-            other => panic!("expected Ready, got {other:?}"),
-        }
-    }
-
-    /// Submits `jobs` in one message and collects every outcome.
-    async fn run(&mut self, jobs: Vec<JobRequest>) -> HashMap<u64, Outcome> {
-        let expected = jobs.len();
-        self.send(&Message::Submit { jobs }).await;
-        let mut outcomes = HashMap::new();
-        while outcomes.len() < expected {
-            match self.recv().await {
-                Message::Results { results } => {
-                    for reply in results {
-                        assert!(outcomes.insert(reply.job_id, reply.outcome).is_none());
-                    }
-                }
-                other => panic!("expected Results, got {other:?}"),
-            }
-        }
-        outcomes
-    }
-}
-
-fn program_bytes() -> Vec<u8> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(&program().path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .expect("read this test binary");
-    bytes
-}
-
-fn job<F>(job_id: u64, task: pp::Task<F>, args: Vec<u8>) -> JobRequest {
-    JobRequest {
-        job_id,
-        task: task.id().to_owned(),
-        fingerprint: task.fingerprint(),
-        args,
-    }
-}
-
 fn square_job(job_id: u64, x: u64) -> JobRequest {
     job(job_id, square, encode(&(x,)).unwrap())
-}
-
-fn expect_refused(message: Message) -> String {
-    match message {
-        Message::Refused { reason } => reason,
-        other => panic!("expected Refused, got {other:?}"),
-    }
 }
 
 #[test]

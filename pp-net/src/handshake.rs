@@ -72,6 +72,14 @@ impl Secret {
     }
 }
 
+impl Secret {
+    /// The derived key, for the fuzzing harnesses that play a genuine client.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn psk(&self) -> &[u8; 32] {
+        &self.psk
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material, not even in debug logs.

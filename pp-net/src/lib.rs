@@ -44,6 +44,9 @@ mod config;
 pub mod discovery;
 mod error;
 mod frame;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod message;
 pub mod node;

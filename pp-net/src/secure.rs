@@ -28,10 +28,10 @@ pub(crate) fn channel<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     reader: R,
     writer: W,
     peer: Peer,
-    cipher: StatelessTransportState,
+    cipher: impl Into<Arc<StatelessTransportState>>,
     config: ChannelConfig,
 ) -> (SecureReader<R>, SecureWriter<W>) {
-    let cipher = Arc::new(cipher);
+    let cipher = cipher.into();
     let reader = SecureReader {
         io: BufReader::with_capacity(READ_BUFFER, reader),
         cipher: Arc::clone(&cipher),

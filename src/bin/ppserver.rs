@@ -50,9 +50,29 @@ options:
                           subnet's broadcast address such as 192.168.1.255 also works)
   -h, --help              print this help
 
+limits (see SECURITY.md; sizes take the suffixes K, M, G):
+      --max-connections N       connections at once, handshakes included (default 64);
+                                past it the oldest connection still in its handshake
+                                makes room, or the new one is closed
+      --handshake-timeout SECS  time to complete the handshake (default 5)
+      --setup-timeout SECS      time for each setup message: hello, each upload chunk
+                                (default 30)
+      --max-message BYTES       largest message (frame) either way, 64K to 1G
+                                (default 64M); also bounds decoding and job results
+      --max-cache BYTES         bytes of programs the cache keeps (default 4G)
+      --max-jobs-per-client N   jobs a client may have on the node: queued, running or
+                                with a result not yet sent (default 4096)
+      --worker-memory BYTES     address-space limit of each worker process
+                                (default: none); a job past it kills its worker
+
 environment:
   PP_SECRET, PP_SECRET_FILE   the secret, when no option gives it
 ";
+
+/// Bounds of `--max-message`: room for an upload chunk and a job, and at most what the codec
+/// decodes.
+const MIN_MESSAGE: u64 = 64 << 10;
+const MAX_MESSAGE: u64 = 1 << 30;
 
 const NO_SECRET: &str = "ppserver: no secret given: pass --secret, --secret-file or set \
                          PP_SECRET (every client needs the same secret)";
@@ -73,6 +93,13 @@ struct Options {
     autodiscovery: bool,
     discovery_port: Option<u16>,
     broadcast: Option<IpAddr>,
+    max_connections: Option<usize>,
+    handshake_timeout: Option<Duration>,
+    setup_timeout: Option<Duration>,
+    max_message: Option<u64>,
+    max_cache: Option<u64>,
+    max_jobs_per_client: Option<usize>,
+    worker_memory: Option<u64>,
     help: bool,
 }
 
@@ -198,6 +225,31 @@ fn config(options: &Options, secret: Secret) -> Result<NodeConfig, String> {
     } else if options.discovery_port.is_some() || options.broadcast.is_some() {
         return Err("--discovery-port and --broadcast need -a (--autodiscovery)".into());
     }
+    if let Some(n) = options.max_connections {
+        config.max_connections = n;
+    }
+    if let Some(timeout) = options.handshake_timeout {
+        config.channel.handshake_timeout = timeout;
+    }
+    if let Some(timeout) = options.setup_timeout {
+        config.setup_timeout = timeout;
+    }
+    if let Some(bytes) = options.max_message {
+        if !(MIN_MESSAGE..=MAX_MESSAGE).contains(&bytes) {
+            return Err(format!(
+                "--max-message must be between {MIN_MESSAGE} and {MAX_MESSAGE} bytes (64K to 1G)"
+            ));
+        }
+        // In range, so it fits.
+        config.channel.max_message = bytes as u32;
+    }
+    if let Some(bytes) = options.max_cache {
+        config.max_cache_bytes = bytes;
+    }
+    if let Some(n) = options.max_jobs_per_client {
+        config.max_queued_jobs = n;
+    }
+    config.worker_memory = options.worker_memory;
     Ok(config)
 }
 
@@ -250,17 +302,34 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "-s" | "--secret" => set(&mut options.secret, value("the secret")?, &name)?,
             "--secret-file" => set(&mut options.secret_file, value("a path")?.into(), &name)?,
             "-t" | "--timeout" => {
-                let text = value("a number of seconds")?;
-                let seconds: f64 = text
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                    .ok_or_else(|| format!("bad timeout `{text}` (seconds, above 0)"))?;
-                set(
-                    &mut options.timeout,
-                    Duration::from_secs_f64(seconds),
-                    &name,
-                )?;
+                let seconds = parse_seconds(&value("a number of seconds")?)?;
+                set(&mut options.timeout, seconds, &name)?;
+            }
+            "--handshake-timeout" => {
+                let seconds = parse_seconds(&value("a number of seconds")?)?;
+                set(&mut options.handshake_timeout, seconds, &name)?;
+            }
+            "--setup-timeout" => {
+                let seconds = parse_seconds(&value("a number of seconds")?)?;
+                set(&mut options.setup_timeout, seconds, &name)?;
+            }
+            "--max-connections" => {
+                let n = parse_count(&value("a number of connections")?)?;
+                set(&mut options.max_connections, n, &name)?;
+            }
+            "--max-jobs-per-client" => {
+                let n = parse_count(&value("a number of jobs")?)?;
+                set(&mut options.max_jobs_per_client, n, &name)?;
+            }
+            "--max-message" | "--max-cache" | "--worker-memory" => {
+                let text = value("a size in bytes")?;
+                let bytes = parse_size(&text).ok_or_else(|| format!("bad size `{text}`"))?;
+                let slot = match name.as_str() {
+                    "--max-message" => &mut options.max_message,
+                    "--max-cache" => &mut options.max_cache,
+                    _ => &mut options.worker_memory,
+                };
+                set(slot, bytes, &name)?;
             }
             "-P" | "--pid-file" => set(&mut options.pid_file, value("a path")?.into(), &name)?,
             "-d" | "--debug" => {
@@ -327,6 +396,23 @@ fn parse_level(text: &str) -> Option<tracing::Level> {
     }
 }
 
+/// A duration in seconds, fractions allowed, above 0.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("bad duration `{text}` (seconds, above 0)"))
+}
+
+/// A count of at least 1.
+fn parse_count(text: &str) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|&n: &usize| n > 0)
+        .ok_or_else(|| format!("bad number `{text}` (at least 1)"))
+}
+
 /// `1048576`, `512K`, `64M`, `2G` (powers of 1024).
 fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -362,6 +448,35 @@ mod tests {
             args("--debug=trace").unwrap().level,
             Some(tracing::Level::TRACE)
         );
+    }
+
+    #[test]
+    fn limits_reach_the_configuration() {
+        let o = args(
+            "--max-connections 8 --handshake-timeout 0.5 --setup-timeout 2 --max-message 1M \
+             --max-cache 1G --max-jobs-per-client 16 --worker-memory 512M",
+        )
+        .unwrap();
+        let config = config(&o, Secret::new("s").unwrap()).unwrap();
+        assert_eq!(config.max_connections, 8);
+        assert_eq!(config.channel.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(config.setup_timeout, Duration::from_secs(2));
+        assert_eq!(config.channel.max_message, 1 << 20);
+        assert_eq!(config.max_cache_bytes, 1 << 30);
+        assert_eq!(config.max_queued_jobs, 16);
+        assert_eq!(config.worker_memory, Some(512 << 20));
+        let small = args("--max-message 1K").unwrap();
+        assert!(config_of(&small).unwrap_err().contains("--max-message"));
+        assert!(args("--max-connections 0")
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(args("--handshake-timeout -1")
+            .unwrap_err()
+            .contains("duration"));
+    }
+
+    fn config_of(options: &Options) -> Result<NodeConfig, String> {
+        config(options, Secret::new("s").unwrap())
     }
 
     #[test]

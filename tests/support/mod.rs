@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +63,17 @@ impl Log {
     /// Whether some line so far contains `text`.
     pub fn contains(&self, text: &str) -> bool {
         self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// How many lines so far contain `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.matching(text).len()
+    }
+
+    /// The lines so far that contain `text`.
+    pub fn matching(&self, text: &str) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
     /// Everything so far.
@@ -255,6 +268,52 @@ impl Node {
                 self.log.text()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// What `/proc/PID/status` says of a process's memory, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident set size now (`VmRSS`).
+    pub rss_kib: u64,
+    /// The highest resident set size so far (`VmHWM`).
+    pub peak_kib: u64,
+}
+
+/// The memory of process `pid` (Linux `/proc`), or `None` where there is no such file.
+pub fn memory_of(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some(Memory {
+        rss_kib: field("VmRSS:")?,
+        peak_kib: field("VmHWM:")?,
+    })
+}
+
+impl Node {
+    /// The node process's memory now and at its peak (Linux only).
+    pub fn memory(&self) -> Option<Memory> {
+        memory_of(self.pid())
+    }
+
+    /// Asks for the statistics (SIGUSR1) and waits for the line they come in.
+    pub fn statistics(&self) -> String {
+        let before = self.log.count("statistics: ");
+        self.signal("USR1");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let lines = self.log.matching("statistics: ");
+            if lines.len() > before {
+                return lines[lines.len() - 1].clone();
+            }
+            assert!(Instant::now() < deadline, "no statistics within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -25,8 +25,9 @@ pub const DEFAULT_WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`NodeConfig::setup_timeout`]: 30 seconds.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Default for [`NodeConfig::max_queued_jobs`].
-pub const DEFAULT_MAX_QUEUED_JOBS: usize = 1 << 16;
+/// Default for [`NodeConfig::max_queued_jobs`]: 4096, above the most a pp client keeps in
+/// flight on a node (its workers plus 1024).
+pub const DEFAULT_MAX_QUEUED_JOBS: usize = 4096;
 
 /// Everything a node needs to serve. Build it with [`NodeConfig::new`] and change fields.
 ///
@@ -61,8 +62,9 @@ pub struct NodeConfig {
     pub max_cache_bytes: u64,
     /// Limits of each client's channel (message size, handshake time).
     pub channel: ChannelConfig,
-    /// Connections served at once (handshakes included); more wait in the listen backlog.
-    /// Default [`DEFAULT_MAX_CONNECTIONS`].
+    /// Connections served at once, handshakes included. Past it, a new connection takes
+    /// the slot of the oldest one still in its handshake, or is closed at once when every
+    /// slot holds an authenticated session. Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
     /// Time a new worker process has to say hello. Default
     /// [`DEFAULT_WORKER_START_TIMEOUT`].
@@ -70,14 +72,21 @@ pub struct NodeConfig {
     /// Time allowed for each message before the node is ready (hello, each upload chunk).
     /// Default [`DEFAULT_SETUP_TIMEOUT`].
     pub setup_timeout: Duration,
-    /// Jobs a client may have queued on the node beyond those running; past it the node
-    /// stops reading from that client until a worker frees up, and meanwhile repeats its
-    /// last heartbeat answer every 250 ms so that the client does not take it for lost.
-    /// Default [`DEFAULT_MAX_QUEUED_JOBS`], far above what a pp client keeps in flight.
+    /// Jobs a client may have on the node at once: queued, running, or with a result not
+    /// yet written to its connection. Past it the node stops reading from that client
+    /// until a result has been sent, and meanwhile repeats its last heartbeat answer every
+    /// 250 ms so that the client does not take it for lost. This bounds what a client that
+    /// stops reading its results can make the node hold. Default
+    /// [`DEFAULT_MAX_QUEUED_JOBS`], above what a pp client keeps in flight.
     pub max_queued_jobs: usize,
     /// Autodiscovery (`ppserver -a`): announce the node by UDP and answer clients' probes
     /// (see [`crate::discovery`]). Default `None`: clients must name the node.
     pub discovery: Option<DiscoveryConfig>,
+    /// Address space (virtual memory) each worker process may use, in bytes, set as
+    /// `RLIMIT_AS` where the platform has it: a job that allocates without end then fails
+    /// in its worker (which dies, giving `WorkerCrashed`) instead of starving the machine.
+    /// Default `None`: no limit beyond the node's own.
+    pub worker_memory: Option<u64>,
 }
 
 impl NodeConfig {
@@ -97,6 +106,7 @@ impl NodeConfig {
             setup_timeout: DEFAULT_SETUP_TIMEOUT,
             max_queued_jobs: DEFAULT_MAX_QUEUED_JOBS,
             discovery: None,
+            worker_memory: None,
         }
     }
 }

@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::admission::{Admission, Admit};
 use super::cache::ProgramCache;
 use super::config::NodeConfig;
 use super::error::NodeError;
@@ -88,7 +89,7 @@ async fn run(
         counters: Arc::new(Counters::default()),
         config,
     });
-    let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let admission = Admission::new(ctx.config.max_connections);
     let (stop, stopping) = watch::channel(false);
     let announcer = match &ctx.config.discovery {
         Some(discovery) => Some(start_discovery(discovery, addr, &host, &ctx, &stopping)?),
@@ -111,17 +112,37 @@ async fn run(
             _ => None,
         };
         tokio::select! {
-            accepted = accept(&listener, &permits) => match accepted {
-                Ok((stream, peer, permit)) => {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
                     last_activity = Instant::now();
                     Counters::bump(&ctx.counters.connections);
+                    let ticket = match admission.admit() {
+                        Admit::Yes { ticket, evicted_another } => {
+                            if evicted_another {
+                                Counters::bump(&ctx.counters.evicted);
+                                tracing::debug!(
+                                    "connection limit reached: the oldest connection still \
+                                     in its handshake makes room for {peer}"
+                                );
+                            }
+                            ticket
+                        }
+                        Admit::Full => {
+                            Counters::bump(&ctx.counters.rejected);
+                            tracing::debug!(
+                                "connection limit ({}) reached by authenticated sessions: \
+                                 closing {peer}",
+                                ctx.config.max_connections
+                            );
+                            continue;
+                        }
+                    };
                     let ctx = Arc::clone(&ctx);
                     let stopping = stopping.clone();
                     sessions.spawn(async move {
                         ctx.counters.active_connections.fetch_add(1, Ordering::Relaxed);
-                        serve_connection(stream, peer, Arc::clone(&ctx), stopping).await;
+                        serve_connection(stream, peer, ticket, Arc::clone(&ctx), stopping).await;
                         ctx.counters.active_connections.fetch_sub(1, Ordering::Relaxed);
-                        drop(permit);
                     });
                 }
                 Err(error) => {
@@ -190,20 +211,6 @@ fn start_discovery(
     );
     let ignored = Arc::clone(&ctx.counters.discovery_ignored);
     Ok(tokio::spawn(announcer.run(ignored, stopping.clone())))
-}
-
-/// Waits for a connection slot, then for a connection.
-async fn accept(
-    listener: &TcpListener,
-    permits: &Arc<Semaphore>,
-) -> std::io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    // The semaphore is never closed, so this only waits.
-    let permit = Arc::clone(permits)
-        .acquire_owned()
-        .await
-        .map_err(std::io::Error::other)?;
-    let (stream, peer) = listener.accept().await?;
-    Ok((stream, peer, permit))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

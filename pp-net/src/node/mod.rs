@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod cache;
 mod config;
 mod daemon;

@@ -37,6 +37,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) start_timeout: Duration,
     /// The registry fingerprint the client announced.
     pub(crate) fingerprint: u64,
+    /// Address-space limit of each worker, in bytes (`NodeConfig::worker_memory`).
+    pub(crate) memory_limit: Option<u64>,
 }
 
 /// A running worker process.
@@ -282,6 +284,9 @@ async fn spawn(spec: &WorkerSpec) -> std::io::Result<Child> {
         // and the node can kill a worker together with what it started.
         #[cfg(unix)]
         command.process_group(0);
+        if let Some(bytes) = spec.memory_limit {
+            sys::limit_address_space(&mut command, bytes);
+        }
         match command.spawn() {
             Err(error) if sys::is_text_busy(&error) && attempt < 5 => {
                 attempt += 1;

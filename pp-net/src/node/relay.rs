@@ -2,11 +2,13 @@
 //!
 //! Three kinds of tasks share one connection:
 //! - the reader turns each `Submit` into queued jobs and answers heartbeats at once, also
-//!   while every worker runs a long job (the queue holds far more jobs than the client's
-//!   window sends). If the queue is full nonetheless (a client past `max_queued_jobs`), the
-//!   reader stops reading and repeats its last answer every [`STALLED_ACK`] instead, so that
-//!   the client, which counts any message as a sign of life, does not declare a busy node
-//!   lost;
+//!   while every worker runs a long job (the node takes far more jobs than the client's
+//!   window sends). A job counts against the client's limit (`max_queued_jobs`) from the
+//!   moment it is read until its reply is written to the socket, so a client that stops
+//!   reading results cannot make the node pile up replies: past the limit the reader stops
+//!   reading and repeats its last answer every [`STALLED_ACK`] instead (one at a time), so
+//!   that the client, which counts any message as a sign of life, does not declare a busy
+//!   node lost;
 //! - one loop per worker process (see `pump`) takes queued jobs, runs them and hands the
 //!   replies on; a worker that dies fails its job with `WorkerCrashed` and is replaced;
 //! - the writer sends replies, all those ready at once in one `Results` message.
@@ -14,10 +16,11 @@
 //! The session ends when the client disconnects (or breaks the protocol), or when the node
 //! shuts down: then every worker process is killed and reaped before this returns.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::process::{WorkerProcess, WorkerSpec};
@@ -62,7 +65,8 @@ pub(crate) struct RelayConfig {
     pub(crate) spec: WorkerSpec,
     /// The node's counters.
     pub(crate) counters: Arc<Counters>,
-    /// Queued jobs beyond which the client is not read.
+    /// Jobs of the client on the node (queued, running, or with a reply not yet written)
+    /// beyond which the client is not read.
     pub(crate) max_queued_jobs: usize,
     /// The channel's message limit.
     pub(crate) max_message: u32,
@@ -76,7 +80,11 @@ pub(crate) async fn relay(
     config: RelayConfig,
     mut node_stop: watch::Receiver<bool>,
 ) -> End {
-    let (jobs, queue) = mpsc::channel(config.max_queued_jobs.max(1));
+    let limit = config.max_queued_jobs.max(1);
+    // The channel never fills: only jobs holding one of `limit` permits enter it.
+    let (jobs, queue) = mpsc::channel(limit);
+    let in_flight = Arc::new(Semaphore::new(limit));
+    let stalled_ack = Arc::new(AtomicBool::new(false));
     let (replies, outgoing) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
     let max_message = config.max_message;
@@ -94,9 +102,13 @@ pub(crate) async fn relay(
     }
     drop(pool);
 
+    let flow = Flow {
+        in_flight,
+        stalled_ack,
+    };
     let end = tokio::select! {
-        end = read_loop(reader, jobs, replies) => end,
-        end = write_loop(writer, outgoing, max_message) => end,
+        end = read_loop(reader, jobs, replies, flow.clone()) => end,
+        end = write_loop(writer, outgoing, max_message, &flow) => end,
         _ = node_stop.wait_for(|&stop| stop) => End::NodeStopping,
     };
     let _ = stop.send(true);
@@ -111,17 +123,29 @@ pub(crate) async fn relay(
     end
 }
 
+/// What the reader and the writer share to bound what the node holds for a client.
+#[derive(Clone)]
+struct Flow {
+    /// One permit per job the client may still send; a job returns its permit when its
+    /// reply has been written.
+    in_flight: Arc<Semaphore>,
+    /// Set while a repeated heartbeat answer waits to be written, so that a client that
+    /// reads nothing does not make them pile up either.
+    stalled_ack: Arc<AtomicBool>,
+}
+
 async fn read_loop(
     mut reader: SecureReader,
     jobs: mpsc::Sender<JobRequest>,
     replies: mpsc::UnboundedSender<Outgoing>,
+    flow: Flow,
 ) -> End {
     let mut last_seq = 0;
     loop {
         match reader.recv().await {
             Ok(Message::Submit { jobs: batch }) => {
                 for job in batch {
-                    if !queue_job(&jobs, job, &replies, last_seq).await {
+                    if !queue_job(&jobs, &flow, job, &replies, last_seq).await {
                         return End::Failed("every worker loop has stopped".into());
                     }
                 }
@@ -143,20 +167,20 @@ async fn read_loop(
     }
 }
 
-/// Queues `job`; returns false when every worker loop has stopped. While the queue is full
-/// the client's heartbeats stay unread, so the answer to the last one is repeated every
-/// [`STALLED_ACK`] until there is room.
+/// Queues `job`; returns false when every worker loop has stopped. While the client has
+/// its limit of jobs on the node its heartbeats stay unread, so the answer to the last one
+/// is repeated every [`STALLED_ACK`] until a job's reply is written.
 async fn queue_job(
     jobs: &mpsc::Sender<JobRequest>,
+    flow: &Flow,
     job: JobRequest,
     replies: &mpsc::UnboundedSender<Outgoing>,
     last_seq: u64,
 ) -> bool {
-    let permit = match jobs.try_reserve() {
+    let permit = match flow.in_flight.try_acquire() {
         Ok(permit) => permit,
-        Err(mpsc::error::TrySendError::Closed(())) => return false,
-        Err(mpsc::error::TrySendError::Full(())) => {
-            let room = jobs.reserve();
+        Err(_) => {
+            let room = flow.in_flight.acquire();
             tokio::pin!(room);
             let mut repeat =
                 tokio::time::interval_at(tokio::time::Instant::now() + STALLED_ACK, STALLED_ACK);
@@ -167,20 +191,24 @@ async fn queue_job(
                         Err(_) => return false,
                     },
                     _ = repeat.tick() => {
-                        let _ = replies.send(Outgoing::Ack(last_seq));
+                        if !flow.stalled_ack.swap(true, Ordering::Relaxed) {
+                            let _ = replies.send(Outgoing::Ack(last_seq));
+                        }
                     }
                 }
             }
         }
     };
-    permit.send(job);
-    true
+    // Given back by the writer once the job's reply is on the socket.
+    permit.forget();
+    jobs.send(job).await.is_ok()
 }
 
 async fn write_loop(
     mut writer: SecureWriter,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     max_message: u32,
+    flow: &Flow,
 ) -> End {
     let budget = u64::from(max_message.saturating_sub(MESSAGE_SLACK));
     let mut carry: Option<JobReply> = None;
@@ -217,15 +245,20 @@ async fn write_loop(
                 }
             }
         }
+        if !acks.is_empty() {
+            flow.stalled_ack.store(false, Ordering::Relaxed);
+        }
         for seq in acks {
             if let Err(error) = writer.send(&Message::HeartbeatAck { seq }).await {
                 return End::Failed(error.to_string());
             }
         }
         if !results.is_empty() {
+            let written = results.len();
             if let Err(error) = send_results(&mut writer, results, budget).await {
                 return End::Failed(error.to_string());
             }
+            flow.in_flight.add_permits(written);
         }
     }
 }
@@ -285,9 +318,13 @@ mod tests {
         }
     }
 
-    async fn next_ack(outgoing: &mut mpsc::UnboundedReceiver<Outgoing>) -> u64 {
+    /// The next acknowledgement, written as far as the reader can tell.
+    async fn next_ack(outgoing: &mut mpsc::UnboundedReceiver<Outgoing>, flow: &Flow) -> u64 {
         match tokio::time::timeout(WAIT, outgoing.recv()).await {
-            Ok(Some(Outgoing::Ack(seq))) => seq,
+            Ok(Some(Outgoing::Ack(seq))) => {
+                flow.stalled_ack.store(false, Ordering::Relaxed);
+                seq
+            }
             other => panic!("expected an acknowledgement, got {other:?}"),
         }
     }
@@ -305,12 +342,16 @@ mod tests {
         );
         let ((_, mut to_node), (from_client, _)) = (client.unwrap(), node.unwrap());
 
-        // Room for one job: the second of the batch fills the queue and stops the reader.
+        // Room for one job: the second of the batch stops the reader.
         let (jobs, mut queue) = mpsc::channel(1);
         let (replies, mut outgoing) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(from_client, jobs, replies));
+        let flow = Flow {
+            in_flight: Arc::new(Semaphore::new(1)),
+            stalled_ack: Arc::new(AtomicBool::new(false)),
+        };
+        let reader = tokio::spawn(read_loop(from_client, jobs, replies, flow.clone()));
         to_node.send(&Message::Heartbeat { seq: 6 }).await.unwrap();
-        assert_eq!(next_ack(&mut outgoing).await, 6);
+        assert_eq!(next_ack(&mut outgoing, &flow).await, 6);
         to_node
             .send(&Message::Submit {
                 jobs: vec![job(1), job(2), job(3)],
@@ -320,14 +361,16 @@ mod tests {
         to_node.send(&Message::Heartbeat { seq: 7 }).await.unwrap();
 
         // Heartbeat 7 waits behind the stalled batch: the node repeats its last answer.
-        assert_eq!(next_ack(&mut outgoing).await, 6);
-        assert_eq!(next_ack(&mut outgoing).await, 6);
-        // Room again: the batch goes through, then heartbeat 7 is read and answered.
+        assert_eq!(next_ack(&mut outgoing, &flow).await, 6);
+        assert_eq!(next_ack(&mut outgoing, &flow).await, 6);
+        // A job's reply is written each time: the batch goes through, then heartbeat 7 is
+        // read and answered.
         for id in 1..=3 {
             assert_eq!(queue.recv().await.map(|j| j.job_id), Some(id));
+            flow.in_flight.add_permits(1);
         }
         loop {
-            match next_ack(&mut outgoing).await {
+            match next_ack(&mut outgoing, &flow).await {
                 6 => continue,
                 seq => break assert_eq!(seq, 7),
             }

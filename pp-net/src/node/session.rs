@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::admission::Ticket;
 use super::cache::{ProgramCache, ProgramLease};
 use super::config::NodeConfig;
 use super::process::{WorkerProcess, WorkerSpec};
@@ -56,16 +57,25 @@ fn refuse(reason: impl Into<String>) -> SetupError {
     SetupError::Refuse(Refusal(reason.into()))
 }
 
-/// Serves one accepted connection to its end. Never fails: everything is logged.
+/// Serves one accepted connection to its end, holding its `ticket` (slot) meanwhile. Never
+/// fails: everything is logged.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
+    mut ticket: Ticket,
     ctx: Arc<NodeContext>,
     mut node_stop: watch::Receiver<bool>,
 ) {
     let config = &ctx.config;
-    let (mut reader, mut writer) = match accept_server(stream, &config.secret, config.channel).await
-    {
+    let handshake = tokio::select! {
+        handshake = accept_server(stream, &config.secret, config.channel) => handshake,
+        () = ticket.evicted() => {
+            tracing::debug!("closed {addr} in its handshake: its slot went to a newer connection");
+            return;
+        }
+    };
+    ticket.authenticated();
+    let (mut reader, mut writer) = match handshake {
         Ok(halves) => halves,
         Err(NetError::AuthenticationFailed { reason, .. }) => {
             Counters::bump(&ctx.counters.auth_failures);
@@ -173,6 +183,7 @@ async fn setup(
             .saturating_sub(super::relay::MESSAGE_SLACK),
         start_timeout: config.worker_start_timeout,
         fingerprint: registry_fingerprint,
+        memory_limit: config.worker_memory,
     };
     let processes = start_workers(&spec, config.workers).await.map_err(refuse)?;
     writer.send(&Message::Ready { workers }).await?;

@@ -25,6 +25,11 @@ pub struct NodeStats {
     pub worker_crashes: u64,
     /// Datagrams on the discovery port that were not discovery datagrams (ignored).
     pub discovery_ignored: u64,
+    /// Connections closed in their handshake to make room for newer ones, at the
+    /// connection limit.
+    pub evicted: u64,
+    /// Connections closed at once because authenticated sessions held every slot.
+    pub rejected: u64,
 }
 
 impl fmt::Display for NodeStats {
@@ -32,7 +37,7 @@ impl fmt::Display for NodeStats {
         write!(
             f,
             "connections={} active={} auth_failures={} refused={} jobs={} uploads={} \
-             cache_hits={} worker_crashes={} discovery_ignored={}",
+             cache_hits={} worker_crashes={} discovery_ignored={} evicted={} rejected={}",
             self.connections,
             self.active_connections,
             self.auth_failures,
@@ -41,7 +46,9 @@ impl fmt::Display for NodeStats {
             self.uploads,
             self.cache_hits,
             self.worker_crashes,
-            self.discovery_ignored
+            self.discovery_ignored,
+            self.evicted,
+            self.rejected
         )
     }
 }
@@ -59,6 +66,8 @@ pub(crate) struct Counters {
     pub(crate) worker_crashes: AtomicU64,
     /// Shared with the discovery task.
     pub(crate) discovery_ignored: std::sync::Arc<AtomicU64>,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
 }
 
 impl Counters {
@@ -80,6 +89,8 @@ impl Counters {
             cache_hits: get(&self.cache_hits),
             worker_crashes: get(&self.worker_crashes),
             discovery_ignored: get(&self.discovery_ignored),
+            evicted: get(&self.evicted),
+            rejected: get(&self.rejected),
         }
     }
 }

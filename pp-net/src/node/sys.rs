@@ -87,3 +87,46 @@ pub(crate) fn grow_pipe(fd: i32, bytes: usize) {
     #[cfg(not(target_os = "linux"))]
     let _ = (fd, bytes);
 }
+
+/// Makes `command` start its process with an address-space limit (`RLIMIT_AS`) of
+/// `bytes`: allocations past it fail in that process alone. Not available (ignored) on
+/// other platforms than Linux and the BSDs.
+pub(crate) fn limit_address_space(command: &mut tokio::process::Command, bytes: u64) {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    {
+        let limit = libc::rlimit {
+            rlim_cur: bytes as libc::rlim_t,
+            rlim_max: bytes as libc::rlim_t,
+        };
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: setrlimit is one, and nothing allocates.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    {
+        let _ = (command, bytes);
+        tracing::warn!("worker memory limits are not supported on this platform");
+    }
+}
