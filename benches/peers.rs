@@ -214,7 +214,9 @@ fn run(system: &System, workload: &str, opts: &Options, scale: u64) -> Result<St
         "md5" => {
             let hits = md5(system);
             let seconds = start.elapsed().as_secs_f64();
-            check(hits == [reverse_md5::SECRET], || format!("md5 found {hits:?}"))?;
+            check(hits == [reverse_md5::SECRET], || {
+                format!("md5 found {hits:?}")
+            })?;
             Ok(format!(r#""seconds":{seconds:e}"#))
         }
         "tiny" => {
@@ -279,9 +281,7 @@ fn parse_args() -> Result<Options, String> {
         if flag == "--bench" {
             continue;
         }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--system" => opts.system = value,

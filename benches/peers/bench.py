@@ -199,7 +199,7 @@ class Servers:
 
     def stop(self):
         for proc in self.procs:
-            stop_group(proc)
+            stop_group(proc, grace=2.0)
         self.procs = []
 
 
@@ -274,6 +274,9 @@ class Runner:
                 stop_group(proc, grace=2.0)
                 stdout, _ = proc.communicate()
                 error = "timed out after %d s" % timeout
+            except BaseException:  # interrupted: stop the agent before going
+                stop_group(proc, grace=1.0)
+                raise
             # Whatever the agent left behind in its process group (it should be nothing).
             stop_group(proc, grace=2.0)
         records = []
@@ -378,10 +381,14 @@ class Runner:
                 and rec["workload"] == workload and field in rec]
 
     def median(self, system, workers, workload, field):
+        if (system, workers, workload) in self.failures:
+            return None
         xs = self.values(system, workers, workload, field)
         return statistics.median(xs) if xs else None
 
     def rate(self, system, workers=2):
+        if (system, workers, "tiny") in self.failures:
+            return None
         rates = [rec["jobs"] / rec["seconds"] for rec in self.results
                  if rec["system"] == system and rec["workers"] == workers
                  and rec["workload"] == "tiny"]
@@ -507,8 +514,11 @@ class Runner:
         for s, reason in sorted(self.skip.items()):
             if s in self.wanted:
                 notes.append("¹ %s skipped: %s" % (SYSTEMS[s][0], reason))
-        for (s, w, wl), err in sorted(self.failures.items()):
-            notes.append("² %s, %d worker(s), %s: %s" % (SYSTEMS[s][0], w, wl, err))
+        grouped = {}
+        for (s, w, wl), err in sorted(self.failures.items(), key=lambda kv: (kv[0][0], kv[0][1], ALL.index(kv[0][2]) if kv[0][2] in ALL else 99)):
+            grouped.setdefault((s, err), []).append("%s with %d worker%s" % (wl, w, "" if w == 1 else "s"))
+        for (s, err), cells in grouped.items():
+            notes.append("² %s failed (%s): %s" % (SYSTEMS[s][0], ", ".join(cells), err))
         for n in notes:
             add(n + "  ")
         if notes:
@@ -537,6 +547,7 @@ class Runner:
                 "—" if x is None else "%.0f×" % x, None if x is None else x >= goal)
         slowest_margin = None
         worst_rayon = None
+        missing = set()
         for wl in EXAMPLES:
             for workers in (1, 2):
                 pp = self.median("pp", workers, wl, "seconds")
@@ -544,6 +555,8 @@ class Runner:
                     continue
                 for peer in ("ppft", "pool", "dask", "ray"):
                     v = self.median(peer, workers, wl, "seconds")
+                    if v is None:
+                        missing.add(SYSTEMS[peer][0])
                     if v is not None:
                         m = (v / pp, "%s %s, %d worker(s)" % (SYSTEMS[peer][0], wl, workers))
                         slowest_margin = m if slowest_margin is None or m < slowest_margin else slowest_margin
@@ -552,8 +565,11 @@ class Runner:
                     m = (pp / rv, "%s, %d worker(s)" % (wl, workers))
                     worst_rayon = m if worst_rayon is None or m > worst_rayon else worst_rayon
         if slowest_margin:
-            row("every PP example faster than every peer",
-                "smallest margin %.0f× (%s)" % slowest_margin, slowest_margin[0] > 1)
+            text = "smallest margin %.1f× (%s)" % slowest_margin
+            if missing:
+                text += "; no figures from " + ", ".join(sorted(missing))
+            row("every PP example faster than every peer", text,
+                None if missing else slowest_margin[0] > 1)
         if worst_rayon:
             row("every PP example within 5% of rayon",
                 "worst: pp's time %.3f of rayon's (%s)" % worst_rayon, worst_rayon[0] <= 1.05)
