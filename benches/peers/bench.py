@@ -55,10 +55,10 @@ REMOTE_COLUMNS = ["pp-remote", "ppft-remote", "ppft-remote-nodelay"]
 # (system, workers, workloads): one agent run per round each.
 CONFIGS = [
     ("pp", 1, EXAMPLES),
-    ("pp", 2, ALL),
     ("rayon", 1, EXAMPLES),
-    ("rayon", 2, ALL),
     ("serial", 1, EXAMPLES),
+    ("pp", 2, ALL),
+    ("rayon", 2, ALL),
     ("pyserial", 1, EXAMPLES),
     ("ppft", 1, EXAMPLES),
     ("ppft", 2, ALL),
@@ -215,6 +215,7 @@ class Runner:
         self.tiny_ppft_remote = env_int("PEERS_TINY_PPFT_REMOTE", 100 if self.quick else 1000)
         self.latency = env_int("PEERS_LATENCY", 100 if self.quick else 1000)
         self.latency_remote = env_int("PEERS_LATENCY_REMOTE", 30 if self.quick else 200)
+        self.rust_repeat = env_int("PEERS_RUST_REPEAT", 1 if self.quick else 3)
         wanted = os.environ.get("PEERS_SYSTEMS", "").strip()
         self.wanted = set(wanted.split(",")) if wanted else set(SYSTEMS)
         self.skip = {}  # system -> reason
@@ -342,15 +343,38 @@ class Runner:
             s.start_ppft(name, cmd)
         self.skip.update(s.skip)
 
+    def order(self, r):
+        """The configurations of round `r`, in the order they run.
+
+        The Rust configurations take a second or two, the Python ones up to a minute: the
+        Rust ones run as a block (pp beside rayon and the serial program) that comes back
+        `rust_repeat` times in each round, spread between the others, so that they see the
+        machine at as many moments as the peers do over their longer runs.
+        """
+        live = [c for c in CONFIGS if c[0] in self.wanted and c[0] not in self.skip]
+        rust = [c for c in live if SYSTEMS[c[0]][1] == "rust"]
+        other = [c for c in live if SYSTEMS[c[0]][1] != "rust"]
+        if other:
+            shift = (r * 5) % len(other)
+            other = other[shift:] + other[:shift]
+        blocks = max(self.rust_repeat, 1) if rust else 0
+        order, step = [], (len(other) + blocks - 1) // blocks if blocks else 0
+        for b in range(blocks):
+            k = (r * blocks + b) % len(rust)
+            order += rust[k:] + rust[:k]
+            order += other[b * step:(b + 1) * step]
+        if not blocks:
+            order = other
+        return order
+
     def rounds(self):
-        configs = [c for c in CONFIGS if c[0] in self.wanted and c[0] not in self.skip]
         for r in range(self.runs):
-            shift = (r * 5) % len(configs) if configs else 0
-            order = configs[shift:] + configs[:shift]
-            for system, workers, workloads in order:
+            counts = {}
+            for system, workers, workloads in self.order(r):
                 if system in self.skip:
                     continue
-                tag = "run%d-%s-%d" % (r + 1, system, workers)
+                n = counts[(system, workers)] = counts.get((system, workers), 0) + 1
+                tag = "run%d.%d-%s-%d" % (r + 1, n, system, workers)
                 t0 = time.monotonic()
                 records, error = self.run_agent(tag, self.command(system, workers, workloads),
                                                 self.timeout)
@@ -408,10 +432,13 @@ class Runner:
         lines = []
         add = lines.append
         runs = self.runs
-        add("Command: `benches/peers/run.sh`%s. Median of %d run%s per cell; the systems "
+        rust_runs = runs * max(self.rust_repeat, 1)
+        add("Command: `benches/peers/run.sh`%s. Each figure is the median of the runs of its "
+            "cell: %d for the Python peers, %d for pp, rayon and serial (Rust) (fresh "
+            "processes of a second or two, spread between the peers' runs); the systems "
             "alternate, each run a fresh process after an unmeasured warm-up; every result "
             "is checked."
-            % (" (quick mode)" if self.quick else "", runs, "" if runs == 1 else "s"))
+            % (" (quick mode)" if self.quick else "", runs, rust_runs))
         add("")
         add("In brackets: how many times pp is faster (the system's time / pp's, or pp's "
             "jobs/s / the system's); below 1, pp is slower.")
