@@ -234,6 +234,7 @@ class Runner:
         env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
         env["RAY_USAGE_STATS_ENABLED"] = "0"  # no reports to the internet
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the work tree
         return env
 
     def command(self, system, workers, workloads, probe=False):

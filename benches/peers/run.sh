@@ -2,7 +2,7 @@
 # pp side by side with its peers: rayon, the serial program, ppft (PP's maintained fork),
 # Python's ProcessPoolExecutor, Dask distributed and Ray, on the same workloads in one run.
 #
-#   benches/peers/run.sh                       # full run: 5 runs per cell, about 15-20 min
+#   benches/peers/run.sh                       # full run: 5 runs per cell, about 13-16 min
 #   PEERS_RUNS=1 PEERS_QUICK=1 benches/peers/run.sh   # a short check of the whole path
 #
 # It sets up what it needs by itself: a Python virtual environment (default
@@ -100,7 +100,7 @@ EOF
 
 # 3. The run.
 say "running (log of each process in $OUT/logs)"
-timeout --signal=TERM "$TOTAL_TIMEOUT" "$PYTHON" "$ROOT/benches/peers/bench.py" \
+timeout --signal=TERM "$TOTAL_TIMEOUT" "$PYTHON" -B "$ROOT/benches/peers/bench.py" \
     --peers-bin "$PEERS_BIN" --ppserver "$PPSERVER_BIN" --venv-python "$VENV_PY" \
     --setup-failures "$FAILURES" --out "$OUT" &
 DRIVER_PID=$!
