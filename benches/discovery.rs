@@ -22,14 +22,14 @@ mod common;
 #[path = "../tests/support/netns.rs"]
 mod netns;
 
-use common::{median, SECRET};
+use common::{median, spawn_ppserver, SECRET};
 use netns::Lab;
 use pp::Server;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -51,16 +51,8 @@ struct Node {
 impl Node {
     /// Starts `command` (a `ppserver` command line) and waits until it listens.
     fn start(mut command: Command, cache: &Path) -> Node {
-        let mut child = command
-            .args(["-a", "-w", "1", "--cache-dir"])
-            .arg(cache)
-            .env("PP_SECRET", SECRET)
-            .env_remove("PP_WORKER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ppserver");
+        command.args(["-a", "-w", "1"]);
+        let mut child = spawn_ppserver(command, cache);
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -28,28 +28,35 @@ pub(crate) struct Node {
     pub(crate) addr: String,
 }
 
+/// Starts a `ppserver` command line with the benchmarks' secret, `cache` as its cache
+/// directory and its standard error piped (where it says it listens).
+pub(crate) fn spawn_ppserver(mut command: Command, cache: &std::path::Path) -> Child {
+    command
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("PP_SECRET", SECRET)
+        .env_remove("PP_WORKER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ppserver")
+}
+
 impl Node {
     /// Starts `ppserver` on a free port of 127.0.0.1 with `workers` workers.
     pub(crate) fn start(workers: usize) -> Node {
         let cache = std::env::temp_dir().join(format!("pp-bench-cache-{}", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ppserver"))
-            .args([
-                "--port",
-                "0",
-                "--interface",
-                "127.0.0.1",
-                "-w",
-                &workers.to_string(),
-            ])
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("PP_SECRET", SECRET)
-            .env_remove("PP_WORKER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ppserver");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ppserver"));
+        command.args([
+            "--port",
+            "0",
+            "--interface",
+            "127.0.0.1",
+            "-w",
+            &workers.to_string(),
+        ]);
+        let mut child = spawn_ppserver(command, &cache);
         let stderr = child.stderr.take().expect("piped");
         let mut lines = BufReader::new(stderr).lines();
         let addr = loop {

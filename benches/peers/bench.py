@@ -419,6 +419,28 @@ class Runner:
                  and rec["workload"] == "tiny"]
         return statistics.median(rates) if rates else None
 
+    def cells(self, cols, ours, workload, workers, value, fmt, faster):
+        """One table row's cells: each system's figure, with how many times faster ours is.
+
+        `workers(c)` is the worker count of column c (None: not applicable), `value(c, w)`
+        its figure, `faster(ours, theirs)` the ratio in brackets."""
+        base = value(ours, workers(ours))
+        out = []
+        for c in cols:
+            w = workers(c)
+            if w is None:
+                out.append("—")
+                continue
+            st = self.status(c, w, workload)
+            v = value(c, w)
+            if st or v is None:
+                out.append(st or "—")
+            elif c == ours:
+                out.append(fmt(v))
+            else:
+                out.append("%s (%s)" % (fmt(v), fmt_ratio(*faster(base, v))))
+        return out
+
     def status(self, system, workers, workload):
         """None if there are figures; else the text of the cell."""
         if system not in self.wanted:
@@ -451,50 +473,21 @@ class Runner:
                  "md5": "reverse md5, full scan (128 jobs)"}
         for wl in EXAMPLES:
             for workers in (1, 2):
-                base = self.median("pp", workers, wl, "seconds")
-                cells = []
-                for c in cols:
-                    w = 1 if c in ("serial", "pyserial") else workers
-                    st = self.status(c, w, wl)
-                    v = self.median(c, w, wl, "seconds")
-                    if st or v is None:
-                        cells.append(st or "—")
-                    elif c == "pp":
-                        cells.append(fmt_time(v))
-                    else:
-                        cells.append("%s (%s)" % (fmt_time(v), fmt_ratio(v, base)))
+                cells = self.cells(
+                    cols, "pp", wl,
+                    lambda c, n=workers: 1 if c in ("serial", "pyserial") else n,
+                    lambda c, w, wl=wl: self.median(c, w, wl, "seconds"),
+                    fmt_time, lambda base, v: (v, base))
                 add("| %s | %d | %s |" % (names[wl], workers, " | ".join(cells)))
         # Tiny jobs and single jobs, locally, 2 workers.
-        base = self.rate("pp")
-        cells = []
-        for c in cols:
-            if c in ("serial", "pyserial"):
-                cells.append("—")
-                continue
-            st = self.status(c, 2, "tiny")
-            v = self.rate(c)
-            if st or v is None:
-                cells.append(st or "—")
-            elif c == "pp":
-                cells.append(fmt_rate(v))
-            else:
-                cells.append("%s (%s)" % (fmt_rate(v), fmt_ratio(base, v)))
+        local_workers = lambda c: None if c in ("serial", "pyserial") else 2
+        cells = self.cells(cols, "pp", "tiny", local_workers, lambda c, w: self.rate(c),
+                           fmt_rate, lambda base, v: (base, v))
         add("| %s tiny jobs (x + 1), jobs/s | 2 | %s |" % (fmt_count(self.tiny), " | ".join(cells)))
         for field, label in (("median_s", "median"), ("p99_s", "p99")):
-            base = self.median("pp", 2, "latency", field)
-            cells = []
-            for c in cols:
-                if c in ("serial", "pyserial"):
-                    cells.append("—")
-                    continue
-                st = self.status(c, 2, "latency")
-                v = self.median(c, 2, "latency", field)
-                if st or v is None:
-                    cells.append(st or "—")
-                elif c == "pp":
-                    cells.append(fmt_time(v))
-                else:
-                    cells.append("%s (%s)" % (fmt_time(v), fmt_ratio(v, base)))
+            cells = self.cells(cols, "pp", "latency", local_workers,
+                               lambda c, w, f=field: self.median(c, w, "latency", f),
+                               fmt_time, lambda base, v: (v, base))
             add("| one job alone (%s samples per run), %s | 2 | %s |"
                 % (fmt_count(self.latency), label, " | ".join(cells)))
         add("")
@@ -507,30 +500,13 @@ class Runner:
         add("")
         add("| measure | " + " | ".join(SYSTEMS[c][0] for c in REMOTE_COLUMNS) + " |")
         add("|---|" + "---|" * len(REMOTE_COLUMNS))
-        base = self.rate("pp-remote")
-        cells = []
-        for c in REMOTE_COLUMNS:
-            st = self.status(c, 2, "tiny")
-            v = self.rate(c)
-            if st or v is None:
-                cells.append(st or "—")
-            elif c == "pp-remote":
-                cells.append(fmt_rate(v))
-            else:
-                cells.append("%s (%s)" % (fmt_rate(v), fmt_ratio(base, v)))
+        cells = self.cells(REMOTE_COLUMNS, "pp-remote", "tiny", lambda c: 2,
+                           lambda c, w: self.rate(c), fmt_rate, lambda base, v: (base, v))
         add("| tiny jobs (x + 1), jobs/s | " + " | ".join(cells) + " |")
         for field, label in (("median_s", "median"), ("p99_s", "p99")):
-            base = self.median("pp-remote", 2, "latency", field)
-            cells = []
-            for c in REMOTE_COLUMNS:
-                st = self.status(c, 2, "latency")
-                v = self.median(c, 2, "latency", field)
-                if st or v is None:
-                    cells.append(st or "—")
-                elif c == "pp-remote":
-                    cells.append(fmt_time(v))
-                else:
-                    cells.append("%s (%s)" % (fmt_time(v), fmt_ratio(v, base)))
+            cells = self.cells(REMOTE_COLUMNS, "pp-remote", "latency", lambda c: 2,
+                               lambda c, w, f=field: self.median(c, w, "latency", f),
+                               fmt_time, lambda base, v: (v, base))
             add("| one job alone (%s samples per run), %s | %s |"
                 % (fmt_count(self.latency_remote), label, " | ".join(cells)))
         add("")
