@@ -188,6 +188,38 @@ fn a_panicking_callback_is_reported_and_wait_returns() {
 
 static SLOW_GATE: AtomicBool = AtomicBool::new(false);
 
+static CALLER_SAW_FIRST: AtomicBool = AtomicBool::new(false);
+
+/// The first job of the batch: takes a moment, so that the caller is already waiting.
+#[pp::parallel]
+fn first_of_batch() -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    1
+}
+
+/// Waits (bounded) until the caller has taken the first job's result.
+#[pp::parallel]
+fn needs_the_caller() -> bool {
+    wait_for(|| CALLER_SAW_FIRST.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_queued_job_that_waits_on_the_caller_does_not_deadlock_a_waiter_on_a_backlog() {
+    // One worker: while the caller waits for `first`, the queue holds a backlog, so the
+    // caller sleeps on it instead of being woken by `first`'s result. The next job needs
+    // the caller to act on that result while the backlog stays: the sleep must end anyway.
+    let server = server(1);
+    let first = server.submit(first_of_batch, ());
+    let waiting = server.submit(needs_the_caller, ());
+    let backlog: Vec<_> = (0..8u64).map(|i| server.submit(add, (i, 1))).collect();
+    assert_eq!(first.result(), Ok(1));
+    CALLER_SAW_FIRST.store(true, Ordering::SeqCst);
+    assert_eq!(waiting.result(), Ok(true), "the job saw the caller in time");
+    for (i, job) in backlog.into_iter().enumerate() {
+        assert_eq!(job.result(), Ok(i as u64 + 1));
+    }
+}
+
 #[pp::parallel]
 fn held(i: u64) -> u64 {
     wait_for(|| SLOW_GATE.load(Ordering::SeqCst));

@@ -4,9 +4,11 @@
 //! node); a second completion is refused, which is what makes delivery exactly-once when a
 //! job is retried elsewhere or a straggler's second copy runs. A completer first wins the
 //! claim ([`JobState::claim`]), so that only the completion whose result is kept counts the
-//! job (statistics, `wait`, groups), then stores the result. Waiting spins briefly, then parks the thread (or
+//! job (statistics, `wait`, groups), then stores the result. Waiting spins briefly, sleeps
+//! while the local pool has a backlog (see [`crate::backlog`]), then parks the thread (or
 //! stores the async task's waker).
 
+use crate::backlog::{Backlog, BACKLOG_NAP};
 use crate::error::JobError;
 use crate::panic_message;
 use std::cell::UnsafeCell;
@@ -15,7 +17,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -149,9 +151,29 @@ impl<R> JobState<R> {
         }
     }
 
-    /// Blocks until done or until `deadline`; returns whether the job is done.
-    fn block(&self, deadline: Option<Instant>) -> bool {
-        if self.spin_until_done() || self.register(Waiter::Thread(thread::current())) {
+    /// Blocks until done or until `deadline`; returns whether the job is done. While
+    /// `backlog` is busy, sleeps on it rather than asking to be woken by this job (see
+    /// [`crate::backlog`]).
+    fn block(&self, deadline: Option<Instant>, backlog: Option<&dyn Backlog>) -> bool {
+        if self.spin_until_done() {
+            return true;
+        }
+        if let Some(backlog) = backlog {
+            while !self.is_done() && backlog.busy() {
+                let now = Instant::now();
+                let mut until = now + BACKLOG_NAP;
+                if let Some(deadline) = deadline {
+                    if now >= deadline {
+                        return self.is_done();
+                    }
+                    until = until.min(deadline);
+                }
+                backlog
+                    .sleepers()
+                    .sleep(|| !self.is_done() && backlog.busy(), until);
+            }
+        }
+        if self.is_done() || self.register(Waiter::Thread(thread::current())) {
             return true;
         }
         loop {
@@ -187,11 +209,37 @@ impl<R> JobState<R> {
 pub struct Job<R> {
     state: Arc<JobState<R>>,
     task: &'static str,
+    /// The local pool the job was queued on, which a blocking wait may sleep on.
+    backlog: Option<Weak<dyn Backlog>>,
 }
 
 impl<R> Job<R> {
+    /// A job whose blocking waits only park (used by tests that drive a core by hand).
+    #[cfg(test)]
     pub(crate) fn new(state: Arc<JobState<R>>, task: &'static str) -> Self {
-        Job { state, task }
+        Job {
+            state,
+            task,
+            backlog: None,
+        }
+    }
+
+    /// A job queued on `backlog`, whose blocking waits sleep on it while it is busy.
+    pub(crate) fn on_backlog(
+        state: Arc<JobState<R>>,
+        task: &'static str,
+        backlog: Weak<dyn Backlog>,
+    ) -> Self {
+        Job {
+            state,
+            task,
+            backlog: Some(backlog),
+        }
+    }
+
+    fn block(&self, deadline: Option<Instant>) -> bool {
+        let backlog = self.backlog.as_ref().and_then(Weak::upgrade);
+        self.state.block(deadline, backlog.as_deref())
     }
 
     /// The id of the task this job runs.
@@ -206,7 +254,7 @@ impl<R> Job<R> {
 
     /// Waits for the job to finish, at most `timeout`; returns whether it finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.state.block(Some(Instant::now() + timeout))
+        self.block(Some(Instant::now() + timeout))
     }
 
     /// Waits for the job and returns its result: PP's `job()`.
@@ -215,7 +263,7 @@ impl<R> Job<R> {
     /// [`JobError::Panicked`] if the function panicked, [`JobError::Cancelled`] if the server
     /// shut down before the job started.
     pub fn result(self) -> Result<R, JobError> {
-        self.state.block(None);
+        self.block(None);
         self.state
             .take()
             .expect("a finished job holds its result until its only handle takes it")

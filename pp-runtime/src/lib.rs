@@ -4,6 +4,7 @@
 //! Users depend on the `pp` facade crate, which re-exports what is public here; this crate
 //! is split out so that the network half (`pp-net`) can build on it.
 
+mod backlog;
 mod chunks;
 mod error;
 mod job;

@@ -10,6 +10,7 @@
 //! back goes to a retry queue that every taker empties first, with the nodes of its failed
 //! attempts (see [`Retry`]).
 
+use crate::backlog::{Backlog, Sleepers};
 use crate::error::{Error, JobError};
 use crate::job::{Completion, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::{wait_until, Pending};
@@ -67,6 +68,8 @@ pub(crate) struct Core {
     threads: RwLock<Threads>,
     workers: WorkerThreads,
     shutdown: AtomicBool,
+    /// Threads waiting for a result while the queue has a backlog (see [`crate::backlog`]).
+    sleepers: Sleepers,
     idle: Mutex<()>,
     no_active: Condvar,
     pub(crate) pending: Pending,
@@ -105,6 +108,7 @@ impl Core {
             }),
             workers,
             shutdown: AtomicBool::new(false),
+            sleepers: Sleepers::default(),
             idle: Mutex::new(()),
             no_active: Condvar::new(),
             pending: Pending::default(),
@@ -226,12 +230,22 @@ impl Core {
         if self.is_shut_down() {
             return None;
         }
-        self.pop_retry().or_else(|| {
+        let job = self.pop_retry().or_else(|| {
             steal(&self.queue).map(|job| Retry {
                 job,
                 failed_on: Vec::new(),
             })
-        })
+        });
+        self.took();
+        job
+    }
+
+    /// After a job left the queue: wakes the threads sleeping on a backlog once there is
+    /// none left.
+    fn took(&self) {
+        if self.sleepers.any() && !self.busy() {
+            self.sleepers.wake_all();
+        }
     }
 
     /// Bookkeeping after a remote executor completed a job: counts it finished if this
@@ -337,10 +351,15 @@ impl Core {
 
     /// The next job for a local worker: retried jobs, then local-only ones, then the rest.
     fn pop(&self) -> Option<Box<dyn Runnable>> {
-        self.pop_retry()
+        let job = self
+            .pop_retry()
             .map(|retry| retry.job)
             .or_else(|| steal(&self.local_queue))
-            .or_else(|| steal(&self.queue))
+            .or_else(|| steal(&self.queue));
+        if job.is_some() {
+            self.took();
+        }
+        job
     }
 
     fn pop_retry(&self) -> Option<Retry> {
@@ -416,6 +435,7 @@ impl Core {
         while let Some(job) = self.pop() {
             self.cancel(job);
         }
+        self.sleepers.wake_all();
         let on_own_worker = WORKER_OF.with(Cell::get) == self.id;
         if on_own_worker {
             tracing::debug!("server dropped by one of its own jobs; not waiting for its workers");
@@ -441,6 +461,17 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+impl Backlog for Core {
+    fn busy(&self) -> bool {
+        let ncpus = self.ncpus();
+        ncpus > 0 && self.queued() >= ncpus
+    }
+
+    fn sleepers(&self) -> &Sleepers {
+        &self.sleepers
     }
 }
 

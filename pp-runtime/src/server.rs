@@ -381,7 +381,8 @@ impl Server {
             callback,
             group,
         )));
-        Job::new(state, task.id())
+        let backlog = Arc::downgrade(&self.core) as std::sync::Weak<dyn crate::backlog::Backlog>;
+        Job::on_backlog(state, task.id(), backlog)
     }
 }
 
