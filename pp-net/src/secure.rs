@@ -34,11 +34,14 @@ const READ_BUFFER: usize = 64 << 10;
 /// Most bytes of a frame's body read ahead of their decryption: a large frame is read and
 /// opened piece by piece, so that decryption works on bytes still in the cache and keeps
 /// pace with the socket instead of waiting for the whole frame.
-const STAGE: usize = 256 << 10;
+const STAGE: usize = 512 << 10;
 
-/// A large frame is sealed and written this many bytes at a time, so that the peer opens
-/// the start of the frame while the rest is still being sealed.
-const WRITE_BATCH: usize = 256 << 10;
+/// Room for one whole segment and its header: the stage is compacted below this.
+const MIN_READ: usize = 64 << 10;
+
+/// A large frame is sealed and written about this many bytes at a time (whole segments), so
+/// that the peer opens the start of the frame while the rest is still being sealed.
+const WRITE_BATCH: usize = 1 << 20;
 
 /// Builds both halves once the handshake has produced the session keys.
 pub(crate) fn channel<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -257,8 +260,9 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             if opener.left() == 0 {
                 break;
             }
-            if self.staged.start > 0 {
-                // What is left is less than one segment: move it to the front.
+            if self.stage.len() - self.staged.end < MIN_READ && self.staged.start > 0 {
+                // What is left is less than one segment: move it to the front, only once
+                // the room behind it runs low, so that little is ever copied twice.
                 self.stage.copy_within(self.staged.clone(), 0);
                 self.staged = 0..self.staged.len();
             }
@@ -458,9 +462,7 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
             .flush()
             .await
             .map_err(|source| NetError::Io { peer, source })?;
-        if self.frame.capacity() > KEEP_BUFFER {
-            self.frame = Vec::new();
-        }
+        // `frame` is kept: it never holds more than one batch and one segment.
         self.broken = false;
         Ok(())
     }
