@@ -63,36 +63,94 @@ pub(crate) fn seal_parts(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Result<(), snow::Error> {
-    let total: usize = parts.iter().map(|part| part.len()).sum();
-    let message_len = u32::try_from(total).map_err(|_| snow::Error::Input)?;
-    let body = u32::try_from(body_len(u64::from(message_len))).map_err(|_| snow::Error::Input)?;
+    let mut sealer = Sealer::new(parts, *nonce)?;
     out.clear();
-    out.reserve(FRAME_HEADER + body as usize);
-    out.extend_from_slice(&body.to_le_bytes());
+    out.reserve(FRAME_HEADER + sealer.body_len() as usize);
+    while !sealer.seal_some(cipher, out, scratch, usize::MAX)? {}
+    *nonce = sealer.next_nonce();
+    Ok(())
+}
 
-    let mut rest = Pieces {
-        parts,
-        index: 0,
-        offset: 0,
-    };
-    let mut next = *nonce;
-    // The first segment carries the length prefix and the start of the message.
-    scratch.clear();
-    scratch.extend_from_slice(&message_len.to_le_bytes());
-    rest.copy_into(scratch, MAX_SEGMENT_PLAINTEXT - LENGTH_PREFIX);
-    seal_segment(cipher, &mut next, scratch, out)?;
-    while !rest.is_empty() {
-        match rest.take_whole(MAX_SEGMENT_PLAINTEXT) {
-            Some(piece) => seal_segment(cipher, &mut next, piece, out)?,
-            None => {
-                scratch.clear();
-                rest.copy_into(scratch, MAX_SEGMENT_PLAINTEXT);
-                seal_segment(cipher, &mut next, scratch, out)?;
+/// Seals one frame a batch of segments at a time, so that a large message can be written
+/// while the rest of it is still being encrypted, from a buffer that stays small. The
+/// batches, one after the other, are the bytes [`seal_parts`] gives.
+pub(crate) struct Sealer<'a> {
+    rest: Pieces<'a>,
+    message_len: u32,
+    body: u32,
+    next: u64,
+    started: bool,
+}
+
+impl<'a> Sealer<'a> {
+    /// A sealer for the message made of `parts`, its first segment under `nonce`.
+    ///
+    /// # Errors
+    /// [`snow::Error::Input`] when the frame's body would not fit its `u32` length.
+    pub(crate) fn new(parts: &'a [&'a [u8]], nonce: u64) -> Result<Self, snow::Error> {
+        let total: usize = parts.iter().map(|part| part.len()).sum();
+        let message_len = u32::try_from(total).map_err(|_| snow::Error::Input)?;
+        let body =
+            u32::try_from(body_len(u64::from(message_len))).map_err(|_| snow::Error::Input)?;
+        Ok(Sealer {
+            rest: Pieces {
+                parts,
+                index: 0,
+                offset: 0,
+            },
+            message_len,
+            body,
+            next: nonce,
+            started: false,
+        })
+    }
+
+    /// Bytes of the frame after its header.
+    pub(crate) fn body_len(&self) -> u32 {
+        self.body
+    }
+
+    /// The nonce after the segments sealed so far.
+    pub(crate) fn next_nonce(&self) -> u64 {
+        self.next
+    }
+
+    /// Appends the next bytes of the frame to `out` (the header first), whole segments
+    /// until `out` holds at least `batch` bytes or the frame is complete. Returns true once
+    /// the frame is complete.
+    pub(crate) fn seal_some(
+        &mut self,
+        cipher: &StatelessTransportState,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        batch: usize,
+    ) -> Result<bool, snow::Error> {
+        if !self.started {
+            self.started = true;
+            out.extend_from_slice(&self.body.to_le_bytes());
+            // The first segment carries the length prefix and the start of the message.
+            scratch.clear();
+            scratch.extend_from_slice(&self.message_len.to_le_bytes());
+            self.rest
+                .copy_into(scratch, MAX_SEGMENT_PLAINTEXT - LENGTH_PREFIX);
+            seal_segment(cipher, &mut self.next, scratch, out)?;
+        }
+        // At least one segment per call, so that any batch size makes progress.
+        while !self.rest.is_empty() {
+            match self.rest.take_whole(MAX_SEGMENT_PLAINTEXT) {
+                Some(piece) => seal_segment(cipher, &mut self.next, piece, out)?,
+                None => {
+                    scratch.clear();
+                    self.rest.copy_into(scratch, MAX_SEGMENT_PLAINTEXT);
+                    seal_segment(cipher, &mut self.next, scratch, out)?;
+                }
+            }
+            if out.len() >= batch {
+                break;
             }
         }
+        Ok(self.rest.is_empty())
     }
-    *nonce = next;
-    Ok(())
 }
 
 /// A read position in a message given as parts.
@@ -168,6 +226,9 @@ fn seal_segment(
 /// leaves no half-applied state. `scratch` is reused for the first segment.
 ///
 /// The error is the reason, for [`crate::NetError::FrameRejected`].
+// The channel opens frames as they arrive, with `Opener`; tests and the fuzzing harness
+// open whole bodies.
+#[allow(dead_code)]
 pub(crate) fn open(
     cipher: &StatelessTransportState,
     nonce: &mut u64,
@@ -177,73 +238,174 @@ pub(crate) fn open(
     scratch: &mut Vec<u8>,
 ) -> Result<(), &'static str> {
     out.clear();
-    let mut next = *nonce;
-    let (first, mut rest) = split_segment(body)?;
-    open_segment(cipher, &mut next, first, scratch)?;
-    let Some((prefix, head)) = scratch.split_first_chunk::<LENGTH_PREFIX>() else {
-        return Err("the first segment is too short to hold the message length");
-    };
-    let declared = u32::from_le_bytes(*prefix);
-    if declared > max_message {
-        return Err("the authenticated message length is above the limit");
-    }
-    if body.len() as u64 != body_len(u64::from(declared)) {
-        return Err("the authenticated message length does not match the frame's size");
-    }
-    // Safe to reserve now: `declared` is authenticated and bounded by the limit.
-    out.reserve_exact(declared as usize);
-    out.extend_from_slice(head);
+    let body_len = u32::try_from(body.len()).map_err(|_| "the frame is above 4 GiB")?;
+    let mut opener = Opener::new(body_len, *nonce, max_message);
+    let mut rest = body;
     while !rest.is_empty() {
-        let (segment, tail) = split_segment(rest)?;
-        rest = tail;
-        let start = out.len();
-        let Some(piece) = segment.len().checked_sub(TAG_LEN) else {
-            return Err("a segment is shorter than its authentication tag");
-        };
-        if start + piece > declared as usize {
-            return Err("the segments hold more than the authenticated message length");
+        match opener.open_next(cipher, rest, out, scratch)? {
+            Some(taken) => rest = &rest[taken..],
+            // `rest` is the whole remainder of the body: a segment that does not fit in
+            // it was refused above.
+            None => return Err("a segment runs past the end of the frame"),
         }
-        out.resize(start + piece, 0);
-        let read = cipher
-            .read_message(next, segment, &mut out[start..])
-            .map_err(reason)?;
-        out.truncate(start + read);
-        next += 1;
     }
-    if out.len() != declared as usize {
-        return Err("the segments hold less than the authenticated message length");
-    }
+    let (next, len) = opener.finish()?;
+    out.truncate(len);
     *nonce = next;
     Ok(())
 }
 
-fn open_segment(
-    cipher: &StatelessTransportState,
-    nonce: &mut u64,
-    segment: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), &'static str> {
-    let Some(piece) = segment.len().checked_sub(TAG_LEN) else {
-        return Err("a segment is shorter than its authentication tag");
-    };
-    out.clear();
-    out.resize(piece, 0);
-    let read = cipher.read_message(*nonce, segment, out).map_err(reason)?;
-    out.truncate(read);
-    *nonce += 1;
-    Ok(())
+/// Opens a frame body one segment at a time, as its bytes arrive, with the checks of
+/// [`open`]: each segment is authenticated before its plaintext is written, and the frame
+/// only counts as complete (see [`Opener::finish`]) once every byte of the body has been
+/// opened and the authenticated length matched.
+///
+/// The plaintext goes to `out[..filled]`; `out` may be longer than that (a reused buffer
+/// keeps its length so that it is not zeroed again), and never grows beyond the
+/// authenticated message length plus one tag.
+#[derive(Debug)]
+pub(crate) struct Opener {
+    /// The frame's body length, from its clear header (bounded by the caller).
+    body: u32,
+    /// Body bytes not yet opened.
+    left: usize,
+    /// Nonce of the next segment.
+    next: u64,
+    limit: u32,
+    /// The authenticated message length, once the first segment is open.
+    declared: Option<usize>,
+    /// Plaintext bytes written to `out`.
+    filled: usize,
 }
 
-/// Cuts the next `ct_len`-prefixed segment off `bytes`.
-fn split_segment(bytes: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
-    let Some((len, rest)) = bytes.split_first_chunk::<SEGMENT_HEADER>() else {
-        return Err("a segment header runs past the end of the frame");
-    };
-    let len = usize::from(u16::from_le_bytes(*len));
-    if len > rest.len() {
-        return Err("a segment runs past the end of the frame");
+impl Opener {
+    /// An opener for a body of `body` bytes whose first segment is under `nonce`, for a
+    /// message of at most `limit` bytes.
+    pub(crate) fn new(body: u32, nonce: u64, limit: u32) -> Self {
+        Opener {
+            body,
+            left: body as usize,
+            next: nonce,
+            limit,
+            declared: None,
+            filled: 0,
+        }
     }
-    Ok(rest.split_at(len))
+
+    /// Body bytes not yet opened.
+    pub(crate) fn left(&self) -> usize {
+        self.left
+    }
+
+    /// Opens the segment at the start of `bytes` (which must not extend past the body) if
+    /// all of it is there: appends its plaintext to `out` and returns the bytes it took;
+    /// `None` when more of the body is needed.
+    pub(crate) fn open_next(
+        &mut self,
+        cipher: &StatelessTransportState,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Option<usize>, &'static str> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let Some((len, rest)) = bytes.split_first_chunk::<SEGMENT_HEADER>() else {
+            if self.left < SEGMENT_HEADER {
+                return Err("a segment header runs past the end of the frame");
+            }
+            return Ok(None);
+        };
+        let len = usize::from(u16::from_le_bytes(*len));
+        let taken = SEGMENT_HEADER + len;
+        if taken > self.left {
+            return Err("a segment runs past the end of the frame");
+        }
+        if rest.len() < len {
+            return Ok(None);
+        }
+        let segment = &rest[..len];
+        let Some(piece) = len.checked_sub(TAG_LEN) else {
+            return Err("a segment is shorter than its authentication tag");
+        };
+        match self.declared {
+            None => self.open_first(cipher, segment, out, scratch)?,
+            Some(declared) => {
+                if self.filled + piece > declared {
+                    return Err("the segments hold more than the authenticated message length");
+                }
+                // Room for the tag too: given less, the cipher decrypts through a copy.
+                let end = self.filled + len;
+                if out.len() < end {
+                    out.resize(end, 0);
+                }
+                let read = cipher
+                    .read_message(self.next, segment, &mut out[self.filled..end])
+                    .map_err(reason)?;
+                self.filled += read;
+                self.next += 1;
+            }
+        }
+        self.left -= taken;
+        Ok(Some(taken))
+    }
+
+    fn open_first(
+        &mut self,
+        cipher: &StatelessTransportState,
+        segment: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), &'static str> {
+        scratch.clear();
+        scratch.resize(segment.len(), 0);
+        let read = cipher
+            .read_message(self.next, segment, scratch)
+            .map_err(reason)?;
+        scratch.truncate(read);
+        self.next += 1;
+        let Some((prefix, head)) = scratch.split_first_chunk::<LENGTH_PREFIX>() else {
+            return Err("the first segment is too short to hold the message length");
+        };
+        let declared = u32::from_le_bytes(*prefix);
+        if declared > self.limit {
+            return Err("the authenticated message length is above the limit");
+        }
+        if u64::from(self.body) != body_len(u64::from(declared)) {
+            return Err("the authenticated message length does not match the frame's size");
+        }
+        let declared = declared as usize;
+        // Safe to reserve now: `declared` is authenticated and bounded by the limit.
+        let room = declared + TAG_LEN;
+        if out.capacity() < room {
+            out.reserve_exact(room - out.len());
+        }
+        if out.len() < head.len() {
+            out.resize(head.len(), 0);
+        }
+        out[..head.len()].copy_from_slice(head);
+        self.filled = head.len();
+        self.declared = Some(declared);
+        Ok(())
+    }
+
+    /// Once the whole body is open: the nonce after the frame and the message's length (the
+    /// plaintext is `out[..len]`).
+    ///
+    /// # Errors
+    /// The body is not all opened, or holds less than the authenticated length.
+    pub(crate) fn finish(&self) -> Result<(u64, usize), &'static str> {
+        let Some(declared) = self.declared else {
+            return Err("the frame ends before its first segment");
+        };
+        if self.left != 0 {
+            return Err("the frame ends inside a segment");
+        }
+        if self.filled != declared {
+            return Err("the segments hold less than the authenticated message length");
+        }
+        Ok((self.next, declared))
+    }
 }
 
 fn reason(error: snow::Error) -> &'static str {
@@ -357,6 +519,54 @@ pub(crate) mod tests {
             let mut rn = 3;
             assert_eq!(opened(&s, &mut rn, &pieces).unwrap(), message);
             assert_eq!(nonce, rn);
+        }
+    }
+
+    #[test]
+    fn batches_of_segments_are_the_whole_frame() {
+        let (c, _) = session();
+        let message: Vec<u8> = (0..300_000u32).map(|i| (i * 3) as u8).collect();
+        let parts: [&[u8]; 2] = [&message[..100], &message[100..]];
+        let whole = sealed(&c, &mut 5, &message);
+        for batch in [0, 1, 70_000, 200_000, usize::MAX] {
+            let mut sealer = Sealer::new(&parts, 5).unwrap();
+            let (mut joined, mut out, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+            loop {
+                out.clear();
+                let done = sealer.seal_some(&c, &mut out, &mut scratch, batch).unwrap();
+                joined.extend_from_slice(&out);
+                if done {
+                    break;
+                }
+            }
+            assert!(joined == whole, "batch {batch}");
+            assert_eq!(sealer.next_nonce(), 5 + 5, "five segments");
+        }
+    }
+
+    #[test]
+    fn a_body_opened_as_it_arrives_is_the_message() {
+        let (c, s) = session();
+        let message: Vec<u8> = (0..200_000u32).map(|i| (i * 5) as u8).collect();
+        let frame = sealed(&c, &mut 0, &message);
+        let body = &frame[FRAME_HEADER..];
+        // A reused buffer, longer than the message: its stale bytes stay past the end.
+        let mut out = vec![0xEE; 300_000];
+        for step in [1usize, 1000, 65_537, 100_000] {
+            let mut opener = Opener::new(body.len() as u32, 0, u32::MAX);
+            let (mut arrived, mut opened, mut scratch) = (0, 0, Vec::new());
+            while opener.left() > 0 {
+                arrived = (arrived + step).min(body.len());
+                while let Some(taken) = opener
+                    .open_next(&s, &body[opened..arrived], &mut out, &mut scratch)
+                    .unwrap()
+                {
+                    opened += taken;
+                }
+            }
+            let (next, len) = opener.finish().unwrap();
+            assert_eq!((next, len), (4, message.len()), "step {step}");
+            assert!(out[..len] == message[..], "step {step}");
         }
     }
 

@@ -53,6 +53,7 @@ pub mod node;
 pub mod preamble;
 pub mod program;
 mod secure;
+mod shared;
 
 pub use config::{ChannelConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE};
 pub use error::{NetError, Peer};

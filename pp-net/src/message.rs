@@ -168,6 +168,38 @@ impl<'a> SubmitEncoding<'a> {
 /// Index of [`Message::Submit`] among the variants: its encoding starts with it.
 const SUBMIT_VARIANT: u32 = 5;
 
+/// A [`JobRequest`] decoded in place: the same fields in the same encoding, borrowed from
+/// the received bytes, so that large arguments need not be copied out of them.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct JobView<'a> {
+    /// As [`JobRequest::job_id`].
+    pub(crate) job_id: u64,
+    /// As [`JobRequest::task`].
+    pub(crate) task: &'a str,
+    /// As [`JobRequest::fingerprint`].
+    pub(crate) fingerprint: u64,
+    /// As [`JobRequest::args`].
+    pub(crate) args: &'a [u8],
+}
+
+/// Decodes `bytes` as a [`Message::Submit`] whose jobs borrow from them, with at most
+/// `limit` bytes of claimed lengths; `Ok(None)` when they hold another message (to decode
+/// as a [`Message`]).
+///
+/// # Errors
+/// The bytes start as a `Submit` and are not a valid one.
+pub(crate) fn decode_submit(
+    bytes: &[u8],
+    limit: u64,
+) -> Result<Option<Vec<JobView<'_>>>, pp_runtime::codec::CodecError> {
+    if bytes.first_chunk::<4>() != Some(&SUBMIT_VARIANT.to_le_bytes()) {
+        return Ok(None);
+    }
+    // An enum variant is its index and then its fields, as this tuple is.
+    let (_, jobs): (u32, Vec<JobView<'_>>) = pp_runtime::codec::decode_borrowed(bytes, limit)?;
+    Ok(Some(jobs))
+}
+
 /// One job sent to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRequest {
@@ -236,6 +268,44 @@ mod tests {
             let joined: Vec<u8> = parts.parts().concat();
             assert_eq!(joined, encode(&Message::Submit { jobs }).unwrap());
         }
+    }
+
+    #[test]
+    fn a_submit_decoded_in_place_is_the_submit_message() {
+        let jobs = vec![
+            JobRequest {
+                job_id: 1,
+                task: "m::f".into(),
+                fingerprint: 7,
+                args: vec![1, 2, 3],
+            },
+            JobRequest {
+                job_id: 2,
+                task: String::new(),
+                fingerprint: 0,
+                args: vec![9; 100_000],
+            },
+        ];
+        let bytes = encode(&Message::Submit { jobs: jobs.clone() }).unwrap();
+        let views = decode_submit(&bytes, 1 << 20).unwrap().unwrap();
+        assert_eq!(views.len(), jobs.len());
+        for (view, job) in views.iter().zip(&jobs) {
+            assert_eq!(
+                (view.job_id, view.task, view.fingerprint, view.args),
+                (
+                    job.job_id,
+                    job.task.as_str(),
+                    job.fingerprint,
+                    &job.args[..]
+                )
+            );
+        }
+        let heartbeat = encode(&Message::Heartbeat { seq: 5 }).unwrap();
+        assert_eq!(decode_submit(&heartbeat, 1 << 20).unwrap(), None);
+        assert!(decode_submit(&bytes[..bytes.len() - 1], 1 << 20).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode_submit(&trailing, 1 << 20).is_err());
     }
 
     #[test]

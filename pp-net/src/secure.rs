@@ -6,6 +6,7 @@
 //! Frames are laid out as described in the `frame` module.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -13,15 +14,34 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::config::ChannelConfig;
 use crate::error::{NetError, Peer};
-use crate::frame::{self, FRAME_HEADER};
+use crate::frame::{self, Opener, Sealer, FRAME_HEADER};
 use crate::message::{JobRequest, Message, SubmitEncoding};
+use crate::shared::SharedBytes;
 
-/// Buffers above this size are released after use, so that one large message does not pin
-/// its memory for the rest of a long-lived connection.
+/// Buffers up to this size are always kept for the next message.
 const KEEP_BUFFER: usize = 1 << 20;
+
+/// A larger message buffer is kept for the next large message (refilling pages already
+/// mapped costs far less than faulting in fresh ones), and released at the first message
+/// that finds it unused by any large message for this long: a session that stopped sending
+/// large messages does not pin their memory. One such buffer per reader, of at most the
+/// channel's message limit.
+const KEEP_LARGE_FOR: Duration = Duration::from_secs(2);
 
 /// Size of the read buffer: many small frames are read with one system call.
 const READ_BUFFER: usize = 64 << 10;
+
+/// Most bytes of a frame's body read ahead of their decryption: a large frame is read and
+/// opened piece by piece, so that decryption works on bytes still in the cache and keeps
+/// pace with the socket instead of waiting for the whole frame.
+const STAGE: usize = 512 << 10;
+
+/// Room for one whole segment and its header: the stage is compacted below this.
+const MIN_READ: usize = 64 << 10;
+
+/// A large frame is sealed and written about this many bytes at a time (whole segments), so
+/// that the peer opens the start of the frame while the rest is still being sealed.
+const WRITE_BATCH: usize = 1 << 20;
 
 /// Builds both halves once the handshake has produced the session keys.
 pub(crate) fn channel<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -40,10 +60,13 @@ pub(crate) fn channel<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         max_message: config.max_message,
         header: [0; FRAME_HEADER],
         header_filled: 0,
-        body: Vec::new(),
-        body_filled: 0,
-        in_body: false,
+        opener: None,
+        stage: Vec::new(),
+        staged: 0..0,
         plain: Vec::new(),
+        plain_len: 0,
+        lent: None,
+        large_used: None,
         scratch: Vec::new(),
         broken: false,
     };
@@ -73,10 +96,19 @@ pub struct SecureReader<R = OwnedReadHalf> {
     // cancelled `recv` loses nothing.
     header: [u8; FRAME_HEADER],
     header_filled: usize,
-    body: Vec<u8>,
-    body_filled: usize,
-    in_body: bool,
+    /// The frame being opened, once its header is read.
+    opener: Option<Opener>,
+    /// Body bytes read and not yet opened: `stage[staged]`.
+    stage: Vec<u8>,
+    staged: std::ops::Range<usize>,
+    /// The last message is `plain[..plain_len]`; the buffer may be longer (see `Opener`).
     plain: Vec<u8>,
+    plain_len: usize,
+    /// A large message's buffer handed out by `recv_plaintext`, taken back for the next
+    /// large message once nothing else holds it.
+    lent: Option<Arc<Vec<u8>>>,
+    /// When a large message last used the kept buffer (see [`KEEP_LARGE_FOR`]).
+    large_used: Option<Instant>,
     scratch: Vec<u8>,
     broken: bool,
 }
@@ -97,9 +129,10 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// already read are kept and the next call continues the same frame.
     pub async fn recv(&mut self) -> Result<Message, NetError> {
         self.recv_limited(self.max_message).await?;
-        let decoded =
-            pp_runtime::codec::decode_with_limit(&self.plain, u64::from(self.max_message));
-        release_if_large(&mut self.plain);
+        let decoded = pp_runtime::codec::decode_with_limit(
+            &self.plain[..self.plain_len],
+            u64::from(self.max_message),
+        );
         decoded.map_err(|source| {
             // An authentic frame that is not a message: the peer runs other code than we
             // think, so nothing after it can be trusted to make sense either.
@@ -120,7 +153,27 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// Cancel safe, as [`SecureReader::recv`].
     pub async fn recv_bytes(&mut self) -> Result<Vec<u8>, NetError> {
         self.recv_limited(self.max_message).await?;
-        Ok(std::mem::take(&mut self.plain))
+        let mut bytes = std::mem::take(&mut self.plain);
+        bytes.truncate(self.plain_len);
+        Ok(bytes)
+    }
+
+    /// Receives the next message's plaintext, undecoded, for a decoder that keeps parts of
+    /// it (see [`Plaintext`]).
+    ///
+    /// # Errors
+    /// As [`SecureReader::recv`], without the decoding.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`SecureReader::recv`].
+    pub(crate) async fn recv_plaintext(&mut self) -> Result<Plaintext<'_>, NetError> {
+        self.recv_limited(self.max_message).await?;
+        if self.plain_len <= KEEP_BUFFER {
+            return Ok(Plaintext::Borrowed(&self.plain[..self.plain_len]));
+        }
+        let buffer = Arc::new(std::mem::take(&mut self.plain));
+        self.lent = Some(Arc::clone(&buffer));
+        Ok(Plaintext::Shared(buffer, self.plain_len))
     }
 
     /// The remote end.
@@ -141,7 +194,7 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
 
     /// The plaintext of the last frame received with `recv_limited`.
     pub(crate) fn last_plaintext(&self) -> &[u8] {
-        &self.plain
+        &self.plain[..self.plain_len]
     }
 
     async fn read_frame(&mut self, limit: u32) -> Result<(), NetError> {
@@ -164,7 +217,7 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             }
             self.header_filled += n;
         }
-        if !self.in_body {
+        if self.opener.is_none() {
             let len = u64::from(u32::from_le_bytes(self.header));
             let max = frame::body_len(u64::from(limit));
             if len > max {
@@ -181,16 +234,47 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
                     reason: "the frame is shorter than the smallest possible frame",
                 });
             }
-            // `len` is bounded by the limit, so this allocation is too.
-            self.body.clear();
-            self.body.resize(len as usize, 0);
-            self.body_filled = 0;
-            self.in_body = true;
+            // `len` is bounded by the limit, so what is reserved for it is too.
+            let len = len as u32;
+            self.prepare_buffers(len as usize);
+            self.opener = Some(Opener::new(len, self.nonce, limit));
         }
-        while self.body_filled < self.body.len() {
+        let rejected = |reason| NetError::FrameRejected { peer, reason };
+        let Some(opener) = self.opener.as_mut() else {
+            return Err(NetError::Broken { peer });
+        };
+        // Open every whole segment read so far, then read more, until the body is done.
+        // Nothing of the plaintext is used before `finish` has seen the whole frame.
+        loop {
+            while let Some(taken) = opener
+                .open_next(
+                    &self.cipher,
+                    &self.stage[self.staged.clone()],
+                    &mut self.plain,
+                    &mut self.scratch,
+                )
+                .map_err(rejected)?
+            {
+                self.staged.start += taken;
+            }
+            if opener.left() == 0 {
+                break;
+            }
+            if self.stage.len() - self.staged.end < MIN_READ && self.staged.start > 0 {
+                // What is left is less than one segment: move it to the front, only once
+                // the room behind it runs low, so that little is ever copied twice.
+                self.stage.copy_within(self.staged.clone(), 0);
+                self.staged = 0..self.staged.len();
+            }
+            // Never read past this frame's body: the stage holds one frame at a time.
+            let unread = opener.left() - self.staged.len();
+            let end = self.stage.len().min(self.staged.end + unread);
+            if end == self.staged.end {
+                return Err(rejected("a segment runs past the end of the frame"));
+            }
             let n = self
                 .io
-                .read(&mut self.body[self.body_filled..])
+                .read(&mut self.stage[self.staged.end..end])
                 .await
                 .map_err(|source| NetError::Io { peer, source })?;
             if n == 0 {
@@ -199,20 +283,76 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
                     during: "a frame",
                 });
             }
-            self.body_filled += n;
+            self.staged.end += n;
         }
+        let (next, len) = opener.finish().map_err(rejected)?;
+        self.nonce = next;
+        self.plain_len = len;
+        self.opener = None;
+        self.staged = 0..0;
         self.header_filled = 0;
-        self.in_body = false;
-        let opened = frame::open(
-            &self.cipher,
-            &mut self.nonce,
-            &self.body,
-            limit,
-            &mut self.plain,
-            &mut self.scratch,
-        );
-        release_if_large(&mut self.body);
-        opened.map_err(|reason| NetError::FrameRejected { peer, reason })
+        Ok(())
+    }
+
+    /// Readies the buffers for a frame body of `len` bytes: takes back the buffer lent
+    /// with an earlier large message if it is needed and free, or lets large buffers go
+    /// under the rule of [`KEEP_LARGE_FOR`].
+    fn prepare_buffers(&mut self, len: usize) {
+        if len > KEEP_BUFFER {
+            self.large_used = Some(Instant::now());
+            if len > self.plain.capacity() {
+                if let Some(lent) = self.lent.take() {
+                    // Still held (a job of that message waits or runs): it is freed once
+                    // its holders are done, and this message gets a buffer of its own.
+                    if let Ok(buffer) = Arc::try_unwrap(lent) {
+                        if buffer.capacity() > self.plain.capacity() {
+                            self.plain = buffer;
+                        }
+                    }
+                }
+            }
+        } else if self
+            .large_used
+            .is_some_and(|used| used.elapsed() > KEEP_LARGE_FOR)
+        {
+            self.large_used = None;
+            self.lent = None;
+            self.plain = Vec::new();
+            self.stage = Vec::new();
+        }
+        // Room for one whole segment at least, which `STAGE` is.
+        let stage = len.min(STAGE);
+        if self.stage.len() < stage {
+            self.stage.resize(stage, 0);
+        }
+    }
+}
+
+/// The plaintext of a received message, for a decoder that keeps parts of it: a small
+/// message is borrowed from the reader (parts kept are copied), a large one is handed out
+/// as a shared buffer (large parts kept share it; see [`SharedBytes::part_of`]).
+pub(crate) enum Plaintext<'a> {
+    /// A small message, in the reader's buffer.
+    Borrowed(&'a [u8]),
+    /// A large message: its buffer, and the message's length in it.
+    Shared(Arc<Vec<u8>>, usize),
+}
+
+impl Plaintext<'_> {
+    /// The message's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Plaintext::Borrowed(bytes) => bytes,
+            Plaintext::Shared(buffer, len) => &buffer[..*len],
+        }
+    }
+
+    /// `part` of [`Plaintext::bytes`], kept beyond the message: shared when possible.
+    pub(crate) fn keep(&self, part: &[u8]) -> SharedBytes {
+        match self {
+            Plaintext::Borrowed(_) => SharedBytes::copied(part),
+            Plaintext::Shared(buffer, _) => SharedBytes::part_of(buffer, part),
+        }
     }
 }
 
@@ -231,7 +371,8 @@ pub struct SecureWriter<W = OwnedWriteHalf> {
 }
 
 impl<W: AsyncWrite + Unpin> SecureWriter<W> {
-    /// Encodes and sends one message, as one frame written with one `write_all`.
+    /// Encodes and sends one message, as one frame: one write, unless the frame is large
+    /// (it then goes in batches of a few hundred KiB, sealed as they are written).
     ///
     /// Many small jobs should share a message (for example one [`Message::Submit`] with
     /// every queued job): each message costs a frame and its authentication.
@@ -279,7 +420,7 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
         self.send_parts(&encoding.parts()).await
     }
 
-    /// Sends the message made of `parts`, as one frame written with one `write_all`.
+    /// Sends the message made of `parts`, as one frame.
     async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), NetError> {
         let peer = self.peer;
         if self.broken {
@@ -293,26 +434,35 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
                 limit: u64::from(self.max_message),
             });
         }
+        let mut sealer = Sealer::new(parts, self.nonce).map_err(|e| NetError::crypto(peer, &e))?;
         self.broken = true;
-        frame::seal_parts(
-            &self.cipher,
-            &mut self.nonce,
-            parts,
-            &mut self.frame,
-            &mut self.scratch,
-        )
-        .map_err(|e| NetError::crypto(peer, &e))?;
-        // One buffer, one write: with TCP_NODELAY the frame leaves at once, and the header
-        // never waits in Nagle's buffer for the body.
-        self.io
-            .write_all(&self.frame)
-            .await
-            .map_err(|source| NetError::Io { peer, source })?;
+        // A small frame is one buffer and one write: with TCP_NODELAY it leaves at once,
+        // and the header never waits in Nagle's buffer for the body. A large one goes in
+        // batches, each written while the peer opens the one before.
+        loop {
+            self.frame.clear();
+            let done = sealer
+                .seal_some(
+                    &self.cipher,
+                    &mut self.frame,
+                    &mut self.scratch,
+                    WRITE_BATCH,
+                )
+                .map_err(|e| NetError::crypto(peer, &e))?;
+            self.nonce = sealer.next_nonce();
+            self.io
+                .write_all(&self.frame)
+                .await
+                .map_err(|source| NetError::Io { peer, source })?;
+            if done {
+                break;
+            }
+        }
         self.io
             .flush()
             .await
             .map_err(|source| NetError::Io { peer, source })?;
-        release_if_large(&mut self.frame);
+        // `frame` is kept: it never holds more than one batch and one segment.
         self.broken = false;
         Ok(())
     }
@@ -351,11 +501,5 @@ impl<W> std::fmt::Debug for SecureWriter<W> {
             .field("peer", &self.peer)
             .field("segments_sent", &self.nonce)
             .finish_non_exhaustive()
-    }
-}
-
-fn release_if_large(buffer: &mut Vec<u8>) {
-    if buffer.capacity() > KEEP_BUFFER {
-        *buffer = Vec::new();
     }
 }

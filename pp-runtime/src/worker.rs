@@ -327,10 +327,12 @@ pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<
         pid: std::process::id(),
     };
     write_frame(&mut output, &hello, "worker hello", limit)?;
-    while let Some(body) = read_frame(&mut input, "job", limit)? {
+    let mut buffer = Vec::new();
+    while let Some(len) = read_frame_into(&mut input, &mut buffer, "job", limit)? {
+        let body = &buffer[..len];
         // Borrowed: the arguments are decoded straight from the frame, not copied first.
         let job: JobView<'_> =
-            codec::decode_borrowed(&body, u64::from(limit)).map_err(|source| {
+            codec::decode_borrowed(body, u64::from(limit)).map_err(|source| {
                 WorkerError::Codec {
                     what: "job",
                     source,
@@ -359,9 +361,17 @@ pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<
             }
             other => other?,
         }
+        if len <= KEEP_BUFFER && buffer.len() > KEEP_BUFFER {
+            buffer = Vec::new();
+        }
     }
     Ok(())
 }
+
+/// A job frame buffer up to this size is kept for the next job. A larger one is kept only
+/// while large jobs follow one another: refilling pages already mapped costs far less than
+/// faulting in fresh ones, and the first small job lets it go.
+const KEEP_BUFFER: usize = 1 << 20;
 
 /// A [`WorkerJob`] decoded in place: same fields, same encoding, borrowed from the frame.
 #[derive(Deserialize)]
@@ -389,12 +399,15 @@ fn write_frame<W: Write, T: Serialize>(
     output.flush().map_err(io)
 }
 
-/// Reads one frame body; `None` when the input ends before a new frame.
-fn read_frame<R: Read>(
+/// Reads one frame body into `buffer[..len]` and returns `len`; `None` when the input ends
+/// before a new frame. The buffer only grows (what it held before is not zeroed again), so
+/// it may be longer than the body.
+fn read_frame_into<R: Read>(
     input: &mut R,
+    buffer: &mut Vec<u8>,
     what: &'static str,
     limit: u32,
-) -> Result<Option<Vec<u8>>, WorkerError> {
+) -> Result<Option<usize>, WorkerError> {
     let mut header = [0u8; FRAME_HEADER];
     let mut filled = 0;
     while filled < FRAME_HEADER {
@@ -416,8 +429,10 @@ fn read_frame<R: Read>(
         }
     }
     let len = body_len(header, what, limit)?;
-    let mut body = vec![0u8; len];
-    input.read_exact(&mut body).map_err(|source| {
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    input.read_exact(&mut buffer[..len]).map_err(|source| {
         if source.kind() == io::ErrorKind::UnexpectedEof {
             WorkerError::Truncated { during: "a frame" }
         } else {
@@ -427,7 +442,7 @@ fn read_frame<R: Read>(
             }
         }
     })?;
-    Ok(Some(body))
+    Ok(Some(len))
 }
 
 /// The protocol's ends of the process's standard streams.
@@ -572,9 +587,11 @@ mod tests {
 
     /// Splits `bytes` into frame bodies.
     fn frames(mut bytes: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(body) = read_frame(&mut bytes, "test", DEFAULT_MAX_FRAME).unwrap() {
-            out.push(body);
+        let (mut out, mut buffer) = (Vec::new(), Vec::new());
+        while let Some(len) =
+            read_frame_into(&mut bytes, &mut buffer, "test", DEFAULT_MAX_FRAME).unwrap()
+        {
+            out.push(buffer[..len].to_vec());
         }
         out
     }

@@ -45,6 +45,7 @@ mod daemon;
 mod error;
 mod process;
 mod pump;
+mod queued;
 mod relay;
 mod session;
 mod stats;

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pp_runtime::worker::{
@@ -13,8 +12,9 @@ use pp_runtime::worker::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use super::queued::QueuedJob;
 use super::sys;
-use crate::JobRequest;
+use crate::shared::SharedBytes;
 
 /// How long a worker that closed its pipe has to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -187,7 +187,7 @@ impl JobEncoder {
     /// # Errors
     /// [`WorkerError::TooLarge`] when the job exceeds the frame limit: it cannot be sent,
     /// and the worker is still fine.
-    pub(crate) fn encode_head(&self, job: &JobRequest) -> Result<Vec<u8>, WorkerError> {
+    pub(crate) fn encode_head(&self, job: &QueuedJob) -> Result<Vec<u8>, WorkerError> {
         worker::encode_job_head(
             job.job_id,
             &job.task,
@@ -213,7 +213,7 @@ impl JobWriter<'_> {
     /// The pipe is closed or broken: the worker died.
     pub(crate) async fn write(
         &mut self,
-        jobs: &[(Vec<u8>, Arc<Vec<u8>>)],
+        jobs: &[(Vec<u8>, SharedBytes)],
     ) -> Result<(), WorkerError> {
         let io = |source| WorkerError::Io {
             during: "writing to the worker",
@@ -222,7 +222,7 @@ impl JobWriter<'_> {
         let gathered = &mut self.gathered;
         gathered.clear();
         for (head, args) in jobs {
-            let args = args.as_slice();
+            let args: &[u8] = args;
             let header = worker::frame_header(head.len() + args.len());
             gathered.extend_from_slice(&header);
             gathered.extend_from_slice(head);

@@ -20,9 +20,11 @@ use pp_runtime::worker::{WorkerError, WorkerOutcome};
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use super::process::{WorkerProcess, WorkerSpec};
+use super::queued::QueuedJob;
 use super::relay::Outgoing;
 use super::stats::Counters;
-use crate::{JobReply, JobRequest, Outcome};
+use crate::shared::SharedBytes;
+use crate::{JobReply, Outcome};
 
 /// Jobs whose mean service time is below this are batched.
 const TINY_JOB: Duration = Duration::from_micros(200);
@@ -32,9 +34,9 @@ const MAX_AHEAD: usize = 64;
 
 /// The jobs of one session and what its worker loops share.
 pub(crate) struct Pool {
-    queue: Mutex<mpsc::Receiver<JobRequest>>,
+    queue: Mutex<mpsc::Receiver<QueuedJob>>,
     /// Jobs of a crashed worker's batch that never started; taken before the queue.
-    retry: std::sync::Mutex<VecDeque<JobRequest>>,
+    retry: std::sync::Mutex<VecDeque<QueuedJob>>,
     replies: mpsc::UnboundedSender<Outgoing>,
     spec: WorkerSpec,
     counters: Arc<Counters>,
@@ -46,7 +48,7 @@ pub(crate) struct Pool {
 impl Pool {
     /// A pool fed by `queue` for `workers` worker loops.
     pub(crate) fn new(
-        queue: mpsc::Receiver<JobRequest>,
+        queue: mpsc::Receiver<QueuedJob>,
         replies: mpsc::UnboundedSender<Outgoing>,
         spec: WorkerSpec,
         counters: Arc<Counters>,
@@ -71,7 +73,7 @@ impl Pool {
             .send(Outgoing::Reply(JobReply { job_id, outcome }));
     }
 
-    fn retry(&self) -> std::sync::MutexGuard<'_, VecDeque<JobRequest>> {
+    fn retry(&self) -> std::sync::MutexGuard<'_, VecDeque<QueuedJob>> {
         self.retry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -85,7 +87,7 @@ impl Pool {
     }
 
     /// Puts jobs back at the front of the queue, in order.
-    fn give_back(&self, jobs: Vec<JobRequest>) {
+    fn give_back(&self, jobs: Vec<QueuedJob>) {
         let mut retry = self.retry();
         for (i, job) in jobs.into_iter().enumerate() {
             retry.insert(i, job);
@@ -108,7 +110,7 @@ impl Pool {
     /// The next jobs for a worker with room for `room` (at least one): retried ones
     /// first, else one from the queue plus, when there is room, a fair share of what is
     /// queued. `None` when the queue closed.
-    async fn take(&self, room: usize) -> Option<Vec<JobRequest>> {
+    async fn take(&self, room: usize) -> Option<Vec<QueuedJob>> {
         {
             let mut retry = self.retry();
             if !retry.is_empty() {
@@ -204,20 +206,9 @@ enum Fed {
 
 /// A job written to a worker and not yet answered.
 struct Held {
-    /// The job, its arguments moved out to `args`.
-    request: JobRequest,
-    /// Shared with the write in progress, which sends them from here.
-    args: Arc<Vec<u8>>,
+    /// The job; its arguments are shared with the write in progress, which sends them.
+    request: QueuedJob,
     written: Instant,
-}
-
-impl Held {
-    /// The job as it came, to give back to the queue (after the write has ended).
-    fn into_request(self) -> JobRequest {
-        let mut request = self.request;
-        request.args = Arc::try_unwrap(self.args).unwrap_or_else(|args| args.to_vec());
-        request
-    }
 }
 
 /// Streams jobs to `worker` and passes its replies on until the queue closes or the
@@ -234,7 +225,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
     let (mut jobs, mut replies) = worker.pipes();
 
     let write = async {
-        let mut bodies: Vec<(Vec<u8>, Arc<Vec<u8>>)> = Vec::new();
+        let mut bodies: Vec<(Vec<u8>, SharedBytes)> = Vec::new();
         loop {
             let free = loop {
                 let free = pool.ahead().saturating_sub(lock().len());
@@ -256,14 +247,12 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             {
                 let mut held = lock();
                 let now = Instant::now();
-                for mut request in batch {
+                for request in batch {
                     match encoder.encode_head(&request) {
                         Ok(head) => {
-                            let args = Arc::new(std::mem::take(&mut request.args));
-                            bodies.push((head, Arc::clone(&args)));
+                            bodies.push((head, request.args.clone()));
                             held.push_back(Held {
                                 request,
-                                args,
                                 written: now,
                             });
                         }
@@ -325,7 +314,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
         },
         error = read => error,
     };
-    let held: Vec<JobRequest> = lock().drain(..).map(Held::into_request).collect();
+    let held: Vec<QueuedJob> = lock().drain(..).map(|held| held.request).collect();
     crashed(worker, pool, held, error).await;
     Fed::Crashed
 }
@@ -335,7 +324,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
 async fn crashed(
     worker: &mut WorkerProcess,
     pool: &Pool,
-    held: Vec<JobRequest>,
+    held: Vec<QueuedJob>,
     error: WorkerError,
 ) {
     let pid = worker.pid();

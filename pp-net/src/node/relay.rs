@@ -25,8 +25,9 @@ use tokio::task::JoinSet;
 
 use super::process::{WorkerProcess, WorkerSpec};
 use super::pump::{worker_loop, Pool};
+use super::queued::{self, Incoming, QueuedJob};
 use super::stats::Counters;
-use crate::{JobReply, JobRequest, Message, NetError, Outcome, SecureReader, SecureWriter};
+use crate::{JobReply, Message, NetError, Outcome, SecureReader, SecureWriter};
 
 /// Room left in a `Results` message for everything but the payloads.
 pub(crate) const MESSAGE_SLACK: u32 = 1024;
@@ -107,7 +108,7 @@ pub(crate) async fn relay(
         stalled_ack,
     };
     let end = tokio::select! {
-        end = read_loop(reader, jobs, replies, flow.clone()) => end,
+        end = read_loop(reader, jobs, replies, flow.clone(), max_message) => end,
         end = write_loop(writer, outgoing, max_message, &flow) => end,
         _ = node_stop.wait_for(|&stop| stop) => End::NodeStopping,
     };
@@ -136,33 +137,41 @@ struct Flow {
 
 async fn read_loop(
     mut reader: SecureReader,
-    jobs: mpsc::Sender<JobRequest>,
+    jobs: mpsc::Sender<QueuedJob>,
     replies: mpsc::UnboundedSender<Outgoing>,
     flow: Flow,
+    max_message: u32,
 ) -> End {
     let mut last_seq = 0;
     loop {
-        match reader.recv().await {
-            Ok(Message::Submit { jobs: batch }) => {
+        let incoming = match reader.recv_plaintext().await {
+            Ok(plain) => queued::decode(&plain, max_message),
+            Err(NetError::Disconnected { .. }) => return End::ClientLeft,
+            Err(error) => return End::Failed(error.to_string()),
+        };
+        match incoming {
+            Ok(Incoming::Submit(batch)) => {
                 for job in batch {
                     if !queue_job(&jobs, &flow, job, &replies, last_seq).await {
                         return End::Failed("every worker loop has stopped".into());
                     }
                 }
             }
-            Ok(Message::Heartbeat { seq }) => {
+            Ok(Incoming::Other(Message::Heartbeat { seq })) => {
                 last_seq = seq;
                 let _ = replies.send(Outgoing::Ack(seq));
             }
-            Ok(Message::HeartbeatAck { .. }) => {}
-            Ok(other) => {
+            Ok(Incoming::Other(Message::HeartbeatAck { .. })) => {}
+            Ok(Incoming::Other(other)) => {
                 return End::Failed(format!(
                     "the client broke the protocol: unexpected {} after Ready",
                     other.kind()
                 ))
             }
-            Err(NetError::Disconnected { .. }) => return End::ClientLeft,
-            Err(error) => return End::Failed(error.to_string()),
+            Err(source) => {
+                let peer = reader.peer();
+                return End::Failed(NetError::Codec { peer, source }.to_string());
+            }
         }
     }
 }
@@ -171,9 +180,9 @@ async fn read_loop(
 /// its limit of jobs on the node its heartbeats stay unread, so the answer to the last one
 /// is repeated every [`STALLED_ACK`] until a job's reply is written.
 async fn queue_job(
-    jobs: &mpsc::Sender<JobRequest>,
+    jobs: &mpsc::Sender<QueuedJob>,
     flow: &Flow,
-    job: JobRequest,
+    job: QueuedJob,
     replies: &mpsc::UnboundedSender<Outgoing>,
     last_seq: u64,
 ) -> bool {
@@ -304,7 +313,7 @@ fn reply_size(reply: &JobReply) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{accept_server, connect_client, ChannelConfig, Secret};
+    use crate::{accept_server, connect_client, ChannelConfig, JobRequest, Secret};
     use tokio::net::{TcpListener, TcpStream};
 
     const WAIT: Duration = Duration::from_secs(20);
@@ -349,7 +358,13 @@ mod tests {
             in_flight: Arc::new(Semaphore::new(1)),
             stalled_ack: Arc::new(AtomicBool::new(false)),
         };
-        let reader = tokio::spawn(read_loop(from_client, jobs, replies, flow.clone()));
+        let reader = tokio::spawn(read_loop(
+            from_client,
+            jobs,
+            replies,
+            flow.clone(),
+            config.max_message,
+        ));
         to_node.send(&Message::Heartbeat { seq: 6 }).await.unwrap();
         assert_eq!(next_ack(&mut outgoing, &flow).await, 6);
         to_node
