@@ -351,6 +351,58 @@ fn client_stops_reading(node: &Node) {
     });
 }
 
+/// Outside the table, with a node of its own: its short `--write-timeout` would cut the
+/// table's row that pauses reading.
+#[test]
+fn a_client_that_never_reads_again_is_disconnected_after_the_write_timeout() {
+    let node = Node::start(
+        1,
+        &[
+            "--write-timeout",
+            "1",
+            "--max-jobs-per-client",
+            &JOBS_PER_CLIENT.to_string(),
+        ],
+    );
+    let jobs = 64u64;
+    block_on(async {
+        let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
+        client.start_session().await;
+        // Far more results than the socket buffers hold: the node's writes stall.
+        let batch = (0..jobs)
+            .map(|i| job_with(i, blob, &(BLOB as u64,)))
+            .collect();
+        client.send(&Message::Submit { jobs: batch }).await;
+        node.log
+            .wait_for("read nothing of what was sent to it for 1s");
+        // The node has let the client go: reading now gives what was in the socket buffers,
+        // then the end of the connection, not every result.
+        let mut results = 0;
+        let end = loop {
+            match client.reader.recv().await {
+                Ok(Message::Results { results: batch }) => results += batch.len() as u64,
+                Ok(Message::HeartbeatAck { .. }) => {}
+                Ok(other) => panic!("expected Results, got {other:?}"),
+                Err(error) => break error,
+            }
+        };
+        assert!(
+            results < jobs,
+            "all {jobs} results came: the client was not let go"
+        );
+        // Between frames, or in the middle of the one the node was stuck writing.
+        assert!(
+            matches!(
+                end,
+                NetError::Disconnected { .. } | NetError::Truncated { .. } | NetError::Io { .. }
+            ),
+            "{end}"
+        );
+    });
+    // Its slot and workers are free: a good client is served.
+    good_client_completes_a_job(&node);
+}
+
 fn thousand_connections(node: &Node) {
     let evicted = |stats: &str| -> u64 {
         stats

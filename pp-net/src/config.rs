@@ -10,10 +10,11 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Limits of one secure channel.
 ///
-/// Both are explicit so that a hostile or broken peer costs a bounded amount of memory and
+/// They are explicit so that a hostile or broken peer costs a bounded amount of memory and
 /// time: a frame that announces more than `max_message` is refused before any memory is
-/// reserved for it, and a peer that stalls the handshake is dropped after
-/// `handshake_timeout`.
+/// reserved for it, a peer that stalls the handshake is dropped after `handshake_timeout`,
+/// and, when `write_timeout` is set, a peer that stops reading is dropped once a write to
+/// it has made no progress for that long.
 ///
 /// # Examples
 /// ```
@@ -33,6 +34,12 @@ pub struct ChannelConfig {
     /// Default [`DEFAULT_HANDSHAKE_TIMEOUT`] (5 s). The tokio runtime must have its timer
     /// enabled.
     pub handshake_timeout: Duration,
+    /// Longest a write to the peer may make no progress: each piece of a frame (at most
+    /// about 1 MiB) must be taken by the peer's side within it, else the send fails with
+    /// [`crate::NetError::WriteStalled`] and the channel is broken. Default `None` (no
+    /// limit); a node sets it (see `NodeConfig::new`), so that a client that stops reading
+    /// its results cannot hold its slot and workers forever.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ChannelConfig {
@@ -40,6 +47,7 @@ impl Default for ChannelConfig {
         ChannelConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            write_timeout: None,
         }
     }
 }

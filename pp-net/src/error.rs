@@ -102,6 +102,16 @@ pub enum NetError {
         timeout: Duration,
     },
 
+    /// A write to the peer made no progress within [`crate::ChannelConfig::write_timeout`]:
+    /// the peer stopped reading (or the network to it stalled).
+    #[error("{peer} read nothing of what was sent to it for {timeout:?}")]
+    WriteStalled {
+        /// The remote end.
+        peer: Peer,
+        /// The configured limit.
+        timeout: Duration,
+    },
+
     /// A frame announced more bytes than the configured limit; nothing was allocated for it.
     #[error("{peer} announced a {what} of {len} bytes, above the limit of {limit} bytes")]
     FrameTooLarge {

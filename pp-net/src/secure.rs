@@ -76,6 +76,7 @@ pub(crate) fn channel<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         nonce: 0,
         peer,
         max_message: config.max_message,
+        write_timeout: config.write_timeout,
         frame: Vec::new(),
         scratch: Vec::new(),
         broken: false,
@@ -363,6 +364,7 @@ pub struct SecureWriter<W = OwnedWriteHalf> {
     nonce: u64,
     peer: Peer,
     max_message: u32,
+    write_timeout: Option<Duration>,
     frame: Vec<u8>,
     scratch: Vec<u8>,
     // Set while a frame is being written: still set on entry means a send was cancelled
@@ -450,18 +452,12 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
                 )
                 .map_err(|e| NetError::crypto(peer, &e))?;
             self.nonce = sealer.next_nonce();
-            self.io
-                .write_all(&self.frame)
-                .await
-                .map_err(|source| NetError::Io { peer, source })?;
+            within(self.write_timeout, peer, self.io.write_all(&self.frame)).await?;
             if done {
                 break;
             }
         }
-        self.io
-            .flush()
-            .await
-            .map_err(|source| NetError::Io { peer, source })?;
+        within(self.write_timeout, peer, self.io.flush()).await?;
         // `frame` is kept: it never holds more than one batch and one segment.
         self.broken = false;
         Ok(())
@@ -484,6 +480,22 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
     pub fn peer(&self) -> Peer {
         self.peer
     }
+}
+
+/// Runs one write of a frame, failing with [`NetError::WriteStalled`] if it is not done
+/// within `timeout` (when set).
+async fn within(
+    timeout: Option<Duration>,
+    peer: Peer,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), NetError> {
+    let written = match timeout {
+        None => write.await,
+        Some(timeout) => tokio::time::timeout(timeout, write)
+            .await
+            .map_err(|_| NetError::WriteStalled { peer, timeout })?,
+    };
+    written.map_err(|source| NetError::Io { peer, source })
 }
 
 impl<R> std::fmt::Debug for SecureReader<R> {

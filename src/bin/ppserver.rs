@@ -57,6 +57,8 @@ limits (see SECURITY.md; sizes take the suffixes K, M, G):
       --handshake-timeout SECS  time to complete the handshake (default 5)
       --setup-timeout SECS      time for each setup message: hello, each upload chunk
                                 (default 30)
+      --write-timeout SECS      time a write to a client may make no progress before the
+                                client is disconnected (default 60)
       --max-message BYTES       largest message (frame) either way, 64K to 1G
                                 (default 64M); also bounds decoding and job results
       --max-cache BYTES         bytes of programs the cache keeps (default 4G)
@@ -96,6 +98,7 @@ struct Options {
     max_connections: Option<usize>,
     handshake_timeout: Option<Duration>,
     setup_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
     max_message: Option<u64>,
     max_cache: Option<u64>,
     max_jobs_per_client: Option<usize>,
@@ -234,6 +237,9 @@ fn config(options: &Options, secret: Secret) -> Result<NodeConfig, String> {
     if let Some(timeout) = options.setup_timeout {
         config.setup_timeout = timeout;
     }
+    if let Some(timeout) = options.write_timeout {
+        config.channel.write_timeout = Some(timeout);
+    }
     if let Some(bytes) = options.max_message {
         if !(MIN_MESSAGE..=MAX_MESSAGE).contains(&bytes) {
             return Err(format!(
@@ -312,6 +318,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--setup-timeout" => {
                 let seconds = parse_seconds(&value("a number of seconds")?)?;
                 set(&mut options.setup_timeout, seconds, &name)?;
+            }
+            "--write-timeout" => {
+                let seconds = parse_seconds(&value("a number of seconds")?)?;
+                set(&mut options.write_timeout, seconds, &name)?;
             }
             "--max-connections" => {
                 let n = parse_count(&value("a number of connections")?)?;
@@ -454,13 +464,14 @@ mod tests {
     fn limits_reach_the_configuration() {
         let o = args(
             "--max-connections 8 --handshake-timeout 0.5 --setup-timeout 2 --max-message 1M \
-             --max-cache 1G --max-jobs-per-client 16 --worker-memory 512M",
+             --max-cache 1G --max-jobs-per-client 16 --worker-memory 512M --write-timeout 3",
         )
         .unwrap();
         let config = config(&o, Secret::new("s").unwrap()).unwrap();
         assert_eq!(config.max_connections, 8);
         assert_eq!(config.channel.handshake_timeout, Duration::from_millis(500));
         assert_eq!(config.setup_timeout, Duration::from_secs(2));
+        assert_eq!(config.channel.write_timeout, Some(Duration::from_secs(3)));
         assert_eq!(config.channel.max_message, 1 << 20);
         assert_eq!(config.max_cache_bytes, 1 << 30);
         assert_eq!(config.max_queued_jobs, 16);

@@ -25,6 +25,9 @@ pub const DEFAULT_WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`NodeConfig::setup_timeout`]: 30 seconds.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default for the node's `channel.write_timeout` (see [`NodeConfig::new`]): 60 seconds.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default for [`NodeConfig::max_queued_jobs`]: 4096, above the most a pp client keeps in
 /// flight on a node (its workers plus 1024).
 pub const DEFAULT_MAX_QUEUED_JOBS: usize = 4096;
@@ -60,7 +63,10 @@ pub struct NodeConfig {
     /// Bytes the cache may hold; the least recently used programs not in use are removed
     /// beyond it. Default [`DEFAULT_MAX_CACHE_BYTES`].
     pub max_cache_bytes: u64,
-    /// Limits of each client's channel (message size, handshake time).
+    /// Limits of each client's channel: message size, handshake time, and how long a write
+    /// to the client may make no progress (default [`DEFAULT_WRITE_TIMEOUT`] on a node: a
+    /// client that stops reading its results is disconnected after it, which frees its
+    /// slot and its workers).
     pub channel: ChannelConfig,
     /// Connections served at once, handshakes included. Past it, a new connection takes
     /// the slot of the oldest one still in its handshake, or is closed at once when every
@@ -100,7 +106,10 @@ impl NodeConfig {
             cache_dir: default_cache_dir(),
             max_upload: DEFAULT_MAX_UPLOAD,
             max_cache_bytes: DEFAULT_MAX_CACHE_BYTES,
-            channel: ChannelConfig::default(),
+            channel: ChannelConfig {
+                write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+                ..ChannelConfig::default()
+            },
             max_connections: DEFAULT_MAX_CONNECTIONS,
             worker_start_timeout: DEFAULT_WORKER_START_TIMEOUT,
             setup_timeout: DEFAULT_SETUP_TIMEOUT,

@@ -54,7 +54,7 @@ mod sys;
 pub use config::{
     default_cache_dir, NodeConfig, DEFAULT_MAX_CACHE_BYTES, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_QUEUED_JOBS, DEFAULT_MAX_UPLOAD, DEFAULT_PORT, DEFAULT_SETUP_TIMEOUT,
-    DEFAULT_WORKER_START_TIMEOUT,
+    DEFAULT_WORKER_START_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use daemon::{serve, serve_until};
 pub use error::NodeError;
