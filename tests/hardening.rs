@@ -296,20 +296,26 @@ fn silent_connection(node: &Node) {
     wait_for_active(node, 0);
 }
 
+/// A new client that has submitted `jobs` jobs with 1 MiB results each (and read none).
+async fn submit_large_results(node: &Node, jobs: u64) -> Client {
+    let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
+    client.start_session().await;
+    let batch = (0..jobs)
+        .map(|i| job_with(i, blob, &(BLOB as u64,)))
+        .collect();
+    client.send(&Message::Submit { jobs: batch }).await;
+    client
+}
+
 fn client_stops_reading(node: &Node) {
     let jobs = 64u64;
     let before = node.memory().expect("memory").rss_kib;
     let jobs_before = jobs_run(node);
     block_on(async {
-        let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
-        client.start_session().await;
         // 64 MiB of results if the node took every job at once; it takes 8 at a time and
         // stops reading until their results are written, which they cannot be while this
         // client reads nothing and the socket buffers are full.
-        let batch = (0..jobs)
-            .map(|i| job_with(i, blob, &(BLOB as u64,)))
-            .collect();
-        client.send(&Message::Submit { jobs: batch }).await;
+        let mut client = submit_large_results(node, jobs).await;
         // Wait until the node stops running this client's jobs (its count stays the same
         // for a second) or has run them all (what a node without the limit does).
         let (mut last, mut still) = (jobs_run(node), 0);
@@ -366,13 +372,8 @@ fn a_client_that_never_reads_again_is_disconnected_after_the_write_timeout() {
     );
     let jobs = 64u64;
     block_on(async {
-        let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
-        client.start_session().await;
         // Far more results than the socket buffers hold: the node's writes stall.
-        let batch = (0..jobs)
-            .map(|i| job_with(i, blob, &(BLOB as u64,)))
-            .collect();
-        client.send(&Message::Submit { jobs: batch }).await;
+        let mut client = submit_large_results(&node, jobs).await;
         node.log
             .wait_for("read nothing of what was sent to it for 1s");
         // The node has let the client go: reading now gives what was in the socket buffers,
