@@ -34,6 +34,27 @@ pub(crate) const SPIN: Duration = Duration::from_micros(20);
 /// a core is idle: past it, it parks.
 pub(crate) const MAX_IDLE_CORE_WAIT: Duration = Duration::from_millis(2);
 
+/// How a blocking waiter polls for its result before it parks (decided at submission).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Polling {
+    /// How long it polls.
+    pub(crate) time: Duration,
+    /// Whether it gives the CPU away between polls from the start, rather than spinning
+    /// for [`SPIN`] first: when the result comes through other threads and processes that
+    /// may need this very CPU (a remote job's chain of hops), a spin would hold them up.
+    pub(crate) yielding: bool,
+}
+
+impl Polling {
+    /// Polls for `time`, spinning for the first [`SPIN`] of it.
+    pub(crate) const fn spinning(time: Duration) -> Self {
+        Polling {
+            time,
+            yielding: false,
+        }
+    }
+}
+
 /// A function run on a job's result before the job counts as finished.
 pub type Callback<R> = Box<dyn FnOnce(&Result<R, JobError>) + Send>;
 
@@ -45,8 +66,8 @@ enum Waiter {
 /// The shared result slot of one job.
 pub(crate) struct JobState<R> {
     state: AtomicU8,
-    /// How long a blocking waiter polls before it parks (see [`JobState::with_poll`]).
-    poll: Duration,
+    /// How a blocking waiter polls before it parks (see [`JobState::with_poll`]).
+    poll: Polling,
     result: UnsafeCell<Option<Result<R, JobError>>>,
     waiter: Mutex<Option<Waiter>>,
 }
@@ -71,7 +92,7 @@ impl<R> JobState<R> {
     /// worker that completes the job pay a wake-up (a system call, and on a virtual machine
     /// a costly cross-CPU interrupt); when the server has an idle core, polling a little
     /// longer than the jobs usually take avoids that at no cost to the workers.
-    pub(crate) fn with_poll(poll: Duration) -> Self {
+    pub(crate) fn with_poll(poll: Polling) -> Self {
         JobState {
             poll,
             state: AtomicU8::new(0),
@@ -141,10 +162,10 @@ impl<R> JobState<R> {
                 std::hint::spin_loop();
             }
             let waited = start.elapsed();
-            if waited > self.poll {
+            if waited > self.poll.time {
                 return self.is_done();
             }
-            if waited > SPIN {
+            if self.poll.yielding || waited > SPIN {
                 // Past the short spin, give the CPU to anyone who wants it between polls.
                 thread::yield_now();
             }

@@ -12,7 +12,7 @@
 
 use crate::backlog::{Backlog, Sleepers};
 use crate::error::{Error, JobError};
-use crate::job::{Completion, MAX_IDLE_CORE_WAIT, SPIN};
+use crate::job::{Completion, Polling, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::{wait_until, Pending};
 use crate::runnable::Runnable;
 use crate::stats::{Counters, ExecutorStats, LocalStats};
@@ -123,25 +123,28 @@ impl Core {
         self.ncpus.load(Ordering::SeqCst)
     }
 
-    /// How long a thread waiting for a job's result should poll before it parks, decided
-    /// when the job is submitted:
-    /// - no local workers: none behind queued jobs; else about twice the fastest node's
-    ///   average round trip (at least [`SPIN`], at most [`MAX_IDLE_CORE_WAIT`]);
+    /// How a thread waiting for a job's result should poll before it parks, decided when
+    /// the job is submitted:
+    /// - no local workers: not at all behind queued jobs; else, giving the CPU away between
+    ///   polls from the start, about twice the fastest node's average round trip (at least
+    ///   [`SPIN`], at most [`MAX_IDLE_CORE_WAIT`]);
     /// - fewer workers than cores: a core is idle, so polling costs nothing and spares the
     ///   worker a wake-up: about twice the average job's run time (at most
     ///   [`MAX_IDLE_CORE_WAIT`]);
     /// - otherwise, with enough queued work to keep every worker busy: no polling at all, as
     ///   a polling waiter would take a worker's core;
     /// - otherwise the short [`SPIN`], which catches a lone short job without a wake-up.
-    pub(crate) fn waiter_poll(&self) -> Duration {
+    pub(crate) fn waiter_poll(&self) -> Polling {
         let ncpus = self.ncpus();
         if ncpus == 0 {
             // Every job goes to a node. Behind queued jobs a polling waiter would only take
             // a core from the network thread (or, on one machine, from the node and its
             // workers). A lone job is a chain of hops that runs on one core at a time, so
-            // polling about as long as a node's round trip spares the last wake-up.
+            // polling about as long as a node's round trip spares the last wake-up; the
+            // waiter yields between polls from the start, since the hops may need its CPU
+            // (pinned to one CPU, a 20 µs spin first made a lone job 38 µs instead of 20).
             if self.queued() > 0 {
-                return Duration::ZERO;
+                return Polling::spinning(Duration::ZERO);
             }
             let executors = self.executors.lock().unwrap_or_else(|e| e.into_inner());
             let fastest = executors
@@ -149,18 +152,22 @@ impl Core {
                 .map(|c| c.average())
                 .filter(|d| !d.is_zero())
                 .min();
-            return fastest.map_or(SPIN, |d| {
+            let time = fastest.map_or(SPIN, |d| {
                 d.saturating_mul(2).clamp(SPIN, MAX_IDLE_CORE_WAIT)
             });
+            return Polling {
+                time,
+                yielding: true,
+            };
         }
-        if ncpus < self.cores {
+        Polling::spinning(if ncpus < self.cores {
             let typical = self.stats.local.average().saturating_mul(2);
             typical.clamp(SPIN, MAX_IDLE_CORE_WAIT)
         } else if self.queued() >= ncpus {
             Duration::ZERO
         } else {
             SPIN
-        }
+        })
     }
 
     pub(crate) fn queued(&self) -> usize {

@@ -515,7 +515,7 @@ pub struct ProgramHooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Job, JobState, SPIN};
+    use crate::job::{Job, JobState, Polling, SPIN};
     use crate::runnable::LocalJob;
     use crate::task::Task;
 
@@ -528,7 +528,7 @@ mod tests {
     /// A server core with no local worker, one queued job, and a feed allowing 3 attempts.
     fn queued_job() -> (Arc<Core>, JobFeed, Job<u64>) {
         let core = Core::start(0, true).unwrap();
-        let state = Arc::new(JobState::with_poll(SPIN));
+        let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)));
         core.pending.add();
         core.enqueue(Box::new(LocalJob::new(
             DOUBLE,
@@ -645,7 +645,7 @@ mod tests {
     fn the_group_of_a_copied_job_counts_it_once() {
         let core = Core::start(0, true).unwrap();
         let group = Arc::new(crate::pending::Pending::default());
-        let state = Arc::new(JobState::with_poll(SPIN));
+        let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)));
         core.pending.add();
         group.add();
         let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
