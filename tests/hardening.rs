@@ -488,34 +488,15 @@ fn decode_bombs(node: &Node) {
 fn upload_above_the_limit(node: &Node) {
     block_on(async {
         let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
-        let Message::ClientHello {
-            registry_fingerprint,
-            ..
-        } = Client::hello()
-        else {
-            unreachable!()
-        };
         client
-            .send(&Message::ClientHello {
-                program_sha256: [9; 32],
-                program_size: program().size + (2 << 20),
-                target: pp_net::node::this_target(),
-                registry_fingerprint,
-            })
+            .send(&Client::hello_for([9; 32], program().size + (2 << 20)))
             .await;
         let reason = expect_refused(client.recv().await);
         assert!(reason.contains("--max-upload"), "{reason}");
 
         // Announcing a small program, then sending more than announced.
         let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
-        client
-            .send(&Message::ClientHello {
-                program_sha256: [8; 32],
-                program_size: 4,
-                target: pp_net::node::this_target(),
-                registry_fingerprint,
-            })
-            .await;
+        client.send(&Client::hello_for([8; 32], 4)).await;
         assert!(matches!(client.recv().await, Message::ServerHello { .. }));
         client
             .send(&Message::UploadChunk {
@@ -535,14 +516,7 @@ fn upload_above_the_limit(node: &Node) {
 fn upload_with_a_wrong_hash(node: &Node) {
     block_on(async {
         let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
-        client
-            .send(&Message::ClientHello {
-                program_sha256: [7; 32],
-                program_size: 4,
-                target: pp_net::node::this_target(),
-                registry_fingerprint: pp::registry().fingerprint(),
-            })
-            .await;
+        client.send(&Client::hello_for([7; 32], 4)).await;
         assert!(matches!(client.recv().await, Message::ServerHello { .. }));
         client.upload(b"evil").await;
         let reason = expect_refused(client.recv().await);
@@ -565,12 +539,7 @@ fn program_not_executable(node: &Node) {
     block_on(async {
         let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
         client
-            .send(&Message::ClientHello {
-                program_sha256: sha256,
-                program_size: text.len() as u64,
-                target: pp_net::node::this_target(),
-                registry_fingerprint: pp::registry().fingerprint(),
-            })
+            .send(&Client::hello_for(sha256, text.len() as u64))
             .await;
         assert!(matches!(client.recv().await, Message::ServerHello { .. }));
         client.upload(&text).await;

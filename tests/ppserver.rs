@@ -205,37 +205,18 @@ fn refusals_are_clear_and_the_node_keeps_serving() {
     block_on(async {
         // Another platform.
         let mut client = Client::connect(node.addr, SECRET).await.unwrap();
-        let Message::ClientHello {
-            program_sha256,
-            program_size,
-            registry_fingerprint,
-            ..
-        } = Client::hello()
-        else {
-            unreachable!()
-        };
-        client
-            .send(&Message::ClientHello {
-                program_sha256,
-                program_size,
-                target: "sparc-plan9".into(),
-                registry_fingerprint,
-            })
-            .await;
+        let mut hello = Client::hello();
+        if let Message::ClientHello { target, .. } = &mut hello {
+            *target = "sparc-plan9".into();
+        }
+        client.send(&hello).await;
         let reason = expect_refused(client.recv().await);
         assert!(reason.contains("sparc-plan9"), "{reason}");
         assert!(reason.contains(&pp_net::node::this_target()), "{reason}");
 
         // An upload whose bytes do not match the announced hash.
         let mut client = Client::connect(node.addr, SECRET).await.unwrap();
-        client
-            .send(&Message::ClientHello {
-                program_sha256: [7; 32],
-                program_size: 4,
-                target: pp_net::node::this_target(),
-                registry_fingerprint,
-            })
-            .await;
+        client.send(&Client::hello_for([7; 32], 4)).await;
         assert!(matches!(
             client.recv().await,
             Message::ServerHello {
@@ -250,26 +231,22 @@ fn refusals_are_clear_and_the_node_keeps_serving() {
         // A program above --max-upload.
         let mut client = Client::connect(node.addr, SECRET).await.unwrap();
         client
-            .send(&Message::ClientHello {
-                program_sha256,
-                program_size: 2 << 30,
-                target: pp_net::node::this_target(),
-                registry_fingerprint,
-            })
+            .send(&Client::hello_for(program().sha256, 2 << 30))
             .await;
         let reason = expect_refused(client.recv().await);
         assert!(reason.contains("--max-upload"), "{reason}");
 
         // A registry that differs from the program's.
         let mut client = Client::connect(node.addr, SECRET).await.unwrap();
-        client
-            .send(&Message::ClientHello {
-                program_sha256,
-                program_size,
-                target: pp_net::node::this_target(),
-                registry_fingerprint: registry_fingerprint ^ 1,
-            })
-            .await;
+        let mut hello = Client::hello();
+        if let Message::ClientHello {
+            registry_fingerprint,
+            ..
+        } = &mut hello
+        {
+            *registry_fingerprint ^= 1;
+        }
+        client.send(&hello).await;
         assert!(matches!(client.recv().await, Message::ServerHello { .. }));
         client.upload(&program_bytes()).await;
         let reason = expect_refused(client.recv().await);

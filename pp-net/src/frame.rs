@@ -40,8 +40,9 @@ pub(crate) fn body_len(message_len: u64) -> u64 {
 /// Encrypts `message` into one frame in `out` (cleared first), using nonces from `*nonce`
 /// on and advancing it past them. The caller has checked that `body_len(message.len())`
 /// fits a `u32`. `scratch` is reused between calls to assemble the first segment.
-// The channel sends through `seal_parts`; tests and the fuzzing harness seal whole messages.
-#[allow(dead_code)]
+// The channel seals with `Sealer` as it writes; tests and the fuzzing harness seal whole
+// frames.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn seal(
     cipher: &StatelessTransportState,
     nonce: &mut u64,
@@ -56,6 +57,7 @@ pub(crate) fn seal(
 /// encrypted from where they are, with no contiguous copy of the whole message. Only
 /// segments that straddle parts (and the first, which holds the length) are assembled in
 /// `scratch`.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn seal_parts(
     cipher: &StatelessTransportState,
     nonce: &mut u64,
@@ -106,6 +108,7 @@ impl<'a> Sealer<'a> {
     }
 
     /// Bytes of the frame after its header.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn body_len(&self) -> u32 {
         self.body
     }
@@ -228,7 +231,7 @@ fn seal_segment(
 /// The error is the reason, for [`crate::NetError::FrameRejected`].
 // The channel opens frames as they arrive, with `Opener`; tests and the fuzzing harness
 // open whole bodies.
-#[allow(dead_code)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn open(
     cipher: &StatelessTransportState,
     nonce: &mut u64,

@@ -15,6 +15,7 @@
 //! client sends one every heartbeat interval and takes a node from which no message at all
 //! came for its liveness timeout for lost.
 
+use pp_runtime::worker::{JobHead, JobView};
 use serde::{Deserialize, Serialize};
 
 /// One message of protocol version 1.
@@ -122,20 +123,13 @@ impl<'a> SubmitEncoding<'a> {
             variant: u32,
             jobs: u64,
         }
-        /// A `JobRequest` up to its arguments' bytes (their length ends it).
-        #[derive(Serialize)]
-        struct JobHead<'a> {
-            job_id: u64,
-            task: &'a str,
-            fingerprint: u64,
-            args_len: u64,
-        }
         let mut buffer = pp_runtime::codec::encode(&Head {
             variant: SUBMIT_VARIANT,
             jobs: jobs.len() as u64,
         })?;
         let mut marks = Vec::new();
         for job in jobs {
+            // A `JobRequest` has a worker job's layout: its head, then its arguments.
             buffer.extend_from_slice(&pp_runtime::codec::encode(&JobHead {
                 job_id: job.job_id,
                 task: &job.task,
@@ -167,20 +161,6 @@ impl<'a> SubmitEncoding<'a> {
 
 /// Index of [`Message::Submit`] among the variants: its encoding starts with it.
 const SUBMIT_VARIANT: u32 = 5;
-
-/// A [`JobRequest`] decoded in place: the same fields in the same encoding, borrowed from
-/// the received bytes, so that large arguments need not be copied out of them.
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-pub(crate) struct JobView<'a> {
-    /// As [`JobRequest::job_id`].
-    pub(crate) job_id: u64,
-    /// As [`JobRequest::task`].
-    pub(crate) task: &'a str,
-    /// As [`JobRequest::fingerprint`].
-    pub(crate) fingerprint: u64,
-    /// As [`JobRequest::args`].
-    pub(crate) args: &'a [u8],
-}
 
 /// Decodes `bytes` as a [`Message::Submit`] whose jobs borrow from them, with at most
 /// `limit` bytes of claimed lengths; `Ok(None)` when they hold another message (to decode

@@ -241,15 +241,6 @@ pub fn encode_job_head(
     args: &[u8],
     limit: u32,
 ) -> Result<Vec<u8>, WorkerError> {
-    /// `WorkerJob` up to its arguments' bytes: the last field is their length, which is
-    /// how a byte vector's encoding starts.
-    #[derive(Serialize)]
-    struct JobHead<'a> {
-        job_id: u64,
-        task: &'a str,
-        fingerprint: u64,
-        args_len: u64,
-    }
     let head = JobHead {
         job_id,
         task,
@@ -373,13 +364,34 @@ pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<
 /// faulting in fresh ones, and the first small job lets it go.
 const KEEP_BUFFER: usize = 1 << 20;
 
-/// A [`WorkerJob`] decoded in place: same fields, same encoding, borrowed from the frame.
-#[derive(Deserialize)]
-struct JobView<'a> {
-    job_id: u64,
-    task: &'a str,
-    fingerprint: u64,
-    args: &'a [u8],
+/// A [`WorkerJob`] up to its arguments' bytes: the last field is their length, which is
+/// how a byte vector's encoding starts, so this head followed by the arguments is the
+/// job's encoding. A client's `Submit` carries its jobs in the same layout, and pp-net
+/// encodes them with it too.
+#[derive(Debug, Serialize)]
+pub struct JobHead<'a> {
+    /// As [`WorkerJob::job_id`].
+    pub job_id: u64,
+    /// As [`WorkerJob::task`].
+    pub task: &'a str,
+    /// As [`WorkerJob::fingerprint`].
+    pub fingerprint: u64,
+    /// The length of [`WorkerJob::args`].
+    pub args_len: u64,
+}
+
+/// A [`WorkerJob`] decoded in place: same fields, same encoding, borrowed from the bytes,
+/// so that large arguments are not copied out of them (used for a `Submit`'s jobs too).
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub struct JobView<'a> {
+    /// As [`WorkerJob::job_id`].
+    pub job_id: u64,
+    /// As [`WorkerJob::task`].
+    pub task: &'a str,
+    /// As [`WorkerJob::fingerprint`].
+    pub fingerprint: u64,
+    /// As [`WorkerJob::args`].
+    pub args: &'a [u8],
 }
 
 /// Writes one frame and flushes it.

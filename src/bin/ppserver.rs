@@ -307,29 +307,25 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             }
             "-s" | "--secret" => set(&mut options.secret, value("the secret")?, &name)?,
             "--secret-file" => set(&mut options.secret_file, value("a path")?.into(), &name)?,
-            "-t" | "--timeout" => {
+            "-t" | "--timeout" | "--handshake-timeout" | "--setup-timeout" | "--write-timeout" => {
                 let seconds = parse_seconds(&value("a number of seconds")?)?;
-                set(&mut options.timeout, seconds, &name)?;
+                let slot = match name.as_str() {
+                    "--handshake-timeout" => &mut options.handshake_timeout,
+                    "--setup-timeout" => &mut options.setup_timeout,
+                    "--write-timeout" => &mut options.write_timeout,
+                    _ => &mut options.timeout,
+                };
+                set(slot, seconds, &name)?;
             }
-            "--handshake-timeout" => {
-                let seconds = parse_seconds(&value("a number of seconds")?)?;
-                set(&mut options.handshake_timeout, seconds, &name)?;
-            }
-            "--setup-timeout" => {
-                let seconds = parse_seconds(&value("a number of seconds")?)?;
-                set(&mut options.setup_timeout, seconds, &name)?;
-            }
-            "--write-timeout" => {
-                let seconds = parse_seconds(&value("a number of seconds")?)?;
-                set(&mut options.write_timeout, seconds, &name)?;
-            }
-            "--max-connections" => {
-                let n = parse_count(&value("a number of connections")?)?;
-                set(&mut options.max_connections, n, &name)?;
-            }
-            "--max-jobs-per-client" => {
-                let n = parse_count(&value("a number of jobs")?)?;
-                set(&mut options.max_jobs_per_client, n, &name)?;
+            "--max-connections" | "--max-jobs-per-client" => {
+                let (slot, what) = match name.as_str() {
+                    "--max-connections" => {
+                        (&mut options.max_connections, "a number of connections")
+                    }
+                    _ => (&mut options.max_jobs_per_client, "a number of jobs"),
+                };
+                let n = parse_count(&value(what)?)?;
+                set(slot, n, &name)?;
             }
             "--max-message" | "--max-cache" | "--worker-memory" => {
                 let text = value("a size in bytes")?;

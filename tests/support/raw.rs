@@ -69,9 +69,15 @@ impl Client {
 
     /// This binary's hello.
     pub fn hello() -> Message {
+        Client::hello_for(program().sha256, program().size)
+    }
+
+    /// A hello announcing another program (`sha256`, `size`) for this platform and
+    /// this binary's task registry.
+    pub fn hello_for(sha256: [u8; 32], size: u64) -> Message {
         Message::ClientHello {
-            program_sha256: program().sha256,
-            program_size: program().size,
+            program_sha256: sha256,
+            program_size: size,
             target: pp_net::node::this_target(),
             registry_fingerprint: pp::registry().fingerprint(),
         }
