@@ -14,10 +14,14 @@
 //!
 //! ```text
 //! worker -> node   WorkerHello                      once, at start
-//! node -> worker   WorkerJob, WorkerJob, ...        jobs, possibly several ahead
+//! node -> worker   WorkerInput, WorkerInput, ...    jobs, possibly several ahead
 //! worker -> node   WorkerReply, WorkerReply, ...    one per job, in order, each flushed
 //! node closes the worker's input                    the worker exits with status 0
 //! ```
+//! A job comes with its arguments in the frame ([`WorkerInput::Job`]), or, when they are
+//! large and the node gave the worker a shared argument area ([`SHARED_ARGS_ENV`]), as a
+//! [`SharedJob`] that says where in the area they are: the node writes them there once,
+//! and they do not cross the pipe.
 //! The worker runs one job at a time, in the order received, and starts the next job only
 //! after writing the previous reply: a worker that dies leaves its later jobs unstarted.
 //! The worker protocol is versioned by [`WORKER_PROTOCOL`], the first field of the hello.
@@ -33,14 +37,23 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, CodecError};
 use crate::registry::{registry, InvokeError};
 
-/// Version of the pipe protocol between a node and its workers.
-pub const WORKER_PROTOCOL: u16 = 1;
+#[cfg(unix)]
+mod shared_args;
+
+/// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
+/// job's arguments may wait in a shared area).
+pub const WORKER_PROTOCOL: u16 = 2;
 
 /// The environment variable that makes a pp program start as a worker (value `1`).
 pub const WORKER_ENV: &str = "PP_WORKER";
 
 /// The environment variable with the largest frame, in bytes, a worker reads or writes.
 pub const MAX_FRAME_ENV: &str = "PP_WORKER_MAX_FRAME";
+
+/// The environment variable with the number of a read-only file descriptor, open in the
+/// worker, of the node's shared argument area for it (see [`SharedJob`]). Unset when the
+/// node has none (on systems without memory files, for example).
+pub const SHARED_ARGS_ENV: &str = "PP_WORKER_SHARED_ARGS_FD";
 
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
@@ -98,7 +111,12 @@ pub fn enter_worker_mode_if_requested() {
     // Still single-threaded here (before `main`), so changing the environment is sound.
     std::env::remove_var(WORKER_ENV);
     let limit = frame_limit_from_env();
-    let result = stdio::take().and_then(|(input, output)| run_worker(input, output, limit));
+    #[cfg(unix)]
+    let mut shared = shared_args::SharedArgs::from_env();
+    #[cfg(not(unix))]
+    let mut shared: Option<NoSharedArgs> = None;
+    let result =
+        stdio::take().and_then(|(input, output)| serve(input, output, limit, shared.as_mut()));
     let status = match result {
         Ok(()) => 0,
         Err(error) => {
@@ -145,7 +163,33 @@ pub struct WorkerJob {
     pub args: Vec<u8>,
 }
 
-/// A worker's answer to one [`WorkerJob`].
+/// What a node sends a worker, one per frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerInput {
+    /// A job with its arguments in the frame.
+    Job(WorkerJob),
+    /// A job whose arguments wait in the worker's shared argument area.
+    Shared(SharedJob),
+}
+
+/// A job whose encoded arguments are `len` bytes at `offset` in the worker's shared
+/// argument area (see [`SHARED_ARGS_ENV`]). The node writes them before it sends the job
+/// and leaves them alone until the worker's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedJob {
+    /// As [`WorkerJob::job_id`].
+    pub job_id: u64,
+    /// As [`WorkerJob::task`].
+    pub task: String,
+    /// As [`WorkerJob::fingerprint`].
+    pub fingerprint: u64,
+    /// Where the arguments start in the area.
+    pub offset: u64,
+    /// Their length.
+    pub len: u64,
+}
+
+/// A worker's answer to one [`WorkerJob`] or [`SharedJob`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerReply {
     /// The `job_id` of the job.
@@ -227,10 +271,10 @@ pub fn encode_body<T: Serialize>(
     Ok(body)
 }
 
-/// Encodes everything of the [`WorkerJob`] with these fields that comes before the
+/// Encodes everything of the [`WorkerInput::Job`] with these fields that comes before the
 /// arguments' bytes: the body is this head followed by `args` itself, so a node can write
 /// large arguments to the pipe from where they are, uncopied (the head and the arguments
-/// together are the bytes of `encode_body(&WorkerJob)`).
+/// together are the bytes of `encode_body(&WorkerInput::Job(..))`).
 ///
 /// # Errors
 /// As [`encode_body`], for the whole body.
@@ -241,12 +285,12 @@ pub fn encode_job_head(
     args: &[u8],
     limit: u32,
 ) -> Result<Vec<u8>, WorkerError> {
-    let head = JobHead {
+    let head = InputHead::Job(JobHead {
         job_id,
         task,
         fingerprint,
         args_len: args.len() as u64,
-    };
+    });
     let head = encode_body(&head, "job", limit)?;
     let len = head.len() as u64 + args.len() as u64;
     if len > u64::from(limit) {
@@ -257,6 +301,29 @@ pub fn encode_job_head(
         });
     }
     Ok(head)
+}
+
+/// Encodes a [`WorkerInput::Shared`]: the job whose `len` bytes of arguments the node has
+/// written at `offset` in the worker's shared argument area.
+///
+/// # Errors
+/// As [`encode_body`].
+pub fn encode_shared_job(
+    job_id: u64,
+    task: &str,
+    fingerprint: u64,
+    offset: u64,
+    len: u64,
+    limit: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    let job = InputHead::Shared(SharedJobView {
+        job_id,
+        task,
+        fingerprint,
+        offset,
+        len,
+    });
+    encode_body(&job, "job", limit)
 }
 
 /// The length prefix for a body of `len` bytes (already checked against the limit).
@@ -300,14 +367,55 @@ pub fn decode_body<T: DeserializeOwned>(
 
 /// Serves jobs from `input` to `output` until `input` ends cleanly between frames.
 ///
-/// Writes the [`WorkerHello`] first, then answers each [`WorkerJob`] with a
+/// Writes the [`WorkerHello`] first, then answers each [`WorkerInput`] with a
 /// [`WorkerReply`], flushed at once. Jobs run through [`Registry::invoke`](crate::Registry::invoke),
-/// which catches panics. [`enter_worker_mode_if_requested`] runs it on the process's pipes;
-/// tests may run it on buffers.
+/// which catches panics. [`enter_worker_mode_if_requested`] runs it on the process's pipes
+/// (with the node's shared argument area); tests may run it on buffers, where a
+/// [`SharedJob`] fails for want of an area.
 ///
 /// # Errors
 /// An I/O error on either side, a frame above `limit`, a truncated or undecodable frame.
 pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<(), WorkerError> {
+    serve::<_, _, SharedArea>(input, output, limit, None)
+}
+
+/// The shared argument area of this platform.
+#[cfg(unix)]
+type SharedArea = shared_args::SharedArgs;
+#[cfg(not(unix))]
+type SharedArea = NoSharedArgs;
+
+/// Where a worker finds the arguments of a [`SharedJob`].
+trait ArgsArea {
+    /// The `len` bytes at `offset`; why not, as a message for the job's failure.
+    fn bytes(&mut self, offset: u64, len: u64) -> Result<&[u8], String>;
+}
+
+#[cfg(unix)]
+impl ArgsArea for shared_args::SharedArgs {
+    fn bytes(&mut self, offset: u64, len: u64) -> Result<&[u8], String> {
+        shared_args::SharedArgs::bytes(self, offset, len)
+    }
+}
+
+/// No shared argument area exists on this platform.
+#[cfg(not(unix))]
+enum NoSharedArgs {}
+
+#[cfg(not(unix))]
+impl ArgsArea for NoSharedArgs {
+    fn bytes(&mut self, _: u64, _: u64) -> Result<&[u8], String> {
+        match *self {}
+    }
+}
+
+/// [`run_worker`], with the node's shared argument area if it gave one.
+fn serve<R: Read, W: Write, A: ArgsArea>(
+    input: R,
+    output: W,
+    limit: u32,
+    mut shared: Option<&mut A>,
+) -> Result<(), WorkerError> {
     let mut input = BufReader::new(input);
     let mut output = BufWriter::new(output);
     let registry = registry();
@@ -321,18 +429,46 @@ pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<
     let mut buffer = Vec::new();
     while let Some(len) = read_frame_into(&mut input, &mut buffer, "job", limit)? {
         let body = &buffer[..len];
-        // Borrowed: the arguments are decoded straight from the frame, not copied first.
-        let job: JobView<'_> =
+        // Borrowed: the arguments are decoded straight from the frame (or the shared
+        // area), not copied first.
+        let input: InputView<'_> =
             codec::decode_borrowed(body, u64::from(limit)).map_err(|source| {
                 WorkerError::Codec {
                     what: "job",
                     source,
                 }
             })?;
-        let outcome = match registry.invoke(job.task, Some(job.fingerprint), job.args) {
-            Ok(result) => WorkerOutcome::Ok(result),
-            Err(InvokeError::Panicked(message)) => WorkerOutcome::Panicked(message),
-            Err(other) => WorkerOutcome::Failed(other.to_string()),
+        let (job, args) = match input {
+            InputView::Job(job) => {
+                let args = job.args;
+                (job, Ok(args))
+            }
+            InputView::Shared(job) => {
+                let args = match shared.as_deref_mut() {
+                    Some(area) => area.bytes(job.offset, job.len),
+                    None => Err("the node sent the arguments in a shared area, and this \
+                                 worker has none"
+                        .to_owned()),
+                };
+                let view = JobView {
+                    job_id: job.job_id,
+                    task: job.task,
+                    fingerprint: job.fingerprint,
+                    args: &[],
+                };
+                (view, args)
+            }
+        };
+        let outcome = match args {
+            Err(why) => WorkerOutcome::Failed(format!(
+                "cannot read the arguments of task `{}`: {why}",
+                job.task
+            )),
+            Ok(args) => match registry.invoke(job.task, Some(job.fingerprint), args) {
+                Ok(result) => WorkerOutcome::Ok(result),
+                Err(InvokeError::Panicked(message)) => WorkerOutcome::Panicked(message),
+                Err(other) => WorkerOutcome::Failed(other.to_string()),
+            },
         };
         let reply = WorkerReply {
             job_id: job.job_id,
@@ -363,6 +499,36 @@ pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<
 /// while large jobs follow one another: refilling pages already mapped costs far less than
 /// faulting in fresh ones, and the first small job lets it go.
 const KEEP_BUFFER: usize = 1 << 20;
+
+/// The start of a [`WorkerInput`], as a node encodes it: same variants, same encoding.
+#[derive(Serialize)]
+enum InputHead<'a> {
+    /// [`WorkerInput::Job`], up to its arguments' bytes.
+    Job(JobHead<'a>),
+    /// [`WorkerInput::Shared`].
+    Shared(SharedJobView<'a>),
+}
+
+/// A [`WorkerInput`] decoded in place.
+#[derive(Deserialize)]
+enum InputView<'a> {
+    /// [`WorkerInput::Job`].
+    #[serde(borrow)]
+    Job(JobView<'a>),
+    /// [`WorkerInput::Shared`].
+    #[serde(borrow)]
+    Shared(SharedJobView<'a>),
+}
+
+/// A [`SharedJob`] decoded in place, or borrowed to encode one.
+#[derive(Serialize, Deserialize)]
+struct SharedJobView<'a> {
+    job_id: u64,
+    task: &'a str,
+    fingerprint: u64,
+    offset: u64,
+    len: u64,
+}
 
 /// A [`WorkerJob`] up to its arguments' bytes: the last field is their length, which is
 /// how a byte vector's encoding starts, so this head followed by the arguments is the
@@ -535,14 +701,15 @@ mod tests {
 
     #[test]
     fn golden_job() {
-        let job = WorkerJob {
+        let job = WorkerInput::Job(WorkerJob {
             job_id: 7,
             task: "m::f".into(),
             fingerprint: 0xAABB,
             args: vec![5, 6],
-        };
+        });
         #[rustfmt::skip]
         golden(&job, &[
+            0, 0, 0, 0,                     // Job
             7, 0, 0, 0, 0, 0, 0, 0,         // job_id
             4, 0, 0, 0, 0, 0, 0, 0,         // task.len()
             b'm', b':', b':', b'f',
@@ -552,13 +719,38 @@ mod tests {
     }
 
     #[test]
+    fn golden_shared_job() {
+        let job = WorkerInput::Shared(SharedJob {
+            job_id: 7,
+            task: "m::f".into(),
+            fingerprint: 0xAABB,
+            offset: 0x10,
+            len: 0x0102,
+        });
+        #[rustfmt::skip]
+        golden(&job, &[
+            1, 0, 0, 0,                     // Shared
+            7, 0, 0, 0, 0, 0, 0, 0,         // job_id
+            4, 0, 0, 0, 0, 0, 0, 0,         // task.len()
+            b'm', b':', b':', b'f',
+            0xBB, 0xAA, 0, 0, 0, 0, 0, 0,   // fingerprint
+            0x10, 0, 0, 0, 0, 0, 0, 0,      // offset
+            2, 1, 0, 0, 0, 0, 0, 0,         // len
+        ]);
+        assert_eq!(
+            encode_shared_job(7, "m::f", 0xAABB, 0x10, 0x0102, DEFAULT_MAX_FRAME).unwrap(),
+            codec::encode(&job).unwrap()
+        );
+    }
+
+    #[test]
     fn a_job_head_and_its_arguments_are_a_worker_job() {
-        let job = WorkerJob {
+        let job = WorkerInput::Job(WorkerJob {
             job_id: 9,
             task: "a::b".into(),
             fingerprint: 3,
             args: vec![1, 2, 3],
-        };
+        });
         let mut body = encode_job_head(9, "a::b", 3, &[1, 2, 3], DEFAULT_MAX_FRAME).unwrap();
         body.extend_from_slice(&[1, 2, 3]);
         assert_eq!(body, codec::encode(&job).unwrap());
@@ -610,12 +802,12 @@ mod tests {
 
     #[test]
     fn worker_says_hello_then_answers_each_job() {
-        let job = WorkerJob {
+        let job = WorkerInput::Job(WorkerJob {
             job_id: 42,
             task: "no::such_task".into(),
             fingerprint: 1,
             args: vec![],
-        };
+        });
         let input = [frame(&job), frame(&job)].concat();
         let mut output = Vec::new();
         run_worker(&input[..], &mut output, DEFAULT_MAX_FRAME).unwrap();
@@ -631,6 +823,67 @@ mod tests {
             matches!(&reply.outcome, WorkerOutcome::Failed(m) if m.contains("no::such_task")),
             "{reply:?}"
         );
+    }
+
+    #[test]
+    fn a_shared_job_without_an_area_fails_by_name_and_the_worker_goes_on() {
+        let shared = WorkerInput::Shared(SharedJob {
+            job_id: 5,
+            task: "m::f".into(),
+            fingerprint: 1,
+            offset: 0,
+            len: 8,
+        });
+        let input = [frame(&shared), frame(&shared)].concat();
+        let mut output = Vec::new();
+        run_worker(&input[..], &mut output, DEFAULT_MAX_FRAME).unwrap();
+        let frames = frames(&output);
+        assert_eq!(frames.len(), 3, "hello and two replies");
+        let reply: WorkerReply = codec::decode(&frames[2]).unwrap();
+        assert_eq!(reply.job_id, 5);
+        match &reply.outcome {
+            WorkerOutcome::Failed(why) => {
+                assert!(why.contains("`m::f`") && why.contains("has none"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_shared_job_reads_its_arguments_from_the_area() {
+        let path = std::env::temp_dir().join(format!("pp-worker-area-{}", std::process::id()));
+        std::fs::write(&path, [0xEE; 64]).unwrap();
+        let mut area = shared_args::SharedArgs::new(std::fs::File::open(&path).unwrap());
+        let job = |job_id, offset, len| {
+            frame(&WorkerInput::Shared(SharedJob {
+                job_id,
+                task: "no::such_task".into(),
+                fingerprint: 1,
+                offset,
+                len,
+            }))
+        };
+        let input = [job(1, 8, 16), job(2, 60, 16)].concat();
+        let mut output = Vec::new();
+        serve(&input[..], &mut output, DEFAULT_MAX_FRAME, Some(&mut area)).unwrap();
+        let frames = frames(&output);
+        let reason = |frame: &[u8]| match codec::decode::<WorkerReply>(frame).unwrap().outcome {
+            WorkerOutcome::Failed(why) => why,
+            other => panic!("{other:?}"),
+        };
+        // Arguments found: the task is what is missing. Outside the area: said so.
+        assert!(
+            reason(&frames[1]).contains("no::such_task"),
+            "{}",
+            reason(&frames[1])
+        );
+        assert!(
+            reason(&frames[2]).contains("beyond the 64 bytes"),
+            "{}",
+            reason(&frames[2])
+        );
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -48,6 +48,7 @@ mod pump;
 mod queued;
 mod relay;
 mod session;
+mod shared_args;
 mod stats;
 mod sys;
 

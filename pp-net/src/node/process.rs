@@ -1,18 +1,20 @@
 //! One worker process: the client's program started in worker mode, spoken to over pipes
-//! with the protocol of `pp_runtime::worker`.
+//! with the protocol of `pp_runtime::worker`, with a shared argument area for large
+//! arguments where the system has one (see the `shared_args` module).
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use pp_runtime::worker::{
-    self, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, MAX_FRAME_ENV, WORKER_ENV,
-    WORKER_PROTOCOL,
+    self, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, MAX_FRAME_ENV, SHARED_ARGS_ENV,
+    WORKER_ENV, WORKER_PROTOCOL,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::queued::QueuedJob;
+use super::shared_args::{SharedArgs, SHARED_ABOVE};
 use super::sys;
 use crate::shared::SharedBytes;
 
@@ -49,12 +51,14 @@ pub(crate) struct WorkerProcess {
     stdout: BufReader<ChildStdout>,
     pid: u32,
     limit: u32,
+    /// Where large arguments go instead of the pipe; `None` where the system has none.
+    shared: Option<SharedArgs>,
 }
 
 impl WorkerProcess {
     /// Starts a worker and waits for its hello. The error is a reason for the client.
     pub(crate) async fn start(spec: &WorkerSpec) -> Result<Self, String> {
-        let mut child = spawn(spec).await.map_err(|e| {
+        let (mut child, shared) = spawn(spec).await.map_err(|e| {
             format!(
                 "cannot run the program on this node: cannot start {}: {e}",
                 spec.program.display()
@@ -76,6 +80,7 @@ impl WorkerProcess {
             stdout: BufReader::new(stdout),
             pid,
             limit: spec.limit,
+            shared,
         };
         let hello = tokio::time::timeout(spec.start_timeout, process.read_hello()).await;
         let problem = match hello {
@@ -140,6 +145,8 @@ impl WorkerProcess {
             JobWriter {
                 stdin: &mut self.stdin,
                 gathered: Vec::new(),
+                shared: self.shared.as_mut(),
+                limit: self.limit,
             },
             ReplyReader {
                 stdout: &mut self.stdout,
@@ -198,13 +205,48 @@ impl JobEncoder {
     }
 }
 
-/// The job-writing end of a worker's pipes.
+/// The job-writing end of a worker's pipes, with its shared argument area.
 pub(crate) struct JobWriter<'a> {
     stdin: &'a mut ChildStdin,
     gathered: Vec<u8>,
+    shared: Option<&'a mut SharedArgs>,
+    limit: u32,
 }
 
 impl JobWriter<'_> {
+    /// Puts `job`'s arguments in the worker's shared argument area if they are large and
+    /// the worker has one, and returns the job's head for the pipe (see
+    /// [`worker::encode_shared_job`]); `None` when the job goes through the pipe. The
+    /// caller must not call this again before the worker has answered this job (the area
+    /// holds one job's arguments).
+    pub(crate) fn share(&mut self, job: &QueuedJob) -> Option<Vec<u8>> {
+        let shared = self.shared.as_deref_mut()?;
+        if job.args.len() <= SHARED_ABOVE {
+            return None;
+        }
+        let written = shared.write(&job.args).map_err(|error| {
+            tracing::debug!(%error, len = job.args.len(), "large arguments go through the pipe");
+        });
+        let offset = written.ok()?;
+        worker::encode_shared_job(
+            job.job_id,
+            &job.task,
+            job.fingerprint,
+            offset,
+            job.args.len() as u64,
+            self.limit,
+        )
+        .ok()
+    }
+
+    /// Gives the shared argument area's pages back if it has not been used for a while;
+    /// only while the worker holds no job from it.
+    pub(crate) fn release_shared_if_unused(&mut self) {
+        if let Some(shared) = self.shared.as_deref_mut() {
+            shared.release_if_unused();
+        }
+    }
+
     /// Writes jobs, each as its head (from [`JobEncoder::encode_head`]) and its
     /// arguments. Small jobs are gathered into one write, so that a batch of tiny jobs
     /// costs the worker one wake-up; large arguments go to the pipe from where they are.
@@ -266,10 +308,18 @@ impl ReplyReader<'_> {
     }
 }
 
-/// Starts the program, retrying a few times while the just-written file is "busy".
-async fn spawn(spec: &WorkerSpec) -> std::io::Result<Child> {
+/// Starts the program, with a shared argument area where the system has one, retrying a
+/// few times while the just-written file is "busy".
+async fn spawn(spec: &WorkerSpec) -> std::io::Result<(Child, Option<SharedArgs>)> {
     let mut attempt = 0;
     loop {
+        let shared = match SharedArgs::create() {
+            Ok(created) => Some(created),
+            Err(error) => {
+                tracing::debug!(%error, "no shared argument area: all arguments go through the pipe");
+                None
+            }
+        };
         let mut command = Command::new(&spec.program);
         command
             .env(WORKER_ENV, "1")
@@ -287,12 +337,19 @@ async fn spawn(spec: &WorkerSpec) -> std::io::Result<Child> {
         if let Some(bytes) = spec.memory_limit {
             sys::limit_address_space(&mut command, bytes);
         }
-        match command.spawn() {
+        let (shared, worker_fd) = shared.unzip();
+        if let Some(worker_fd) = &worker_fd {
+            sys::inherit_fd(&mut command, worker_fd, SHARED_ARGS_ENV);
+        }
+        let spawned = command.spawn();
+        // The child has its own copy of the worker's descriptor by now.
+        drop(worker_fd);
+        match spawned {
             Err(error) if sys::is_text_busy(&error) && attempt < 5 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
             }
-            other => return other,
+            other => return other.map(|child| (child, shared)),
         }
     }
 }

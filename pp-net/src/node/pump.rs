@@ -7,6 +7,11 @@
 //! replies come back, so it never waits for the node between jobs and answers many jobs
 //! per wake-up. Replies are passed on one by one as they arrive.
 //!
+//! A job with arguments above [`SHARED_ABOVE`](super::shared_args::SHARED_ABOVE) goes
+//! through the worker's shared argument area when it has one and no job the worker holds
+//! is still reading from it: the arguments are copied there once and only the job's head
+//! crosses the pipe (see the `shared_args` module). Otherwise it goes through the pipe.
+//!
 //! A worker that dies fails the job it was running (the oldest without a reply) with
 //! `WorkerCrashed`; the jobs written after it had not started and go back to the front of
 //! the queue, and a fresh worker replaces it.
@@ -209,6 +214,9 @@ struct Held {
     /// The job; its arguments are shared with the write in progress, which sends them.
     request: QueuedJob,
     written: Instant,
+    /// Its arguments wait in the worker's shared argument area, which must stay as it is
+    /// until the reply.
+    shared: bool,
 }
 
 /// Streams jobs to `worker` and passes its replies on until the queue closes or the
@@ -244,16 +252,45 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
                 return Ok::<Fed, WorkerError>(Fed::QueueClosed);
             };
             bodies.clear();
+            // One job at a time in the shared argument area: a large job goes there only
+            // while no job held by the worker is reading from it.
+            let mut area_free = !lock().iter().any(|held| held.shared);
+            if area_free {
+                jobs.release_shared_if_unused();
+            }
+            let batch: Vec<(QueuedJob, Option<Vec<u8>>)> = batch
+                .into_iter()
+                .map(|request| {
+                    let shared = if area_free {
+                        jobs.share(&request)
+                    } else {
+                        None
+                    };
+                    if shared.is_some() {
+                        area_free = false;
+                        Counters::bump(&pool.counters.shared_args);
+                    }
+                    (request, shared)
+                })
+                .collect();
             {
                 let mut held = lock();
                 let now = Instant::now();
-                for request in batch {
-                    match encoder.encode_head(&request) {
-                        Ok(head) => {
-                            bodies.push((head, request.args.clone()));
+                for (request, shared_head) in batch {
+                    let shared = shared_head.is_some();
+                    let written = match shared_head {
+                        Some(head) => Ok((head, SharedBytes::default())),
+                        None => encoder
+                            .encode_head(&request)
+                            .map(|head| (head, request.args.clone())),
+                    };
+                    match written {
+                        Ok(body) => {
+                            bodies.push(body);
                             held.push_back(Held {
                                 request,
                                 written: now,
+                                shared,
                             });
                         }
                         Err(error) => pool.reply(

@@ -1,6 +1,6 @@
 //! Jobs as the node holds them, from the moment they are read until their reply is
 //! written: a large job's arguments stay in the buffer they were decrypted into, and go to
-//! the worker's pipe from there.
+//! the worker (its pipe or its shared argument area) from there.
 
 use pp_runtime::codec::{self, CodecError};
 

@@ -17,6 +17,9 @@ pub struct NodeStats {
     pub refused: u64,
     /// Jobs that ran to a reply (success, panic or failure), crashes excluded.
     pub jobs_run: u64,
+    /// Jobs whose arguments reached their worker through its shared argument area, not
+    /// the pipe (large arguments, on Linux).
+    pub shared_args: u64,
     /// Programs received by upload and cached.
     pub uploads: u64,
     /// Clients whose program was already cached.
@@ -36,13 +39,15 @@ impl fmt::Display for NodeStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections={} active={} auth_failures={} refused={} jobs={} uploads={} \
-             cache_hits={} worker_crashes={} discovery_ignored={} evicted={} rejected={}",
+            "connections={} active={} auth_failures={} refused={} jobs={} shared_args={} \
+             uploads={} cache_hits={} worker_crashes={} discovery_ignored={} evicted={} \
+             rejected={}",
             self.connections,
             self.active_connections,
             self.auth_failures,
             self.refused,
             self.jobs_run,
+            self.shared_args,
             self.uploads,
             self.cache_hits,
             self.worker_crashes,
@@ -61,6 +66,7 @@ pub(crate) struct Counters {
     pub(crate) auth_failures: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) jobs_run: AtomicU64,
+    pub(crate) shared_args: AtomicU64,
     pub(crate) uploads: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) worker_crashes: AtomicU64,
@@ -85,6 +91,7 @@ impl Counters {
             auth_failures: get(&self.auth_failures),
             refused: get(&self.refused),
             jobs_run: get(&self.jobs_run),
+            shared_args: get(&self.shared_args),
             uploads: get(&self.uploads),
             cache_hits: get(&self.cache_hits),
             worker_crashes: get(&self.worker_crashes),

@@ -130,3 +130,32 @@ pub(crate) fn limit_address_space(command: &mut tokio::process::Command, bytes: 
         tracing::warn!("worker memory limits are not supported on this platform");
     }
 }
+
+/// Makes `command` start its process with `fd` open (it is close-on-exec in the node, so
+/// no other child gets it), and its number in the environment variable `var`.
+pub(crate) fn inherit_fd(
+    command: &mut tokio::process::Command,
+    fd: &std::os::fd::OwnedFd,
+    var: &str,
+) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = fd.as_raw_fd();
+        command.env(var, fd.to_string());
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: fcntl is one, and nothing allocates. The
+        // descriptor is open in the child: the caller keeps it open until the spawn.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (command, fd, var);
+}

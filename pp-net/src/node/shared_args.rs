@@ -1,0 +1,208 @@
+//! A worker's shared argument area, on the node's side: a memory file (Linux `memfd`) the
+//! node writes a large job's arguments into, and the worker maps read-only, so that the
+//! arguments do not cross the pipe (one copy in place of a write and a read through a pipe
+//! the kernel serialises).
+//!
+//! The area holds one job's arguments at a time: the pump writes a job there only while
+//! the worker holds no other job from the area, and the bytes stay put until its reply.
+//! Once the area has been unused for [`KEEP_FOR`], its pages are given back at the next job
+//! written to that worker. Elsewhere than Linux there is no area and every job goes through
+//! the pipe.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+/// Arguments above this size go through the area when the worker has one.
+pub(crate) const SHARED_ABOVE: usize = 1 << 20;
+
+/// How long an unused area keeps its pages for the next large job.
+pub(crate) const KEEP_FOR: Duration = Duration::from_secs(2);
+
+/// The area grows in steps of this size, so that jobs of slightly different sizes do not
+/// remap it each time.
+const GROWTH: usize = 1 << 20;
+
+/// One worker's argument area.
+#[derive(Debug)]
+pub(crate) struct SharedArgs {
+    file: File,
+    /// The node's writable mapping of the whole file: start and length (null and 0 when
+    /// the file is empty).
+    map: *mut u8,
+    len: usize,
+    /// When a job's arguments were last written, while the area holds pages.
+    used: Option<Instant>,
+}
+
+// SAFETY: the mapping is owned by this value alone (like a `Vec`'s buffer) and only
+// reached through `&mut self`.
+unsafe impl Send for SharedArgs {}
+
+impl SharedArgs {
+    /// A new, empty area, and the read-only descriptor to hand to the worker (it must be
+    /// inherited by the worker and nothing else: it is close-on-exec).
+    ///
+    /// # Errors
+    /// The system has no memory files, or refuses one.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it
+        // returns is checked, then owned by one `File`.
+        let file = unsafe {
+            let fd = libc::memfd_create(c"pp-worker-args".as_ptr(), libc::MFD_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            File::from_raw_fd(fd)
+        };
+        // The worker's own descriptor is opened read-only, so it cannot map the area
+        // writable: the node's bytes are the node's.
+        let worker = File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let area = SharedArgs {
+            file,
+            map: std::ptr::null_mut(),
+            len: 0,
+            used: None,
+        };
+        Ok((area, worker.into()))
+    }
+
+    /// No memory files here: the caller goes on without an area.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "shared argument areas need Linux memory files",
+        ))
+    }
+
+    /// Writes `bytes` at the start of the area, growing it if needed; returns their offset.
+    ///
+    /// # Errors
+    /// The area cannot grow (out of memory or address space); it is then as before.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> std::io::Result<u64> {
+        if bytes.len() > self.len {
+            self.grow(bytes.len())?;
+        }
+        // SAFETY: the mapping is writable and at least `bytes.len()` long (above), and
+        // `bytes` cannot lie in it: nothing else reads from or lends out this mapping.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map, bytes.len()) };
+        self.used = Some(Instant::now());
+        Ok(0)
+    }
+
+    /// Gives the area's pages back if it has not been written for [`KEEP_FOR`]. Only
+    /// while the worker holds no job from the area: its mapping then has nothing to read.
+    pub(crate) fn release_if_unused(&mut self) {
+        if self.used.is_some_and(|used| used.elapsed() > KEEP_FOR) {
+            self.unmap();
+            self.used = None;
+            if let Err(error) = self.file.set_len(0) {
+                tracing::debug!(%error, "cannot empty a shared argument area");
+            }
+        }
+    }
+
+    fn grow(&mut self, needed: usize) -> std::io::Result<()> {
+        let len = needed
+            .checked_next_multiple_of(GROWTH)
+            .ok_or_else(|| std::io::Error::other("the arguments are larger than memory"))?;
+        self.unmap();
+        self.file.set_len(len as u64)?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a fresh shared mapping of an open file of `len` bytes; the kernel
+            // picks the address, and the result is checked before use.
+            let map = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    self.file.as_raw_fd(),
+                    0,
+                )
+            };
+            if map == libc::MAP_FAILED {
+                let error = std::io::Error::last_os_error();
+                let _ = self.file.set_len(0);
+                return Err(error);
+            }
+            self.map = map.cast();
+            self.len = len;
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+
+    fn unmap(&mut self) {
+        #[cfg(unix)]
+        if !self.map.is_null() {
+            // SAFETY: `map` and `len` describe the mapping made by `grow`; no reference
+            // into it outlives the `&mut self` borrow that got here.
+            unsafe { libc::munmap(self.map.cast(), self.len) };
+        }
+        self.map = std::ptr::null_mut();
+        self.len = 0;
+    }
+}
+
+impl Drop for SharedArgs {
+    fn drop(&mut self) {
+        self.unmap();
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn contents(worker: &OwnedFd) -> Vec<u8> {
+        let mut file = File::from(worker.try_clone().unwrap());
+        let mut bytes = Vec::new();
+        std::io::Seek::rewind(&mut file).unwrap();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn the_worker_sees_what_the_node_wrote_and_cannot_write_it() {
+        let (mut area, worker) = SharedArgs::create().unwrap();
+        let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: u32| (i % 251) as u8).collect();
+        assert_eq!(area.write(&big).unwrap(), 0);
+        let seen = contents(&worker);
+        assert_eq!(seen.len(), 4 << 20, "grown in whole steps");
+        assert_eq!(&seen[..big.len()], &big[..]);
+        // A smaller job later overwrites the start only.
+        area.write(&[7; 10]).unwrap();
+        assert_eq!(
+            &contents(&worker)[..11],
+            &[7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 10]
+        );
+
+        let mut file = File::from(worker);
+        assert!(
+            std::io::Write::write_all(&mut file, b"x").is_err(),
+            "the worker's descriptor is read-only"
+        );
+    }
+
+    #[test]
+    fn an_unused_area_gives_its_pages_back() {
+        let (mut area, worker) = SharedArgs::create().unwrap();
+        area.write(&[1; 100]).unwrap();
+        area.release_if_unused();
+        assert_eq!(contents(&worker).len(), GROWTH, "just used: kept");
+        area.used = Some(Instant::now() - KEEP_FOR - Duration::from_millis(1));
+        area.release_if_unused();
+        assert!(contents(&worker).is_empty());
+        // And it serves again afterwards.
+        area.write(&[2; 3]).unwrap();
+        assert_eq!(&contents(&worker)[..3], &[2, 2, 2]);
+    }
+}

@@ -1,0 +1,179 @@
+//! A worker's view of its shared argument area: a memory file the node writes a large
+//! job's arguments into, so that they reach the worker without crossing the pipe.
+//!
+//! The node opens the area read-only for the worker and names the descriptor in
+//! [`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV). It writes one job's arguments at a time,
+//! only while the worker holds no other job, and never touches them again before the
+//! worker's reply: so the bytes a [`SharedJob`](super::SharedJob) points at stay put while
+//! the worker decodes them. The worker maps the file once and maps it again only when a
+//! job lies beyond what it mapped.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+
+/// The worker's mapping of the node's argument area.
+#[derive(Debug)]
+pub(crate) struct SharedArgs {
+    file: File,
+    /// Start and length of the current read-only mapping; null and 0 before the first job.
+    map: *const u8,
+    len: usize,
+}
+
+impl SharedArgs {
+    /// The area named by the environment variable, which is removed; its descriptor is
+    /// made close-on-exec, so that programs a job starts do not inherit it. `None` when
+    /// the node gave none or the descriptor is not open.
+    ///
+    /// Called before `main`, while the process has one thread (it changes the environment).
+    pub(crate) fn from_env() -> Option<Self> {
+        let value = std::env::var(super::SHARED_ARGS_ENV).ok()?;
+        std::env::remove_var(super::SHARED_ARGS_ENV);
+        let fd: i32 = value.trim().parse().ok().filter(|&fd| fd > 2)?;
+        // SAFETY: fcntl on a descriptor number only queries or sets its flags; a number
+        // that is not open gives -1 and is not used.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return None;
+        }
+        // SAFETY: the descriptor is open (above) and the node handed it to this process
+        // alone; from here on this `File` owns it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        Some(SharedArgs::new(file))
+    }
+
+    /// The area behind `file`.
+    pub(crate) fn new(file: File) -> Self {
+        SharedArgs {
+            file,
+            map: std::ptr::null(),
+            len: 0,
+        }
+    }
+
+    /// The `len` bytes at `offset` in the area.
+    ///
+    /// # Errors
+    /// The range lies outside the area, or it cannot be mapped.
+    pub(crate) fn bytes(&mut self, offset: u64, len: u64) -> Result<&[u8], String> {
+        let end = offset
+            .checked_add(len)
+            .ok_or("the argument range overflows")?;
+        if end > self.len as u64 {
+            self.map_whole()?;
+            if end > self.len as u64 {
+                return Err(format!(
+                    "the arguments lie at {offset}..{end}, beyond the {} bytes of the shared \
+                     argument area",
+                    self.len
+                ));
+            }
+        }
+        if len == 0 {
+            return Ok(&[]);
+        }
+        // SAFETY: `offset..end` lies within the live mapping of `self.len` bytes, which is
+        // only replaced through `&mut self`; the node does not write these bytes while the
+        // job is held (see the module docs).
+        Ok(unsafe { std::slice::from_raw_parts(self.map.add(offset as usize), len as usize) })
+    }
+
+    /// Maps the whole area as it is now, in place of the previous mapping.
+    fn map_whole(&mut self) -> Result<(), String> {
+        let size = self
+            .file
+            .metadata()
+            .map_err(|e| format!("cannot read the size of the shared argument area: {e}"))?
+            .len();
+        let size = usize::try_from(size)
+            .map_err(|_| "the shared argument area is larger than memory".to_owned())?;
+        self.unmap();
+        if size == 0 {
+            return Ok(());
+        }
+        // SAFETY: a fresh read-only shared mapping of an open file; the kernel picks the
+        // address. The result is checked before use.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                self.file.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(format!(
+                "cannot map the shared argument area ({size} bytes): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        self.map = map.cast();
+        self.len = size;
+        Ok(())
+    }
+
+    fn unmap(&mut self) {
+        if !self.map.is_null() {
+            // SAFETY: `map` and `len` describe the mapping made by `map_whole`, and no
+            // slice of it outlives the `&mut self` borrow that got here.
+            unsafe { libc::munmap(self.map.cast_mut().cast(), self.len) };
+            self.map = std::ptr::null();
+            self.len = 0;
+        }
+    }
+}
+
+impl Drop for SharedArgs {
+    fn drop(&mut self) {
+        self.unmap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_file(name: &str) -> (std::path::PathBuf, File) {
+        let path =
+            std::env::temp_dir().join(format!("pp-shared-args-{}-{name}", std::process::id()));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn ranges_are_read_where_the_node_wrote_them_and_a_grown_area_is_mapped_again() {
+        let (path, mut writer) = temp_file("grow");
+        writer.write_all(&[1, 2, 3, 4, 5]).unwrap();
+        let mut area = SharedArgs::new(File::open(&path).unwrap());
+        assert_eq!(area.bytes(1, 3).unwrap(), &[2, 3, 4]);
+        assert_eq!(area.bytes(5, 0).unwrap(), &[] as &[u8]);
+
+        // A later job lies beyond the first mapping: the area grew in between.
+        writer.write_all(&[6, 7, 8]).unwrap();
+        assert_eq!(area.bytes(4, 4).unwrap(), &[5, 6, 7, 8]);
+        // Rewritten in place: the mapping shows the node's new bytes.
+        use std::os::unix::fs::FileExt;
+        writer.write_all_at(&[9, 9], 0).unwrap();
+        assert_eq!(area.bytes(0, 3).unwrap(), &[9, 9, 3]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_range_outside_the_area_is_an_error_not_a_fault() {
+        let (path, mut writer) = temp_file("outside");
+        writer.write_all(&[0; 16]).unwrap();
+        let mut area = SharedArgs::new(File::open(&path).unwrap());
+        let error = area.bytes(10, 7).unwrap_err();
+        assert!(error.contains("10..17"), "{error}");
+        assert!(area.bytes(u64::MAX, 2).unwrap_err().contains("overflows"));
+        let _ = std::fs::remove_file(path);
+    }
+}
