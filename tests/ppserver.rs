@@ -229,6 +229,27 @@ fn large_arguments_arrive_intact_after_one_another_beside_small_jobs_and_a_crash
                 );
             }
         }
+        // Two large messages back to back: the second arrives while the first one's jobs
+        // hold the session's area, so its arguments take the other ways to the worker.
+        let mut expected = Vec::new();
+        for (id, len) in [(200u64, 4 << 20), (201, 3 << 20)] {
+            let (request, sum) = large(id, len);
+            expected.push((id, sum));
+            client
+                .send(&Message::Submit {
+                    jobs: vec![request],
+                })
+                .await;
+        }
+        let mut outcomes = std::collections::HashMap::new();
+        while outcomes.len() < expected.len() {
+            if let Message::Results { results } = client.recv().await {
+                outcomes.extend(results.into_iter().map(|r| (r.job_id, r.outcome)));
+            }
+        }
+        for (id, sum) in expected {
+            check(&outcomes, id, sum);
+        }
         // Tiny jobs make the node write many jobs at once: large ones among them still
         // take turns in the area, and a crash behind one leaves the next intact.
         client

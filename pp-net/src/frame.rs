@@ -307,7 +307,7 @@ impl Opener {
         &mut self,
         cipher: &StatelessTransportState,
         bytes: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut impl PlainOut,
         scratch: &mut Vec<u8>,
     ) -> Result<Option<usize>, &'static str> {
         if self.left == 0 {
@@ -339,11 +339,9 @@ impl Opener {
                 }
                 // Room for the tag too: given less, the cipher decrypts through a copy.
                 let end = self.filled + len;
-                if out.len() < end {
-                    out.resize(end, 0);
-                }
+                let room = out.writable(end)?;
                 let read = cipher
-                    .read_message(self.next, segment, &mut out[self.filled..end])
+                    .read_message(self.next, segment, &mut room[self.filled..end])
                     .map_err(reason)?;
                 self.filled += read;
                 self.next += 1;
@@ -357,7 +355,7 @@ impl Opener {
         &mut self,
         cipher: &StatelessTransportState,
         segment: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut impl PlainOut,
         scratch: &mut Vec<u8>,
     ) -> Result<(), &'static str> {
         scratch.clear();
@@ -379,14 +377,8 @@ impl Opener {
         }
         let declared = declared as usize;
         // Safe to reserve now: `declared` is authenticated and bounded by the limit.
-        let room = declared + TAG_LEN;
-        if out.capacity() < room {
-            out.reserve_exact(room - out.len());
-        }
-        if out.len() < head.len() {
-            out.resize(head.len(), 0);
-        }
-        out[..head.len()].copy_from_slice(head);
+        out.reserve_message(declared + TAG_LEN);
+        out.writable(head.len())?[..head.len()].copy_from_slice(head);
         self.filled = head.len();
         self.declared = Some(declared);
         Ok(())
@@ -408,6 +400,35 @@ impl Opener {
             return Err("the segments hold less than the authenticated message length");
         }
         Ok((self.next, declared))
+    }
+}
+
+/// Where an [`Opener`] writes the plaintext: a vector, or memory shared with workers.
+pub(crate) trait PlainOut {
+    /// Readies room for a message of `room` bytes, its length now authenticated.
+    fn reserve_message(&mut self, room: usize);
+
+    /// The buffer, at least `end` bytes long.
+    ///
+    /// # Errors
+    /// The buffer cannot be that long (a shared area that could not grow).
+    fn writable(&mut self, end: usize) -> Result<&mut [u8], &'static str>;
+}
+
+impl PlainOut for Vec<u8> {
+    fn reserve_message(&mut self, room: usize) {
+        if self.capacity() < room {
+            self.reserve_exact(room - self.len());
+        }
+    }
+
+    /// Grows the vector (zero-filled) only as far as asked, so that a new buffer is
+    /// filled a segment at a time, while its pages are in the cache.
+    fn writable(&mut self, end: usize) -> Result<&mut [u8], &'static str> {
+        if self.len() < end {
+            self.resize(end, 0);
+        }
+        Ok(self)
     }
 }
 

@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+mod area;
 pub mod client;
 mod config;
 pub mod discovery;

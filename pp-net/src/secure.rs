@@ -12,11 +12,12 @@ use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::area::SharedArgs;
 use crate::config::ChannelConfig;
 use crate::error::{NetError, Peer};
 use crate::frame::{self, Opener, Sealer, FRAME_HEADER};
 use crate::message::{JobRequest, Message, SubmitEncoding};
-use crate::shared::SharedBytes;
+use crate::shared::{Buffer, SharedBytes};
 
 /// Buffers up to this size are always kept for the next message.
 const KEEP_BUFFER: usize = 1 << 20;
@@ -66,6 +67,9 @@ pub(crate) fn channel<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         plain: Vec::new(),
         plain_len: 0,
         lent: None,
+        area: None,
+        area_current: false,
+        area_lent: None,
         large_used: None,
         scratch: Vec::new(),
         broken: false,
@@ -107,7 +111,13 @@ pub struct SecureReader<R = OwnedReadHalf> {
     plain_len: usize,
     /// A large message's buffer handed out by `recv_plaintext`, taken back for the next
     /// large message once nothing else holds it.
-    lent: Option<Arc<Vec<u8>>>,
+    lent: Option<Arc<Buffer>>,
+    /// The session's shared argument area, when it is free (see `set_shared_area`).
+    area: Option<SharedArgs>,
+    /// The current frame (or the last message) is in `area`, not in `plain`.
+    area_current: bool,
+    /// The area, lent with a large message by `recv_plaintext`.
+    area_lent: Option<Arc<Buffer>>,
     /// When a large message last used the kept buffer (see [`KEEP_LARGE_FOR`]).
     large_used: Option<Instant>,
     scratch: Vec<u8>,
@@ -131,7 +141,7 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     pub async fn recv(&mut self) -> Result<Message, NetError> {
         self.recv_limited(self.max_message).await?;
         let decoded = pp_runtime::codec::decode_with_limit(
-            &self.plain[..self.plain_len],
+            self.last_plaintext(),
             u64::from(self.max_message),
         );
         decoded.map_err(|source| {
@@ -154,9 +164,20 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// Cancel safe, as [`SecureReader::recv`].
     pub async fn recv_bytes(&mut self) -> Result<Vec<u8>, NetError> {
         self.recv_limited(self.max_message).await?;
+        if self.area_current {
+            return Ok(self.last_plaintext().to_vec());
+        }
         let mut bytes = std::mem::take(&mut self.plain);
         bytes.truncate(self.plain_len);
         Ok(bytes)
+    }
+
+    /// Gives the reader the session's shared argument area (see the `area` module): from
+    /// then on it decrypts large messages into it whenever no job of an earlier message
+    /// still holds it, and `recv_plaintext` hands them out there, so that a job's arguments
+    /// are where its worker can map them.
+    pub(crate) fn set_shared_area(&mut self, area: SharedArgs) {
+        self.area = Some(area);
     }
 
     /// Receives the next message's plaintext, undecoded, for a decoder that keeps parts of
@@ -169,10 +190,18 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// Cancel safe, as [`SecureReader::recv`].
     pub(crate) async fn recv_plaintext(&mut self) -> Result<Plaintext<'_>, NetError> {
         self.recv_limited(self.max_message).await?;
+        if self.area_current {
+            if let Some(area) = self.area.take() {
+                self.area_current = false;
+                let buffer = Arc::new(Buffer::Area(area));
+                self.area_lent = Some(Arc::clone(&buffer));
+                return Ok(Plaintext::Shared(buffer, self.plain_len));
+            }
+        }
         if self.plain_len <= KEEP_BUFFER {
             return Ok(Plaintext::Borrowed(&self.plain[..self.plain_len]));
         }
-        let buffer = Arc::new(std::mem::take(&mut self.plain));
+        let buffer = Arc::new(Buffer::Heap(std::mem::take(&mut self.plain)));
         self.lent = Some(Arc::clone(&buffer));
         Ok(Plaintext::Shared(buffer, self.plain_len))
     }
@@ -195,7 +224,10 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
 
     /// The plaintext of the last frame received with `recv_limited`.
     pub(crate) fn last_plaintext(&self) -> &[u8] {
-        &self.plain[..self.plain_len]
+        match (&self.area, self.area_current) {
+            (Some(area), true) => &area.as_slice()[..self.plain_len],
+            _ => &self.plain[..self.plain_len],
+        }
     }
 
     async fn read_frame(&mut self, limit: u32) -> Result<(), NetError> {
@@ -247,16 +279,18 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         // Open every whole segment read so far, then read more, until the body is done.
         // Nothing of the plaintext is used before `finish` has seen the whole frame.
         loop {
-            while let Some(taken) = opener
-                .open_next(
-                    &self.cipher,
-                    &self.stage[self.staged.clone()],
-                    &mut self.plain,
-                    &mut self.scratch,
-                )
-                .map_err(rejected)?
-            {
-                self.staged.start += taken;
+            loop {
+                let staged = &self.stage[self.staged.clone()];
+                let opened = match (self.area.as_mut(), self.area_current) {
+                    (Some(area), true) => {
+                        opener.open_next(&self.cipher, staged, area, &mut self.scratch)
+                    }
+                    _ => opener.open_next(&self.cipher, staged, &mut self.plain, &mut self.scratch),
+                };
+                match opened.map_err(rejected)? {
+                    Some(taken) => self.staged.start += taken,
+                    None => break,
+                }
             }
             if opener.left() == 0 {
                 break;
@@ -299,13 +333,31 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// with an earlier large message if it is needed and free, or lets large buffers go
     /// under the rule of [`KEEP_LARGE_FOR`].
     fn prepare_buffers(&mut self, len: usize) {
+        self.area_current = false;
+        if let Some(lent) = self.area_lent.take() {
+            // Back home once no job of its message holds it any more.
+            match Arc::try_unwrap(lent) {
+                Ok(Buffer::Area(area)) => self.area = Some(area),
+                Ok(Buffer::Heap(_)) => {}
+                Err(lent) => self.area_lent = Some(lent),
+            }
+        }
         if len > KEEP_BUFFER {
             self.large_used = Some(Instant::now());
-            if len > self.plain.capacity() {
+            if let Some(area) = self.area.as_mut() {
+                // The whole body's length: more than the plaintext and its last tag.
+                match area.reserve(len) {
+                    Ok(()) => self.area_current = true,
+                    Err(error) => {
+                        tracing::debug!(%error, len, "a large message goes to the heap: the shared argument area cannot hold it")
+                    }
+                }
+            }
+            if !self.area_current && len > self.plain.capacity() {
                 if let Some(lent) = self.lent.take() {
                     // Still held (a job of that message waits or runs): it is freed once
                     // its holders are done, and this message gets a buffer of its own.
-                    if let Ok(buffer) = Arc::try_unwrap(lent) {
+                    if let Ok(Buffer::Heap(buffer)) = Arc::try_unwrap(lent) {
                         if buffer.capacity() > self.plain.capacity() {
                             self.plain = buffer;
                         }
@@ -320,6 +372,9 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             self.lent = None;
             self.plain = Vec::new();
             self.stage = Vec::new();
+            if let Some(area) = self.area.as_mut() {
+                area.release();
+            }
         }
         // Room for one whole segment at least, which `STAGE` is.
         let stage = len.min(STAGE);
@@ -336,7 +391,7 @@ pub(crate) enum Plaintext<'a> {
     /// A small message, in the reader's buffer.
     Borrowed(&'a [u8]),
     /// A large message: its buffer, and the message's length in it.
-    Shared(Arc<Vec<u8>>, usize),
+    Shared(Arc<Buffer>, usize),
 }
 
 impl Plaintext<'_> {
@@ -513,5 +568,84 @@ impl<W> std::fmt::Debug for SecureWriter<W> {
             .field("peer", &self.peer)
             .field("segments_sent", &self.nonce)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::{accept_server, connect_client, JobRequest, Secret};
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn submit(job_id: u64, len: usize) -> Message {
+        Message::Submit {
+            jobs: vec![JobRequest {
+                job_id,
+                task: "t".into(),
+                fingerprint: 0,
+                args: (0..len).map(|i| (i % 253) as u8 ^ job_id as u8).collect(),
+            }],
+        }
+    }
+
+    /// The arguments of the one job of a large `Submit`, kept as a node keeps them.
+    fn kept_args(plain: &Plaintext<'_>) -> SharedBytes {
+        let jobs = crate::message::decode_submit(plain.bytes(), u64::MAX)
+            .unwrap()
+            .expect("a Submit");
+        plain.keep(jobs[0].args)
+    }
+
+    #[tokio::test]
+    async fn large_messages_land_in_the_shared_area_while_it_is_free_and_on_the_heap_otherwise() {
+        let secret = Secret::new("a secret for the reader's own tests").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let config = ChannelConfig::default();
+        let (client, node) = tokio::join!(
+            connect_client(client.unwrap(), &secret, config),
+            accept_server(accepted.unwrap().0, &secret, config),
+        );
+        let ((_, mut to_node), (mut from_client, _)) = (client.unwrap(), node.unwrap());
+        let (area, _worker_fd) = SharedArgs::create().unwrap();
+        from_client.set_shared_area(area);
+
+        let expected = |message: &Message| match message {
+            Message::Submit { jobs } => jobs[0].args.clone(),
+            _ => unreachable!(),
+        };
+        let (first, second, third) = (submit(1, 3 << 20), submit(2, 2 << 20), submit(3, 100));
+        let messages = [first.clone(), second.clone(), third, first.clone()];
+        // Sent by a task of its own: the socket holds far less than these messages.
+        let sending = tokio::spawn(async move {
+            for message in &messages {
+                to_node.send(message).await.unwrap();
+            }
+            to_node
+        });
+
+        // The first large message goes to the area, and its arguments are there.
+        let held = kept_args(&from_client.recv_plaintext().await.unwrap());
+        assert!(held.area_range().is_some(), "in the area");
+        assert_eq!(&*held, &expected(&first)[..]);
+        // The area is still held: the next large message goes to the heap.
+        let other = kept_args(&from_client.recv_plaintext().await.unwrap());
+        assert_eq!(other.area_range(), None);
+        assert_eq!(&*other, &expected(&second)[..]);
+        // A small message never uses the area.
+        let small = kept_args(&from_client.recv_plaintext().await.unwrap());
+        assert_eq!(small.area_range(), None);
+        // Once the first one's job is done, the area serves again, with the right bytes.
+        drop(held);
+        let again = kept_args(&from_client.recv_plaintext().await.unwrap());
+        assert!(again.area_range().is_some(), "the area came back");
+        assert_eq!(&*again, &expected(&first)[..]);
+        assert_eq!(
+            &*other,
+            &expected(&second)[..],
+            "the heap message untouched"
+        );
+        drop(sending.await.unwrap());
     }
 }

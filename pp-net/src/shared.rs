@@ -1,8 +1,38 @@
 //! Bytes that may be part of a larger buffer shared with others: a large job argument
-//! stays where it was decrypted, and the node writes it to a worker from there.
+//! stays where it was decrypted, and the node writes it to a worker from there (or, when
+//! it was decrypted into the session's shared argument area, tells the worker where it is).
 
 use std::ops::{Deref, Range};
 use std::sync::Arc;
+
+use crate::area::SharedArgs;
+
+/// A received message's buffer: on the heap, or a session's shared argument area (which
+/// the session's workers map).
+#[derive(Debug)]
+pub(crate) enum Buffer {
+    /// A vector of the reader's.
+    Heap(Vec<u8>),
+    /// The session's shared argument area.
+    Area(SharedArgs),
+}
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer::Heap(Vec::new())
+    }
+}
+
+impl Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buffer::Heap(bytes) => bytes,
+            Buffer::Area(area) => area.as_slice(),
+        }
+    }
+}
 
 /// Parts of at most this size are copied rather than shared, so that a small job never
 /// keeps a large message's buffer alive.
@@ -11,7 +41,7 @@ const SHARE_ABOVE: usize = 64 << 10;
 /// An immutable run of bytes: a range of a shared buffer, or a buffer of its own.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SharedBytes {
-    buffer: Arc<Vec<u8>>,
+    buffer: Arc<Buffer>,
     range: Range<usize>,
 }
 
@@ -20,12 +50,17 @@ impl SharedBytes {
     pub(crate) fn copied(bytes: &[u8]) -> Self {
         SharedBytes {
             range: 0..bytes.len(),
-            buffer: Arc::new(bytes.to_vec()),
+            buffer: Arc::new(Buffer::Heap(bytes.to_vec())),
         }
     }
 
+    /// Where these bytes lie in the session's shared argument area, if they do.
+    pub(crate) fn area_range(&self) -> Option<Range<usize>> {
+        matches!(*self.buffer, Buffer::Area(_)).then(|| self.range.clone())
+    }
+
     /// `part` of `buffer`, sharing it if `part` is large and lies in it, else copied.
-    pub(crate) fn part_of(buffer: &Arc<Vec<u8>>, part: &[u8]) -> Self {
+    pub(crate) fn part_of(buffer: &Arc<Buffer>, part: &[u8]) -> Self {
         // Where `part` starts in the buffer, if it is in it at all: found by address,
         // since a decoder hands out subslices, not offsets.
         let start = (part.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
@@ -53,7 +88,7 @@ mod tests {
 
     #[test]
     fn large_parts_share_small_parts_and_strangers_are_copied() {
-        let buffer = Arc::new((0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let buffer = Arc::new(Buffer::Heap((0..200_000u32).map(|i| i as u8).collect()));
         let large = SharedBytes::part_of(&buffer, &buffer[10..100_010]);
         assert_eq!(&*large, &buffer[10..100_010]);
         assert_eq!(Arc::strong_count(&buffer), 2, "shared");

@@ -51,9 +51,14 @@ pub const WORKER_ENV: &str = "PP_WORKER";
 pub const MAX_FRAME_ENV: &str = "PP_WORKER_MAX_FRAME";
 
 /// The environment variable with the number of a read-only file descriptor, open in the
-/// worker, of the node's shared argument area for it (see [`SharedJob`]). Unset when the
-/// node has none (on systems without memory files, for example).
+/// worker, of the node's shared argument area for this worker alone
+/// ([`ArgsArea::Worker`]). Unset when the node has none (on systems without memory files,
+/// for example).
 pub const SHARED_ARGS_ENV: &str = "PP_WORKER_SHARED_ARGS_FD";
+
+/// As [`SHARED_ARGS_ENV`], for the area the node decrypts its client's large messages
+/// into, which every worker of the session maps ([`ArgsArea::Session`]).
+pub const SESSION_ARGS_ENV: &str = "PP_WORKER_SESSION_ARGS_FD";
 
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
@@ -112,11 +117,13 @@ pub fn enter_worker_mode_if_requested() {
     std::env::remove_var(WORKER_ENV);
     let limit = frame_limit_from_env();
     #[cfg(unix)]
-    let mut shared = shared_args::SharedArgs::from_env();
+    let mut areas = [
+        shared_args::SharedArgs::from_env(SHARED_ARGS_ENV),
+        shared_args::SharedArgs::from_env(SESSION_ARGS_ENV),
+    ];
     #[cfg(not(unix))]
-    let mut shared: Option<NoSharedArgs> = None;
-    let result =
-        stdio::take().and_then(|(input, output)| serve(input, output, limit, shared.as_mut()));
+    let mut areas: [Option<NoSharedArgs>; 2] = [None, None];
+    let result = stdio::take().and_then(|(input, output)| serve(input, output, limit, &mut areas));
     let status = match result {
         Ok(()) => 0,
         Err(error) => {
@@ -172,9 +179,9 @@ pub enum WorkerInput {
     Shared(SharedJob),
 }
 
-/// A job whose encoded arguments are `len` bytes at `offset` in the worker's shared
-/// argument area (see [`SHARED_ARGS_ENV`]). The node writes them before it sends the job
-/// and leaves them alone until the worker's reply.
+/// A job whose encoded arguments are `len` bytes at `offset` in one of the worker's shared
+/// argument areas. The node writes them before it sends the job and leaves them alone
+/// until the worker's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedJob {
     /// As [`WorkerJob::job_id`].
@@ -183,10 +190,22 @@ pub struct SharedJob {
     pub task: String,
     /// As [`WorkerJob::fingerprint`].
     pub fingerprint: u64,
+    /// Which area holds the arguments.
+    pub area: ArgsArea,
     /// Where the arguments start in the area.
     pub offset: u64,
     /// Their length.
     pub len: u64,
+}
+
+/// A shared argument area of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArgsArea {
+    /// The worker's own ([`SHARED_ARGS_ENV`]): the node copies a job's arguments there.
+    Worker,
+    /// The session's ([`SESSION_ARGS_ENV`]): the node decrypted the client's message
+    /// there, arguments included.
+    Session,
 }
 
 /// A worker's answer to one [`WorkerJob`] or [`SharedJob`].
@@ -304,7 +323,7 @@ pub fn encode_job_head(
 }
 
 /// Encodes a [`WorkerInput::Shared`]: the job whose `len` bytes of arguments the node has
-/// written at `offset` in the worker's shared argument area.
+/// written at `offset` in the worker's shared argument `area`.
 ///
 /// # Errors
 /// As [`encode_body`].
@@ -312,6 +331,7 @@ pub fn encode_shared_job(
     job_id: u64,
     task: &str,
     fingerprint: u64,
+    area: ArgsArea,
     offset: u64,
     len: u64,
     limit: u32,
@@ -320,6 +340,7 @@ pub fn encode_shared_job(
         job_id,
         task,
         fingerprint,
+        area,
         offset,
         len,
     });
@@ -376,7 +397,7 @@ pub fn decode_body<T: DeserializeOwned>(
 /// # Errors
 /// An I/O error on either side, a frame above `limit`, a truncated or undecodable frame.
 pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<(), WorkerError> {
-    serve::<_, _, SharedArea>(input, output, limit, None)
+    serve::<_, _, SharedArea>(input, output, limit, &mut [None, None])
 }
 
 /// The shared argument area of this platform.
@@ -386,13 +407,13 @@ type SharedArea = shared_args::SharedArgs;
 type SharedArea = NoSharedArgs;
 
 /// Where a worker finds the arguments of a [`SharedJob`].
-trait ArgsArea {
+trait AreaReader {
     /// The `len` bytes at `offset`; why not, as a message for the job's failure.
     fn bytes(&mut self, offset: u64, len: u64) -> Result<&[u8], String>;
 }
 
 #[cfg(unix)]
-impl ArgsArea for shared_args::SharedArgs {
+impl AreaReader for shared_args::SharedArgs {
     fn bytes(&mut self, offset: u64, len: u64) -> Result<&[u8], String> {
         shared_args::SharedArgs::bytes(self, offset, len)
     }
@@ -403,18 +424,19 @@ impl ArgsArea for shared_args::SharedArgs {
 enum NoSharedArgs {}
 
 #[cfg(not(unix))]
-impl ArgsArea for NoSharedArgs {
+impl AreaReader for NoSharedArgs {
     fn bytes(&mut self, _: u64, _: u64) -> Result<&[u8], String> {
         match *self {}
     }
 }
 
-/// [`run_worker`], with the node's shared argument area if it gave one.
-fn serve<R: Read, W: Write, A: ArgsArea>(
+/// [`run_worker`], with the shared argument areas the node gave ([`ArgsArea::Worker`],
+/// then [`ArgsArea::Session`]).
+fn serve<R: Read, W: Write, A: AreaReader>(
     input: R,
     output: W,
     limit: u32,
-    mut shared: Option<&mut A>,
+    areas: &mut [Option<A>; 2],
 ) -> Result<(), WorkerError> {
     let mut input = BufReader::new(input);
     let mut output = BufWriter::new(output);
@@ -444,11 +466,17 @@ fn serve<R: Read, W: Write, A: ArgsArea>(
                 (job, Ok(args))
             }
             InputView::Shared(job) => {
-                let args = match shared.as_deref_mut() {
+                let area = match job.area {
+                    ArgsArea::Worker => &mut areas[0],
+                    ArgsArea::Session => &mut areas[1],
+                };
+                let args = match area {
                     Some(area) => area.bytes(job.offset, job.len),
-                    None => Err("the node sent the arguments in a shared area, and this \
-                                 worker has none"
-                        .to_owned()),
+                    None => Err(format!(
+                        "the node sent the arguments in a shared area ({:?}), and this \
+                         worker has none",
+                        job.area
+                    )),
                 };
                 let view = JobView {
                     job_id: job.job_id,
@@ -526,6 +554,7 @@ struct SharedJobView<'a> {
     job_id: u64,
     task: &'a str,
     fingerprint: u64,
+    area: ArgsArea,
     offset: u64,
     len: u64,
 }
@@ -724,6 +753,7 @@ mod tests {
             job_id: 7,
             task: "m::f".into(),
             fingerprint: 0xAABB,
+            area: ArgsArea::Session,
             offset: 0x10,
             len: 0x0102,
         });
@@ -734,11 +764,21 @@ mod tests {
             4, 0, 0, 0, 0, 0, 0, 0,         // task.len()
             b'm', b':', b':', b'f',
             0xBB, 0xAA, 0, 0, 0, 0, 0, 0,   // fingerprint
+            1, 0, 0, 0,                     // area: Session
             0x10, 0, 0, 0, 0, 0, 0, 0,      // offset
             2, 1, 0, 0, 0, 0, 0, 0,         // len
         ]);
         assert_eq!(
-            encode_shared_job(7, "m::f", 0xAABB, 0x10, 0x0102, DEFAULT_MAX_FRAME).unwrap(),
+            encode_shared_job(
+                7,
+                "m::f",
+                0xAABB,
+                ArgsArea::Session,
+                0x10,
+                0x0102,
+                DEFAULT_MAX_FRAME
+            )
+            .unwrap(),
             codec::encode(&job).unwrap()
         );
     }
@@ -831,6 +871,7 @@ mod tests {
             job_id: 5,
             task: "m::f".into(),
             fingerprint: 1,
+            area: ArgsArea::Worker,
             offset: 0,
             len: 8,
         });
@@ -854,19 +895,31 @@ mod tests {
     fn a_shared_job_reads_its_arguments_from_the_area() {
         let path = std::env::temp_dir().join(format!("pp-worker-area-{}", std::process::id()));
         std::fs::write(&path, [0xEE; 64]).unwrap();
-        let mut area = shared_args::SharedArgs::new(std::fs::File::open(&path).unwrap());
-        let job = |job_id, offset, len| {
+        let area = shared_args::SharedArgs::new(std::fs::File::open(&path).unwrap());
+        let job = |job_id, area, offset, len| {
             frame(&WorkerInput::Shared(SharedJob {
                 job_id,
                 task: "no::such_task".into(),
                 fingerprint: 1,
+                area,
                 offset,
                 len,
             }))
         };
-        let input = [job(1, 8, 16), job(2, 60, 16)].concat();
+        let input = [
+            job(1, ArgsArea::Session, 8, 16),
+            job(2, ArgsArea::Session, 60, 16),
+            job(3, ArgsArea::Worker, 0, 1),
+        ]
+        .concat();
         let mut output = Vec::new();
-        serve(&input[..], &mut output, DEFAULT_MAX_FRAME, Some(&mut area)).unwrap();
+        serve(
+            &input[..],
+            &mut output,
+            DEFAULT_MAX_FRAME,
+            &mut [None, Some(area)],
+        )
+        .unwrap();
         let frames = frames(&output);
         let reason = |frame: &[u8]| match codec::decode::<WorkerReply>(frame).unwrap().outcome {
             WorkerOutcome::Failed(why) => why,
@@ -882,6 +935,11 @@ mod tests {
             reason(&frames[2]).contains("beyond the 64 bytes"),
             "{}",
             reason(&frames[2])
+        );
+        assert!(
+            reason(&frames[3]).contains("(Worker)"),
+            "{}",
+            reason(&frames[3])
         );
         let _ = std::fs::remove_file(path);
     }

@@ -48,7 +48,6 @@ mod pump;
 mod queued;
 mod relay;
 mod session;
-mod shared_args;
 mod stats;
 mod sys;
 

@@ -1,21 +1,23 @@
 //! One worker process: the client's program started in worker mode, spoken to over pipes
 //! with the protocol of `pp_runtime::worker`, with a shared argument area for large
-//! arguments where the system has one (see the `shared_args` module).
+//! arguments where the system has one (see the `area` module).
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use pp_runtime::worker::{
-    self, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, MAX_FRAME_ENV, SHARED_ARGS_ENV,
-    WORKER_ENV, WORKER_PROTOCOL,
+    self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, MAX_FRAME_ENV,
+    SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV, WORKER_PROTOCOL,
 };
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::queued::QueuedJob;
-use super::shared_args::{SharedArgs, SHARED_ABOVE};
 use super::sys;
+use crate::area::{SharedArgs, SHARED_ABOVE};
 use crate::shared::SharedBytes;
 
 /// How long a worker that closed its pipe has to exit before it is killed.
@@ -41,6 +43,9 @@ pub(crate) struct WorkerSpec {
     pub(crate) fingerprint: u64,
     /// Address-space limit of each worker, in bytes (`NodeConfig::worker_memory`).
     pub(crate) memory_limit: Option<u64>,
+    /// The read-only descriptor of the session's shared argument area, which the
+    /// session's reader decrypts large messages into, for every worker.
+    pub(crate) session_area: Option<Arc<OwnedFd>>,
 }
 
 /// A running worker process.
@@ -53,6 +58,8 @@ pub(crate) struct WorkerProcess {
     limit: u32,
     /// Where large arguments go instead of the pipe; `None` where the system has none.
     shared: Option<SharedArgs>,
+    /// Whether the worker maps the session's shared argument area.
+    session_area: bool,
 }
 
 impl WorkerProcess {
@@ -81,6 +88,7 @@ impl WorkerProcess {
             pid,
             limit: spec.limit,
             shared,
+            session_area: spec.session_area.is_some(),
         };
         let hello = tokio::time::timeout(spec.start_timeout, process.read_hello()).await;
         let problem = match hello {
@@ -146,6 +154,7 @@ impl WorkerProcess {
                 stdin: &mut self.stdin,
                 gathered: Vec::new(),
                 shared: self.shared.as_mut(),
+                session_area: self.session_area,
                 limit: self.limit,
             },
             ReplyReader {
@@ -210,33 +219,51 @@ pub(crate) struct JobWriter<'a> {
     stdin: &'a mut ChildStdin,
     gathered: Vec<u8>,
     shared: Option<&'a mut SharedArgs>,
+    session_area: bool,
     limit: u32,
 }
 
+/// A job whose arguments wait in a shared argument area: its head for the pipe, and which
+/// area.
+pub(crate) struct Shared {
+    pub(crate) head: Vec<u8>,
+    pub(crate) area: ArgsArea,
+}
+
 impl JobWriter<'_> {
-    /// Puts `job`'s arguments in the worker's shared argument area if they are large and
-    /// the worker has one, and returns the job's head for the pipe (see
-    /// [`worker::encode_shared_job`]); `None` when the job goes through the pipe. The
-    /// caller must not call this again before the worker has answered this job (the area
-    /// holds one job's arguments).
-    pub(crate) fn share(&mut self, job: &QueuedJob) -> Option<Vec<u8>> {
-        let shared = self.shared.as_deref_mut()?;
-        if job.args.len() <= SHARED_ABOVE {
-            return None;
-        }
-        let written = shared.write(&job.args).map_err(|error| {
-            tracing::debug!(%error, len = job.args.len(), "large arguments go through the pipe");
-        });
-        let offset = written.ok()?;
-        worker::encode_shared_job(
+    /// Where the worker can find `job`'s arguments without the pipe: in the session's
+    /// shared argument area if they were decrypted there (and the worker maps it), else,
+    /// when they are large, `worker_area_free` and the worker has an area of its own,
+    /// copied into that one. Returns the job's head for the pipe (see
+    /// [`worker::encode_shared_job`]); `None` when the job goes through the pipe. After a
+    /// job put in the worker's own area, the caller must not offer it another before the
+    /// worker has answered that job (the area holds one job's arguments).
+    pub(crate) fn share(&mut self, job: &QueuedJob, worker_area_free: bool) -> Option<Shared> {
+        let len = job.args.len();
+        let (area, offset) = match job.args.area_range() {
+            Some(range) if self.session_area => (ArgsArea::Session, range.start as u64),
+            _ => {
+                let shared = self.shared.as_deref_mut().filter(|_| worker_area_free)?;
+                if len <= SHARED_ABOVE {
+                    return None;
+                }
+                let written = shared.write(&job.args).map_err(|error| {
+                    tracing::debug!(%error, len, "large arguments go through the pipe");
+                });
+                (ArgsArea::Worker, written.ok()?)
+            }
+        };
+        let head = worker::encode_shared_job(
             job.job_id,
             &job.task,
             job.fingerprint,
+            area,
             offset,
-            job.args.len() as u64,
+            len as u64,
             self.limit,
         )
-        .ok()
+        .ok()?;
+        Some(Shared { head, area })
     }
 
     /// Gives the shared argument area's pages back if it has not been used for a while;
@@ -340,6 +367,9 @@ async fn spawn(spec: &WorkerSpec) -> std::io::Result<(Child, Option<SharedArgs>)
         let (shared, worker_fd) = shared.unzip();
         if let Some(worker_fd) = &worker_fd {
             sys::inherit_fd(&mut command, worker_fd, SHARED_ARGS_ENV);
+        }
+        if let Some(session_fd) = &spec.session_area {
+            sys::inherit_fd(&mut command, session_fd, SESSION_ARGS_ENV);
         }
         let spawned = command.spawn();
         // The child has its own copy of the worker's descriptor by now.

@@ -7,10 +7,12 @@
 //! replies come back, so it never waits for the node between jobs and answers many jobs
 //! per wake-up. Replies are passed on one by one as they arrive.
 //!
-//! A job with arguments above [`SHARED_ABOVE`](super::shared_args::SHARED_ABOVE) goes
-//! through the worker's shared argument area when it has one and no job the worker holds
-//! is still reading from it: the arguments are copied there once and only the job's head
-//! crosses the pipe (see the `shared_args` module). Otherwise it goes through the pipe.
+//! A job whose arguments were decrypted into the session's shared argument area goes to
+//! the worker as a head that says where they are: nothing is copied. Else a job with
+//! arguments above [`SHARED_ABOVE`](crate::area::SHARED_ABOVE) goes through the worker's
+//! own area when it has one and no job the worker holds is still reading from it: the
+//! arguments are copied there once and only the job's head crosses the pipe (see the
+//! `area` module). Otherwise it goes through the pipe.
 //!
 //! A worker that dies fails the job it was running (the oldest without a reply) with
 //! `WorkerCrashed`; the jobs written after it had not started and go back to the front of
@@ -21,10 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pp_runtime::worker::{WorkerError, WorkerOutcome};
+use pp_runtime::worker::{ArgsArea, WorkerError, WorkerOutcome};
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
-use super::process::{WorkerProcess, WorkerSpec};
+use super::process::{Shared, WorkerProcess, WorkerSpec};
 use super::queued::QueuedJob;
 use super::relay::Outgoing;
 use super::stats::Counters;
@@ -214,8 +216,8 @@ struct Held {
     /// The job; its arguments are shared with the write in progress, which sends them.
     request: QueuedJob,
     written: Instant,
-    /// Its arguments wait in the worker's shared argument area, which must stay as it is
-    /// until the reply.
+    /// Its arguments wait in the worker's own shared argument area, which must stay as
+    /// it is until the reply.
     shared: bool,
 }
 
@@ -258,16 +260,12 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             if area_free {
                 jobs.release_shared_if_unused();
             }
-            let batch: Vec<(QueuedJob, Option<Vec<u8>>)> = batch
+            let batch: Vec<(QueuedJob, Option<Shared>)> = batch
                 .into_iter()
                 .map(|request| {
-                    let shared = if area_free {
-                        jobs.share(&request)
-                    } else {
-                        None
-                    };
-                    if shared.is_some() {
-                        area_free = false;
+                    let shared = jobs.share(&request, area_free);
+                    if let Some(shared) = &shared {
+                        area_free &= shared.area != ArgsArea::Worker;
                         Counters::bump(&pool.counters.shared_args);
                     }
                     (request, shared)
@@ -276,10 +274,13 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             {
                 let mut held = lock();
                 let now = Instant::now();
-                for (request, shared_head) in batch {
-                    let shared = shared_head.is_some();
-                    let written = match shared_head {
-                        Some(head) => Ok((head, SharedBytes::default())),
+                for (request, shared) in batch {
+                    // Only the worker's own area must wait for the reply; the session's
+                    // is kept whole by the job's hold on its message.
+                    let in_worker_area =
+                        shared.as_ref().is_some_and(|s| s.area == ArgsArea::Worker);
+                    let written = match shared {
+                        Some(shared) => Ok((shared.head, SharedBytes::default())),
                         None => encoder
                             .encode_head(&request)
                             .map(|head| (head, request.args.clone())),
@@ -290,7 +291,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
                             held.push_back(Held {
                                 request,
                                 written: now,
-                                shared,
+                                shared: in_worker_area,
                             });
                         }
                         Err(error) => pool.reply(

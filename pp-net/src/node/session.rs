@@ -175,6 +175,17 @@ async fn setup(
             lease
         }
     };
+    // The area the reader decrypts large messages into, mapped by every worker.
+    let session_area = match crate::area::SharedArgs::create() {
+        Ok((area, worker_fd)) => {
+            reader.set_shared_area(area);
+            Some(Arc::new(worker_fd))
+        }
+        Err(error) => {
+            tracing::debug!(%error, "no shared argument area for the session");
+            None
+        }
+    };
     let spec = WorkerSpec {
         program: lease.path().to_owned(),
         limit: config
@@ -184,6 +195,7 @@ async fn setup(
         start_timeout: config.worker_start_timeout,
         fingerprint: registry_fingerprint,
         memory_limit: config.worker_memory,
+        session_area,
     };
     let processes = start_workers(&spec, config.workers).await.map_err(refuse)?;
     writer.send(&Message::Ready { workers }).await?;

@@ -1,11 +1,12 @@
 //! A worker's view of its shared argument area: a memory file the node writes a large
 //! job's arguments into, so that they reach the worker without crossing the pipe.
 //!
-//! The node opens the area read-only for the worker and names the descriptor in
-//! [`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV). It writes one job's arguments at a time,
-//! only while the worker holds no other job, and never touches them again before the
-//! worker's reply: so the bytes a [`SharedJob`](super::SharedJob) points at stay put while
-//! the worker decodes them. The worker maps the file once and maps it again only when a
+//! The node opens each area read-only for the worker and names the descriptor in
+//! [`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV) (the worker's own area, which holds one
+//! job's arguments at a time) or [`SESSION_ARGS_ENV`](super::SESSION_ARGS_ENV) (the area
+//! the node decrypts large messages into). Either way the node never touches the bytes of
+//! a job before the worker's reply: so the bytes a [`SharedJob`](super::SharedJob) points
+//! at stay put while the worker decodes them. The worker maps the file once and maps it again only when a
 //! job lies beyond what it mapped.
 
 use std::fs::File;
@@ -21,14 +22,14 @@ pub(crate) struct SharedArgs {
 }
 
 impl SharedArgs {
-    /// The area named by the environment variable, which is removed; its descriptor is
+    /// The area named by the environment variable `var`, which is removed; its descriptor is
     /// made close-on-exec, so that programs a job starts do not inherit it. `None` when
     /// the node gave none or the descriptor is not open.
     ///
     /// Called before `main`, while the process has one thread (it changes the environment).
-    pub(crate) fn from_env() -> Option<Self> {
-        let value = std::env::var(super::SHARED_ARGS_ENV).ok()?;
-        std::env::remove_var(super::SHARED_ARGS_ENV);
+    pub(crate) fn from_env(var: &str) -> Option<Self> {
+        let value = std::env::var(var).ok()?;
+        std::env::remove_var(var);
         let fd: i32 = value.trim().parse().ok().filter(|&fd| fd > 2)?;
         // SAFETY: fcntl on a descriptor number only queries or sets its flags; a number
         // that is not open gives -1 and is not used.

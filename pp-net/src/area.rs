@@ -1,13 +1,14 @@
-//! A worker's shared argument area, on the node's side: a memory file (Linux `memfd`) the
-//! node writes a large job's arguments into, and the worker maps read-only, so that the
-//! arguments do not cross the pipe (one copy in place of a write and a read through a pipe
-//! the kernel serialises).
+//! Shared argument areas, on the node's side: memory files (Linux `memfd`) the node writes
+//! and its workers map read-only, so that large arguments do not cross the worker's pipe
+//! (which the kernel serialises: a write and a read, one after the other).
 //!
-//! The area holds one job's arguments at a time: the pump writes a job there only while
-//! the worker holds no other job from the area, and the bytes stay put until its reply.
-//! Once the area has been unused for [`KEEP_FOR`], its pages are given back at the next job
-//! written to that worker. Elsewhere than Linux there is no area and every job goes through
-//! the pipe.
+//! Two kinds, one type: each worker has an area of its own, which holds one job's
+//! arguments at a time (the pump copies a job there only while the worker holds no other
+//! job from it, and the bytes stay put until its reply; once unused for [`KEEP_FOR`], its
+//! pages are given back at the next job written to that worker); and each session has one
+//! its reader decrypts large messages into, so that their arguments are in shared memory
+//! from the start (see `SecureReader::set_shared_area`). Elsewhere than Linux there are
+//! none, and every job goes through the pipe.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -23,7 +24,7 @@ pub(crate) const KEEP_FOR: Duration = Duration::from_secs(2);
 /// remap it each time.
 const GROWTH: usize = 1 << 20;
 
-/// One worker's argument area.
+/// One shared argument area: a memory file and the node's writable mapping of it.
 #[derive(Debug)]
 pub(crate) struct SharedArgs {
     file: File,
@@ -35,9 +36,11 @@ pub(crate) struct SharedArgs {
     used: Option<Instant>,
 }
 
-// SAFETY: the mapping is owned by this value alone (like a `Vec`'s buffer) and only
-// reached through `&mut self`.
+// SAFETY: the mapping is owned by this value alone (like a `Vec`'s buffer): written only
+// through `&mut self`, read through `&self`.
 unsafe impl Send for SharedArgs {}
+// SAFETY: as for `Send`; `&self` only reads.
+unsafe impl Sync for SharedArgs {}
 
 impl SharedArgs {
     /// A new, empty area, and the read-only descriptor to hand to the worker (it must be
@@ -83,25 +86,57 @@ impl SharedArgs {
     /// # Errors
     /// The area cannot grow (out of memory or address space); it is then as before.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> std::io::Result<u64> {
-        if bytes.len() > self.len {
-            self.grow(bytes.len())?;
-        }
-        // SAFETY: the mapping is writable and at least `bytes.len()` long (above), and
-        // `bytes` cannot lie in it: nothing else reads from or lends out this mapping.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map, bytes.len()) };
-        self.used = Some(Instant::now());
+        self.reserve(bytes.len())?;
+        self.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
         Ok(0)
     }
 
-    /// Gives the area's pages back if it has not been written for [`KEEP_FOR`]. Only
-    /// while the worker holds no job from the area: its mapping then has nothing to read.
+    /// Makes the area at least `len` bytes long (its old bytes kept) and counts it as used
+    /// now.
+    ///
+    /// # Errors
+    /// The area cannot grow (out of memory or address space); it is then as before.
+    pub(crate) fn reserve(&mut self, len: usize) -> std::io::Result<()> {
+        if len > self.len {
+            self.grow(len)?;
+        }
+        self.used = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The whole area as mapped (zeros where nothing was written).
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        if self.map.is_null() {
+            return &[];
+        }
+        // SAFETY: `map` is a live mapping of `len` bytes owned by `self`; writes need
+        // `&mut self`.
+        unsafe { std::slice::from_raw_parts(self.map, self.len) }
+    }
+
+    /// The whole area, writable.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        if self.map.is_null() {
+            return &mut [];
+        }
+        // SAFETY: as `as_slice`, borrowed mutably through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.map, self.len) }
+    }
+
+    /// Gives the area's pages back if it has not been used for [`KEEP_FOR`]. Only while
+    /// no worker reads a job from the area: their mappings then have nothing to read.
     pub(crate) fn release_if_unused(&mut self) {
         if self.used.is_some_and(|used| used.elapsed() > KEEP_FOR) {
-            self.unmap();
-            self.used = None;
-            if let Err(error) = self.file.set_len(0) {
-                tracing::debug!(%error, "cannot empty a shared argument area");
-            }
+            self.release();
+        }
+    }
+
+    /// Gives the area's pages back now (same condition as `release_if_unused`).
+    pub(crate) fn release(&mut self) {
+        self.unmap();
+        self.used = None;
+        if let Err(error) = self.file.set_len(0) {
+            tracing::debug!(%error, "cannot empty a shared argument area");
         }
     }
 
@@ -109,7 +144,8 @@ impl SharedArgs {
         let len = needed
             .checked_next_multiple_of(GROWTH)
             .ok_or_else(|| std::io::Error::other("the arguments are larger than memory"))?;
-        self.unmap();
+        // The file grows first and the old mapping goes only once the new one exists, so
+        // that a failure leaves the area as it was (a longer file is harmless).
         self.file.set_len(len as u64)?;
         #[cfg(unix)]
         {
@@ -127,10 +163,9 @@ impl SharedArgs {
                 )
             };
             if map == libc::MAP_FAILED {
-                let error = std::io::Error::last_os_error();
-                let _ = self.file.set_len(0);
-                return Err(error);
+                return Err(std::io::Error::last_os_error());
             }
+            self.unmap();
             self.map = map.cast();
             self.len = len;
             Ok(())
@@ -148,6 +183,20 @@ impl SharedArgs {
         }
         self.map = std::ptr::null_mut();
         self.len = 0;
+    }
+}
+
+/// A session's area is a reader's plaintext buffer for large messages: it is made long
+/// enough for the whole frame before the frame is opened (`SecureReader::prepare_buffers`),
+/// and grows here only if that failed.
+impl crate::frame::PlainOut for SharedArgs {
+    fn reserve_message(&mut self, _room: usize) {}
+
+    fn writable(&mut self, end: usize) -> Result<&mut [u8], &'static str> {
+        if end > self.len && self.reserve(end).is_err() {
+            return Err("the shared argument area cannot hold the message");
+        }
+        Ok(self.as_mut_slice())
     }
 }
 
