@@ -26,7 +26,7 @@ const GROWTH: usize = 1 << 20;
 
 /// One shared argument area: a memory file and the node's writable mapping of it.
 #[derive(Debug)]
-pub(crate) struct SharedArgs {
+pub(crate) struct SharedArea {
     file: File,
     /// The node's writable mapping of the whole file: start and length (null and 0 when
     /// the file is empty).
@@ -38,11 +38,11 @@ pub(crate) struct SharedArgs {
 
 // SAFETY: the mapping is owned by this value alone (like a `Vec`'s buffer): written only
 // through `&mut self`, read through `&self`.
-unsafe impl Send for SharedArgs {}
+unsafe impl Send for SharedArea {}
 // SAFETY: as for `Send`; `&self` only reads.
-unsafe impl Sync for SharedArgs {}
+unsafe impl Sync for SharedArea {}
 
-impl SharedArgs {
+impl SharedArea {
     /// A new, empty area, and the read-only descriptor to hand to the worker (it must be
     /// inherited by the worker and nothing else: it is close-on-exec).
     ///
@@ -63,7 +63,7 @@ impl SharedArgs {
         // The worker's own descriptor is opened read-only, so it cannot map the area
         // writable: the node's bytes are the node's.
         let worker = File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-        let area = SharedArgs {
+        let area = SharedArea {
             file,
             map: std::ptr::null_mut(),
             len: 0,
@@ -189,7 +189,7 @@ impl SharedArgs {
 /// A session's area is a reader's plaintext buffer for large messages: it is made long
 /// enough for the whole frame before the frame is opened (`SecureReader::prepare_buffers`),
 /// and grows here only if that failed.
-impl crate::frame::PlainOut for SharedArgs {
+impl crate::frame::PlainOut for SharedArea {
     fn reserve_message(&mut self, _room: usize) {}
 
     fn writable(&mut self, end: usize) -> Result<&mut [u8], &'static str> {
@@ -200,7 +200,7 @@ impl crate::frame::PlainOut for SharedArgs {
     }
 }
 
-impl Drop for SharedArgs {
+impl Drop for SharedArea {
     fn drop(&mut self) {
         self.unmap();
     }
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn the_worker_sees_what_the_node_wrote_and_cannot_write_it() {
-        let (mut area, worker) = SharedArgs::create().unwrap();
+        let (mut area, worker) = SharedArea::create().unwrap();
         let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: u32| (i % 251) as u8).collect();
         assert_eq!(area.write(&big).unwrap(), 0);
         let seen = contents(&worker);
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn an_unused_area_gives_its_pages_back() {
-        let (mut area, worker) = SharedArgs::create().unwrap();
+        let (mut area, worker) = SharedArea::create().unwrap();
         area.write(&[1; 100]).unwrap();
         area.release_if_unused();
         assert_eq!(contents(&worker).len(), GROWTH, "just used: kept");

@@ -55,6 +55,8 @@ pub mod preamble;
 pub mod program;
 mod secure;
 mod shared;
+#[cfg(test)]
+mod test_channel;
 
 pub use config::{ChannelConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE};
 pub use error::{NetError, Peer};

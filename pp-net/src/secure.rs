@@ -12,7 +12,7 @@ use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::area::SharedArgs;
+use crate::area::SharedArea;
 use crate::config::ChannelConfig;
 use crate::error::{NetError, Peer};
 use crate::frame::{self, Opener, Sealer, FRAME_HEADER};
@@ -113,7 +113,7 @@ pub struct SecureReader<R = OwnedReadHalf> {
     /// large message once nothing else holds it.
     lent: Option<Arc<Buffer>>,
     /// The session's shared argument area, when it is free (see `set_shared_area`).
-    area: Option<SharedArgs>,
+    area: Option<SharedArea>,
     /// The current frame (or the last message) is in `area`, not in `plain`.
     area_current: bool,
     /// The area, lent with a large message by `recv_plaintext`.
@@ -176,7 +176,7 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// then on it decrypts large messages into it whenever no job of an earlier message
     /// still holds it, and `recv_plaintext` hands them out there, so that a job's arguments
     /// are where its worker can map them.
-    pub(crate) fn set_shared_area(&mut self, area: SharedArgs) {
+    pub(crate) fn set_shared_area(&mut self, area: SharedArea) {
         self.area = Some(area);
     }
 
@@ -574,8 +574,7 @@ impl<W> std::fmt::Debug for SecureWriter<W> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::{accept_server, connect_client, JobRequest, Secret};
-    use tokio::net::{TcpListener, TcpStream};
+    use crate::JobRequest;
 
     fn submit(job_id: u64, len: usize) -> Message {
         Message::Submit {
@@ -598,17 +597,8 @@ mod tests {
 
     #[tokio::test]
     async fn large_messages_land_in_the_shared_area_while_it_is_free_and_on_the_heap_otherwise() {
-        let secret = Secret::new("a secret for the reader's own tests").unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let config = ChannelConfig::default();
-        let (client, node) = tokio::join!(
-            connect_client(client.unwrap(), &secret, config),
-            accept_server(accepted.unwrap().0, &secret, config),
-        );
-        let ((_, mut to_node), (mut from_client, _)) = (client.unwrap(), node.unwrap());
-        let (area, _worker_fd) = SharedArgs::create().unwrap();
+        let ((_, mut to_node), (mut from_client, _)) = crate::test_channel::connected().await;
+        let (area, _worker_fd) = SharedArea::create().unwrap();
         from_client.set_shared_area(area);
 
         let expected = |message: &Message| match message {

@@ -5,7 +5,7 @@
 use std::ops::{Deref, Range};
 use std::sync::Arc;
 
-use crate::area::SharedArgs;
+use crate::area::SharedArea;
 
 /// A received message's buffer: on the heap, or a session's shared argument area (which
 /// the session's workers map).
@@ -14,7 +14,7 @@ pub(crate) enum Buffer {
     /// A vector of the reader's.
     Heap(Vec<u8>),
     /// The session's shared argument area.
-    Area(SharedArgs),
+    Area(SharedArea),
 }
 
 impl Default for Buffer {

@@ -17,7 +17,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::queued::QueuedJob;
 use super::sys;
-use crate::area::{SharedArgs, SHARED_ABOVE};
+use crate::area::{SharedArea, SHARED_ABOVE};
 use crate::shared::SharedBytes;
 
 /// How long a worker that closed its pipe has to exit before it is killed.
@@ -57,7 +57,7 @@ pub(crate) struct WorkerProcess {
     pid: u32,
     limit: u32,
     /// Where large arguments go instead of the pipe; `None` where the system has none.
-    shared: Option<SharedArgs>,
+    shared: Option<SharedArea>,
     /// Whether the worker maps the session's shared argument area.
     session_area: bool,
 }
@@ -218,7 +218,7 @@ impl JobEncoder {
 pub(crate) struct JobWriter<'a> {
     stdin: &'a mut ChildStdin,
     gathered: Vec<u8>,
-    shared: Option<&'a mut SharedArgs>,
+    shared: Option<&'a mut SharedArea>,
     session_area: bool,
     limit: u32,
 }
@@ -337,10 +337,10 @@ impl ReplyReader<'_> {
 
 /// Starts the program, with a shared argument area where the system has one, retrying a
 /// few times while the just-written file is "busy".
-async fn spawn(spec: &WorkerSpec) -> std::io::Result<(Child, Option<SharedArgs>)> {
+async fn spawn(spec: &WorkerSpec) -> std::io::Result<(Child, Option<SharedArea>)> {
     let mut attempt = 0;
     loop {
-        let shared = match SharedArgs::create() {
+        let shared = match SharedArea::create() {
             Ok(created) => Some(created),
             Err(error) => {
                 tracing::debug!(%error, "no shared argument area: all arguments go through the pipe");

@@ -313,8 +313,7 @@ fn reply_size(reply: &JobReply) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{accept_server, connect_client, ChannelConfig, JobRequest, Secret};
-    use tokio::net::{TcpListener, TcpStream};
+    use crate::{ChannelConfig, JobRequest};
 
     const WAIT: Duration = Duration::from_secs(20);
 
@@ -340,16 +339,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_waiting_for_room_in_a_full_queue_still_shows_it_is_alive() {
-        let secret = Secret::new("a secret for the relay's own tests").unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let config = ChannelConfig::default();
-        let (client, node) = tokio::join!(
-            connect_client(client.unwrap(), &secret, config),
-            accept_server(accepted.unwrap().0, &secret, config),
-        );
-        let ((_, mut to_node), (from_client, _)) = (client.unwrap(), node.unwrap());
+        let ((_, mut to_node), (from_client, _)) = crate::test_channel::connected().await;
 
         // Room for one job: the second of the batch stops the reader.
         let (jobs, mut queue) = mpsc::channel(1);

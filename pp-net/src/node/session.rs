@@ -176,7 +176,7 @@ async fn setup(
         }
     };
     // The area the reader decrypts large messages into, mapped by every worker.
-    let session_area = match crate::area::SharedArgs::create() {
+    let session_area = match crate::area::SharedArea::create() {
         Ok((area, worker_fd)) => {
             reader.set_shared_area(area);
             Some(Arc::new(worker_fd))
