@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use pp_runtime::worker::{self, WorkerJob, WorkerReply};
+use pp_runtime::worker::{self, WorkerInput, WorkerReply};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,7 +50,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // Whatever the bytes, the registry answers: a result or an error, never a panic.
     let _ = registry.invoke(task, None, args);
     let limit = 1 << 20;
-    let _ = worker::decode_body::<WorkerJob>(data, "job", limit);
+    let _ = worker::decode_body::<WorkerInput>(data, "job", limit);
     let _ = worker::decode_body::<WorkerReply>(data, "reply", limit);
+    // The worker's own loop, fed the bytes as its pipe (with no shared area, a job that
+    // points into one must fail by name, not fault).
+    let _ = worker::run_worker(data, std::io::sink(), limit);
     pp_net::fuzzing::message(data);
 });
