@@ -51,6 +51,32 @@ fn abort_worker() -> u64 {
     std::process::abort()
 }
 
+/// The bytes reversed, each rotated by 3 bits: a byte vector both ways.
+#[pp::parallel]
+fn reversed(bytes: Vec<u8>) -> Vec<u8> {
+    bytes.into_iter().rev().map(|b| b.rotate_left(3)).collect()
+}
+
+#[test]
+fn large_byte_vectors_go_to_a_node_and_back_exactly() {
+    let node = Node::start(1, &[]);
+    let server = cluster(&[&node], SECRET, 0);
+    for len in [5 << 20, 0, 3, (2 << 20) + 1] {
+        let bytes: Vec<u8> = (0..len).map(|i: usize| (i ^ (i >> 11)) as u8).collect();
+        let expected: Vec<u8> = bytes.iter().rev().map(|b| b.rotate_left(3)).collect();
+        let back = server
+            .submit(reversed, (bytes,))
+            .result()
+            .expect("remote job");
+        assert!(back == expected, "{len} bytes came back different");
+    }
+    assert_eq!(
+        jobs_of(&server, &node.addr.to_string()),
+        4,
+        "all on the node"
+    );
+}
+
 #[test]
 fn every_example_runs_on_two_nodes_with_exact_results() {
     let (a, b) = (Node::start(2, &[]), Node::start(2, &[]));

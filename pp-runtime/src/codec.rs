@@ -5,6 +5,8 @@
 //! bounded: a length that claims more than [`DEFAULT_DECODE_LIMIT`] bytes is an error before
 //! any memory is reserved for it. Nothing else in pp calls bincode.
 
+use std::any::{Any, TypeId};
+
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -75,13 +77,86 @@ pub fn decode_borrowed<'a, T: Deserialize<'a>>(
         .map_err(|e| CodecError(format!("cannot decode {}: {e}", std::any::type_name::<T>())))
 }
 
+/// [`encode`] for a job's arguments or result: a `Vec<u8>` result, or a `Vec<u8>` that is
+/// a job's only argument, goes as one length and one copy instead of a serde call per
+/// byte. The bytes are the same as [`encode`]'s.
+pub(crate) fn encode_payload<T: Serialize + 'static>(value: &T) -> Result<Vec<u8>, CodecError> {
+    match byte_vector(value) {
+        Some(bytes) => encode_byte_vector(bytes),
+        None => encode(value),
+    }
+}
+
+/// [`decode`] for what [`encode_payload`] wrote: same checks, same errors' meaning.
+pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, CodecError> {
+    let wanted = TypeId::of::<T>();
+    let block: Box<dyn Any> = if wanted == TypeId::of::<Vec<u8>>() {
+        Box::new(decode_byte_vector::<T>(bytes)?)
+    } else if wanted == TypeId::of::<(Vec<u8>,)>() {
+        Box::new((decode_byte_vector::<T>(bytes)?,))
+    } else {
+        return decode(bytes);
+    };
+    match block.downcast::<T>() {
+        Ok(value) => Ok(*value),
+        // The type ids matched above, so this does not happen; the general path would
+        // still give the right value.
+        Err(_) => decode(bytes),
+    }
+}
+
+/// The byte vector `value` is, or holds as a one-element tuple.
+fn byte_vector<T: 'static>(value: &T) -> Option<&Vec<u8>> {
+    let value = value as &dyn Any;
+    value
+        .downcast_ref::<Vec<u8>>()
+        .or_else(|| value.downcast_ref::<(Vec<u8>,)>().map(|(bytes,)| bytes))
+}
+
+fn encode_byte_vector(bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let len = bytes.len() as u64;
+    if len > DEFAULT_DECODE_LIMIT - 8 {
+        return Err(CodecError(format!(
+            "cannot encode value: {len} bytes are above the limit of {DEFAULT_DECODE_LIMIT}"
+        )));
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+    Ok(out)
+}
+
+/// A `u64` length and exactly that many bytes; `T` names the decoded type in errors.
+fn decode_byte_vector<T>(bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let error = |what: &str| {
+        CodecError(format!(
+            "cannot decode {}: {what}",
+            std::any::type_name::<T>()
+        ))
+    };
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(error("the length is cut short"));
+    };
+    let len = u64::from_le_bytes(*len);
+    if len > DEFAULT_DECODE_LIMIT - 8 {
+        return Err(error("the length is above the limit"));
+    }
+    match (rest.len() as u64).cmp(&len) {
+        std::cmp::Ordering::Less => Err(error("the bytes are cut short")),
+        std::cmp::Ordering::Greater => Err(error("trailing bytes after the value")),
+        std::cmp::Ordering::Equal => Ok(rest.to_vec()),
+    }
+}
+
 /// Byte vectors as one length and one copy, for `#[serde(with = "pp::codec::bytes")]` on a
 /// `Vec<u8>` field.
 ///
 /// On the wire this is exactly what a plain `Vec<u8>` gives (a `u64` length, then the
 /// bytes); it only spares serde a call per byte, which makes megabyte payloads several times
-/// faster to encode and decode. pp's own messages use it for arguments and results; use it
-/// on large byte fields of your job arguments too.
+/// faster to encode and decode. pp's own messages use it for arguments and results, and a
+/// task whose only argument or whose result is a `Vec<u8>` gets the same without asking;
+/// use it on large byte fields of your job arguments too (in a struct, or beside other
+/// arguments).
 ///
 /// # Examples
 /// ```
@@ -178,6 +253,41 @@ mod tests {
         let mut bytes = (1u64 << 60).to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0; 8]);
         assert!(decode::<Vec<u8>>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_lone_byte_vector_travels_as_one_block_with_the_same_bytes_and_checks() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let alone = encode_payload(&bytes).unwrap();
+        assert_eq!(alone, encode(&bytes).unwrap());
+        assert_eq!(encode_payload(&(bytes.clone(),)).unwrap(), alone);
+        assert_eq!(decode_payload::<Vec<u8>>(&alone).unwrap(), bytes);
+        assert_eq!(
+            decode_payload::<(Vec<u8>,)>(&alone).unwrap(),
+            (bytes.clone(),)
+        );
+        // Other types keep the general path.
+        let pair = (bytes.clone(), 3u32);
+        assert_eq!(encode_payload(&pair).unwrap(), encode(&pair).unwrap());
+        assert_eq!(
+            decode_payload::<(Vec<u8>, u32)>(&encode(&pair).unwrap()).unwrap(),
+            pair
+        );
+
+        // The checks of the general path: cut, trailing, over the limit.
+        for bad in [&alone[..5], &alone[..alone.len() - 1]] {
+            assert!(decode::<Vec<u8>>(bad).is_err());
+            assert!(decode_payload::<Vec<u8>>(bad).is_err());
+        }
+        let mut trailing = alone.clone();
+        trailing.push(0);
+        assert!(decode::<(Vec<u8>,)>(&trailing).is_err());
+        let error = decode_payload::<(Vec<u8>,)>(&trailing).unwrap_err();
+        assert!(error.to_string().contains("trailing"), "{error}");
+        let mut bomb = (1u64 << 60).to_le_bytes().to_vec();
+        bomb.extend_from_slice(&[0; 8]);
+        assert!(decode_payload::<Vec<u8>>(&bomb).is_err());
+        assert!(decode_payload::<Vec<u8>>(&u64::MAX.to_le_bytes()).is_err());
     }
 
     #[test]

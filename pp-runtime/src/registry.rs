@@ -212,7 +212,7 @@ impl Registry {
 /// # Errors
 /// [`InvokeError::DecodeArgs`] or [`InvokeError::EncodeResult`]; panics propagate.
 pub fn invoke_typed<F: TaskFn>(task: Task<F>, args: &[u8]) -> Result<Vec<u8>, InvokeError> {
-    let args: F::Args = codec::decode(args).map_err(InvokeError::DecodeArgs)?;
+    let args: F::Args = codec::decode_payload(args).map_err(InvokeError::DecodeArgs)?;
     let output = task.function().call(args);
-    codec::encode(&output).map_err(InvokeError::EncodeResult)
+    codec::encode_payload(&output).map_err(InvokeError::EncodeResult)
 }

@@ -201,9 +201,9 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
 
     fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
         match &self.body {
-            Body::Owned { args, .. } => codec::encode(args),
+            Body::Owned { args, .. } => codec::encode_payload(args),
             Body::Shared(shared) => match &shared.parts().args {
-                Some(args) => codec::encode(args),
+                Some(args) => codec::encode_payload(args),
                 None => Err(CodecError::new(
                     "the job's arguments were taken by a local run",
                 )),
@@ -220,7 +220,7 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
         let task_id = || self.task.id().to_owned();
         let result = match outcome {
             RemoteOutcome::Ok(bytes) => {
-                codec::decode::<F::Output>(&bytes).map_err(|e| JobError::Remote {
+                codec::decode_payload::<F::Output>(&bytes).map_err(|e| JobError::Remote {
                     task: task_id(),
                     message: format!("cannot decode the result: {e}"),
                 })
