@@ -226,7 +226,9 @@ pub(crate) struct JobWriter<'a> {
 /// A job whose arguments wait in a shared argument area: its head for the pipe, and which
 /// area.
 pub(crate) struct Shared {
+    /// The whole frame body for the pipe: a `WorkerInput::Shared`.
     pub(crate) head: Vec<u8>,
+    /// The area that holds the arguments.
     pub(crate) area: ArgsArea,
 }
 
