@@ -81,14 +81,14 @@ impl SharedArea {
         ))
     }
 
-    /// Writes `bytes` at the start of the area, growing it if needed; returns their offset.
+    /// Writes `bytes` at the start of the area, growing it if needed.
     ///
     /// # Errors
     /// The area cannot grow (out of memory or address space); it is then as before.
-    pub(crate) fn write(&mut self, bytes: &[u8]) -> std::io::Result<u64> {
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.reserve(bytes.len())?;
         self.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
-        Ok(0)
+        Ok(())
     }
 
     /// Makes the area at least `len` bytes long (its old bytes kept) and counts it as used
@@ -223,7 +223,7 @@ mod tests {
     fn the_worker_sees_what_the_node_wrote_and_cannot_write_it() {
         let (mut area, worker) = SharedArea::create().unwrap();
         let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: u32| (i % 251) as u8).collect();
-        assert_eq!(area.write(&big).unwrap(), 0);
+        area.write(&big).unwrap();
         let seen = contents(&worker);
         assert_eq!(seen.len(), 4 << 20, "grown in whole steps");
         assert_eq!(&seen[..big.len()], &big[..]);

@@ -118,11 +118,11 @@ pub fn enter_worker_mode_if_requested() {
     let limit = frame_limit_from_env();
     #[cfg(unix)]
     let mut areas = [
-        shared_args::SharedArgs::from_env(SHARED_ARGS_ENV),
-        shared_args::SharedArgs::from_env(SESSION_ARGS_ENV),
+        SharedArea::from_env(SHARED_ARGS_ENV),
+        SharedArea::from_env(SESSION_ARGS_ENV),
     ];
     #[cfg(not(unix))]
-    let mut areas: [Option<NoSharedArgs>; 2] = [None, None];
+    let mut areas: [Option<SharedArea>; 2] = [None, None];
     let result = stdio::take().and_then(|(input, output)| serve(input, output, limit, &mut areas));
     let status = match result {
         Ok(()) => 0,
@@ -397,34 +397,21 @@ pub fn decode_body<T: DeserializeOwned>(
 /// # Errors
 /// An I/O error on either side, a frame above `limit`, a truncated or undecodable frame.
 pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<(), WorkerError> {
-    serve::<_, _, SharedArea>(input, output, limit, &mut [None, None])
+    serve(input, output, limit, &mut [None, None])
 }
 
-/// The shared argument area of this platform.
+/// The worker's view of a shared argument area on this platform.
 #[cfg(unix)]
 type SharedArea = shared_args::SharedArgs;
 #[cfg(not(unix))]
 type SharedArea = NoSharedArgs;
-
-/// Where a worker finds the arguments of a [`SharedJob`].
-trait AreaReader {
-    /// The `len` bytes at `offset`; why not, as a message for the job's failure.
-    fn bytes(&mut self, offset: u64, len: u64) -> Result<&[u8], String>;
-}
-
-#[cfg(unix)]
-impl AreaReader for shared_args::SharedArgs {
-    fn bytes(&mut self, offset: u64, len: u64) -> Result<&[u8], String> {
-        shared_args::SharedArgs::bytes(self, offset, len)
-    }
-}
 
 /// No shared argument area exists on this platform.
 #[cfg(not(unix))]
 enum NoSharedArgs {}
 
 #[cfg(not(unix))]
-impl AreaReader for NoSharedArgs {
+impl NoSharedArgs {
     fn bytes(&mut self, _: u64, _: u64) -> Result<&[u8], String> {
         match *self {}
     }
@@ -432,11 +419,11 @@ impl AreaReader for NoSharedArgs {
 
 /// [`run_worker`], with the shared argument areas the node gave ([`ArgsArea::Worker`],
 /// then [`ArgsArea::Session`]).
-fn serve<R: Read, W: Write, A: AreaReader>(
+fn serve<R: Read, W: Write>(
     input: R,
     output: W,
     limit: u32,
-    areas: &mut [Option<A>; 2],
+    areas: &mut [Option<SharedArea>; 2],
 ) -> Result<(), WorkerError> {
     let mut input = BufReader::new(input);
     let mut output = BufWriter::new(output);

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
 use pp_runtime::worker::{
     self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, MAX_FRAME_ENV,
     SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV, WORKER_PROTOCOL,
 };
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -249,10 +250,12 @@ impl JobWriter<'_> {
                 if len <= SHARED_ABOVE {
                     return None;
                 }
-                let written = shared.write(&job.args).map_err(|error| {
+                if let Err(error) = shared.write(&job.args) {
                     tracing::debug!(%error, len, "large arguments go through the pipe");
-                });
-                (ArgsArea::Worker, written.ok()?)
+                    return None;
+                }
+                // One job at a time: its arguments start the area.
+                (ArgsArea::Worker, 0)
             }
         };
         let head = worker::encode_shared_job(

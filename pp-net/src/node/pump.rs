@@ -218,7 +218,7 @@ struct Held {
     written: Instant,
     /// Its arguments wait in the worker's own shared argument area, which must stay as
     /// it is until the reply.
-    shared: bool,
+    in_worker_area: bool,
 }
 
 /// Streams jobs to `worker` and passes its replies on until the queue closes or the
@@ -236,6 +236,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
 
     let write = async {
         let mut bodies: Vec<(Vec<u8>, SharedBytes)> = Vec::new();
+        let mut staged: Vec<(QueuedJob, Option<Shared>)> = Vec::new();
         loop {
             let free = loop {
                 let free = pool.ahead().saturating_sub(lock().len());
@@ -256,25 +257,25 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             bodies.clear();
             // One job at a time in the shared argument area: a large job goes there only
             // while no job held by the worker is reading from it.
-            let mut area_free = !lock().iter().any(|held| held.shared);
+            let mut area_free = !lock().iter().any(|held| held.in_worker_area);
             if area_free {
                 jobs.release_shared_if_unused();
             }
-            let batch: Vec<(QueuedJob, Option<Shared>)> = batch
-                .into_iter()
-                .map(|request| {
-                    let shared = jobs.share(&request, area_free);
-                    if let Some(shared) = &shared {
-                        area_free &= shared.area != ArgsArea::Worker;
-                        Counters::bump(&pool.counters.shared_args);
-                    }
-                    (request, shared)
-                })
-                .collect();
+            // Arguments are copied into the worker's area here, outside the lock that the
+            // reply reader takes.
+            staged.clear();
+            staged.extend(batch.into_iter().map(|request| {
+                let shared = jobs.share(&request, area_free);
+                if let Some(shared) = &shared {
+                    area_free &= shared.area != ArgsArea::Worker;
+                    Counters::bump(&pool.counters.shared_args);
+                }
+                (request, shared)
+            }));
             {
                 let mut held = lock();
                 let now = Instant::now();
-                for (request, shared) in batch {
+                for (request, shared) in staged.drain(..) {
                     // Only the worker's own area must wait for the reply; the session's
                     // is kept whole by the job's hold on its message.
                     let in_worker_area =
@@ -291,7 +292,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
                             held.push_back(Held {
                                 request,
                                 written: now,
-                                shared: in_worker_area,
+                                in_worker_area,
                             });
                         }
                         Err(error) => pool.reply(
