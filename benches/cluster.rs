@@ -120,7 +120,16 @@ fn main() {
         tiny_jobs(&server, &echo);
     }
     if part("latency") {
-        one_job_alone(&server, &echo);
+        // A second client of the same node, whose lone jobs take the session's workers.
+        let no_lanes = pp::Server::builder()
+            .ppservers([node.addr.as_str()])
+            .secret(SECRET)
+            .ncpus(0)
+            .lanes(false)
+            .build()
+            .expect("cluster client without lanes");
+        no_lanes.submit(empty, ()).result().expect("warm-up job");
+        one_job_alone(&server, &no_lanes, &echo);
     }
     if part("big") || only == "blob" {
         big_argument(&server, only != "blob");
@@ -152,31 +161,41 @@ fn tiny_jobs(server: &pp::Server, echo: &str) {
     );
 }
 
-fn one_job_alone(server: &pp::Server, echo: &str) {
-    // Alternate one job and one echo round trip, so both see the same machine state.
+fn one_job_alone(server: &pp::Server, no_lanes: &pp::Server, echo: &str) {
+    // Alternate a job on each client and one echo round trip, so all see the same machine
+    // state.
     let mut echo_stream = TcpStream::connect(echo).expect("connect echo");
     echo_stream.set_nodelay(true).expect("nodelay");
-    let mut pp_lat: Vec<Duration> = Vec::new();
+    let mut lane_lat: Vec<Duration> = Vec::new();
+    let mut session_lat: Vec<Duration> = Vec::new();
     let mut echo_lat: Vec<Duration> = Vec::new();
-    for _ in 0..RUNS * LATENCY_SAMPLES {
+    let time = |server: &pp::Server| {
         let start = Instant::now();
         server.submit(empty, ()).result().expect("job");
-        pp_lat.push(start.elapsed());
+        start.elapsed()
+    };
+    for _ in 0..RUNS * LATENCY_SAMPLES {
+        lane_lat.push(time(server));
+        session_lat.push(time(no_lanes));
         echo_lat.push(echo_round_trip(&mut echo_stream));
     }
-    let (pp_med, echo_med) = (percentile(&mut pp_lat, 0.5), percentile(&mut echo_lat, 0.5));
-    let (pp_99, echo_99) = (
-        percentile(&mut pp_lat, 0.99),
-        percentile(&mut echo_lat, 0.99),
-    );
-    println!(
-        "| one job alone, median (p99) | {:.1} µs ({:.1} µs) | {:.1} µs ({:.1} µs) round trip | {:.2} |",
-        pp_med.as_secs_f64() * 1e6,
-        pp_99.as_secs_f64() * 1e6,
-        echo_med.as_secs_f64() * 1e6,
-        echo_99.as_secs_f64() * 1e6,
-        pp_med.as_secs_f64() / echo_med.as_secs_f64()
-    );
+    let echo_med = percentile(&mut echo_lat, 0.5);
+    let echo_99 = percentile(&mut echo_lat, 0.99);
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    for (what, lat) in [
+        ("on a lane (the default)", &mut lane_lat),
+        ("lanes off", &mut session_lat),
+    ] {
+        let (med, p99) = (percentile(lat, 0.5), percentile(lat, 0.99));
+        println!(
+            "| one job alone, {what}, median (p99) | {:.1} µs ({:.1} µs) | {:.1} µs ({:.1} µs) round trip | {:.2} |",
+            micros(med),
+            micros(p99),
+            micros(echo_med),
+            micros(echo_99),
+            med.as_secs_f64() / echo_med.as_secs_f64()
+        );
+    }
 }
 
 /// Both encodings of a 16 MiB argument; only the block one without `with_plain`.

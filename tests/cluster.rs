@@ -51,6 +51,113 @@ fn abort_worker() -> u64 {
     std::process::abort()
 }
 
+/// Which process ran the job.
+#[pp::parallel]
+fn worker_pid() -> u32 {
+    std::process::id()
+}
+
+/// The pid at the end of a node's log line `lane N of client ... open to worker pid P`.
+fn lane_pid(line: &str) -> u32 {
+    line.rsplit("pid ")
+        .next()
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
+/// The value of `key=` in a node's statistics line.
+fn stat(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+#[test]
+fn lone_jobs_take_a_lane_to_a_worker_of_their_own_and_a_crash_there_is_a_worker_crash() {
+    let node = Node::start(1, &[]);
+    let server = cluster(&[&node], SECRET, 0);
+    wait_connected(&server, &[&node]);
+    let lane = lane_pid(&node.log.wait_for("lane 1 of client"));
+    // The node has started the lane's worker; lone jobs take the session until the client
+    // has finished opening it.
+    let deadline = Instant::now() + WAIT;
+    let mut ran = 0;
+    loop {
+        let pid = server.submit(worker_pid, ()).result().expect("a lone job");
+        ran += 1;
+        if pid == lane {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lone job on the lane within {WAIT:?}"
+        );
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            server.submit(worker_pid, ()).result(),
+            Ok(lane),
+            "once open, every lone job takes the lane"
+        );
+    }
+    let batch: Vec<_> = (0..30u64).map(|i| server.submit(square, (i,))).collect();
+    for (i, job) in batch.into_iter().enumerate() {
+        assert_eq!(job.result(), Ok((i * i) as u64));
+    }
+    // A lone job that kills its worker on the lane fails as on the session's workers.
+    match server.submit(abort_worker, ()).result() {
+        Err(JobError::WorkerCrashed { task, message }) => {
+            assert!(task.ends_with("::abort_worker"), "{task}");
+            assert!(message.contains("signal"), "{message}");
+            assert!(message.contains("attempt 3"), "{message}");
+        }
+        other => panic!("expected a worker crash, got {other:?}"),
+    }
+    node.log
+        .wait_for(&format!("lane worker pid {lane} was killed by signal 6"));
+    assert_eq!(
+        server.submit(square, (7,)).result(),
+        Ok(49),
+        "the node still serves"
+    );
+    let stats = node.statistics();
+    assert_eq!(
+        stat(&stats, "worker_crashes"),
+        3,
+        "one per attempt: {stats}"
+    );
+    assert_eq!(
+        stat(&stats, "jobs"),
+        ran + 20 + 30 + 1,
+        "every job that ran counts once, on the lane or not: {stats}"
+    );
+    assert!(stat(&stats, "lanes") >= 1, "{stats}");
+}
+
+#[test]
+fn with_lanes_off_lone_jobs_take_the_session() {
+    let node = Node::start(1, &[]);
+    let server = Server::builder()
+        .ppservers([node.addr.to_string()])
+        .secret(SECRET)
+        .ncpus(0)
+        .fallback_wait(WAIT)
+        .lanes(false)
+        .build()
+        .expect("the cluster client starts");
+    let pids: Vec<u32> = (0..10)
+        .map(|_| server.submit(worker_pid, ()).result().expect("a lone job"))
+        .collect();
+    assert!(
+        pids.windows(2).all(|w| w[0] == w[1]),
+        "one worker: {pids:?}"
+    );
+    let stats = node.statistics();
+    assert_eq!(stat(&stats, "lanes"), 0, "{stats}");
+    assert_eq!(stat(&stats, "jobs"), 10, "{stats}");
+}
+
 /// The bytes reversed, each rotated by 3 bits: a byte vector both ways.
 #[pp::parallel]
 fn reversed(bytes: Vec<u8>) -> Vec<u8> {

@@ -384,14 +384,16 @@ fn a_killed_client_leaves_no_worker_processes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start the client process");
-    // The client's two workers run its 60 s jobs.
-    let workers = node.wait_children(2);
-    assert_eq!(workers.len(), 2);
+    // The client's two workers run its 60 s jobs, and the worker of its lane (opened at
+    // once, used by no job here) waits for one.
+    node.log.wait_for("lane 1 of client");
+    let workers = node.wait_children(3);
+    assert_eq!(workers.len(), 3);
     client.kill().expect("SIGKILL the client");
     let _ = client.wait();
     let left = node.wait_children(0);
     assert!(
         left.is_empty(),
-        "the node stopped the dead client's workers"
+        "the node stopped the dead client's workers, its lane's too"
     );
 }

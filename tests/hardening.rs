@@ -102,6 +102,7 @@ fn the_node_survives_the_table_of_bad_inputs_within_its_memory_bound() {
         ("a 4 GiB length prefix", four_gib_length_prefix),
         ("a wrong magic", wrong_magic),
         ("a wrong protocol version", wrong_protocol_version),
+        ("a lane that names no offer", lane_without_offer),
         ("a wrong secret", wrong_secret),
         ("a replayed handshake", replayed_handshake),
         ("a frame altered after the handshake", altered_frame),
@@ -197,7 +198,7 @@ fn wrong_magic(node: &Node) {
 }
 
 fn wrong_protocol_version(node: &Node) {
-    let answer = block_on(send_raw(node.addr, &pp_net::preamble::encode(2)));
+    let answer = block_on(send_raw(node.addr, &pp_net::preamble::encode(3)));
     // The node answers with its own version before hanging up, so that the client can name
     // both versions in its error; this is the error a client of version 2 reports.
     let answer: [u8; 8] = answer.try_into().expect("the node's 8-byte preamble");
@@ -208,8 +209,19 @@ fn wrong_protocol_version(node: &Node) {
     );
     let line = node
         .log
-        .wait_for("speaks pp protocol version 2, this build speaks version 1");
+        .wait_for("speaks pp protocol version 3, this build speaks version 2");
     assert!(line.contains("handshake with 127.0.0.1:"), "{line}");
+}
+
+fn lane_without_offer(node: &Node) {
+    // A lane's opening (preamble `PPLN`, the protocol version, then a lane id) naming a lane
+    // the node never offered, as a replayed or guessed id would.
+    let mut opening = pp_net::preamble::ours().to_vec();
+    opening[..4].copy_from_slice(b"PPLN");
+    opening.extend_from_slice(&[0x5A; 16]);
+    let answer = block_on(send_raw(node.addr, &opening));
+    assert!(answer.is_empty(), "no answer at all: {answer:?}");
+    node.log.wait_for("names no open lane offer");
 }
 
 fn wrong_secret(node: &Node) {

@@ -12,6 +12,7 @@
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Arguments above this size go through the area when the worker has one.
@@ -50,26 +51,33 @@ impl SharedArea {
     /// The system has no memory files, or refuses one.
     #[cfg(target_os = "linux")]
     pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
-        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::fd::AsRawFd;
+        let area = Self::memfd(c"pp-worker-args")?;
+        // The worker's own descriptor is opened read-only, so it cannot map the area
+        // writable: the node's bytes are the node's.
+        let worker = File::open(format!("/proc/self/fd/{}", area.file.as_raw_fd()))?;
+        Ok((area, worker.into()))
+    }
+
+    /// A new, empty memory file (close-on-exec) named `name`.
+    #[cfg(target_os = "linux")]
+    fn memfd(name: &std::ffi::CStr) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
         // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it
         // returns is checked, then owned by one `File`.
         let file = unsafe {
-            let fd = libc::memfd_create(c"pp-worker-args".as_ptr(), libc::MFD_CLOEXEC);
+            let fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
             if fd < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             File::from_raw_fd(fd)
         };
-        // The worker's own descriptor is opened read-only, so it cannot map the area
-        // writable: the node's bytes are the node's.
-        let worker = File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-        let area = SharedArea {
+        Ok(SharedArea {
             file,
             map: std::ptr::null_mut(),
             len: 0,
             used: None,
-        };
-        Ok((area, worker.into()))
+        })
     }
 
     /// No memory files here: the caller goes on without an area.
@@ -203,6 +211,42 @@ impl crate::frame::PlainOut for SharedArea {
 impl Drop for SharedArea {
     fn drop(&mut self) {
         self.unmap();
+    }
+}
+
+/// A count a lane worker keeps in memory the node can read: one `u64` at the start of a
+/// memory file that both map writable. The worker adds to it as it answers jobs (no system
+/// call, no wake-up of the node), and the count survives the worker's death.
+#[derive(Debug)]
+pub(crate) struct SharedCounter {
+    area: SharedArea,
+}
+
+impl SharedCounter {
+    /// A new counter at 0, and the writable descriptor to hand to the worker (it must be
+    /// inherited by the worker and nothing else: it is close-on-exec).
+    ///
+    /// # Errors
+    /// The system has no memory files, or refuses one.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
+        let mut area = SharedArea::memfd(c"pp-lane-count")?;
+        area.reserve(std::mem::size_of::<u64>())?;
+        let worker = area.file.try_clone()?;
+        Ok((SharedCounter { area }, worker.into()))
+    }
+
+    /// No memory files here: no counter.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
+        SharedArea::create().map(|(area, fd)| (SharedCounter { area }, fd))
+    }
+
+    /// The count now.
+    pub(crate) fn get(&self) -> u64 {
+        // SAFETY: the mapping is live, page-aligned and at least 8 bytes long (reserved at
+        // creation, never released); the worker only changes it with atomic operations.
+        unsafe { AtomicU64::from_ptr(self.area.map.cast::<u64>()) }.load(Ordering::Acquire)
     }
 }
 

@@ -37,6 +37,9 @@ pub(crate) const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
 /// Domain separation for the PSK, so the same secret used elsewhere gives another key.
 const PSK_CONTEXT: &[u8] = b"pp-net psk v1\0";
 
+/// Domain separation for a lane's PSK, derived from the lane's key (see the `lane` module).
+const LANE_PSK_CONTEXT: &[u8] = b"pp-net lane psk v1\0";
+
 /// Largest handshake message accepted (they are 48 bytes in this pattern).
 const MAX_HANDSHAKE_MESSAGE: usize = 1024;
 
@@ -73,6 +76,17 @@ impl Secret {
 }
 
 impl Secret {
+    /// The secret of one lane, derived from its random `key`:
+    /// `SHA-256("pp-net lane psk v1\0" || key)`.
+    pub(crate) fn for_lane(key: &[u8; 32]) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(LANE_PSK_CONTEXT);
+        hash.update(key);
+        Secret {
+            psk: hash.finalize().into(),
+        }
+    }
+
     /// The derived key, for the fuzzing harnesses that play a genuine client.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn psk(&self) -> &[u8; 32] {
@@ -138,13 +152,13 @@ where
         "server",
         peer,
         config,
-        server_steps(reader, writer, peer, secret, config),
+        server_steps(reader, writer, peer, secret, config, None),
     )
     .await
 }
 
 /// Runs one side's handshake `steps` within the configured timeout, and logs the outcome.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     side: &str,
     peer: Peer,
     config: ChannelConfig,
@@ -182,9 +196,32 @@ where
     preamble::write(&mut writer, peer).await?;
     let theirs = preamble::read(&mut reader, peer).await?;
     preamble::check(peer, &theirs)?;
+    initiate(
+        reader,
+        writer,
+        peer,
+        secret,
+        config,
+        &concat(&ours, &theirs),
+    )
+    .await
+}
 
-    let prologue = concat(&ours, &theirs);
-    let mut noise = builder(peer, secret, &prologue)?
+/// The initiator's Noise steps, once the preambles (or what stands for them, `prologue`)
+/// are exchanged: message 1, message 2, confirmation.
+pub(crate) async fn initiate<R, W>(
+    mut reader: R,
+    mut writer: W,
+    peer: Peer,
+    secret: &Secret,
+    config: ChannelConfig,
+    prologue: &[u8],
+) -> Result<(SecureReader<R>, SecureWriter<W>), NetError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut noise = builder(peer, secret, prologue)?
         .build_initiator()
         .map_err(|e| NetError::crypto(peer, &e))?;
     let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
@@ -228,24 +265,45 @@ where
     Ok((reader, writer))
 }
 
-async fn server_steps<R, W>(
+/// The server's steps; `theirs` is the client's preamble when the caller read it already.
+pub(crate) async fn server_steps<R, W>(
     mut reader: R,
     mut writer: W,
     peer: Peer,
     secret: &Secret,
     config: ChannelConfig,
+    theirs: Option<[u8; PREAMBLE_LEN]>,
 ) -> Result<(SecureReader<R>, SecureWriter<W>), NetError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let theirs = preamble::read(&mut reader, peer).await?;
+    let theirs = match theirs {
+        Some(theirs) => theirs,
+        None => preamble::read(&mut reader, peer).await?,
+    };
     // Answer even a wrong preamble, so the client can report both versions; then give up.
     preamble::write(&mut writer, peer).await?;
     preamble::check(peer, &theirs)?;
-
     let prologue = concat(&theirs, &preamble::ours());
-    let mut noise = builder(peer, secret, &prologue)?
+    respond(reader, writer, peer, secret, config, &prologue).await
+}
+
+/// The responder's Noise steps, once the preambles (or what stands for them, `prologue`)
+/// are exchanged: message 1, message 2, and the client's confirmation.
+pub(crate) async fn respond<R, W>(
+    mut reader: R,
+    mut writer: W,
+    peer: Peer,
+    secret: &Secret,
+    config: ChannelConfig,
+    prologue: &[u8],
+) -> Result<(SecureReader<R>, SecureWriter<W>), NetError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut noise = builder(peer, secret, prologue)?
         .build_responder()
         .map_err(|e| NetError::crypto(peer, &e))?;
     let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];

@@ -49,6 +49,7 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+mod lane;
 mod message;
 pub mod node;
 pub mod preamble;
@@ -72,6 +73,7 @@ use tokio::net::TcpStream;
 pub static HOOKS: pp_runtime::remote::ProgramHooks = pp_runtime::remote::ProgramHooks {
     connect: client::connect,
     worker_hook: &pp_runtime::worker::WORKER_HOOK,
+    serve_lane: lane::serve,
 };
 
 /// Connects as a client on an open TCP connection: preamble, handshake, confirmation.
@@ -104,6 +106,20 @@ pub async fn accept_server(
     let peer = prepare(&stream)?;
     let (reader, writer) = stream.into_split();
     server_handshake(reader, writer, peer, secret, config).await
+}
+
+/// As [`accept_server`], for a connection whose preamble the node read already (to tell a
+/// session from a lane).
+pub(crate) async fn accept_server_after(
+    stream: TcpStream,
+    theirs: [u8; preamble::PREAMBLE_LEN],
+    secret: &Secret,
+    config: ChannelConfig,
+) -> Result<(SecureReader, SecureWriter), NetError> {
+    let peer = prepare(&stream)?;
+    let (reader, writer) = stream.into_split();
+    let steps = handshake::server_steps(reader, writer, peer, secret, config, Some(theirs));
+    handshake::bounded("server", peer, config, steps).await
 }
 
 fn prepare(stream: &TcpStream) -> Result<Peer, NetError> {

@@ -1,4 +1,4 @@
-//! The vocabulary of protocol version 1: every message a client and a node exchange.
+//! The vocabulary of protocol version 2: every message a client and a node exchange.
 //!
 //! Messages are encoded by `pp_runtime::codec` (bincode 1, fixed-width little-endian): an
 //! enum is a `u32` variant index followed by its fields in order, a `String` or byte vector
@@ -18,7 +18,7 @@
 use pp_runtime::worker::{JobHead, JobView};
 use serde::{Deserialize, Serialize};
 
-/// One message of protocol version 1.
+/// One message of protocol version 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Client to node, first: which program the client is, so the node can run it.
@@ -82,6 +82,26 @@ pub enum Message {
         /// Why, for the client's log.
         reason: String,
     },
+    /// Client to node, once jobs flow: please open a lane (a direct connection to a worker
+    /// of this session, for lone jobs). Answered with [`Message::LaneOffer`], or not at all
+    /// by a node that has no lanes.
+    LaneRequest,
+    /// Node to client: the key of a lane the client may open now (see the `lane` module).
+    LaneOffer {
+        /// The lane's number in this session, as [`Message::LaneEnded`] names it.
+        lane: u32,
+        /// The lane's key: its handshake proves both ends hold it.
+        key: [u8; 32],
+    },
+    /// Node to client: the worker process of a lane ended; a job it held failed.
+    LaneEnded {
+        /// The lane's number (from [`Message::LaneOffer`]).
+        lane: u32,
+        /// Whether the process died (a signal, a failure status) rather than ended.
+        crashed: bool,
+        /// How it ended, as the node saw it ("worker pid 7 was killed by signal 6").
+        reason: String,
+    },
 }
 
 impl Message {
@@ -98,6 +118,9 @@ impl Message {
             Message::Heartbeat { .. } => "`Heartbeat`",
             Message::HeartbeatAck { .. } => "`HeartbeatAck`",
             Message::Refused { .. } => "`Refused`",
+            Message::LaneRequest => "`LaneRequest`",
+            Message::LaneOffer { .. } => "`LaneOffer`",
+            Message::LaneEnded { .. } => "`LaneEnded`",
         }
     }
 }
@@ -313,6 +336,31 @@ mod tests {
     }
 
     #[test]
+    fn golden_lane_messages() {
+        golden(&Message::LaneRequest, &[10, 0, 0, 0]);
+        let mut offer = vec![11, 0, 0, 0, 3, 0, 0, 0];
+        offer.extend(1..=32u8);
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8 + 1);
+        golden(&Message::LaneOffer { lane: 3, key }, &offer);
+        #[rustfmt::skip]
+        let ended = [
+            12, 0, 0, 0,                        // variant LaneEnded
+            3, 0, 0, 0,                         // lane
+            1,                                  // crashed
+            2, 0, 0, 0, 0, 0, 0, 0,             // reason.len()
+            b'n', b'o',                         // reason
+        ];
+        golden(
+            &Message::LaneEnded {
+                lane: 3,
+                crashed: true,
+                reason: "no".into(),
+            },
+            &ended,
+        );
+    }
+
+    #[test]
     fn golden_submit() {
         let message = Message::Submit {
             jobs: vec![JobRequest {
@@ -405,7 +453,7 @@ mod tests {
 
     #[test]
     fn unknown_variant_and_bombs_are_errors() {
-        assert!(decode::<Message>(&[10, 0, 0, 0]).is_err());
+        assert!(decode::<Message>(&[13, 0, 0, 0]).is_err());
         // An UploadChunk claiming 2^60 bytes.
         let mut bomb = vec![2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         bomb.extend_from_slice(&(1u64 << 60).to_le_bytes());

@@ -14,7 +14,7 @@ use crate::error::{NetError, Peer};
 pub const MAGIC: [u8; 4] = *b"PPRS";
 
 /// The version of the wire protocol this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Length of a preamble in bytes.
 pub const PREAMBLE_LEN: usize = 8;
@@ -85,23 +85,23 @@ mod tests {
 
     #[test]
     fn layout_is_pinned() {
-        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 1, 0, 0, 0]);
+        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 2, 0, 0, 0]);
     }
 
     #[test]
     fn mismatch_names_both_versions() {
-        let err = check(Peer(None), &encode(2)).unwrap_err();
+        let err = check(Peer(None), &encode(3)).unwrap_err();
         assert!(matches!(
             err,
             NetError::VersionMismatch {
-                ours: 1,
-                theirs: 2,
+                ours: 2,
+                theirs: 3,
                 ..
             }
         ));
         assert!(err
             .to_string()
-            .contains("speaks pp protocol version 2, this build speaks version 1"));
+            .contains("speaks pp protocol version 3, this build speaks version 2"));
     }
 
     #[test]

@@ -68,6 +68,16 @@ fn every_message() -> Vec<Message> {
         Message::Refused {
             reason: "cannot run x86_64 programs".into(),
         },
+        Message::LaneRequest,
+        Message::LaneOffer {
+            lane: 7,
+            key: [0xA5; 32],
+        },
+        Message::LaneEnded {
+            lane: 7,
+            crashed: true,
+            reason: "worker pid 9 was killed by signal 6 (SIGABRT)".into(),
+        },
     ]
 }
 
@@ -83,6 +93,9 @@ fn kind(message: &Message) -> usize {
         Message::Heartbeat { .. } => 7,
         Message::HeartbeatAck { .. } => 8,
         Message::Refused { .. } => 9,
+        Message::LaneRequest => 10,
+        Message::LaneOffer { .. } => 11,
+        Message::LaneEnded { .. } => 12,
     }
 }
 
@@ -92,7 +105,7 @@ async fn every_message_kind_round_trips_both_ways() {
         let messages = every_message();
         let mut kinds: Vec<usize> = messages.iter().map(kind).collect();
         kinds.dedup();
-        assert_eq!(kinds, (0..10).collect::<Vec<_>>());
+        assert_eq!(kinds, (0..13).collect::<Vec<_>>());
 
         let ((mut from_server, mut to_server), (mut from_client, mut to_client)) =
             connected().await;

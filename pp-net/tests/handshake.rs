@@ -116,7 +116,7 @@ async fn client_rejects_a_server_with_wrong_magic() {
 async fn server_reports_version_mismatch_naming_both_versions() {
     bounded(async {
         let (mut raw, server) = tcp_pair().await;
-        raw.write_all(&preamble::encode(2)).await.unwrap();
+        raw.write_all(&preamble::encode(3)).await.unwrap();
         let err = accept_server(server, secret(), ChannelConfig::default())
             .await
             .unwrap_err();
@@ -124,15 +124,15 @@ async fn server_reports_version_mismatch_naming_both_versions() {
             matches!(
                 err,
                 NetError::VersionMismatch {
-                    ours: 1,
-                    theirs: 2,
+                    ours: 2,
+                    theirs: 3,
                     ..
                 }
             ),
             "{err}"
         );
         // The server still told the client its own version before closing.
-        assert_eq!(read_to_close(&mut raw).await, preamble::encode(1));
+        assert_eq!(read_to_close(&mut raw).await, preamble::encode(2));
     })
     .await;
 }
@@ -146,7 +146,7 @@ async fn client_reports_version_mismatch_naming_both_versions() {
             let mut theirs = [0u8; PREAMBLE_LEN];
             raw.read_exact(&mut theirs).await.unwrap();
             assert_eq!(theirs, preamble::ours());
-            raw.write_all(&preamble::encode(2)).await.unwrap();
+            raw.write_all(&preamble::encode(3)).await.unwrap();
             raw
         };
         let (result, _raw) = tokio::join!(
@@ -156,7 +156,7 @@ async fn client_reports_version_mismatch_naming_both_versions() {
         let err = result.unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("peer {addr} speaks pp protocol version 2, this build speaks version 1")
+            format!("peer {addr} speaks pp protocol version 3, this build speaks version 2")
         );
     })
     .await;

@@ -90,7 +90,17 @@ pub struct ClusterOptions {
     /// before they run on local workers after all, with a warning, so that a job never
     /// waits forever for a node that does not come. Default [`DEFAULT_FALLBACK_WAIT`].
     pub fallback_wait: Duration,
+    /// Whether a lone job (the only one in flight on a node, with nothing else queued, and
+    /// arguments up to 64 KiB) goes on a lane: a second connection the node hands to a
+    /// worker process started for it, so that the job does not pass through the node
+    /// process on its way there and back. Faster for one job at a time; everything else
+    /// (retries, crashes, statistics) is as on the session's connection. Default
+    /// [`DEFAULT_LANES`] (on).
+    pub lanes: bool,
 }
+
+/// Default for [`ClusterOptions::lanes`]: on.
+pub const DEFAULT_LANES: bool = true;
 
 impl Default for ClusterOptions {
     fn default() -> Self {
@@ -100,6 +110,7 @@ impl Default for ClusterOptions {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             duplicate_stragglers: DEFAULT_DUPLICATE_STRAGGLERS,
             fallback_wait: DEFAULT_FALLBACK_WAIT,
+            lanes: DEFAULT_LANES,
         }
     }
 }
@@ -510,6 +521,36 @@ pub struct ProgramHooks {
     /// The constructor that turns a process started by a node into a worker
     /// ([`crate::worker::WORKER_HOOK`]); pointing at it keeps the linker from dropping it.
     pub worker_hook: &'static extern "C" fn(),
+    /// Serves a lane, in a worker started for one (see `worker::LANE_ENV`): returns when the
+    /// client closes it; the error says why it failed.
+    pub serve_lane: ServeLaneFn,
+}
+
+/// Serves a client's lane in a lane worker (see [`ProgramHooks::serve_lane`]).
+pub type ServeLaneFn = fn(LaneStart) -> Result<(), String>;
+
+/// What a lane worker hands to the network half: a client's direct connection for lone
+/// jobs, not yet authenticated, and what is needed to serve it.
+pub struct LaneStart {
+    /// The connection, as the node accepted it (the client's lane preamble already read).
+    pub socket: std::net::TcpStream,
+    /// The lane's key, which the node gave the client on their authenticated session: the
+    /// lane's handshake proves both ends hold it.
+    pub key: [u8; 32],
+    /// The largest message, in bytes, the lane reads or writes.
+    pub limit: u32,
+    /// Tells the node how many more jobs the lane answered (it adds to a count in memory
+    /// the node reads: no system call).
+    pub report: Box<dyn FnMut(u64) + Send>,
+}
+
+impl fmt::Debug for LaneStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaneStart")
+            .field("socket", &self.socket)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether lone jobs go to nodes on lanes (see
+    /// [`ClusterOptions::lanes`](crate::remote::ClusterOptions::lanes)); on by default.
+    pub fn lanes(mut self, on: bool) -> Self {
+        self.cluster.options.lanes = on;
+        self
+    }
+
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
     /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
     /// `PP_SECRET_FILE` (a file holding the secret), and `PP_NCPUS` (local workers; 0 means

@@ -38,6 +38,8 @@ use crate::codec::{self, CodecError};
 use crate::registry::{registry, InvokeError};
 
 #[cfg(unix)]
+mod lane;
+#[cfg(unix)]
 mod shared_args;
 
 /// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
@@ -59,6 +61,15 @@ pub const SHARED_ARGS_ENV: &str = "PP_WORKER_SHARED_ARGS_FD";
 /// As [`SHARED_ARGS_ENV`], for the area the node decrypts its client's large messages
 /// into, which every worker of the session maps ([`ArgsArea::Session`]).
 pub const SESSION_ARGS_ENV: &str = "PP_WORKER_SESSION_ARGS_FD";
+
+/// The environment variable with the descriptor number of a lane worker's connection (see
+/// the `lane` module; Unix only).
+pub const LANE_ENV: &str = "PP_WORKER_LANE_FD";
+
+/// The environment variable with the descriptor number of a lane worker's job count: a
+/// memory file whose first 8 bytes are a `u64` the worker adds to atomically (native byte
+/// order: the node is the same machine).
+pub const LANE_COUNT_ENV: &str = "PP_WORKER_LANE_COUNT_FD";
 
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
@@ -117,6 +128,19 @@ pub fn enter_worker_mode_if_requested() {
     std::env::remove_var(WORKER_ENV);
     let limit = frame_limit_from_env();
     #[cfg(unix)]
+    if let Some(socket) = lane::from_env() {
+        let served =
+            stdio::take().and_then(|(input, output)| lane::serve(socket, input, output, limit));
+        let status = match served {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("pp lane worker {}: {error}", std::process::id());
+                1
+            }
+        };
+        std::process::exit(status);
+    }
+    #[cfg(unix)]
     let mut areas = [
         SharedArea::from_env(SHARED_ARGS_ENV),
         SharedArea::from_env(SESSION_ARGS_ENV),
@@ -154,6 +178,19 @@ pub struct WorkerHello {
     pub tasks: u32,
     /// The worker's process id.
     pub pid: u32,
+}
+
+impl WorkerHello {
+    /// The hello of this process: its protocol, registry and pid.
+    fn of_this_process() -> Self {
+        let registry = registry();
+        WorkerHello {
+            protocol: WORKER_PROTOCOL,
+            registry_fingerprint: registry.fingerprint(),
+            tasks: u32::try_from(registry.len()).unwrap_or(u32::MAX),
+            pid: std::process::id(),
+        }
+    }
 }
 
 /// One job for a worker.
@@ -427,14 +464,12 @@ fn serve<R: Read, W: Write>(
 ) -> Result<(), WorkerError> {
     let mut input = BufReader::new(input);
     let mut output = BufWriter::new(output);
-    let registry = registry();
-    let hello = WorkerHello {
-        protocol: WORKER_PROTOCOL,
-        registry_fingerprint: registry.fingerprint(),
-        tasks: u32::try_from(registry.len()).unwrap_or(u32::MAX),
-        pid: std::process::id(),
-    };
-    write_frame(&mut output, &hello, "worker hello", limit)?;
+    write_frame(
+        &mut output,
+        &WorkerHello::of_this_process(),
+        "worker hello",
+        limit,
+    )?;
     let mut buffer = Vec::new();
     while let Some(len) = read_frame_into(&mut input, &mut buffer, "job", limit)? {
         let body = &buffer[..len];
@@ -479,11 +514,7 @@ fn serve<R: Read, W: Write>(
                 "cannot read the arguments of task `{}`: {why}",
                 job.task
             )),
-            Ok(args) => match registry.invoke(job.task, Some(job.fingerprint), args) {
-                Ok(result) => WorkerOutcome::Ok(result),
-                Err(InvokeError::Panicked(message)) => WorkerOutcome::Panicked(message),
-                Err(other) => WorkerOutcome::Failed(other.to_string()),
-            },
+            Ok(args) => run_job(job.task, job.fingerprint, args),
         };
         let reply = WorkerReply {
             job_id: job.job_id,
@@ -508,6 +539,16 @@ fn serve<R: Read, W: Write>(
         }
     }
     Ok(())
+}
+
+/// Runs one job of this program's registry, as every kind of worker does: the task named
+/// `task`, if its signature has `fingerprint`, on the encoded `args`.
+pub fn run_job(task: &str, fingerprint: u64, args: &[u8]) -> WorkerOutcome {
+    match registry().invoke(task, Some(fingerprint), args) {
+        Ok(result) => WorkerOutcome::Ok(result),
+        Err(InvokeError::Panicked(message)) => WorkerOutcome::Panicked(message),
+        Err(other) => WorkerOutcome::Failed(other.to_string()),
+    }
 }
 
 /// A job frame buffer up to this size is kept for the next job. A larger one is kept only

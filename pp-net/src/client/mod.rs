@@ -33,6 +33,7 @@
 mod address;
 mod discovered;
 mod flights;
+mod lane;
 mod nodes;
 mod session;
 

@@ -26,7 +26,9 @@
 //! message, so the slower node finishes its copy and its result is dropped.
 
 use super::flights::{self, Flights, SharedFlight, Straggler};
+use super::lane::{ClientLane, Event};
 use super::NodeState;
+use crate::lane::LANE_MAX_ARGS;
 use crate::program::{this_target, Program};
 use crate::{
     connect_client, ChannelConfig, JobRequest, Message, Outcome, Secret, SecureReader, SecureWriter,
@@ -290,7 +292,11 @@ async fn serve(
     let mut last_heard = Instant::now();
     let mut window = Window::new(workers);
     let mut next_id = 0u64;
+    let mut lane = ClientLane::new(ctx.options.lanes);
     loop {
+        if lane.should_request() {
+            outbox.send(Message::LaneRequest);
+        }
         let window_size = window.size();
         let mut batch = Vec::new();
         // When a job in flight elsewhere becomes a straggler, if nothing else wakes us first.
@@ -316,13 +322,35 @@ async fn serve(
                         tracing::debug!(node = %node.name, task = job.task_id(), "running a second copy of a straggler");
                     }
                     next_id += 1;
-                    batch.push(JobRequest {
+                    let request = JobRequest {
                         job_id: next_id,
                         task: job.task_id().to_owned(),
                         fingerprint: job.fingerprint(),
                         args,
-                    });
+                    };
+                    // A lone job: nothing else in flight here or waiting to be sent.
+                    let lone = !copy
+                        && batch.is_empty()
+                        && request.args.len() <= LANE_MAX_ARGS
+                        && flights::lock(in_flight).is_empty()
+                        && ctx.feed.queued() == 0;
                     flights::lock(in_flight).insert(next_id, (job, Instant::now()));
+                    if let Some(writer) = lone.then(|| lane.free()).flatten() {
+                        match writer.send_submit(std::slice::from_ref(&request)).await {
+                            Ok(()) => {
+                                lane.sent(next_id);
+                                continue;
+                            }
+                            Err(error) => {
+                                // Sent whole or not at all as far as the worker can tell: a
+                                // worker that got it answers on a lane now closed, so the
+                                // job goes on the session.
+                                tracing::debug!(node = %node.name, %error, "lane broke on send");
+                                lane.broke();
+                            }
+                        }
+                    }
+                    batch.push(request);
                 }
                 // The first copy still runs: this one is dropped.
                 Err(_) if copy => ctx.feed.requeue(job),
@@ -342,27 +370,49 @@ async fn serve(
         // liveness check looks at the clock.
         tokio::select! {
             biased;
+            event = lane.event() => match event {
+                Event::Opened(opened) => match lane.opened(opened) {
+                    None => tracing::debug!(node = %node.name, "lane open"),
+                    Some(why) => tracing::debug!(node = %node.name, "no lane: {why}"),
+                },
+                Event::Received(Ok(Message::Results { results })) => {
+                    for reply in results {
+                        lane.answered(reply.job_id);
+                        settle(node, ctx, in_flight, &mut window, reply);
+                    }
+                }
+                Event::Received(other) => {
+                    if let Ok(message) = other {
+                        tracing::debug!(node = %node.name, "{}", unexpected(&message, "results on the lane"));
+                    }
+                    lane.broke();
+                }
+            },
             message = reader.recv() => {
                 last_heard = Instant::now();
                 match message {
                     Ok(Message::Results { results }) => {
                         for reply in results {
-                            let entry = flights::lock(in_flight).remove(&reply.job_id);
-                            match entry {
-                                Some((job, sent)) => {
-                                    let latency = sent.elapsed();
-                                    // Itself and the jobs still in flight: about the depth
-                                    // it was sent at, in a steady stream.
-                                    let depth = flights::lock(in_flight).len() + 1;
-                                    window.observe(latency, depth);
-                                    ctx.flights.observe(latency);
-                                    ctx.feed.complete(job, &node.executor, outcome(reply.outcome), latency);
-                                }
-                                None => tracing::debug!(node = %node.name, job = reply.job_id, "result for a job not in flight dropped"),
-                            }
+                            settle(node, ctx, in_flight, &mut window, reply);
                         }
                     }
                     Ok(Message::HeartbeatAck { .. }) => {}
+                    Ok(Message::LaneOffer { lane: number, key }) => {
+                        lane.offered(number, key, &node.address, ctx.channel);
+                    }
+                    Ok(Message::LaneEnded { lane: number, crashed, reason }) => {
+                        let held = lane.ended(number);
+                        let entry = held.and_then(|id| flights::lock(in_flight).remove(&id));
+                        if let Some((job, sent)) = entry {
+                            if crashed {
+                                let report = format!("{reason} while running task `{}`", job.task_id());
+                                ctx.feed.complete(job, &node.executor, RemoteOutcome::WorkerCrashed(report), sent.elapsed());
+                            } else {
+                                tracing::warn!(node = %node.name, "the lane holding a job closed: {reason}");
+                                ctx.feed.lost(job, &node.executor);
+                            }
+                        }
+                    }
                     Ok(Message::Refused { reason }) => return Serve::Lost(format!("refused: {reason}")),
                     Ok(other) => return Serve::Lost(unexpected(&other, "results")),
                     Err(e) => return Serve::Lost(e.to_string()),
@@ -395,6 +445,35 @@ async fn serve(
             _ = node.notify.notified(), if room => {}
             _ = sleep_until_some(straggler_at), if room && straggler_at.is_some() => {}
         }
+    }
+}
+
+/// Completes the job in flight that `reply` answers; a reply for a job no longer in flight
+/// (a straggler's copy that lost) is dropped.
+fn settle(
+    node: &NodeState,
+    ctx: &Context,
+    in_flight: &SharedFlight,
+    window: &mut Window,
+    reply: crate::JobReply,
+) {
+    let entry = flights::lock(in_flight).remove(&reply.job_id);
+    match entry {
+        Some((job, sent)) => {
+            let latency = sent.elapsed();
+            // Itself and the jobs still in flight: about the depth it was sent at, in a
+            // steady stream.
+            let depth = flights::lock(in_flight).len() + 1;
+            window.observe(latency, depth);
+            ctx.flights.observe(latency);
+            ctx.feed
+                .complete(job, &node.executor, outcome(reply.outcome), latency);
+        }
+        None => tracing::debug!(
+            node = %node.name,
+            job = reply.job_id,
+            "result for a job not in flight dropped"
+        ),
     }
 }
 

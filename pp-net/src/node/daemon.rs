@@ -87,6 +87,7 @@ async fn run(
         node_name: format!("{host}:{}", addr.port()),
         cache,
         counters: Arc::new(Counters::default()),
+        lanes: Arc::default(),
         config,
     });
     let admission = Admission::new(ctx.config.max_connections);

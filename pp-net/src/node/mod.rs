@@ -43,6 +43,7 @@ mod cache;
 mod config;
 mod daemon;
 mod error;
+mod lanes;
 mod process;
 mod pump;
 mod queued;

@@ -10,8 +10,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use pp_runtime::worker::{
-    self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, MAX_FRAME_ENV,
-    SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV, WORKER_PROTOCOL,
+    self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, LANE_COUNT_ENV, LANE_ENV,
+    MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV, WORKER_PROTOCOL,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -66,7 +66,25 @@ pub(crate) struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a worker and waits for its hello. The error is a reason for the client.
     pub(crate) async fn start(spec: &WorkerSpec) -> Result<Self, String> {
-        let (mut child, shared) = spawn(spec).await.map_err(|e| {
+        Self::start_with(spec, None).await
+    }
+
+    /// Starts a lane worker for the client's connection `lane` (see the `lane` module),
+    /// and waits for its hello; it then waits for its key ([`Self::send_lane_key`]).
+    /// `count` is the writable descriptor of its job count (see `SharedCounter`).
+    pub(crate) async fn start_lane(
+        spec: &WorkerSpec,
+        lane: &OwnedFd,
+        count: &OwnedFd,
+    ) -> Result<Self, String> {
+        Self::start_with(spec, Some((lane, count))).await
+    }
+
+    async fn start_with(
+        spec: &WorkerSpec,
+        lane: Option<(&OwnedFd, &OwnedFd)>,
+    ) -> Result<Self, String> {
+        let (mut child, shared) = spawn(spec, lane).await.map_err(|e| {
             format!(
                 "cannot run the program on this node: cannot start {}: {e}",
                 spec.program.display()
@@ -89,7 +107,7 @@ impl WorkerProcess {
             pid,
             limit: spec.limit,
             shared,
-            session_area: spec.session_area.is_some(),
+            session_area: spec.session_area.is_some() && lane.is_none(),
         };
         let hello = tokio::time::timeout(spec.start_timeout, process.read_hello()).await;
         let problem = match hello {
@@ -168,14 +186,25 @@ impl WorkerProcess {
     /// After a failed exchange: how the process ended ("exited with signal 6 (SIGABRT)"),
     /// killing it first if it is still running.
     pub(crate) async fn exit_report(&mut self) -> String {
+        self.ended().await.1
+    }
+
+    /// As [`Self::exit_report`], with whether the process ended by itself with status 0.
+    pub(crate) async fn ended(&mut self) -> (bool, String) {
         match tokio::time::timeout(EXIT_GRACE, self.child.wait()).await {
-            Ok(Ok(status)) => describe(status),
-            Ok(Err(error)) => format!("could not be waited for ({error})"),
+            Ok(Ok(status)) => (status.success(), describe(status)),
+            Ok(Err(error)) => (false, format!("could not be waited for ({error})")),
             Err(_) => {
                 self.stop().await;
-                "stopped answering and was killed".to_owned()
+                (false, "stopped answering and was killed".to_owned())
             }
         }
+    }
+
+    /// Gives a lane worker its key (its first input).
+    pub(crate) async fn send_lane_key(&mut self, key: &[u8; 32]) -> std::io::Result<()> {
+        self.stdin.write_all(key).await?;
+        self.stdin.flush().await
     }
 
     /// Kills the worker (and its process group) and reaps it.
@@ -342,15 +371,23 @@ impl ReplyReader<'_> {
 
 /// Starts the program, with a shared argument area where the system has one, retrying a
 /// few times while the just-written file is "busy".
-async fn spawn(spec: &WorkerSpec) -> std::io::Result<(Child, Option<SharedArea>)> {
+async fn spawn(
+    spec: &WorkerSpec,
+    lane: Option<(&OwnedFd, &OwnedFd)>,
+) -> std::io::Result<(Child, Option<SharedArea>)> {
     let mut attempt = 0;
     loop {
-        let shared = match SharedArea::create() {
-            Ok(created) => Some(created),
-            Err(error) => {
+        // A lane worker takes small jobs on its connection only: no area.
+        let shared = match lane
+            .map(|_| None)
+            .unwrap_or_else(|| Some(SharedArea::create()))
+        {
+            Some(Ok(created)) => Some(created),
+            Some(Err(error)) => {
                 tracing::debug!(%error, "no shared argument area: all arguments go through the pipe");
                 None
             }
+            None => None,
         };
         let mut command = Command::new(&spec.program);
         command
@@ -373,8 +410,13 @@ async fn spawn(spec: &WorkerSpec) -> std::io::Result<(Child, Option<SharedArea>)
         if let Some(worker_fd) = &worker_fd {
             sys::inherit_fd(&mut command, worker_fd, SHARED_ARGS_ENV);
         }
-        if let Some(session_fd) = &spec.session_area {
-            sys::inherit_fd(&mut command, session_fd, SESSION_ARGS_ENV);
+        match (lane, &spec.session_area) {
+            (Some((lane, count)), _) => {
+                sys::inherit_fd(&mut command, lane, LANE_ENV);
+                sys::inherit_fd(&mut command, count, LANE_COUNT_ENV);
+            }
+            (None, Some(session_fd)) => sys::inherit_fd(&mut command, session_fd, SESSION_ARGS_ENV),
+            (None, None) => {}
         }
         let spawned = command.spawn();
         // The child has its own copy of the worker's descriptor by now.

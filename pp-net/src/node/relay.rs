@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::lanes::{Lanes, SessionLanes};
 use super::process::{WorkerProcess, WorkerSpec};
 use super::pump::{worker_loop, Pool};
 use super::queued::{self, Incoming, QueuedJob};
@@ -46,6 +47,8 @@ pub(crate) enum Outgoing {
     Reply(JobReply),
     /// The answer to a heartbeat.
     Ack(u64),
+    /// A message about the session's lane (`LaneOffer`, `LaneEnded`), sent as it is.
+    Note(Message),
 }
 
 /// Why the session ended, for the log.
@@ -71,6 +74,8 @@ pub(crate) struct RelayConfig {
     pub(crate) max_queued_jobs: usize,
     /// The channel's message limit.
     pub(crate) max_message: u32,
+    /// The node's lane offers, for the session's `LaneRequest`s.
+    pub(crate) lanes: Arc<Lanes>,
 }
 
 /// Relays jobs until the session ends; kills and reaps every worker before returning.
@@ -90,6 +95,13 @@ pub(crate) async fn relay(
     let (stop, stopped) = watch::channel(false);
     let max_message = config.max_message;
     let workers_count = workers.len();
+    let lanes = SessionLanes::new(
+        config.lanes,
+        config.spec.clone(),
+        Arc::clone(&config.counters),
+        replies.clone(),
+        stopped.clone(),
+    );
     let pool = Arc::new(Pool::new(
         queue,
         replies.clone(),
@@ -108,7 +120,7 @@ pub(crate) async fn relay(
         stalled_ack,
     };
     let end = tokio::select! {
-        end = read_loop(reader, jobs, replies, flow.clone(), max_message) => end,
+        end = read_loop(reader, jobs, replies, flow.clone(), max_message, Some(&lanes)) => end,
         end = write_loop(writer, outgoing, max_message, &flow) => end,
         _ = node_stop.wait_for(|&stop| stop) => End::NodeStopping,
     };
@@ -141,6 +153,7 @@ async fn read_loop(
     replies: mpsc::UnboundedSender<Outgoing>,
     flow: Flow,
     max_message: u32,
+    lanes: Option<&SessionLanes>,
 ) -> End {
     let mut last_seq = 0;
     loop {
@@ -162,6 +175,14 @@ async fn read_loop(
                 let _ = replies.send(Outgoing::Ack(seq));
             }
             Ok(Incoming::Other(Message::HeartbeatAck { .. })) => {}
+            Ok(Incoming::Other(Message::LaneRequest)) => match lanes.map(SessionLanes::offer) {
+                Some(Ok(offer)) => {
+                    let _ = replies.send(Outgoing::Note(offer));
+                }
+                // The client goes on without a lane.
+                Some(Err(reason)) => tracing::warn!("no lane for the client: {reason}"),
+                None => tracing::debug!("a lane request without lanes, left unanswered"),
+            },
             Ok(Incoming::Other(other)) => {
                 return End::Failed(format!(
                     "the client broke the protocol: unexpected {} after Ready",
@@ -224,6 +245,7 @@ async fn write_loop(
     loop {
         let mut results = Vec::new();
         let mut acks = Vec::new();
+        let mut notes = Vec::new();
         let mut size = 0u64;
         if let Some(reply) = carry.take() {
             size += reply_size(&reply);
@@ -235,6 +257,7 @@ async fn write_loop(
                     results.push(reply);
                 }
                 Some(Outgoing::Ack(seq)) => acks.push(seq),
+                Some(Outgoing::Note(message)) => notes.push(message),
                 None => return End::Failed("every worker loop has stopped".into()),
             }
         }
@@ -242,6 +265,7 @@ async fn write_loop(
         while let Ok(next) = outgoing.try_recv() {
             match next {
                 Outgoing::Ack(seq) => acks.push(seq),
+                Outgoing::Note(message) => notes.push(message),
                 Outgoing::Reply(reply)
                     if results.is_empty() || size + reply_size(&reply) <= budget =>
                 {
@@ -257,8 +281,9 @@ async fn write_loop(
         if !acks.is_empty() {
             flow.stalled_ack.store(false, Ordering::Relaxed);
         }
-        for seq in acks {
-            if let Err(error) = writer.send(&Message::HeartbeatAck { seq }).await {
+        let acks = acks.into_iter().map(|seq| Message::HeartbeatAck { seq });
+        for message in acks.chain(notes) {
+            if let Err(error) = writer.send(&message).await {
                 return End::Failed(error.to_string());
             }
         }
@@ -355,6 +380,7 @@ mod tests {
             replies,
             flow.clone(),
             config.max_message,
+            None,
         ));
         to_node.send(&Message::Heartbeat { seq: 6 }).await.unwrap();
         assert_eq!(next_ack(&mut outgoing, &flow).await, 6);

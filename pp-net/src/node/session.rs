@@ -23,11 +23,15 @@ use tokio::task::JoinSet;
 use super::admission::Ticket;
 use super::cache::{ProgramCache, ProgramLease};
 use super::config::NodeConfig;
+use super::lanes::{serve_lane, Lanes};
 use super::process::{WorkerProcess, WorkerSpec};
 use super::relay::{relay, End, RelayConfig};
 use super::stats::Counters;
+use crate::lane::{LaneId, LANE_MAGIC};
+use crate::preamble::{PREAMBLE_LEN, PROTOCOL_VERSION};
 use crate::program::hex;
-use crate::{accept_server, Message, NetError, SecureReader, SecureWriter};
+use crate::{accept_server_after, Message, NetError, Peer, SecureReader, SecureWriter};
+use tokio::io::AsyncReadExt;
 
 /// What every session of a node shares.
 #[derive(Debug)]
@@ -36,6 +40,8 @@ pub(crate) struct NodeContext {
     pub(crate) cache: Arc<ProgramCache>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) node_name: String,
+    /// Lanes offered to sessions and not yet taken up.
+    pub(crate) lanes: Arc<Lanes>,
 }
 
 /// Why the node will not serve this client: sent as `Refused`, then the connection closes.
@@ -67,16 +73,31 @@ pub(crate) async fn serve_connection(
     mut node_stop: watch::Receiver<bool>,
 ) {
     let config = &ctx.config;
-    let handshake = tokio::select! {
-        handshake = accept_server(stream, &config.secret, config.channel) => handshake,
+    let mut stream = stream;
+    let opened = async {
+        match read_opening(&mut stream, addr, config.channel.handshake_timeout).await? {
+            Opening::Session(theirs) => {
+                accept_server_after(stream, theirs, &config.secret, config.channel)
+                    .await
+                    .map(|halves| Opened::Session(Box::new(halves)))
+            }
+            Opening::Lane(id) => Ok(Opened::Lane(stream, id)),
+        }
+    };
+    let opened = tokio::select! {
+        opened = opened => opened,
         () = ticket.evicted() => {
             tracing::debug!("closed {addr} in its handshake: its slot went to a newer connection");
             return;
         }
     };
     ticket.authenticated();
-    let (mut reader, mut writer) = match handshake {
-        Ok(halves) => halves,
+    let (mut reader, mut writer) = match opened {
+        Ok(Opened::Session(halves)) => *halves,
+        Ok(Opened::Lane(stream, id)) => {
+            serve_lane(stream, addr, id, &ctx.lanes, node_stop).await;
+            return;
+        }
         Err(NetError::AuthenticationFailed { reason, .. }) => {
             Counters::bump(&ctx.counters.auth_failures);
             tracing::warn!("authentication failed from {addr}: {reason}");
@@ -111,6 +132,7 @@ pub(crate) async fn serve_connection(
         counters: Arc::clone(&ctx.counters),
         max_queued_jobs: config.max_queued_jobs,
         max_message: config.channel.max_message,
+        lanes: Arc::clone(&ctx.lanes),
     };
     let end = relay(reader, writer, workers, relay_config, node_stop).await;
     match end {
@@ -120,6 +142,58 @@ pub(crate) async fn serve_connection(
             tracing::warn!("session of {addr} ended: {reason}; its workers are stopped")
         }
     }
+}
+
+/// How a connection opened: its first bytes.
+enum Opening {
+    /// A client's session, with this preamble (checked by the handshake).
+    Session([u8; PREAMBLE_LEN]),
+    /// A lane, with this id.
+    Lane(LaneId),
+}
+
+/// An opened connection: an authenticated session, or a lane for its worker to
+/// authenticate.
+enum Opened {
+    Session(Box<(SecureReader, SecureWriter)>),
+    Lane(TcpStream, LaneId),
+}
+
+/// Reads the first bytes of a connection, within the handshake's time: a preamble, and a
+/// lane id after a lane's preamble.
+async fn read_opening(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<Opening, NetError> {
+    let peer = Peer(Some(addr));
+    let read = async {
+        let mut preamble = [0u8; PREAMBLE_LEN];
+        stream
+            .read_exact(&mut preamble)
+            .await
+            .map_err(|e| NetError::reading(peer, "the preamble", e))?;
+        if preamble[..4] != LANE_MAGIC {
+            return Ok(Opening::Session(preamble));
+        }
+        let version = u16::from_le_bytes([preamble[4], preamble[5]]);
+        if version != PROTOCOL_VERSION {
+            return Err(NetError::VersionMismatch {
+                peer,
+                ours: PROTOCOL_VERSION,
+                theirs: version,
+            });
+        }
+        let mut id = LaneId::default();
+        stream
+            .read_exact(&mut id)
+            .await
+            .map_err(|e| NetError::reading(peer, "a lane id", e))?;
+        Ok(Opening::Lane(id))
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(NetError::HandshakeTimeout { peer, timeout }))
 }
 
 /// Runs the setup steps; on success the workers are running and `Ready` was sent.

@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::area::SharedCounter;
 
 /// What a node has done since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +36,9 @@ pub struct NodeStats {
     pub evicted: u64,
     /// Connections closed at once because authenticated sessions held every slot.
     pub rejected: u64,
+    /// Lanes opened: a client's direct connection to a worker started for it, for lone
+    /// jobs (their jobs count in `jobs_run` too).
+    pub lanes: u64,
 }
 
 impl fmt::Display for NodeStats {
@@ -41,7 +47,7 @@ impl fmt::Display for NodeStats {
             f,
             "connections={} active={} auth_failures={} refused={} jobs={} shared_args={} \
              uploads={} cache_hits={} worker_crashes={} discovery_ignored={} evicted={} \
-             rejected={}",
+             rejected={} lanes={}",
             self.connections,
             self.active_connections,
             self.auth_failures,
@@ -53,7 +59,8 @@ impl fmt::Display for NodeStats {
             self.worker_crashes,
             self.discovery_ignored,
             self.evicted,
-            self.rejected
+            self.rejected,
+            self.lanes
         )
     }
 }
@@ -74,6 +81,9 @@ pub(crate) struct Counters {
     pub(crate) discovery_ignored: std::sync::Arc<AtomicU64>,
     pub(crate) evicted: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    pub(crate) lanes: AtomicU64,
+    /// The job counts of the lanes open now; a lane's jobs join `jobs_run` when it closes.
+    open_lanes: Mutex<Vec<Arc<SharedCounter>>>,
 }
 
 impl Counters {
@@ -83,14 +93,37 @@ impl Counters {
     }
 
     /// The current values.
+    /// Counts the jobs of a lane that opened, as they are answered.
+    pub(crate) fn lane_opened(&self, count: &Arc<SharedCounter>) {
+        self.open_lanes().push(Arc::clone(count));
+    }
+
+    /// The lane with `count` closed: its jobs join `jobs_run` for good.
+    pub(crate) fn lane_closed(&self, count: &Arc<SharedCounter>) {
+        let mut open = self.open_lanes();
+        open.retain(|c| !Arc::ptr_eq(c, count));
+        // Under the lock, so that a snapshot counts the lane's jobs once.
+        self.jobs_run.fetch_add(count.get(), Ordering::Relaxed);
+    }
+
+    fn open_lanes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<SharedCounter>>> {
+        self.open_lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn snapshot(&self) -> NodeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let jobs_run = {
+            let open = self.open_lanes();
+            get(&self.jobs_run) + open.iter().map(|c| c.get()).sum::<u64>()
+        };
         NodeStats {
             connections: get(&self.connections),
             active_connections: get(&self.active_connections),
             auth_failures: get(&self.auth_failures),
             refused: get(&self.refused),
-            jobs_run: get(&self.jobs_run),
+            jobs_run,
             shared_args: get(&self.shared_args),
             uploads: get(&self.uploads),
             cache_hits: get(&self.cache_hits),
@@ -98,6 +131,7 @@ impl Counters {
             discovery_ignored: get(&self.discovery_ignored),
             evicted: get(&self.evicted),
             rejected: get(&self.rejected),
+            lanes: get(&self.lanes),
         }
     }
 }
