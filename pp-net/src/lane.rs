@@ -30,11 +30,15 @@
 //! handshake replayed later fails, and the worker never learns the cluster's secret.
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use std::io::{Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::ChannelConfig;
-use crate::error::NetError;
+use crate::error::{NetError, Peer};
 use crate::handshake::{self, Secret};
 use crate::message::{decode_submit, JobReply, Message, Outcome};
 use crate::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
@@ -117,18 +121,22 @@ pub(crate) async fn open(
     handshake::bounded("lane client", peer, config, steps).await
 }
 
-/// Accepts the lane with `key` on `stream`, whose preamble and id the node read: the
-/// worker's side.
+/// Accepts the lane with `key` on the halves of a connection whose preamble and id the
+/// node read: the worker's side.
 ///
 /// # Errors
 /// As [`crate::server_handshake`].
-pub(crate) async fn accept(
-    stream: TcpStream,
+pub(crate) async fn accept<R, W>(
+    reader: R,
+    mut writer: W,
+    peer: Peer,
     key: &[u8; 32],
     config: ChannelConfig,
-) -> Result<(SecureReader, SecureWriter), NetError> {
-    let peer = crate::prepare(&stream)?;
-    let (reader, mut writer) = stream.into_split();
+) -> Result<(SecureReader<R>, SecureWriter<W>), NetError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let steps = async {
         preamble::write(&mut writer, peer).await?;
         let secret = Secret::for_lane(key);
@@ -150,24 +158,36 @@ pub(crate) fn serve(start: LaneStart) -> Result<(), String> {
         limit,
         mut report,
     } = start;
+    let config = ChannelConfig {
+        max_message: limit,
+        ..ChannelConfig::default()
+    };
+    let peer = Peer(socket.peer_addr().ok());
+    let setup = |e: std::io::Error| format!("cannot set up the lane's connection: {e}");
+    // Blocking calls, bounded: the handshake by a read timeout, every write by a write
+    // timeout (no progress for that long), and the wait for the next job by the client's
+    // closing the lane or the node's killing the worker.
+    socket.set_nonblocking(false).map_err(setup)?;
+    socket.set_nodelay(true).map_err(setup)?;
+    socket
+        .set_read_timeout(Some(config.handshake_timeout))
+        .map_err(setup)?;
+    socket
+        .set_write_timeout(Some(LANE_WRITE_TIMEOUT))
+        .map_err(setup)?;
+    let reader = Blocking(socket.try_clone().map_err(setup)?);
+    let writer = Blocking(socket.try_clone().map_err(setup)?);
+    // The runtime only drives the channel's futures: every call blocks in the system call.
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
         .enable_time()
         .build()
         .map_err(|e| format!("cannot start the lane's runtime: {e}"))?;
     runtime.block_on(async move {
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot set up the lane's connection: {e}"))?;
-        let stream = TcpStream::from_std(socket)
-            .map_err(|e| format!("cannot set up the lane's connection: {e}"))?;
-        let config = ChannelConfig {
-            max_message: limit,
-            ..ChannelConfig::default()
-        };
-        let (mut reader, mut writer) = accept(stream, &key, config)
+        let (mut reader, mut writer) = accept(reader, writer, peer, &key, config)
             .await
             .map_err(|e| format!("lane handshake: {e}"))?;
+        // A lane waits for its next job as long as the client keeps it open.
+        socket.set_read_timeout(None).map_err(setup)?;
         tracing::debug!(peer = %reader.peer(), "lane open");
         loop {
             let plaintext = match reader.recv_plaintext().await {
@@ -219,6 +239,48 @@ fn outcome(task: &str, outcome: WorkerOutcome, limit: u32) -> Outcome {
     }
 }
 
+/// Longest a lane worker's write may make no progress (a client that stops reading).
+const LANE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A blocking socket as an async stream: each poll makes the system call and waits in it.
+/// For the lane worker, whose thread has nothing else to do: a job comes, is run, its
+/// result goes, with no readiness polling in between.
+struct Blocking(std::net::TcpStream);
+
+impl AsyncRead for Blocking {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let read = loop {
+            match (&self.0).read(buf.initialize_unfilled()) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        Poll::Ready(read.map(|n| buf.advance(n)))
+    }
+}
+
+impl AsyncWrite for Blocking {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready((&self.0).write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.0.shutdown(std::net::Shutdown::Write))
+    }
+}
+
 /// Room in a `Results` message for everything but one result's bytes.
 const RESULT_SLACK: u32 = 1024;
 
@@ -248,6 +310,7 @@ mod tests {
 
     /// The client's end of a lane with `client_key`, and the worker's with `worker_key`,
     /// the opening bytes read in between as the node does.
+    #[allow(clippy::type_complexity)]
     async fn lane(
         client_key: [u8; 32],
         worker_key: [u8; 32],
@@ -268,7 +331,9 @@ mod tests {
             stream.read_exact(&mut opening).await.unwrap();
             assert_eq!(opening[..PREAMBLE_LEN], lane_preamble());
             assert_eq!(opening[PREAMBLE_LEN..], lane_id(&client_key));
-            accept(stream, &worker_key, config).await
+            let peer = crate::prepare(&stream).unwrap();
+            let (reader, writer) = stream.into_split();
+            accept(reader, writer, peer, &worker_key, config).await
         };
         tokio::join!(client, worker)
     }

@@ -27,7 +27,8 @@ pub struct NodeStats {
     pub uploads: u64,
     /// Clients whose program was already cached.
     pub cache_hits: u64,
-    /// Worker processes that died while holding a job.
+    /// Worker processes that died while holding a job, and lane workers that ended in
+    /// failure (killed, crashed, or a failed lane handshake).
     pub worker_crashes: u64,
     /// Datagrams on the discovery port that were not discovery datagrams (ignored).
     pub discovery_ignored: u64,
