@@ -13,7 +13,9 @@
 //! [`Message::Ready`]. Then [`Message::Submit`] and [`Message::Results`] flow, each carrying
 //! as many jobs as are queued, with [`Message::Heartbeat`]s to detect a silent peer: the
 //! client sends one every heartbeat interval and takes a node from which no message at all
-//! came for its liveness timeout for lost.
+//! came for its liveness timeout for lost. [`Message::LaneRequest`],
+//! [`Message::LaneOffer`] and [`Message::LaneEnded`] set up and end a lane (a direct
+//! connection to a worker for lone jobs, which then carries `Submit` and `Results` only).
 
 use pp_runtime::worker::{JobHead, JobView};
 use serde::{Deserialize, Serialize};

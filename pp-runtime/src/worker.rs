@@ -28,6 +28,9 @@
 //!
 //! Inside a worker, what a job writes to standard output goes to standard error (the pipe
 //! belongs to the protocol) and standard input reads nothing.
+//!
+//! A node may also start a *lane worker* ([`LANE_ENV`]): it says hello the same way, then
+//! serves one client's direct connection instead of the pipe (see the `lane` module).
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
@@ -463,13 +466,7 @@ fn serve<R: Read, W: Write>(
     areas: &mut [Option<SharedArea>; 2],
 ) -> Result<(), WorkerError> {
     let mut input = BufReader::new(input);
-    let mut output = BufWriter::new(output);
-    write_frame(
-        &mut output,
-        &WorkerHello::of_this_process(),
-        "worker hello",
-        limit,
-    )?;
+    let mut output = say_hello(output, limit)?;
     let mut buffer = Vec::new();
     while let Some(len) = read_frame_into(&mut input, &mut buffer, "job", limit)? {
         let body = &buffer[..len];
@@ -539,6 +536,19 @@ fn serve<R: Read, W: Write>(
         }
     }
     Ok(())
+}
+
+/// Writes this process's [`WorkerHello`] on `output`, the first frame of every worker;
+/// returns the buffered output.
+fn say_hello<W: Write>(output: W, limit: u32) -> Result<BufWriter<W>, WorkerError> {
+    let mut output = BufWriter::new(output);
+    write_frame(
+        &mut output,
+        &WorkerHello::of_this_process(),
+        "worker hello",
+        limit,
+    )?;
+    Ok(output)
 }
 
 /// Runs one job of this program's registry, as every kind of worker does: the task named

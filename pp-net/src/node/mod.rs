@@ -23,6 +23,10 @@
 //!    together. `Heartbeat { seq }` is answered with `HeartbeatAck { seq }`. A worker that
 //!    dies fails its job with `Outcome::WorkerCrashed` and is replaced. Closing the
 //!    connection stops this client's workers.
+//! 6. Optionally, `LaneRequest`: on Linux the node answers `LaneOffer { lane, key }`, and
+//!    the client may open a lane with it, a direct connection to a worker started for it,
+//!    for lone jobs (see the crate's `lane` module); `LaneEnded` says when that worker
+//!    ended.
 //!
 //! # Examples
 //! ```no_run

@@ -95,13 +95,17 @@ pub(crate) async fn relay(
     let (stop, stopped) = watch::channel(false);
     let max_message = config.max_message;
     let workers_count = workers.len();
-    let lanes = SessionLanes::new(
-        config.lanes,
-        config.spec.clone(),
-        Arc::clone(&config.counters),
-        replies.clone(),
-        stopped.clone(),
-    );
+    // Lanes need memory files for their job counts (Linux); elsewhere a request goes
+    // unanswered and the client keeps to the session.
+    let lanes = cfg!(target_os = "linux").then(|| {
+        SessionLanes::new(
+            config.lanes,
+            config.spec.clone(),
+            Arc::clone(&config.counters),
+            replies.clone(),
+            stopped.clone(),
+        )
+    });
     let pool = Arc::new(Pool::new(
         queue,
         replies.clone(),
@@ -120,7 +124,7 @@ pub(crate) async fn relay(
         stalled_ack,
     };
     let end = tokio::select! {
-        end = read_loop(reader, jobs, replies, flow.clone(), max_message, Some(&lanes)) => end,
+        end = read_loop(reader, jobs, replies, flow.clone(), max_message, lanes.as_ref()) => end,
         end = write_loop(writer, outgoing, max_message, &flow) => end,
         _ = node_stop.wait_for(|&stop| stop) => End::NodeStopping,
     };

@@ -13,12 +13,12 @@
 //! [`ProgramHooks::serve_lane`]: crate::remote::ProgramHooks::serve_lane
 
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{write_frame, WorkerError, WorkerHello, LANE_COUNT_ENV, LANE_ENV};
+use super::{say_hello, WorkerError, LANE_COUNT_ENV, LANE_ENV};
 use crate::registry::registry;
 use crate::remote::LaneStart;
 
@@ -106,20 +106,16 @@ fn map_count(file: File) -> Result<&'static AtomicU64, WorkerError> {
     Ok(unsafe { AtomicU64::from_ptr(map.cast::<u64>()) })
 }
 
-/// Serves the lane `socket` with the key read from `input`, reporting each job on `output`.
+/// Says hello on `output`, then serves `lane` with the key read from `input`, counting the
+/// jobs it answers in the lane's shared count. `output` stays open (and silent) until the
+/// process ends, so that the node sees the worker's end when it closes.
 pub(super) fn serve(
     lane: Result<Lane, WorkerError>,
     mut input: File,
     output: File,
     limit: u32,
 ) -> Result<(), WorkerError> {
-    let mut output = BufWriter::new(output);
-    write_frame(
-        &mut output,
-        &WorkerHello::of_this_process(),
-        "worker hello",
-        limit,
-    )?;
+    let _output = say_hello(output, limit)?;
     let Lane { socket, count } = lane?;
     let mut key = [0u8; 32];
     input
