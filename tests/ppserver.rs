@@ -423,3 +423,78 @@ fn the_idle_timeout_ends_a_node_without_clients() {
     assert_eq!(status.code(), Some(0), "{}", node.log.text());
     node.log.wait_for("idle timeout");
 }
+
+/// The first bytes of a lane with `key`: `PPLN`, the protocol version, two zero bytes, then
+/// the first 16 bytes of `SHA-256("pp-net lane id v1\0" || key)`.
+fn lane_opening(key: &[u8; 32]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut opening = pp_net::preamble::ours().to_vec();
+    opening[..4].copy_from_slice(b"PPLN");
+    let id = Sha256::new()
+        .chain_update(b"pp-net lane id v1\0")
+        .chain_update(key)
+        .finalize();
+    opening.extend_from_slice(&id[..16]);
+    opening
+}
+
+/// Reads what the node sends on `stream` until it closes it (bounded by `support::WAIT`).
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    tokio::time::timeout(support::WAIT, stream.read_to_end(&mut received))
+        .await
+        .expect("the node closes the connection in time")
+        .expect("read");
+    received
+}
+
+#[test]
+fn a_lane_whose_client_never_finishes_its_handshake_ends_and_its_offer_is_used_once() {
+    let node = Node::start(1, &["--handshake-timeout", "1"]);
+    block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        client.start_session().await;
+        client.send(&Message::LaneRequest).await;
+        let Message::LaneOffer { lane, key } = client.recv().await else {
+            panic!("expected a lane offer");
+        };
+        let opening = lane_opening(&key);
+        let mut silent = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+        silent.write_all(&opening).await.unwrap();
+        // The lane's worker answers with its preamble, waits 1 s for the handshake that
+        // never comes, and ends; the session is told.
+        let answer = read_to_close(&mut silent).await;
+        assert_eq!(
+            answer,
+            pp_net::preamble::ours(),
+            "the worker's preamble only"
+        );
+        match client.recv().await {
+            Message::LaneEnded {
+                lane: ended,
+                crashed,
+                reason,
+            } => {
+                assert_eq!(ended, lane);
+                assert!(crashed, "a failed handshake is a failure: {reason}");
+                assert!(reason.contains("exited with status 1"), "{reason}");
+            }
+            other => panic!("expected LaneEnded, got {other:?}"),
+        }
+        node.log.wait_for("lane handshake");
+        // The offer was taken: the same opening again finds nothing.
+        let mut again = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+        again.write_all(&opening).await.unwrap();
+        assert!(read_to_close(&mut again).await.is_empty(), "no answer");
+        node.log.wait_for("names no open lane offer");
+        // The session itself goes on.
+        let outcomes = client.run(vec![square_job(1, 6)]).await;
+        assert_eq!(outcomes[&1], Outcome::Ok(encode(&36u64).unwrap()));
+    });
+    let stats = node.statistics();
+    for counter in ["lanes=1", "worker_crashes=1", "jobs=1"] {
+        assert!(stats.contains(counter), "{counter} in {stats}");
+    }
+}

@@ -156,10 +156,12 @@ pub(crate) fn serve(start: LaneStart) -> Result<(), String> {
         socket,
         key,
         limit,
+        handshake_timeout,
         mut report,
     } = start;
     let config = ChannelConfig {
         max_message: limit,
+        handshake_timeout,
         ..ChannelConfig::default()
     };
     let peer = Peer(socket.peer_addr().ok());

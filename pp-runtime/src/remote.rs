@@ -539,6 +539,8 @@ pub struct LaneStart {
     pub key: [u8; 32],
     /// The largest message, in bytes, the lane reads or writes.
     pub limit: u32,
+    /// Time allowed for the lane's handshake.
+    pub handshake_timeout: std::time::Duration,
     /// Tells the node how many more jobs the lane answered (it adds to a count in memory
     /// the node reads: no system call).
     pub report: Box<dyn FnMut(u64) + Send>,

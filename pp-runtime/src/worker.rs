@@ -74,6 +74,10 @@ pub const LANE_ENV: &str = "PP_WORKER_LANE_FD";
 /// order: the node is the same machine).
 pub const LANE_COUNT_ENV: &str = "PP_WORKER_LANE_COUNT_FD";
 
+/// The environment variable with the time, in milliseconds, a lane worker allows its
+/// client for the lane's handshake (the node's handshake timeout; 5 s when unset).
+pub const LANE_HANDSHAKE_ENV: &str = "PP_WORKER_LANE_HANDSHAKE_MS";
+
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
 

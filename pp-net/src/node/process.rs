@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use pp_runtime::worker::{
     self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, LANE_COUNT_ENV, LANE_ENV,
-    MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV, WORKER_PROTOCOL,
+    LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV,
+    WORKER_PROTOCOL,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -40,6 +41,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) limit: u32,
     /// Time allowed for the hello.
     pub(crate) start_timeout: Duration,
+    /// Time a lane worker allows its client for the lane's handshake.
+    pub(crate) handshake_timeout: Duration,
     /// The registry fingerprint the client announced.
     pub(crate) fingerprint: u64,
     /// Address-space limit of each worker, in bytes (`NodeConfig::worker_memory`).
@@ -414,6 +417,8 @@ async fn spawn(
             (Some((lane, count)), _) => {
                 sys::inherit_fd(&mut command, lane, LANE_ENV);
                 sys::inherit_fd(&mut command, count, LANE_COUNT_ENV);
+                let millis = spec.handshake_timeout.as_millis().max(1);
+                command.env(LANE_HANDSHAKE_ENV, millis.to_string());
             }
             (None, Some(session_fd)) => sys::inherit_fd(&mut command, session_fd, SESSION_ARGS_ENV),
             (None, None) => {}

@@ -267,6 +267,7 @@ async fn setup(
             .max_message
             .saturating_sub(super::relay::MESSAGE_SLACK),
         start_timeout: config.worker_start_timeout,
+        handshake_timeout: config.channel.handshake_timeout,
         fingerprint: registry_fingerprint,
         memory_limit: config.worker_memory,
         session_area,

@@ -18,9 +18,10 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{say_hello, WorkerError, LANE_COUNT_ENV, LANE_ENV};
+use super::{say_hello, WorkerError, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
 use crate::registry::registry;
 use crate::remote::LaneStart;
+use std::time::Duration;
 
 /// The lane's connection named by [`LANE_ENV`], which is removed; made close-on-exec so
 /// that programs a job starts do not inherit it. `None` when the variable is unset.
@@ -29,6 +30,11 @@ use crate::remote::LaneStart;
 pub(super) fn from_env() -> Option<Result<Lane, WorkerError>> {
     std::env::var_os(LANE_ENV)?;
     let socket = inherited(LANE_ENV, "taking the lane's connection");
+    let handshake_timeout = std::env::var(LANE_HANDSHAKE_ENV)
+        .ok()
+        .and_then(|ms| ms.trim().parse().ok())
+        .map_or(DEFAULT_HANDSHAKE_TIMEOUT, Duration::from_millis);
+    std::env::remove_var(LANE_HANDSHAKE_ENV);
     let count = inherited(LANE_COUNT_ENV, "taking the lane's job count");
     Some(socket.and_then(|socket| {
         // SAFETY: the node handed this descriptor to this process alone; from here on this
@@ -36,7 +42,11 @@ pub(super) fn from_env() -> Option<Result<Lane, WorkerError>> {
         let socket = unsafe { TcpStream::from_raw_fd(socket) };
         // SAFETY: as above, for the count's memory file.
         let count = map_count(unsafe { File::from_raw_fd(count?) })?;
-        Ok(Lane { socket, count })
+        Ok(Lane {
+            socket,
+            count,
+            handshake_timeout,
+        })
     }))
 }
 
@@ -44,7 +54,11 @@ pub(super) fn from_env() -> Option<Result<Lane, WorkerError>> {
 pub(super) struct Lane {
     socket: TcpStream,
     count: &'static AtomicU64,
+    handshake_timeout: Duration,
 }
+
+/// The lane's handshake time when the node gave none.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The descriptor named by the environment variable `var`, which is removed, made
 /// close-on-exec so that programs a job starts do not inherit it.
@@ -116,7 +130,11 @@ pub(super) fn serve(
     limit: u32,
 ) -> Result<(), WorkerError> {
     let _output = say_hello(output, limit)?;
-    let Lane { socket, count } = lane?;
+    let Lane {
+        socket,
+        count,
+        handshake_timeout,
+    } = lane?;
     let mut key = [0u8; 32];
     input
         .read_exact(&mut key)
@@ -152,6 +170,7 @@ pub(super) fn serve(
         socket,
         key,
         limit,
+        handshake_timeout,
         report,
     })
     .map_err(|why| WorkerError::Io {
