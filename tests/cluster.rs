@@ -136,6 +136,33 @@ fn lone_jobs_take_a_lane_to_a_worker_of_their_own_and_a_crash_there_is_a_worker_
 }
 
 #[test]
+fn threads_that_each_submit_one_job_at_a_time_get_every_result_once() {
+    // Each thread's job is often the only one queued: the lane, taken from the submitting
+    // thread or by the session, and the session's workers all serve them, concurrently.
+    let node = Node::start(1, &[]);
+    let server = cluster(&[&node], SECRET, 0);
+    wait_connected(&server, &[&node]);
+    node.log.wait_for("lane 1 of client");
+    let per_thread = 150u64;
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let server = &server;
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    let x = t * 1000 + i;
+                    assert_eq!(server.submit(square, (x,)).result(), Ok(x * x));
+                }
+            });
+        }
+    });
+    let total = 4 * per_thread;
+    assert_eq!(jobs_of(&server, &node.addr.to_string()), total);
+    assert_eq!(server.stats().total_jobs(), total, "each job counted once");
+    let stats = node.statistics();
+    assert_eq!(stat(&stats, "jobs"), total, "each job ran once: {stats}");
+}
+
+#[test]
 fn with_lanes_off_lone_jobs_take_the_session() {
     let node = Node::start(1, &[]);
     let server = Server::builder()

@@ -537,6 +537,73 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
     }
 }
 
+/// Longest [`SecureWriter::send_submit_now`] waits for room in the socket's buffer.
+const SEND_NOW_LIMIT: Duration = Duration::from_secs(1);
+
+impl SecureWriter<OwnedWriteHalf> {
+    /// Sends `Message::Submit { jobs }` at once, from any thread, without the runtime: for
+    /// a small message on a connection with room in its socket buffer (a lane with no job
+    /// in flight), where it is one system call. Waits for room, giving the CPU away between
+    /// tries, at most [`SEND_NOW_LIMIT`].
+    ///
+    /// # Errors
+    /// As [`SecureWriter::send`]; [`NetError::WriteStalled`] when the socket took nothing
+    /// for [`SEND_NOW_LIMIT`] (the writer is then broken).
+    pub(crate) fn send_submit_now(&mut self, jobs: &[JobRequest]) -> Result<(), NetError> {
+        let peer = self.peer;
+        if self.broken {
+            return Err(NetError::Broken { peer });
+        }
+        let encoding =
+            SubmitEncoding::new(jobs).map_err(|source| NetError::Codec { peer, source })?;
+        let parts = encoding.parts();
+        let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
+        if len > u64::from(self.max_message) || frame::body_len(len) > u64::from(u32::MAX) {
+            return Err(NetError::MessageTooLarge {
+                peer,
+                len,
+                limit: u64::from(self.max_message),
+            });
+        }
+        let mut sealer = Sealer::new(&parts, self.nonce).map_err(|e| NetError::crypto(peer, &e))?;
+        self.broken = true;
+        self.frame.clear();
+        loop {
+            let done = sealer
+                .seal_some(
+                    &self.cipher,
+                    &mut self.frame,
+                    &mut self.scratch,
+                    WRITE_BATCH,
+                )
+                .map_err(|e| NetError::crypto(peer, &e))?;
+            if done {
+                break;
+            }
+        }
+        self.nonce = sealer.next_nonce();
+        let deadline = Instant::now() + SEND_NOW_LIMIT;
+        let mut written = 0;
+        while written < self.frame.len() {
+            match self.io.try_write(&self.frame[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(NetError::WriteStalled {
+                            peer,
+                            timeout: SEND_NOW_LIMIT,
+                        });
+                    }
+                    std::thread::yield_now();
+                }
+                Err(source) => return Err(NetError::Io { peer, source }),
+            }
+        }
+        self.broken = false;
+        Ok(())
+    }
+}
+
 /// Runs one write of a frame, failing with [`NetError::WriteStalled`] if it is not done
 /// within `timeout` (when set).
 async fn within(

@@ -10,18 +10,219 @@
 //! failed yet. A lane that fails to open [`MAX_FAILURES`] times in a row is given up for
 //! the session. A job on a lane that ends stays in flight until `LaneEnded` says how the
 //! worker ended: the session then fails it as a crash, or gives it back (see `session`).
+//!
+//! The session's task reads the lane; its sending side ([`Direct`]) is shared with the
+//! threads that submit jobs, so that a lone job goes on the lane from the thread that
+//! submitted it, with no wake-up of the network thread on the way out
+//! ([`Direct::submit_lone`]).
 
 use super::address::NodeAddress;
+use super::flights::{self, SharedFlight};
 use super::session::CONNECT_TIMEOUT;
-use crate::{ChannelConfig, Message, NetError, SecureReader, SecureWriter};
+use crate::lane::LANE_MAX_ARGS;
+use crate::{ChannelConfig, JobRequest, Message, NetError, SecureReader, SecureWriter};
+use pp_runtime::remote::{JobFeed, RemoteJob};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Lanes that fail to open in a row before the session stops asking for one.
 pub(crate) const MAX_FAILURES: u32 = 3;
 
 /// Both halves of a lane's connection (boxed: they are large, and move rarely).
 type Halves = Box<(SecureReader, SecureWriter)>;
+
+/// What a session shares with the threads that submit jobs: its jobs in flight, its job
+/// ids, and the sending side of its lane.
+pub(crate) struct Direct {
+    /// The session's jobs in flight.
+    pub(crate) in_flight: SharedFlight,
+    /// The last job id used on the session (ids are unique per session, lane included).
+    next_id: AtomicU64,
+    lane: Mutex<LaneSend>,
+    /// A hint, checked again under the lock: the lane is open and holds no job. Shared with
+    /// the node's state, which submitting threads look at first.
+    free: Arc<AtomicBool>,
+    /// Set when a send from a submitting thread broke the lane, for the session to close it.
+    broke: AtomicBool,
+    /// Jobs a submitting thread took from the queue but could not send on the lane: the
+    /// session sends them first.
+    adopted: Mutex<Vec<RemoteJob>>,
+}
+
+/// The lane's writer (while open) and the job it holds.
+#[derive(Default)]
+struct LaneSend {
+    writer: Option<SecureWriter>,
+    job: Option<u64>,
+}
+
+/// What became of a job offered to the lane.
+pub(crate) enum Sent {
+    /// It is on the lane.
+    Yes,
+    /// The lane is not open or holds a job: send it another way.
+    NotFree,
+    /// Sending broke the lane (now closed): send it another way.
+    Broke(NetError),
+}
+
+impl Direct {
+    /// The shared state of a session whose jobs in flight are `in_flight`; `free` is set
+    /// while the lane is open and holds no job.
+    pub(crate) fn new(in_flight: SharedFlight, free: Arc<AtomicBool>) -> Self {
+        free.store(false, Ordering::Release);
+        Direct {
+            in_flight,
+            next_id: AtomicU64::new(0),
+            lane: Mutex::new(LaneSend::default()),
+            free,
+            broke: AtomicBool::new(false),
+            adopted: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lane(&self) -> MutexGuard<'_, LaneSend> {
+        self.lane.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new job id.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A job a submitting thread took and left to the session, if any.
+    pub(crate) fn adopted(&self) -> Option<RemoteJob> {
+        self.adopted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    fn adopt(&self, job: RemoteJob) {
+        self.adopted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(job);
+    }
+
+    /// Whether a submitting thread broke the lane since the last call.
+    pub(crate) fn take_broke(&self) -> bool {
+        self.broke.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sends `request` on the lane if it is open and holds no job. The job must be in
+    /// flight already.
+    pub(crate) fn send(&self, request: &JobRequest) -> Sent {
+        let mut lane = self.lane();
+        Self::send_locked(&mut lane, request, &self.free)
+    }
+
+    fn send_locked(lane: &mut LaneSend, request: &JobRequest, free: &AtomicBool) -> Sent {
+        let Some(writer) = lane.writer.as_mut().filter(|_| lane.job.is_none()) else {
+            return Sent::NotFree;
+        };
+        match writer.send_submit_now(std::slice::from_ref(request)) {
+            Ok(()) => {
+                lane.job = Some(request.job_id);
+                free.store(false, Ordering::Release);
+                Sent::Yes
+            }
+            Err(error) => {
+                lane.writer = None;
+                free.store(false, Ordering::Release);
+                Sent::Broke(error)
+            }
+        }
+    }
+
+    /// From the thread that just queued a job: if the lane is free, nothing is in flight
+    /// on the session and that job is the only one queued, takes it and sends it on the
+    /// lane. Returns whether it did; if not, the session must be woken as usual (a job this
+    /// took and could not send waits for it in [`Direct::adopted`]).
+    pub(crate) fn submit_lone(&self, feed: &JobFeed) -> bool {
+        if !self.free.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut lane = self.lane();
+        if lane.writer.is_none()
+            || lane.job.is_some()
+            || !flights::lock(&self.in_flight).is_empty()
+            || feed.queued() != 1
+        {
+            return false;
+        }
+        let Some(job) = feed.take() else {
+            return false;
+        };
+        let args = match job.encode_args() {
+            Ok(args) if args.len() <= LANE_MAX_ARGS => args,
+            // Too large for a lane, or failing to encode: the session deals with it.
+            _ => {
+                self.adopt(job);
+                return false;
+            }
+        };
+        let request = JobRequest {
+            job_id: self.next_id(),
+            task: job.task_id().to_owned(),
+            fingerprint: job.fingerprint(),
+            args,
+        };
+        flights::lock(&self.in_flight).insert(request.job_id, (job, Instant::now()));
+        match Self::send_locked(&mut lane, &request, &self.free) {
+            Sent::Yes => true,
+            Sent::NotFree | Sent::Broke(_) => {
+                self.broke.store(true, Ordering::Release);
+                let entry = flights::lock(&self.in_flight).remove(&request.job_id);
+                if let Some((job, _)) = entry {
+                    self.adopt(job);
+                }
+                false
+            }
+        }
+    }
+
+    /// The lane answered `job_id`: it holds no job any more.
+    fn answered(&self, job_id: u64) {
+        let mut lane = self.lane();
+        if lane.job == Some(job_id) {
+            lane.job = None;
+            if lane.writer.is_some() {
+                self.free.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The lane is open with `writer`.
+    fn open(&self, writer: SecureWriter) {
+        let mut lane = self.lane();
+        *lane = LaneSend {
+            writer: Some(writer),
+            job: None,
+        };
+        self.free.store(true, Ordering::Release);
+    }
+
+    /// The session ends: closes the lane, after which no submitting thread takes a job;
+    /// returns the jobs they took and left to the session.
+    pub(crate) fn end(&self) -> Vec<RemoteJob> {
+        // Submitting threads take and adopt jobs under the lane's lock, and only while it
+        // has a writer: once closed, none does.
+        self.close();
+        std::mem::take(&mut *self.adopted.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The lane closed: returns the job it held.
+    fn close(&self) -> Option<u64> {
+        let mut lane = self.lane();
+        self.free.store(false, Ordering::Release);
+        lane.writer = None;
+        lane.job.take()
+    }
+}
 
 /// The lane of one session.
 pub(crate) struct ClientLane {
@@ -39,11 +240,10 @@ enum State {
         lane: u32,
         task: JoinHandle<Result<Halves, String>>,
     },
-    /// Lane `lane` is open; `job` is the one it holds.
+    /// Lane `lane` is open; its sending side is in [`Direct`].
     Open {
         lane: u32,
-        halves: Halves,
-        job: Option<u64>,
+        reader: Box<SecureReader>,
     },
     /// Lane `lane` broke; its worker's end is awaited to settle `job`.
     Ending { lane: u32, job: Option<u64> },
@@ -109,23 +309,28 @@ impl ClientLane {
                 Ok(opened) => opened,
                 Err(error) => Err(format!("the lane's opening task failed: {error}")),
             }),
-            State::Open { halves, .. } => Event::Received(halves.0.recv().await),
+            State::Open { reader, .. } => Event::Received(reader.recv().await),
             _ => std::future::pending().await,
         }
     }
 
     /// Takes in the outcome of [`Event::Opened`]; returns why it failed, if it did.
-    pub(crate) fn opened(&mut self, opened: Result<Halves, String>) -> Option<String> {
+    pub(crate) fn opened(
+        &mut self,
+        opened: Result<Halves, String>,
+        direct: &Direct,
+    ) -> Option<String> {
         let State::Opening { lane, .. } = self.state else {
             return None;
         };
         match opened {
             Ok(halves) => {
+                let (reader, writer) = *halves;
                 self.failures = 0;
+                direct.open(writer);
                 self.state = State::Open {
                     lane,
-                    halves,
-                    job: None,
+                    reader: Box::new(reader),
                 };
                 None
             }
@@ -141,45 +346,26 @@ impl ClientLane {
         }
     }
 
-    /// The lane's writer, when the lane is open and holds no job.
-    pub(crate) fn free(&mut self) -> Option<&mut SecureWriter> {
-        match &mut self.state {
-            State::Open {
-                halves, job: None, ..
-            } => Some(&mut halves.1),
-            _ => None,
-        }
-    }
-
-    /// Job `job_id` was sent on the open lane.
-    pub(crate) fn sent(&mut self, job_id: u64) {
-        if let State::Open { job, .. } = &mut self.state {
-            *job = Some(job_id);
-        }
-    }
-
     /// A result for `job_id` came on the lane: it holds no job any more.
-    pub(crate) fn answered(&mut self, job_id: u64) {
-        if let State::Open { job, .. } = &mut self.state {
-            if *job == Some(job_id) {
-                *job = None;
-            }
-        }
+    pub(crate) fn answered(&mut self, job_id: u64, direct: &Direct) {
+        direct.answered(job_id);
     }
 
     /// The open lane broke or misbehaved: it is closed, and its job waits for the node to
     /// say how the worker ended.
-    pub(crate) fn broke(&mut self) {
-        if let State::Open { lane, job, .. } = self.state {
+    pub(crate) fn broke(&mut self, direct: &Direct) {
+        if let State::Open { lane, .. } = self.state {
+            let job = direct.close();
             self.state = State::Ending { lane, job };
         }
     }
 
     /// The node says lane `lane`'s worker ended. Returns the job the lane held, if this is
     /// the current lane; the lane is then closed, and another may be asked for.
-    pub(crate) fn ended(&mut self, ended: u32) -> Option<u64> {
+    pub(crate) fn ended(&mut self, ended: u32, direct: &Direct) -> Option<u64> {
         let job = match self.state {
-            State::Open { lane, job, .. } | State::Ending { lane, job } if lane == ended => job,
+            State::Open { lane, .. } if lane == ended => direct.close(),
+            State::Ending { lane, job } if lane == ended => job,
             _ => return None,
         };
         self.state = State::Idle;

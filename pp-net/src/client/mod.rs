@@ -41,11 +41,13 @@ use crate::discovery::{self, Target};
 use crate::program::current_program;
 use crate::{ChannelConfig, Secret};
 use address::NodeAddress;
+use flights::SharedFlight;
+use lane::Direct;
 use nodes::NodeList;
-use pp_runtime::remote::{Attachment, ClusterSpec, ExecutorHandle, JobFeed, NodeStatus};
+use pp_runtime::remote::{Attachment, ClusterSpec, ExecutorHandle, JobFeed, NodeStatus, RemoteJob};
 use pp_runtime::Error;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -68,6 +70,10 @@ pub(crate) struct NodeState {
     pub(crate) retry: Notify,
     workers: AtomicU32,
     connected: AtomicBool,
+    /// The session's state shared with submitting threads, while a session runs.
+    direct: Mutex<Option<Arc<Direct>>>,
+    /// Set while the session's lane is open and holds no job (see [`Direct`]).
+    lane_free: Arc<AtomicBool>,
     connections: AtomicU32,
     losses: AtomicU32,
 }
@@ -84,6 +90,8 @@ impl NodeState {
             retry: Notify::new(),
             workers: AtomicU32::new(0),
             connected: AtomicBool::new(false),
+            direct: Mutex::new(None),
+            lane_free: Arc::new(AtomicBool::new(false)),
             connections: AtomicU32::new(0),
             losses: AtomicU32::new(0),
         }
@@ -93,6 +101,39 @@ impl NodeState {
         self.workers.store(workers, Ordering::SeqCst);
         self.connections.fetch_add(1, Ordering::SeqCst);
         self.connected.store(true, Ordering::SeqCst);
+    }
+
+    /// The shared state of a session starting now, which submitting threads reach.
+    pub(crate) fn start_direct(&self, in_flight: &SharedFlight) -> Arc<Direct> {
+        let direct = Arc::new(Direct::new(
+            Arc::clone(in_flight),
+            Arc::clone(&self.lane_free),
+        ));
+        *self.direct() = Some(Arc::clone(&direct));
+        direct
+    }
+
+    /// The session ended: submitting threads no longer reach it. Returns the jobs they
+    /// took from the queue and left to it.
+    pub(crate) fn end_direct(&self) -> Vec<RemoteJob> {
+        match self.direct().take() {
+            Some(direct) => direct.end(),
+            None => Vec::new(),
+        }
+    }
+
+    fn direct(&self) -> std::sync::MutexGuard<'_, Option<Arc<Direct>>> {
+        self.direct.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From a thread that just queued a job: sends it on this node's lane if it is a lone
+    /// job and the lane is free (see [`Direct::submit_lone`]).
+    fn submit_lone(&self, feed: &JobFeed) -> bool {
+        if !self.lane_free.load(Ordering::Acquire) {
+            return false;
+        }
+        let direct = self.direct().clone();
+        direct.is_some_and(|direct| direct.submit_lone(feed))
     }
 
     /// The session ended; `lost` unless the client itself is shutting down.
@@ -153,7 +194,12 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
             .collect(),
     ));
     let wake = Arc::clone(&nodes);
-    feed.on_job_queued(Arc::new(move || wake.for_each(|n| n.notify.notify_one())));
+    let lone_feed = feed.clone();
+    feed.on_job_queued(Arc::new(move || {
+        if !wake.any(|n| n.submit_lone(&lone_feed)) {
+            wake.for_each(|n| n.notify.notify_one());
+        }
+    }));
 
     let ctx = Arc::new(session::Context {
         feed,

@@ -25,6 +25,11 @@ impl NodeList {
         self.read().iter().for_each(f);
     }
 
+    /// Whether `f` is true of some node (stops at the first).
+    pub(crate) fn any(&self, f: impl FnMut(&Arc<NodeState>) -> bool) -> bool {
+        self.read().iter().any(f)
+    }
+
     /// The node called `name` (`host:port`), if known.
     pub(crate) fn find(&self, name: &str) -> Option<Arc<NodeState>> {
         self.read().iter().find(|n| n.name == name).cloned()

@@ -26,7 +26,7 @@
 //! message, so the slower node finishes its copy and its result is dropped.
 
 use super::flights::{self, Flights, SharedFlight, Straggler};
-use super::lane::{ClientLane, Event};
+use super::lane::{ClientLane, Event, Sent};
 use super::NodeState;
 use crate::lane::LANE_MAX_ARGS;
 use crate::program::{this_target, Program};
@@ -108,12 +108,18 @@ pub(crate) async fn run(
     tracing::info!(node = %node.name, workers, "node connected");
     let (me, in_flight) = ctx.flights.register();
     let end = serve(node, ctx, reader, writer, workers, me, &in_flight, shutdown).await;
+    // First, so that no submitting thread adds to the jobs in flight after they are taken.
+    let adopted = node.end_direct();
     ctx.flights.unregister(me);
     node.set_disconnected(matches!(end, Serve::Lost(_)));
     let jobs: Vec<RemoteJob> = flights::lock(&in_flight)
         .drain()
         .map(|(_, (job, _))| job)
         .collect();
+    // Taken from the queue by a submitting thread and never sent: as if never taken.
+    for job in adopted {
+        ctx.feed.requeue(job);
+    }
     match end {
         Serve::Shutdown => {
             for job in jobs {
@@ -291,18 +297,22 @@ async fn serve(
     let mut seq = 0u64;
     let mut last_heard = Instant::now();
     let mut window = Window::new(workers);
-    let mut next_id = 0u64;
+    let direct = node.start_direct(in_flight);
     let mut lane = ClientLane::new(ctx.options.lanes);
     loop {
         if lane.should_request() {
             outbox.send(Message::LaneRequest);
+        }
+        if direct.take_broke() {
+            tracing::debug!(node = %node.name, "lane broke on a send from a submitting thread");
+            lane.broke(&direct);
         }
         let window_size = window.size();
         let mut batch = Vec::new();
         // When a job in flight elsewhere becomes a straggler, if nothing else wakes us first.
         let mut straggler_at = None;
         while flights::lock(in_flight).len() < window_size {
-            let (job, copy) = match ctx.feed.take() {
+            let (job, copy) = match direct.adopted().or_else(|| ctx.feed.take()) {
                 Some(job) => (job, false),
                 None if ctx.options.duplicate_stragglers => {
                     match ctx.flights.straggler(me, Instant::now()) {
@@ -321,9 +331,8 @@ async fn serve(
                     if copy {
                         tracing::debug!(node = %node.name, task = job.task_id(), "running a second copy of a straggler");
                     }
-                    next_id += 1;
                     let request = JobRequest {
-                        job_id: next_id,
+                        job_id: direct.next_id(),
                         task: job.task_id().to_owned(),
                         fingerprint: job.fingerprint(),
                         args,
@@ -334,19 +343,17 @@ async fn serve(
                         && request.args.len() <= LANE_MAX_ARGS
                         && flights::lock(in_flight).is_empty()
                         && ctx.feed.queued() == 0;
-                    flights::lock(in_flight).insert(next_id, (job, Instant::now()));
-                    if let Some(writer) = lone.then(|| lane.free()).flatten() {
-                        match writer.send_submit(std::slice::from_ref(&request)).await {
-                            Ok(()) => {
-                                lane.sent(next_id);
-                                continue;
-                            }
-                            Err(error) => {
-                                // Sent whole or not at all as far as the worker can tell: a
-                                // worker that got it answers on a lane now closed, so the
-                                // job goes on the session.
+                    flights::lock(in_flight).insert(request.job_id, (job, Instant::now()));
+                    if lone {
+                        match direct.send(&request) {
+                            Sent::Yes => continue,
+                            Sent::NotFree => {}
+                            // Sent whole or not at all as far as the worker can tell: a
+                            // worker that got it answers on a lane now closed, so the job
+                            // goes on the session.
+                            Sent::Broke(error) => {
                                 tracing::debug!(node = %node.name, %error, "lane broke on send");
-                                lane.broke();
+                                lane.broke(&direct);
                             }
                         }
                     }
@@ -371,13 +378,13 @@ async fn serve(
         tokio::select! {
             biased;
             event = lane.event() => match event {
-                Event::Opened(opened) => match lane.opened(opened) {
+                Event::Opened(opened) => match lane.opened(opened, &direct) {
                     None => tracing::debug!(node = %node.name, "lane open"),
                     Some(why) => tracing::debug!(node = %node.name, "no lane: {why}"),
                 },
                 Event::Received(Ok(Message::Results { results })) => {
                     for reply in results {
-                        lane.answered(reply.job_id);
+                        lane.answered(reply.job_id, &direct);
                         settle(node, ctx, in_flight, &mut window, reply);
                     }
                 }
@@ -385,7 +392,7 @@ async fn serve(
                     if let Ok(message) = other {
                         tracing::debug!(node = %node.name, "{}", unexpected(&message, "results on the lane"));
                     }
-                    lane.broke();
+                    lane.broke(&direct);
                 }
             },
             message = reader.recv() => {
@@ -401,7 +408,7 @@ async fn serve(
                         lane.offered(number, key, &node.address, ctx.channel);
                     }
                     Ok(Message::LaneEnded { lane: number, crashed, reason }) => {
-                        let held = lane.ended(number);
+                        let held = lane.ended(number, &direct);
                         let entry = held.and_then(|id| flights::lock(in_flight).remove(&id));
                         if let Some((job, sent)) = entry {
                             if crashed {
