@@ -87,6 +87,25 @@ pub(crate) fn encode_payload<T: Serialize + 'static>(value: &T) -> Result<Vec<u8
     }
 }
 
+/// [`encode_payload`] if the encoding is at most `limit` bytes, else `Ok(None)`: found
+/// out after encoding at most `limit` bytes (a large value costs little).
+pub(crate) fn encode_payload_within<T: Serialize + 'static>(
+    value: &T,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, CodecError> {
+    if let Some(bytes) = byte_vector(value) {
+        return match bytes.len() as u64 + 8 > limit {
+            true => Ok(None),
+            false => encode_byte_vector(bytes).map(Some),
+        };
+    }
+    match options(limit.min(DEFAULT_DECODE_LIMIT)).serialize(value) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if matches!(*error, bincode::ErrorKind::SizeLimit) => Ok(None),
+        Err(error) => Err(CodecError(format!("cannot encode value: {error}"))),
+    }
+}
+
 /// [`decode`] for what [`encode_payload`] wrote: same checks, same errors' meaning.
 pub(crate) fn decode_payload<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, CodecError> {
     let wanted = TypeId::of::<T>();
@@ -253,6 +272,31 @@ mod tests {
         let mut bytes = (1u64 << 60).to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0; 8]);
         assert!(decode::<Vec<u8>>(&bytes).is_err());
+    }
+
+    #[test]
+    fn encoding_within_a_limit_gives_the_same_bytes_or_none() {
+        let small = (vec![7u8; 100],);
+        let exact = encode(&small).unwrap();
+        assert_eq!(
+            encode_payload_within(&small, exact.len() as u64).unwrap(),
+            Some(exact.clone())
+        );
+        assert_eq!(
+            encode_payload_within(&small, exact.len() as u64 - 1).unwrap(),
+            None
+        );
+        let strings = (vec!["pp".to_owned(); 10_000], 3u64);
+        let all = encode(&strings).unwrap();
+        assert_eq!(
+            encode_payload_within(&strings, 1 << 20).unwrap(),
+            Some(all.clone())
+        );
+        assert_eq!(encode_payload_within(&strings, 1024).unwrap(), None);
+        assert_eq!(
+            encode_payload_within(&strings, all.len() as u64 - 1).unwrap(),
+            None
+        );
     }
 
     #[test]

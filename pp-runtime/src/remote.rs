@@ -172,6 +172,15 @@ impl RemoteJob {
         self.job.encode_args()
     }
 
+    /// [`RemoteJob::encode_args`] if the encoding is at most `limit` bytes, else `None`,
+    /// found out without encoding much more than `limit` bytes.
+    ///
+    /// # Errors
+    /// When an argument's `Serialize` fails.
+    pub fn encode_args_within(&self, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
+        self.job.encode_args_within(limit)
+    }
+
     /// A second copy of this job, to run on another node while this one straggles (see
     /// [`ClusterOptions::duplicate_stragglers`]). The copies share the job's result slot:
     /// whichever completes first through [`JobFeed::complete`] wins, the other's result is

@@ -39,6 +39,12 @@ pub(crate) trait Runnable: Send {
     fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
         Err(CodecError::new("this job runs only in its own process"))
     }
+    /// [`Runnable::encode_args`] if the encoding is at most `limit` bytes, else `None`
+    /// (found out without encoding much more than `limit` bytes).
+    fn encode_args_within(&self, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
+        let _ = limit;
+        self.encode_args().map(Some)
+    }
     /// Completes the job with what a remote executor reported, counted in `counters` if
     /// its result is the one kept.
     fn complete_remote(
@@ -197,6 +203,18 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
 
     fn fingerprint(&self) -> u64 {
         self.task.fingerprint()
+    }
+
+    fn encode_args_within(&self, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
+        match &self.body {
+            Body::Owned { args, .. } => codec::encode_payload_within(args, limit),
+            Body::Shared(shared) => match &shared.parts().args {
+                Some(args) => codec::encode_payload_within(args, limit),
+                None => Err(CodecError::new(
+                    "the job's arguments were taken by a local run",
+                )),
+            },
+        }
     }
 
     fn encode_args(&self) -> Result<Vec<u8>, CodecError> {

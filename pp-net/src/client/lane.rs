@@ -47,10 +47,14 @@ pub(crate) struct Direct {
     free: Arc<AtomicBool>,
     /// Set when a send from a submitting thread broke the lane, for the session to close it.
     broke: AtomicBool,
-    /// Jobs a submitting thread took from the queue but could not send on the lane: the
-    /// session sends them first.
-    adopted: Mutex<Vec<RemoteJob>>,
+    /// Jobs a submitting thread took from the queue but could not send on the lane, with
+    /// their arguments when it encoded them: the session sends them first.
+    adopted: Mutex<Vec<Adopted>>,
 }
+
+/// A job a submitting thread left to the session, with its encoded arguments if it has
+/// them (a large job's are not encoded twice).
+pub(crate) type Adopted = (RemoteJob, Option<Vec<u8>>);
 
 /// The lane's writer (while open) and the job it holds.
 #[derive(Default)]
@@ -94,18 +98,18 @@ impl Direct {
     }
 
     /// A job a submitting thread took and left to the session, if any.
-    pub(crate) fn adopted(&self) -> Option<RemoteJob> {
+    pub(crate) fn adopted(&self) -> Option<Adopted> {
         self.adopted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
     }
 
-    fn adopt(&self, job: RemoteJob) {
+    fn adopt(&self, job: RemoteJob, args: Option<Vec<u8>>) {
         self.adopted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(job);
+            .push((job, args));
     }
 
     /// Whether a submitting thread broke the lane since the last call.
@@ -157,11 +161,12 @@ impl Direct {
         let Some(job) = feed.take() else {
             return false;
         };
-        let args = match job.encode_args() {
-            Ok(args) if args.len() <= LANE_MAX_ARGS => args,
-            // Too large for a lane, or failing to encode: the session deals with it.
-            _ => {
-                self.adopt(job);
+        let args = match job.encode_args_within(LANE_MAX_ARGS as u64) {
+            Ok(Some(args)) => args,
+            // Too large for a lane (found out after at most its limit's worth of encoding),
+            // or failing to encode: the session deals with it.
+            Ok(None) | Err(_) => {
+                self.adopt(job, None);
                 return false;
             }
         };
@@ -178,7 +183,7 @@ impl Direct {
                 self.broke.store(true, Ordering::Release);
                 let entry = flights::lock(&self.in_flight).remove(&request.job_id);
                 if let Some((job, _)) = entry {
-                    self.adopt(job);
+                    self.adopt(job, Some(request.args));
                 }
                 false
             }
@@ -208,7 +213,7 @@ impl Direct {
 
     /// The session ends: closes the lane, after which no submitting thread takes a job;
     /// returns the jobs they took and left to the session.
-    pub(crate) fn end(&self) -> Vec<RemoteJob> {
+    pub(crate) fn end(&self) -> Vec<Adopted> {
         // Submitting threads take and adopt jobs under the lane's lock, and only while it
         // has a writer: once closed, none does.
         self.close();

@@ -44,7 +44,7 @@ use address::NodeAddress;
 use flights::SharedFlight;
 use lane::Direct;
 use nodes::NodeList;
-use pp_runtime::remote::{Attachment, ClusterSpec, ExecutorHandle, JobFeed, NodeStatus, RemoteJob};
+use pp_runtime::remote::{Attachment, ClusterSpec, ExecutorHandle, JobFeed, NodeStatus};
 use pp_runtime::Error;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
@@ -115,7 +115,7 @@ impl NodeState {
 
     /// The session ended: submitting threads no longer reach it. Returns the jobs they
     /// took from the queue and left to it.
-    pub(crate) fn end_direct(&self) -> Vec<RemoteJob> {
+    pub(crate) fn end_direct(&self) -> Vec<lane::Adopted> {
         match self.direct().take() {
             Some(direct) => direct.end(),
             None => Vec::new(),

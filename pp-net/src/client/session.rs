@@ -117,7 +117,7 @@ pub(crate) async fn run(
         .map(|(_, (job, _))| job)
         .collect();
     // Taken from the queue by a submitting thread and never sent: as if never taken.
-    for job in adopted {
+    for (job, _) in adopted {
         ctx.feed.requeue(job);
     }
     match end {
@@ -312,11 +312,12 @@ async fn serve(
         // When a job in flight elsewhere becomes a straggler, if nothing else wakes us first.
         let mut straggler_at = None;
         while flights::lock(in_flight).len() < window_size {
-            let (job, copy) = match direct.adopted().or_else(|| ctx.feed.take()) {
-                Some(job) => (job, false),
+            let adopted = direct.adopted();
+            let (job, copy, encoded) = match adopted.or_else(|| Some((ctx.feed.take()?, None))) {
+                Some((job, encoded)) => (job, false, encoded),
                 None if ctx.options.duplicate_stragglers => {
                     match ctx.flights.straggler(me, Instant::now()) {
-                        Straggler::Found(job) => (job, true),
+                        Straggler::Found(job) => (job, true, None),
                         Straggler::Later(at) => {
                             straggler_at = Some(at);
                             break;
@@ -326,7 +327,7 @@ async fn serve(
                 }
                 None => break,
             };
-            match job.encode_args() {
+            match encoded.map_or_else(|| job.encode_args(), Ok) {
                 Ok(args) => {
                     if copy {
                         tracing::debug!(node = %node.name, task = job.task_id(), "running a second copy of a straggler");
