@@ -14,6 +14,7 @@ use crate::backlog::{Backlog, Sleepers};
 use crate::error::{Error, JobError};
 use crate::job::{Completion, Polling, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::{wait_until, Pending};
+use crate::remote::QueueWaker;
 use crate::runnable::Runnable;
 use crate::stats::{Counters, ExecutorStats, LocalStats};
 use crossbeam_deque::{Injector, Steal};
@@ -59,7 +60,7 @@ pub(crate) struct Core {
     retry: Mutex<VecDeque<Retry>>,
     retry_len: AtomicUsize,
     /// Called on every enqueue once a remote executor is attached.
-    wakers: RwLock<Vec<Arc<dyn Fn() + Send + Sync>>>,
+    wakers: RwLock<Vec<QueueWaker>>,
     has_wakers: AtomicBool,
     executors: Mutex<Vec<Arc<Counters>>>,
     ncpus: AtomicUsize,
@@ -202,13 +203,14 @@ impl Core {
 
     fn wake_remote(&self) {
         if self.has_wakers.load(Ordering::Acquire) {
+            let queued = self.queued();
             for waker in self.wakers.read().unwrap_or_else(|e| e.into_inner()).iter() {
-                waker();
+                waker(queued);
             }
         }
     }
 
-    pub(crate) fn add_waker(&self, waker: Arc<dyn Fn() + Send + Sync>) {
+    pub(crate) fn add_waker(&self, waker: QueueWaker) {
         self.wakers
             .write()
             .unwrap_or_else(|e| e.into_inner())

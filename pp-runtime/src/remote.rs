@@ -23,6 +23,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// What [`JobFeed::on_job_queued`] calls, with the number of jobs queued.
+pub type QueueWaker = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// Port of a node named without one (`PP_SERVERS=host`), as in PP.
 pub const DEFAULT_PORT: u16 = 60000;
 
@@ -397,8 +400,9 @@ impl JobFeed {
         ExecutorHandle { counters }
     }
 
-    /// Calls `waker` (cheaply, without blocking) every time a job is queued.
-    pub fn on_job_queued(&self, waker: Arc<dyn Fn() + Send + Sync>) {
+    /// Calls `waker` every time a job is queued, on the thread that queued it, with the
+    /// number of jobs queued then (that one included). It must be cheap and not block.
+    pub fn on_job_queued(&self, waker: QueueWaker) {
         if let Some(core) = self.core.upgrade() {
             core.add_waker(waker);
         }

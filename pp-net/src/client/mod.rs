@@ -195,10 +195,14 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
     ));
     let wake = Arc::clone(&nodes);
     let lone_feed = feed.clone();
-    feed.on_job_queued(Arc::new(move || {
-        if !wake.any(|n| n.submit_lone(&lone_feed)) {
-            wake.for_each(|n| n.notify.notify_one());
-        }
+    feed.on_job_queued(Arc::new(move |queued| {
+        wake.with(|nodes| {
+            // A lone job (the only one queued) may go on a free lane from this thread.
+            let sent = queued == 1 && nodes.iter().any(|n| n.submit_lone(&lone_feed));
+            if !sent {
+                nodes.iter().for_each(|n| n.notify.notify_one());
+            }
+        })
     }));
 
     let ctx = Arc::new(session::Context {

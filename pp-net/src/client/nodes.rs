@@ -20,14 +20,9 @@ impl NodeList {
         self.read().clone()
     }
 
-    /// Calls `f` on each node, without copying the list.
-    pub(crate) fn for_each(&self, f: impl FnMut(&Arc<NodeState>)) {
-        self.read().iter().for_each(f);
-    }
-
-    /// Whether `f` is true of some node (stops at the first).
-    pub(crate) fn any(&self, f: impl FnMut(&Arc<NodeState>) -> bool) -> bool {
-        self.read().iter().any(f)
+    /// Calls `f` with the nodes, without copying the list.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&[Arc<NodeState>]) -> T) -> T {
+        f(&self.read())
     }
 
     /// The node called `name` (`host:port`), if known.
