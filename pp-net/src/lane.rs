@@ -377,6 +377,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_job_sent_at_once_from_a_thread_outside_the_runtime_arrives_whole() {
+        let key = new_key().unwrap();
+        let (client, worker) = lane(key, key).await;
+        let ((_, to_worker), (mut from_client, _)) = (client.unwrap(), worker.unwrap());
+        let jobs: Vec<JobRequest> = (1..=3)
+            .map(|job_id| JobRequest {
+                job_id,
+                task: "m::f".into(),
+                fingerprint: 3,
+                args: vec![job_id as u8; 1000 * job_id as usize],
+            })
+            .collect();
+        let sent = jobs.clone();
+        let sender = std::thread::spawn(move || {
+            let mut to_worker = to_worker;
+            for job in &sent {
+                to_worker
+                    .send_submit_now(std::slice::from_ref(job))
+                    .unwrap();
+            }
+        });
+        for job in jobs {
+            assert_eq!(
+                from_client.recv().await.unwrap(),
+                Message::Submit { jobs: vec![job] }
+            );
+        }
+        sender.join().unwrap();
+    }
+
+    #[tokio::test]
     async fn a_lane_opened_with_another_key_fails_authentication() {
         let (client, worker) = lane(new_key().unwrap(), new_key().unwrap()).await;
         assert!(

@@ -480,19 +480,7 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
     /// Sends the message made of `parts`, as one frame.
     async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), NetError> {
         let peer = self.peer;
-        if self.broken {
-            return Err(NetError::Broken { peer });
-        }
-        let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
-        if len > u64::from(self.max_message) || frame::body_len(len) > u64::from(u32::MAX) {
-            return Err(NetError::MessageTooLarge {
-                peer,
-                len,
-                limit: u64::from(self.max_message),
-            });
-        }
-        let mut sealer = Sealer::new(parts, self.nonce).map_err(|e| NetError::crypto(peer, &e))?;
-        self.broken = true;
+        let mut sealer = self.begin_frame(parts)?;
         // A small frame is one buffer and one write: with TCP_NODELAY it leaves at once,
         // and the header never waits in Nagle's buffer for the body. A large one goes in
         // batches, each written while the peer opens the one before.
@@ -516,6 +504,26 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
         // `frame` is kept: it never holds more than one batch and one segment.
         self.broken = false;
         Ok(())
+    }
+
+    /// Checks that the message made of `parts` may go, and starts its frame: the writer
+    /// counts as broken until the frame is written whole.
+    fn begin_frame<'a>(&mut self, parts: &'a [&'a [u8]]) -> Result<Sealer<'a>, NetError> {
+        let peer = self.peer;
+        if self.broken {
+            return Err(NetError::Broken { peer });
+        }
+        let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
+        if len > u64::from(self.max_message) || frame::body_len(len) > u64::from(u32::MAX) {
+            return Err(NetError::MessageTooLarge {
+                peer,
+                len,
+                limit: u64::from(self.max_message),
+            });
+        }
+        let sealer = Sealer::new(parts, self.nonce).map_err(|e| NetError::crypto(peer, &e))?;
+        self.broken = true;
+        Ok(sealer)
     }
 
     /// Closes the sending direction (TCP FIN); the peer's reader then gets
@@ -551,22 +559,10 @@ impl SecureWriter<OwnedWriteHalf> {
     /// for [`SEND_NOW_LIMIT`] (the writer is then broken).
     pub(crate) fn send_submit_now(&mut self, jobs: &[JobRequest]) -> Result<(), NetError> {
         let peer = self.peer;
-        if self.broken {
-            return Err(NetError::Broken { peer });
-        }
         let encoding =
             SubmitEncoding::new(jobs).map_err(|source| NetError::Codec { peer, source })?;
         let parts = encoding.parts();
-        let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
-        if len > u64::from(self.max_message) || frame::body_len(len) > u64::from(u32::MAX) {
-            return Err(NetError::MessageTooLarge {
-                peer,
-                len,
-                limit: u64::from(self.max_message),
-            });
-        }
-        let mut sealer = Sealer::new(&parts, self.nonce).map_err(|e| NetError::crypto(peer, &e))?;
-        self.broken = true;
+        let mut sealer = self.begin_frame(&parts)?;
         self.frame.clear();
         loop {
             let done = sealer
