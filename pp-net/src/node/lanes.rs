@@ -131,8 +131,8 @@ impl Drop for SessionLanes {
 }
 
 /// Serves a lane connection from `addr` that named `id`: starts its worker, gives it the
-/// connection and the key, counts the jobs it answers (in shared memory), and tells the session when it ends.
-/// Never fails: everything is logged.
+/// connection and the key, counts the jobs it answers (in shared memory), and tells the
+/// session when it ends. Never fails: everything is logged.
 pub(crate) async fn serve_lane(
     stream: TcpStream,
     addr: SocketAddr,
