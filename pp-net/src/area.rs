@@ -157,24 +157,9 @@ impl SharedArea {
         self.file.set_len(len as u64)?;
         #[cfg(unix)]
         {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a fresh shared mapping of an open file of `len` bytes; the kernel
-            // picks the address, and the result is checked before use.
-            let map = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    self.file.as_raw_fd(),
-                    0,
-                )
-            };
-            if map == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
+            let map = pp_runtime::worker::map_shared(&self.file, len, true)?;
             self.unmap();
-            self.map = map.cast();
+            self.map = map;
             self.len = len;
             Ok(())
         }

@@ -40,11 +40,11 @@ use tokio::net::TcpStream;
 use crate::config::ChannelConfig;
 use crate::error::{NetError, Peer};
 use crate::handshake::{self, Secret};
-use crate::message::{decode_submit, JobReply, Message, Outcome};
+use crate::message::{decode_submit, JobReply};
 use crate::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
 use crate::secure::{SecureReader, SecureWriter};
 use pp_runtime::remote::LaneStart;
-use pp_runtime::worker::{run_job, WorkerOutcome};
+use pp_runtime::worker::run_job;
 
 /// The four bytes that open a lane, where a session's connection has `b"PPRS"`.
 pub(crate) const LANE_MAGIC: [u8; 4] = *b"PPLN";
@@ -206,39 +206,17 @@ pub(crate) fn serve(start: LaneStart) -> Result<(), String> {
                 .iter()
                 .map(|job| JobReply {
                     job_id: job.job_id,
-                    outcome: outcome(
-                        job.task,
-                        run_job(job.task, job.fingerprint, job.args),
-                        limit,
-                    ),
+                    outcome: run_job(job.task, job.fingerprint, job.args).into(),
                 })
                 .collect();
             let answered = results.len() as u64;
             writer
-                .send(&Message::Results { results })
+                .send_results(results)
                 .await
                 .map_err(|e| e.to_string())?;
             report(answered);
         }
     })
-}
-
-/// A worker's outcome as the client gets it; a result too large for one message fails.
-fn outcome(task: &str, outcome: WorkerOutcome, limit: u32) -> Outcome {
-    match outcome {
-        WorkerOutcome::Ok(bytes)
-            if bytes.len() as u64 + u64::from(RESULT_SLACK) > u64::from(limit) =>
-        {
-            Outcome::Failed(format!(
-                "the result of task `{task}` is {} bytes when encoded, above the lane's limit \
-                 of {limit} bytes",
-                bytes.len()
-            ))
-        }
-        WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
-        WorkerOutcome::Panicked(message) => Outcome::Panicked(message),
-        WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
-    }
 }
 
 /// Longest a lane worker's write may make no progress (a client that stops reading).
@@ -283,13 +261,10 @@ impl AsyncWrite for Blocking {
     }
 }
 
-/// Room in a `Results` message for everything but one result's bytes.
-const RESULT_SLACK: u32 = 1024;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::JobRequest;
+    use crate::{JobRequest, Message, Outcome};
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 

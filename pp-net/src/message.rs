@@ -17,7 +17,7 @@
 //! [`Message::LaneOffer`] and [`Message::LaneEnded`] set up and end a lane (a direct
 //! connection to a worker for lone jobs, which then carries `Submit` and `Results` only).
 
-use pp_runtime::worker::{JobHead, JobView};
+use pp_runtime::worker::{JobHead, JobView, WorkerOutcome};
 use serde::{Deserialize, Serialize};
 
 /// One message of protocol version 2.
@@ -239,6 +239,31 @@ pub enum Outcome {
     WorkerCrashed(String),
     /// The job could not be run (unknown task, bad arguments, ...); why.
     Failed(String),
+}
+
+impl From<WorkerOutcome> for Outcome {
+    /// A worker's report of a job, as the client gets it.
+    fn from(outcome: WorkerOutcome) -> Self {
+        match outcome {
+            WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
+            WorkerOutcome::Panicked(message) => Outcome::Panicked(message),
+            WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
+        }
+    }
+}
+
+/// Room left in a `Results` message for everything but the payloads.
+pub(crate) const MESSAGE_SLACK: u32 = 1024;
+
+/// Encoded size of a reply, near enough to keep a batch under the message limit.
+pub(crate) fn reply_size(reply: &JobReply) -> u64 {
+    let payload = match &reply.outcome {
+        Outcome::Ok(bytes) => bytes.len(),
+        Outcome::Panicked(text) | Outcome::WorkerCrashed(text) | Outcome::Failed(text) => {
+            text.len()
+        }
+    };
+    payload as u64 + 32
 }
 
 #[cfg(test)]

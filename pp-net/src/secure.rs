@@ -16,7 +16,9 @@ use crate::area::SharedArea;
 use crate::config::ChannelConfig;
 use crate::error::{NetError, Peer};
 use crate::frame::{self, Opener, Sealer, FRAME_HEADER};
-use crate::message::{JobRequest, Message, SubmitEncoding};
+use crate::message::{
+    reply_size, JobReply, JobRequest, Message, Outcome, SubmitEncoding, MESSAGE_SLACK,
+};
 use crate::shared::{Buffer, SharedBytes};
 
 /// Buffers up to this size are always kept for the next message.
@@ -506,6 +508,34 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
         Ok(())
     }
 
+    /// Sends `Message::Results { results }`. If it is too large (a lone reply above the
+    /// limit), the replies too large to travel become `Failed` outcomes and the message
+    /// goes again.
+    ///
+    /// # Errors
+    /// As [`SecureWriter::send`].
+    pub(crate) async fn send_results(&mut self, results: Vec<JobReply>) -> Result<(), NetError> {
+        let budget = u64::from(self.max_message.saturating_sub(MESSAGE_SLACK));
+        let message = Message::Results { results };
+        match self.send(&message).await {
+            Err(NetError::MessageTooLarge { len, limit, .. }) => {
+                let Message::Results { mut results } = message else {
+                    return Ok(());
+                };
+                for reply in &mut results {
+                    if reply_size(reply) > budget {
+                        reply.outcome = Outcome::Failed(format!(
+                            "the job's result is too large for one message (the Results \
+                             message was {len} bytes, the limit is {limit} bytes)"
+                        ));
+                    }
+                }
+                self.send(&Message::Results { results }).await
+            }
+            other => other,
+        }
+    }
+
     /// Checks that the message made of `parts` may go, and starts its frame: the writer
     /// counts as broken until the frame is written whole.
     fn begin_frame<'a>(&mut self, parts: &'a [&'a [u8]]) -> Result<Sealer<'a>, NetError> {
@@ -564,19 +594,10 @@ impl SecureWriter<OwnedWriteHalf> {
         let parts = encoding.parts();
         let mut sealer = self.begin_frame(&parts)?;
         self.frame.clear();
-        loop {
-            let done = sealer
-                .seal_some(
-                    &self.cipher,
-                    &mut self.frame,
-                    &mut self.scratch,
-                    WRITE_BATCH,
-                )
-                .map_err(|e| NetError::crypto(peer, &e))?;
-            if done {
-                break;
-            }
-        }
+        // The whole frame in one batch: it is small.
+        sealer
+            .seal_some(&self.cipher, &mut self.frame, &mut self.scratch, usize::MAX)
+            .map_err(|e| NetError::crypto(peer, &e))?;
         self.nonce = sealer.next_nonce();
         let deadline = Instant::now() + SEND_NOW_LIMIT;
         let mut written = 0;

@@ -43,7 +43,12 @@ use crate::registry::{registry, InvokeError};
 #[cfg(unix)]
 mod lane;
 #[cfg(unix)]
+mod mapping;
+#[cfg(unix)]
 mod shared_args;
+
+#[cfg(unix)]
+pub use mapping::map_shared;
 
 /// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
 /// job's arguments may wait in a shared area).

@@ -191,7 +191,7 @@ impl Direct {
     }
 
     /// The lane answered `job_id`: it holds no job any more.
-    fn answered(&self, job_id: u64) {
+    pub(crate) fn answered(&self, job_id: u64) {
         let mut lane = self.lane();
         if lane.job == Some(job_id) {
             lane.job = None;
@@ -349,11 +349,6 @@ impl ClientLane {
                 Some(why)
             }
         }
-    }
-
-    /// A result for `job_id` came on the lane: it holds no job any more.
-    pub(crate) fn answered(&mut self, job_id: u64, direct: &Direct) {
-        direct.answered(job_id);
     }
 
     /// The open lane broke or misbehaved: it is closed, and its job waits for the node to

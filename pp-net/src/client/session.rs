@@ -385,7 +385,8 @@ async fn serve(
                 },
                 Event::Received(Ok(Message::Results { results })) => {
                     for reply in results {
-                        lane.answered(reply.job_id, &direct);
+                        // Free for the next lone job before this one completes.
+                        direct.answered(reply.job_id);
                         settle(node, ctx, in_flight, &mut window, reply);
                     }
                 }

@@ -381,16 +381,13 @@ async fn spawn(
     let mut attempt = 0;
     loop {
         // A lane worker takes small jobs on its connection only: no area.
-        let shared = match lane
-            .map(|_| None)
-            .unwrap_or_else(|| Some(SharedArea::create()))
-        {
-            Some(Ok(created)) => Some(created),
-            Some(Err(error)) => {
-                tracing::debug!(%error, "no shared argument area: all arguments go through the pipe");
-                None
-            }
-            None => None,
+        let shared = match lane {
+            Some(_) => None,
+            None => SharedArea::create()
+                .inspect_err(|error| {
+                    tracing::debug!(%error, "no shared argument area: all arguments go through the pipe");
+                })
+                .ok(),
         };
         let mut command = Command::new(&spec.program);
         command

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pp_runtime::worker::{ArgsArea, WorkerError, WorkerOutcome};
+use pp_runtime::worker::{ArgsArea, WorkerError};
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use super::process::{Shared, WorkerProcess, WorkerSpec};
@@ -338,12 +338,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             pool.record(now - written.map_or(last, |written| written.max(last)));
             last = now;
             Counters::bump(&pool.counters.jobs_run);
-            let outcome = match reply.outcome {
-                WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
-                WorkerOutcome::Panicked(message) => Outcome::Panicked(message),
-                WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
-            };
-            pool.reply(reply.job_id, outcome);
+            pool.reply(reply.job_id, reply.outcome.into());
         }
     };
     let error: WorkerError = tokio::select! {

@@ -28,10 +28,8 @@ use super::process::{WorkerProcess, WorkerSpec};
 use super::pump::{worker_loop, Pool};
 use super::queued::{self, Incoming, QueuedJob};
 use super::stats::Counters;
-use crate::{JobReply, Message, NetError, Outcome, SecureReader, SecureWriter};
-
-/// Room left in a `Results` message for everything but the payloads.
-pub(crate) const MESSAGE_SLACK: u32 = 1024;
+use crate::message::{reply_size, MESSAGE_SLACK};
+use crate::{JobReply, Message, NetError, SecureReader, SecureWriter};
 
 /// Time allowed for worker loops to stop after the session ends (they kill and reap).
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -293,50 +291,12 @@ async fn write_loop(
         }
         if !results.is_empty() {
             let written = results.len();
-            if let Err(error) = send_results(&mut writer, results, budget).await {
+            if let Err(error) = writer.send_results(results).await {
                 return End::Failed(error.to_string());
             }
             flow.in_flight.add_permits(written);
         }
     }
-}
-
-/// Sends one `Results`. If it is still too large (a lone reply above the limit), the
-/// replies too large to travel become `Failed` outcomes and the message goes again.
-async fn send_results(
-    writer: &mut SecureWriter,
-    results: Vec<JobReply>,
-    budget: u64,
-) -> Result<(), NetError> {
-    let message = Message::Results { results };
-    match writer.send(&message).await {
-        Err(NetError::MessageTooLarge { len, limit, .. }) => {
-            let Message::Results { mut results } = message else {
-                return Ok(());
-            };
-            for reply in &mut results {
-                if reply_size(reply) > budget {
-                    reply.outcome = Outcome::Failed(format!(
-                        "the job's result is too large for one message (the Results message \
-                         was {len} bytes, the limit is {limit} bytes)"
-                    ));
-                }
-            }
-            writer.send(&Message::Results { results }).await
-        }
-        other => other,
-    }
-}
-
-/// Encoded size of a reply, near enough to keep a batch under the message limit.
-fn reply_size(reply: &JobReply) -> u64 {
-    let payload = match &reply.outcome {
-        Outcome::Ok(bytes) => bytes.len(),
-        Outcome::Panicked(text) | Outcome::WorkerCrashed(text) | Outcome::Failed(text) => {
-            text.len()
-        }
-    };
-    payload as u64 + 32
 }
 
 #[cfg(test)]

@@ -265,7 +265,7 @@ async fn setup(
         limit: config
             .channel
             .max_message
-            .saturating_sub(super::relay::MESSAGE_SLACK),
+            .saturating_sub(crate::message::MESSAGE_SLACK),
         start_timeout: config.worker_start_timeout,
         handshake_timeout: config.channel.handshake_timeout,
         fingerprint: registry_fingerprint,

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{say_hello, WorkerError, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
@@ -97,24 +97,10 @@ fn map_count(file: File) -> Result<&'static AtomicU64, WorkerError> {
             source: std::io::Error::other("the count's memory file is shorter than 8 bytes"),
         });
     }
-    // SAFETY: a fresh shared mapping of the file's first bytes (checked above to exist);
-    // the result is checked before use.
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if map == libc::MAP_FAILED {
-        return Err(WorkerError::Io {
-            during: "mapping the lane's job count",
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    let map = super::map_shared(&file, len, true).map_err(|source| WorkerError::Io {
+        during: "mapping the lane's job count",
+        source,
+    })?;
     // SAFETY: the mapping is page-aligned, 8 bytes long, never unmapped (it lives as long
     // as the process, the file with it), and both processes change it only atomically.
     Ok(unsafe { AtomicU64::from_ptr(map.cast::<u64>()) })

@@ -10,7 +10,7 @@
 //! job lies beyond what it mapped.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::FromRawFd;
 
 /// The worker's mapping of the node's argument area.
 #[derive(Debug)]
@@ -91,25 +91,9 @@ impl SharedArgs {
         if size == 0 {
             return Ok(());
         }
-        // SAFETY: a fresh read-only shared mapping of an open file; the kernel picks the
-        // address. The result is checked before use.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                self.file.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map the shared argument area ({size} bytes): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        self.map = map.cast();
+        let map = super::map_shared(&self.file, size, false)
+            .map_err(|e| format!("cannot map the shared argument area ({size} bytes): {e}"))?;
+        self.map = map.cast_const();
         self.len = size;
         Ok(())
     }
