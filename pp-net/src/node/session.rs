@@ -74,8 +74,11 @@ pub(crate) async fn serve_connection(
 ) {
     let config = &ctx.config;
     let mut stream = stream;
+    // One bound for the opening bytes and the handshake together (the lane's handshake is
+    // its worker's, bounded there).
+    let timeout = config.channel.handshake_timeout;
     let opened = async {
-        match read_opening(&mut stream, addr, config.channel.handshake_timeout).await? {
+        match read_opening(&mut stream, addr).await? {
             Opening::Session(theirs) => {
                 accept_server_after(stream, theirs, &config.secret, config.channel)
                     .await
@@ -84,8 +87,12 @@ pub(crate) async fn serve_connection(
             Opening::Lane(id) => Ok(Opened::Lane(stream, id)),
         }
     };
+    let opened = tokio::time::timeout(timeout, opened);
     let opened = tokio::select! {
-        opened = opened => opened,
+        opened = opened => opened.unwrap_or(Err(NetError::HandshakeTimeout {
+            peer: Peer(Some(addr)),
+            timeout,
+        })),
         () = ticket.evicted() => {
             tracing::debug!("closed {addr} in its handshake: its slot went to a newer connection");
             return;
@@ -159,41 +166,32 @@ enum Opened {
     Lane(TcpStream, LaneId),
 }
 
-/// Reads the first bytes of a connection, within the handshake's time: a preamble, and a
-/// lane id after a lane's preamble.
-async fn read_opening(
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-    timeout: std::time::Duration,
-) -> Result<Opening, NetError> {
+/// Reads the first bytes of a connection: a preamble, and a lane id after a lane's
+/// preamble.
+async fn read_opening(stream: &mut TcpStream, addr: SocketAddr) -> Result<Opening, NetError> {
     let peer = Peer(Some(addr));
-    let read = async {
-        let mut preamble = [0u8; PREAMBLE_LEN];
-        stream
-            .read_exact(&mut preamble)
-            .await
-            .map_err(|e| NetError::reading(peer, "the preamble", e))?;
-        if preamble[..4] != LANE_MAGIC {
-            return Ok(Opening::Session(preamble));
-        }
-        let version = u16::from_le_bytes([preamble[4], preamble[5]]);
-        if version != PROTOCOL_VERSION {
-            return Err(NetError::VersionMismatch {
-                peer,
-                ours: PROTOCOL_VERSION,
-                theirs: version,
-            });
-        }
-        let mut id = LaneId::default();
-        stream
-            .read_exact(&mut id)
-            .await
-            .map_err(|e| NetError::reading(peer, "a lane id", e))?;
-        Ok(Opening::Lane(id))
-    };
-    tokio::time::timeout(timeout, read)
+    let mut preamble = [0u8; PREAMBLE_LEN];
+    stream
+        .read_exact(&mut preamble)
         .await
-        .unwrap_or(Err(NetError::HandshakeTimeout { peer, timeout }))
+        .map_err(|e| NetError::reading(peer, "the preamble", e))?;
+    if preamble[..4] != LANE_MAGIC {
+        return Ok(Opening::Session(preamble));
+    }
+    let version = u16::from_le_bytes([preamble[4], preamble[5]]);
+    if version != PROTOCOL_VERSION {
+        return Err(NetError::VersionMismatch {
+            peer,
+            ours: PROTOCOL_VERSION,
+            theirs: version,
+        });
+    }
+    let mut id = LaneId::default();
+    stream
+        .read_exact(&mut id)
+        .await
+        .map_err(|e| NetError::reading(peer, "a lane id", e))?;
+    Ok(Opening::Lane(id))
 }
 
 /// Runs the setup steps; on success the workers are running and `Ready` was sent.
