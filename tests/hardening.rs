@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
 #[used]
-static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_runtime::worker::WORKER_HOOK;
+static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_net::worker::WORKER_HOOK;
 
 /// The documented bound on the node's peak resident memory through the table (SECURITY.md).
 const NODE_PEAK_BOUND_MIB: u64 = 128;

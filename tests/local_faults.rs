@@ -22,7 +22,7 @@ use support::{client, Node, WAIT};
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
 #[used]
-static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_runtime::worker::WORKER_HOOK;
+static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_net::worker::WORKER_HOOK;
 
 /// The user's lock that [`panic_holding_the_lock`] poisons.
 static LEDGER: Mutex<u64> = Mutex::new(0);

@@ -16,7 +16,7 @@ use support::{ppserver_command, wait_bounded, Node, SECRET};
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
 #[used]
-static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_runtime::worker::WORKER_HOOK;
+static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_net::worker::WORKER_HOOK;
 
 #[pp::parallel]
 fn square(x: u64) -> u64 {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use pp_runtime::worker::{self, WorkerInput, WorkerReply};
+use pp_net::worker::{self, WorkerInput, WorkerReply};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -29,19 +29,12 @@ const GROWTH: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct SharedArea {
     file: File,
-    /// The node's writable mapping of the whole file: start and length (null and 0 when
-    /// the file is empty).
-    map: *mut u8,
-    len: usize,
+    /// The node's writable mapping of the whole file (none while the file is empty).
+    #[cfg(unix)]
+    map: Option<memmap2::MmapMut>,
     /// When a job's arguments were last written, while the area holds pages.
     used: Option<Instant>,
 }
-
-// SAFETY: the mapping is owned by this value alone (like a `Vec`'s buffer): written only
-// through `&mut self`, read through `&self`.
-unsafe impl Send for SharedArea {}
-// SAFETY: as for `Send`; `&self` only reads.
-unsafe impl Sync for SharedArea {}
 
 impl SharedArea {
     /// A new, empty area, and the read-only descriptor to hand to the worker (it must be
@@ -74,8 +67,7 @@ impl SharedArea {
         };
         Ok(SharedArea {
             file,
-            map: std::ptr::null_mut(),
-            len: 0,
+            map: None,
             used: None,
         })
     }
@@ -105,30 +97,34 @@ impl SharedArea {
     /// # Errors
     /// The area cannot grow (out of memory or address space); it is then as before.
     pub(crate) fn reserve(&mut self, len: usize) -> std::io::Result<()> {
-        if len > self.len {
+        if len > self.len() {
             self.grow(len)?;
         }
         self.used = Some(Instant::now());
         Ok(())
     }
 
+    /// Bytes mapped now.
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
     /// The whole area as mapped (zeros where nothing was written).
     pub(crate) fn as_slice(&self) -> &[u8] {
-        if self.map.is_null() {
-            return &[];
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            return map;
         }
-        // SAFETY: `map` is a live mapping of `len` bytes owned by `self`; writes need
-        // `&mut self`.
-        unsafe { std::slice::from_raw_parts(self.map, self.len) }
+        &[]
     }
 
     /// The whole area, writable.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        if self.map.is_null() {
-            return &mut [];
+        #[cfg(unix)]
+        if let Some(map) = &mut self.map {
+            return map;
         }
-        // SAFETY: as `as_slice`, borrowed mutably through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.map, self.len) }
+        &mut []
     }
 
     /// Gives the area's pages back if it has not been used for [`KEEP_FOR`]. Only while
@@ -157,10 +153,10 @@ impl SharedArea {
         self.file.set_len(len as u64)?;
         #[cfg(unix)]
         {
-            let map = pp_runtime::worker::map_shared(&self.file, len, true)?;
-            self.unmap();
-            self.map = map;
-            self.len = len;
+            // SAFETY: the file is this node's memory file, which nothing else shrinks while
+            // mapped (`release` unmaps before emptying it); workers map it read-only.
+            let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file)? };
+            self.map = Some(map);
             Ok(())
         }
         #[cfg(not(unix))]
@@ -169,13 +165,9 @@ impl SharedArea {
 
     fn unmap(&mut self) {
         #[cfg(unix)]
-        if !self.map.is_null() {
-            // SAFETY: `map` and `len` describe the mapping made by `grow`; no reference
-            // into it outlives the `&mut self` borrow that got here.
-            unsafe { libc::munmap(self.map.cast(), self.len) };
+        {
+            self.map = None;
         }
-        self.map = std::ptr::null_mut();
-        self.len = 0;
     }
 }
 
@@ -186,16 +178,10 @@ impl crate::frame::PlainOut for SharedArea {
     fn reserve_message(&mut self, _room: usize) {}
 
     fn writable(&mut self, end: usize) -> Result<&mut [u8], &'static str> {
-        if end > self.len && self.reserve(end).is_err() {
+        if end > self.len() && self.reserve(end).is_err() {
             return Err("the shared argument area cannot hold the message");
         }
         Ok(self.as_mut_slice())
-    }
-}
-
-impl Drop for SharedArea {
-    fn drop(&mut self) {
-        self.unmap();
     }
 }
 
@@ -204,7 +190,9 @@ impl Drop for SharedArea {
 /// call, no wake-up of the node), and the count survives the worker's death.
 #[derive(Debug)]
 pub(crate) struct SharedCounter {
-    area: SharedArea,
+    /// The memory file's first 8 bytes, mapped shared and writable.
+    #[cfg(target_os = "linux")]
+    map: memmap2::MmapRaw,
 }
 
 impl SharedCounter {
@@ -215,23 +203,31 @@ impl SharedCounter {
     /// The system has no memory files, or refuses one.
     #[cfg(target_os = "linux")]
     pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
-        let mut area = SharedArea::memfd(c"pp-lane-count")?;
-        area.reserve(std::mem::size_of::<u64>())?;
-        let worker = area.file.try_clone()?;
-        Ok((SharedCounter { area }, worker.into()))
+        let SharedArea { file, .. } = SharedArea::memfd(c"pp-lane-count")?;
+        let len = std::mem::size_of::<u64>();
+        file.set_len(len as u64)?;
+        let map = memmap2::MmapOptions::new().len(len).map_raw(&file)?;
+        Ok((SharedCounter { map }, file.into()))
     }
 
     /// No memory files here: no counter.
     #[cfg(not(target_os = "linux"))]
     pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
-        SharedArea::create().map(|(area, fd)| (SharedCounter { area }, fd))
+        SharedArea::create().map(|(_, fd)| (SharedCounter {}, fd))
     }
 
     /// The count now.
+    #[cfg(target_os = "linux")]
     pub(crate) fn get(&self) -> u64 {
-        // SAFETY: the mapping is live, page-aligned and at least 8 bytes long (reserved at
-        // creation, never released); the worker only changes it with atomic operations.
-        unsafe { AtomicU64::from_ptr(self.area.map.cast::<u64>()) }.load(Ordering::Acquire)
+        // SAFETY: the mapping lives as long as `self`, is page-aligned and 8 bytes long;
+        // the worker only changes it with atomic operations.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().cast::<u64>()) }.load(Ordering::Acquire)
+    }
+
+    /// No counter here (never created).
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn get(&self) -> u64 {
+        0
     }
 }
 

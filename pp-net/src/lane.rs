@@ -30,21 +30,14 @@
 //! handshake replayed later fails, and the worker never learns the cluster's secret.
 
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::ChannelConfig;
 use crate::error::{NetError, Peer};
 use crate::handshake::{self, Secret};
-use crate::message::{decode_submit, JobReply};
 use crate::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
 use crate::secure::{SecureReader, SecureWriter};
-use pp_runtime::remote::LaneStart;
-use pp_runtime::worker::run_job;
 
 /// The four bytes that open a lane, where a session's connection has `b"PPRS"`.
 pub(crate) const LANE_MAGIC: [u8; 4] = *b"PPLN";
@@ -146,125 +139,10 @@ where
     handshake::bounded("lane worker", peer, config, steps).await
 }
 
-/// Serves a lane in a lane worker until the client closes it (the program's
-/// [`ProgramHooks::serve_lane`](pp_runtime::remote::ProgramHooks::serve_lane)).
-///
-/// # Errors
-/// The handshake failed, the connection broke, or the client broke the protocol.
-pub(crate) fn serve(start: LaneStart) -> Result<(), String> {
-    let LaneStart {
-        socket,
-        key,
-        limit,
-        handshake_timeout,
-        mut report,
-    } = start;
-    let config = ChannelConfig {
-        max_message: limit,
-        handshake_timeout,
-        ..ChannelConfig::default()
-    };
-    let peer = Peer(socket.peer_addr().ok());
-    let setup = |e: std::io::Error| format!("cannot set up the lane's connection: {e}");
-    // Blocking calls, bounded: the handshake by a read timeout, every write by a write
-    // timeout (no progress for that long), and the wait for the next job by the client's
-    // closing the lane or the node's killing the worker.
-    socket.set_nonblocking(false).map_err(setup)?;
-    socket.set_nodelay(true).map_err(setup)?;
-    socket
-        .set_read_timeout(Some(config.handshake_timeout))
-        .map_err(setup)?;
-    socket
-        .set_write_timeout(Some(LANE_WRITE_TIMEOUT))
-        .map_err(setup)?;
-    let reader = Blocking(socket.try_clone().map_err(setup)?);
-    let writer = Blocking(socket.try_clone().map_err(setup)?);
-    // The runtime only drives the channel's futures: every call blocks in the system call.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| format!("cannot start the lane's runtime: {e}"))?;
-    runtime.block_on(async move {
-        let (mut reader, mut writer) = accept(reader, writer, peer, &key, config)
-            .await
-            .map_err(|e| format!("lane handshake: {e}"))?;
-        // A lane waits for its next job as long as the client keeps it open.
-        socket.set_read_timeout(None).map_err(setup)?;
-        tracing::debug!(peer = %reader.peer(), "lane open");
-        loop {
-            let plaintext = match reader.recv_plaintext().await {
-                Ok(plaintext) => plaintext,
-                Err(NetError::Disconnected { .. }) => return Ok(()),
-                Err(error) => return Err(error.to_string()),
-            };
-            let jobs = match decode_submit(plaintext.bytes(), u64::from(limit)) {
-                Ok(Some(jobs)) => jobs,
-                Ok(None) => return Err("the client sent a lane something other than jobs".into()),
-                Err(error) => return Err(format!("bad jobs on the lane: {error}")),
-            };
-            let results: Vec<JobReply> = jobs
-                .iter()
-                .map(|job| JobReply {
-                    job_id: job.job_id,
-                    outcome: run_job(job.task, job.fingerprint, job.args).into(),
-                })
-                .collect();
-            let answered = results.len() as u64;
-            writer
-                .send_results(results)
-                .await
-                .map_err(|e| e.to_string())?;
-            report(answered);
-        }
-    })
-}
-
-/// Longest a lane worker's write may make no progress (a client that stops reading).
-const LANE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A blocking socket as an async stream: each poll makes the system call and waits in it.
-/// For the lane worker, whose thread has nothing else to do: a job comes, is run, its
-/// result goes, with no readiness polling in between.
-struct Blocking(std::net::TcpStream);
-
-impl AsyncRead for Blocking {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let read = loop {
-            match (&self.0).read(buf.initialize_unfilled()) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        Poll::Ready(read.map(|n| buf.advance(n)))
-    }
-}
-
-impl AsyncWrite for Blocking {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready((&self.0).write(buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(self.0.shutdown(std::net::Shutdown::Write))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{JobRequest, Message, Outcome};
+    use crate::{JobReply, JobRequest, Message, Outcome};
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 

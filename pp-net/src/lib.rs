@@ -58,6 +58,7 @@ mod secure;
 mod shared;
 #[cfg(test)]
 mod test_channel;
+pub mod worker;
 
 pub use config::{ChannelConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE};
 pub use error::{NetError, Peer};
@@ -72,8 +73,7 @@ use tokio::net::TcpStream;
 /// `pp_runtime::remote::ProgramHooks`).
 pub static HOOKS: pp_runtime::remote::ProgramHooks = pp_runtime::remote::ProgramHooks {
     connect: client::connect,
-    worker_hook: &pp_runtime::worker::WORKER_HOOK,
-    serve_lane: lane::serve,
+    worker_hook: &worker::WORKER_HOOK,
 };
 
 /// Connects as a client on an open TCP connection: preamble, handshake, confirmation.

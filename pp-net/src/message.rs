@@ -17,7 +17,7 @@
 //! [`Message::LaneOffer`] and [`Message::LaneEnded`] set up and end a lane (a direct
 //! connection to a worker for lone jobs, which then carries `Submit` and `Results` only).
 
-use pp_runtime::worker::{JobHead, JobView, WorkerOutcome};
+use crate::worker::{JobHead, JobView, WorkerOutcome};
 use serde::{Deserialize, Serialize};
 
 /// One message of protocol version 2.

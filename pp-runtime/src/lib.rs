@@ -21,7 +21,6 @@ pub mod codec;
 pub mod registry;
 pub mod remote;
 pub mod task;
-pub mod worker;
 
 pub use error::{Error, JobError};
 pub use job::{Callback, Job};

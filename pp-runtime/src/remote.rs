@@ -531,41 +531,9 @@ pub type ConnectFn = fn(ClusterSpec, JobFeed) -> Result<Box<dyn Attachment>, Err
 pub struct ProgramHooks {
     /// Starts the cluster client.
     pub connect: ConnectFn,
-    /// The constructor that turns a process started by a node into a worker
-    /// ([`crate::worker::WORKER_HOOK`]); pointing at it keeps the linker from dropping it.
+    /// The constructor that turns a process started by a node into a worker (pp-net's
+    /// `worker::WORKER_HOOK`); pointing at it keeps the linker from dropping it.
     pub worker_hook: &'static extern "C" fn(),
-    /// Serves a lane, in a worker started for one (see `worker::LANE_ENV`): returns when the
-    /// client closes it; the error says why it failed.
-    pub serve_lane: ServeLaneFn,
-}
-
-/// Serves a client's lane in a lane worker (see [`ProgramHooks::serve_lane`]).
-pub type ServeLaneFn = fn(LaneStart) -> Result<(), String>;
-
-/// What a lane worker hands to the network half: a client's direct connection for lone
-/// jobs, not yet authenticated, and what is needed to serve it.
-pub struct LaneStart {
-    /// The connection, as the node accepted it (the client's lane preamble already read).
-    pub socket: std::net::TcpStream,
-    /// The lane's key, which the node gave the client on their authenticated session: the
-    /// lane's handshake proves both ends hold it.
-    pub key: [u8; 32],
-    /// The largest message, in bytes, the lane reads or writes.
-    pub limit: u32,
-    /// Time allowed for the lane's handshake.
-    pub handshake_timeout: std::time::Duration,
-    /// Tells the node how many more jobs the lane answered (it adds to a count in memory
-    /// the node reads: no system call).
-    pub report: Box<dyn FnMut(u64) + Send>,
-}
-
-impl fmt::Debug for LaneStart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LaneStart")
-            .field("socket", &self.socket)
-            .field("limit", &self.limit)
-            .finish_non_exhaustive()
-    }
 }
 
 #[cfg(test)]

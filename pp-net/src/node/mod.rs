@@ -2,7 +2,7 @@
 //!
 //! A node listens for clients, authenticates each with the cluster's shared secret, gets
 //! the client's program (from its cache, or by upload), starts `workers` processes of it in
-//! worker mode (see `pp_runtime::worker`) and relays the client's jobs to them. Everything
+//! worker mode (see `crate::worker`) and relays the client's jobs to them. Everything
 //! one client does is bounded and isolated: a refused client, a crashed worker or a broken
 //! connection is logged and the node goes on serving everyone else.
 //!

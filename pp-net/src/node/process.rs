@@ -1,5 +1,5 @@
 //! One worker process: the client's program started in worker mode, spoken to over pipes
-//! with the protocol of `pp_runtime::worker`, with a shared argument area for large
+//! with the protocol of `crate::worker`, with a shared argument area for large
 //! arguments where the system has one (see the `area` module).
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use pp_runtime::worker::{
+use crate::worker::{
     self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, LANE_COUNT_ENV, LANE_ENV,
     LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV,
     WORKER_PROTOCOL,

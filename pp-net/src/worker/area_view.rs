@@ -14,14 +14,13 @@ use std::os::fd::FromRawFd;
 
 /// The worker's mapping of the node's argument area.
 #[derive(Debug)]
-pub(crate) struct SharedArgs {
+pub(crate) struct AreaView {
     file: File,
-    /// Start and length of the current read-only mapping; null and 0 before the first job.
-    map: *const u8,
-    len: usize,
+    /// The current read-only mapping; none before the first job or while the area is empty.
+    map: Option<memmap2::Mmap>,
 }
 
-impl SharedArgs {
+impl AreaView {
     /// The area named by the environment variable `var`, which is removed; its descriptor is
     /// made close-on-exec, so that programs a job starts do not inherit it. `None` when
     /// the node gave none or the descriptor is not open.
@@ -39,16 +38,12 @@ impl SharedArgs {
         // SAFETY: the descriptor is open (above) and the node handed it to this process
         // alone; from here on this `File` owns it.
         let file = unsafe { File::from_raw_fd(fd) };
-        Some(SharedArgs::new(file))
+        Some(AreaView::new(file))
     }
 
     /// The area behind `file`.
     pub(crate) fn new(file: File) -> Self {
-        SharedArgs {
-            file,
-            map: std::ptr::null(),
-            len: 0,
-        }
+        AreaView { file, map: None }
     }
 
     /// The `len` bytes at `offset` in the area.
@@ -59,23 +54,23 @@ impl SharedArgs {
         let end = offset
             .checked_add(len)
             .ok_or("the argument range overflows")?;
-        if end > self.len as u64 {
+        if end > self.mapped().len() as u64 {
             self.map_whole()?;
-            if end > self.len as u64 {
+            if end > self.mapped().len() as u64 {
                 return Err(format!(
                     "the arguments lie at {offset}..{end}, beyond the {} bytes of the shared \
                      argument area",
-                    self.len
+                    self.mapped().len()
                 ));
             }
         }
-        if len == 0 {
-            return Ok(&[]);
-        }
-        // SAFETY: `offset..end` lies within the live mapping of `self.len` bytes, which is
-        // only replaced through `&mut self`; the node does not write these bytes while the
-        // job is held (see the module docs).
-        Ok(unsafe { std::slice::from_raw_parts(self.map.add(offset as usize), len as usize) })
+        // Within the mapping (checked above), so within `usize`.
+        Ok(&self.mapped()[offset as usize..end as usize])
+    }
+
+    /// The bytes mapped now.
+    fn mapped(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
     }
 
     /// Maps the whole area as it is now, in place of the previous mapping.
@@ -87,31 +82,17 @@ impl SharedArgs {
             .len();
         let size = usize::try_from(size)
             .map_err(|_| "the shared argument area is larger than memory".to_owned())?;
-        self.unmap();
+        self.map = None;
         if size == 0 {
             return Ok(());
         }
-        let map = super::map_shared(&self.file, size, false)
+        // SAFETY: a read-only shared mapping of the node's area. The node does not write a
+        // job's bytes while the job is held (see the module docs) and empties the file only
+        // when no job of this worker lies in it.
+        let map = unsafe { memmap2::MmapOptions::new().len(size).map(&self.file) }
             .map_err(|e| format!("cannot map the shared argument area ({size} bytes): {e}"))?;
-        self.map = map.cast_const();
-        self.len = size;
+        self.map = Some(map);
         Ok(())
-    }
-
-    fn unmap(&mut self) {
-        if !self.map.is_null() {
-            // SAFETY: `map` and `len` describe the mapping made by `map_whole`, and no
-            // slice of it outlives the `&mut self` borrow that got here.
-            unsafe { libc::munmap(self.map.cast_mut().cast(), self.len) };
-            self.map = std::ptr::null();
-            self.len = 0;
-        }
-    }
-}
-
-impl Drop for SharedArgs {
-    fn drop(&mut self) {
-        self.unmap();
     }
 }
 
@@ -137,7 +118,7 @@ mod tests {
     fn ranges_are_read_where_the_node_wrote_them_and_a_grown_area_is_mapped_again() {
         let (path, mut writer) = temp_file("grow");
         writer.write_all(&[1, 2, 3, 4, 5]).unwrap();
-        let mut area = SharedArgs::new(File::open(&path).unwrap());
+        let mut area = AreaView::new(File::open(&path).unwrap());
         assert_eq!(area.bytes(1, 3).unwrap(), &[2, 3, 4]);
         assert_eq!(area.bytes(5, 0).unwrap(), &[] as &[u8]);
 
@@ -155,7 +136,7 @@ mod tests {
     fn a_range_outside_the_area_is_an_error_not_a_fault() {
         let (path, mut writer) = temp_file("outside");
         writer.write_all(&[0; 16]).unwrap();
-        let mut area = SharedArgs::new(File::open(&path).unwrap());
+        let mut area = AreaView::new(File::open(&path).unwrap());
         let error = area.bytes(10, 7).unwrap_err();
         assert!(error.contains("10..17"), "{error}");
         assert!(area.bytes(u64::MAX, 2).unwrap_err().contains("overflows"));

@@ -1,0 +1,234 @@
+//! Lane mode: a worker that serves one client's direct connection (a "lane") instead of
+//! the node's pipe.
+//!
+//! A node starts a lane worker with [`LANE_ENV`] naming the descriptor of a TCP connection
+//! the client opened for lone jobs. The worker says hello on its output pipe as every
+//! worker does, reads the lane's 32-byte key from its input pipe, authenticates the client
+//! with the key (the lane's handshake: `crate::lane`) and runs the jobs that come on the
+//! connection. It counts the jobs it answers in memory the node reads ([`LANE_COUNT_ENV`]),
+//! so that the node counts them with no system call or wake-up per job, even when the
+//! worker dies. The process exits when the client closes the lane, or at once when the
+//! node closes the worker's input.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::blocking::Blocking;
+use super::serve::{run_job, say_hello};
+use super::{WorkerError, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
+use crate::config::ChannelConfig;
+use crate::error::{NetError, Peer};
+use crate::message::{decode_submit, JobReply};
+use std::time::Duration;
+
+/// The lane's connection named by [`LANE_ENV`], which is removed; made close-on-exec so
+/// that programs a job starts do not inherit it. `None` when the variable is unset.
+///
+/// Called before `main`, while the process has one thread (it changes the environment).
+pub(super) fn from_env() -> Option<Result<Lane, WorkerError>> {
+    std::env::var_os(LANE_ENV)?;
+    let socket = inherited(LANE_ENV, "taking the lane's connection");
+    let handshake_timeout = std::env::var(LANE_HANDSHAKE_ENV)
+        .ok()
+        .and_then(|ms| ms.trim().parse().ok())
+        .map_or(DEFAULT_HANDSHAKE_TIMEOUT, Duration::from_millis);
+    std::env::remove_var(LANE_HANDSHAKE_ENV);
+    let count = inherited(LANE_COUNT_ENV, "taking the lane's job count");
+    Some(socket.and_then(|socket| {
+        // SAFETY: the node handed this descriptor to this process alone; from here on this
+        // `TcpStream` owns it.
+        let socket = unsafe { TcpStream::from_raw_fd(socket) };
+        // SAFETY: as above, for the count's memory file.
+        let count = map_count(unsafe { File::from_raw_fd(count?) })?;
+        Ok(Lane {
+            socket,
+            count,
+            handshake_timeout,
+        })
+    }))
+}
+
+/// The lane's connection and its job count.
+pub(super) struct Lane {
+    socket: TcpStream,
+    count: &'static AtomicU64,
+    handshake_timeout: Duration,
+}
+
+/// The lane's handshake time when the node gave none.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The descriptor named by the environment variable `var`, which is removed, made
+/// close-on-exec so that programs a job starts do not inherit it.
+fn inherited(var: &str, during: &'static str) -> Result<i32, WorkerError> {
+    let value = std::env::var(var).unwrap_or_default();
+    std::env::remove_var(var);
+    let bad = |why: &str| WorkerError::Io {
+        during,
+        source: std::io::Error::other(format!("{var}={value:?}: {why}")),
+    };
+    let fd = value
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|&fd| fd > 2)
+        .ok_or_else(|| bad("not a descriptor number above 2"))?;
+    // SAFETY: fcntl on a descriptor number only sets its flags; a number that is not open
+    // gives -1 and is not used.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(bad("not an open descriptor"));
+    }
+    Ok(fd)
+}
+
+/// Maps the first 8 bytes of `file` writable and shared, for the rest of the process's
+/// life.
+fn map_count(file: File) -> Result<&'static AtomicU64, WorkerError> {
+    let len = std::mem::size_of::<u64>();
+    let too_short = file
+        .metadata()
+        .map(|m| m.len() < len as u64)
+        .unwrap_or(true);
+    let failed = |source| WorkerError::Io {
+        during: "mapping the lane's job count",
+        source,
+    };
+    if too_short {
+        return Err(failed(std::io::Error::other(
+            "the count's memory file is shorter than 8 bytes",
+        )));
+    }
+    let map = memmap2::MmapOptions::new()
+        .len(len)
+        .map_raw(&file)
+        .map_err(failed)?;
+    // The count is used until the process exits.
+    let map: &'static memmap2::MmapRaw = Box::leak(Box::new(map));
+    // SAFETY: the mapping is page-aligned, 8 bytes long, never unmapped (leaked above),
+    // and both processes change it only atomically.
+    Ok(unsafe { AtomicU64::from_ptr(map.as_mut_ptr().cast::<u64>()) })
+}
+
+/// Says hello on `output`, then serves `lane` with the key read from `input`, counting the
+/// jobs it answers in the lane's shared count. `output` stays open (and silent) until the
+/// process ends, so that the node sees the worker's end when it closes.
+pub(super) fn serve(
+    lane: Result<Lane, WorkerError>,
+    mut input: File,
+    output: File,
+    limit: u32,
+) -> Result<(), WorkerError> {
+    let _output = say_hello(output, limit)?;
+    let Lane {
+        socket,
+        count,
+        handshake_timeout,
+    } = lane?;
+    let mut key = [0u8; 32];
+    input
+        .read_exact(&mut key)
+        .map_err(|source| WorkerError::Io {
+            during: "reading the lane's key",
+            source,
+        })?;
+    // The node closes the input when the lane must end (its session ended, the node stops):
+    // the process goes at once, even in the middle of a job.
+    std::thread::Builder::new()
+        .name("pp-lane-watch".into())
+        .spawn(move || {
+            let mut sink = [0u8; 64];
+            while matches!(input.read(&mut sink), Ok(n) if n > 0) {}
+            std::process::exit(0);
+        })
+        .map_err(|source| WorkerError::Io {
+            during: "starting the lane's watcher thread",
+            source,
+        })?;
+    let report = move |answered: u64| {
+        count.fetch_add(answered, Ordering::Release);
+    };
+    serve_connection(socket, &key, limit, handshake_timeout, report).map_err(|why| {
+        WorkerError::Io {
+            during: "serving the lane",
+            source: std::io::Error::other(why),
+        }
+    })
+}
+
+/// Serves the lane on `socket` until the client closes it: the handshake keyed from `key`,
+/// then each job that comes, answered on the lane and counted with `report`.
+///
+/// # Errors
+/// The handshake failed, the connection broke, or the client broke the protocol.
+fn serve_connection(
+    socket: TcpStream,
+    key: &[u8; 32],
+    limit: u32,
+    handshake_timeout: Duration,
+    mut report: impl FnMut(u64),
+) -> Result<(), String> {
+    let config = ChannelConfig {
+        max_message: limit,
+        handshake_timeout,
+        ..ChannelConfig::default()
+    };
+    let peer = Peer(socket.peer_addr().ok());
+    let setup = |e: std::io::Error| format!("cannot set up the lane's connection: {e}");
+    // Blocking calls, bounded: the handshake by a read timeout, every write by a write
+    // timeout (no progress for that long), and the wait for the next job by the client's
+    // closing the lane or the node's killing the worker.
+    socket.set_nonblocking(false).map_err(setup)?;
+    socket.set_nodelay(true).map_err(setup)?;
+    socket
+        .set_read_timeout(Some(config.handshake_timeout))
+        .map_err(setup)?;
+    socket
+        .set_write_timeout(Some(LANE_WRITE_TIMEOUT))
+        .map_err(setup)?;
+    let reader = Blocking(socket.try_clone().map_err(setup)?);
+    let writer = Blocking(socket.try_clone().map_err(setup)?);
+    // The runtime only drives the channel's futures: every call blocks in the system call.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("cannot start the lane's runtime: {e}"))?;
+    runtime.block_on(async move {
+        let (mut reader, mut writer) = crate::lane::accept(reader, writer, peer, key, config)
+            .await
+            .map_err(|e| format!("lane handshake: {e}"))?;
+        // A lane waits for its next job as long as the client keeps it open.
+        socket.set_read_timeout(None).map_err(setup)?;
+        tracing::debug!(peer = %reader.peer(), "lane open");
+        loop {
+            let plaintext = match reader.recv_plaintext().await {
+                Ok(plaintext) => plaintext,
+                Err(NetError::Disconnected { .. }) => return Ok(()),
+                Err(error) => return Err(error.to_string()),
+            };
+            let jobs = match decode_submit(plaintext.bytes(), u64::from(limit)) {
+                Ok(Some(jobs)) => jobs,
+                Ok(None) => return Err("the client sent a lane something other than jobs".into()),
+                Err(error) => return Err(format!("bad jobs on the lane: {error}")),
+            };
+            let results: Vec<JobReply> = jobs
+                .iter()
+                .map(|job| JobReply {
+                    job_id: job.job_id,
+                    outcome: run_job(job.task, job.fingerprint, job.args).into(),
+                })
+                .collect();
+            let answered = results.len() as u64;
+            writer
+                .send_results(results)
+                .await
+                .map_err(|e| e.to_string())?;
+            report(answered);
+        }
+    })
+}
+
+/// Longest a lane worker's write may make no progress (a client that stops reading).
+const LANE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);

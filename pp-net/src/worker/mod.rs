@@ -1,0 +1,156 @@
+//! Worker mode: any program that links pp can run jobs for a `ppserver` node. The worker
+//! host lives here, beside the node that starts its processes (`crate::node::process`).
+//!
+//! A node runs a client's jobs in processes of the client's own executable, started with
+//! the environment variable [`WORKER_ENV`] (`PP_WORKER=1`) and its standard input and
+//! output as pipes. [`WORKER_HOOK`], placed in the platform's table of initialisers, runs
+//! before `main`: when the variable is set it turns the process into a worker that serves
+//! jobs until its input closes, then exits, so `main` never runs. Examples, user binaries
+//! and `cargo test` harnesses all work this way with no code from the user.
+//!
+//! The node talks to its workers over their pipes with the protocol of [`pipe`].
+//!
+//! Inside a worker, what a job writes to standard output goes to standard error (the pipe
+//! belongs to the protocol) and standard input reads nothing.
+//!
+//! A node may also start a *lane worker* ([`LANE_ENV`]): it says hello the same way, then
+//! serves one client's direct connection instead of the pipe (see the `lane` module).
+//!
+//! What lives here: [`pipe`] (the pipe protocol's messages and frames, shared with the
+//! node), `serve` (the loop of a pipe worker), `lane` (a lane worker, with `blocking`), `area_view` (a
+//! worker's read-only view of the node's argument areas), `stdio` (taking the standard
+//! streams for the protocol).
+
+#[cfg(unix)]
+mod area_view;
+#[cfg(unix)]
+mod blocking;
+#[cfg(unix)]
+mod lane;
+pub mod pipe;
+mod serve;
+mod stdio;
+#[cfg(test)]
+mod tests;
+
+pub use pipe::*;
+pub use serve::{run_job, run_worker};
+use serve::{serve, AreaView};
+
+/// The environment variable that makes a pp program start as a worker (value `1`).
+pub const WORKER_ENV: &str = "PP_WORKER";
+
+/// The environment variable with the largest frame, in bytes, a worker reads or writes.
+pub const MAX_FRAME_ENV: &str = "PP_WORKER_MAX_FRAME";
+
+/// The environment variable with the number of a read-only file descriptor, open in the
+/// worker, of the node's shared argument area for this worker alone
+/// ([`ArgsArea::Worker`]). Unset when the node has none (on systems without memory files,
+/// for example).
+pub const SHARED_ARGS_ENV: &str = "PP_WORKER_SHARED_ARGS_FD";
+
+/// As [`SHARED_ARGS_ENV`], for the area the node decrypts its client's large messages
+/// into, which every worker of the session maps ([`ArgsArea::Session`]).
+pub const SESSION_ARGS_ENV: &str = "PP_WORKER_SESSION_ARGS_FD";
+
+/// The environment variable with the descriptor number of a lane worker's connection (see
+/// the `lane` module; Unix only).
+pub const LANE_ENV: &str = "PP_WORKER_LANE_FD";
+
+/// The environment variable with the descriptor number of a lane worker's job count: a
+/// memory file whose first 8 bytes are a `u64` the worker adds to atomically (native byte
+/// order: the node is the same machine).
+pub const LANE_COUNT_ENV: &str = "PP_WORKER_LANE_COUNT_FD";
+
+/// The environment variable with the time, in milliseconds, a lane worker allows its
+/// client for the lane's handshake (the node's handshake timeout; 5 s when unset).
+pub const LANE_HANDSHAKE_ENV: &str = "PP_WORKER_LANE_HANDSHAKE_MS";
+/// The initialiser that makes a process a worker before `main` runs (see the module docs).
+///
+/// The loader calls every function of this table before `main`; this one returns at once
+/// unless [`WORKER_ENV`] is set. It must be linked into the program to work: code that
+/// `#[pp::parallel]` generates refers to it. Not public API.
+#[doc(hidden)]
+#[used]
+#[cfg_attr(
+    any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_os = "illumos",
+        target_os = "solaris"
+    ),
+    unsafe(link_section = ".init_array")
+)]
+#[cfg_attr(
+    target_vendor = "apple",
+    unsafe(link_section = "__DATA,__mod_init_func")
+)]
+#[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+pub static WORKER_HOOK: extern "C" fn() = worker_hook;
+
+// On ELF the loader passes (argc, argv, envp); a function that takes no arguments ignores
+// them, as C constructors do.
+extern "C" fn worker_hook() {
+    enter_worker_mode_if_requested();
+}
+
+/// Becomes a worker if [`WORKER_ENV`] is set, and then never returns.
+///
+/// Without the variable this returns at once (it runs in every pp program). With it, the
+/// variable is removed (so jobs that start programs do not make more workers), the worker
+/// loop serves jobs on standard input and output, and the process exits: with status 0
+/// when the node closes the input, 1 after a protocol error (reported on standard error).
+///
+/// [`WORKER_HOOK`] calls it before `main`, while the process has one thread; a program
+/// that calls it itself must do so before it starts any thread (it changes the
+/// environment).
+pub fn enter_worker_mode_if_requested() {
+    if std::env::var_os(WORKER_ENV).is_none() {
+        return;
+    }
+    // Still single-threaded here (before `main`), so changing the environment is sound.
+    std::env::remove_var(WORKER_ENV);
+    let limit = frame_limit_from_env();
+    #[cfg(unix)]
+    if let Some(socket) = lane::from_env() {
+        let served =
+            stdio::take().and_then(|(input, output)| lane::serve(socket, input, output, limit));
+        let status = match served {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("pp lane worker {}: {error}", std::process::id());
+                1
+            }
+        };
+        std::process::exit(status);
+    }
+    #[cfg(unix)]
+    let mut areas = [
+        AreaView::from_env(SHARED_ARGS_ENV),
+        AreaView::from_env(SESSION_ARGS_ENV),
+    ];
+    #[cfg(not(unix))]
+    let mut areas: [Option<AreaView>; 2] = [None, None];
+    let result = stdio::take().and_then(|(input, output)| serve(input, output, limit, &mut areas));
+    let status = match result {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("pp worker {}: {error}", std::process::id());
+            1
+        }
+    };
+    std::process::exit(status);
+}
+
+/// The frame limit set by the node in [`MAX_FRAME_ENV`], or [`DEFAULT_MAX_FRAME`].
+fn frame_limit_from_env() -> u32 {
+    std::env::var(MAX_FRAME_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&limit| limit >= 1024)
+        .unwrap_or(DEFAULT_MAX_FRAME)
+}

@@ -1,0 +1,420 @@
+//! The pipe protocol between a node and its workers: the messages, their frames and their
+//! limits, one place for both ends (the node in `node::process`/`node::pump`, the worker in
+//! the `serve` module).
+//!
+//! Every message is a frame: a `u32` little-endian length, then the value encoded by
+//! `pp_runtime::codec`. A frame longer than the limit (from [`MAX_FRAME_ENV`], default
+//! [`DEFAULT_MAX_FRAME`]) is refused before memory is reserved for it.
+//!
+//! ```text
+//! worker -> node   WorkerHello                      once, at start
+//! node -> worker   WorkerInput, WorkerInput, ...    jobs, possibly several ahead
+//! worker -> node   WorkerReply, WorkerReply, ...    one per job, in order, each flushed
+//! node closes the worker's input                    the worker exits with status 0
+//! ```
+//! A job comes with its arguments in the frame ([`WorkerInput::Job`]), or, when they are
+//! large and the node gave the worker a shared argument area ([`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV)), as a
+//! [`SharedJob`] that says where in the area they are: the node writes them there once,
+//! and they do not cross the pipe.
+//! The worker runs one job at a time, in the order received, and starts the next job only
+//! after writing the previous reply: a worker that dies leaves its later jobs unstarted.
+//! The worker protocol is versioned by [`WORKER_PROTOCOL`], the first field of the hello.
+//!
+//! [`MAX_FRAME_ENV`]: super::MAX_FRAME_ENV
+//! [`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV): super::SHARED_ARGS_ENV
+
+use std::io::{self, Read, Write};
+
+use pp_runtime::codec::{self, CodecError};
+use pp_runtime::registry;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
+/// job's arguments may wait in a shared area).
+pub const WORKER_PROTOCOL: u16 = 2;
+/// Default frame limit of the pipe protocol: 64 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
+
+/// Bytes of a frame's length prefix.
+pub const FRAME_HEADER: usize = 4;
+
+/// First message of a worker: who it is and which tasks it can run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerHello {
+    /// [`WORKER_PROTOCOL`] of the program. Always the first field, in every version.
+    pub protocol: u16,
+    /// [`Registry::fingerprint`](pp_runtime::Registry::fingerprint) of the program.
+    pub registry_fingerprint: u64,
+    /// Number of registered tasks.
+    pub tasks: u32,
+    /// The worker's process id.
+    pub pid: u32,
+}
+
+impl WorkerHello {
+    /// The hello of this process: its protocol, registry and pid.
+    pub(super) fn of_this_process() -> Self {
+        let registry = registry();
+        WorkerHello {
+            protocol: WORKER_PROTOCOL,
+            registry_fingerprint: registry.fingerprint(),
+            tasks: u32::try_from(registry.len()).unwrap_or(u32::MAX),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// One job for a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerJob {
+    /// The node's id for the job, echoed in the [`WorkerReply`].
+    pub job_id: u64,
+    /// The task's stable id.
+    pub task: String,
+    /// The signature fingerprint the client expects.
+    pub fingerprint: u64,
+    /// The arguments, encoded by `pp_runtime::codec`.
+    #[serde(with = "pp_runtime::codec::bytes")]
+    pub args: Vec<u8>,
+}
+
+/// What a node sends a worker, one per frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerInput {
+    /// A job with its arguments in the frame.
+    Job(WorkerJob),
+    /// A job whose arguments wait in the worker's shared argument area.
+    Shared(SharedJob),
+}
+
+/// A job whose encoded arguments are `len` bytes at `offset` in one of the worker's shared
+/// argument areas. The node writes them before it sends the job and leaves them alone
+/// until the worker's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedJob {
+    /// As [`WorkerJob::job_id`].
+    pub job_id: u64,
+    /// As [`WorkerJob::task`].
+    pub task: String,
+    /// As [`WorkerJob::fingerprint`].
+    pub fingerprint: u64,
+    /// Which area holds the arguments.
+    pub area: ArgsArea,
+    /// Where the arguments start in the area.
+    pub offset: u64,
+    /// Their length.
+    pub len: u64,
+}
+
+/// A shared argument area of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArgsArea {
+    /// The worker's own ([`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV)): the node copies a job's arguments there.
+    Worker,
+    /// The session's ([`SESSION_ARGS_ENV`](super::SESSION_ARGS_ENV)): the node decrypted the client's message
+    /// there, arguments included.
+    Session,
+}
+
+/// A worker's answer to one [`WorkerJob`] or [`SharedJob`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerReply {
+    /// The `job_id` of the job.
+    pub job_id: u64,
+    /// What became of it.
+    pub outcome: WorkerOutcome,
+}
+
+/// What became of a job in a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerOutcome {
+    /// The job returned; its result encoded by `pp_runtime::codec`.
+    Ok(#[serde(with = "pp_runtime::codec::bytes")] Vec<u8>),
+    /// The job panicked; the panic message.
+    Panicked(String),
+    /// The job could not be run (unknown task, other signature, bad arguments, a result
+    /// above the frame limit); why.
+    Failed(String),
+}
+
+/// Why the pipe protocol failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// Reading or writing a pipe failed.
+    #[error("i/o error while {during}: {source}")]
+    Io {
+        /// What was being done.
+        during: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The pipe closed in the middle of a frame.
+    #[error("the pipe closed in the middle of {during}")]
+    Truncated {
+        /// What was being read.
+        during: &'static str,
+    },
+    /// A frame is longer than the limit.
+    #[error("a {what} of {len} bytes is above the frame limit of {limit} bytes")]
+    TooLarge {
+        /// What the frame holds.
+        what: &'static str,
+        /// Its length.
+        len: u64,
+        /// The limit.
+        limit: u32,
+    },
+    /// A frame is not a valid value of its type.
+    #[error("bad {what}: {source}")]
+    Codec {
+        /// What the frame holds.
+        what: &'static str,
+        /// What the codec reported.
+        #[source]
+        source: CodecError,
+    },
+}
+
+/// Encodes `value` as a frame body, checking it against `limit`.
+///
+/// # Errors
+/// [`WorkerError::Codec`] if it cannot be encoded, [`WorkerError::TooLarge`] if the
+/// encoding is longer than `limit`.
+pub fn encode_body<T: Serialize>(
+    value: &T,
+    what: &'static str,
+    limit: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    let body = codec::encode(value).map_err(|source| WorkerError::Codec { what, source })?;
+    if body.len() as u64 > u64::from(limit) {
+        return Err(WorkerError::TooLarge {
+            what,
+            len: body.len() as u64,
+            limit,
+        });
+    }
+    Ok(body)
+}
+
+/// Encodes everything of the [`WorkerInput::Job`] with these fields that comes before the
+/// arguments' bytes: the body is this head followed by `args` itself, so a node can write
+/// large arguments to the pipe from where they are, uncopied (the head and the arguments
+/// together are the bytes of `encode_body(&WorkerInput::Job(..))`).
+///
+/// # Errors
+/// As [`encode_body`], for the whole body.
+pub fn encode_job_head(
+    job_id: u64,
+    task: &str,
+    fingerprint: u64,
+    args: &[u8],
+    limit: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    let head = InputHead::Job(JobHead {
+        job_id,
+        task,
+        fingerprint,
+        args_len: args.len() as u64,
+    });
+    let head = encode_body(&head, "job", limit)?;
+    let len = head.len() as u64 + args.len() as u64;
+    if len > u64::from(limit) {
+        return Err(WorkerError::TooLarge {
+            what: "job",
+            len,
+            limit,
+        });
+    }
+    Ok(head)
+}
+
+/// Encodes a [`WorkerInput::Shared`]: the job whose `len` bytes of arguments the node has
+/// written at `offset` in the worker's shared argument `area`.
+///
+/// # Errors
+/// As [`encode_body`].
+pub fn encode_shared_job(
+    job_id: u64,
+    task: &str,
+    fingerprint: u64,
+    area: ArgsArea,
+    offset: u64,
+    len: u64,
+    limit: u32,
+) -> Result<Vec<u8>, WorkerError> {
+    let job = InputHead::Shared(SharedJobView {
+        job_id,
+        task,
+        fingerprint,
+        area,
+        offset,
+        len,
+    });
+    encode_body(&job, "job", limit)
+}
+
+/// The length prefix for a body of `len` bytes (already checked against the limit).
+pub fn frame_header(len: usize) -> [u8; FRAME_HEADER] {
+    // Bodies are bounded by a `u32` limit before they get here.
+    (len as u32).to_le_bytes()
+}
+
+/// The body length announced by a frame header, if within `limit`.
+///
+/// # Errors
+/// [`WorkerError::TooLarge`] above the limit: nothing should be allocated for it.
+pub fn body_len(
+    header: [u8; FRAME_HEADER],
+    what: &'static str,
+    limit: u32,
+) -> Result<usize, WorkerError> {
+    let len = u32::from_le_bytes(header);
+    if len > limit {
+        return Err(WorkerError::TooLarge {
+            what,
+            len: u64::from(len),
+            limit,
+        });
+    }
+    Ok(len as usize)
+}
+
+/// Decodes a frame body, allowing no more than `limit` bytes of claimed lengths inside it.
+///
+/// # Errors
+/// [`WorkerError::Codec`] if the body is not a valid `T`.
+pub fn decode_body<T: DeserializeOwned>(
+    body: &[u8],
+    what: &'static str,
+    limit: u32,
+) -> Result<T, WorkerError> {
+    codec::decode_with_limit(body, u64::from(limit))
+        .map_err(|source| WorkerError::Codec { what, source })
+}
+
+/// The start of a [`WorkerInput`], as a node encodes it: same variants, same encoding.
+#[derive(Serialize)]
+enum InputHead<'a> {
+    /// [`WorkerInput::Job`], up to its arguments' bytes.
+    Job(JobHead<'a>),
+    /// [`WorkerInput::Shared`].
+    Shared(SharedJobView<'a>),
+}
+
+/// A [`WorkerInput`] decoded in place.
+#[derive(Deserialize)]
+pub(super) enum InputView<'a> {
+    /// [`WorkerInput::Job`].
+    #[serde(borrow)]
+    Job(JobView<'a>),
+    /// [`WorkerInput::Shared`].
+    #[serde(borrow)]
+    Shared(SharedJobView<'a>),
+}
+
+/// A [`SharedJob`] decoded in place, or borrowed to encode one.
+#[derive(Serialize, Deserialize)]
+pub(super) struct SharedJobView<'a> {
+    pub(super) job_id: u64,
+    pub(super) task: &'a str,
+    pub(super) fingerprint: u64,
+    pub(super) area: ArgsArea,
+    pub(super) offset: u64,
+    pub(super) len: u64,
+}
+
+/// A [`WorkerJob`] up to its arguments' bytes: the last field is their length, which is
+/// how a byte vector's encoding starts, so this head followed by the arguments is the
+/// job's encoding. A client's `Submit` carries its jobs in the same layout, and pp-net
+/// encodes them with it too.
+#[derive(Debug, Serialize)]
+pub struct JobHead<'a> {
+    /// As [`WorkerJob::job_id`].
+    pub job_id: u64,
+    /// As [`WorkerJob::task`].
+    pub task: &'a str,
+    /// As [`WorkerJob::fingerprint`].
+    pub fingerprint: u64,
+    /// The length of [`WorkerJob::args`].
+    pub args_len: u64,
+}
+
+/// A [`WorkerJob`] decoded in place: same fields, same encoding, borrowed from the bytes,
+/// so that large arguments are not copied out of them (used for a `Submit`'s jobs too).
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub struct JobView<'a> {
+    /// As [`WorkerJob::job_id`].
+    pub job_id: u64,
+    /// As [`WorkerJob::task`].
+    pub task: &'a str,
+    /// As [`WorkerJob::fingerprint`].
+    pub fingerprint: u64,
+    /// As [`WorkerJob::args`].
+    pub args: &'a [u8],
+}
+
+/// Writes one frame and flushes it.
+pub(super) fn write_frame<W: Write, T: Serialize>(
+    output: &mut W,
+    value: &T,
+    what: &'static str,
+    limit: u32,
+) -> Result<(), WorkerError> {
+    let body = encode_body(value, what, limit)?;
+    let io = |source| WorkerError::Io {
+        during: "writing to the node",
+        source,
+    };
+    output.write_all(&frame_header(body.len())).map_err(io)?;
+    output.write_all(&body).map_err(io)?;
+    output.flush().map_err(io)
+}
+
+/// Reads one frame body into `buffer[..len]` and returns `len`; `None` when the input ends
+/// before a new frame. The buffer only grows (what it held before is not zeroed again), so
+/// it may be longer than the body.
+pub(super) fn read_frame_into<R: Read>(
+    input: &mut R,
+    buffer: &mut Vec<u8>,
+    what: &'static str,
+    limit: u32,
+) -> Result<Option<usize>, WorkerError> {
+    let mut header = [0u8; FRAME_HEADER];
+    let mut filled = 0;
+    while filled < FRAME_HEADER {
+        match input.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(WorkerError::Truncated {
+                    during: "a frame header",
+                })
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(WorkerError::Io {
+                    during: "reading from the node",
+                    source,
+                })
+            }
+        }
+    }
+    let len = body_len(header, what, limit)?;
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    input.read_exact(&mut buffer[..len]).map_err(|source| {
+        if source.kind() == io::ErrorKind::UnexpectedEof {
+            WorkerError::Truncated { during: "a frame" }
+        } else {
+            WorkerError::Io {
+                during: "reading from the node",
+                source,
+            }
+        }
+    })?;
+    Ok(Some(len))
+}

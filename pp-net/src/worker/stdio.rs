@@ -1,0 +1,41 @@
+//! The protocol's ends of the process's standard streams.
+
+use std::fs::File;
+use std::io;
+
+/// Takes standard input and output for the protocol. On Unix, file descriptor 1 then
+/// points to standard error and 0 to `/dev/null`, so a job that prints or reads cannot
+/// corrupt the protocol.
+#[cfg(unix)]
+pub(super) fn take() -> Result<(File, File), super::pipe::WorkerError> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let err = |source| super::pipe::WorkerError::Io {
+        during: "setting up the worker's pipes",
+        source,
+    };
+    let null = File::open("/dev/null").map_err(err)?;
+    // SAFETY: plain descriptor calls on descriptors this process owns; each new
+    // descriptor is owned by exactly one `File`.
+    unsafe {
+        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+        if input < 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        let input = File::from_raw_fd(input);
+        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if output < 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        let output = File::from_raw_fd(output);
+        if libc::dup2(2, 1) < 0 || libc::dup2(null.as_raw_fd(), 0) < 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        Ok((input, output))
+    }
+}
+
+/// Elsewhere the protocol uses the standard streams as they are.
+#[cfg(not(unix))]
+pub(super) fn take() -> Result<(io::Stdin, io::Stdout), super::pipe::WorkerError> {
+    Ok((io::stdin(), io::stdout()))
+}
