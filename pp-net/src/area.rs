@@ -3,7 +3,7 @@
 //! (which the kernel serialises: a write and a read, one after the other).
 //!
 //! Two kinds, one type: each worker has an area of its own, which holds one job's
-//! arguments at a time (the pump copies a job there only while the worker holds no other
+//! arguments at a time (the worker loop copies a job there only while the worker holds no other
 //! job from it, and the bytes stay put until its reply; once unused for [`KEEP_FOR`], its
 //! pages are given back at the next job written to that worker); and each session has one
 //! its reader decrypts large messages into, so that their arguments are in shared memory

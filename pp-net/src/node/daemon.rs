@@ -17,11 +17,11 @@ use super::cache::ProgramCache;
 use super::config::NodeConfig;
 use super::error::NodeError;
 use super::session::{serve_connection, NodeContext};
-use super::stats::{Counters, NodeStats};
+use super::stats::{NodeCounters, NodeStats};
 use crate::discovery::{Announcer, DiscoveryConfig};
 
 /// Time sessions get to stop their workers when the node shuts down.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Pause after a failed `accept` (for example too many open files), so the loop does not
 /// spin.
@@ -86,7 +86,7 @@ async fn run(
     let ctx = Arc::new(NodeContext {
         node_name: format!("{host}:{}", addr.port()),
         cache,
-        counters: Arc::new(Counters::default()),
+        counters: Arc::new(NodeCounters::default()),
         lanes: Arc::default(),
         config,
     });
@@ -116,11 +116,11 @@ async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     last_activity = Instant::now();
-                    Counters::bump(&ctx.counters.connections);
+                    NodeCounters::bump(&ctx.counters.connections);
                     let ticket = match admission.admit() {
                         Admit::Yes { ticket, evicted_another } => {
                             if evicted_another {
-                                Counters::bump(&ctx.counters.evicted);
+                                NodeCounters::bump(&ctx.counters.evicted);
                                 tracing::debug!(
                                     "connection limit reached: the oldest connection still \
                                      in its handshake makes room for {peer}"
@@ -129,7 +129,7 @@ async fn run(
                             ticket
                         }
                         Admit::Full => {
-                            Counters::bump(&ctx.counters.rejected);
+                            NodeCounters::bump(&ctx.counters.rejected);
                             tracing::debug!(
                                 "connection limit ({}) reached by authenticated sessions: \
                                  closing {peer}",
@@ -178,7 +178,7 @@ async fn run(
     if let Some(announcer) = announcer {
         announcer.abort();
     }
-    let finished = tokio::time::timeout(STOP_GRACE, async {
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while sessions.join_next().await.is_some() {}
     })
     .await;

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::outgoing::Outgoing;
 use super::process::{WorkerProcess, WorkerSpec};
-use super::relay::Outgoing;
-use super::stats::Counters;
+use super::stats::NodeCounters;
 use crate::area::SharedCounter;
 use crate::lane::{new_key, LaneId};
 use crate::Message;
@@ -43,7 +43,7 @@ struct Offer {
 #[derive(Debug)]
 struct SessionLink {
     spec: WorkerSpec,
-    counters: Arc<Counters>,
+    counters: Arc<NodeCounters>,
     /// The session's outgoing messages, for `LaneOffer` and `LaneEnded`.
     notes: mpsc::UnboundedSender<Outgoing>,
     /// Becomes true when the session ends.
@@ -76,7 +76,7 @@ impl SessionLanes {
     pub(crate) fn new(
         lanes: Arc<Lanes>,
         spec: WorkerSpec,
-        counters: Arc<Counters>,
+        counters: Arc<NodeCounters>,
         notes: mpsc::UnboundedSender<Outgoing>,
         stop: watch::Receiver<bool>,
     ) -> Self {
@@ -192,7 +192,7 @@ pub(crate) async fn serve_lane(
         );
         return;
     }
-    Counters::bump(&link.counters.lanes);
+    NodeCounters::bump(&link.counters.lanes);
     link.counters.lane_opened(&count);
     let pid = worker.pid();
     tracing::info!("lane {lane} of client {addr} open to worker pid {pid}");
@@ -216,7 +216,7 @@ pub(crate) async fn serve_lane(
     if clean {
         tracing::info!("lane {lane} of client {addr} closed");
     } else {
-        Counters::bump(&link.counters.worker_crashes);
+        NodeCounters::bump(&link.counters.worker_crashes);
         tracing::warn!("lane {lane} of client {addr}: {reason}");
     }
     link.ended(lane, !clean, reason);

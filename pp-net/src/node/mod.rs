@@ -2,7 +2,7 @@
 //!
 //! A node listens for clients, authenticates each with the cluster's shared secret, gets
 //! the client's program (from its cache, or by upload), starts `workers` processes of it in
-//! worker mode (see `crate::worker`) and relays the client's jobs to them. Everything
+//! worker mode (see `crate::worker`) and passes the client's jobs to them. Everything
 //! one client does is bounded and isolated: a refused client, a crashed worker or a broken
 //! connection is logged and the node goes on serving everyone else.
 //!
@@ -48,13 +48,14 @@ mod config;
 mod daemon;
 mod error;
 mod lanes;
+mod outgoing;
 mod process;
-mod pump;
 mod queued;
-mod relay;
 mod session;
+mod session_jobs;
 mod stats;
 mod sys;
+mod worker_loop;
 
 pub use config::{
     default_cache_dir, NodeConfig, DEFAULT_MAX_CACHE_BYTES, DEFAULT_MAX_CONNECTIONS,

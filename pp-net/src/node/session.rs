@@ -8,7 +8,7 @@
 //!                                 <-     ServerHello { need_upload }   or Refused
 //!   UploadChunk* , UploadDone     ->     (only if need_upload)
 //!                                 <-     Ready { workers }             or Refused
-//!   Submit / Heartbeat            ->     ... see `relay`
+//!   Submit / Heartbeat            ->     ... see `session_jobs`
 //! ```
 //! Every refusal is a `Refused { reason }` followed by closing the connection; the reason
 //! is also logged.
@@ -25,8 +25,8 @@ use super::cache::{ProgramCache, ProgramLease};
 use super::config::NodeConfig;
 use super::lanes::{serve_lane, Lanes};
 use super::process::{WorkerProcess, WorkerSpec};
-use super::relay::{relay, End, RelayConfig};
-use super::stats::Counters;
+use super::session_jobs::{serve_jobs, JobsConfig, SessionEnd};
+use super::stats::NodeCounters;
 use crate::lane::{LaneId, LANE_MAGIC};
 use crate::preamble::{PREAMBLE_LEN, PROTOCOL_VERSION};
 use crate::program::hex;
@@ -38,7 +38,7 @@ use tokio::io::AsyncReadExt;
 pub(crate) struct NodeContext {
     pub(crate) config: NodeConfig,
     pub(crate) cache: Arc<ProgramCache>,
-    pub(crate) counters: Arc<Counters>,
+    pub(crate) counters: Arc<NodeCounters>,
     pub(crate) node_name: String,
     /// Lanes offered to sessions and not yet taken up.
     pub(crate) lanes: Arc<Lanes>,
@@ -106,7 +106,7 @@ pub(crate) async fn serve_connection(
             return;
         }
         Err(NetError::AuthenticationFailed { reason, .. }) => {
-            Counters::bump(&ctx.counters.auth_failures);
+            NodeCounters::bump(&ctx.counters.auth_failures);
             tracing::warn!("authentication failed from {addr}: {reason}");
             return;
         }
@@ -123,7 +123,7 @@ pub(crate) async fn serve_connection(
     let (workers, spec, _lease) = match setup {
         Ok(ready) => ready,
         Err(SetupError::Refuse(Refusal(reason))) => {
-            Counters::bump(&ctx.counters.refused);
+            NodeCounters::bump(&ctx.counters.refused);
             tracing::warn!("refused client {addr}: {reason}");
             let _ = writer.send(&Message::Refused { reason }).await;
             let _ = writer.shutdown().await;
@@ -134,18 +134,20 @@ pub(crate) async fn serve_connection(
             return;
         }
     };
-    let relay_config = RelayConfig {
+    let jobs_config = JobsConfig {
         spec,
         counters: Arc::clone(&ctx.counters),
         max_queued_jobs: config.max_queued_jobs,
         max_message: config.channel.max_message,
         lanes: Arc::clone(&ctx.lanes),
     };
-    let end = relay(reader, writer, workers, relay_config, node_stop).await;
+    let end = serve_jobs(reader, writer, workers, jobs_config, node_stop).await;
     match end {
-        End::ClientLeft => tracing::info!("client {addr} disconnected; its workers are stopped"),
-        End::NodeStopping => tracing::info!("session of {addr} ended: the node is stopping"),
-        End::Failed(reason) => {
+        SessionEnd::ClientLeft => {
+            tracing::info!("client {addr} disconnected; its workers are stopped")
+        }
+        SessionEnd::NodeStopping => tracing::info!("session of {addr} ended: the node is stopping"),
+        SessionEnd::Failed(reason) => {
             tracing::warn!("session of {addr} ended: {reason}; its workers are stopped")
         }
     }
@@ -236,13 +238,13 @@ async fn setup(
         .await?;
     let lease = match cached {
         Some(lease) => {
-            Counters::bump(&ctx.counters.cache_hits);
+            NodeCounters::bump(&ctx.counters.cache_hits);
             tracing::info!("client {addr}: program {name} found in the cache (cache hit)");
             lease
         }
         None => {
             let lease = receive_upload(ctx, reader, program_sha256, program_size).await?;
-            Counters::bump(&ctx.counters.uploads);
+            NodeCounters::bump(&ctx.counters.uploads);
             tracing::info!("client {addr}: program {name} uploaded ({program_size} bytes)");
             lease
         }

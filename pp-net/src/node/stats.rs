@@ -68,7 +68,7 @@ impl fmt::Display for NodeStats {
 
 /// The live counters, shared by every session.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub(crate) struct NodeCounters {
     pub(crate) connections: AtomicU64,
     pub(crate) active_connections: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
@@ -87,7 +87,7 @@ pub(crate) struct Counters {
     open_lanes: Mutex<Vec<Arc<SharedCounter>>>,
 }
 
-impl Counters {
+impl NodeCounters {
     /// Adds one to `counter`.
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);

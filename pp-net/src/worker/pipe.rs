@@ -1,5 +1,5 @@
 //! The pipe protocol between a node and its workers: the messages, their frames and their
-//! limits, one place for both ends (the node in `node::process`/`node::pump`, the worker in
+//! limits, one place for both ends (the node in `node::process`/`node::worker_loop`, the worker in
 //! the `serve` module).
 //!
 //! Every message is a frame: a `u32` little-endian length, then the value encoded by

@@ -9,7 +9,7 @@
 //!   reading and repeats its last answer every [`STALLED_ACK`] instead (one at a time), so
 //!   that the client, which counts any message as a sign of life, does not declare a busy
 //!   node lost;
-//! - one loop per worker process (see `pump`) takes queued jobs, runs them and hands the
+//! - one loop per worker process (see `worker_loop`) takes queued jobs, runs them and hands the
 //!   replies on; a worker that dies fails its job with `WorkerCrashed` and is replaced;
 //! - the writer sends replies, all those ready at once in one `Results` message.
 //!
@@ -24,34 +24,24 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::lanes::{Lanes, SessionLanes};
+use super::outgoing::Outgoing;
 use super::process::{WorkerProcess, WorkerSpec};
-use super::pump::{worker_loop, Pool};
 use super::queued::{self, Incoming, QueuedJob};
-use super::stats::Counters;
+use super::stats::NodeCounters;
+use super::worker_loop::{worker_loop, JobQueue};
 use crate::message::{reply_size, MESSAGE_SLACK};
 use crate::{JobReply, Message, NetError, SecureReader, SecureWriter};
 
 /// Time allowed for worker loops to stop after the session ends (they kill and reap).
-const STOP_GRACE: Duration = Duration::from_secs(5);
+const LOOPS_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How often a reader that waits for room in a full queue repeats its last heartbeat
 /// answer: well below any sensible client liveness timeout (3 s by default).
 pub(crate) const STALLED_ACK: Duration = Duration::from_millis(250);
 
-/// What the writer sends.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    /// A job's outcome, to batch into `Results`.
-    Reply(JobReply),
-    /// The answer to a heartbeat.
-    Ack(u64),
-    /// A message about the session's lane (`LaneOffer`, `LaneEnded`), sent as it is.
-    Note(Message),
-}
-
 /// Why the session ended, for the log.
 #[derive(Debug)]
-pub(crate) enum End {
+pub(crate) enum SessionEnd {
     /// The client closed the connection.
     ClientLeft,
     /// The node is shutting down.
@@ -60,13 +50,13 @@ pub(crate) enum End {
     Failed(String),
 }
 
-/// What a relay needs besides the connection and the workers.
+/// What the working phase needs besides the connection and the workers.
 #[derive(Debug)]
-pub(crate) struct RelayConfig {
+pub(crate) struct JobsConfig {
     /// How to start a replacement worker.
     pub(crate) spec: WorkerSpec,
     /// The node's counters.
-    pub(crate) counters: Arc<Counters>,
+    pub(crate) counters: Arc<NodeCounters>,
     /// Jobs of the client on the node (queued, running, or with a reply not yet written)
     /// beyond which the client is not read.
     pub(crate) max_queued_jobs: usize,
@@ -76,14 +66,14 @@ pub(crate) struct RelayConfig {
     pub(crate) lanes: Arc<Lanes>,
 }
 
-/// Relays jobs until the session ends; kills and reaps every worker before returning.
-pub(crate) async fn relay(
+/// Runs the session's jobs until the session ends; kills and reaps every worker before returning.
+pub(crate) async fn serve_jobs(
     reader: SecureReader,
     writer: SecureWriter,
     workers: Vec<WorkerProcess>,
-    config: RelayConfig,
+    config: JobsConfig,
     mut node_stop: watch::Receiver<bool>,
-) -> End {
+) -> SessionEnd {
     let limit = config.max_queued_jobs.max(1);
     // The channel never fills: only jobs holding one of `limit` permits enter it.
     let (jobs, queue) = mpsc::channel(limit);
@@ -104,7 +94,7 @@ pub(crate) async fn relay(
             stopped.clone(),
         )
     });
-    let pool = Arc::new(Pool::new(
+    let work = Arc::new(JobQueue::new(
         queue,
         replies.clone(),
         config.spec,
@@ -113,9 +103,9 @@ pub(crate) async fn relay(
     ));
     let mut loops = JoinSet::new();
     for process in workers {
-        loops.spawn(worker_loop(process, Arc::clone(&pool), stopped.clone()));
+        loops.spawn(worker_loop(process, Arc::clone(&work), stopped.clone()));
     }
-    drop(pool);
+    drop(work);
 
     let flow = Flow {
         in_flight,
@@ -124,10 +114,10 @@ pub(crate) async fn relay(
     let end = tokio::select! {
         end = read_loop(reader, jobs, replies, flow.clone(), max_message, lanes.as_ref()) => end,
         end = write_loop(writer, outgoing, max_message, &flow) => end,
-        _ = node_stop.wait_for(|&stop| stop) => End::NodeStopping,
+        _ = node_stop.wait_for(|&stop| stop) => SessionEnd::NodeStopping,
     };
     let _ = stop.send(true);
-    let joined = tokio::time::timeout(STOP_GRACE, async {
+    let joined = tokio::time::timeout(LOOPS_STOP_GRACE, async {
         while loops.join_next().await.is_some() {}
     })
     .await;
@@ -156,19 +146,19 @@ async fn read_loop(
     flow: Flow,
     max_message: u32,
     lanes: Option<&SessionLanes>,
-) -> End {
+) -> SessionEnd {
     let mut last_seq = 0;
     loop {
         let incoming = match reader.recv_plaintext().await {
             Ok(plain) => queued::decode(&plain, max_message),
-            Err(NetError::Disconnected { .. }) => return End::ClientLeft,
-            Err(error) => return End::Failed(error.to_string()),
+            Err(NetError::Disconnected { .. }) => return SessionEnd::ClientLeft,
+            Err(error) => return SessionEnd::Failed(error.to_string()),
         };
         match incoming {
             Ok(Incoming::Submit(batch)) => {
                 for job in batch {
                     if !queue_job(&jobs, &flow, job, &replies, last_seq).await {
-                        return End::Failed("every worker loop has stopped".into());
+                        return SessionEnd::Failed("every worker loop has stopped".into());
                     }
                 }
             }
@@ -186,14 +176,14 @@ async fn read_loop(
                 None => tracing::debug!("a lane request without lanes, left unanswered"),
             },
             Ok(Incoming::Other(other)) => {
-                return End::Failed(format!(
+                return SessionEnd::Failed(format!(
                     "the client broke the protocol: unexpected {} after Ready",
                     other.kind()
                 ))
             }
             Err(source) => {
                 let peer = reader.peer();
-                return End::Failed(NetError::Codec { peer, source }.to_string());
+                return SessionEnd::Failed(NetError::Codec { peer, source }.to_string());
             }
         }
     }
@@ -241,7 +231,7 @@ async fn write_loop(
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     max_message: u32,
     flow: &Flow,
-) -> End {
+) -> SessionEnd {
     let budget = u64::from(max_message.saturating_sub(MESSAGE_SLACK));
     let mut carry: Option<JobReply> = None;
     loop {
@@ -260,7 +250,7 @@ async fn write_loop(
                 }
                 Some(Outgoing::Ack(seq)) => acks.push(seq),
                 Some(Outgoing::Note(message)) => notes.push(message),
-                None => return End::Failed("every worker loop has stopped".into()),
+                None => return SessionEnd::Failed("every worker loop has stopped".into()),
             }
         }
         // Take whatever else is ready, so that many replies share one frame.
@@ -286,13 +276,13 @@ async fn write_loop(
         let acks = acks.into_iter().map(|seq| Message::HeartbeatAck { seq });
         for message in acks.chain(notes) {
             if let Err(error) = writer.send(&message).await {
-                return End::Failed(error.to_string());
+                return SessionEnd::Failed(error.to_string());
             }
         }
         if !results.is_empty() {
             let written = results.len();
             if let Err(error) = writer.send_results(results).await {
-                return End::Failed(error.to_string());
+                return SessionEnd::Failed(error.to_string());
             }
             flow.in_flight.add_permits(written);
         }
@@ -373,6 +363,6 @@ mod tests {
         }
         drop(to_node);
         let end = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
-        assert!(matches!(end, End::ClientLeft), "{end:?}");
+        assert!(matches!(end, SessionEnd::ClientLeft), "{end:?}");
     }
 }

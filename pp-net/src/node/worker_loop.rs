@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use crate::worker::{ArgsArea, WorkerError};
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
+use super::outgoing::Outgoing;
 use super::process::{Shared, WorkerProcess, WorkerSpec};
 use super::queued::QueuedJob;
-use super::relay::Outgoing;
-use super::stats::Counters;
+use super::stats::NodeCounters;
 use crate::shared::SharedBytes;
 use crate::{JobReply, Outcome};
 
@@ -40,28 +40,28 @@ const TINY_JOB: Duration = Duration::from_micros(200);
 const MAX_AHEAD: usize = 64;
 
 /// The jobs of one session and what its worker loops share.
-pub(crate) struct Pool {
+pub(crate) struct JobQueue {
     queue: Mutex<mpsc::Receiver<QueuedJob>>,
     /// Jobs of a crashed worker's batch that never started; taken before the queue.
     retry: std::sync::Mutex<VecDeque<QueuedJob>>,
     replies: mpsc::UnboundedSender<Outgoing>,
     spec: WorkerSpec,
-    counters: Arc<Counters>,
+    counters: Arc<NodeCounters>,
     workers: usize,
     /// Moving average of the time per job, in nanoseconds.
     mean_nanos: AtomicU64,
 }
 
-impl Pool {
-    /// A pool fed by `queue` for `workers` worker loops.
+impl JobQueue {
+    /// A queue fed by `queue` for `workers` worker loops.
     pub(crate) fn new(
         queue: mpsc::Receiver<QueuedJob>,
         replies: mpsc::UnboundedSender<Outgoing>,
         spec: WorkerSpec,
-        counters: Arc<Counters>,
+        counters: Arc<NodeCounters>,
         workers: usize,
     ) -> Self {
-        Pool {
+        JobQueue {
             queue: Mutex::new(queue),
             retry: std::sync::Mutex::new(VecDeque::new()),
             replies,
@@ -94,9 +94,9 @@ impl Pool {
     }
 
     /// Puts jobs back at the front of the queue, in order.
-    fn give_back(&self, jobs: Vec<QueuedJob>) {
+    fn give_back(&self, given: Vec<QueuedJob>) {
         let mut retry = self.retry();
-        for (i, job) in jobs.into_iter().enumerate() {
+        for (i, job) in given.into_iter().enumerate() {
             retry.insert(i, job);
         }
     }
@@ -144,7 +144,7 @@ impl Pool {
 /// Runs jobs on `process` (and its replacements) until the queue closes or `stopped`.
 pub(crate) async fn worker_loop(
     process: WorkerProcess,
-    pool: Arc<Pool>,
+    work: Arc<JobQueue>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut current = Some(process);
@@ -157,20 +157,20 @@ pub(crate) async fn worker_loop(
                 let batch = tokio::select! {
                     biased;
                     _ = stopped.wait_for(|&stop| stop) => break,
-                    batch = pool.take(MAX_AHEAD) => match batch {
+                    batch = work.take(MAX_AHEAD) => match batch {
                         Some(batch) => batch,
                         None => break,
                     },
                 };
-                match WorkerProcess::start(&pool.spec).await {
+                match WorkerProcess::start(&work.spec).await {
                     Ok(fresh) => {
-                        pool.give_back(batch);
+                        work.give_back(batch);
                         current.insert(fresh)
                     }
                     Err(reason) => {
                         tracing::warn!(%reason, "cannot replace a worker");
                         for job in batch {
-                            pool.reply(
+                            work.reply(
                                 job.job_id,
                                 Outcome::WorkerCrashed(format!(
                                     "no worker could run the job on this node: {reason}"
@@ -185,13 +185,13 @@ pub(crate) async fn worker_loop(
         let fed = tokio::select! {
             biased;
             _ = stopped.wait_for(|&stop| stop) => break,
-            fed = feed(worker, &pool) => fed,
+            fed = feed(worker, &work) => fed,
         };
         match fed {
             Fed::QueueClosed => break,
             Fed::Crashed => {
                 current = None;
-                match WorkerProcess::start(&pool.spec).await {
+                match WorkerProcess::start(&work.spec).await {
                     Ok(fresh) => current = Some(fresh),
                     Err(reason) => tracing::warn!(%reason, "cannot replace a worker"),
                 }
@@ -223,7 +223,7 @@ struct Held {
 
 /// Streams jobs to `worker` and passes its replies on until the queue closes or the
 /// worker fails.
-async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
+async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
     let held = std::sync::Mutex::new(VecDeque::<Held>::new());
     let lock = || {
         held.lock()
@@ -239,7 +239,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
         let mut staged: Vec<(QueuedJob, Option<Shared>)> = Vec::new();
         loop {
             let free = loop {
-                let free = pool.ahead().saturating_sub(lock().len());
+                let free = work.ahead().saturating_sub(lock().len());
                 if free > 0 {
                     break free;
                 }
@@ -247,11 +247,11 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             };
             // Long jobs: only to an idle worker. Tiny ones: top up once half the room is
             // free, so that writes stay batched.
-            if free < pool.ahead() / 2 {
+            if free < work.ahead() / 2 {
                 room.notified().await;
                 continue;
             }
-            let Some(batch) = pool.take(free).await else {
+            let Some(batch) = work.take(free).await else {
                 return Ok::<Fed, WorkerError>(Fed::QueueClosed);
             };
             bodies.clear();
@@ -268,7 +268,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
                 let shared = jobs.share(&request, area_free);
                 if let Some(shared) = &shared {
                     area_free &= shared.area != ArgsArea::Worker;
-                    Counters::bump(&pool.counters.shared_args);
+                    NodeCounters::bump(&work.counters.shared_args);
                 }
                 (request, shared)
             }));
@@ -295,7 +295,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
                                 in_worker_area,
                             });
                         }
-                        Err(error) => pool.reply(
+                        Err(error) => work.reply(
                             request.job_id,
                             Outcome::Failed(format!("cannot pass the job to a worker: {error}")),
                         ),
@@ -335,10 +335,10 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
             let now = Instant::now();
             // A job's service time runs from when the worker could start it: after the
             // previous reply, or when it was written, whichever came later.
-            pool.record(now - written.map_or(last, |written| written.max(last)));
+            work.record(now - written.map_or(last, |written| written.max(last)));
             last = now;
-            Counters::bump(&pool.counters.jobs_run);
-            pool.reply(reply.job_id, reply.outcome.into());
+            NodeCounters::bump(&work.counters.jobs_run);
+            work.reply(reply.job_id, reply.outcome.into());
         }
     };
     let error: WorkerError = tokio::select! {
@@ -349,7 +349,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
         error = read => error,
     };
     let held: Vec<QueuedJob> = lock().drain(..).map(|held| held.request).collect();
-    crashed(worker, pool, held, error).await;
+    crashed(worker, work, held, error).await;
     Fed::Crashed
 }
 
@@ -357,7 +357,7 @@ async fn feed(worker: &mut WorkerProcess, pool: &Pool) -> Fed {
 /// never started and go back to the front of the queue.
 async fn crashed(
     worker: &mut WorkerProcess,
-    pool: &Pool,
+    work: &JobQueue,
     held: Vec<QueuedJob>,
     error: WorkerError,
 ) {
@@ -371,13 +371,13 @@ async fn crashed(
     if !matches!(error, WorkerError::Truncated { .. }) {
         report.push_str(&format!(" ({error})"));
     }
-    Counters::bump(&pool.counters.worker_crashes);
+    NodeCounters::bump(&work.counters.worker_crashes);
     match running {
         Some(job) => {
             tracing::warn!(job_id = job.job_id, "{report}; starting a new worker");
-            pool.reply(job.job_id, Outcome::WorkerCrashed(report));
+            work.reply(job.job_id, Outcome::WorkerCrashed(report));
         }
         None => tracing::warn!("{report} (it held no job); starting a new worker"),
     }
-    pool.give_back(held.collect());
+    work.give_back(held.collect());
 }
