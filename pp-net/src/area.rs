@@ -7,7 +7,7 @@
 //! job from it, and the bytes stay put until its reply; once unused for [`KEEP_FOR`], its
 //! pages are given back at the next job written to that worker); and each session has one
 //! its reader decrypts large messages into, so that their arguments are in shared memory
-//! from the start (see `SecureReader::set_shared_area`). Elsewhere than Linux there are
+//! from the start (see `SecureReader::set_plaintext_area`). Elsewhere than Linux there are
 //! none, and every job goes through the pipe.
 
 use std::fs::File;
@@ -174,7 +174,7 @@ impl SharedArea {
 /// A session's area is a reader's plaintext buffer for large messages: it is made long
 /// enough for the whole frame before the frame is opened (`SecureReader::prepare_buffers`),
 /// and grows here only if that failed.
-impl crate::frame::PlainOut for SharedArea {
+impl crate::channel::PlainOut for SharedArea {
     fn reserve_message(&mut self, _room: usize) {}
 
     fn writable(&mut self, end: usize) -> Result<&mut [u8], &'static str> {
@@ -182,6 +182,21 @@ impl crate::frame::PlainOut for SharedArea {
             return Err("the shared argument area cannot hold the message");
         }
         Ok(self.as_mut_slice())
+    }
+}
+
+/// The session's area is where its reader decrypts large messages while no job holds it.
+impl crate::channel::PlaintextArea for SharedArea {
+    fn reserve(&mut self, len: usize) -> std::io::Result<()> {
+        SharedArea::reserve(self, len)
+    }
+
+    fn release(&mut self) {
+        SharedArea::release(self);
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        SharedArea::as_slice(self)
     }
 }
 

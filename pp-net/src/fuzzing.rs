@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use snow::StatelessTransportState;
 
-use crate::error::Peer;
-use crate::frame::{self, FRAME_HEADER};
-use crate::{ChannelConfig, Message, NetError, Secret};
+use crate::channel::frame::{self, FRAME_HEADER};
+use crate::channel::{preamble, ChannelConfig, NetError, Peer, SecureReader, Secret};
+use crate::protocol::Message;
 
 /// Largest message the frame harness accepts: small enough for speed, large enough that
 /// messages span several segments.
@@ -43,7 +43,7 @@ fn session() -> &'static (Arc<StatelessTransportState>, Arc<StatelessTransportSt
 }
 
 fn new_session() -> (StatelessTransportState, StatelessTransportState) {
-    let params: snow::params::NoiseParams = crate::handshake::NOISE_PARAMS
+    let params: snow::params::NoiseParams = crate::channel::handshake::NOISE_PARAMS
         .parse()
         .expect("valid Noise parameters");
     let psk = [7u8; 32];
@@ -71,7 +71,7 @@ fn new_session() -> (StatelessTransportState, StatelessTransportState) {
 }
 
 /// Frame decoder: builds a stream of genuine frames and damage from `data`, reads it with
-/// a [`crate::SecureReader`], and checks that exactly the frames before the first damage
+/// a [`SecureReader`], and checks that exactly the frames before the first damage
 /// come out, in order, followed by an error: no forged, reordered or lost message, no
 /// panic, no allocation beyond the limit.
 ///
@@ -141,8 +141,7 @@ pub fn frame_stream(data: &[u8]) {
         max_message: MAX_MESSAGE,
         ..ChannelConfig::default()
     };
-    let (mut reader, _) =
-        crate::secure::channel(&stream[..], tokio::io::sink(), Peer(None), receiver, config);
+    let mut reader = SecureReader::new(&stream[..], Peer(None), receiver, config);
     for (end, _, message) in &intact {
         match run_ready(reader.recv_bytes()) {
             Ok(received) => assert_eq!(&received, message, "frame ending at {end}"),
@@ -200,13 +199,13 @@ pub fn handshake(data: &[u8]) {
     };
     let mut input = Vec::new();
     if mode & 2 != 0 {
-        input.extend_from_slice(&crate::preamble::ours());
+        input.extend_from_slice(&preamble::ours());
     }
     if mode & 1 == 0 && mode & 6 == 6 {
         // A genuine first message from a client with the right secret: the server gets as
         // far as the confirmation, which the rest of the input cannot forge.
-        let prologue = [crate::preamble::ours(), crate::preamble::ours()].concat();
-        let params = crate::handshake::NOISE_PARAMS
+        let prologue = [preamble::ours(), preamble::ours()].concat();
+        let params = crate::channel::handshake::NOISE_PARAMS
             .parse()
             .expect("valid Noise parameters");
         let mut client = snow::Builder::new(params)
@@ -226,11 +225,11 @@ pub fn handshake(data: &[u8]) {
     };
     let outcome: Result<(), NetError> = runtime().block_on(async {
         if mode & 1 == 0 {
-            crate::server_handshake(&input[..], tokio::io::sink(), Peer(None), secret(), config)
+            crate::channel::server_handshake(&input[..], tokio::io::sink(), Peer(None), secret(), config)
                 .await
                 .map(drop)
         } else {
-            crate::client_handshake(&input[..], tokio::io::sink(), Peer(None), secret(), config)
+            crate::channel::client_handshake(&input[..], tokio::io::sink(), Peer(None), secret(), config)
                 .await
                 .map(drop)
         }

@@ -33,11 +33,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::ChannelConfig;
-use crate::error::{NetError, Peer};
-use crate::handshake::{self, Secret};
-use crate::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
-use crate::secure::{SecureReader, SecureWriter};
+use crate::channel::handshake;
+use crate::channel::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
+use crate::channel::{prepare, ChannelConfig, NetError, Peer, Secret, SecureReader, SecureWriter};
 
 /// The four bytes that open a lane, where a session's connection has `b"PPRS"`.
 pub(crate) const LANE_MAGIC: [u8; 4] = *b"PPLN";
@@ -96,7 +94,7 @@ pub(crate) async fn open(
     key: &[u8; 32],
     config: ChannelConfig,
 ) -> Result<(SecureReader, SecureWriter), NetError> {
-    let peer = crate::prepare(&stream)?;
+    let peer = prepare(&stream)?;
     let (mut reader, mut writer) = stream.into_split();
     let id = lane_id(key);
     let steps = async {
@@ -186,7 +184,7 @@ mod tests {
             stream.read_exact(&mut opening).await.unwrap();
             assert_eq!(opening[..PREAMBLE_LEN], lane_preamble());
             assert_eq!(opening[PREAMBLE_LEN..], lane_id(&client_key));
-            let peer = crate::prepare(&stream).unwrap();
+            let peer = prepare(&stream).unwrap();
             let (reader, writer) = stream.into_split();
             accept(reader, writer, peer, &worker_key, config).await
         };

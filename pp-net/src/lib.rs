@@ -1,24 +1,42 @@
-//! The network half of pp: the wire protocol between a client program and `ppserver` nodes.
+//! The network half of pp: the wire protocol between a client program and `ppserver`
+//! nodes, the cluster client, the node daemon and the automatic discovery of nodes.
 //!
-//! So far it holds the protocol layer: it opens an authenticated, encrypted channel over a
-//! TCP connection and carries [`Message`]s on it:
+//! # Layers
+//! Each layer uses only the ones below it:
 //!
-//! 1. **Preamble** ([`preamble`]): each side sends `b"PPRS"`, the protocol version and two
-//!    reserved bytes; a peer of another version gets an error naming both versions.
-//! 2. **Handshake** ([`client_handshake`], [`server_handshake`]): Noise `NNpsk0` with a
-//!    key derived from the cluster's shared [`Secret`]. Both sides prove they know the
-//!    secret without sending it, both contribute fresh ephemeral keys, and a recorded
-//!    handshake replayed later fails. Bounded by [`ChannelConfig::handshake_timeout`].
-//! 3. **Frames**: every message is encrypted and authenticated (AES-256-GCM); a frame
-//!    announcing more than [`ChannelConfig::max_message`] is refused before any memory is
-//!    reserved, and an altered byte is rejected.
+//! - **channel** (`src/channel/`): an authenticated, encrypted stream of
+//!   byte messages over one connection: the [`preamble`], the Noise handshake from the
+//!   cluster's [`Secret`], frames and their segments, and the two halves
+//!   [`SecureReader`] and [`SecureWriter`]. Bytes only: it knows no message, no job and no
+//!   node memory (the node plugs its shared memory in through a seam, see
+//!   `channel::PlaintextArea`). Limits in [`ChannelConfig`], one error type [`NetError`].
+//! - **protocol** (`src/protocol/`): what the bytes mean. Every
+//!   [`Message`] and its encoding (by `pp_runtime::codec`, pinned by golden-byte tests), the
+//!   job records ([`JobRequest`], [`JobReply`], [`Outcome`]), the `Submit` layout written
+//!   out once for copy-free sending and in-place decoding, and `send`/`recv` of messages
+//!   on the channel's halves.
+//! - **Roles**, on top: the cluster client (`client`, reached through the program's hooks), the
+//!   node daemon ([`node`]), the lane (`src/lane.rs`: a client's direct connection to one
+//!   worker, both ends) and [`discovery`] (UDP, independent of the channel). `program`
+//!   identifies the running executable for both ends; `area` is the node's shared memory
+//!   for workers.
 //!
-//! After the handshake the connection is a [`SecureReader`] and a [`SecureWriter`] that
-//! separate tasks can own. Messages are encoded by `pp_runtime::codec`, the one module that
-//! owns pp's wire encoding.
+//! # The path of one job
+//! 1. **Client** (`client`): a session task per node takes jobs from the server's queue,
+//!    and sends them as one `Submit` (its large arguments sealed from where they are).
+//! 2. **Node** ([`node`]): the session's reader decrypts the `Submit` (a large one into the
+//!    session's shared argument area), decodes its jobs in place and queues them; a loop
+//!    per worker process writes a job to its worker (over the pipe, or as a note of where
+//!    the arguments lie in shared memory).
+//! 3. **Worker**: the program itself, started in worker mode, runs the task and answers
+//!    on its pipe.
+//! 4. **Back**: the node's writer sends every reply ready at once as one `Results`; the
+//!    client's session hands each outcome to the job's waiter.
 //!
-//! Besides the protocol: the cluster client ([`client`]), the node daemon ([`node`]) and
-//! the automatic discovery of nodes over UDP ([`discovery`]).
+//! **Lanes**: when a client has a single job in flight on a node and nothing queued, it
+//! sends the job on its lane instead (see `lane`): a connection the node hands to a worker
+//! of the session, which answers on it directly, so the job skips the node's relay both
+//! ways. The lane runs the same channel and protocol, with a key of its own.
 //!
 //! # Examples
 //! ```no_run
@@ -40,92 +58,39 @@
 //! ```
 
 mod area;
+mod channel;
+// Public for `HOOKS` only: the facade reaches the client through the program's hooks.
+#[doc(hidden)]
 pub mod client;
-mod config;
 pub mod discovery;
-mod error;
-mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-mod handshake;
 mod lane;
-mod message;
 pub mod node;
-pub mod preamble;
+// Public for the facade's tests, which pose as a client.
+#[doc(hidden)]
 pub mod program;
-mod secure;
-mod shared;
+mod protocol;
 #[cfg(test)]
 mod test_channel;
+// Public for the facade's tests and the fuzz targets, which keep the hook in their binaries
+// and speak the pipe protocol; reached otherwise through `HOOKS`.
+#[doc(hidden)]
 pub mod worker;
 
-pub use config::{ChannelConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE};
-pub use error::{NetError, Peer};
-pub use handshake::{client_handshake, server_handshake, Secret};
-pub use message::{JobReply, JobRequest, Message, Outcome};
-pub use preamble::PROTOCOL_VERSION;
-pub use secure::{SecureReader, SecureWriter};
-
-use tokio::net::TcpStream;
+pub use channel::preamble;
+pub use channel::preamble::PROTOCOL_VERSION;
+pub use channel::{
+    accept_server, client_handshake, connect_client, server_handshake, ChannelConfig, NetError,
+    Peer, Secret, SecureReader, SecureWriter, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE,
+};
+pub use protocol::{JobReply, JobRequest, Message, Outcome};
 
 /// The network half's entry points, referenced by every registered task (see
-/// `pp_runtime::remote::ProgramHooks`).
+/// `pp_runtime::remote::ProgramHooks`). Not public API: for the facade's generated code.
+#[doc(hidden)]
 pub static HOOKS: pp_runtime::remote::ProgramHooks = pp_runtime::remote::ProgramHooks {
     connect: client::connect,
     worker_hook: &worker::WORKER_HOOK,
 };
-
-/// Connects as a client on an open TCP connection: preamble, handshake, confirmation.
-///
-/// Sets `TCP_NODELAY`, so that each frame leaves at once.
-///
-/// # Errors
-/// See [`client_handshake`]; [`NetError::Io`] if the socket cannot be configured.
-pub async fn connect_client(
-    stream: TcpStream,
-    secret: &Secret,
-    config: ChannelConfig,
-) -> Result<(SecureReader, SecureWriter), NetError> {
-    let peer = prepare(&stream)?;
-    let (reader, writer) = stream.into_split();
-    client_handshake(reader, writer, peer, secret, config).await
-}
-
-/// Accepts a client on a TCP connection just accepted: preamble, handshake, confirmation.
-///
-/// Sets `TCP_NODELAY`. The connection is trusted only when this returns `Ok`.
-///
-/// # Errors
-/// See [`server_handshake`]; [`NetError::Io`] if the socket cannot be configured.
-pub async fn accept_server(
-    stream: TcpStream,
-    secret: &Secret,
-    config: ChannelConfig,
-) -> Result<(SecureReader, SecureWriter), NetError> {
-    let peer = prepare(&stream)?;
-    let (reader, writer) = stream.into_split();
-    server_handshake(reader, writer, peer, secret, config).await
-}
-
-/// As [`accept_server`], for a connection whose preamble the node read already (to tell a
-/// session from a lane).
-pub(crate) async fn accept_server_after(
-    stream: TcpStream,
-    theirs: [u8; preamble::PREAMBLE_LEN],
-    secret: &Secret,
-    config: ChannelConfig,
-) -> Result<(SecureReader, SecureWriter), NetError> {
-    let peer = prepare(&stream)?;
-    let (reader, writer) = stream.into_split();
-    let steps = handshake::server_steps(reader, writer, peer, secret, config, Some(theirs));
-    handshake::bounded("server", peer, config, steps).await
-}
-
-fn prepare(stream: &TcpStream) -> Result<Peer, NetError> {
-    let peer = Peer(stream.peer_addr().ok());
-    stream
-        .set_nodelay(true)
-        .map_err(|source| NetError::Io { peer, source })?;
-    Ok(peer)
-}

@@ -1,6 +1,8 @@
 //! For unit tests: both ends of an authenticated channel over loopback TCP.
 
-use crate::{accept_server, connect_client, ChannelConfig, Secret, SecureReader, SecureWriter};
+use crate::channel::{
+    accept_server, connect_client, ChannelConfig, Secret, SecureReader, SecureWriter,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The client's and the node's halves of a fresh channel with the default configuration.

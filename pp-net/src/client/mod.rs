@@ -39,7 +39,7 @@ mod session;
 
 use crate::discovery::{self, Target};
 use crate::program::current_program;
-use crate::{ChannelConfig, Secret};
+use crate::channel::{ChannelConfig, Secret};
 use address::NodeAddress;
 use flights::SharedFlight;
 use lane::Direct;

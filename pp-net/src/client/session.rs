@@ -30,9 +30,8 @@ use super::lane::{ClientLane, Event, Sent};
 use super::NodeState;
 use crate::lane::LANE_MAX_ARGS;
 use crate::program::{this_target, Program};
-use crate::{
-    connect_client, ChannelConfig, JobRequest, Message, Outcome, Secret, SecureReader, SecureWriter,
-};
+use crate::channel::{connect_client, ChannelConfig, NetError, Secret, SecureReader, SecureWriter};
+use crate::protocol::{JobReply, JobRequest, Message, Outcome};
 use pp_runtime::remote::{ClusterOptions, JobFeed, RemoteJob, RemoteOutcome};
 use std::io::Read;
 use std::time::Duration;
@@ -161,7 +160,7 @@ async fn handshake(
     writer: &mut SecureWriter,
     ctx: &Context,
 ) -> Result<u32, String> {
-    let send_err = |e: crate::NetError| e.to_string();
+    let send_err = |e: NetError| e.to_string();
     writer
         .send(&Message::ClientHello {
             program_sha256: ctx.program.sha256,
@@ -242,7 +241,7 @@ enum Serve {
 /// the socket's buffers and blocks this task, never the session.
 struct Outbox {
     queue: mpsc::UnboundedSender<Message>,
-    task: JoinHandle<Result<(), crate::NetError>>,
+    task: JoinHandle<Result<(), NetError>>,
 }
 
 impl Outbox {
@@ -464,7 +463,7 @@ fn settle(
     ctx: &Context,
     in_flight: &SharedFlight,
     window: &mut Window,
-    reply: crate::JobReply,
+    reply: JobReply,
 ) {
     let entry = flights::lock(in_flight).remove(&reply.job_id);
     match entry {

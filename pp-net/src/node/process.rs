@@ -20,7 +20,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use super::queued::QueuedJob;
 use super::sys;
 use crate::area::{SharedArea, SHARED_ABOVE};
-use crate::shared::SharedBytes;
+use crate::channel::SharedBytes;
 
 /// How long a worker that closed its pipe has to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);

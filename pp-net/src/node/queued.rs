@@ -4,10 +4,8 @@
 
 use pp_runtime::codec::{self, CodecError};
 
-use crate::message;
-use crate::secure::Plaintext;
-use crate::shared::SharedBytes;
-use crate::Message;
+use crate::channel::{Plaintext, SharedBytes};
+use crate::protocol::{self, Message};
 
 /// One job of a client, queued for a worker.
 #[derive(Debug, Clone)]
@@ -37,7 +35,7 @@ pub(crate) enum Incoming {
 pub(crate) fn decode(plain: &Plaintext<'_>, limit: u32) -> Result<Incoming, CodecError> {
     let bytes = plain.bytes();
     let limit = u64::from(limit);
-    Ok(match message::decode_submit(bytes, limit)? {
+    Ok(match protocol::decode_submit(bytes, limit)? {
         Some(jobs) => Incoming::Submit(
             jobs.into_iter()
                 .map(|job| QueuedJob {

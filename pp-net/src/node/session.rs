@@ -28,9 +28,10 @@ use super::process::{WorkerProcess, WorkerSpec};
 use super::session_jobs::{serve_jobs, JobsConfig, SessionEnd};
 use super::stats::NodeCounters;
 use crate::lane::{LaneId, LANE_MAGIC};
-use crate::preamble::{PREAMBLE_LEN, PROTOCOL_VERSION};
+use crate::channel::accept_server_after;
+use crate::channel::preamble::{PREAMBLE_LEN, PROTOCOL_VERSION};
 use crate::program::hex;
-use crate::{accept_server_after, Message, NetError, Peer, SecureReader, SecureWriter};
+use crate::{Message, NetError, Peer, SecureReader, SecureWriter};
 use tokio::io::AsyncReadExt;
 
 /// What every session of a node shares.
@@ -252,7 +253,7 @@ async fn setup(
     // The area the reader decrypts large messages into, mapped by every worker.
     let session_area = match crate::area::SharedArea::create() {
         Ok((area, worker_fd)) => {
-            reader.set_shared_area(area);
+            reader.set_plaintext_area(area);
             Some(Arc::new(worker_fd))
         }
         Err(error) => {
@@ -265,7 +266,7 @@ async fn setup(
         limit: config
             .channel
             .max_message
-            .saturating_sub(crate::message::MESSAGE_SLACK),
+            .saturating_sub(crate::protocol::MESSAGE_SLACK),
         start_timeout: config.worker_start_timeout,
         handshake_timeout: config.channel.handshake_timeout,
         fingerprint: registry_fingerprint,

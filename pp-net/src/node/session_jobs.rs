@@ -29,7 +29,7 @@ use super::process::{WorkerProcess, WorkerSpec};
 use super::queued::{self, Incoming, QueuedJob};
 use super::stats::NodeCounters;
 use super::worker_loop::{worker_loop, JobQueue};
-use crate::message::{reply_size, MESSAGE_SLACK};
+use crate::protocol::{reply_size, MESSAGE_SLACK};
 use crate::{JobReply, Message, NetError, SecureReader, SecureWriter};
 
 /// Time allowed for worker loops to stop after the session ends (they kill and reap).

@@ -30,7 +30,7 @@ use super::outgoing::Outgoing;
 use super::process::{Shared, WorkerProcess, WorkerSpec};
 use super::queued::QueuedJob;
 use super::stats::NodeCounters;
-use crate::shared::SharedBytes;
+use crate::channel::SharedBytes;
 use crate::{JobReply, Outcome};
 
 /// Jobs whose mean service time is below this are batched.

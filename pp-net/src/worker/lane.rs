@@ -19,9 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::blocking::Blocking;
 use super::serve::{run_job, say_hello};
 use super::{WorkerError, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
-use crate::config::ChannelConfig;
-use crate::error::{NetError, Peer};
-use crate::message::{decode_submit, JobReply};
+use crate::channel::{ChannelConfig, NetError, Peer};
+use crate::protocol::{decode_submit, JobReply};
 use std::time::Duration;
 
 /// The lane's connection named by [`LANE_ENV`], which is removed; made close-on-exec so

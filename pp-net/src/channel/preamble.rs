@@ -8,7 +8,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::{NetError, Peer};
+use super::error::{NetError, Peer};
 
 /// The four bytes that open every pp connection.
 pub const MAGIC: [u8; 4] = *b"PPRS";
@@ -108,6 +108,9 @@ mod tests {
     fn wrong_magic_is_reported_with_the_bytes() {
         let err = check(Peer(None), b"GET / HT").unwrap_err();
         assert!(matches!(err, NetError::WrongMagic { found, .. } if &found == b"GET "));
+        // The error's text writes the magic out (see `NetError::WrongMagic`): the same one.
+        let expected = format!("expected {MAGIC:02x?} (\"PPRS\")");
+        assert!(err.to_string().ends_with(&expected), "{err}");
     }
 
     #[test]

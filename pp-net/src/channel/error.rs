@@ -61,9 +61,10 @@ pub enum NetError {
     },
 
     /// The first bytes from the peer are not pp's magic: it is not a pp node or client.
+    // The magic as `{:02x?}` prints it, written out so that this file imports nothing
+    // of the channel's (the preamble imports it); a test in `preamble` pins the two.
     #[error(
-        "{peer} is not speaking the pp protocol: its first bytes are {found:02x?}, expected {:02x?} (\"PPRS\")",
-        crate::preamble::MAGIC
+        "{peer} is not speaking the pp protocol: its first bytes are {found:02x?}, expected [50, 50, 52, 53] (\"PPRS\")"
     )]
     WrongMagic {
         /// The remote end.
@@ -77,7 +78,7 @@ pub enum NetError {
     VersionMismatch {
         /// The remote end.
         peer: Peer,
-        /// This build's version ([`crate::PROTOCOL_VERSION`]).
+        /// This build's version ([`PROTOCOL_VERSION`](super::preamble::PROTOCOL_VERSION)).
         ours: u16,
         /// The version the peer announced.
         theirs: u16,
@@ -93,7 +94,7 @@ pub enum NetError {
         reason: &'static str,
     },
 
-    /// The handshake did not finish within [`crate::ChannelConfig::handshake_timeout`].
+    /// The handshake did not finish within [`ChannelConfig::handshake_timeout`](super::ChannelConfig::handshake_timeout).
     #[error("handshake with {peer} did not finish within {timeout:?}")]
     HandshakeTimeout {
         /// The remote end.
@@ -102,7 +103,7 @@ pub enum NetError {
         timeout: Duration,
     },
 
-    /// A write to the peer made no progress within [`crate::ChannelConfig::write_timeout`]:
+    /// A write to the peer made no progress within [`ChannelConfig::write_timeout`](super::ChannelConfig::write_timeout):
     /// the peer stopped reading (or the network to it stalled).
     #[error("{peer} read nothing of what was sent to it for {timeout:?}")]
     WriteStalled {
@@ -135,7 +136,7 @@ pub enum NetError {
         reason: &'static str,
     },
 
-    /// A message to send is larger than [`crate::ChannelConfig::max_message`]. Nothing was
+    /// A message to send is larger than [`ChannelConfig::max_message`](super::ChannelConfig::max_message). Nothing was
     /// sent; the connection is still usable.
     #[error(
         "message of {len} bytes for {peer} is above the limit of {limit} bytes; nothing was sent"

@@ -19,13 +19,17 @@
 //! but a replayer lacks the ephemeral private key and cannot derive the session keys. The
 //! secret itself never travels; tags are checked in constant time by the AEAD.
 
-use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::config::ChannelConfig;
-use crate::error::{NetError, Peer};
-use crate::preamble::{self, PREAMBLE_LEN};
-use crate::secure::{SecureReader, SecureWriter};
+use super::config::ChannelConfig;
+use super::error::{NetError, Peer};
+use super::preamble::{self, PREAMBLE_LEN};
+use super::reader::SecureReader;
+use super::secret::Secret;
+use super::writer::SecureWriter;
 
 /// The Noise protocol name; changing it is a protocol version change.
 ///
@@ -34,76 +38,15 @@ use crate::secure::{SecureReader, SecureWriter};
 /// the benchmark machine), which is what large arguments pay twice per hop.
 pub(crate) const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
 
-/// Domain separation for the PSK, so the same secret used elsewhere gives another key.
-const PSK_CONTEXT: &[u8] = b"pp-net psk v1\0";
-
-/// Domain separation for a lane's PSK, derived from the lane's key (see the `lane` module).
-const LANE_PSK_CONTEXT: &[u8] = b"pp-net lane psk v1\0";
-
 /// Largest handshake message accepted (they are 48 bytes in this pattern).
 const MAX_HANDSHAKE_MESSAGE: usize = 1024;
 
 /// Content of the client's first transport message, which proves it holds the session keys.
 const CONFIRM: &[u8] = b"pp-net confirm v1";
 
-/// The shared secret of a cluster, kept only as the key derived from it.
-///
-/// The key is `SHA-256("pp-net psk v1\0" || secret)`. Use a long random secret: anyone who
-/// records a handshake can test guesses of the secret offline, so a short or dictionary
-/// secret is weak protection.
-#[derive(Clone)]
-pub struct Secret {
-    psk: [u8; 32],
-}
-
-impl Secret {
-    /// Derives the key from a secret's bytes.
-    ///
-    /// # Errors
-    /// [`NetError::EmptySecret`] if `secret` is empty: there is no default secret.
-    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, NetError> {
-        let secret = secret.as_ref();
-        if secret.is_empty() {
-            return Err(NetError::EmptySecret);
-        }
-        let mut hash = Sha256::new();
-        hash.update(PSK_CONTEXT);
-        hash.update(secret);
-        Ok(Secret {
-            psk: hash.finalize().into(),
-        })
-    }
-}
-
-impl Secret {
-    /// The secret of one lane, derived from its random `key`:
-    /// `SHA-256("pp-net lane psk v1\0" || key)`.
-    pub(crate) fn for_lane(key: &[u8; 32]) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(LANE_PSK_CONTEXT);
-        hash.update(key);
-        Secret {
-            psk: hash.finalize().into(),
-        }
-    }
-
-    /// The derived key, for the fuzzing harnesses that play a genuine client.
-    #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn psk(&self) -> &[u8; 32] {
-        &self.psk
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print key material, not even in debug logs.
-        f.write_str("Secret(..)")
-    }
-}
-
 /// Runs the client side of the handshake on any pair of stream halves.
 ///
-/// [`crate::connect_client`] is this for a `TcpStream`; this form serves other streams (an
+/// [`connect_client`](super::connect_client) is this for a `TcpStream`; this form serves other streams (an
 /// in-memory pipe, a stream split with `tokio::io::split`).
 ///
 /// # Errors
@@ -132,7 +75,7 @@ where
 
 /// Runs the server side of the handshake on any pair of stream halves.
 ///
-/// [`crate::accept_server`] is this for a `TcpStream`.
+/// [`accept_server`](super::accept_server) is this for a `TcpStream`.
 ///
 /// # Errors
 /// As [`client_handshake`]; a replayed or forged handshake gives
@@ -260,7 +203,7 @@ where
         .into_stateless_transport_mode()
         .map_err(|e| NetError::crypto(peer, &e))?;
 
-    let (reader, mut writer) = crate::secure::channel(reader, writer, peer, cipher, config);
+    let (reader, mut writer) = halves(reader, writer, peer, cipher, config);
     writer.send_bytes(CONFIRM).await?;
     Ok((reader, writer))
 }
@@ -324,7 +267,7 @@ where
         .into_stateless_transport_mode()
         .map_err(|e| NetError::crypto(peer, &e))?;
 
-    let (mut reader, writer) = crate::secure::channel(reader, writer, peer, cipher, config);
+    let (mut reader, writer) = halves(reader, writer, peer, cipher, config);
     let confirmed = match reader.recv_limited(CONFIRM.len() as u32).await {
         Ok(()) => reader.last_plaintext() == CONFIRM,
         Err(NetError::FrameRejected { .. } | NetError::FrameTooLarge { .. }) => false,
@@ -347,6 +290,23 @@ where
     Ok((reader, writer))
 }
 
+/// Both halves of the channel, once the handshake has produced the session keys: each
+/// keeps its own nonce counter over the shared, immutable Noise state (`snow`'s stateless
+/// transport), so that separate tasks can own them without a lock.
+fn halves<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: R,
+    writer: W,
+    peer: Peer,
+    cipher: StatelessTransportState,
+    config: ChannelConfig,
+) -> (SecureReader<R>, SecureWriter<W>) {
+    let cipher = Arc::new(cipher);
+    (
+        SecureReader::new(reader, peer, Arc::clone(&cipher), config),
+        SecureWriter::new(writer, peer, cipher, config),
+    )
+}
+
 fn builder<'a>(
     peer: Peer,
     secret: &'a Secret,
@@ -356,7 +316,7 @@ fn builder<'a>(
         .parse()
         .map_err(|e| NetError::crypto(peer, &e))?;
     snow::Builder::new(params)
-        .psk(0, &secret.psk)
+        .psk(0, secret.psk())
         .and_then(|b| b.prologue(prologue))
         .map_err(|e| NetError::crypto(peer, &e))
 }
@@ -420,38 +380,4 @@ async fn read_message<R: AsyncRead + Unpin>(
         .await
         .map_err(|e| NetError::reading(peer, "a handshake message", e))?;
     Ok(len)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn psk_derivation_is_pinned() {
-        // SHA-256("pp-net psk v1\0" || "secret"), pinned so the derivation cannot drift.
-        let hex: String = Secret::new("secret")
-            .unwrap()
-            .psk
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            hex,
-            "ff01b36e051e49ace0a7b47cec037e2d86e4164e05638e9ba1f9b7c3c0900c49"
-        );
-        assert_ne!(
-            Secret::new("secret").unwrap().psk,
-            Secret::new("secreT").unwrap().psk
-        );
-    }
-
-    #[test]
-    fn empty_secret_is_refused() {
-        assert!(matches!(Secret::new(""), Err(NetError::EmptySecret)));
-    }
-
-    #[test]
-    fn debug_hides_the_key() {
-        assert_eq!(format!("{:?}", Secret::new("x").unwrap()), "Secret(..)");
-    }
 }

@@ -1,20 +1,42 @@
-//! Bytes that may be part of a larger buffer shared with others: a large job argument
-//! stays where it was decrypted, and the node writes it to a worker from there (or, when
-//! it was decrypted into the session's shared argument area, tells the worker where it is).
+//! What a reader hands out: the plaintext of a received message, and the parts of it a
+//! decoder keeps beyond the message. A large message's buffer is shared rather than
+//! copied: its parts stay where they were decrypted, for as long as someone holds them.
+//!
+//! Where a large plaintext is decrypted is a seam: the reader's own heap buffer, or a
+//! [`PlaintextArea`] plugged in from above (the node plugs in its session's shared argument
+//! area, which its workers map; see `SecureReader::set_plaintext_area`). The channel only
+//! knows the trait.
 
+use std::fmt;
 use std::ops::{Deref, Range};
 use std::sync::Arc;
 
-use crate::area::SharedArea;
+use super::frame::PlainOut;
 
-/// A received message's buffer: on the heap, or a session's shared argument area (which
-/// the session's workers map).
+/// Memory outside the reader that it may decrypt large messages into, instead of its own
+/// heap buffer, whenever nobody holds the last message decrypted there.
+pub(crate) trait PlaintextArea: PlainOut + Send + Sync + fmt::Debug + 'static {
+    /// Makes the area at least `len` bytes long (a frame's whole body), before a frame is
+    /// opened into it.
+    ///
+    /// # Errors
+    /// The area cannot grow that far: the message then goes to the heap.
+    fn reserve(&mut self, len: usize) -> std::io::Result<()>;
+
+    /// Gives the area's memory back: no large message came for a while.
+    fn release(&mut self);
+
+    /// The area's bytes.
+    fn as_slice(&self) -> &[u8];
+}
+
+/// A received message's buffer: on the heap, or the reader's [`PlaintextArea`].
 #[derive(Debug)]
 pub(crate) enum Buffer {
     /// A vector of the reader's.
     Heap(Vec<u8>),
-    /// The session's shared argument area.
-    Area(SharedArea),
+    /// The area plugged into the reader.
+    Area(Box<dyn PlaintextArea>),
 }
 
 impl Default for Buffer {
@@ -30,6 +52,34 @@ impl Deref for Buffer {
         match self {
             Buffer::Heap(bytes) => bytes,
             Buffer::Area(area) => area.as_slice(),
+        }
+    }
+}
+
+/// The plaintext of a received message, for a decoder that keeps parts of it: a small
+/// message is borrowed from the reader (parts kept are copied), a large one is handed out
+/// as a shared buffer (large parts kept share it; see [`SharedBytes::part_of`]).
+pub(crate) enum Plaintext<'a> {
+    /// A small message, in the reader's buffer.
+    Borrowed(&'a [u8]),
+    /// A large message: its buffer, and the message's length in it.
+    Shared(Arc<Buffer>, usize),
+}
+
+impl Plaintext<'_> {
+    /// The message's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Plaintext::Borrowed(bytes) => bytes,
+            Plaintext::Shared(buffer, len) => &buffer[..*len],
+        }
+    }
+
+    /// `part` of [`Plaintext::bytes`], kept beyond the message: shared when possible.
+    pub(crate) fn keep(&self, part: &[u8]) -> SharedBytes {
+        match self {
+            Plaintext::Borrowed(_) => SharedBytes::copied(part),
+            Plaintext::Shared(buffer, _) => SharedBytes::part_of(buffer, part),
         }
     }
 }
@@ -54,7 +104,7 @@ impl SharedBytes {
         }
     }
 
-    /// Where these bytes lie in the session's shared argument area, if they do.
+    /// Where these bytes lie in the reader's [`PlaintextArea`], if they do.
     pub(crate) fn area_range(&self) -> Option<Range<usize>> {
         matches!(*self.buffer, Buffer::Area(_)).then(|| self.range.clone())
     }

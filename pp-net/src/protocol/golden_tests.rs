@@ -1,0 +1,223 @@
+//! The wire format of every message, pinned byte by byte, and the hand-written `Submit`
+//! encoding (in parts, decoded in place) checked against the codec's.
+
+use pp_runtime::codec::{decode, encode};
+
+use super::submit::{decode_submit, SubmitEncoding};
+use super::*;
+
+fn golden(message: &Message, bytes: &[u8]) {
+    assert_eq!(
+        encode(message).unwrap(),
+        bytes,
+        "encoding of {message:?} drifted"
+    );
+    assert_eq!(&decode::<Message>(bytes).unwrap(), message);
+}
+
+#[test]
+fn a_submit_in_parts_is_the_submit_message() {
+    let job = |job_id, len: usize| JobRequest {
+        job_id,
+        task: format!("m::task{job_id}"),
+        fingerprint: job_id * 3,
+        args: (0..len).map(|i| i as u8).collect(),
+    };
+    for jobs in [
+        vec![],
+        vec![job(1, 0)],
+        vec![job(1, 3), job(2, 200_000), job(3, 7), job(4, 70_000)],
+        vec![job(5, 100_000)],
+    ] {
+        let parts = SubmitEncoding::new(&jobs).unwrap();
+        let joined: Vec<u8> = parts.parts().concat();
+        assert_eq!(joined, encode(&Message::Submit { jobs }).unwrap());
+    }
+}
+
+#[test]
+fn a_submit_decoded_in_place_is_the_submit_message() {
+    let jobs = vec![
+        JobRequest {
+            job_id: 1,
+            task: "m::f".into(),
+            fingerprint: 7,
+            args: vec![1, 2, 3],
+        },
+        JobRequest {
+            job_id: 2,
+            task: String::new(),
+            fingerprint: 0,
+            args: vec![9; 100_000],
+        },
+    ];
+    let bytes = encode(&Message::Submit { jobs: jobs.clone() }).unwrap();
+    let views = decode_submit(&bytes, 1 << 20).unwrap().unwrap();
+    assert_eq!(views.len(), jobs.len());
+    for (view, job) in views.iter().zip(&jobs) {
+        assert_eq!(
+            (view.job_id, view.task, view.fingerprint, view.args),
+            (
+                job.job_id,
+                job.task.as_str(),
+                job.fingerprint,
+                &job.args[..]
+            )
+        );
+    }
+    let heartbeat = encode(&Message::Heartbeat { seq: 5 }).unwrap();
+    assert_eq!(decode_submit(&heartbeat, 1 << 20).unwrap(), None);
+    assert!(decode_submit(&bytes[..bytes.len() - 1], 1 << 20).is_err());
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(decode_submit(&trailing, 1 << 20).is_err());
+}
+
+#[test]
+fn golden_heartbeat() {
+    golden(
+        &Message::Heartbeat { seq: 0x0102 },
+        &[7, 0, 0, 0, 0x02, 0x01, 0, 0, 0, 0, 0, 0],
+    );
+}
+
+#[test]
+fn golden_upload_done_and_ready() {
+    golden(&Message::UploadDone, &[3, 0, 0, 0]);
+    golden(&Message::Ready { workers: 4 }, &[4, 0, 0, 0, 4, 0, 0, 0]);
+}
+
+#[test]
+fn golden_refused() {
+    golden(
+        &Message::Refused {
+            reason: "no".into(),
+        },
+        &[9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, b'n', b'o'],
+    );
+}
+
+#[test]
+fn golden_lane_messages() {
+    golden(&Message::LaneRequest, &[10, 0, 0, 0]);
+    let mut offer = vec![11, 0, 0, 0, 3, 0, 0, 0];
+    offer.extend(1..=32u8);
+    let key: [u8; 32] = std::array::from_fn(|i| i as u8 + 1);
+    golden(&Message::LaneOffer { lane: 3, key }, &offer);
+    #[rustfmt::skip]
+    let ended = [
+        12, 0, 0, 0,                        // variant LaneEnded
+        3, 0, 0, 0,                         // lane
+        1,                                  // crashed
+        2, 0, 0, 0, 0, 0, 0, 0,             // reason.len()
+        b'n', b'o',                         // reason
+    ];
+    golden(
+        &Message::LaneEnded {
+            lane: 3,
+            crashed: true,
+            reason: "no".into(),
+        },
+        &ended,
+    );
+}
+
+#[test]
+fn golden_submit() {
+    let message = Message::Submit {
+        jobs: vec![JobRequest {
+            job_id: 1,
+            task: "m::f".into(),
+            fingerprint: 0xAABB,
+            args: vec![5, 6],
+        }],
+    };
+    #[rustfmt::skip]
+    let bytes = [
+        5, 0, 0, 0,                         // variant Submit
+        1, 0, 0, 0, 0, 0, 0, 0,             // jobs.len()
+        1, 0, 0, 0, 0, 0, 0, 0,             // job_id
+        4, 0, 0, 0, 0, 0, 0, 0,             // task.len()
+        b'm', b':', b':', b'f',             // task
+        0xBB, 0xAA, 0, 0, 0, 0, 0, 0,       // fingerprint
+        2, 0, 0, 0, 0, 0, 0, 0,             // args.len()
+        5, 6,                               // args
+    ];
+    golden(&message, &bytes);
+}
+
+#[test]
+fn golden_results() {
+    let message = Message::Results {
+        results: vec![
+            JobReply {
+                job_id: 2,
+                outcome: Outcome::Ok(vec![9]),
+            },
+            JobReply {
+                job_id: 3,
+                outcome: Outcome::Panicked("x".into()),
+            },
+        ],
+    };
+    #[rustfmt::skip]
+    let bytes = [
+        6, 0, 0, 0,                         // variant Results
+        2, 0, 0, 0, 0, 0, 0, 0,             // results.len()
+        2, 0, 0, 0, 0, 0, 0, 0,             // job_id
+        0, 0, 0, 0,                         // Outcome::Ok
+        1, 0, 0, 0, 0, 0, 0, 0, 9,          // bytes
+        3, 0, 0, 0, 0, 0, 0, 0,             // job_id
+        1, 0, 0, 0,                         // Outcome::Panicked
+        1, 0, 0, 0, 0, 0, 0, 0, b'x',       // message
+    ];
+    golden(&message, &bytes);
+}
+
+#[test]
+fn golden_client_hello() {
+    let message = Message::ClientHello {
+        program_sha256: [0xAB; 32],
+        program_size: 1 << 20,
+        target: "t".into(),
+        registry_fingerprint: 1,
+    };
+    let mut bytes = vec![0, 0, 0, 0]; // variant ClientHello
+    bytes.extend_from_slice(&[0xAB; 32]); // a fixed array: no length
+    bytes.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0, 0]); // program_size
+    bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, b't']); // target
+    bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // registry_fingerprint
+    golden(&message, &bytes);
+}
+
+#[test]
+fn golden_server_hello() {
+    let message = Message::ServerHello {
+        node_name: "n".into(),
+        workers: 2,
+        need_upload: true,
+    };
+    golden(
+        &message,
+        &[1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, b'n', 2, 0, 0, 0, 1],
+    );
+}
+
+#[test]
+fn byte_fields_encode_like_plain_vectors() {
+    let chunk = Message::UploadChunk {
+        offset: 3,
+        bytes: vec![1, 2, 3],
+    };
+    let plain = encode(&(2u32, 3u64, vec![1u8, 2, 3])).unwrap();
+    assert_eq!(encode(&chunk).unwrap(), plain);
+}
+
+#[test]
+fn unknown_variant_and_bombs_are_errors() {
+    assert!(decode::<Message>(&[13, 0, 0, 0]).is_err());
+    // An UploadChunk claiming 2^60 bytes.
+    let mut bomb = vec![2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    bomb.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    assert!(pp_runtime::codec::decode_with_limit::<Message>(&bomb, 1 << 20).is_err());
+}

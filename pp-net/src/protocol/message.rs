@@ -1,0 +1,129 @@
+//! The vocabulary of protocol version 2: every message a client and a node exchange.
+//!
+//! Messages are encoded by `pp_runtime::codec` (bincode 1, fixed-width little-endian): an
+//! enum is a `u32` variant index followed by its fields in order, a `String` or byte vector
+//! a `u64` length followed by its bytes. The variant order and field order *are* the wire
+//! format: never reorder them; a new variant goes at the end, and any change to the
+//! vocabulary comes with a new [`crate::PROTOCOL_VERSION`]. The golden-byte tests (in
+//! `golden_tests`) fail if the encoding drifts.
+//!
+//! A session, in order: the client sends [`Message::ClientHello`]; the node answers
+//! [`Message::ServerHello`] (or [`Message::Refused`]); if `need_upload`, the client sends
+//! [`Message::UploadChunk`]s and [`Message::UploadDone`]; the node answers
+//! [`Message::Ready`]. Then [`Message::Submit`] and [`Message::Results`] flow, each carrying
+//! as many jobs as are queued, with [`Message::Heartbeat`]s to detect a silent peer: the
+//! client sends one every heartbeat interval and takes a node from which no message at all
+//! came for its liveness timeout for lost. [`Message::LaneRequest`],
+//! [`Message::LaneOffer`] and [`Message::LaneEnded`] set up and end a lane (a direct
+//! connection to a worker for lone jobs, which then carries `Submit` and `Results` only).
+
+use serde::{Deserialize, Serialize};
+
+use super::job::{JobReply, JobRequest};
+
+/// One message of protocol version 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Client to node, first: which program the client is, so the node can run it.
+    ClientHello {
+        /// SHA-256 of the client's executable.
+        program_sha256: [u8; 32],
+        /// Size of the executable in bytes (what an upload would cost).
+        program_size: u64,
+        /// The target triple the executable was built for.
+        target: String,
+        /// Fingerprint of the client's task registry.
+        registry_fingerprint: u64,
+    },
+    /// Node to client: who the node is and whether it needs the program.
+    ServerHello {
+        /// The node's name for logs and statistics.
+        node_name: String,
+        /// Number of workers the node runs.
+        workers: u32,
+        /// True when the node has not cached the program and needs it uploaded.
+        need_upload: bool,
+    },
+    /// Client to node: a piece of the executable.
+    UploadChunk {
+        /// Position of `bytes` in the executable.
+        offset: u64,
+        /// The piece.
+        #[serde(with = "pp_runtime::codec::bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Client to node: the upload is complete (the node checks the hash).
+    UploadDone,
+    /// Node to client: workers are running the program; jobs may be submitted.
+    Ready {
+        /// Workers available to this client.
+        workers: u32,
+    },
+    /// Client to node: jobs to run.
+    Submit {
+        /// The jobs, as many as the client had queued for this node.
+        jobs: Vec<JobRequest>,
+    },
+    /// Node to client: finished jobs.
+    Results {
+        /// The outcomes, in the order the jobs finished.
+        results: Vec<JobReply>,
+    },
+    /// Either way: are you there? Answered with [`Message::HeartbeatAck`].
+    Heartbeat {
+        /// Echoed in the answer.
+        seq: u64,
+    },
+    /// Either way: the answer to [`Message::Heartbeat`]. A node that cannot read (its job
+    /// queue for the client is full) repeats its last answer meanwhile, as a sign of life.
+    HeartbeatAck {
+        /// The `seq` of the heartbeat answered.
+        seq: u64,
+    },
+    /// Node to client: the node will not serve this client (the connection then closes).
+    Refused {
+        /// Why, for the client's log.
+        reason: String,
+    },
+    /// Client to node, once jobs flow: please open a lane (a direct connection to a worker
+    /// of this session, for lone jobs). Answered with [`Message::LaneOffer`], or not at all
+    /// by a node that has no lanes.
+    LaneRequest,
+    /// Node to client: the key of a lane the client may open now (see the `lane` module).
+    LaneOffer {
+        /// The lane's number in this session, as [`Message::LaneEnded`] names it.
+        lane: u32,
+        /// The lane's key: its handshake proves both ends hold it.
+        key: [u8; 32],
+    },
+    /// Node to client: the worker process of a lane ended; a job it held failed.
+    LaneEnded {
+        /// The lane's number (from [`Message::LaneOffer`]).
+        lane: u32,
+        /// Whether the process died (a signal, a failure status) rather than ended.
+        crashed: bool,
+        /// How it ended, as the node saw it ("worker pid 7 was killed by signal 6").
+        reason: String,
+    },
+}
+
+impl Message {
+    /// The message's name, for errors and logs ("expected `Ready`, got `Submit`").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::ClientHello { .. } => "`ClientHello`",
+            Message::ServerHello { .. } => "`ServerHello`",
+            Message::UploadChunk { .. } => "`UploadChunk`",
+            Message::UploadDone => "`UploadDone`",
+            Message::Ready { .. } => "`Ready`",
+            Message::Submit { .. } => "`Submit`",
+            Message::Results { .. } => "`Results`",
+            Message::Heartbeat { .. } => "`Heartbeat`",
+            Message::HeartbeatAck { .. } => "`HeartbeatAck`",
+            Message::Refused { .. } => "`Refused`",
+            Message::LaneRequest => "`LaneRequest`",
+            Message::LaneOffer { .. } => "`LaneOffer`",
+            Message::LaneEnded { .. } => "`LaneEnded`",
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The protocol layer: what the bytes on a channel mean. Every message of the protocol
+//! ([`Message`], in `message`), the job records it carries (`job`, `outcome`), the
+//! hand-written encoding of a `Submit` (`submit`, the one place that layout is written
+//! out), and the message-level `send`/`recv` on the channel's halves (`io`). Encodings are
+//! `pp_runtime::codec`'s, the one module that owns pp's wire encoding.
+//!
+//! Built on [`channel`](crate::channel) (bytes only); the roles (client, node, lane worker)
+//! are built on this.
+
+mod io;
+mod job;
+mod message;
+mod outcome;
+mod submit;
+#[cfg(test)]
+mod golden_tests;
+
+pub(crate) use job::{reply_size, MESSAGE_SLACK};
+pub use job::{JobReply, JobRequest};
+pub use message::Message;
+pub use outcome::Outcome;
+pub(crate) use submit::decode_submit;

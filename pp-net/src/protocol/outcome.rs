@@ -1,0 +1,29 @@
+//! What became of a job on a node, as the client gets it in a reply.
+
+use serde::{Deserialize, Serialize};
+
+use crate::worker::WorkerOutcome;
+
+/// What became of a job on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The job returned; its result encoded by `pp_runtime::codec`.
+    Ok(#[serde(with = "pp_runtime::codec::bytes")] Vec<u8>),
+    /// The job panicked; the panic message.
+    Panicked(String),
+    /// The worker process running the job died; what the node knows about it.
+    WorkerCrashed(String),
+    /// The job could not be run (unknown task, bad arguments, ...); why.
+    Failed(String),
+}
+
+impl From<WorkerOutcome> for Outcome {
+    /// A worker's report of a job, as the client gets it.
+    fn from(outcome: WorkerOutcome) -> Self {
+        match outcome {
+            WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
+            WorkerOutcome::Panicked(message) => Outcome::Panicked(message),
+            WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
+        }
+    }
+}
