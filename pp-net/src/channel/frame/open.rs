@@ -40,7 +40,7 @@ pub(crate) fn open(
 }
 
 /// Opens a frame body one segment at a time, as its bytes arrive, with the checks of
-/// [`open`]: each segment is authenticated before its plaintext is written, and the frame
+/// `open`: each segment is authenticated before its plaintext is written, and the frame
 /// only counts as complete (see [`Opener::finish`]) once every byte of the body has been
 /// opened and the authenticated length matched.
 ///

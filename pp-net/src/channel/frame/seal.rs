@@ -46,7 +46,7 @@ pub(crate) fn seal_parts(
 
 /// Seals one frame a batch of segments at a time, so that a large message can be written
 /// while the rest of it is still being encrypted, from a buffer that stays small. The
-/// batches, one after the other, are the bytes [`seal_parts`] gives.
+/// batches, one after the other, are the bytes `seal_parts` gives.
 pub(crate) struct Sealer<'a> {
     rest: Pieces<'a>,
     message_len: u32,
