@@ -14,7 +14,7 @@ use std::time::Duration;
 use snow::StatelessTransportState;
 
 use crate::channel::frame::{self, FRAME_HEADER};
-use crate::channel::{preamble, ChannelConfig, NetError, Peer, SecureReader, Secret};
+use crate::channel::{preamble, ChannelConfig, NetError, Peer, Secret, SecureReader};
 use crate::protocol::Message;
 
 /// Largest message the frame harness accepts: small enough for speed, large enough that
@@ -225,13 +225,25 @@ pub fn handshake(data: &[u8]) {
     };
     let outcome: Result<(), NetError> = runtime().block_on(async {
         if mode & 1 == 0 {
-            crate::channel::server_handshake(&input[..], tokio::io::sink(), Peer(None), secret(), config)
-                .await
-                .map(drop)
+            crate::channel::server_handshake(
+                &input[..],
+                tokio::io::sink(),
+                Peer(None),
+                secret(),
+                config,
+            )
+            .await
+            .map(drop)
         } else {
-            crate::channel::client_handshake(&input[..], tokio::io::sink(), Peer(None), secret(), config)
-                .await
-                .map(drop)
+            crate::channel::client_handshake(
+                &input[..],
+                tokio::io::sink(),
+                Peer(None),
+                secret(),
+                config,
+            )
+            .await
+            .map(drop)
         }
     });
     match outcome {

@@ -21,8 +21,8 @@
 //! keep without copying. Where a large plaintext is decrypted is a seam: a layer above may
 //! plug in a [`PlaintextArea`] (the node plugs in its shared argument area).
 //!
-//! `tcp` opens the channel on a TCP connection; `config` and `error` hold its limits and
-//! its one error type.
+//! `tcp` opens the channel on a TCP connection; `config` holds its limits, and `error` the
+//! one error type of pp-net (the layers above share it: its `Codec` variant is theirs).
 
 mod config;
 mod error;
@@ -37,11 +37,11 @@ mod writer;
 
 pub use config::{ChannelConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE};
 pub use error::{NetError, Peer};
-pub use handshake::{client_handshake, server_handshake};
 pub(crate) use frame::PlainOut;
+pub use handshake::{client_handshake, server_handshake};
 pub(crate) use plaintext::{Plaintext, PlaintextArea, SharedBytes};
 pub use reader::SecureReader;
 pub use secret::Secret;
-pub(crate) use tcp::{accept_server_after, prepare};
 pub use tcp::{accept_server, connect_client};
+pub(crate) use tcp::{accept_server_after, prepare};
 pub use writer::SecureWriter;

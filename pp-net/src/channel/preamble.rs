@@ -39,7 +39,7 @@ pub fn encode(version: u16) -> [u8; PREAMBLE_LEN] {
 /// # Errors
 /// [`NetError::WrongMagic`] when the magic is not `PPRS`, [`NetError::VersionMismatch`] when
 /// the version differs from [`PROTOCOL_VERSION`].
-pub fn check(peer: Peer, bytes: &[u8; PREAMBLE_LEN]) -> Result<(), NetError> {
+pub(crate) fn check(peer: Peer, bytes: &[u8; PREAMBLE_LEN]) -> Result<(), NetError> {
     let found = [bytes[0], bytes[1], bytes[2], bytes[3]];
     if found != MAGIC {
         return Err(NetError::WrongMagic { peer, found });

@@ -19,8 +19,8 @@
 use super::address::NodeAddress;
 use super::flights::{self, SharedFlight};
 use super::session::CONNECT_TIMEOUT;
-use crate::lane::LANE_MAX_ARGS;
 use crate::channel::{ChannelConfig, NetError, SecureReader, SecureWriter};
+use crate::lane::LANE_MAX_ARGS;
 use crate::protocol::{JobRequest, Message};
 use pp_runtime::remote::{JobFeed, RemoteJob};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -37,9 +37,9 @@ mod lane;
 mod nodes;
 mod session;
 
+use crate::channel::{ChannelConfig, Secret};
 use crate::discovery::{self, Target};
 use crate::program::current_program;
-use crate::channel::{ChannelConfig, Secret};
 use address::NodeAddress;
 use flights::SharedFlight;
 use lane::Direct;

@@ -28,9 +28,9 @@
 use super::flights::{self, Flights, SharedFlight, Straggler};
 use super::lane::{ClientLane, Event, Sent};
 use super::NodeState;
+use crate::channel::{connect_client, ChannelConfig, NetError, Secret, SecureReader, SecureWriter};
 use crate::lane::LANE_MAX_ARGS;
 use crate::program::{this_target, Program};
-use crate::channel::{connect_client, ChannelConfig, NetError, Secret, SecureReader, SecureWriter};
 use crate::protocol::{JobReply, JobRequest, Message, Outcome};
 use pp_runtime::remote::{ClusterOptions, JobFeed, RemoteJob, RemoteOutcome};
 use std::io::Read;

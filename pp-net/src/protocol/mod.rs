@@ -7,13 +7,13 @@
 //! Built on [`channel`](crate::channel) (bytes only); the roles (client, node, lane worker)
 //! are built on this.
 
+#[cfg(test)]
+mod golden_tests;
 mod io;
 mod job;
 mod message;
 mod outcome;
 mod submit;
-#[cfg(test)]
-mod golden_tests;
 
 pub(crate) use job::{reply_size, MESSAGE_SLACK};
 pub use job::{JobReply, JobRequest};

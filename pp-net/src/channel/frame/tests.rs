@@ -10,7 +10,8 @@ use super::*;
 /// Two ends of an in-memory session: (initiator, responder).
 fn session() -> (StatelessTransportState, StatelessTransportState) {
     let psk = [7u8; 32];
-    let params: snow::params::NoiseParams = crate::channel::handshake::NOISE_PARAMS.parse().unwrap();
+    let params: snow::params::NoiseParams =
+        crate::channel::handshake::NOISE_PARAMS.parse().unwrap();
     let mut i = snow::Builder::new(params.clone())
         .psk(0, &psk)
         .unwrap()
