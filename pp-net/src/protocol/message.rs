@@ -11,9 +11,9 @@
 //! [`Message::ServerHello`] (or [`Message::Refused`]); if `need_upload`, the client sends
 //! [`Message::UploadChunk`]s and [`Message::UploadDone`]; the node answers
 //! [`Message::Ready`]. Then [`Message::Submit`] and [`Message::Results`] flow, each carrying
-//! as many jobs as are queued, with [`Message::Heartbeat`]s to detect a silent peer: the
-//! client sends one every heartbeat interval and takes a node from which no message at all
-//! came for its liveness timeout for lost. [`Message::LaneRequest`],
+//! as many jobs as are queued, with [`Message::Heartbeat`]s to detect a silent peer (the
+//! liveness policy is described once, where it is configured: pp-runtime's
+//! `ClusterOptions::liveness_timeout`). [`Message::LaneRequest`],
 //! [`Message::LaneOffer`] and [`Message::LaneEnded`] set up and end a lane (a direct
 //! connection to a worker for lone jobs, which then carries `Submit` and `Results` only).
 
