@@ -1,25 +1,27 @@
 //! The network half of pp: the wire protocol between a client program and `ppserver`
-//! nodes, the cluster client, the node daemon and the automatic discovery of nodes.
+//! nodes, the cluster client, the node daemon, the worker host and the automatic discovery
+//! of nodes.
 //!
 //! # Layers
 //! Each layer uses only the ones below it:
 //!
-//! - **channel** (`src/channel/`): an authenticated, encrypted stream of
-//!   byte messages over one connection: the [`preamble`], the Noise handshake from the
-//!   cluster's [`Secret`], frames and their segments, and the two halves
-//!   [`SecureReader`] and [`SecureWriter`]. Bytes only: it knows no message, no job and no
-//!   node memory (the node plugs its shared memory in through a seam, see
-//!   `channel::PlaintextArea`). Limits in [`ChannelConfig`], one error type [`NetError`].
-//! - **protocol** (`src/protocol/`): what the bytes mean. Every
-//!   [`Message`] and its encoding (by `pp_runtime::codec`, pinned by golden-byte tests), the
-//!   job records ([`JobRequest`], [`JobReply`], [`Outcome`]), the `Submit` layout written
-//!   out once for copy-free sending and in-place decoding, and `send`/`recv` of messages
-//!   on the channel's halves.
-//! - **Roles**, on top: the cluster client (`client`, reached through the program's hooks), the
-//!   node daemon ([`node`]), the lane (`src/lane.rs`: a client's direct connection to one
-//!   worker, both ends) and [`discovery`] (UDP, independent of the channel). `program`
-//!   identifies the running executable for both ends; `area` is the node's shared memory
-//!   for workers.
+//! - **channel** (`src/channel/`): an authenticated, encrypted stream of byte messages over
+//!   one connection: the [`preamble`], the Noise handshake from the cluster's [`Secret`],
+//!   frames and their segments, and the two halves [`SecureReader`] and [`SecureWriter`].
+//!   Bytes only: it knows no message, no job and no node memory (the node plugs its shared
+//!   memory in through a seam, `channel::PlaintextArea`). Limits in [`ChannelConfig`], one
+//!   error type [`NetError`].
+//! - **protocol** (`src/protocol/`): what the bytes mean. Every [`Message`] and its
+//!   encoding (by `pp_runtime::codec`, pinned by golden-byte tests), the job records
+//!   ([`JobRequest`], [`JobReply`], [`Outcome`]), the `Submit` layout written out once for
+//!   copy-free sending and in-place decoding, and `send`/`recv` of messages on the
+//!   channel's halves.
+//! - **Roles**, on top: the cluster client (`client`, reached through the program's hooks),
+//!   the node daemon ([`node`]), the worker host (`worker`: the hook that turns a program
+//!   started by a node into a worker before `main`, the pipe protocol between node and
+//!   worker, the lane worker), lanes (`lane`: opening a lane and its handshake, both ends)
+//!   and [`discovery`] (UDP, independent of the channel). `program` identifies the running
+//!   executable for both ends; `area` is the node's shared memory for its workers.
 //!
 //! # The path of one job
 //! 1. **Client** (`client`): a session task per node takes jobs from the server's queue,
@@ -28,15 +30,16 @@
 //!    session's shared argument area), decodes its jobs in place and queues them; a loop
 //!    per worker process writes a job to its worker (over the pipe, or as a note of where
 //!    the arguments lie in shared memory).
-//! 3. **Worker**: the program itself, started in worker mode, runs the task and answers
-//!    on its pipe.
+//! 3. **Worker** (`worker`): the client's own program, started by the node in worker mode,
+//!    reads the job from its pipe (its arguments from shared memory when large), runs the
+//!    task through pp-runtime's registry and answers on the pipe.
 //! 4. **Back**: the node's writer sends every reply ready at once as one `Results`; the
 //!    client's session hands each outcome to the job's waiter.
 //!
 //! **Lanes**: when a client has a single job in flight on a node and nothing queued, it
-//! sends the job on its lane instead (see `lane`): a connection the node hands to a worker
-//! of the session, which answers on it directly, so the job skips the node's relay both
-//! ways. The lane runs the same channel and protocol, with a key of its own.
+//! sends the job on its lane instead (see `lane`): a connection the node hands to a lane
+//! worker of the session, which answers on it directly, so the job skips the node's relay
+//! both ways. The lane runs the same channel and protocol, with a key of its own.
 //!
 //! # Examples
 //! ```no_run
