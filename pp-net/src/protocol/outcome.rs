@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::worker::WorkerOutcome;
+use crate::worker::pipe::WorkerOutcome;
 
 /// What became of a job on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
