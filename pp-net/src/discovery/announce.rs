@@ -10,8 +10,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::config::DiscoveryConfig;
+use super::socket;
 use super::wire::{Announcement, Datagram, MAX_DATAGRAM};
-use super::{socket, DiscoveryConfig};
 
 /// Answers to probes sent in one [`REPLY_WINDOW`], at most: a flood of probes (perhaps with
 /// forged sources) cannot make the node a traffic amplifier.

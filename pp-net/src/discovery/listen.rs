@@ -10,8 +10,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::socket;
+use super::target::Target;
 use super::wire::{Announcement, Datagram, MAX_DATAGRAM};
-use super::{socket, Target};
 
 /// Time between probes to unicast targets: a node started later is found within it.
 pub(crate) const UNICAST_PROBE_PERIOD: Duration = Duration::from_millis(250);

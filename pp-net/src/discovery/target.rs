@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::DEFAULT_DISCOVERY_PORT;
+use super::config::DEFAULT_DISCOVERY_PORT;
 
 /// Where a client looks for nodes: one `PP_SERVERS` entry containing `*`.
 ///

@@ -9,10 +9,12 @@ use std::time::Duration;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use crate::protocol::pipe::{
+    self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, WORKER_PROTOCOL,
+};
 use crate::worker::{
-    self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, LANE_COUNT_ENV, LANE_ENV,
-    LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV,
-    WORKER_PROTOCOL,
+    LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV,
+    WORKER_ENV,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -160,7 +162,7 @@ impl WorkerProcess {
                 });
             }
         }
-        worker::decode_body(&body, "worker hello", self.limit)
+        pipe::decode_body(&body, "worker hello", self.limit)
     }
 
     /// What encodes jobs for this worker's pipe.
@@ -231,13 +233,13 @@ pub(crate) struct JobEncoder {
 
 impl JobEncoder {
     /// Encodes a job for the pipe, up to its arguments (see
-    /// [`worker::encode_job_head`]): the frame's body is this head, then the arguments.
+    /// [`pipe::encode_job_head`]): the frame's body is this head, then the arguments.
     ///
     /// # Errors
     /// [`WorkerError::TooLarge`] when the job exceeds the frame limit: it cannot be sent,
     /// and the worker is still fine.
     pub(crate) fn encode_head(&self, job: &QueuedJob) -> Result<Vec<u8>, WorkerError> {
-        worker::encode_job_head(
+        pipe::encode_job_head(
             job.job_id,
             &job.task,
             job.fingerprint,
@@ -270,7 +272,7 @@ impl JobWriter<'_> {
     /// shared argument area if they were decrypted there (and the worker maps it), else,
     /// when they are large, `worker_area_free` and the worker has an area of its own,
     /// copied into that one. Returns the job's head for the pipe (see
-    /// [`worker::encode_shared_job`]); `None` when the job goes through the pipe. After a
+    /// [`pipe::encode_shared_job`]); `None` when the job goes through the pipe. After a
     /// job put in the worker's own area, the caller must not offer it another before the
     /// worker has answered that job (the area holds one job's arguments).
     pub(crate) fn share(&mut self, job: &QueuedJob, worker_area_free: bool) -> Option<Shared> {
@@ -290,7 +292,7 @@ impl JobWriter<'_> {
                 (ArgsArea::Worker, 0)
             }
         };
-        let head = worker::encode_shared_job(
+        let head = pipe::encode_shared_job(
             job.job_id,
             &job.task,
             job.fingerprint,
@@ -329,7 +331,7 @@ impl JobWriter<'_> {
         gathered.clear();
         for (head, args) in jobs {
             let args: &[u8] = args;
-            let header = worker::frame_header(head.len() + args.len());
+            let header = pipe::frame_header(head.len() + args.len());
             gathered.extend_from_slice(&header);
             gathered.extend_from_slice(head);
             if args.len() <= SMALL_FRAME {
@@ -368,7 +370,7 @@ impl ReplyReader<'_> {
     /// when it broke the protocol.
     pub(crate) async fn read(&mut self) -> Result<WorkerReply, WorkerError> {
         let body = read_frame(self.stdout, "reply", self.limit).await?;
-        worker::decode_body(&body, "reply", self.limit)
+        pipe::decode_body(&body, "reply", self.limit)
     }
 }
 
@@ -444,7 +446,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         .read_exact(&mut header)
         .await
         .map_err(|e| reading(e, "a frame header"))?;
-    let len = worker::body_len(header, what, limit)?;
+    let len = pipe::body_len(header, what, limit)?;
     let mut body = vec![0u8; len];
     reader
         .read_exact(&mut body)

@@ -214,7 +214,7 @@ async fn setup(
     else {
         return Err(refuse("the first message must be ClientHello"));
     };
-    let ours = super::this_target();
+    let ours = crate::program::this_target();
     if target != ours {
         return Err(refuse(format!(
             "this node runs {ours} programs and the client's program is built for {target}"

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::worker::{ArgsArea, WorkerError};
+use crate::protocol::pipe::{ArgsArea, WorkerError};
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use super::outgoing::Outgoing;

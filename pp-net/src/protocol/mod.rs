@@ -13,10 +13,11 @@ mod io;
 mod job;
 mod message;
 mod outcome;
+pub(crate) mod pipe;
 mod submit;
 
 pub(crate) use job::{reply_size, MESSAGE_SLACK};
 pub use job::{JobReply, JobRequest};
 pub use message::Message;
 pub use outcome::Outcome;
-pub(crate) use submit::decode_submit;
+pub(crate) use submit::{decode_submit, JobView};

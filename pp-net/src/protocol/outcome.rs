@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::worker::pipe::WorkerOutcome;
-
 /// What became of a job on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -15,15 +13,4 @@ pub enum Outcome {
     WorkerCrashed(String),
     /// The job could not be run (unknown task, bad arguments, ...); why.
     Failed(String),
-}
-
-impl From<WorkerOutcome> for Outcome {
-    /// A worker's report of a job, as the client gets it.
-    fn from(outcome: WorkerOutcome) -> Self {
-        match outcome {
-            WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
-            WorkerOutcome::Panicked(message) => Outcome::Panicked(message),
-            WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
-        }
-    }
 }

@@ -17,9 +17,10 @@ use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::blocking::Blocking;
+use super::env::{LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
 use super::serve::{run_job, say_hello};
-use super::{WorkerError, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
 use crate::channel::{ChannelConfig, NetError, Peer};
+use crate::protocol::pipe::WorkerError;
 use crate::protocol::{decode_submit, JobReply};
 use std::time::Duration;
 

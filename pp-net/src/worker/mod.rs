@@ -8,7 +8,8 @@
 //! jobs until its input closes, then exits, so `main` never runs. Examples, user binaries
 //! and `cargo test` harnesses all work this way with no code from the user.
 //!
-//! The node talks to its workers over their pipes with the protocol of [`pipe`].
+//! The node talks to its workers over their pipes with the pipe protocol (the protocol
+//! layer's `pipe` module, whose items are re-exported here).
 //!
 //! Inside a worker, what a job writes to standard output goes to standard error (the pipe
 //! belongs to the protocol) and standard input reads nothing.
@@ -16,8 +17,7 @@
 //! A node may also start a *lane worker* ([`LANE_ENV`]): it says hello the same way, then
 //! serves one client's direct connection instead of the pipe (see the `lane` module).
 //!
-//! What lives here: [`pipe`] (the pipe protocol's messages and frames, shared with the
-//! node), `serve` (the loop of a pipe worker), `lane` (a lane worker, with `blocking`), `area_view` (a
+//! What lives here: `env` (the variables a node starts a worker with), `serve` (the loop of a pipe worker), `lane` (a lane worker, with `blocking`), `area_view` (a
 //! worker's read-only view of the node's argument areas), `stdio` (taking the standard
 //! streams for the protocol).
 
@@ -25,46 +25,19 @@
 mod area_view;
 #[cfg(unix)]
 mod blocking;
+mod env;
 #[cfg(unix)]
 mod lane;
-pub mod pipe;
 mod serve;
 mod stdio;
 #[cfg(test)]
 mod tests;
 
-pub use pipe::*;
+pub use crate::protocol::pipe::*;
+pub use env::*;
 pub use serve::{run_job, run_worker};
 use serve::{serve, AreaView};
 
-/// The environment variable that makes a pp program start as a worker (value `1`).
-pub const WORKER_ENV: &str = "PP_WORKER";
-
-/// The environment variable with the largest frame, in bytes, a worker reads or writes.
-pub const MAX_FRAME_ENV: &str = "PP_WORKER_MAX_FRAME";
-
-/// The environment variable with the number of a read-only file descriptor, open in the
-/// worker, of the node's shared argument area for this worker alone
-/// ([`ArgsArea::Worker`]). Unset when the node has none (on systems without memory files,
-/// for example).
-pub const SHARED_ARGS_ENV: &str = "PP_WORKER_SHARED_ARGS_FD";
-
-/// As [`SHARED_ARGS_ENV`], for the area the node decrypts its client's large messages
-/// into, which every worker of the session maps ([`ArgsArea::Session`]).
-pub const SESSION_ARGS_ENV: &str = "PP_WORKER_SESSION_ARGS_FD";
-
-/// The environment variable with the descriptor number of a lane worker's connection (see
-/// the `lane` module; Unix only).
-pub const LANE_ENV: &str = "PP_WORKER_LANE_FD";
-
-/// The environment variable with the descriptor number of a lane worker's job count: a
-/// memory file whose first 8 bytes are a `u64` the worker adds to atomically (native byte
-/// order: the node is the same machine).
-pub const LANE_COUNT_ENV: &str = "PP_WORKER_LANE_COUNT_FD";
-
-/// The environment variable with the time, in milliseconds, a lane worker allows its
-/// client for the lane's handshake (the node's handshake timeout; 5 s when unset).
-pub const LANE_HANDSHAKE_ENV: &str = "PP_WORKER_LANE_HANDSHAKE_MS";
 /// The initialiser that makes a process a worker before `main` runs (see the module docs).
 ///
 /// The loader calls every function of this table before `main`; this one returns at once
@@ -144,13 +117,4 @@ pub fn enter_worker_mode_if_requested() {
         }
     };
     std::process::exit(status);
-}
-
-/// The frame limit set by the node in [`MAX_FRAME_ENV`], or [`DEFAULT_MAX_FRAME`].
-fn frame_limit_from_env() -> u32 {
-    std::env::var(MAX_FRAME_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|&limit| limit >= 1024)
-        .unwrap_or(DEFAULT_MAX_FRAME)
 }

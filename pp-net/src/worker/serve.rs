@@ -5,10 +5,11 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use pp_runtime::codec;
 use pp_runtime::registry::{registry, InvokeError};
 
-use super::pipe::{
-    read_frame_into, write_frame, ArgsArea, InputView, JobView, WorkerError, WorkerHello,
-    WorkerOutcome, WorkerReply,
+use crate::protocol::pipe::{
+    read_frame_into, write_frame, ArgsArea, InputView, WorkerError, WorkerHello, WorkerOutcome,
+    WorkerReply,
 };
+use crate::protocol::JobView;
 
 /// Serves jobs from `input` to `output` until `input` ends cleanly between frames.
 ///

@@ -7,9 +7,9 @@ use std::io;
 /// points to standard error and 0 to `/dev/null`, so a job that prints or reads cannot
 /// corrupt the protocol.
 #[cfg(unix)]
-pub(super) fn take() -> Result<(File, File), super::pipe::WorkerError> {
+pub(super) fn take() -> Result<(File, File), crate::protocol::pipe::WorkerError> {
     use std::os::fd::{AsRawFd, FromRawFd};
-    let err = |source| super::pipe::WorkerError::Io {
+    let err = |source| crate::protocol::pipe::WorkerError::Io {
         during: "setting up the worker's pipes",
         source,
     };
@@ -36,6 +36,6 @@ pub(super) fn take() -> Result<(File, File), super::pipe::WorkerError> {
 
 /// Elsewhere the protocol uses the standard streams as they are.
 #[cfg(not(unix))]
-pub(super) fn take() -> Result<(io::Stdin, io::Stdout), super::pipe::WorkerError> {
+pub(super) fn take() -> Result<(io::Stdin, io::Stdout), crate::protocol::pipe::WorkerError> {
     Ok((io::stdin(), io::stdout()))
 }

@@ -1,6 +1,7 @@
 //! Tests of the pipe protocol's bytes and of the worker loop on buffers.
 
 use super::*;
+use crate::JobRequest;
 use pp_runtime::codec;
 use pp_runtime::registry::registry;
 use serde::de::DeserializeOwned;
@@ -37,7 +38,7 @@ fn golden_hello() {
 
 #[test]
 fn golden_job() {
-    let job = WorkerInput::Job(WorkerJob {
+    let job = WorkerInput::Job(JobRequest {
         job_id: 7,
         task: "m::f".into(),
         fingerprint: 0xAABB,
@@ -92,7 +93,7 @@ fn golden_shared_job() {
 
 #[test]
 fn a_job_head_and_its_arguments_are_a_worker_job() {
-    let job = WorkerInput::Job(WorkerJob {
+    let job = WorkerInput::Job(JobRequest {
         job_id: 9,
         task: "a::b".into(),
         fingerprint: 3,
@@ -149,7 +150,7 @@ fn frames(mut bytes: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn worker_says_hello_then_answers_each_job() {
-    let job = WorkerInput::Job(WorkerJob {
+    let job = WorkerInput::Job(JobRequest {
         job_id: 42,
         task: "no::such_task".into(),
         fingerprint: 1,

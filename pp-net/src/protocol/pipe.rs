@@ -1,9 +1,9 @@
 //! The pipe protocol between a node and its workers: the messages, their frames and their
-//! limits, one place for both ends (the node in `node::process`/`node::worker_loop`, the worker in
-//! the `serve` module).
+//! limits, one place for both ends (the node in `node::process` and `node::worker_loop`, the
+//! worker in `worker::serve`).
 //!
 //! Every message is a frame: a `u32` little-endian length, then the value encoded by
-//! `pp_runtime::codec`. A frame longer than the limit (from [`MAX_FRAME_ENV`], default
+//! `pp_runtime::codec`. A frame longer than the limit (from `PP_WORKER_MAX_FRAME`, default
 //! [`DEFAULT_MAX_FRAME`]) is refused before memory is reserved for it.
 //!
 //! ```text
@@ -13,15 +13,12 @@
 //! node closes the worker's input                    the worker exits with status 0
 //! ```
 //! A job comes with its arguments in the frame ([`WorkerInput::Job`]), or, when they are
-//! large and the node gave the worker a shared argument area ([`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV)), as a
+//! large and the node gave the worker a shared argument area (`PP_WORKER_SHARED_ARGS_FD`), as a
 //! [`SharedJob`] that says where in the area they are: the node writes them there once,
 //! and they do not cross the pipe.
 //! The worker runs one job at a time, in the order received, and starts the next job only
 //! after writing the previous reply: a worker that dies leaves its later jobs unstarted.
 //! The worker protocol is versioned by [`WORKER_PROTOCOL`], the first field of the hello.
-//!
-//! [`MAX_FRAME_ENV`]: super::MAX_FRAME_ENV
-//! [`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV): super::SHARED_ARGS_ENV
 
 use std::io::{self, Read, Write};
 
@@ -30,9 +27,14 @@ use pp_runtime::registry;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::job::JobRequest;
+use super::outcome::Outcome;
+use super::submit::{JobHead, JobView};
+
 /// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
 /// job's arguments may wait in a shared area).
 pub const WORKER_PROTOCOL: u16 = 2;
+
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
 
@@ -54,7 +56,7 @@ pub struct WorkerHello {
 
 impl WorkerHello {
     /// The hello of this process: its protocol, registry and pid.
-    pub(super) fn of_this_process() -> Self {
+    pub(crate) fn of_this_process() -> Self {
         let registry = registry();
         WorkerHello {
             protocol: WORKER_PROTOCOL,
@@ -65,25 +67,11 @@ impl WorkerHello {
     }
 }
 
-/// One job for a worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerJob {
-    /// The node's id for the job, echoed in the [`WorkerReply`].
-    pub job_id: u64,
-    /// The task's stable id.
-    pub task: String,
-    /// The signature fingerprint the client expects.
-    pub fingerprint: u64,
-    /// The arguments, encoded by `pp_runtime::codec`.
-    #[serde(with = "pp_runtime::codec::bytes")]
-    pub args: Vec<u8>,
-}
-
 /// What a node sends a worker, one per frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkerInput {
     /// A job with its arguments in the frame.
-    Job(WorkerJob),
+    Job(JobRequest),
     /// A job whose arguments wait in the worker's shared argument area.
     Shared(SharedJob),
 }
@@ -93,11 +81,11 @@ pub enum WorkerInput {
 /// until the worker's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedJob {
-    /// As [`WorkerJob::job_id`].
+    /// As [`JobRequest::job_id`].
     pub job_id: u64,
-    /// As [`WorkerJob::task`].
+    /// As [`JobRequest::task`].
     pub task: String,
-    /// As [`WorkerJob::fingerprint`].
+    /// As [`JobRequest::fingerprint`].
     pub fingerprint: u64,
     /// Which area holds the arguments.
     pub area: ArgsArea,
@@ -110,14 +98,14 @@ pub struct SharedJob {
 /// A shared argument area of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ArgsArea {
-    /// The worker's own ([`SHARED_ARGS_ENV`](super::SHARED_ARGS_ENV)): the node copies a job's arguments there.
+    /// The worker's own (`PP_WORKER_SHARED_ARGS_FD`): the node copies a job's arguments there.
     Worker,
-    /// The session's ([`SESSION_ARGS_ENV`](super::SESSION_ARGS_ENV)): the node decrypted the client's message
+    /// The session's (`PP_WORKER_SESSION_ARGS_FD`): the node decrypted the client's message
     /// there, arguments included.
     Session,
 }
 
-/// A worker's answer to one [`WorkerJob`] or [`SharedJob`].
+/// A worker's answer to one [`JobRequest`] or [`SharedJob`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerReply {
     /// The `job_id` of the job.
@@ -306,7 +294,7 @@ enum InputHead<'a> {
 
 /// A [`WorkerInput`] decoded in place.
 #[derive(Deserialize)]
-pub(super) enum InputView<'a> {
+pub(crate) enum InputView<'a> {
     /// [`WorkerInput::Job`].
     #[serde(borrow)]
     Job(JobView<'a>),
@@ -317,47 +305,17 @@ pub(super) enum InputView<'a> {
 
 /// A [`SharedJob`] decoded in place, or borrowed to encode one.
 #[derive(Serialize, Deserialize)]
-pub(super) struct SharedJobView<'a> {
-    pub(super) job_id: u64,
-    pub(super) task: &'a str,
-    pub(super) fingerprint: u64,
-    pub(super) area: ArgsArea,
-    pub(super) offset: u64,
-    pub(super) len: u64,
-}
-
-/// A [`WorkerJob`] up to its arguments' bytes: the last field is their length, which is
-/// how a byte vector's encoding starts, so this head followed by the arguments is the
-/// job's encoding. A client's `Submit` carries its jobs in the same layout, and pp-net
-/// encodes them with it too.
-#[derive(Debug, Serialize)]
-pub struct JobHead<'a> {
-    /// As [`WorkerJob::job_id`].
-    pub job_id: u64,
-    /// As [`WorkerJob::task`].
-    pub task: &'a str,
-    /// As [`WorkerJob::fingerprint`].
-    pub fingerprint: u64,
-    /// The length of [`WorkerJob::args`].
-    pub args_len: u64,
-}
-
-/// A [`WorkerJob`] decoded in place: same fields, same encoding, borrowed from the bytes,
-/// so that large arguments are not copied out of them (used for a `Submit`'s jobs too).
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-pub struct JobView<'a> {
-    /// As [`WorkerJob::job_id`].
-    pub job_id: u64,
-    /// As [`WorkerJob::task`].
-    pub task: &'a str,
-    /// As [`WorkerJob::fingerprint`].
-    pub fingerprint: u64,
-    /// As [`WorkerJob::args`].
-    pub args: &'a [u8],
+pub(crate) struct SharedJobView<'a> {
+    pub(crate) job_id: u64,
+    pub(crate) task: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) area: ArgsArea,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
 }
 
 /// Writes one frame and flushes it.
-pub(super) fn write_frame<W: Write, T: Serialize>(
+pub(crate) fn write_frame<W: Write, T: Serialize>(
     output: &mut W,
     value: &T,
     what: &'static str,
@@ -376,7 +334,7 @@ pub(super) fn write_frame<W: Write, T: Serialize>(
 /// Reads one frame body into `buffer[..len]` and returns `len`; `None` when the input ends
 /// before a new frame. The buffer only grows (what it held before is not zeroed again), so
 /// it may be longer than the body.
-pub(super) fn read_frame_into<R: Read>(
+pub(crate) fn read_frame_into<R: Read>(
     input: &mut R,
     buffer: &mut Vec<u8>,
     what: &'static str,
@@ -417,4 +375,15 @@ pub(super) fn read_frame_into<R: Read>(
         }
     })?;
     Ok(Some(len))
+}
+
+impl From<WorkerOutcome> for Outcome {
+    /// A worker's report of a job, as the client gets it.
+    fn from(outcome: WorkerOutcome) -> Self {
+        match outcome {
+            WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
+            WorkerOutcome::Panicked(message) => Outcome::Panicked(message),
+            WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
+        }
+    }
 }
