@@ -1,14 +1,52 @@
 //! Procedural macros of [pp](https://docs.rs/pp). Use them through the facade:
-//! `#[pp::parallel]`. Generated code refers only to `::pp::__private`.
+//! `#[pp::parallel]` and `pp::par!`. Generated code refers only to `::pp::__private`, so
+//! it works whatever the user's crate names its own items, and the runtime can change
+//! behind that one path.
+//!
+//! # Design
+//!
+//! What lives where:
+//! - `lib.rs`: the two entry points and their user documentation; nothing else.
+//! - `errors`: the spanned errors of one expansion, gathered so that all of them show.
+//! - `token_text`: token text without whitespace, for ids and fingerprints.
+//! - `parallel/`: `#[pp::parallel]`.
+//!   - `mod.rs`: the item dispatch (function or impl block), the user's item kept on error.
+//!   - `signature.rs`: can this signature become a job? Its text for the fingerprint.
+//!   - `generate.rs`: the task descriptor, the hidden function, the registry entry.
+//! - `par/`: `par!`.
+//!   - `mod.rs`: the entry, and the errors as an expression that fits anywhere.
+//!   - `input.rs`: parsing of the options, captures, reduction and `for` loop.
+//!   - `body_check.rs`: nothing may leave the body; it uses only what it named.
+//!   - `generate.rs`: the block a site becomes (setup, local closure, combining).
+//!   - `fold.rs`: the serial loop over one chunk, folded into its partial result.
+//!   - `registration.rs`: the chunk function as a registered task.
+//!   - `site.rs`: the site's id and fingerprint.
+//!   - `nested.rs`: a `par!` inside another, registered once.
+//!   - `names.rs`: the expansion's hygienic locals.
+//!
+//! The path of one `#[pp::parallel] fn f(A, B) -> R`: `parallel::expand` parses the item;
+//! `parallel::signature::check_signature` rejects what cannot be a job (generics, `async`,
+//! references, ...) with spanned errors; `parallel::generate::expand_fn` then writes the
+//! body as a hidden `__pp_task_f`, `f` as a `const` `::pp::__private::Task<fn(A, B) -> R>`
+//! (id `module::path::f`, fingerprint of the signature text), an `assert_portable` per
+//! type, and an entry `fn __pp_invoke_f(&[u8])` registered in `::pp::__private::TASKS`
+//! through `linkme`, with `::pp::__private::HOOKS`. An impl block gets the same per method,
+//! as associated constants.
+//!
+//! The path of one `par!(sum for k: u64 in 0..n { ... })`: `par::expand` parses the tokens
+//! into a `par::input::ParInput`; `par::body_check::check_body` checks the body;
+//! `par::generate::generate` writes a block that evaluates the server and chunk count,
+//! splits the range with `::pp::__private::par::Split`, defines and registers
+//! `__pp_par_chunk` (`par::registration`, its body from `par::fold`), runs the body again as
+//! a local closure over each chunk through `::pp::__private::par::run_at` (or `find_at` for
+//! the reductions that stop early), and combines the partials in chunk order.
 
-mod expand;
+mod errors;
 mod par;
-mod par_parse;
-mod parse;
+mod parallel;
+mod token_text;
 
 use proc_macro::TokenStream;
-use quote::ToTokens;
-use syn::Item;
 
 /// Turns a function (or the methods of an inherent impl block) into a job that a
 /// `pp::Server` can run, locally or on another machine, while it stays callable as before.
@@ -28,33 +66,7 @@ use syn::Item;
 /// rejected with a compile error at the offending span.
 #[proc_macro_attribute]
 pub fn parallel(args: TokenStream, input: TokenStream) -> TokenStream {
-    let args = proc_macro2::TokenStream::from(args);
-    let original = proc_macro2::TokenStream::from(input.clone());
-    let result = if !args.is_empty() {
-        Err(syn::Error::new_spanned(
-            &args,
-            "`#[pp::parallel]` takes no arguments",
-        ))
-    } else {
-        match syn::parse::<Item>(input) {
-            Ok(Item::Fn(item)) => expand::expand_fn(item),
-            Ok(Item::Impl(item)) => expand::expand_impl(item),
-            Ok(other) => Err(syn::Error::new_spanned(
-                other.to_token_stream(),
-                "`#[pp::parallel]` goes on a function or on an inherent `impl` block",
-            )),
-            Err(error) => Err(error),
-        }
-    };
-    match result {
-        Ok(tokens) => tokens.into(),
-        // Keep the user's item so the rest of the crate (and the IDE) still sees it.
-        Err(error) => {
-            let mut tokens = original;
-            tokens.extend(error.into_compile_error());
-            tokens.into()
-        }
-    }
+    parallel::expand(args.into(), input.into()).into()
 }
 
 /// Runs a serial `for` loop with a reduction as chunked jobs on a `pp::Server`, with the

@@ -1,5 +1,8 @@
-//! Checks that an item can become a job, collecting every misuse as a spanned error.
+//! The checks on a `#[pp::parallel]` function's signature (can it become a job?), every
+//! misuse a spanned error, and the signature's text for the task's fingerprint.
 
+use crate::errors::Errors;
+use crate::token_text::compact;
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::spanned::Spanned;
@@ -19,39 +22,12 @@ pub(crate) enum Receiver {
 
 /// A signature that passed every check.
 pub(crate) struct JobSignature {
+    /// The receiver of a method; `None` for a free function.
     pub(crate) receiver: Option<Receiver>,
+    /// The argument types (the receiver aside), as written.
     pub(crate) arg_types: Vec<Type>,
+    /// The result type, `()` when none is written.
     pub(crate) output: Type,
-}
-
-/// Accumulates errors so the user sees every problem at once.
-#[derive(Default)]
-pub(crate) struct Errors(Option<syn::Error>);
-
-impl Errors {
-    pub(crate) fn push(&mut self, span: Span, message: impl std::fmt::Display) {
-        let error = syn::Error::new(span, message);
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    /// As [`push`](Errors::push), underlining all of `tokens` rather than their first token.
-    pub(crate) fn push_spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
-        self.push_error(syn::Error::new_spanned(tokens, message));
-    }
-
-    pub(crate) fn push_error(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    pub(crate) fn finish(self) -> Result<(), syn::Error> {
-        self.0.map_or(Ok(()), Err)
-    }
 }
 
 /// Checks a function or method signature. `in_impl` allows a `self` receiver.
@@ -173,6 +149,8 @@ fn check_owned_type(ty: &Type, what: &str, errors: &mut Errors) {
     }
 }
 
+/// The span of the first `wanted` among `tokens`, at any depth: an `impl` nested in a
+/// type (`Vec<impl Trait>`).
 fn find_ident(tokens: TokenStream, wanted: &str) -> Option<Span> {
     tokens.into_iter().find_map(|tree| match tree {
         TokenTree::Ident(ident) if ident == wanted => Some(ident.span()),
@@ -185,7 +163,7 @@ fn find_ident(tokens: TokenStream, wanted: &str) -> Option<Span> {
 pub(crate) fn signature_text(sig: &JobSignature, self_ty: Option<&Type>) -> String {
     let mut text = String::new();
     if let Some(ty) = self_ty {
-        text.push_str(&compact(ty.to_token_stream()));
+        text.push_str(&compact(&ty.to_token_stream()));
         text.push_str(match sig.receiver {
             Some(Receiver::Ref) => "::&self",
             Some(Receiver::Value) => "::self",
@@ -196,21 +174,12 @@ pub(crate) fn signature_text(sig: &JobSignature, self_ty: Option<&Type>) -> Stri
     let args: Vec<String> = sig
         .arg_types
         .iter()
-        .map(|t| compact(t.to_token_stream()))
+        .map(|t| compact(&t.to_token_stream()))
         .collect();
     text.push_str(&args.join(","));
     text.push_str(")->");
-    text.push_str(&compact(sig.output.to_token_stream()));
+    text.push_str(&compact(&sig.output.to_token_stream()));
     text
-}
-
-/// Token text with whitespace removed, so formatting never changes an id or fingerprint.
-pub(crate) fn compact(tokens: TokenStream) -> String {
-    tokens
-        .to_string()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect()
 }
 
 /// Replaces every `Self` in `tokens` by `self_ty`, for code emitted outside the impl block.

@@ -1,9 +1,13 @@
-//! Code generation for `#[pp::parallel]`.
+//! Code generation for `#[pp::parallel]`: the task descriptor, the hidden function, the
+//! `Portable` checks and the registry entry, from a signature that passed
+//! [`check_signature`].
 //!
 //! Everything emitted names the runtime as `::pp::__private`, so expansions work whatever the
 //! user's crate calls its own items.
 
-use crate::parse::{check_signature, replace_self, signature_text, Errors, JobSignature, Receiver};
+use super::signature::{check_signature, replace_self, signature_text, JobSignature, Receiver};
+use crate::errors::Errors;
+use crate::token_text::compact;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
@@ -84,7 +88,7 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
 pub(crate) fn expand_impl(item: ItemImpl) -> Result<TokenStream, syn::Error> {
     let mut errors = Errors::default();
     if let Some((_, path, _)) = &item.trait_ {
-        let self_ty = crate::parse::compact(item.self_ty.to_token_stream());
+        let self_ty = compact(&item.self_ty.to_token_stream());
         errors.push_spanned(
             path,
             format!("`#[pp::parallel]` goes on an inherent impl block (`impl {self_ty} {{ ... }}`), not on a trait impl: put the methods to run as jobs in an inherent impl block"),
@@ -144,6 +148,8 @@ pub(crate) fn expand_impl(item: ItemImpl) -> Result<TokenStream, syn::Error> {
     })
 }
 
+/// One method's task: its descriptor (an associated `const`), its registry entry and
+/// its `Portable` checks, in that order.
 fn method_task(
     self_ty: &Type,
     method: &ImplItemFn,
@@ -162,7 +168,7 @@ fn method_task(
         .map(|i| format_ident!("arg{}", i))
         .collect();
     let fn_ptr = quote!(fn(#self_ty #(, #arg_types)*) -> #output);
-    let type_text = crate::parse::compact(self_ty.to_token_stream());
+    let type_text = compact(&self_ty.to_token_stream());
     let id = quote!(
         ::core::concat!(::core::module_path!(), "::", #type_text, "::", ::core::stringify!(#name))
     );
@@ -211,10 +217,12 @@ fn method_task(
     (descriptor, registration, arg_checks)
 }
 
+/// `fn(A, B) -> R`: the type a task descriptor carries.
 fn fn_pointer_type(args: &[Type], output: &Type) -> TokenStream {
     quote!(fn(#(#args),*) -> #output)
 }
 
+/// The fingerprint as an expression: the runtime's `fnv1a64` of the signature's text.
 fn fingerprint(signature: &str) -> TokenStream {
     quote!(::pp::__private::fnv1a64(#signature.as_bytes()))
 }
