@@ -1,7 +1,7 @@
 //! `par!`: a serial `for` loop with a reduction, run as chunked jobs.
 //!
 //! The path of one site: [`input`] parses the tokens into a `ParInput`, [`body_check`]
-//! checks the loop body, and [`generate`] writes the block that runs it, with the help of
+//! checks the loop body, and [`generate`](mod@generate) writes the block that runs it, with the help of
 //! [`fold`] (the serial loop over one chunk), [`registration`] (the chunk as a registered
 //! task), [`site`] (the site's id and fingerprint), [`nested`] (a `par!` inside another)
 //! and [`names`] (the expansion's hygienic locals).
