@@ -1,0 +1,166 @@
+//! `ppserver`: the node daemon of a pp cluster.
+//!
+//! Start it on each machine that should run jobs, with the cluster's shared secret:
+//!
+//! ```text
+//! PP_SECRET='a long random secret' ppserver            # port 60000, one worker per core
+//! ppserver --secret-file ~/.pp-secret -p 60001 -w 4 -t 3600
+//! ```
+//! Clients set `PP_SERVERS=host:port,...` and the same `PP_SECRET`. With `-a` the node
+//! also announces itself by UDP broadcast on the discovery port (60000) and answers
+//! probes, so that clients with `PP_SERVERS=*` find it. The node logs to
+//! standard error, prints `ppserver listening on ADDR with N workers` once it accepts
+//! connections, stops cleanly on SIGTERM or Ctrl-C and logs its statistics on SIGUSR1.
+//!
+//! The flags are declared in [`options`] (clap prints `--help` from them), the kinds of
+//! value they take are parsed in [`values`]; this file turns them into a [`NodeConfig`]
+//! and serves.
+
+mod options;
+mod values;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use pp_net::discovery::DiscoveryConfig;
+use pp_net::node::{self, NodeConfig};
+use pp_net::Secret;
+
+use crate::options::Options;
+
+const NO_SECRET: &str = "ppserver: no secret given: pass --secret, --secret-file or set \
+                         PP_SECRET (every client needs the same secret)";
+
+fn main() -> ExitCode {
+    // Help, version and a mistake on the command line end here (status 0, 0 and 2).
+    let options = Options::parse();
+    let secret = match secret(&options) {
+        Ok(secret) => secret,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config(&options, secret) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("ppserver: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(options.level)
+        .init();
+    match run(config, options.pid_file) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ppserver: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: NodeConfig, pid_file: Option<PathBuf>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ppserver")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let workers = config.workers;
+    let result = runtime.block_on(async {
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let node = tokio::spawn(node::serve(config, Some(ready)));
+        if let Ok(addr) = listening.await {
+            if let Some(path) = &pid_file {
+                if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+                    tracing::warn!("cannot write the pid file {}: {e}", path.display());
+                }
+            }
+            eprintln!("ppserver listening on {addr} with {workers} workers");
+        }
+        match node.await {
+            Ok(result) => result.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the node failed: {e}")),
+        }
+    });
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// The secret from the options or the environment, in that order: `--secret`,
+/// `--secret-file`, `PP_SECRET`, `PP_SECRET_FILE` (an empty variable counts as unset).
+///
+/// By hand rather than through clap's `env`: clap would let `PP_SECRET` outrank
+/// `--secret-file` and print the secret's value in `--help`.
+fn secret(options: &Options) -> Result<Secret, String> {
+    let from_file = |path: &Path| -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "ppserver: cannot read the secret file {}: {e}",
+                path.display()
+            )
+        })?;
+        Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let text = if let Some(secret) = &options.secret {
+        secret.clone()
+    } else if let Some(path) = &options.secret_file {
+        from_file(path)?
+    } else if let Some(secret) = std::env::var_os("PP_SECRET").filter(|s| !s.is_empty()) {
+        secret
+            .into_string()
+            .map_err(|_| "ppserver: PP_SECRET is not valid UTF-8".to_owned())?
+    } else if let Some(path) = std::env::var_os("PP_SECRET_FILE").filter(|s| !s.is_empty()) {
+        from_file(Path::new(&path))?
+    } else {
+        return Err(NO_SECRET.to_owned());
+    };
+    Secret::new(text).map_err(|_| NO_SECRET.to_owned())
+}
+
+/// The node's configuration: its defaults, with what the flags say.
+fn config(options: &Options, secret: Secret) -> Result<NodeConfig, String> {
+    let mut config = NodeConfig::new(secret);
+    config.listen = listen_address(&options.interface, options.port)?;
+    if let Some(workers) = options.workers {
+        config.workers = workers;
+    }
+    config.idle_timeout = options.timeout.map(|timeout| timeout.0);
+    config.cache_dir = options.cache_dir.clone();
+    config.max_upload = options.max_upload.0;
+    if options.autodiscovery {
+        let mut discovery = DiscoveryConfig::default();
+        discovery.port = options.discovery_port;
+        discovery.broadcast = options.broadcast;
+        config.discovery = Some(discovery);
+    }
+    config.max_connections = options.max_connections;
+    config.channel.handshake_timeout = options.handshake_timeout.0;
+    config.setup_timeout = options.setup_timeout.0;
+    config.channel.write_timeout = Some(options.write_timeout.0);
+    // At most 1G (its parser's bound), so it fits.
+    config.channel.max_message = options.max_message.0 as u32;
+    config.max_cache_bytes = options.max_cache.0;
+    config.max_queued_jobs = options.max_jobs_per_client;
+    config.worker_memory = options.worker_memory.map(|size| size.0);
+    Ok(config)
+}
+
+fn listen_address(interface: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = interface.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (interface, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve the interface {interface}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("the interface {interface} has no address"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! `ppserver`'s command line, declared once for clap: every flag with its short and long
+//! name, its default and its help text (the doc comment on its field).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use pp_net::discovery::{DEFAULT_BROADCAST, DEFAULT_DISCOVERY_PORT};
+use pp_net::node::{
+    default_cache_dir, DEFAULT_MAX_CACHE_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_JOBS,
+    DEFAULT_MAX_UPLOAD, DEFAULT_PORT, DEFAULT_SETUP_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+};
+use pp_net::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE};
+
+use crate::values::{parse_count, parse_level, ByteSize, Seconds};
+
+/// Bounds of `--max-message`: room for an upload chunk and a job, and at most what the codec
+/// decodes.
+const MIN_MESSAGE: u64 = 64 << 10;
+const MAX_MESSAGE: u64 = 1 << 30;
+
+/// Heading of the flags that bound what a client can make the node do.
+const LIMITS: &str = "Limits (see SECURITY.md; sizes take the suffixes K, M, G)";
+
+/// Shown after the flags: where the secret comes from when no flag gives it.
+const ENVIRONMENT: &str = "\
+Environment:
+  PP_SECRET       The secret, when neither --secret nor --secret-file gives it
+  PP_SECRET_FILE  A file holding the secret, when PP_SECRET is unset or empty";
+
+/// The command line, parsed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ppserver",
+    version,
+    about = "Runs jobs for pp clients that share its secret.",
+    after_help = ENVIRONMENT,
+    // So that `-t -1` is a bad duration rather than an unknown flag `-1`.
+    allow_negative_numbers = true
+)]
+pub(crate) struct Options {
+    /// Port to listen on (0 picks a free port)
+    #[arg(short, long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
+    pub(crate) port: u16,
+
+    /// Address or host name to listen on
+    #[arg(short, long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub(crate) interface: String,
+
+    /// Worker processes per client [default: the number of cores]
+    #[arg(short, long, value_name = "N", value_parser = parse_count)]
+    pub(crate) workers: Option<usize>,
+
+    /// The cluster's shared secret
+    ///
+    /// Visible to other local users in the process list: prefer --secret-file or
+    /// PP_SECRET.
+    #[arg(short, long, value_name = "SECRET", verbatim_doc_comment)]
+    pub(crate) secret: Option<String>,
+
+    /// Read the secret from a file (trailing newline ignored)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) secret_file: Option<PathBuf>,
+
+    /// Exit after SECONDS with no client connected
+    #[arg(short, long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<Seconds>,
+
+    /// Write the process id to PATH while running
+    #[arg(short = 'P', long, value_name = "PATH")]
+    pub(crate) pid_file: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug or trace
+    ///
+    /// -d alone means debug.
+    #[arg(
+        short = 'd',
+        long = "debug",
+        value_name = "LEVEL",
+        num_args = 0..=1,
+        default_value = "info",
+        default_missing_value = "debug",
+        value_parser = parse_level,
+        verbatim_doc_comment
+    )]
+    pub(crate) level: tracing::Level,
+
+    /// Where uploaded programs are cached
+    ///
+    /// $XDG_CACHE_HOME/pp, else ~/.cache/pp by default. Created with mode 0700; a
+    /// directory another user owns is refused.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value_os_t = default_cache_dir(),
+        verbatim_doc_comment
+    )]
+    pub(crate) cache_dir: PathBuf,
+
+    /// Announce this node by UDP broadcast and answer probes
+    ///
+    /// Clients with PP_SERVERS=* then find it. No secret is sent.
+    #[arg(short, long, verbatim_doc_comment)]
+    pub(crate) autodiscovery: bool,
+
+    /// UDP port of autodiscovery (needs -a)
+    ///
+    /// Whatever the job port; 0 picks a free one, for unicast probes only.
+    #[arg(
+        long,
+        value_name = "PORT",
+        requires = "autodiscovery",
+        default_value_t = DEFAULT_DISCOVERY_PORT,
+        verbatim_doc_comment
+    )]
+    pub(crate) discovery_port: u16,
+
+    /// Where announcements go (needs -a)
+    ///
+    /// A subnet's broadcast address such as 192.168.1.255 also works.
+    #[arg(
+        short,
+        long,
+        value_name = "ADDR",
+        requires = "autodiscovery",
+        default_value_t = DEFAULT_BROADCAST,
+        verbatim_doc_comment
+    )]
+    pub(crate) broadcast: IpAddr,
+
+    /// Largest program a client may upload
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = ByteSize(DEFAULT_MAX_UPLOAD),
+        help_heading = LIMITS
+    )]
+    pub(crate) max_upload: ByteSize,
+
+    /// Connections at once, handshakes included
+    ///
+    /// Past it the oldest connection still in its handshake makes room, or the new
+    /// one is closed.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = parse_count,
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
+        help_heading = LIMITS,
+        verbatim_doc_comment
+    )]
+    pub(crate) max_connections: usize,
+
+    /// Time to complete the handshake
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = Seconds(DEFAULT_HANDSHAKE_TIMEOUT),
+        help_heading = LIMITS
+    )]
+    pub(crate) handshake_timeout: Seconds,
+
+    /// Time for each setup message
+    ///
+    /// The hello, and each chunk of an upload.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = Seconds(DEFAULT_SETUP_TIMEOUT),
+        help_heading = LIMITS,
+        verbatim_doc_comment
+    )]
+    pub(crate) setup_timeout: Seconds,
+
+    /// Time a write to a client may make no progress
+    ///
+    /// Then the client is disconnected.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = Seconds(DEFAULT_WRITE_TIMEOUT),
+        help_heading = LIMITS,
+        verbatim_doc_comment
+    )]
+    pub(crate) write_timeout: Seconds,
+
+    /// Largest message (frame) either way, 64K to 1G
+    ///
+    /// Also bounds decoding and job results.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        value_parser = parse_message_size,
+        default_value_t = ByteSize(u64::from(DEFAULT_MAX_MESSAGE)),
+        help_heading = LIMITS,
+        verbatim_doc_comment
+    )]
+    pub(crate) max_message: ByteSize,
+
+    /// Bytes of programs the cache keeps
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = ByteSize(DEFAULT_MAX_CACHE_BYTES),
+        help_heading = LIMITS
+    )]
+    pub(crate) max_cache: ByteSize,
+
+    /// Jobs a client may have on the node
+    ///
+    /// Queued, running or with a result not yet sent.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = parse_count,
+        default_value_t = DEFAULT_MAX_QUEUED_JOBS,
+        help_heading = LIMITS,
+        verbatim_doc_comment
+    )]
+    pub(crate) max_jobs_per_client: usize,
+
+    /// Address-space limit of each worker process [default: none]
+    ///
+    /// A job past it kills its worker.
+    #[arg(long, value_name = "BYTES", help_heading = LIMITS, verbatim_doc_comment)]
+    pub(crate) worker_memory: Option<ByteSize>,
+}
+
+/// A size for `--max-message`: one the channel can carry and the codec will decode.
+fn parse_message_size(text: &str) -> Result<ByteSize, String> {
+    let size: ByteSize = text.parse()?;
+    if (MIN_MESSAGE..=MAX_MESSAGE).contains(&size.0) {
+        Ok(size)
+    } else {
+        Err(format!(
+            "must be between {MIN_MESSAGE} and {MAX_MESSAGE} bytes (64K to 1G)"
+        ))
+    }
+}
