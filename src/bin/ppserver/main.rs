@@ -126,28 +126,29 @@ fn secret(options: &Options) -> Result<Secret, String> {
 /// The node's configuration: its defaults, with what the flags say.
 fn config(options: &Options, secret: Secret) -> Result<NodeConfig, String> {
     let mut config = NodeConfig::new(secret);
+    let limits = &options.limits;
     config.listen = listen_address(&options.interface, options.port)?;
     if let Some(workers) = options.workers {
         config.workers = workers;
     }
     config.idle_timeout = options.timeout.map(|timeout| timeout.0);
     config.cache_dir = options.cache_dir.clone();
-    config.max_upload = options.max_upload.0;
     if options.autodiscovery {
         let mut discovery = DiscoveryConfig::default();
         discovery.port = options.discovery_port;
         discovery.broadcast = options.broadcast;
         config.discovery = Some(discovery);
     }
-    config.max_connections = options.max_connections;
-    config.channel.handshake_timeout = options.handshake_timeout.0;
-    config.setup_timeout = options.setup_timeout.0;
-    config.channel.write_timeout = Some(options.write_timeout.0);
+    config.max_upload = limits.max_upload.0;
+    config.max_connections = limits.max_connections;
+    config.channel.handshake_timeout = limits.handshake_timeout.0;
+    config.setup_timeout = limits.setup_timeout.0;
+    config.channel.write_timeout = Some(limits.write_timeout.0);
     // At most 1G (its parser's bound), so it fits.
-    config.channel.max_message = options.max_message.0 as u32;
-    config.max_cache_bytes = options.max_cache.0;
-    config.max_queued_jobs = options.max_jobs_per_client;
-    config.worker_memory = options.worker_memory.map(|size| size.0);
+    config.channel.max_message = limits.max_message.0 as u32;
+    config.max_cache_bytes = limits.max_cache.0;
+    config.max_queued_jobs = limits.max_jobs_per_client;
+    config.worker_memory = limits.worker_memory.map(|size| size.0);
     Ok(config)
 }
 

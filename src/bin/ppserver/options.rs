@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use pp_net::discovery::{DEFAULT_BROADCAST, DEFAULT_DISCOVERY_PORT};
 use pp_net::node::{
     default_cache_dir, DEFAULT_MAX_CACHE_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_JOBS,
@@ -53,9 +53,8 @@ pub(crate) struct Options {
 
     /// The cluster's shared secret
     ///
-    /// Visible to other local users in the process list: prefer --secret-file or
-    /// PP_SECRET.
-    #[arg(short, long, value_name = "SECRET", verbatim_doc_comment)]
+    /// Visible to other local users in the process list: prefer --secret-file or PP_SECRET.
+    #[arg(short, long, value_name = "SECRET")]
     pub(crate) secret: Option<String>,
 
     /// Read the secret from a file (trailing newline ignored)
@@ -81,26 +80,21 @@ pub(crate) struct Options {
         default_value = "info",
         default_missing_value = "debug",
         value_parser = parse_level,
-        verbatim_doc_comment
     )]
     pub(crate) level: tracing::Level,
 
     /// Where uploaded programs are cached
     ///
-    /// $XDG_CACHE_HOME/pp, else ~/.cache/pp by default. Created with mode 0700; a
-    /// directory another user owns is refused.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value_os_t = default_cache_dir(),
-        verbatim_doc_comment
-    )]
+    /// By default $XDG_CACHE_HOME/pp, else ~/.cache/pp.
+    ///
+    /// Created with mode 0700; a directory another user owns is refused.
+    #[arg(long, value_name = "DIR", default_value_os_t = default_cache_dir())]
     pub(crate) cache_dir: PathBuf,
 
     /// Announce this node by UDP broadcast and answer probes
     ///
     /// Clients with PP_SERVERS=* then find it. No secret is sent.
-    #[arg(short, long, verbatim_doc_comment)]
+    #[arg(short, long)]
     pub(crate) autodiscovery: bool,
 
     /// UDP port of autodiscovery (needs -a)
@@ -111,7 +105,6 @@ pub(crate) struct Options {
         value_name = "PORT",
         requires = "autodiscovery",
         default_value_t = DEFAULT_DISCOVERY_PORT,
-        verbatim_doc_comment
     )]
     pub(crate) discovery_port: u16,
 
@@ -124,64 +117,46 @@ pub(crate) struct Options {
         value_name = "ADDR",
         requires = "autodiscovery",
         default_value_t = DEFAULT_BROADCAST,
-        verbatim_doc_comment
     )]
     pub(crate) broadcast: IpAddr,
 
+    /// What a client may make the node hold, and for how long.
+    #[command(flatten, next_help_heading = LIMITS)]
+    pub(crate) limits: Limits,
+}
+
+/// The flags that bound what a client can make the node do (SECURITY.md, "Limits").
+#[derive(Debug, Args)]
+pub(crate) struct Limits {
     /// Largest program a client may upload
-    #[arg(
-        long,
-        value_name = "BYTES",
-        default_value_t = ByteSize(DEFAULT_MAX_UPLOAD),
-        help_heading = LIMITS
-    )]
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(DEFAULT_MAX_UPLOAD))]
     pub(crate) max_upload: ByteSize,
 
     /// Connections at once, handshakes included
     ///
-    /// Past it the oldest connection still in its handshake makes room, or the new
-    /// one is closed.
+    /// Past it, the oldest one still in its handshake makes room, or the new one is closed.
     #[arg(
         long,
         value_name = "N",
         value_parser = parse_count,
         default_value_t = DEFAULT_MAX_CONNECTIONS,
-        help_heading = LIMITS,
-        verbatim_doc_comment
     )]
     pub(crate) max_connections: usize,
 
     /// Time to complete the handshake
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = Seconds(DEFAULT_HANDSHAKE_TIMEOUT),
-        help_heading = LIMITS
-    )]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_HANDSHAKE_TIMEOUT))]
     pub(crate) handshake_timeout: Seconds,
 
     /// Time for each setup message
     ///
     /// The hello, and each chunk of an upload.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = Seconds(DEFAULT_SETUP_TIMEOUT),
-        help_heading = LIMITS,
-        verbatim_doc_comment
-    )]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_SETUP_TIMEOUT))]
     pub(crate) setup_timeout: Seconds,
 
     /// Time a write to a client may make no progress
     ///
     /// Then the client is disconnected.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = Seconds(DEFAULT_WRITE_TIMEOUT),
-        help_heading = LIMITS,
-        verbatim_doc_comment
-    )]
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_WRITE_TIMEOUT))]
     pub(crate) write_timeout: Seconds,
 
     /// Largest message (frame) either way, 64K to 1G
@@ -192,18 +167,11 @@ pub(crate) struct Options {
         value_name = "BYTES",
         value_parser = parse_message_size,
         default_value_t = ByteSize(u64::from(DEFAULT_MAX_MESSAGE)),
-        help_heading = LIMITS,
-        verbatim_doc_comment
     )]
     pub(crate) max_message: ByteSize,
 
     /// Bytes of programs the cache keeps
-    #[arg(
-        long,
-        value_name = "BYTES",
-        default_value_t = ByteSize(DEFAULT_MAX_CACHE_BYTES),
-        help_heading = LIMITS
-    )]
+    #[arg(long, value_name = "BYTES", default_value_t = ByteSize(DEFAULT_MAX_CACHE_BYTES))]
     pub(crate) max_cache: ByteSize,
 
     /// Jobs a client may have on the node
@@ -214,15 +182,13 @@ pub(crate) struct Options {
         value_name = "N",
         value_parser = parse_count,
         default_value_t = DEFAULT_MAX_QUEUED_JOBS,
-        help_heading = LIMITS,
-        verbatim_doc_comment
     )]
     pub(crate) max_jobs_per_client: usize,
 
     /// Address-space limit of each worker process [default: none]
     ///
     /// A job past it kills its worker.
-    #[arg(long, value_name = "BYTES", help_heading = LIMITS, verbatim_doc_comment)]
+    #[arg(long, value_name = "BYTES")]
     pub(crate) worker_memory: Option<ByteSize>,
 }
 

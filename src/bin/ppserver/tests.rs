@@ -39,7 +39,7 @@ fn flags_in_short_long_and_equals_forms() {
     assert_eq!(o.workers, Some(3));
     assert_eq!(o.timeout.map(|t| t.0), Some(Duration::from_millis(1500)));
     assert_eq!(o.level, tracing::Level::DEBUG);
-    assert_eq!(o.max_upload.0, 64 << 20);
+    assert_eq!(o.limits.max_upload.0, 64 << 20);
     assert_eq!(args("-d warn").unwrap().level, tracing::Level::WARN);
     assert_eq!(args("--debug=trace").unwrap().level, tracing::Level::TRACE);
     assert_eq!(args("-d -p 1").unwrap().level, tracing::Level::DEBUG);
