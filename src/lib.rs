@@ -22,10 +22,12 @@ pub use pp_macros::par;
 #[doc(inline)]
 pub use pp_macros::parallel;
 pub use pp_runtime::{
-    available_cores, codec, registry, Callback, Error, ExecutorStats, InvokeError, Job, JobBuilder,
-    JobError, NodeStatus, Portable, Registry, Server, ServerBuilder, Stats, Task, TaskEntry,
-    TaskFn, Template,
+    available_cores, codec, Callback, ClusterOptions, Error, ExecutorStats, Job, JobBuilder,
+    JobError, NodeStatus, Portable, Server, ServerBuilder, Stats, Task, TaskFn, Template,
 };
+// The task registry runs tasks from bytes, for a node's workers and for pp's own tests.
+#[doc(hidden)]
+pub use pp_runtime::{registry, InvokeError, Registry, TaskEntry};
 
 /// The names most programs need: `use pp::prelude::*;`.
 pub mod prelude {

@@ -1,6 +1,6 @@
-//! Waiting out a backlog: a thread that waits for one result while every local worker has
-//! more queued work sleeps until the backlog runs low, instead of being woken by each
-//! result in turn.
+//! Waiting out a backlog (the second stage of the waiting policy, see [`crate::job`]): a
+//! thread that waits for one result while every local worker has more queued work sleeps
+//! until the backlog runs low, instead of being woken by each result in turn.
 //!
 //! A caller that submits a batch and then takes the results in order would otherwise be
 //! parked and woken once per job; with every core busy, each wake-up preempts a worker

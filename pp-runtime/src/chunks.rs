@@ -64,7 +64,7 @@ where
     F: Fn(usize) -> P + Sync,
     E: Fn(usize) -> Result<Vec<u8>, CodecError> + Sync,
 {
-    crate::scope::run_indexed_remote(
+    crate::run_chunks::run_indexed_remote(
         server,
         site.id,
         site.fingerprint,
@@ -99,7 +99,7 @@ where
     S: Fn(P) -> Option<R> + Sync,
     E: Fn(usize) -> Result<Vec<u8>, CodecError> + Sync,
 {
-    crate::scope::run_indexed_remote(
+    crate::run_chunks::run_indexed_remote(
         server,
         site.id,
         site.fingerprint,

@@ -21,6 +21,7 @@ pub struct CodecError(String);
 
 impl CodecError {
     /// An error with this message.
+    #[doc(hidden)]
     pub fn new(message: impl Into<String>) -> Self {
         CodecError(message.into())
     }
@@ -57,6 +58,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 ///
 /// # Errors
 /// As [`decode`], with `limit` in place of the default.
+#[doc(hidden)]
 pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Result<T, CodecError> {
     options(limit)
         .deserialize(bytes)
@@ -68,6 +70,7 @@ pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Resul
 ///
 /// # Errors
 /// As [`decode`], with `limit` in place of the default.
+#[doc(hidden)]
 pub fn decode_borrowed<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     limit: u64,

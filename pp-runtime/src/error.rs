@@ -1,4 +1,6 @@
-//! Errors of the server and of single jobs.
+//! Errors of the server and of single jobs, and the text of a caught panic.
+
+use std::any::Any;
 
 /// Why a job gave no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,4 +77,15 @@ pub enum Error {
         #[source]
         source: rayon::ThreadPoolBuildError,
     },
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder for other payloads.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
 }

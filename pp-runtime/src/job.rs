@@ -4,13 +4,29 @@
 //! node); a second completion is refused, which is what makes delivery exactly-once when a
 //! job is retried elsewhere or a straggler's second copy runs. A completer first wins the
 //! claim ([`JobState::claim`]), so that only the completion whose result is kept counts the
-//! job (statistics, `wait`, groups), then stores the result. Waiting spins briefly, sleeps
-//! while the local pool has a backlog (see [`crate::backlog`]), then parks the thread (or
-//! stores the async task's waker).
+//! job (statistics, `wait`, groups), then stores the result.
+//!
+//! # The waiting policy
+//!
+//! A thread that blocks on a job's result ([`Job::result`], [`Job::wait_timeout`]) goes
+//! through three stages; an async task (`.await`) only stores its waker.
+//! 1. It polls the slot for a time decided when the job was submitted ([`Polling`], from
+//!    `LocalPool::waiter_poll`), spinning for the first [`SPIN`] and giving the CPU away
+//!    between polls after that, or from the start for a remote job (its chain of hops may
+//!    need this very CPU). The time is: with no local workers, none behind queued jobs,
+//!    else about twice the fastest node's average round trip; with fewer workers than
+//!    cores, about twice the average job's run time (a core is idle, so polling costs
+//!    nothing and spares the worker a wake-up); with at least one queued job per worker,
+//!    none (a polling waiter would take a worker's core); otherwise [`SPIN`], which catches
+//!    a lone short job. Polling never lasts more than [`MAX_IDLE_CORE_WAIT`].
+//! 2. While the queue holds at least one job per local worker, it sleeps on the queue
+//!    rather than asking to be woken by this job, at most [`BACKLOG_NAP`] at a time (why:
+//!    [`crate::backlog`]).
+//! 3. It parks until the completer wakes it (a system call for the completer, and on a
+//!    virtual machine a costly cross-CPU interrupt: what the first two stages spare).
 
 use crate::backlog::{Backlog, BACKLOG_NAP};
-use crate::error::JobError;
-use crate::panic_message;
+use crate::error::{panic_message, JobError};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;

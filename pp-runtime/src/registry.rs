@@ -1,13 +1,13 @@
 //! The process-wide task registry: every `#[pp::parallel]` function, keyed by its id.
 //!
-//! Entries are gathered by the linker into one slice ([`TASKS`], through `linkme`), so the
+//! Entries are gathered by the linker into one slice (`TASKS`, through `linkme`), so the
 //! registry is complete from the first instruction of the process, constructors included:
 //! a worker process can serve jobs before `main`. A remote worker (or a test) runs a task
 //! from bytes only: [`Registry::invoke`] decodes the arguments, calls the function and
 //! encodes the result.
 
 use crate::codec::{self, CodecError};
-use crate::panic_message;
+use crate::error::panic_message;
 use crate::remote::ProgramHooks;
 use crate::task::{Task, TaskFn};
 use std::collections::HashMap;

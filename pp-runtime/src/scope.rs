@@ -1,26 +1,17 @@
-//! Scoped chunk runs: closures that borrow the caller's stack run as jobs on a server's
-//! local pool, and the call returns only when every chunk that started has finished.
+//! [`Scope`]: the state a scoped chunk run shares with its queued jobs (the caller's
+//! closure with its lifetime erased, the next chunk to claim, the lowest hit or panic), and
+//! [`ChunkJob`], the local-only job that claims and runs chunks until none is left.
 //!
-//! This is what `par!` expands to. The chunks run as jobs of the server's queue (its
-//! local-only part: they borrow the caller's data), one job per worker, each claiming the
-//! next unclaimed chunk until none is left; every chunk counts as a job in the statistics.
-//! In cluster mode a `par!` site's chunks are instead one job each, which nodes can run from
-//! bytes (see `scope_remote`).
-//! A caller that is itself a worker thread (`par!` inside a job, or inside another `par!`)
-//! claims chunks too instead of blocking a worker its own chunks may need; any other
-//! caller just waits, so no more than `ncpus` chunks run at once.
+//! The run itself (queuing the jobs, waiting, the results) is in [`crate::run_chunks`]; in
+//! cluster mode a chunk travels to a node as a [`PortableChunkJob`](crate::portable_chunk::PortableChunkJob).
 
-use crate::codec::{self, CodecError};
+use crate::codec::CodecError;
 use crate::error::JobError;
 use crate::job::Completion;
-use crate::panic_message;
-use crate::runnable::Runnable;
-use crate::scope_remote::{Remote, RemoteChunkJob, RemoteSide};
-use crate::server::Server;
-use crate::stats::Counters;
-use serde::de::DeserializeOwned;
+use crate::queued_job::QueuedJob;
+use crate::stats::ExecutorCounters;
 use std::any::Any;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Thread};
@@ -28,13 +19,14 @@ use std::time::Instant;
 
 /// One chunk, type-erased: runs chunk `i` and says whether it "hit" (found what a search
 /// looks for), after which chunks above `i` that have not started are skipped.
-type Body<'a> = dyn Fn(usize) -> bool + Sync + 'a;
+pub(crate) type Body<'a> = dyn Fn(usize) -> bool + Sync + 'a;
 
 /// The state a scoped run shares with its queued jobs.
 pub(crate) struct Scope {
-    /// The caller's closure, its lifetime erased: see the SAFETY notes in `claim` and `run`.
+    /// The caller's closure, its lifetime erased: see the SAFETY notes in `claim` and
+    /// `run_chunks::run`.
     body: *const Body<'static>,
-    /// How chunks travel to nodes, in cluster mode (see `scope_remote`).
+    /// How chunks travel to nodes, in cluster mode (see [`crate::portable_chunk`]).
     pub(crate) remote: Option<RemoteSide>,
     chunks: usize,
     /// The next chunk to claim; claims past `chunks` find nothing to do.
@@ -59,9 +51,37 @@ unsafe impl Send for Scope {}
 unsafe impl Sync for Scope {}
 
 impl Scope {
+    /// A run of `chunks` chunks of `body` for the calling thread, which must not return
+    /// before every chunk is over (see [`WaitGuard`]).
+    ///
+    /// # Safety
+    /// `body` must stay alive until every chunk is finished: it is dereferenced only for a
+    /// claimed, unfinished chunk.
+    pub(crate) unsafe fn new(
+        task: &'static str,
+        chunks: usize,
+        body: &Body<'_>,
+        remote: Option<RemoteSide>,
+    ) -> Scope {
+        // SAFETY: only the lifetime changes; the caller keeps `body` alive (see above).
+        let body = unsafe { std::mem::transmute::<*const Body<'_>, *const Body<'static>>(body) };
+        Scope {
+            body,
+            remote,
+            chunks,
+            next: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            stop_after: AtomicUsize::new(usize::MAX),
+            cancelled: AtomicBool::new(false),
+            panic: Mutex::new(None),
+            caller: thread::current(),
+            task,
+        }
+    }
+
     /// Claims the next chunk and runs it, or skips it after a hit, a panic or a
     /// cancellation; returns false when every chunk was already claimed.
-    fn claim(&self, stats: Option<&Counters>) -> bool {
+    pub(crate) fn claim(&self, stats: Option<&ExecutorCounters>) -> bool {
         match self.claim_index() {
             Some(index) => {
                 self.run_index(index, stats);
@@ -103,12 +123,12 @@ impl Scope {
     }
 
     /// Runs claimed chunk `index` here (or skips it), then counts it finished.
-    pub(crate) fn run_index(&self, index: usize, stats: Option<&Counters>) {
+    pub(crate) fn run_index(&self, index: usize, stats: Option<&ExecutorCounters>) {
         if !self.skips(index) {
             let start = Instant::now();
-            // SAFETY: chunk `index` is claimed and not yet counted in `finished`, so `run`,
-            // which owns the closure on its stack, has not returned: it waits (even when
-            // unwinding) until `finished == chunks`.
+            // SAFETY: chunk `index` is claimed and not yet counted in `finished`, so the
+            // caller of `Scope::new`, which owns the closure on its stack, has not returned:
+            // it waits (even when unwinding) until `finished == chunks`.
             let body = unsafe { &*self.body };
             match catch_unwind(AssertUnwindSafe(|| body(index))) {
                 Ok(false) => {}
@@ -147,8 +167,8 @@ impl Scope {
 }
 
 /// Waits for the scope's chunks when dropped, on the normal path and when unwinding, so no
-/// job can call the closure after `run` has returned.
-struct WaitGuard<'a>(&'a Scope);
+/// job can call the closure after the run has returned.
+pub(crate) struct WaitGuard<'a>(pub(crate) &'a Scope);
 
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
@@ -163,14 +183,14 @@ impl Drop for WaitGuard<'_> {
 }
 
 /// A queued job of a scope: claims and runs chunks until none is left.
-struct ChunkJob(Arc<Scope>);
+pub(crate) struct ChunkJob(pub(crate) Arc<Scope>);
 
-impl Runnable for ChunkJob {
+impl QueuedJob for ChunkJob {
     fn task_id(&self) -> &'static str {
         self.0.task
     }
 
-    fn run(self: Box<Self>, stats: &Counters) -> Completion {
+    fn run(self: Box<Self>, stats: &ExecutorCounters) -> Completion {
         while self.0.claim(Some(stats)) {}
         Completion::Stored {
             callback_panic: None,
@@ -190,244 +210,56 @@ impl Runnable for ChunkJob {
     }
 }
 
-/// Runs `body(0)` to `body(chunks - 1)` as jobs on `server` and returns when all are over.
-/// Returns the panic payload of the lowest chunk that panicked, and whether the server
-/// cancelled chunks.
-fn run(
-    server: &Server,
-    task: &'static str,
-    chunks: usize,
-    body: &Body<'_>,
-    remote: Option<Remote<'_>>,
-) -> (Option<Box<dyn Any + Send>>, bool) {
-    if chunks == 0 {
-        return (None, false);
+impl Scope {
+    /// Takes the panic of the lowest chunk that panicked, once every chunk is over.
+    pub(crate) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        let panic = self
+            .panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        panic.map(|(_, payload)| payload)
     }
-    let remote = remote
-        .filter(|_| server.has_cluster())
-        .map(|remote| RemoteSide::new(remote));
-    // SAFETY: only the lifetime changes. The pointer is dereferenced in `Scope::claim` only
-    // for a claimed, unfinished chunk, and this function does not return, nor unwind, before
-    // `WaitGuard` saw every chunk finished; after that, claims find no chunk left and never
-    // touch `body`.
-    let body = unsafe { std::mem::transmute::<*const Body<'_>, *const Body<'static>>(body) };
-    let scope = Arc::new(Scope {
-        body,
-        remote,
-        chunks,
-        next: AtomicUsize::new(0),
-        finished: AtomicUsize::new(0),
-        stop_after: AtomicUsize::new(usize::MAX),
-        cancelled: AtomicBool::new(false),
-        panic: Mutex::new(None),
-        caller: thread::current(),
-        task,
-    });
-    let guard = WaitGuard(&scope);
-    let core = &server.core;
-    let workers = if scope.remote.is_some() {
-        // Cluster mode: one job per chunk, which local workers and nodes alike may take.
-        for _ in 0..chunks {
-            core.pending.add();
-            core.enqueue(Box::new(RemoteChunkJob::new(Arc::clone(&scope))));
+
+    /// Whether the run was cancelled (the server shut down before every chunk ran).
+    pub(crate) fn was_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+/// Encodes chunk `i`'s arguments as the site's registered function takes them.
+pub(crate) type Encode<'a> = dyn Fn(usize) -> Result<Vec<u8>, CodecError> + Sync + 'a;
+
+/// Decodes chunk `i`'s partial from a node, stores it; returns whether it hit.
+pub(crate) type Store<'a> = dyn Fn(usize, &[u8]) -> Result<bool, String> + Sync + 'a;
+
+/// What a caller gives to let its chunks run on nodes.
+pub(crate) struct Remote<'a> {
+    pub(crate) fingerprint: u64,
+    pub(crate) encode: &'a Encode<'a>,
+    pub(crate) store: &'a Store<'a>,
+}
+
+/// [`Remote`] with its lifetimes erased, kept in the scope.
+pub(crate) struct RemoteSide {
+    pub(crate) fingerprint: u64,
+    pub(crate) encode: *const Encode<'static>,
+    pub(crate) store: *const Store<'static>,
+}
+
+impl RemoteSide {
+    pub(crate) fn new(remote: Remote<'_>) -> Self {
+        // SAFETY: only the lifetimes change. As for the scope's body, the pointers are
+        // dereferenced only for a claimed chunk that is not yet finished, and the caller
+        // that owns the closures does not return before every chunk is finished.
+        unsafe {
+            RemoteSide {
+                fingerprint: remote.fingerprint,
+                encode: std::mem::transmute::<*const Encode<'_>, *const Encode<'static>>(
+                    remote.encode,
+                ),
+                store: std::mem::transmute::<*const Store<'_>, *const Store<'static>>(remote.store),
+            }
         }
-        chunks
-    } else {
-        // One job per worker that can take part: each claims chunks until none is left.
-        // With no local worker the caller runs the chunks alone.
-        let workers = core.ncpus().min(chunks);
-        for _ in 0..workers {
-            core.pending.add();
-            core.enqueue(Box::new(ChunkJob(Arc::clone(&scope))));
-        }
-        workers
-    };
-    if workers == 0 || rayon::current_thread_index().is_some() {
-        // A worker thread must not just block: the chunks may need its slot.
-        while scope.claim(Some(&core.stats.local)) {}
-    }
-    drop(guard);
-    let panic = scope
-        .panic
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    (
-        panic.map(|(_, payload)| payload),
-        scope.cancelled.load(Ordering::Acquire),
-    )
-}
-
-/// Runs `f` on every chunk; `hit` on a result makes chunks above it skipped when they come
-/// up. Returns each chunk's result (`None` for skipped chunks), in chunk order.
-///
-/// # Panics
-/// Resumes the panic of the lowest chunk that panicked, once all started chunks are over;
-/// panics if the server shut down before every chunk ran.
-pub(crate) fn run_indexed<R, F, H>(
-    server: &Server,
-    task: &'static str,
-    chunks: usize,
-    hit: H,
-    f: F,
-) -> Vec<Option<R>>
-where
-    R: Send,
-    F: Fn(usize) -> R + Sync,
-    H: Fn(&R) -> bool + Sync,
-{
-    let slots: Mutex<Vec<Option<R>>> = Mutex::new((0..chunks).map(|_| None).collect());
-    let put = |index: usize, result: R| {
-        let hit = hit(&result);
-        slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
-        hit
-    };
-    let body = |index: usize| put(index, f(index));
-    let outcome = run(server, task, chunks, &body, None);
-    results(task, outcome, slots)
-}
-
-/// As [`run_indexed`], for a `par!` site whose chunks may also run on nodes in cluster
-/// mode: `local(i)` computes chunk `i`'s partial here, `encode(i)` gives the arguments of
-/// the site's registered function for chunk `i` (whose result is the same partial, encoded),
-/// and `map` turns a partial into the chunk's result.
-///
-/// # Panics
-/// As [`run_indexed`]; a chunk that failed on a node panics with the node's message.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_indexed_remote<P, R, F, M, H, E>(
-    server: &Server,
-    task: &'static str,
-    fingerprint: u64,
-    chunks: usize,
-    hit: H,
-    local: F,
-    map: M,
-    encode: E,
-) -> Vec<Option<R>>
-where
-    P: DeserializeOwned,
-    R: Send,
-    F: Fn(usize) -> P + Sync,
-    M: Fn(P) -> R + Sync,
-    H: Fn(&R) -> bool + Sync,
-    E: Fn(usize) -> Result<Vec<u8>, CodecError> + Sync,
-{
-    let slots: Mutex<Vec<Option<R>>> = Mutex::new((0..chunks).map(|_| None).collect());
-    let put = |index: usize, result: R| {
-        let hit = hit(&result);
-        slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
-        hit
-    };
-    let body = |index: usize| put(index, map(local(index)));
-    let store = |index: usize, bytes: &[u8]| -> Result<bool, String> {
-        let part: P = codec::decode(bytes).map_err(|e| e.to_string())?;
-        Ok(put(index, map(part)))
-    };
-    let remote = Remote {
-        fingerprint,
-        encode: &encode,
-        store: &store,
-    };
-    let outcome = run(server, task, chunks, &body, Some(remote));
-    results(task, outcome, slots)
-}
-
-/// The chunks' results once every chunk is over: resumes the lowest chunk's panic.
-fn results<R>(
-    task: &'static str,
-    (panic, cancelled): (Option<Box<dyn Any + Send>>, bool),
-    slots: Mutex<Vec<Option<R>>>,
-) -> Vec<Option<R>> {
-    if let Some(payload) = panic {
-        tracing::debug!(task, message = %panic_message(payload.as_ref()), "a chunk panicked");
-        resume_unwind(payload);
-    }
-    assert!(
-        !cancelled,
-        "pp: the server shut down before every chunk of `{task}` ran"
-    );
-    slots.into_inner().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Server {
-    /// Runs `f(0)`, `f(1)`, ..., `f(chunks - 1)` as jobs on this server's local workers and
-    /// returns their results in index order. The closure may borrow from the caller's stack:
-    /// the call returns only when every chunk has finished.
-    ///
-    /// The chunks run on this server's local workers (never on remote nodes: they borrow
-    /// the caller's data), at most [`ncpus`](Server::ncpus) at once, ahead of queued
-    /// submitted jobs since the caller waits for them; each chunk counts as a job in
-    /// [`stats`](Server::stats). Called from a worker thread (inside a job, or inside
-    /// another chunk), the calling thread runs chunks too, so nesting cannot deadlock.
-    /// This is the runner behind [`par!`](https://docs.rs/pp/latest/pp/macro.par.html).
-    ///
-    /// # Panics
-    /// If a chunk panics, chunks not yet started are skipped and, once the started ones
-    /// have finished, the panic of the lowest panicking chunk resumes here. Also panics if
-    /// the server shuts down before every chunk ran.
-    ///
-    /// # Examples
-    /// ```
-    /// let server = pp::Server::builder().ncpus(2).build()?;
-    /// let data: Vec<u64> = (1..=100).collect();
-    /// let sums = server.run_chunks(4, |i| data[i * 25..(i + 1) * 25].iter().sum::<u64>());
-    /// assert_eq!(sums, vec![325, 950, 1575, 2200]);
-    /// # Ok::<(), pp::Error>(())
-    /// ```
-    pub fn run_chunks<R, F>(&self, chunks: usize, f: F) -> Vec<R>
-    where
-        R: Send,
-        F: Fn(usize) -> R + Sync,
-    {
-        self.run_chunks_as("pp::run_chunks", chunks, f)
-    }
-
-    /// Runs `f` on chunks `0..chunks` as [`run_chunks`](Server::run_chunks) does and returns
-    /// the `Some` of the lowest chunk that gave one. Once a chunk gave `Some`, chunks above
-    /// it that have not started are skipped; chunks below it still run, so the result is
-    /// the same as trying the chunks one after the other.
-    ///
-    /// # Panics
-    /// As [`run_chunks`](Server::run_chunks).
-    ///
-    /// # Examples
-    /// ```
-    /// let server = pp::Server::builder().ncpus(2).build()?;
-    /// let first = server.find_chunk(100, |i| (i % 7 == 3).then_some(i));
-    /// assert_eq!(first, Some(3));
-    /// # Ok::<(), pp::Error>(())
-    /// ```
-    pub fn find_chunk<R, F>(&self, chunks: usize, f: F) -> Option<R>
-    where
-        R: Send,
-        F: Fn(usize) -> Option<R> + Sync,
-    {
-        self.find_chunk_as("pp::find_chunk", chunks, f)
-    }
-
-    /// [`run_chunks`](Server::run_chunks) with the task id that statistics and logs show.
-    pub(crate) fn run_chunks_as<R, F>(&self, task: &'static str, chunks: usize, f: F) -> Vec<R>
-    where
-        R: Send,
-        F: Fn(usize) -> R + Sync,
-    {
-        run_indexed(self, task, chunks, |_| false, f)
-            .into_iter()
-            .map(|result| result.expect("a chunk that was not skipped has a result"))
-            .collect()
-    }
-
-    /// [`find_chunk`](Server::find_chunk) with the task id that statistics and logs show.
-    pub(crate) fn find_chunk_as<R, F>(&self, task: &'static str, chunks: usize, f: F) -> Option<R>
-    where
-        R: Send,
-        F: Fn(usize) -> Option<R> + Sync,
-    {
-        run_indexed(self, task, chunks, Option::is_some, f)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .next()
     }
 }

@@ -1,17 +1,19 @@
 //! [`Server`]: PP's job server, in Rust naming.
 
+use crate::backlog::Backlog;
 use crate::error::Error;
-use crate::job::{Job, JobState};
+use crate::job::{Callback, Job, JobState};
 use crate::pending::Pending;
-use crate::pool::Core;
+use crate::pool::{available_cores, LocalPool};
+use crate::queue::JobQueue;
 use crate::registry::registry;
-use crate::remote::{Attachment, ClusterSpec, JobFeed, NodeStatus};
-use crate::runnable::LocalJob;
-use crate::stats::Stats;
-use crate::submit::{JobBuilder, Template};
+use crate::remote::{ClusterSpec, JobFeed};
+use crate::stats::{NodeStatus, Stats};
 use crate::task::{Task, TaskFn};
+use crate::typed_job::TypedJob;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Runs jobs on a pool of local workers it owns.
@@ -37,8 +39,10 @@ use std::time::{Duration, Instant};
 /// # Ok::<(), pp::Error>(())
 /// ```
 pub struct Server {
-    pub(crate) core: Arc<Core>,
-    cluster: Option<Box<dyn Attachment>>,
+    /// The queue, which holds the executors: the local pool and, in cluster mode, the
+    /// cluster client.
+    pub(crate) queue: Arc<JobQueue>,
+    pub(crate) pool: Arc<LocalPool>,
 }
 
 /// Configures a [`Server`]; see [`Server::builder`].
@@ -75,72 +79,45 @@ impl ServerBuilder {
         self
     }
 
-    /// How often the cluster client sends a heartbeat to each node; default 500 ms
-    /// ([`DEFAULT_HEARTBEAT_INTERVAL`](crate::remote::DEFAULT_HEARTBEAT_INTERVAL)).
+    /// How often the cluster client sends a heartbeat to each node; default 500 ms (see
+    /// [`ClusterOptions::heartbeat_interval`](crate::ClusterOptions::heartbeat_interval)).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.cluster.options.heartbeat_interval = interval;
         self
     }
 
     /// With no local workers (`ncpus(0)`): how long jobs wait while no node is usable
-    /// before they run locally after all, with a warning; default 2 s
-    /// ([`DEFAULT_FALLBACK_WAIT`](crate::remote::DEFAULT_FALLBACK_WAIT)).
+    /// before they run locally after all; default 2 s (the fallback policy:
+    /// [`ClusterOptions::fallback_wait`](crate::ClusterOptions::fallback_wait)).
     pub fn fallback_wait(mut self, wait: Duration) -> Self {
         self.cluster.options.fallback_wait = wait;
         self
     }
 
-    /// How long a node may stay silent (no result, no answer to a heartbeat) before it is
-    /// declared lost; default 3 s
-    /// ([`DEFAULT_LIVENESS_TIMEOUT`](crate::remote::DEFAULT_LIVENESS_TIMEOUT)). A lost
-    /// node's connection is closed, the jobs it held are rescheduled at the front of the
-    /// queue, and it is retried in the background. It is declared lost between this
-    /// and this plus one heartbeat interval after its last message; a node whose
-    /// connection breaks is lost at once. Must exceed the heartbeat interval.
+    /// How long a node may stay silent before it is declared lost and its jobs are
+    /// rescheduled; default 3 s, more than the heartbeat interval (the liveness policy:
+    /// [`ClusterOptions::liveness_timeout`](crate::ClusterOptions::liveness_timeout)).
     pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
         self.cluster.options.liveness_timeout = timeout;
         self
     }
 
-    /// Attempts a job gets on nodes (at least 1; default 3,
-    /// [`DEFAULT_MAX_ATTEMPTS`](crate::remote::DEFAULT_MAX_ATTEMPTS)). Each node lost and
-    /// each worker process that died while the job was in flight counts one attempt; below
-    /// the limit the job is rescheduled, at the limit it fails with
-    /// [`JobError::NodeLost`](crate::JobError::NodeLost) naming the nodes, or
-    /// [`JobError::WorkerCrashed`](crate::JobError::WorkerCrashed) if the last attempt's
-    /// worker died.
+    /// Attempts a job gets on nodes before it fails; at least 1, default 3 (see
+    /// [`ClusterOptions::max_attempts`](crate::ClusterOptions::max_attempts)).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.cluster.options.max_attempts = attempts;
         self
     }
 
-    /// Whether idle nodes run a second copy of a straggler; default on
-    /// ([`DEFAULT_DUPLICATE_STRAGGLERS`](crate::remote::DEFAULT_DUPLICATE_STRAGGLERS)).
-    ///
-    /// When a node has room for more jobs, the queue is empty, and a job has been in flight
-    /// on another node for more than 3 times the average time jobs have taken from sending
-    /// to result (and at least 50 ms), the idle node runs a copy of it. The first result
-    /// wins; the other copy's result is dropped when it comes (the slower node is not
-    /// interrupted). The job still completes once, its callback runs once, `wait` counts it
-    /// once, and the statistics count it once, in the row of the node whose result won. A
-    /// job has at most two copies at a time; a copy lost with its node while the other
-    /// runs is dropped without counting an attempt, and if both fail the job is
-    /// rescheduled as usual. `par!` chunks are never copied, and local workers do not run
-    /// copies.
-    ///
-    /// It is on by default because it only uses capacity that would otherwise sit idle at
-    /// the end of a run, and a node much slower than the rest (overloaded, swapping,
-    /// stopped) then no longer holds the end of the run. Turn it off when jobs have side
-    /// effects that must not happen twice, or when long jobs of very unequal lengths make
-    /// the average a poor guide (a long job among short ones would be copied). A job
-    /// rescheduled after a node loss may run twice whatever this setting.
+    /// Whether idle nodes run a second copy of a straggler; default on (the straggler
+    /// policy, and when to turn it off: [`ClusterOptions::duplicate_stragglers`](crate::ClusterOptions::duplicate_stragglers)).
     pub fn duplicate_stragglers(mut self, on: bool) -> Self {
         self.cluster.options.duplicate_stragglers = on;
         self
     }
 
-    /// Whether lone jobs go to nodes on lanes (see
-    /// [`ClusterOptions::lanes`](crate::remote::ClusterOptions::lanes)); on by default.
+    /// Whether lone jobs go to nodes on lanes; default on (see
+    /// [`ClusterOptions::lanes`](crate::ClusterOptions::lanes)).
     pub fn lanes(mut self, on: bool) -> Self {
         self.cluster.options.lanes = on;
         self
@@ -193,8 +170,7 @@ impl ServerBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidNcpus`] for zero workers and no node; [`Error::Config`] for cluster
-    /// options that do not fit together (see
-    /// [`ClusterOptions::check`](crate::remote::ClusterOptions::check));
+    /// options that do not fit together (see [`ClusterOptions::check`](crate::ClusterOptions::check));
     /// [`Error::ThreadPool`] if threads cannot be started; [`Error::Cluster`] if the cluster
     /// client cannot start (a node that is down is not an error: its jobs run elsewhere).
     pub fn build(self) -> Result<Server, Error> {
@@ -203,11 +179,9 @@ impl ServerBuilder {
             self.cluster.options.check()?;
         }
         let ncpus = self.ncpus.unwrap_or_else(available_cores);
-        let core = Core::start(ncpus, remote)?;
-        let mut server = Server {
-            core,
-            cluster: None,
-        };
+        let queue = JobQueue::new();
+        let pool = LocalPool::start(&queue, ncpus, remote)?;
+        let server = Server { queue, pool };
         if remote {
             let hooks = registry().hooks().ok_or_else(|| {
                 Error::Cluster(
@@ -215,8 +189,10 @@ impl ServerBuilder {
                         .into(),
                 )
             })?;
-            let feed = JobFeed::new(&server.core, self.cluster.options.max_attempts);
-            server.cluster = Some((hooks.connect)(self.cluster, feed)?);
+            let max_attempts = self.cluster.options.max_attempts;
+            let feed = JobFeed::new(&server.queue, &server.pool, max_attempts);
+            let cluster = (hooks.connect)(self.cluster, feed)?;
+            server.queue.attach_remote(Arc::from(cluster));
         }
         tracing::debug!(ncpus, remote, "pp server started");
         Ok(server)
@@ -231,11 +207,6 @@ fn read_secret_file(path: &str) -> Result<Vec<u8>, Error> {
         return Err(Error::Config(format!("PP_SECRET_FILE `{path}` is empty")));
     }
     Ok(trimmed.to_vec())
-}
-
-/// Number of cores this process may use (at least 1).
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Server {
@@ -256,7 +227,7 @@ impl Server {
 
     /// The number of local workers (PP's `get_ncpus()`).
     pub fn ncpus(&self) -> usize {
-        self.core.ncpus()
+        self.pool.ncpus()
     }
 
     /// Changes the number of local workers while jobs run (PP's `set_ncpus`). Queued jobs
@@ -266,36 +237,19 @@ impl Server {
     /// [`Error::InvalidNcpus`] for zero; [`Error::ThreadPool`] if threads cannot be started
     /// (the old pool keeps running then).
     pub fn set_ncpus(&self, ncpus: usize) -> Result<(), Error> {
-        self.core.set_ncpus(ncpus)
-    }
-
-    /// Submits `task` with `args` (a tuple: `(x,)` for one argument) and returns its [`Job`].
-    pub fn submit<F: TaskFn>(&self, task: Task<F>, args: F::Args) -> Job<F::Output> {
-        self.job(task, args).submit()
-    }
-
-    /// Starts a submission that can carry a callback and a group; finish it with
-    /// [`JobBuilder::submit`].
-    pub fn job<F: TaskFn>(&self, task: Task<F>, args: F::Args) -> JobBuilder<'_, F> {
-        JobBuilder::new(self, task, args)
-    }
-
-    /// A template for many submissions of `task` with the same callback and group
-    /// (PP's `Template`).
-    pub fn template<F: TaskFn>(&self, task: Task<F>) -> Template<'_, F> {
-        Template::new(self, task)
+        self.pool.set_ncpus(ncpus)
     }
 
     /// Blocks until every job submitted so far has finished and its callback has run.
     ///
     /// Calling it from inside a job of this server would wait for that job itself: don't.
     pub fn wait(&self) {
-        self.core.pending.wait(None);
+        self.queue.pending.wait(None);
     }
 
     /// As [`wait`](Server::wait), for at most `timeout`; returns whether all jobs finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.core.pending.wait(Some(Instant::now() + timeout))
+        self.queue.pending.wait(Some(Instant::now() + timeout))
     }
 
     /// Blocks until every job of group `group` has finished; returns at once for a group
@@ -315,39 +269,27 @@ impl Server {
 
     /// Whether jobs may run on remote nodes (cluster mode).
     pub(crate) fn has_cluster(&self) -> bool {
-        self.cluster.is_some()
+        self.queue.has_remote()
     }
 
     /// The remote nodes of this server with their state (empty without cluster mode).
     pub fn active_nodes(&self) -> Vec<NodeStatus> {
-        self.cluster.as_ref().map_or_else(Vec::new, |c| c.nodes())
+        self.queue.nodes()
     }
 
     /// A snapshot of the job statistics.
     pub fn stats(&self) -> Stats {
-        let core = &self.core;
+        let (queue, counters) = (&self.queue, &self.queue.counters);
         Stats {
-            executors: core.executor_stats(),
-            elapsed: core.created.elapsed(),
-            active_jobs: core
-                .stats
-                .running
-                .load(std::sync::atomic::Ordering::Relaxed),
-            queued_jobs: core.queued(),
-            ncpus: core.ncpus(),
+            executors: queue.executor_stats(),
+            elapsed: queue.created.elapsed(),
+            active_jobs: counters.running.load(Ordering::Relaxed),
+            queued_jobs: queue.queued(),
+            ncpus: self.pool.ncpus(),
             cores: available_cores(),
-            callback_panics: core
-                .stats
-                .callback_panics
-                .load(std::sync::atomic::Ordering::Relaxed),
-            cancelled_jobs: core
-                .stats
-                .cancelled
-                .load(std::sync::atomic::Ordering::Relaxed),
-            rescheduled_jobs: core
-                .stats
-                .rescheduled
-                .load(std::sync::atomic::Ordering::Relaxed),
+            callback_panics: counters.callback_panics.load(Ordering::Relaxed),
+            cancelled_jobs: counters.cancelled.load(Ordering::Relaxed),
+            rescheduled_jobs: counters.rescheduled.load(Ordering::Relaxed),
             nodes: self.active_nodes(),
         }
     }
@@ -360,45 +302,43 @@ impl Server {
     }
 
     pub(crate) fn group(&self, name: &str) -> Arc<Pending> {
-        let mut groups = self.core.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(groups.entry(name.to_owned()).or_default())
     }
 
     fn existing_group(&self, name: &str) -> Option<Arc<Pending>> {
-        let groups = self.core.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let groups = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
         groups.get(name).cloned()
     }
 
+    /// Queues a typed job, counted in `wait` and its group, and returns its handle.
     pub(crate) fn enqueue<F: TaskFn>(
         &self,
         task: Task<F>,
         args: F::Args,
-        callback: Option<crate::job::Callback<F::Output>>,
+        callback: Option<Callback<F::Output>>,
         group: Option<Arc<Pending>>,
     ) -> Job<F::Output> {
-        let state = Arc::new(JobState::with_poll(self.core.waiter_poll()));
-        self.core.pending.add();
+        let state = Arc::new(JobState::with_poll(self.pool.waiter_poll(&self.queue)));
+        self.queue.pending.add();
         if let Some(group) = &group {
             group.add();
         }
-        self.core.enqueue(Box::new(LocalJob::new(
+        self.queue.push(Box::new(TypedJob::new(
             task,
             args,
             Arc::clone(&state),
             callback,
             group,
         )));
-        let backlog = Arc::downgrade(&self.core) as std::sync::Weak<dyn crate::backlog::Backlog>;
+        let backlog = Arc::downgrade(&self.queue) as Weak<dyn Backlog>;
         Job::on_backlog(state, task.id(), backlog)
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(cluster) = &self.cluster {
-            cluster.shutdown();
-        }
-        self.core.shutdown();
+        self.queue.shutdown();
     }
 }
 
@@ -406,7 +346,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("ncpus", &self.ncpus())
-            .field("pending", &self.core.pending.count())
+            .field("pending", &self.queue.pending.count())
             .finish()
     }
 }

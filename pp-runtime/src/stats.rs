@@ -1,20 +1,23 @@
-//! Job statistics: PP's `print_stats()` table.
+//! Job statistics: the counters executors update as jobs finish, and PP's `print_stats()`
+//! table ([`Stats`]) with its rows ([`ExecutorStats`], [`NodeStatus`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Jobs and job time of one executor (the local pool or a node), updated as jobs finish.
+/// Jobs and job time of one place jobs run (the local pool or a node), updated as jobs
+/// finish: one row of the statistics.
 #[derive(Debug)]
-pub(crate) struct Counters {
+pub(crate) struct ExecutorCounters {
     name: String,
     jobs: AtomicU64,
     nanos: AtomicU64,
 }
 
-impl Counters {
+impl ExecutorCounters {
     pub(crate) fn new(name: &str) -> Self {
-        Counters {
+        ExecutorCounters {
             name: name.to_owned(),
             jobs: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
@@ -49,29 +52,60 @@ impl Counters {
     }
 }
 
-/// Server-wide counters.
-#[derive(Debug)]
-pub(crate) struct LocalStats {
-    pub(crate) local: Counters,
+/// A row of the statistics for one remote executor (a node), which the cluster client
+/// keeps per node and passes to [`JobFeed::complete`](crate::remote::JobFeed::complete).
+#[derive(Clone)]
+pub struct ExecutorHandle {
+    counters: Arc<ExecutorCounters>,
+}
+
+impl ExecutorHandle {
+    /// A row named `name` (a node's `host:port`), with no job yet.
+    pub fn new(name: &str) -> Self {
+        ExecutorHandle {
+            counters: Arc::new(ExecutorCounters::new(name)),
+        }
+    }
+
+    /// The executor's name (a node's `host:port`).
+    pub fn name(&self) -> &str {
+        self.counters.name()
+    }
+
+    /// The row as [`Server::stats`](crate::Server::stats) shows it.
+    pub fn stats(&self) -> ExecutorStats {
+        self.counters.snapshot()
+    }
+
+    /// Average time of the jobs counted so far, from sending to result (zero before the
+    /// first).
+    pub fn average(&self) -> Duration {
+        self.counters.average()
+    }
+
+    pub(crate) fn counters(&self) -> &ExecutorCounters {
+        &self.counters
+    }
+}
+
+impl fmt::Debug for ExecutorHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorHandle")
+            .field("name", &self.counters.name())
+            .finish()
+    }
+}
+
+/// Server-wide counters, beside the per-executor rows.
+#[derive(Debug, Default)]
+pub(crate) struct ServerCounters {
     pub(crate) running: AtomicUsize,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) rescheduled: AtomicU64,
 }
 
-impl Default for LocalStats {
-    fn default() -> Self {
-        LocalStats {
-            local: Counters::new("local"),
-            running: AtomicUsize::new(0),
-            callback_panics: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-            rescheduled: AtomicU64::new(0),
-        }
-    }
-}
-
-/// Jobs done by one executor (the local pool, or later a remote node).
+/// Jobs done by one executor (the local pool or a remote node).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExecutorStats {
@@ -109,7 +143,45 @@ pub struct Stats {
     /// there add up to the jobs finished, each once.
     pub rescheduled_jobs: u64,
     /// The remote nodes with their state and history (empty without cluster mode).
-    pub nodes: Vec<crate::remote::NodeStatus>,
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// A node as [`Server::active_nodes`](crate::Server::active_nodes) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// `host:port` as configured.
+    pub address: String,
+    /// Worker processes the node runs for this client (0 while not connected).
+    pub workers: u32,
+    /// Whether the node is connected and taking jobs.
+    pub connected: bool,
+    /// How many times a connection to the node was established (more than once: it
+    /// rejoined after a loss).
+    pub connections: u32,
+    /// How many times the node was lost (silent past the liveness timeout, or its
+    /// connection broke) while connected.
+    pub losses: u32,
+}
+
+impl NodeStatus {
+    /// Builds a status row of a node that was never lost.
+    pub fn new(address: String, workers: u32, connected: bool) -> Self {
+        NodeStatus {
+            address,
+            workers,
+            connected,
+            connections: u32::from(connected),
+            losses: 0,
+        }
+    }
+
+    /// The same row with its history: connections established and losses.
+    pub fn with_history(mut self, connections: u32, losses: u32) -> Self {
+        self.connections = connections;
+        self.losses = losses;
+        self
+    }
 }
 
 impl Stats {

@@ -1,4 +1,5 @@
-//! Submissions with options: [`JobBuilder`] for one job, [`Template`] for many.
+//! Submissions: [`Server::submit`], and with options [`JobBuilder`] for one job,
+//! [`Template`] for many.
 
 use crate::error::JobError;
 use crate::job::{Callback, Job};
@@ -6,6 +7,25 @@ use crate::pending::Pending;
 use crate::server::Server;
 use crate::task::{Task, TaskFn};
 use std::sync::Arc;
+
+impl Server {
+    /// Submits `task` with `args` (a tuple: `(x,)` for one argument) and returns its [`Job`].
+    pub fn submit<F: TaskFn>(&self, task: Task<F>, args: F::Args) -> Job<F::Output> {
+        self.job(task, args).submit()
+    }
+
+    /// Starts a submission that can carry a callback and a group; finish it with
+    /// [`JobBuilder::submit`].
+    pub fn job<F: TaskFn>(&self, task: Task<F>, args: F::Args) -> JobBuilder<'_, F> {
+        JobBuilder::new(self, task, args)
+    }
+
+    /// A template for many submissions of `task` with the same callback and group
+    /// (PP's `Template`).
+    pub fn template<F: TaskFn>(&self, task: Task<F>) -> Template<'_, F> {
+        Template::new(self, task)
+    }
+}
 
 /// One submission being set up; made by [`Server::job`].
 ///

@@ -14,7 +14,6 @@ use super::address::NodeAddress;
 use super::nodes::NodeList;
 use super::NodeState;
 use crate::discovery::Found;
-use pp_runtime::remote::JobFeed;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,12 +55,7 @@ impl Admission {
     }
 
     /// Handles one announcement: returns the node to start driving if it is new.
-    pub(crate) fn admit(
-        &mut self,
-        found: Found,
-        nodes: &NodeList,
-        feed: &JobFeed,
-    ) -> Option<Arc<NodeState>> {
+    pub(crate) fn admit(&mut self, found: Found, nodes: &NodeList) -> Option<Arc<NodeState>> {
         if self.named.contains(&found.addr) {
             return None;
         }
@@ -89,7 +83,7 @@ impl Admission {
             host: found.addr.ip().to_string(),
             port: found.addr.port(),
         };
-        let node = Arc::new(NodeState::new(address, feed));
+        let node = Arc::new(NodeState::new(address));
         tracing::info!(node = %node.name, "node discovered: {}", found.announcement);
         self.ids.insert(name, id);
         nodes.push(Arc::clone(&node));

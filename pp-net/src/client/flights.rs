@@ -1,6 +1,6 @@
 //! The jobs every session has in flight, shared so that a session with nothing left to
 //! take can find a straggler on another node and run a second copy of it (see
-//! [`ClusterOptions::duplicate_stragglers`](pp_runtime::remote::ClusterOptions::duplicate_stragglers)).
+//! [`ClusterOptions::duplicate_stragglers`](pp_runtime::ClusterOptions::duplicate_stragglers)).
 //!
 //! All sessions run on the client's one network thread, and no lock here is held across
 //! an `.await`: the locks only guard against misuse, they are never contended. Lock order:

@@ -8,15 +8,11 @@
 //! reason) and retried in the background with capped exponential backoff; its jobs run
 //! elsewhere.
 //!
-//! A node is lost when its connection breaks or when nothing came from it for the liveness
-//! timeout while heartbeats went out (see the `session` module and
-//! [`ClusterOptions`](pp_runtime::remote::ClusterOptions)): the jobs it held go back to the
-//! front of the queue, each up to its attempt limit, and the node is retried the same way.
-//!
-//! A node with room in its window when the queue is empty may run a second copy of a job
-//! that straggles on another node (see the `session` module and
-//! [`ClusterOptions::duplicate_stragglers`](pp_runtime::remote::ClusterOptions::duplicate_stragglers)):
-//! the first result wins.
+//! A node is lost by the liveness policy
+//! ([`ClusterOptions::liveness_timeout`](pp_runtime::ClusterOptions::liveness_timeout),
+//! carried out in the `session` module) and retried the same way; an idle node may run a
+//! second copy of a straggler (the straggler policy:
+//! [`ClusterOptions::duplicate_stragglers`](pp_runtime::ClusterOptions::duplicate_stragglers)).
 //!
 //! Entries with a `*` (`*`, `*:PORT`, `192.168.1.*`, `*@HOST:PORT`; see
 //! [`Target`]) turn on discovery: the client probes and listens
@@ -24,11 +20,8 @@
 //! as a named node, once per address (the `discovered` module). `connect` returns at
 //! once; a node takes jobs as soon as it has answered and accepted the client.
 //!
-//! If the server has no local workers (`PP_NCPUS=0`) and no node is usable while jobs wait,
-//! the jobs run locally after
-//! [`fallback_wait`](pp_runtime::remote::ClusterOptions::fallback_wait) (2 s by default),
-//! with a warning: a job never waits forever
-//! for a node that does not come.
+//! With no local workers, jobs that no usable node takes run locally after a while (the
+//! fallback policy: [`ClusterOptions::fallback_wait`](pp_runtime::ClusterOptions::fallback_wait)).
 
 mod address;
 mod discovered;
@@ -44,8 +37,8 @@ use address::NodeAddress;
 use flights::SharedFlight;
 use lane::Direct;
 use nodes::NodeList;
-use pp_runtime::remote::{Attachment, ClusterSpec, ExecutorHandle, JobFeed, NodeStatus};
-use pp_runtime::Error;
+use pp_runtime::remote::{ClusterSpec, Executor, ExecutorHandle, JobFeed};
+use pp_runtime::{Error, ExecutorStats, NodeStatus};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -79,11 +72,11 @@ pub(crate) struct NodeState {
 }
 
 impl NodeState {
-    /// A node not yet connected, with its row in `feed`'s statistics.
-    pub(crate) fn new(address: NodeAddress, feed: &JobFeed) -> Self {
+    /// A node not yet connected, with its row in the statistics.
+    pub(crate) fn new(address: NodeAddress) -> Self {
         let name = address.display();
         NodeState {
-            executor: feed.register_executor(&name),
+            executor: ExecutorHandle::new(&name),
             name,
             address,
             notify: Notify::new(),
@@ -158,9 +151,11 @@ impl NodeState {
     }
 }
 
-/// The running cluster client of one server.
+/// The running cluster client of one server: an executor of its queue.
 struct Cluster {
     nodes: Arc<NodeList>,
+    /// The queue, for lone jobs sent from the thread that queued them.
+    feed: JobFeed,
     stop: watch::Sender<bool>,
     thread: Mutex<Option<(JoinHandle<()>, mpsc::Receiver<()>)>>,
 }
@@ -170,7 +165,7 @@ struct Cluster {
 /// # Errors
 /// [`Error::Config`] without a secret or with an invalid node address or discovery entry;
 /// [`Error::Cluster`] if the program cannot be read or the client thread cannot start.
-pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, Error> {
+pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Error> {
     let secret = spec.secret.as_deref().ok_or_else(|| {
         Error::Config(
             "cluster mode needs the nodes' secret: set PP_SECRET or PP_SECRET_FILE, or call `.secret(..)`"
@@ -190,21 +185,10 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
     let nodes = Arc::new(NodeList::new(
         named
             .into_iter()
-            .map(|address| Arc::new(NodeState::new(address, &feed)))
+            .map(|address| Arc::new(NodeState::new(address)))
             .collect(),
     ));
-    let wake = Arc::clone(&nodes);
     let lone_feed = feed.clone();
-    feed.on_job_queued(Arc::new(move |queued| {
-        wake.with(|nodes| {
-            // A lone job (the only one queued) may go on a free lane from this thread.
-            let sent = queued == 1 && nodes.iter().any(|n| n.submit_lone(&lone_feed));
-            if !sent {
-                nodes.iter().for_each(|n| n.notify.notify_one());
-            }
-        })
-    }));
-
     let ctx = Arc::new(session::Context {
         feed,
         secret,
@@ -230,6 +214,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Attachment>, 
         .map_err(|e| Error::Cluster(format!("cannot start the cluster thread: {e}")))?;
     Ok(Box::new(Cluster {
         nodes,
+        feed: lone_feed,
         stop,
         thread: Mutex::new(Some((thread, done_rx))),
     }))
@@ -282,7 +267,7 @@ async fn run_cluster(
                     continue;
                 }
                 let Some(admission) = admission.as_mut() else { continue };
-                if let Some(node) = admission.admit(found, &nodes, &ctx.feed) {
+                if let Some(node) = admission.admit(found, &nodes) {
                     tasks.spawn(drive_node(node, Arc::clone(&ctx), stopped.clone()));
                 }
             }
@@ -391,9 +376,36 @@ async fn fallback(
     }
 }
 
-impl Attachment for Cluster {
+impl Executor for Cluster {
+    /// Runs on the thread that queued a job: a lone job (the only one queued) may go on a
+    /// free lane from here; otherwise every node task is woken to take jobs.
+    fn notify(&self) {
+        let queued = self.feed.queued();
+        self.nodes.with(|nodes| {
+            let sent = queued == 1 && nodes.iter().any(|n| n.submit_lone(&self.feed));
+            if !sent {
+                nodes.iter().for_each(|n| n.notify.notify_one());
+            }
+        })
+    }
+
+    fn stats_rows(&self, rows: &mut Vec<ExecutorStats>) {
+        self.nodes
+            .with(|nodes| rows.extend(nodes.iter().map(|n| n.executor.stats())));
+    }
+
     fn nodes(&self) -> Vec<NodeStatus> {
         self.nodes.snapshot().iter().map(|n| n.status()).collect()
+    }
+
+    fn fastest_average(&self) -> Option<Duration> {
+        self.nodes.with(|nodes| {
+            nodes
+                .iter()
+                .map(|n| n.executor.average())
+                .filter(|d| !d.is_zero())
+                .min()
+        })
     }
 
     fn shutdown(&self) {

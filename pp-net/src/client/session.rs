@@ -1,29 +1,26 @@
 //! One node, one connection: connect, authenticate, ship the program if the node lacks it,
 //! then keep the node's in-flight window full of jobs until the connection ends.
 //!
-//! While jobs flow, the client sends a `Heartbeat` every
-//! [`heartbeat_interval`](pp_runtime::remote::ClusterOptions::heartbeat_interval), and
-//! any message from the node (results or a `HeartbeatAck`) shows it is alive. A node from
-//! which nothing came for
-//! [`liveness_timeout`](pp_runtime::remote::ClusterOptions::liveness_timeout) is lost, as is
-//! one whose connection breaks or that breaks the protocol. Messages to the node go through
-//! a task of their own, so a node that stops reading cannot stall the session's clock.
+//! While jobs flow, the client sends a `Heartbeat` every heartbeat interval, and any
+//! message from the node (results or a `HeartbeatAck`) shows it is alive; the node is lost
+//! by the liveness policy
+//! ([`ClusterOptions::liveness_timeout`](pp_runtime::ClusterOptions::liveness_timeout)).
+//! Messages to the node go through a task of their own, so a node that stops reading cannot
+//! stall the session's clock.
 //!
 //! When the node is lost, each job it still held is given back with
-//! [`JobFeed::lost`](pp_runtime::remote::JobFeed::lost): rescheduled at the front of the
-//! queue, or failed once it reached its attempt limit. When the server shuts down, they are
-//! simply given back. Results of the old connection can never reach a new one, and a result
-//! whose job is not in flight is dropped, so each job is completed once.
+//! [`JobFeed::lost`](pp_runtime::remote::JobFeed::lost) (the attempt policy); when the
+//! server shuts down, they are simply given back. Results of the old connection can never
+//! reach a new one, and a result whose job is not in flight is dropped, so each job is
+//! completed once.
 //!
-//! Straggler copies: when the queue is empty and the window has room, the session looks in
-//! the other sessions' in-flight maps (the `flights` module) for a job in flight for more
-//! than [`STRAGGLER_FACTOR`](super::flights::STRAGGLER_FACTOR) times the average latency
-//! across nodes (and at least [`STRAGGLER_MIN`](super::flights::STRAGGLER_MIN)) and sends a
-//! second copy of it (see
-//! [`RemoteJob::duplicate`](pp_runtime::remote::RemoteJob::duplicate)). Both copies share
-//! one result slot: the first result is kept, the later one is refused and not counted; a
-//! copy given back while the other still runs is dropped. The protocol has no cancel
-//! message, so the slower node finishes its copy and its result is dropped.
+//! Straggler copies (the policy:
+//! [`ClusterOptions::duplicate_stragglers`](pp_runtime::ClusterOptions::duplicate_stragglers)):
+//! when the queue is empty and the window has room, the session looks in the other
+//! sessions' in-flight maps (the `flights` module, whose thresholds are
+//! [`STRAGGLER_FACTOR`](super::flights::STRAGGLER_FACTOR) and
+//! [`STRAGGLER_MIN`](super::flights::STRAGGLER_MIN)) and sends a second copy
+//! ([`RemoteJob::duplicate`](pp_runtime::remote::RemoteJob::duplicate)).
 
 use super::flights::{self, Flights, SharedFlight, Straggler};
 use super::lane::{ClientLane, Event, Sent};
@@ -32,7 +29,7 @@ use crate::channel::{connect_client, ChannelConfig, NetError, Secret, SecureRead
 use crate::lane::LANE_MAX_ARGS;
 use crate::program::{this_target, Program};
 use crate::protocol::{JobReply, JobRequest, Message, Outcome};
-use pp_runtime::remote::{ClusterOptions, JobFeed, RemoteJob, RemoteOutcome};
+use pp_runtime::remote::{ClusterOptions, JobFeed, RemoteJob};
 use std::io::Read;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -364,7 +361,7 @@ async fn serve(
                 Err(e) => ctx.feed.complete(
                     job,
                     &node.executor,
-                    RemoteOutcome::Failed(format!("cannot encode the arguments: {e}")),
+                    Outcome::Failed(format!("cannot encode the arguments: {e}")),
                     Duration::ZERO,
                 ),
             }
@@ -414,7 +411,7 @@ async fn serve(
                         if let Some((job, sent)) = entry {
                             if crashed {
                                 let report = format!("{reason} while running task `{}`", job.task_id());
-                                ctx.feed.complete(job, &node.executor, RemoteOutcome::WorkerCrashed(report), sent.elapsed());
+                                ctx.feed.complete(job, &node.executor, Outcome::WorkerCrashed(report), sent.elapsed());
                             } else {
                                 tracing::warn!(node = %node.name, "the lane holding a job closed: {reason}");
                                 ctx.feed.lost(job, &node.executor);
@@ -475,7 +472,7 @@ fn settle(
             window.observe(latency, depth);
             ctx.flights.observe(latency);
             ctx.feed
-                .complete(job, &node.executor, outcome(reply.outcome), latency);
+                .complete(job, &node.executor, reply.outcome, latency);
         }
         None => tracing::debug!(
             node = %node.name,
@@ -532,15 +529,6 @@ async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn outcome(outcome: Outcome) -> RemoteOutcome {
-    match outcome {
-        Outcome::Ok(bytes) => RemoteOutcome::Ok(bytes),
-        Outcome::Panicked(message) => RemoteOutcome::Panicked(message),
-        Outcome::WorkerCrashed(message) => RemoteOutcome::WorkerCrashed(message),
-        Outcome::Failed(message) => RemoteOutcome::Failed(message),
     }
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use crate::discovery::DiscoveryConfig;
 use crate::{ChannelConfig, Secret};
 
-/// The port `ppserver` listens on by default, as Parallel Python's did.
-pub const DEFAULT_PORT: u16 = 60000;
+/// The port `ppserver` listens on by default, as Parallel Python's did: the one a client
+/// assumes for a node named without a port.
+pub use pp_runtime::remote::DEFAULT_PORT;
 
 /// Default for [`NodeConfig::max_upload`]: 512 MiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 512 << 20;

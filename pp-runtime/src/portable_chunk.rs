@@ -1,6 +1,7 @@
-//! `par!` chunks in cluster mode: one job per chunk that a node can run from bytes.
+//! [`PortableChunkJob`]: a `par!` chunk in cluster mode, one job per chunk, which a node can
+//! run from bytes.
 //!
-//! A [`RemoteChunkJob`] claims its chunk the first time it is touched (run by a local
+//! A [`PortableChunkJob`] claims its chunk the first time it is touched (run by a local
 //! worker, or encoded for a node) and keeps it if a node gives it back, so every chunk runs
 //! exactly once. A node runs the `par!` site's registered function on the chunk's encoded
 //! bounds and captures; its partial result comes back as bytes and is decoded into the
@@ -11,50 +12,13 @@
 use crate::codec::CodecError;
 use crate::error::JobError;
 use crate::job::Completion;
-use crate::remote::RemoteOutcome;
-use crate::runnable::Runnable;
-use crate::scope::Scope;
-use crate::stats::Counters;
+use crate::outcome::Outcome;
+use crate::queued_job::QueuedJob;
+use crate::scope::{RemoteSide, Scope};
+use crate::stats::ExecutorCounters;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Encodes chunk `i`'s arguments as the site's registered function takes them.
-pub(crate) type Encode<'a> = dyn Fn(usize) -> Result<Vec<u8>, CodecError> + Sync + 'a;
-
-/// Decodes chunk `i`'s partial from a node, stores it; returns whether it hit.
-pub(crate) type Store<'a> = dyn Fn(usize, &[u8]) -> Result<bool, String> + Sync + 'a;
-
-/// What a caller gives to let its chunks run on nodes.
-pub(crate) struct Remote<'a> {
-    pub(crate) fingerprint: u64,
-    pub(crate) encode: &'a Encode<'a>,
-    pub(crate) store: &'a Store<'a>,
-}
-
-/// [`Remote`] with its lifetimes erased, kept in the scope.
-pub(crate) struct RemoteSide {
-    fingerprint: u64,
-    encode: *const Encode<'static>,
-    store: *const Store<'static>,
-}
-
-impl RemoteSide {
-    pub(crate) fn new(remote: Remote<'_>) -> Self {
-        // SAFETY: only the lifetimes change. As for the scope's body, the pointers are
-        // dereferenced only for a claimed chunk that is not yet finished, and the caller
-        // that owns the closures does not return before every chunk is finished.
-        unsafe {
-            RemoteSide {
-                fingerprint: remote.fingerprint,
-                encode: std::mem::transmute::<*const Encode<'_>, *const Encode<'static>>(
-                    remote.encode,
-                ),
-                store: std::mem::transmute::<*const Store<'_>, *const Store<'static>>(remote.store),
-            }
-        }
-    }
-}
 
 /// A chunk job has one copy (it is never duplicated): each of its completions counts.
 const DONE: Completion = Completion::Stored {
@@ -65,16 +29,16 @@ const UNCLAIMED: usize = usize::MAX;
 const NONE_LEFT: usize = usize::MAX - 1;
 
 /// One chunk of a scoped run, able to travel to a node.
-pub(crate) struct RemoteChunkJob {
+pub(crate) struct PortableChunkJob {
     scope: Arc<Scope>,
     index: AtomicUsize,
     /// Set when the chunk was to be skipped at encoding time: nothing travelled.
     skipped: AtomicBool,
 }
 
-impl RemoteChunkJob {
+impl PortableChunkJob {
     pub(crate) fn new(scope: Arc<Scope>) -> Self {
-        RemoteChunkJob {
+        PortableChunkJob {
             scope,
             index: AtomicUsize::new(UNCLAIMED),
             skipped: AtomicBool::new(false),
@@ -99,12 +63,12 @@ impl RemoteChunkJob {
     }
 }
 
-impl Runnable for RemoteChunkJob {
+impl QueuedJob for PortableChunkJob {
     fn task_id(&self) -> &'static str {
         self.scope.task
     }
 
-    fn run(self: Box<Self>, counters: &Counters) -> Completion {
+    fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
         if let Some(index) = self.index() {
             self.scope.run_index(index, Some(counters));
         }
@@ -146,8 +110,8 @@ impl Runnable for RemoteChunkJob {
 
     fn complete_remote(
         self: Box<Self>,
-        outcome: RemoteOutcome,
-        counters: &Counters,
+        outcome: Outcome,
+        counters: &ExecutorCounters,
         elapsed: Duration,
     ) -> Completion {
         let Some(index) = self.index() else {
@@ -159,7 +123,7 @@ impl Runnable for RemoteChunkJob {
         }
         let task = self.scope.task;
         let failure = match outcome {
-            RemoteOutcome::Ok(bytes) => {
+            Outcome::Ok(bytes) => {
                 // SAFETY: chunk `index` is claimed and not finished (see `RemoteSide::new`).
                 let store = unsafe { &*self.side().store };
                 match store(index, &bytes) {
@@ -173,11 +137,11 @@ impl Runnable for RemoteChunkJob {
                     )),
                 }
             }
-            RemoteOutcome::Panicked(message) => Some(message),
-            RemoteOutcome::WorkerCrashed(message) => Some(format!(
+            Outcome::Panicked(message) => Some(message),
+            Outcome::WorkerCrashed(message) => Some(format!(
                 "a chunk of `{task}` lost its worker on a node: {message}"
             )),
-            RemoteOutcome::Failed(message) => Some(format!(
+            Outcome::Failed(message) => Some(format!(
                 "a node could not run a chunk of `{task}`: {message}"
             )),
         };

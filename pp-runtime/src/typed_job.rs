@@ -1,85 +1,22 @@
-//! A queued job with its types erased, as the scheduler sees it.
+//! [`TypedJob`]: a submitted job with its task's types: run by a local worker as a direct
+//! function call, or its arguments encoded for a node and its result decoded from one.
 
 use crate::codec::{self, CodecError};
-use crate::error::JobError;
+use crate::error::{panic_message, JobError};
 use crate::job::{Callback, Completion, JobState};
-use crate::panic_message;
+use crate::outcome::Outcome;
 use crate::pending::Pending;
-use crate::remote::RemoteOutcome;
-use crate::stats::Counters;
+use crate::queued_job::QueuedJob;
+use crate::stats::ExecutorCounters;
 use crate::task::{Task, TaskFn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// A job waiting in the queue: run it, or fail it without running.
-///
-/// Running, failing and completing return a [`Completion`]: `Stored` when this call
-/// completed the job (the caller then counts it finished, once), `Duplicate` when another
-/// copy of the job (see [`duplicate`](Runnable::duplicate)) completed it first.
-pub(crate) trait Runnable: Send {
-    /// The task's id, for errors and logs.
-    fn task_id(&self) -> &'static str;
-    /// Runs the job on this thread, counts it in `counters` if its result is the one kept,
-    /// then completes it.
-    fn run(self: Box<Self>, counters: &Counters) -> Completion;
-    /// Completes the job with `error` without running it.
-    fn fail(self: Box<Self>, error: JobError) -> Completion;
-    /// Whether the job can only run in this process (it borrows the caller's data, as the
-    /// chunks of `par!` do); such jobs are never handed to a remote executor.
-    fn local_only(&self) -> bool {
-        false
-    }
-    /// The task's signature fingerprint.
-    fn fingerprint(&self) -> u64 {
-        0
-    }
-    /// The arguments in pp's wire encoding, for a remote run.
-    fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
-        Err(CodecError::new("this job runs only in its own process"))
-    }
-    /// [`Runnable::encode_args`] if the encoding is at most `limit` bytes, else `None`
-    /// (found out without encoding much more than `limit` bytes).
-    fn encode_args_within(&self, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
-        let _ = limit;
-        self.encode_args().map(Some)
-    }
-    /// Completes the job with what a remote executor reported, counted in `counters` if
-    /// its result is the one kept.
-    fn complete_remote(
-        self: Box<Self>,
-        _outcome: RemoteOutcome,
-        _counters: &Counters,
-        _elapsed: Duration,
-    ) -> Completion {
-        let task = self.task_id().to_owned();
-        self.fail(JobError::Remote {
-            task,
-            message: "this job runs only in its own process".into(),
-        })
-    }
-    /// A second copy of this job, to run on another node while this one straggles: both
-    /// copies share one result slot, the first completion wins. `None` if the job cannot
-    /// be copied, is already completed, or already has a second copy.
-    fn duplicate(&mut self) -> Option<Box<dyn Runnable>> {
-        None
-    }
-    /// Whether the job is already completed (by this copy or another).
-    fn is_completed(&self) -> bool {
-        false
-    }
-    /// Drops this copy if another copy of the job is still live (in flight, queued or
-    /// running) and returns true; returns false if this is the job's only live copy, which
-    /// must then be kept (requeued, failed or completed).
-    fn release_copy(&self) -> bool {
-        false
-    }
-}
-
 /// A typed job: the function is called directly by a local worker, or its arguments are
-/// encoded for a node.
-pub(crate) struct LocalJob<F: TaskFn> {
+/// encoded for a node (see [`crate::remote`]).
+pub(crate) struct TypedJob<F: TaskFn> {
     task: Task<F>,
     state: Arc<JobState<F::Output>>,
     body: Body<F>,
@@ -93,7 +30,7 @@ enum Body<F: TaskFn> {
         callback: Option<Callback<F::Output>>,
         group: Option<Arc<Pending>>,
     },
-    /// A job that was copied (see [`Runnable::duplicate`]): its copies share this.
+    /// A job that was copied (see [`QueuedJob::duplicate`]): its copies share this.
     Shared(Arc<Shared<F>>),
 }
 
@@ -123,7 +60,7 @@ impl<F: TaskFn> Shared<F> {
     }
 }
 
-impl<F: TaskFn> LocalJob<F> {
+impl<F: TaskFn> TypedJob<F> {
     pub(crate) fn new(
         task: Task<F>,
         args: F::Args,
@@ -131,7 +68,7 @@ impl<F: TaskFn> LocalJob<F> {
         callback: Option<Callback<F::Output>>,
         group: Option<Arc<Pending>>,
     ) -> Self {
-        LocalJob {
+        TypedJob {
             task,
             state,
             body: Body::Owned {
@@ -149,7 +86,7 @@ impl<F: TaskFn> LocalJob<F> {
     fn finish(
         state: &JobState<F::Output>,
         result: Result<F::Output, JobError>,
-        counted: Option<(&Counters, Duration)>,
+        counted: Option<(&ExecutorCounters, Duration)>,
         take: impl FnOnce() -> (Option<Callback<F::Output>>, Option<Arc<Pending>>),
     ) -> Completion {
         if !state.claim() {
@@ -170,9 +107,9 @@ impl<F: TaskFn> LocalJob<F> {
     fn complete(
         self,
         result: Result<F::Output, JobError>,
-        counted: Option<(&Counters, Duration)>,
+        counted: Option<(&ExecutorCounters, Duration)>,
     ) -> Completion {
-        let LocalJob { state, body, .. } = self;
+        let TypedJob { state, body, .. } = self;
         match body {
             Body::Owned {
                 callback, group, ..
@@ -196,7 +133,7 @@ impl<F: TaskFn> LocalJob<F> {
     }
 }
 
-impl<F: TaskFn> Runnable for LocalJob<F> {
+impl<F: TaskFn> QueuedJob for TypedJob<F> {
     fn task_id(&self) -> &'static str {
         self.task.id()
     }
@@ -231,27 +168,27 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
 
     fn complete_remote(
         self: Box<Self>,
-        outcome: RemoteOutcome,
-        counters: &Counters,
+        outcome: Outcome,
+        counters: &ExecutorCounters,
         elapsed: Duration,
     ) -> Completion {
         let task_id = || self.task.id().to_owned();
         let result = match outcome {
-            RemoteOutcome::Ok(bytes) => {
+            Outcome::Ok(bytes) => {
                 codec::decode_payload::<F::Output>(&bytes).map_err(|e| JobError::Remote {
                     task: task_id(),
                     message: format!("cannot decode the result: {e}"),
                 })
             }
-            RemoteOutcome::Panicked(message) => Err(JobError::Panicked {
+            Outcome::Panicked(message) => Err(JobError::Panicked {
                 task: task_id(),
                 message,
             }),
-            RemoteOutcome::WorkerCrashed(message) => Err(JobError::WorkerCrashed {
+            Outcome::WorkerCrashed(message) => Err(JobError::WorkerCrashed {
                 task: task_id(),
                 message,
             }),
-            RemoteOutcome::Failed(message) => Err(JobError::Remote {
+            Outcome::Failed(message) => Err(JobError::Remote {
                 task: task_id(),
                 message,
             }),
@@ -259,8 +196,8 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
         self.complete(result, Some((counters, elapsed)))
     }
 
-    fn run(self: Box<Self>, counters: &Counters) -> Completion {
-        let LocalJob { task, state, body } = *self;
+    fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
+        let TypedJob { task, state, body } = *self;
         match body {
             Body::Owned {
                 args,
@@ -301,7 +238,7 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
         completion
     }
 
-    fn duplicate(&mut self) -> Option<Box<dyn Runnable>> {
+    fn duplicate(&mut self) -> Option<Box<dyn QueuedJob>> {
         if self.state.is_claimed() {
             return None;
         }
@@ -340,7 +277,7 @@ impl<F: TaskFn> Runnable for LocalJob<F> {
             .copies
             .compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
-        Some(Box::new(LocalJob {
+        Some(Box::new(TypedJob {
             task: self.task,
             state: Arc::clone(&self.state),
             body: Body::Shared(Arc::clone(shared)),

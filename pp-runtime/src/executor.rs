@@ -1,0 +1,41 @@
+//! [`Executor`]: what runs a server's jobs, as the queue sees it. Two kinds exist: the
+//! local pool ([`crate::pool`]) and the cluster client (in `pp-net`), which takes jobs
+//! through [`JobFeed`](crate::remote::JobFeed) and runs them on nodes.
+
+use crate::stats::{ExecutorStats, NodeStatus};
+use std::time::Duration;
+
+/// Something that runs a server's queued jobs: the local pool, or the cluster client.
+///
+/// The queue tells every executor when a job is queued or given back
+/// ([`notify`](Executor::notify)), asks them for their statistics rows and nodes, and shuts
+/// them down (remote executors first, so that the jobs they give back are cancelled with
+/// the rest) when the server drops.
+pub trait Executor: Send + Sync {
+    /// A job was queued or given back to the queue. Runs on the thread that queued it,
+    /// right after: it must be cheap and must not block (the local pool starts a drainer if
+    /// a slot is free; the cluster client wakes its node tasks, or sends a lone job on a
+    /// free lane).
+    fn notify(&self);
+
+    /// Appends this executor's statistics rows: one per place it runs jobs (`local`, or
+    /// each node's `host:port`).
+    fn stats_rows(&self, rows: &mut Vec<ExecutorStats>);
+
+    /// This executor's nodes and their state (none for the local pool).
+    fn nodes(&self) -> Vec<NodeStatus> {
+        Vec::new()
+    }
+
+    /// The shortest average job time, from sending to result, among the places this
+    /// executor runs jobs, if a job finished there: how long a thread waiting for a remote
+    /// job polls before it parks (the waiting policy, in the `job` module). `None` for the local pool.
+    fn fastest_average(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Stops taking jobs and gives back the ones in flight (a remote executor), or lets
+    /// running jobs finish and joins the threads (the local pool). Called once, when the
+    /// server drops.
+    fn shutdown(&self);
+}

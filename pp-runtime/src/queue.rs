@@ -1,0 +1,310 @@
+//! [`JobQueue`]: a server's one FIFO queue of jobs, which every executor takes from, with
+//! what is counted about the jobs in it (pending counts, groups, server-wide counters).
+//!
+//! Three parts, taken in this order: the retry queue (jobs given back by remote executors,
+//! with the nodes of their failed attempts: they run before anything newer), the
+//! local-only queue (`par!` chunks that borrow the caller's data), and the shared queue
+//! (crossbeam's injector). Queuing a job or giving one back notifies every
+//! [`Executor`]: the local pool first (no lock: the hot path of a local submit), then the
+//! remote ones, once any is attached. A thread waiting for a result may sleep on the queue
+//! while it has a backlog (see [`crate::backlog`]); takers wake it when the backlog runs low.
+
+use crate::backlog::{Backlog, Sleepers};
+use crate::error::JobError;
+use crate::executor::Executor;
+use crate::job::Completion;
+use crate::pending::Pending;
+use crate::queued_job::QueuedJob;
+use crate::remote::RemoteJob;
+use crate::stats::{ExecutorStats, NodeStatus, ServerCounters};
+use crossbeam_deque::{Injector, Steal};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// A server's queue and its bookkeeping, shared by the server, its executors and the jobs'
+/// waiters.
+pub(crate) struct JobQueue {
+    /// Jobs any executor may run.
+    shared: Injector<Box<dyn QueuedJob>>,
+    /// Jobs that only local workers may run (they borrow the caller's data).
+    local_only: Injector<Box<dyn QueuedJob>>,
+    /// Jobs given back by remote executors: they run before anything newer.
+    retry: Mutex<VecDeque<RemoteJob>>,
+    retry_len: AtomicUsize,
+    /// The local pool, notified first and without a lock.
+    local: OnceLock<Arc<dyn Executor>>,
+    /// Remote executors (the cluster client), notified once `has_remote` is set.
+    remote: RwLock<Vec<Arc<dyn Executor>>>,
+    has_remote: AtomicBool,
+    shutdown: AtomicBool,
+    /// The local worker count, as the pool last set it: the queue has a backlog when it
+    /// holds at least one job per local worker.
+    local_workers: AtomicUsize,
+    /// Threads waiting for a result while the queue has a backlog (see [`crate::backlog`]).
+    sleepers: Sleepers,
+    /// Jobs submitted and not yet finished: what `Server::wait` waits for.
+    pub(crate) pending: Pending,
+    pub(crate) groups: Mutex<HashMap<String, Arc<Pending>>>,
+    pub(crate) counters: ServerCounters,
+    pub(crate) created: Instant,
+}
+
+impl JobQueue {
+    /// An empty queue; its executors are attached next.
+    pub(crate) fn new() -> Arc<JobQueue> {
+        Arc::new(JobQueue {
+            shared: Injector::new(),
+            local_only: Injector::new(),
+            retry: Mutex::new(VecDeque::new()),
+            retry_len: AtomicUsize::new(0),
+            local: OnceLock::new(),
+            remote: RwLock::new(Vec::new()),
+            has_remote: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            local_workers: AtomicUsize::new(0),
+            sleepers: Sleepers::default(),
+            pending: Pending::default(),
+            groups: Mutex::new(HashMap::new()),
+            counters: ServerCounters::default(),
+            created: Instant::now(),
+        })
+    }
+
+    /// Attaches the local pool (once).
+    pub(crate) fn attach_local(&self, pool: Arc<dyn Executor>) {
+        if self.local.set(pool).is_err() {
+            tracing::error!("a second local pool was attached to a queue; it is ignored");
+        }
+    }
+
+    /// Attaches a remote executor (the cluster client).
+    pub(crate) fn attach_remote(&self, executor: Arc<dyn Executor>) {
+        self.remote
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(executor);
+        self.has_remote.store(true, Ordering::Release);
+    }
+
+    /// Whether a remote executor is attached (cluster mode).
+    pub(crate) fn has_remote(&self) -> bool {
+        self.has_remote.load(Ordering::Acquire)
+    }
+
+    /// Records the local worker count, which decides when the queue has a backlog.
+    pub(crate) fn set_local_workers(&self, workers: usize) {
+        self.local_workers.store(workers, Ordering::SeqCst);
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.shared.len() + self.local_only.len() + self.retry_len.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.shared.is_empty()
+            || !self.local_only.is_empty()
+            || self.retry_len.load(Ordering::SeqCst) > 0
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Queues a job (already counted in `pending`) and notifies the executors that may run
+    /// it; cancels it instead once shutting down.
+    pub(crate) fn push(&self, job: Box<dyn QueuedJob>) {
+        if self.is_shut_down() {
+            self.cancel(job);
+            return;
+        }
+        if job.local_only() {
+            self.local_only.push(job);
+            self.notify_local();
+        } else {
+            self.shared.push(job);
+            self.notify_local();
+            self.notify_remote();
+        }
+    }
+
+    fn notify_local(&self) {
+        if let Some(local) = self.local.get() {
+            local.notify();
+        }
+    }
+
+    fn notify_remote(&self) {
+        if self.has_remote() {
+            for executor in self.remote.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                executor.notify();
+            }
+        }
+    }
+
+    /// The remote executors, out of the lock (their calls may come back to the queue).
+    fn remote_executors(&self) -> Vec<Arc<dyn Executor>> {
+        self.remote
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The next job for a local worker: retried jobs, then local-only ones, then the rest.
+    pub(crate) fn pop_local(&self) -> Option<Box<dyn QueuedJob>> {
+        let job = self
+            .pop_retry()
+            .map(|retry| retry.job)
+            .or_else(|| steal(&self.local_only))
+            .or_else(|| steal(&self.shared));
+        if job.is_some() {
+            self.took();
+        }
+        job
+    }
+
+    /// A job for a remote executor, with the nodes of its failed attempts; `None` once
+    /// shutting down.
+    pub(crate) fn take_for_remote(&self) -> Option<RemoteJob> {
+        if self.is_shut_down() {
+            return None;
+        }
+        let job = self
+            .pop_retry()
+            .or_else(|| steal(&self.shared).map(RemoteJob::first));
+        self.took();
+        job
+    }
+
+    fn pop_retry(&self) -> Option<RemoteJob> {
+        if self.retry_len.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+        let job = retry.pop_front();
+        self.retry_len.store(retry.len(), Ordering::SeqCst);
+        job
+    }
+
+    /// After a job left the queue: wakes the threads sleeping on a backlog once there is
+    /// none left.
+    fn took(&self) {
+        if self.sleepers.any() && !self.busy() {
+            self.sleepers.wake_all();
+        }
+    }
+
+    /// Bookkeeping after an executor completed a job of task `task`: counts it finished if
+    /// this completion is the one that stored its result (not a copy that came second).
+    pub(crate) fn finished(&self, completion: Completion, task: &str) {
+        if let Completion::Stored { callback_panic } = completion {
+            if let Some(message) = callback_panic {
+                self.counters
+                    .callback_panics
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(task, %message, "job callback panicked; the job still counts as finished");
+            }
+            self.pending.done();
+        }
+    }
+
+    /// Fails a job taken by a remote executor without a result (its attempts are used up).
+    pub(crate) fn fail_taken(&self, job: Box<dyn QueuedJob>, error: JobError) {
+        if let Completion::Stored { .. } = job.fail(error) {
+            self.pending.done();
+        }
+    }
+
+    /// Puts a job given back by a remote executor at the front of the queue (behind other
+    /// jobs given back); returns false if it was cancelled instead, the server shutting down.
+    pub(crate) fn requeue(&self, job: RemoteJob) -> bool {
+        if self.is_shut_down() {
+            self.cancel(job.job);
+            return false;
+        }
+        let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+        retry.push_back(job);
+        self.retry_len.store(retry.len(), Ordering::SeqCst);
+        drop(retry);
+        self.notify_local();
+        self.notify_remote();
+        true
+    }
+
+    fn cancel(&self, job: Box<dyn QueuedJob>) {
+        let task = job.task_id().to_owned();
+        if let Completion::Stored { .. } = job.fail(JobError::Cancelled { task }) {
+            self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+            self.pending.done();
+        }
+    }
+
+    /// Statistics rows of every executor: the local pool's, then each node's.
+    pub(crate) fn executor_stats(&self) -> Vec<ExecutorStats> {
+        let mut rows = Vec::new();
+        if let Some(local) = self.local.get() {
+            local.stats_rows(&mut rows);
+        }
+        for executor in self.remote_executors() {
+            executor.stats_rows(&mut rows);
+        }
+        rows
+    }
+
+    /// The remote nodes and their state.
+    pub(crate) fn nodes(&self) -> Vec<NodeStatus> {
+        self.remote_executors()
+            .iter()
+            .flat_map(|executor| executor.nodes())
+            .collect()
+    }
+
+    /// The shortest average job time among the remote executors' nodes, if any job
+    /// finished there.
+    pub(crate) fn fastest_remote_average(&self) -> Option<Duration> {
+        let remote = self.remote.read().unwrap_or_else(|e| e.into_inner());
+        remote
+            .iter()
+            .filter_map(|executor| executor.fastest_average())
+            .min()
+    }
+
+    /// Shuts the server's executors down and cancels what is still queued: remote
+    /// executors first (the jobs they give back are cancelled with the rest), then the
+    /// queue closes, then the local pool lets running jobs finish and joins its threads.
+    pub(crate) fn shutdown(&self) {
+        for executor in self.remote_executors() {
+            executor.shutdown();
+        }
+        self.shutdown.store(true, Ordering::SeqCst);
+        while let Some(job) = self.pop_local() {
+            self.cancel(job);
+        }
+        self.sleepers.wake_all();
+        if let Some(local) = self.local.get() {
+            local.shutdown();
+        }
+    }
+}
+
+impl Backlog for JobQueue {
+    fn busy(&self) -> bool {
+        let workers = self.local_workers.load(Ordering::SeqCst);
+        workers > 0 && self.queued() >= workers
+    }
+
+    fn sleepers(&self) -> &Sleepers {
+        &self.sleepers
+    }
+}
+
+fn steal(queue: &Injector<Box<dyn QueuedJob>>) -> Option<Box<dyn QueuedJob>> {
+    loop {
+        match queue.steal() {
+            Steal::Success(job) => return Some(job),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
+        }
+    }
+}

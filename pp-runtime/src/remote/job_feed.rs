@@ -1,0 +1,219 @@
+//! [`JobFeed`]: a server's queue as remote executors see it, and the attempt policy of
+//! jobs that fail remotely.
+//!
+//! A remote executor takes jobs from the same queue as the local workers ([`JobFeed::take`]),
+//! ships their encoded arguments, and completes them with the node's [`Outcome`]
+//! ([`JobFeed::complete`]). When its node is lost with jobs in flight it gives them back
+//! ([`JobFeed::lost`]): each goes to the retry queue, which every taker empties first, until
+//! the job has failed [`ClusterOptions::max_attempts`](super::ClusterOptions::max_attempts)
+//! times (lost nodes and dead workers together); then it resolves to [`JobError::NodeLost`]
+//! (or [`JobError::WorkerCrashed`]). A job has one copy, or two while a straggler's second
+//! copy runs ([`RemoteJob::duplicate`]); its result slot takes one completion, and only that
+//! completion counts the job finished (statistics, `wait`, groups), so a result is
+//! delivered once. A copy given back while the other is live is dropped.
+
+use super::remote_job::RemoteJob;
+use crate::error::{Error, JobError};
+use crate::outcome::Outcome;
+use crate::pool::LocalPool;
+use crate::queue::JobQueue;
+use crate::queued_job::QueuedJob;
+use crate::stats::ExecutorHandle;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// A server's queue as remote executors see it. Holds the server weakly: once the server
+/// is dropped, [`take`](JobFeed::take) returns `None` and [`is_closed`](JobFeed::is_closed)
+/// is true.
+#[derive(Clone)]
+pub struct JobFeed {
+    queue: Weak<JobQueue>,
+    pool: Weak<LocalPool>,
+    max_attempts: u32,
+}
+
+impl fmt::Debug for JobFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobFeed")
+            .field("closed", &self.is_closed())
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+impl JobFeed {
+    pub(crate) fn new(queue: &Arc<JobQueue>, pool: &Arc<LocalPool>, max_attempts: u32) -> Self {
+        JobFeed {
+            queue: Arc::downgrade(queue),
+            pool: Arc::downgrade(pool),
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// The next queued job, if any (jobs given back first); `None` once the server is
+    /// shutting down.
+    pub fn take(&self) -> Option<RemoteJob> {
+        self.queue.upgrade()?.take_for_remote()
+    }
+
+    /// Completes `job` with what `executor` reported; `elapsed` is the job's run time there.
+    ///
+    /// A [`Outcome::WorkerCrashed`] counts as a failed attempt: below the attempt
+    /// limit the job is rescheduled (as by [`lost`](JobFeed::lost)) and nothing completes;
+    /// at the limit the job fails with [`JobError::WorkerCrashed`]; but a copy whose job
+    /// is completed or has another live copy (see [`RemoteJob::duplicate`]) is just dropped.
+    /// A job completed twice keeps its first result and counts once (statistics, `wait`).
+    pub fn complete(
+        &self,
+        mut job: RemoteJob,
+        executor: &ExecutorHandle,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        let outcome = match outcome {
+            Outcome::WorkerCrashed(message) => {
+                if job.drop_if_redundant(Some(executor), "worker died") {
+                    return;
+                }
+                job.failed_on.push(executor.name().to_owned());
+                if self.may_retry(&job) {
+                    tracing::warn!(
+                        task = job.task_id(),
+                        node = executor.name(),
+                        attempt = job.failed_on.len(),
+                        "{message}; the job is rescheduled"
+                    );
+                    self.reschedule(job);
+                    return;
+                }
+                Outcome::WorkerCrashed(with_attempts(message, &job.failed_on))
+            }
+            other => other,
+        };
+        let job_task = job.task_id();
+        let completion = job
+            .job
+            .complete_remote(outcome, executor.counters(), elapsed);
+        match self.queue.upgrade() {
+            Some(queue) => queue.finished(completion, job_task),
+            None => tracing::debug!("a remote result arrived after its server was dropped"),
+        }
+    }
+
+    /// Gives back `job`, which was in flight on `executor`'s node when the node was lost
+    /// (its connection broke or it stayed silent past the liveness timeout): a failed
+    /// attempt. Below the attempt limit the job goes back to the front of the queue, to run
+    /// on the next free executor; at the limit it fails with [`JobError::NodeLost`] naming
+    /// the nodes of its attempts. A copy whose job is completed or has another live copy
+    /// (see [`RemoteJob::duplicate`]) is dropped instead, without counting an attempt.
+    pub fn lost(&self, mut job: RemoteJob, executor: &ExecutorHandle) {
+        if job.drop_if_redundant(Some(executor), "node lost") {
+            return;
+        }
+        job.failed_on.push(executor.name().to_owned());
+        if self.may_retry(&job) {
+            self.reschedule(job);
+            return;
+        }
+        let task = job.task_id().to_owned();
+        tracing::warn!(
+            task = %task,
+            nodes = %job.failed_on.join(", "),
+            "a job was lost with its node {} times: it fails",
+            job.failed_on.len()
+        );
+        let error = JobError::NodeLost {
+            task,
+            nodes: job.failed_on,
+        };
+        match self.queue.upgrade() {
+            Some(queue) => queue.fail_taken(job.job, error),
+            None => {
+                job.job.fail(error);
+            }
+        }
+    }
+
+    /// Puts `job` back at the front of the queue without counting an attempt (the client
+    /// is shutting down, or the job never reached its node); a copy whose job is completed
+    /// or has another live copy is dropped instead.
+    pub fn requeue(&self, job: RemoteJob) {
+        if job.drop_if_redundant(None, "given back") {
+            return;
+        }
+        match self.queue.upgrade() {
+            Some(queue) => {
+                queue.requeue(job);
+            }
+            None => cancel_orphan(job.job),
+        }
+    }
+
+    fn may_retry(&self, job: &RemoteJob) -> bool {
+        u32::try_from(job.failed_on.len()).unwrap_or(u32::MAX) < self.max_attempts
+    }
+
+    /// Requeues a job after a failed attempt, counted in the statistics.
+    fn reschedule(&self, job: RemoteJob) {
+        match self.queue.upgrade() {
+            Some(queue) => {
+                if queue.requeue(job) {
+                    queue.counters.rescheduled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => cancel_orphan(job.job),
+        }
+    }
+
+    /// Whether the server is gone or shutting down.
+    pub fn is_closed(&self) -> bool {
+        self.queue
+            .upgrade()
+            .is_none_or(|queue| queue.is_shut_down())
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.upgrade().map_or(0, |queue| queue.queued())
+    }
+
+    /// The local worker count.
+    pub fn local_workers(&self) -> usize {
+        self.pool.upgrade().map_or(0, |pool| pool.ncpus())
+    }
+
+    /// Changes the local worker count: the fallback when no node can take jobs.
+    ///
+    /// # Errors
+    /// As [`Server::set_ncpus`](crate::Server::set_ncpus).
+    pub fn set_local_workers(&self, ncpus: usize) -> Result<(), Error> {
+        match self.pool.upgrade() {
+            Some(pool) => pool.set_ncpus(ncpus),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Fails a job whose server is gone, so that its handle does not wait forever.
+fn cancel_orphan(job: Box<dyn QueuedJob>) {
+    let task = job.task_id().to_owned();
+    job.fail(JobError::Cancelled { task });
+}
+
+/// A dead worker's report, with the nodes of the earlier failed attempts if there were any.
+fn with_attempts(message: String, failed_on: &[String]) -> String {
+    match failed_on {
+        [] | [_] => message,
+        _ => format!(
+            "{message} (attempt {} of the job; every attempt failed, on {})",
+            failed_on.len(),
+            failed_on.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "job_feed_tests.rs"]
+mod tests;

@@ -1,0 +1,101 @@
+//! [`RemoteJob`]: a job with the nodes of its failed attempts, as a remote executor holds it
+//! and as the retry queue keeps it once given back.
+
+use crate::codec::CodecError;
+use crate::queued_job::QueuedJob;
+use crate::stats::ExecutorHandle;
+use std::fmt;
+
+/// A job taken from the queue to run elsewhere, or given back to run again.
+pub struct RemoteJob {
+    pub(crate) job: Box<dyn QueuedJob>,
+    /// The nodes of the job's failed attempts so far (lost node or dead worker), in order:
+    /// what the attempt limit counts.
+    pub(crate) failed_on: Vec<String>,
+}
+
+impl RemoteJob {
+    /// A job's first attempt.
+    pub(crate) fn first(job: Box<dyn QueuedJob>) -> Self {
+        RemoteJob {
+            job,
+            failed_on: Vec::new(),
+        }
+    }
+
+    /// The nodes on which earlier attempts of this job failed (lost node or dead worker),
+    /// in order; empty for a job's first attempt.
+    pub fn failed_on(&self) -> &[String] {
+        &self.failed_on
+    }
+
+    /// Id of the job's task.
+    pub fn task_id(&self) -> &'static str {
+        self.job.task_id()
+    }
+
+    /// Signature fingerprint of the job's task.
+    pub fn fingerprint(&self) -> u64 {
+        self.job.fingerprint()
+    }
+
+    /// The arguments in pp's wire encoding.
+    ///
+    /// # Errors
+    /// When an argument's `Serialize` fails.
+    pub fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
+        self.job.encode_args()
+    }
+
+    /// [`RemoteJob::encode_args`] if the encoding is at most `limit` bytes, else `None`,
+    /// found out without encoding much more than `limit` bytes.
+    ///
+    /// # Errors
+    /// When an argument's `Serialize` fails.
+    pub fn encode_args_within(&self, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
+        self.job.encode_args_within(limit)
+    }
+
+    /// A second copy of this job, to run on another node while this one straggles (the
+    /// policy: [`ClusterOptions::duplicate_stragglers`](super::ClusterOptions::duplicate_stragglers)).
+    /// The copies share the job's result slot: whichever completes first through
+    /// [`JobFeed::complete`](super::JobFeed::complete) wins, the other's result is dropped,
+    /// and the job counts once. A copy given back while the other is still live
+    /// ([`JobFeed::lost`](super::JobFeed::lost), [`JobFeed::requeue`](super::JobFeed::requeue),
+    /// a dead worker) is dropped, not rescheduled. `None` if the job is already completed,
+    /// already has a second copy, or cannot be copied (`par!` chunks).
+    pub fn duplicate(&mut self) -> Option<RemoteJob> {
+        self.job.duplicate().map(|job| RemoteJob {
+            job,
+            failed_on: self.failed_on.clone(),
+        })
+    }
+
+    /// Whether the job was already completed (by this copy or another).
+    pub fn is_completed(&self) -> bool {
+        self.job.is_completed()
+    }
+
+    /// Drops this copy if the job is completed or another copy of it is live; returns
+    /// whether it did.
+    pub(crate) fn drop_if_redundant(&self, executor: Option<&ExecutorHandle>, why: &str) -> bool {
+        let redundant = self.job.is_completed() || self.job.release_copy();
+        if redundant {
+            tracing::debug!(
+                task = self.task_id(),
+                node = executor.map(ExecutorHandle::name),
+                "{why}: another copy of the job completed it or still runs; this copy is dropped"
+            );
+        }
+        redundant
+    }
+}
+
+impl fmt::Debug for RemoteJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteJob")
+            .field("task", &self.task_id())
+            .field("failed_on", &self.failed_on)
+            .finish()
+    }
+}
