@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use pp_net::worker::{self, WorkerInput, WorkerReply};
+use pp_net::worker::{self, WorkerInput};
+use pp_net::JobReply;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +52,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = registry.invoke(task, None, args);
     let limit = 1 << 20;
     let _ = worker::decode_body::<WorkerInput>(data, "job", limit);
-    let _ = worker::decode_body::<WorkerReply>(data, "reply", limit);
+    let _ = worker::decode_body::<JobReply>(data, "reply", limit);
     // The worker's own loop, fed the bytes as its pipe (with no shared area, a job that
     // points into one must fail by name, not fault).
     let _ = worker::run_worker(data, std::io::sink(), limit);

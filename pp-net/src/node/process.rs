@@ -10,8 +10,9 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::protocol::pipe::{
-    self, ArgsArea, WorkerError, WorkerHello, WorkerReply, FRAME_HEADER, WORKER_PROTOCOL,
+    self, ArgsArea, WorkerError, WorkerHello, FRAME_HEADER, WORKER_PROTOCOL,
 };
+use crate::protocol::JobReply;
 use crate::worker::{
     LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV,
     WORKER_ENV,
@@ -368,7 +369,7 @@ impl ReplyReader<'_> {
     /// # Errors
     /// [`WorkerError::Truncated`] when the pipe closed (the worker died); other errors
     /// when it broke the protocol.
-    pub(crate) async fn read(&mut self) -> Result<WorkerReply, WorkerError> {
+    pub(crate) async fn read(&mut self) -> Result<JobReply, WorkerError> {
         let body = read_frame(self.stdout, "reply", self.limit).await?;
         pipe::decode_body(&body, "reply", self.limit)
     }

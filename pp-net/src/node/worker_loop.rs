@@ -338,7 +338,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
             work.record(now - written.map_or(last, |written| written.max(last)));
             last = now;
             NodeCounters::bump(&work.counters.jobs_run);
-            work.reply(reply.job_id, reply.outcome.into());
+            work.reply(reply.job_id, reply.outcome);
         }
     };
     let error: WorkerError = tokio::select! {

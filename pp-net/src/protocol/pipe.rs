@@ -9,7 +9,7 @@
 //! ```text
 //! worker -> node   WorkerHello                      once, at start
 //! node -> worker   WorkerInput, WorkerInput, ...    jobs, possibly several ahead
-//! worker -> node   WorkerReply, WorkerReply, ...    one per job, in order, each flushed
+//! worker -> node   JobReply, JobReply, ...          one per job, in order, each flushed
 //! node closes the worker's input                    the worker exits with status 0
 //! ```
 //! A job comes with its arguments in the frame ([`WorkerInput::Job`]), or, when they are
@@ -27,13 +27,17 @@ use pp_runtime::registry;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+#[cfg(doc)]
+use super::job::JobReply;
 use super::job::JobRequest;
+#[cfg(doc)]
 use super::outcome::Outcome;
 use super::submit::{JobHead, JobView};
 
 /// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
-/// job's arguments may wait in a shared area).
-pub const WORKER_PROTOCOL: u16 = 2;
+/// job's arguments may wait in a shared area; 3: a worker answers with the protocol's
+/// [`JobReply`], whose [`Outcome`] is the one outcome type of worker, node and client).
+pub const WORKER_PROTOCOL: u16 = 3;
 
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
@@ -103,27 +107,6 @@ pub enum ArgsArea {
     /// The session's (`PP_WORKER_SESSION_ARGS_FD`): the node decrypted the client's message
     /// there, arguments included.
     Session,
-}
-
-/// A worker's answer to one [`JobRequest`] or [`SharedJob`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerReply {
-    /// The `job_id` of the job.
-    pub job_id: u64,
-    /// What became of it.
-    pub outcome: WorkerOutcome,
-}
-
-/// What became of a job in a worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WorkerOutcome {
-    /// The job returned; its result encoded by `pp_runtime::codec`.
-    Ok(#[serde(with = "pp_runtime::codec::bytes")] Vec<u8>),
-    /// The job panicked; the panic message.
-    Panicked(String),
-    /// The job could not be run (unknown task, other signature, bad arguments, a result
-    /// above the frame limit); why.
-    Failed(String),
 }
 
 /// Why the pipe protocol failed.
@@ -375,15 +358,4 @@ pub(crate) fn read_frame_into<R: Read>(
         }
     })?;
     Ok(Some(len))
-}
-
-impl From<WorkerOutcome> for Outcome {
-    /// A worker's report of a job, as the client gets it.
-    fn from(outcome: WorkerOutcome) -> Self {
-        match outcome {
-            WorkerOutcome::Ok(bytes) => Outcome::Ok(bytes),
-            WorkerOutcome::Panicked(message) => Outcome::Panicked(message),
-            WorkerOutcome::Failed(reason) => Outcome::Failed(reason),
-        }
-    }
 }

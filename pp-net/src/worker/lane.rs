@@ -217,7 +217,7 @@ fn serve_connection(
                 .iter()
                 .map(|job| JobReply {
                     job_id: job.job_id,
-                    outcome: run_job(job.task, job.fingerprint, job.args).into(),
+                    outcome: run_job(job.task, job.fingerprint, job.args),
                 })
                 .collect();
             let answered = results.len() as u64;

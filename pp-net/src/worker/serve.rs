@@ -6,15 +6,14 @@ use pp_runtime::codec;
 use pp_runtime::registry::{registry, InvokeError};
 
 use crate::protocol::pipe::{
-    read_frame_into, write_frame, ArgsArea, InputView, WorkerError, WorkerHello, WorkerOutcome,
-    WorkerReply,
+    read_frame_into, write_frame, ArgsArea, InputView, WorkerError, WorkerHello,
 };
-use crate::protocol::JobView;
+use crate::protocol::{JobReply, JobView, Outcome};
 
 /// Serves jobs from `input` to `output` until `input` ends cleanly between frames.
 ///
 /// Writes the [`WorkerHello`] first, then answers each [`WorkerInput`](super::WorkerInput) with a
-/// [`WorkerReply`], flushed at once. Jobs run through [`Registry::invoke`](pp_runtime::Registry::invoke),
+/// [`JobReply`], flushed at once. Jobs run through [`Registry::invoke`](pp_runtime::Registry::invoke),
 /// which catches panics. [`enter_worker_mode_if_requested`](super::enter_worker_mode_if_requested) runs it on the process's pipes
 /// (with the node's shared argument area); tests may run it on buffers, where a
 /// [`SharedJob`](super::SharedJob) fails for want of an area.
@@ -92,21 +91,21 @@ pub(super) fn serve<R: Read, W: Write>(
             }
         };
         let outcome = match args {
-            Err(why) => WorkerOutcome::Failed(format!(
+            Err(why) => Outcome::Failed(format!(
                 "cannot read the arguments of task `{}`: {why}",
                 job.task
             )),
             Ok(args) => run_job(job.task, job.fingerprint, args),
         };
-        let reply = WorkerReply {
+        let reply = JobReply {
             job_id: job.job_id,
             outcome,
         };
         match write_frame(&mut output, &reply, "reply", limit) {
             Err(WorkerError::TooLarge { len, limit, .. }) => {
-                let reply = WorkerReply {
+                let reply = JobReply {
                     job_id: job.job_id,
-                    outcome: WorkerOutcome::Failed(format!(
+                    outcome: Outcome::Failed(format!(
                         "the result of task `{}` is {len} bytes when encoded, above the \
                          node's limit of {limit} bytes",
                         job.task
@@ -138,11 +137,11 @@ pub(super) fn say_hello<W: Write>(output: W, limit: u32) -> Result<BufWriter<W>,
 
 /// Runs one job of this program's registry, as every kind of worker does: the task named
 /// `task`, if its signature has `fingerprint`, on the encoded `args`.
-pub fn run_job(task: &str, fingerprint: u64, args: &[u8]) -> WorkerOutcome {
+pub fn run_job(task: &str, fingerprint: u64, args: &[u8]) -> Outcome {
     match registry().invoke(task, Some(fingerprint), args) {
-        Ok(result) => WorkerOutcome::Ok(result),
-        Err(InvokeError::Panicked(message)) => WorkerOutcome::Panicked(message),
-        Err(other) => WorkerOutcome::Failed(other.to_string()),
+        Ok(result) => Outcome::Ok(result),
+        Err(InvokeError::Panicked(message)) => Outcome::Panicked(message),
+        Err(other) => Outcome::Failed(other.to_string()),
     }
 }
 

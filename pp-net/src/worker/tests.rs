@@ -1,7 +1,7 @@
 //! Tests of the pipe protocol's bytes and of the worker loop on buffers.
 
 use super::*;
-use crate::JobRequest;
+use crate::{JobReply, JobRequest, Outcome};
 use pp_runtime::codec;
 use pp_runtime::registry::registry;
 use serde::de::DeserializeOwned;
@@ -111,21 +111,21 @@ fn a_job_head_and_its_arguments_are_a_worker_job() {
 #[test]
 fn golden_replies() {
     #[rustfmt::skip]
-    golden(&WorkerReply { job_id: 1, outcome: WorkerOutcome::Ok(vec![9]) }, &[
+    golden(&JobReply { job_id: 1, outcome: Outcome::Ok(vec![9]) }, &[
         1, 0, 0, 0, 0, 0, 0, 0,         // job_id
         0, 0, 0, 0,                     // Ok
         1, 0, 0, 0, 0, 0, 0, 0, 9,
     ]);
     #[rustfmt::skip]
-    golden(&WorkerReply { job_id: 2, outcome: WorkerOutcome::Panicked("p".into()) }, &[
+    golden(&JobReply { job_id: 2, outcome: Outcome::Panicked("p".into()) }, &[
         2, 0, 0, 0, 0, 0, 0, 0,
         1, 0, 0, 0,                     // Panicked
         1, 0, 0, 0, 0, 0, 0, 0, b'p',
     ]);
     #[rustfmt::skip]
-    golden(&WorkerReply { job_id: 3, outcome: WorkerOutcome::Failed("f".into()) }, &[
+    golden(&JobReply { job_id: 3, outcome: Outcome::Failed("f".into()) }, &[
         3, 0, 0, 0, 0, 0, 0, 0,
-        2, 0, 0, 0,                     // Failed
+        3, 0, 0, 0,                     // Failed (worker protocol 3: after WorkerCrashed)
         1, 0, 0, 0, 0, 0, 0, 0, b'f',
     ]);
 }
@@ -165,10 +165,10 @@ fn worker_says_hello_then_answers_each_job() {
     assert_eq!(hello.protocol, WORKER_PROTOCOL);
     assert_eq!(hello.pid, std::process::id());
     assert_eq!(hello.registry_fingerprint, registry().fingerprint());
-    let reply: WorkerReply = codec::decode(&frames[1]).unwrap();
+    let reply: JobReply = codec::decode(&frames[1]).unwrap();
     assert_eq!(reply.job_id, 42);
     assert!(
-        matches!(&reply.outcome, WorkerOutcome::Failed(m) if m.contains("no::such_task")),
+        matches!(&reply.outcome, Outcome::Failed(m) if m.contains("no::such_task")),
         "{reply:?}"
     );
 }
@@ -188,10 +188,10 @@ fn a_shared_job_without_an_area_fails_by_name_and_the_worker_goes_on() {
     run_worker(&input[..], &mut output, DEFAULT_MAX_FRAME).unwrap();
     let frames = frames(&output);
     assert_eq!(frames.len(), 3, "hello and two replies");
-    let reply: WorkerReply = codec::decode(&frames[2]).unwrap();
+    let reply: JobReply = codec::decode(&frames[2]).unwrap();
     assert_eq!(reply.job_id, 5);
     match &reply.outcome {
-        WorkerOutcome::Failed(why) => {
+        Outcome::Failed(why) => {
             assert!(why.contains("`m::f`") && why.contains("has none"), "{why}")
         }
         other => panic!("{other:?}"),
@@ -229,8 +229,8 @@ fn a_shared_job_reads_its_arguments_from_the_area() {
     )
     .unwrap();
     let frames = frames(&output);
-    let reason = |frame: &[u8]| match codec::decode::<WorkerReply>(frame).unwrap().outcome {
-        WorkerOutcome::Failed(why) => why,
+    let reason = |frame: &[u8]| match codec::decode::<JobReply>(frame).unwrap().outcome {
+        Outcome::Failed(why) => why,
         other => panic!("{other:?}"),
     };
     // Arguments found: the task is what is missing. Outside the area: said so.
