@@ -15,7 +15,7 @@ use crate::executor::Executor;
 use crate::job::Completion;
 use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
-use crate::remote::RemoteJob;
+use crate::remote::remote_job::RemoteJob;
 use crate::stats::{ExecutorStats, NodeStatus, ServerCounters};
 use crossbeam_deque::{Injector, Steal};
 use std::collections::{HashMap, VecDeque};
