@@ -11,8 +11,8 @@
 //! forged announcements cannot grow the client without limit.
 
 use super::address::NodeAddress;
+use super::node_state::NodeState;
 use super::nodes::NodeList;
-use super::NodeState;
 use crate::discovery::Found;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,7 +26,7 @@ pub(crate) const MAX_DISCOVERED: usize = 1024;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the client learned from announcements so far.
-pub(crate) struct Admission {
+pub(crate) struct DiscoveryAdmission {
     /// The identifier last announced from each discovered address.
     ids: HashMap<String, u64>,
     /// The addresses of the named nodes, so that discovery does not add them twice.
@@ -35,7 +35,7 @@ pub(crate) struct Admission {
     full: bool,
 }
 
-impl Admission {
+impl DiscoveryAdmission {
     /// Starts with the named nodes of `nodes`, resolved.
     pub(crate) async fn new(nodes: &NodeList) -> Self {
         let mut named = HashSet::new();
@@ -47,7 +47,7 @@ impl Admission {
                 named.extend(addrs);
             }
         }
-        Admission {
+        DiscoveryAdmission {
             ids: HashMap::new(),
             named,
             full: false,

@@ -22,10 +22,10 @@ pub(crate) const STRAGGLER_MIN: Duration = Duration::from_millis(50);
 pub(crate) type InFlight = HashMap<u64, (RemoteJob, Instant)>;
 
 /// One session's in-flight map, shared with the registry.
-pub(crate) type SharedFlight = Arc<Mutex<InFlight>>;
+pub(crate) type SharedInFlight = Arc<Mutex<InFlight>>;
 
 /// Locks a session's map.
-pub(crate) fn lock(flight: &SharedFlight) -> MutexGuard<'_, InFlight> {
+pub(crate) fn lock(flight: &SharedInFlight) -> MutexGuard<'_, InFlight> {
     flight.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -42,29 +42,30 @@ pub(crate) enum Straggler {
 /// Every session's in-flight map, and the average latency of jobs across nodes.
 #[derive(Default)]
 pub(crate) struct Flights {
-    inner: Mutex<Registry>,
+    inner: Mutex<FlightRegistry>,
 }
 
+/// The sessions' in-flight maps by session id, and the latency average, under one lock.
 #[derive(Default)]
-struct Registry {
+struct FlightRegistry {
     next_id: u64,
-    sessions: HashMap<u64, SharedFlight>,
+    sessions: HashMap<u64, SharedInFlight>,
     /// Moving average of the time from sending a job to its result, over all nodes, in
     /// seconds.
     latency: Option<f64>,
 }
 
 impl Flights {
-    fn registry(&self) -> MutexGuard<'_, Registry> {
+    fn registry(&self) -> MutexGuard<'_, FlightRegistry> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a new session; returns its id and its (empty) map.
-    pub(crate) fn register(&self) -> (u64, SharedFlight) {
+    pub(crate) fn register(&self) -> (u64, SharedInFlight) {
         let mut registry = self.registry();
         registry.next_id += 1;
         let id = registry.next_id;
-        let flight = SharedFlight::default();
+        let flight = SharedInFlight::default();
         registry.sessions.insert(id, Arc::clone(&flight));
         (id, flight)
     }
@@ -86,14 +87,14 @@ impl Flights {
 
     /// How long a job must have been in flight to be a straggler; `None` before any
     /// result came back.
-    fn threshold(registry: &Registry) -> Option<Duration> {
+    fn threshold(registry: &FlightRegistry) -> Option<Duration> {
         let average = Duration::try_from_secs_f64(registry.latency?).ok()?;
         Some(average.saturating_mul(STRAGGLER_FACTOR).max(STRAGGLER_MIN))
     }
 
-    /// A second copy of the oldest straggler in flight on a session other than `me` that
-    /// has no copy yet, or when to look again.
-    pub(crate) fn straggler(&self, me: u64, now: Instant) -> Straggler {
+    /// A second copy of the oldest straggler in flight on a session other than
+    /// `session_id` that has no copy yet, or when to look again.
+    pub(crate) fn straggler(&self, session_id: u64, now: Instant) -> Straggler {
         let registry = self.registry();
         let Some(threshold) = Self::threshold(&registry) else {
             return Straggler::None;
@@ -101,7 +102,7 @@ impl Flights {
         let mut due = Vec::new();
         let mut later: Option<Instant> = None;
         for (&id, flight) in &registry.sessions {
-            if id == me {
+            if id == session_id {
                 continue;
             }
             for (&job_id, (job, sent)) in lock(flight).iter() {

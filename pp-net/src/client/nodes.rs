@@ -1,6 +1,6 @@
 //! The nodes a client knows: the named ones from the start, discovered ones as they come.
 
-use super::NodeState;
+use super::node_state::NodeState;
 use std::sync::{Arc, RwLock};
 
 /// The client's nodes, shared by the tasks that feed them, wake them and report them.
@@ -9,6 +9,7 @@ pub(crate) struct NodeList {
 }
 
 impl NodeList {
+    /// The list of `nodes`, to which discovered ones are added later.
     pub(crate) fn new(nodes: Vec<Arc<NodeState>>) -> Self {
         NodeList {
             nodes: RwLock::new(nodes),

@@ -1,0 +1,75 @@
+//! The root task of the client's network thread: one task per node (named ones from the
+//! start, discovered ones as they answer), the fallback watch, and discovery when some
+//! entry asks for it.
+
+use super::context::ClientContext;
+use super::discovered::DiscoveryAdmission;
+use super::fallback::fall_back_when_stranded;
+use super::nodes::NodeList;
+use super::reconnect::keep_node_connected;
+use crate::discovery::{self, Target};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How many announcements may wait for the cluster loop; more are dropped (nodes repeat
+/// them).
+const ANNOUNCEMENT_BACKLOG: usize = 256;
+
+/// Runs the client's tasks until every one of them has ended (after `stopped` is set).
+pub(crate) async fn run_cluster(
+    nodes: Arc<NodeList>,
+    targets: Vec<Target>,
+    ctx: Arc<ClientContext>,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in nodes.snapshot() {
+        tasks.spawn(keep_node_connected(node, Arc::clone(&ctx), stopped.clone()));
+    }
+    tasks.spawn(fall_back_when_stranded(
+        Arc::clone(&nodes),
+        Arc::clone(&ctx),
+        stopped.clone(),
+    ));
+    let (found_tx, mut found) = tokio::sync::mpsc::channel(ANNOUNCEMENT_BACKLOG);
+    let ignored = Arc::new(AtomicU64::new(0));
+    let discovering = !targets.is_empty();
+    if discovering {
+        let mut stop = stopped.clone();
+        let search = discovery::discover(targets, found_tx, Arc::clone(&ignored));
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = search => {}
+                _ = stop.changed() => {}
+            }
+        });
+    } else {
+        drop(found_tx);
+    }
+    let mut admission = if discovering {
+        Some(DiscoveryAdmission::new(&nodes).await)
+    } else {
+        None
+    };
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() { break },
+            Some(found) = found.recv() => {
+                if *stopped.borrow() {
+                    continue;
+                }
+                let Some(admission) = admission.as_mut() else { continue };
+                if let Some(node) = admission.admit(found, &nodes) {
+                    tasks.spawn(keep_node_connected(node, Arc::clone(&ctx), stopped.clone()));
+                }
+            }
+        }
+    }
+    if discovering {
+        tracing::debug!(
+            ignored = ignored.load(Ordering::Relaxed),
+            "discovery stopped; datagrams ignored"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! What every session of one cluster client shares: the queue, the secret, the program it
+//! ships, the options and every session's jobs in flight.
+
+use super::flights::Flights;
+use crate::channel::{ChannelConfig, Secret};
+use crate::program::Program;
+use pp_runtime::remote::{ClusterOptions, JobFeed};
+
+/// What every session of a client shares, built once by `connect`.
+pub(crate) struct ClientContext {
+    /// The server's queue, as remote executors see it.
+    pub(crate) feed: JobFeed,
+    /// The cluster's secret, for each session's handshake.
+    pub(crate) secret: Secret,
+    /// Limits of every connection.
+    pub(crate) channel: ChannelConfig,
+    /// The running program, shipped to nodes that lack it.
+    pub(crate) program: &'static Program,
+    /// The fingerprint of the task registry, sent in the hello.
+    pub(crate) registry_fingerprint: u64,
+    /// Heartbeats, liveness, attempts, straggler copies, fallback, lanes.
+    pub(crate) options: ClusterOptions,
+    /// Every session's jobs in flight, to find stragglers.
+    pub(crate) flights: Flights,
+}

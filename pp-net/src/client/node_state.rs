@@ -1,0 +1,123 @@
+//! One node as the client tracks it: its address, its row in the statistics, whether it is
+//! connected, the wake-ups of its task, and the state its running session shares with the
+//! threads that submit jobs.
+
+use super::address::NodeAddress;
+use super::flights::SharedInFlight;
+use super::shared_session::{Adopted, SharedSession};
+use pp_runtime::remote::{ExecutorHandle, JobFeed};
+use pp_runtime::NodeStatus;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::Notify;
+
+/// One node as the client tracks it, across its sessions.
+pub(crate) struct NodeState {
+    /// Where the node is.
+    pub(crate) address: NodeAddress,
+    /// `host:port`, as logs and statistics show it.
+    pub(crate) name: String,
+    /// The node's row in the statistics.
+    pub(crate) executor: ExecutorHandle,
+    /// Signalled when jobs are queued.
+    pub(crate) notify: Notify,
+    /// Signalled when the node announced a restart: retry now, not after the backoff.
+    pub(crate) retry: Notify,
+    workers: AtomicU32,
+    connected: AtomicBool,
+    /// The session's state shared with submitting threads, while a session runs.
+    shared_session: Mutex<Option<Arc<SharedSession>>>,
+    /// Set while the session's lane is open and holds no job (see [`SharedSession`]).
+    lane_free: Arc<AtomicBool>,
+    connections: AtomicU32,
+    losses: AtomicU32,
+}
+
+impl NodeState {
+    /// A node not yet connected, with its row in the statistics.
+    pub(crate) fn new(address: NodeAddress) -> Self {
+        let name = address.display();
+        NodeState {
+            executor: ExecutorHandle::new(&name),
+            name,
+            address,
+            notify: Notify::new(),
+            retry: Notify::new(),
+            workers: AtomicU32::new(0),
+            connected: AtomicBool::new(false),
+            shared_session: Mutex::new(None),
+            lane_free: Arc::new(AtomicBool::new(false)),
+            connections: AtomicU32::new(0),
+            losses: AtomicU32::new(0),
+        }
+    }
+
+    /// A session started with a node of `workers` workers.
+    pub(crate) fn set_connected(&self, workers: u32) {
+        self.workers.store(workers, Ordering::SeqCst);
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        self.connected.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a session runs with the node now.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// The shared state of a session starting now, which submitting threads reach.
+    pub(crate) fn open_shared_session(&self, in_flight: &SharedInFlight) -> Arc<SharedSession> {
+        let shared = Arc::new(SharedSession::new(
+            Arc::clone(in_flight),
+            Arc::clone(&self.lane_free),
+        ));
+        *self.shared_session() = Some(Arc::clone(&shared));
+        shared
+    }
+
+    /// The session ended: submitting threads no longer reach it. Returns the jobs they
+    /// took from the queue and left to it.
+    pub(crate) fn close_shared_session(&self) -> Vec<Adopted> {
+        match self.shared_session().take() {
+            Some(shared) => shared.end(),
+            None => Vec::new(),
+        }
+    }
+
+    fn shared_session(&self) -> MutexGuard<'_, Option<Arc<SharedSession>>> {
+        self.shared_session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From a thread that just queued a job: sends it on this node's lane if it is a lone
+    /// job and the lane is free (see [`SharedSession::submit_lone`]).
+    pub(crate) fn submit_lone(&self, feed: &JobFeed) -> bool {
+        if !self.lane_free.load(Ordering::Acquire) {
+            return false;
+        }
+        let shared = self.shared_session().clone();
+        shared.is_some_and(|shared| shared.submit_lone(feed))
+    }
+
+    /// The session ended; `lost` unless the client itself is shutting down.
+    pub(crate) fn set_disconnected(&self, lost: bool) {
+        self.connected.store(false, Ordering::SeqCst);
+        self.workers.store(0, Ordering::SeqCst);
+        if lost {
+            self.losses.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The node's status, as `Server::active_nodes` and the statistics list it.
+    pub(crate) fn status(&self) -> NodeStatus {
+        NodeStatus::new(
+            self.name.clone(),
+            self.workers.load(Ordering::SeqCst),
+            self.connected.load(Ordering::SeqCst),
+        )
+        .with_history(
+            self.connections.load(Ordering::SeqCst),
+            self.losses.load(Ordering::SeqCst),
+        )
+    }
+}

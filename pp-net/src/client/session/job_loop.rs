@@ -1,0 +1,225 @@
+//! A session's working phase: keep the node's in-flight window full, send a lone job on
+//! the lane, complete jobs as results come back (on the connection or the lane), and send
+//! heartbeats, until the server shuts down or the node is lost.
+
+use super::heartbeat::Heartbeats;
+use super::job_source::{next_job, NextJob};
+use super::outbox::Outbox;
+use super::setup::protocol_error;
+use super::window::InFlightWindow;
+use crate::channel::{SecureReader, SecureWriter};
+use crate::client::context::ClientContext;
+use crate::client::flights::{self, SharedInFlight};
+use crate::client::lane::{ClientLane, LaneEvent};
+use crate::client::node_state::NodeState;
+use crate::client::shared_session::LaneSent;
+use crate::lane::LANE_MAX_ARGS;
+use crate::protocol::{JobReply, JobRequest, Message, Outcome};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How the working phase of a session ended.
+pub(crate) enum ServeEnd {
+    /// The server is shutting down.
+    Shutdown,
+    /// The node was lost; the text says why.
+    Lost(String),
+}
+
+/// Keeps up to the window's size of jobs on the node, completes them as results come back,
+/// and sends heartbeats; returns when the server shuts down or the node is lost. With
+/// nothing left to take and room in the window, it sends second copies of stragglers of
+/// other sessions (when the options allow).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve_jobs(
+    node: &NodeState,
+    ctx: &ClientContext,
+    mut reader: SecureReader,
+    writer: SecureWriter,
+    workers: u32,
+    session_id: u64,
+    in_flight: &SharedInFlight,
+    shutdown: &mut watch::Receiver<bool>,
+) -> ServeEnd {
+    let mut outbox = Outbox::start(writer);
+    let mut heartbeats = Heartbeats::start(&ctx.options);
+    let mut window = InFlightWindow::new(workers);
+    let shared = node.open_shared_session(in_flight);
+    let mut lane = ClientLane::new(ctx.options.lanes);
+    loop {
+        if lane.should_request() {
+            outbox.send(Message::LaneRequest);
+        }
+        if shared.take_broke() {
+            tracing::debug!(node = %node.name, "lane broke on a send from a submitting thread");
+            lane.broke(&shared);
+        }
+        let window_size = window.size();
+        let mut batch = Vec::new();
+        // When a job in flight elsewhere becomes a straggler, if nothing else wakes us first.
+        let mut straggler_at = None;
+        while flights::lock(in_flight).len() < window_size {
+            let (job, copy, encoded) = match next_job(&shared, ctx, session_id) {
+                NextJob::Own(job, encoded) => (job, false, encoded),
+                NextJob::StragglerCopy(job) => (job, true, None),
+                NextJob::StragglerAt(at) => {
+                    straggler_at = Some(at);
+                    break;
+                }
+                NextJob::Nothing => break,
+            };
+            match encoded.map_or_else(|| job.encode_args(), Ok) {
+                Ok(args) => {
+                    if copy {
+                        tracing::debug!(node = %node.name, task = job.task_id(), "running a second copy of a straggler");
+                    }
+                    let request = JobRequest {
+                        job_id: shared.next_id(),
+                        task: job.task_id().to_owned(),
+                        fingerprint: job.fingerprint(),
+                        args,
+                    };
+                    // A lone job: nothing else in flight here or waiting to be sent.
+                    let lone = !copy
+                        && batch.is_empty()
+                        && request.args.len() <= LANE_MAX_ARGS
+                        && flights::lock(in_flight).is_empty()
+                        && ctx.feed.queued() == 0;
+                    flights::lock(in_flight).insert(request.job_id, (job, Instant::now()));
+                    if lone {
+                        match shared.send(&request) {
+                            LaneSent::Yes => continue,
+                            LaneSent::NotFree => {}
+                            // Sent whole or not at all as far as the worker can tell: a
+                            // worker that got it answers on a lane now closed, so the job
+                            // goes on the session.
+                            LaneSent::Broke(error) => {
+                                tracing::debug!(node = %node.name, %error, "lane broke on send");
+                                lane.broke(&shared);
+                            }
+                        }
+                    }
+                    batch.push(request);
+                }
+                // The first copy still runs: this one is dropped.
+                Err(_) if copy => ctx.feed.requeue(job),
+                Err(e) => ctx.feed.complete(
+                    job,
+                    &node.executor,
+                    Outcome::Failed(format!("cannot encode the arguments: {e}")),
+                    Duration::ZERO,
+                ),
+            }
+        }
+        if !batch.is_empty() {
+            outbox.send(Message::Submit { jobs: batch });
+        }
+        let room = flights::lock(in_flight).len() < window_size;
+        // Biased to the node's messages: one that is already here counts before the
+        // liveness check looks at the clock.
+        tokio::select! {
+            biased;
+            event = lane.event() => match event {
+                LaneEvent::Opened(opened) => match lane.opened(opened, &shared) {
+                    None => tracing::debug!(node = %node.name, "lane open"),
+                    Some(why) => tracing::debug!(node = %node.name, "no lane: {why}"),
+                },
+                LaneEvent::Received(Ok(Message::Results { results })) => {
+                    for reply in results {
+                        // Free for the next lone job before this one completes.
+                        shared.answered(reply.job_id);
+                        settle(node, ctx, in_flight, &mut window, reply);
+                    }
+                }
+                LaneEvent::Received(other) => {
+                    if let Ok(message) = other {
+                        tracing::debug!(node = %node.name, "{}", protocol_error(&message, "results on the lane"));
+                    }
+                    lane.broke(&shared);
+                }
+            },
+            message = reader.recv() => {
+                heartbeats.heard();
+                match message {
+                    Ok(Message::Results { results }) => {
+                        for reply in results {
+                            settle(node, ctx, in_flight, &mut window, reply);
+                        }
+                    }
+                    Ok(Message::HeartbeatAck { .. }) => {}
+                    Ok(Message::LaneOffer { lane: number, key }) => {
+                        lane.offered(number, key, &node.address, ctx.channel);
+                    }
+                    Ok(Message::LaneEnded { lane: number, crashed, reason }) => {
+                        let held = lane.ended(number, &shared);
+                        let entry = held.and_then(|id| flights::lock(in_flight).remove(&id));
+                        if let Some((job, sent)) = entry {
+                            if crashed {
+                                let report = format!("{reason} while running task `{}`", job.task_id());
+                                ctx.feed.complete(job, &node.executor, Outcome::WorkerCrashed(report), sent.elapsed());
+                            } else {
+                                tracing::warn!(node = %node.name, "the lane holding a job closed: {reason}");
+                                ctx.feed.lost(job, &node.executor);
+                            }
+                        }
+                    }
+                    Ok(Message::Refused { reason }) => return ServeEnd::Lost(format!("refused: {reason}")),
+                    Ok(other) => return ServeEnd::Lost(protocol_error(&other, "results")),
+                    Err(e) => return ServeEnd::Lost(e.to_string()),
+                }
+            }
+            sent = &mut outbox.task => {
+                return ServeEnd::Lost(match sent {
+                    Ok(Ok(())) => "the connection's sending task stopped".to_owned(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("the connection's sending task failed: {e}"),
+                });
+            }
+            _ = shutdown.changed() => return ServeEnd::Shutdown,
+            scheduled = heartbeats.due() => match heartbeats.beat(scheduled) {
+                Ok(heartbeat) => outbox.send(heartbeat),
+                Err(why) => return ServeEnd::Lost(why),
+            },
+            _ = node.notify.notified(), if room => {}
+            _ = sleep_until_some(straggler_at), if room && straggler_at.is_some() => {}
+        }
+    }
+}
+
+/// Completes the job in flight that `reply` answers; a reply for a job no longer in flight
+/// (a straggler's copy that lost) is dropped.
+fn settle(
+    node: &NodeState,
+    ctx: &ClientContext,
+    in_flight: &SharedInFlight,
+    window: &mut InFlightWindow,
+    reply: JobReply,
+) {
+    let entry = flights::lock(in_flight).remove(&reply.job_id);
+    match entry {
+        Some((job, sent)) => {
+            let latency = sent.elapsed();
+            // Itself and the jobs still in flight: about the depth it was sent at, in a
+            // steady stream.
+            let depth = flights::lock(in_flight).len() + 1;
+            window.observe(latency, depth);
+            ctx.flights.observe(latency);
+            ctx.feed
+                .complete(job, &node.executor, reply.outcome, latency);
+        }
+        None => tracing::debug!(
+            node = %node.name,
+            job = reply.job_id,
+            "result for a job not in flight dropped"
+        ),
+    }
+}
+
+/// Sleeps until `at`; never returns for `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
