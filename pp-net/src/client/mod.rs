@@ -5,8 +5,7 @@
 //! per node (`reconnect`). Each task runs sessions with its node one after another
 //! (`session`): connect, authenticate, ship the program if the node lacks it, then take
 //! jobs from the server's queue into the node's in-flight window. A node that cannot be
-//! reached or refuses the secret is reported once and retried in the background with
-//! capped exponential backoff; its jobs run elsewhere.
+//! used, or is lost, is retried in the background (`reconnect`); its jobs run elsewhere.
 //!
 //! The policies are explained once, on the fields of
 //! [`ClusterOptions`](pp_runtime::ClusterOptions) that configure them, and carried out here:
