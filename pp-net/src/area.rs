@@ -9,6 +9,16 @@
 //! its reader decrypts large messages into, so that their arguments are in shared memory
 //! from the start (see `SecureReader::set_plaintext_area`). Elsewhere than Linux there are
 //! none, and every job goes through the pipe.
+//!
+//! A worker runs the client's code, so it must not be able to hurt the node through an
+//! area. Each area's file has its final size from the start (its capacity: the largest
+//! job or message it may hold; pages are only used where written) and is sealed against
+//! shrinking and growing, and against further seals, before the worker gets it: a worker
+//! that truncated the file would make the node's next write to its mapping die of SIGBUS.
+//! The file's mode is then read-only for its owner, so a worker that does not run as root
+//! cannot reopen its read-only descriptor for writing (through `/proc/self/fd`); one that
+//! can reaches only the bytes of its own client's jobs. Unused pages are given back by
+//! punching a hole, not by shrinking the file.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -21,109 +31,100 @@ pub(crate) const SHARED_ABOVE: usize = 1 << 20;
 /// How long an unused area keeps its pages for the next large job.
 pub(crate) const KEEP_FOR: Duration = Duration::from_secs(2);
 
-/// The area grows in steps of this size, so that jobs of slightly different sizes do not
-/// remap it each time.
+/// An area's capacity is a whole number of these.
 const GROWTH: usize = 1 << 20;
 
 /// One shared argument area: a memory file and the node's writable mapping of it.
 #[derive(Debug)]
 pub(crate) struct SharedArea {
     file: File,
-    /// The node's writable mapping of the whole file (none while the file is empty).
-    #[cfg(unix)]
-    map: Option<memmap2::MmapMut>,
+    /// The node's writable mapping of the whole file, made before the file was sealed.
+    #[cfg(target_os = "linux")]
+    map: memmap2::MmapMut,
     /// When a job's arguments were last written, while the area holds pages.
     used: Option<Instant>,
 }
 
 impl SharedArea {
-    /// A new, empty area, and the read-only descriptor to hand to the worker (it must be
-    /// inherited by the worker and nothing else: it is close-on-exec).
+    /// A new, empty area that holds up to `capacity` bytes (rounded up to whole MiB), and
+    /// the read-only descriptor to hand to the worker (it must be inherited by the worker
+    /// and nothing else: it is close-on-exec).
     ///
     /// # Errors
-    /// The system has no memory files, or refuses one.
+    /// The system has no memory files, refuses one, or cannot seal it.
     #[cfg(target_os = "linux")]
-    pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
+    pub(crate) fn create(capacity: usize) -> std::io::Result<(Self, OwnedFd)> {
         use std::os::fd::AsRawFd;
-        let area = Self::memfd(c"pp-worker-args")?;
+        use std::os::unix::fs::PermissionsExt;
+        let capacity = capacity
+            .max(1)
+            .checked_next_multiple_of(GROWTH)
+            .ok_or_else(|| std::io::Error::other("the area's capacity is larger than memory"))?;
+        let file = memfd(c"pp-worker-args")?;
+        file.set_len(capacity as u64)?;
+        // SAFETY: the file is this node's memory file; from the seal below on, nobody can
+        // change its size, so the mapping stays backed.
+        let map = unsafe { memmap2::MmapOptions::new().len(capacity).map_mut(&file)? };
+        seal(&file)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o400))?;
         // The worker's own descriptor is opened read-only, so it cannot map the area
         // writable: the node's bytes are the node's.
-        let worker = File::open(format!("/proc/self/fd/{}", area.file.as_raw_fd()))?;
-        Ok((area, worker.into()))
-    }
-
-    /// A new, empty memory file (close-on-exec) named `name`.
-    #[cfg(target_os = "linux")]
-    fn memfd(name: &std::ffi::CStr) -> std::io::Result<Self> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it
-        // returns is checked, then owned by one `File`.
-        let file = unsafe {
-            let fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            File::from_raw_fd(fd)
-        };
-        Ok(SharedArea {
+        let worker = File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let area = SharedArea {
             file,
-            map: None,
+            map,
             used: None,
-        })
+        };
+        Ok((area, worker.into()))
     }
 
     /// No memory files here: the caller goes on without an area.
     #[cfg(not(target_os = "linux"))]
-    pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
+    pub(crate) fn create(_capacity: usize) -> std::io::Result<(Self, OwnedFd)> {
         Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "shared argument areas need Linux memory files",
         ))
     }
 
-    /// Writes `bytes` at the start of the area, growing it if needed.
+    /// Writes `bytes` at the start of the area.
     ///
     /// # Errors
-    /// The area cannot grow (out of memory or address space); it is then as before.
+    /// The bytes are more than the area's capacity; it is then as before.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.reserve(bytes.len())?;
         self.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
         Ok(())
     }
 
-    /// Makes the area at least `len` bytes long (its old bytes kept) and counts it as used
-    /// now.
+    /// Checks that the area can hold `len` bytes and counts it as used now.
     ///
     /// # Errors
-    /// The area cannot grow (out of memory or address space); it is then as before.
+    /// `len` is more than the area's capacity.
     pub(crate) fn reserve(&mut self, len: usize) -> std::io::Result<()> {
-        if len > self.len() {
-            self.grow(len)?;
+        if len > self.as_slice().len() {
+            return Err(std::io::Error::other(format!(
+                "{len} bytes are more than the shared argument area's {} bytes",
+                self.as_slice().len()
+            )));
         }
         self.used = Some(Instant::now());
         Ok(())
     }
 
-    /// Bytes mapped now.
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
-    /// The whole area as mapped (zeros where nothing was written).
+    /// The whole area (zeros where nothing was written).
     pub(crate) fn as_slice(&self) -> &[u8] {
-        #[cfg(unix)]
-        if let Some(map) = &self.map {
-            return map;
-        }
+        #[cfg(target_os = "linux")]
+        return &self.map;
+        #[cfg(not(target_os = "linux"))]
         &[]
     }
 
     /// The whole area, writable.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        #[cfg(unix)]
-        if let Some(map) = &mut self.map {
-            return map;
-        }
+        #[cfg(target_os = "linux")]
+        return &mut self.map;
+        #[cfg(not(target_os = "linux"))]
         &mut []
     }
 
@@ -135,50 +136,65 @@ impl SharedArea {
         }
     }
 
-    /// Gives the area's pages back now (same condition as `release_if_unused`).
+    /// Gives the area's pages back now (same condition as `release_if_unused`): a hole
+    /// punched over the whole file, whose size stays (it is sealed).
     pub(crate) fn release(&mut self) {
-        self.unmap();
         self.used = None;
-        if let Err(error) = self.file.set_len(0) {
-            tracing::debug!(%error, "cannot empty a shared argument area");
-        }
-    }
-
-    fn grow(&mut self, needed: usize) -> std::io::Result<()> {
-        let len = needed
-            .checked_next_multiple_of(GROWTH)
-            .ok_or_else(|| std::io::Error::other("the arguments are larger than memory"))?;
-        // The file grows first and the old mapping goes only once the new one exists, so
-        // that a failure leaves the area as it was (a longer file is harmless).
-        self.file.set_len(len as u64)?;
-        #[cfg(unix)]
-        {
-            // SAFETY: the file is this node's memory file, which nothing else shrinks while
-            // mapped (`release` unmaps before emptying it); workers map it read-only.
-            let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file)? };
-            self.map = Some(map);
-            Ok(())
-        }
-        #[cfg(not(unix))]
-        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
-    }
-
-    fn unmap(&mut self) {
-        #[cfg(unix)]
-        {
-            self.map = None;
+        #[cfg(target_os = "linux")]
+        if let Err(error) = punch_hole(&self.file, self.map.len()) {
+            tracing::debug!(%error, "cannot give back the pages of a shared argument area");
         }
     }
 }
 
-/// A session's area is a reader's plaintext buffer for large messages: it is made long
-/// enough for the whole frame before the frame is opened (`SecureReader::prepare_buffers`),
-/// and grows here only if that failed.
+/// A new, empty memory file named `name`: close-on-exec, sealable.
+#[cfg(target_os = "linux")]
+fn memfd(name: &std::ffi::CStr) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it returns
+    // is checked, then owned by one `File`.
+    unsafe {
+        let fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(File::from_raw_fd(fd))
+    }
+}
+
+/// Seals `file` at its size: no shrinking, no growing, no further seals (by this process or
+/// any that holds a descriptor of it).
+#[cfg(target_os = "linux")]
+fn seal(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a descriptor this process owns; the result is checked.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Frees the pages of the first `len` bytes of `file`, keeping its size.
+#[cfg(target_os = "linux")]
+fn punch_hole(file: &File, len: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let len = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
+    // SAFETY: fallocate on a descriptor this process owns; the result is checked.
+    if unsafe { libc::fallocate(file.as_raw_fd(), mode, 0, len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A session's area is a reader's plaintext buffer for large messages: the reader checks
+/// that it holds the whole frame before the frame is opened (`SecureReader::prepare_buffers`).
 impl crate::channel::PlainOut for SharedArea {
     fn reserve_message(&mut self, _room: usize) {}
 
     fn writable(&mut self, end: usize) -> Result<&mut [u8], &'static str> {
-        if end > self.len() && self.reserve(end).is_err() {
+        if end > self.as_slice().len() && self.reserve(end).is_err() {
             return Err("the shared argument area cannot hold the message");
         }
         Ok(self.as_mut_slice())
@@ -218,17 +234,20 @@ impl SharedCounter {
     /// The system has no memory files, or refuses one.
     #[cfg(target_os = "linux")]
     pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
-        let SharedArea { file, .. } = SharedArea::memfd(c"pp-lane-count")?;
+        let file = memfd(c"pp-lane-count")?;
         let len = std::mem::size_of::<u64>();
         file.set_len(len as u64)?;
         let map = memmap2::MmapOptions::new().len(len).map_raw(&file)?;
+        // The worker maps it writable too; sealed, it cannot shrink it under the node's
+        // mapping.
+        seal(&file)?;
         Ok((SharedCounter { map }, file.into()))
     }
 
     /// No memory files here: no counter.
     #[cfg(not(target_os = "linux"))]
     pub(crate) fn create() -> std::io::Result<(Self, OwnedFd)> {
-        SharedArea::create().map(|(_, fd)| (SharedCounter {}, fd))
+        SharedArea::create(0).map(|(_, fd)| (SharedCounter {}, fd))
     }
 
     /// The count now.
@@ -250,6 +269,8 @@ impl SharedCounter {
 mod tests {
     use super::*;
     use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
 
     fn contents(worker: &OwnedFd) -> Vec<u8> {
         let mut file = File::from(worker.try_clone().unwrap());
@@ -261,17 +282,21 @@ mod tests {
 
     #[test]
     fn the_worker_sees_what_the_node_wrote_and_cannot_write_it() {
-        let (mut area, worker) = SharedArea::create().unwrap();
+        let (mut area, worker) = SharedArea::create((3 << 20) + 5).unwrap();
         let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: u32| (i % 251) as u8).collect();
         area.write(&big).unwrap();
         let seen = contents(&worker);
-        assert_eq!(seen.len(), 4 << 20, "grown in whole steps");
+        assert_eq!(seen.len(), 4 << 20, "the capacity, in whole MiB");
         assert_eq!(&seen[..big.len()], &big[..]);
         // A smaller job later overwrites the start only.
         area.write(&[7; 10]).unwrap();
         assert_eq!(
             &contents(&worker)[..11],
             &[7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 10]
+        );
+        assert!(
+            area.write(&vec![0; (4 << 20) + 1]).is_err(),
+            "above capacity"
         );
 
         let mut file = File::from(worker);
@@ -282,16 +307,49 @@ mod tests {
     }
 
     #[test]
+    fn no_descriptor_can_change_the_size_of_an_area_or_its_seals() {
+        let (_area, worker) = SharedArea::create(1).unwrap();
+        // What a worker could try: its descriptor opened again for writing (which succeeds
+        // only with the right to override the file's mode, as root has).
+        let path = format!("/proc/self/fd/{}", worker.as_raw_fd());
+        let file = File::options().write(true).open(&path);
+        let file = file.unwrap_or_else(|_| File::from(worker.try_clone().unwrap()));
+        assert!(file.set_len(0).is_err(), "shrinking is sealed");
+        assert!(file.set_len(8 << 20).is_err(), "growing is sealed");
+        // SAFETY: fcntl on an open descriptor; the result is checked.
+        let unsealed = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, 0) };
+        assert_ne!(unsealed, 0, "no further seals");
+        assert_eq!(contents(&worker).len(), 1 << 20);
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o400, "read-only for its owner");
+    }
+
+    #[test]
+    fn the_lane_count_cannot_be_shrunk() {
+        let (counter, worker) = SharedCounter::create().unwrap();
+        let file = File::from(worker);
+        assert!(file.set_len(0).is_err());
+        assert_eq!(counter.get(), 0);
+    }
+
+    #[test]
     fn an_unused_area_gives_its_pages_back() {
-        let (mut area, worker) = SharedArea::create().unwrap();
+        let (mut area, worker) = SharedArea::create(1 << 20).unwrap();
+        let blocks = |fd: &OwnedFd| {
+            File::from(fd.try_clone().unwrap())
+                .metadata()
+                .unwrap()
+                .blocks()
+        };
         area.write(&[1; 100]).unwrap();
         area.release_if_unused();
-        assert_eq!(contents(&worker).len(), GROWTH, "just used: kept");
+        assert!(blocks(&worker) > 0, "just used: kept");
         area.used = Some(Instant::now() - KEEP_FOR - Duration::from_millis(1));
         area.release_if_unused();
-        assert!(contents(&worker).is_empty());
+        assert_eq!(blocks(&worker), 0, "pages given back");
+        assert_eq!(contents(&worker).len(), GROWTH, "the size stays");
         // And it serves again afterwards.
         area.write(&[2; 3]).unwrap();
-        assert_eq!(&contents(&worker)[..3], &[2, 2, 2]);
+        assert_eq!(&contents(&worker)[..4], &[2, 2, 2, 0]);
     }
 }

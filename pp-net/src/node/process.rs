@@ -386,7 +386,7 @@ async fn spawn(
         // A lane worker takes small jobs on its connection only: no area.
         let shared = match lane {
             Some(_) => None,
-            None => SharedArea::create()
+            None => SharedArea::create(spec.limit as usize)
                 .inspect_err(|error| {
                     tracing::debug!(%error, "no shared argument area: all arguments go through the pipe");
                 })

@@ -251,16 +251,19 @@ async fn setup(
         }
     };
     // The area the reader decrypts large messages into, mapped by every worker.
-    let session_area = match crate::area::SharedArea::create() {
-        Ok((area, worker_fd)) => {
-            reader.set_plaintext_area(area);
-            Some(Arc::new(worker_fd))
-        }
-        Err(error) => {
-            tracing::debug!(%error, "no shared argument area for the session");
-            None
-        }
-    };
+    // It holds a whole frame's body: the largest message with its segments' tags.
+    let capacity = crate::channel::frame::body_len(u64::from(config.channel.max_message));
+    let session_area =
+        match crate::area::SharedArea::create(usize::try_from(capacity).unwrap_or(usize::MAX)) {
+            Ok((area, worker_fd)) => {
+                reader.set_plaintext_area(area);
+                Some(Arc::new(worker_fd))
+            }
+            Err(error) => {
+                tracing::debug!(%error, "no shared argument area for the session");
+                None
+            }
+        };
     let spec = WorkerSpec {
         program: lease.path().to_owned(),
         limit: config

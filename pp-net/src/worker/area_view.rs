@@ -6,8 +6,8 @@
 //! job's arguments at a time) or [`SESSION_ARGS_ENV`](super::SESSION_ARGS_ENV) (the area
 //! the node decrypts large messages into). Either way the node never touches the bytes of
 //! a job before the worker's reply: so the bytes a [`SharedJob`](super::SharedJob) points
-//! at stay put while the worker decodes them. The worker maps the file once and maps it again only when a
-//! job lies beyond what it mapped.
+//! at stay put while the worker decodes them. The worker maps the file as far as a job needs
+//! and maps it again, further, only when a later job lies beyond.
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
@@ -55,7 +55,7 @@ impl AreaView {
             .checked_add(len)
             .ok_or("the argument range overflows")?;
         if end > self.mapped().len() as u64 {
-            self.map_whole()?;
+            self.map_to(end)?;
             if end > self.mapped().len() as u64 {
                 return Err(format!(
                     "the arguments lie at {offset}..{end}, beyond the {} bytes of the shared \
@@ -73,28 +73,34 @@ impl AreaView {
         self.map.as_deref().unwrap_or(&[])
     }
 
-    /// Maps the whole area as it is now, in place of the previous mapping.
-    fn map_whole(&mut self) -> Result<(), String> {
+    /// Maps the area up to `end` (rounded up to whole MiB, at most the file's size), in
+    /// place of the previous mapping. Not the whole file: its size is the node's capacity
+    /// (up to the largest message), which could exceed a worker's address-space limit.
+    fn map_to(&mut self, end: u64) -> Result<(), String> {
         let size = self
             .file
             .metadata()
             .map_err(|e| format!("cannot read the size of the shared argument area: {e}"))?
             .len();
+        let size = end.next_multiple_of(MAP_STEP).min(size);
         let size = usize::try_from(size)
             .map_err(|_| "the shared argument area is larger than memory".to_owned())?;
         self.map = None;
         if size == 0 {
             return Ok(());
         }
-        // SAFETY: a read-only shared mapping of the node's area. The node does not write a
-        // job's bytes while the job is held (see the module docs) and empties the file only
-        // when no job of this worker lies in it.
+        // SAFETY: a read-only shared mapping of the node's area, whose size is sealed (it
+        // cannot shrink under the mapping). The node does not write a job's bytes while the
+        // job is held (see the module docs).
         let map = unsafe { memmap2::MmapOptions::new().len(size).map(&self.file) }
             .map_err(|e| format!("cannot map the shared argument area ({size} bytes): {e}"))?;
         self.map = Some(map);
         Ok(())
     }
 }
+
+/// The worker's mapping grows in steps of this size.
+const MAP_STEP: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {

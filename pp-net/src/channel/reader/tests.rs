@@ -28,7 +28,7 @@ fn kept_args(plain: &Plaintext<'_>) -> SharedBytes {
 #[tokio::test]
 async fn large_messages_land_in_the_shared_area_while_it_is_free_and_on_the_heap_otherwise() {
     let ((_, mut to_node), (mut from_client, _)) = crate::test_channel::connected().await;
-    let (area, _worker_fd) = SharedArea::create().unwrap();
+    let (area, _worker_fd) = SharedArea::create(8 << 20).unwrap();
     from_client.set_plaintext_area(area);
 
     let expected = |message: &Message| match message {
