@@ -1,7 +1,8 @@
 //! The shared secret of a cluster (or of one lane), kept only as the Noise pre-shared key
-//! derived from it.
+//! derived from it, which is wiped when dropped.
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 use super::error::NetError;
 
@@ -15,7 +16,10 @@ const LANE_PSK_CONTEXT: &[u8] = b"pp-net lane psk v1\0";
 ///
 /// The key is `SHA-256("pp-net psk v1\0" || secret)`. Use a long random secret: anyone who
 /// records a handshake can test guesses of the secret offline, so a short or dictionary
-/// secret is weak protection.
+/// secret is weak protection (`ppserver` refuses one under 16 bytes unless forced).
+///
+/// The plain secret is not kept, nor left in the hasher; the key is zeroed when the last
+/// copy of it is dropped.
 #[derive(Clone)]
 pub struct Secret {
     psk: [u8; 32],
@@ -31,11 +35,8 @@ impl Secret {
         if secret.is_empty() {
             return Err(NetError::EmptySecret);
         }
-        let mut hash = Sha256::new();
-        hash.update(PSK_CONTEXT);
-        hash.update(secret);
         Ok(Secret {
-            psk: hash.finalize().into(),
+            psk: derive(PSK_CONTEXT, secret),
         })
     }
 }
@@ -44,17 +45,34 @@ impl Secret {
     /// The secret of one lane, derived from its random `key`:
     /// `SHA-256("pp-net lane psk v1\0" || key)`.
     pub(crate) fn for_lane(key: &[u8; 32]) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(LANE_PSK_CONTEXT);
-        hash.update(key);
         Secret {
-            psk: hash.finalize().into(),
+            psk: derive(LANE_PSK_CONTEXT, key),
         }
     }
 
     /// The derived key: the Noise pre-shared key of the handshake.
     pub(crate) fn psk(&self) -> &[u8; 32] {
         &self.psk
+    }
+}
+
+/// `SHA-256(context || input)`, leaving no bytes of `input` in the hasher.
+fn derive(context: &[u8], input: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(context);
+    hash.update(input);
+    let key = hash.finalize_reset().into();
+    // The hasher keeps the input's last partial block in its buffer, and a reset only
+    // rewinds it: 63 zero bytes from the start overwrite whatever of the input is left
+    // there (the 64th byte always holds the length padding).
+    hash.update([0u8; 63]);
+    std::hint::black_box(&mut hash);
+    key
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.psk.zeroize();
     }
 }
 

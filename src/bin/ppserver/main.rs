@@ -13,14 +13,17 @@
 //! connections, stops cleanly on SIGTERM or Ctrl-C and logs its statistics on SIGUSR1.
 //!
 //! The flags are declared in [`options`] (clap prints `--help` from them), the kinds of
-//! value they take are parsed in [`values`]; this file turns them into a [`NodeConfig`]
+//! value they take are parsed in [`values`]; the secret is read and checked in [`secret`],
+//! and [`traces`] keeps it inside the process; this file turns them into a [`NodeConfig`]
 //! and serves.
 
 mod options;
+mod secret;
+mod traces;
 mod values;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -30,16 +33,29 @@ use pp_net::Secret;
 
 use crate::options::Options;
 
-const NO_SECRET: &str = "ppserver: no secret given: pass --secret, --secret-file or set \
-                         PP_SECRET (every client needs the same secret)";
-
 fn main() -> ExitCode {
     // Help, version and a mistake on the command line end here (status 0, 0 and 2).
-    let options = Options::parse();
-    let secret = match secret(&options) {
-        Ok(secret) => secret,
-        Err(message) => {
-            eprintln!("{message}");
+    let mut options = Options::parse();
+    // Before the secret is read, so that it never is in a dumpable process; and while the
+    // process has one thread, as clearing the environment needs.
+    let mut warnings = Vec::new();
+    if let Err(e) = traces::forbid_core_dumps() {
+        warnings.push(format!("cannot make the node non-dumpable: {e}"));
+    }
+    let read = secret::read(&mut options);
+    if let Err(e) = traces::clear_environment() {
+        warnings.push(format!(
+            "cannot overwrite PP_SECRET in the initial environment: {e}"
+        ));
+    }
+    traces::scrub_stack();
+    let secret = match read {
+        Ok(secret) => {
+            warnings.extend(secret.warnings);
+            secret.secret
+        }
+        Err(e) => {
+            eprintln!("ppserver: {e}");
             return ExitCode::from(2);
         }
     };
@@ -54,6 +70,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(options.level)
         .init();
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     match run(config, options.pid_file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -90,37 +109,6 @@ fn run(config: NodeConfig, pid_file: Option<PathBuf>) -> Result<(), String> {
         let _ = std::fs::remove_file(path);
     }
     result
-}
-
-/// The secret from the options or the environment, in that order: `--secret`,
-/// `--secret-file`, `PP_SECRET`, `PP_SECRET_FILE` (an empty variable counts as unset).
-///
-/// By hand rather than through clap's `env`: clap would let `PP_SECRET` outrank
-/// `--secret-file` and print the secret's value in `--help`.
-fn secret(options: &Options) -> Result<Secret, String> {
-    let from_file = |path: &Path| -> Result<String, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "ppserver: cannot read the secret file {}: {e}",
-                path.display()
-            )
-        })?;
-        Ok(text.trim_end_matches(['\r', '\n']).to_owned())
-    };
-    let text = if let Some(secret) = &options.secret {
-        secret.clone()
-    } else if let Some(path) = &options.secret_file {
-        from_file(path)?
-    } else if let Some(secret) = std::env::var_os("PP_SECRET").filter(|s| !s.is_empty()) {
-        secret
-            .into_string()
-            .map_err(|_| "ppserver: PP_SECRET is not valid UTF-8".to_owned())?
-    } else if let Some(path) = std::env::var_os("PP_SECRET_FILE").filter(|s| !s.is_empty()) {
-        from_file(Path::new(&path))?
-    } else {
-        return Err(NO_SECRET.to_owned());
-    };
-    Secret::new(text).map_err(|_| NO_SECRET.to_owned())
 }
 
 /// The node's configuration: its defaults, with what the flags say.

@@ -58,8 +58,17 @@ pub(crate) struct Options {
     pub(crate) secret: Option<String>,
 
     /// Read the secret from a file (trailing newline ignored)
+    ///
+    /// Keep it readable by the node's user only (chmod 600): a warning says otherwise.
     #[arg(long, value_name = "PATH")]
     pub(crate) secret_file: Option<PathBuf>,
+
+    /// Start even with a weak secret
+    ///
+    /// A secret must have at least 16 bytes, of at least 5 different values, and not be only
+    /// whitespace: anyone who records a handshake can test guesses of it offline.
+    #[arg(long)]
+    pub(crate) allow_weak_secret: bool,
 
     /// Exit after SECONDS with no client connected
     #[arg(short, long, value_name = "SECONDS")]
