@@ -142,23 +142,27 @@ fn a_session_asking_for_30_lanes_holds_one_at_a_time_and_goes_on() {
         // For each offer: how many lanes of the session were still live when it came.
         let mut live_at_offer = Vec::new();
         let mut most_children = WORKERS;
-        for seq in 1..=REQUESTS {
+        for request in 1..=REQUESTS {
             client.send(&Message::LaneRequest).await;
-            // The node reads in order: whatever it answers to the request comes before the
-            // answer to this heartbeat.
-            client.send(&Message::Heartbeat { seq }).await;
-            loop {
-                match client.recv().await {
-                    Message::LaneOffer { lane, key } => {
-                        live_at_offer.push(held.len() - ended);
-                        held.push(take_offer(&node, &key).await);
-                        // The node took the offer and started the lane's worker.
-                        node.log.wait_for(&format!("lane {lane} of client"));
+            // The node reads in order, but its writer sends heartbeat answers before the
+            // other messages ready with them: once the answer to a heartbeat sent after the
+            // request has come, a second heartbeat's answer comes after anything the node
+            // said to the request.
+            for seq in [2 * request - 1, 2 * request] {
+                client.send(&Message::Heartbeat { seq }).await;
+                loop {
+                    match client.recv().await {
+                        Message::LaneOffer { lane, key } => {
+                            live_at_offer.push(held.len() - ended);
+                            held.push(take_offer(&node, &key).await);
+                            // The node took the offer and started the lane's worker.
+                            node.log.wait_for(&format!("lane {lane} of client"));
+                        }
+                        Message::LaneEnded { .. } => ended += 1,
+                        Message::HeartbeatAck { seq: acked } if acked == seq => break,
+                        Message::HeartbeatAck { .. } => {}
+                        other => panic!("unexpected {other:?}"),
                     }
-                    Message::LaneEnded { .. } => ended += 1,
-                    Message::HeartbeatAck { seq: acked } if acked == seq => break,
-                    Message::HeartbeatAck { .. } => {}
-                    other => panic!("unexpected {other:?}"),
                 }
             }
             most_children = most_children.max(children_of(node.pid()).len());
