@@ -28,6 +28,12 @@
 //! ([`Secret::for_lane`]) and with the lane preamble, the id and the worker's preamble as
 //! prologue. So only the client that got the offer can use the lane, a recorded lane
 //! handshake replayed later fails, and the worker never learns the cluster's secret.
+//!
+//! A session has one lane at a time (one open offer, or one lane taken up until its worker
+//! ends): the node answers a request made while the lane is in use only after that lane's
+//! `LaneEnded`. The worker's side of the handshake ([`accept`]) runs on blocking sockets
+//! there, so the worker bounds it by a deadline of its own rather than by the async timeout
+//! around it.
 
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};

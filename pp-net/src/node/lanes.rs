@@ -3,18 +3,23 @@
 //!
 //! An offer is made when a session asks for a lane ([`SessionLanes::offer`]) and is used at
 //! most once: the first connection that names its id takes it, so a lane id seen on the
-//! wire and replayed finds nothing. A session has at most one offer open; a new one
-//! replaces it, and the session's end withdraws it. The lane worker lives as long as the
-//! client keeps the lane open, and no longer than its session: when the session ends or
-//! the node stops, it is killed. When it ends, the session's client gets
-//! [`Message::LaneEnded`], so that a job it held fails as a crash would on the session's
-//! workers. The node counts its crash, and its jobs from a count the worker keeps in
-//! shared memory (`SharedCounter`): no wake-up of the node per job.
+//! wire and replayed finds nothing. A session holds one lane at a time: at most one offer
+//! open (a new request replaces it; the session's end withdraws it) or one lane taken up
+//! (from the connection that takes the offer to its worker's end), never both. A request
+//! while the session's lane is taken up is held back, not refused: it is answered with a
+//! fresh offer once that lane has ended (after its [`Message::LaneEnded`]), which is when a
+//! client asks again anyway. So a client has at most one lane worker besides its session's
+//! workers, and one connection slot for it, however often it asks.
+//!
+//! The lane worker lives as long as the client keeps the lane open, and no longer than its
+//! session: when the session ends or the node stops, it is killed. When it ends, the
+//! session's client gets [`Message::LaneEnded`], so that a job it held fails as a crash
+//! would on the session's workers. The node counts its crash, and its jobs from a count the
+//! worker keeps in shared memory (`SharedCounter`): no wake-up of the node per job.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -23,7 +28,7 @@ use super::outgoing::Outgoing;
 use super::process::{WorkerProcess, WorkerSpec};
 use super::stats::NodeCounters;
 use crate::area::SharedCounter;
-use crate::lane::{new_key, LaneId};
+use crate::lane::{lane_id, new_key, LaneId};
 use crate::Message;
 
 /// Every open lane offer of the node, by lane id.
@@ -48,16 +53,80 @@ struct SessionLink {
     notes: mpsc::UnboundedSender<Outgoing>,
     /// Becomes true when the session ends.
     stop: watch::Receiver<bool>,
+    /// The session's one lane.
+    slot: Mutex<LaneSlot>,
+}
+
+/// What a session's lane is doing. Locked before the node's offers when both are.
+#[derive(Debug, Default)]
+struct LaneSlot {
+    /// The id of the session's open offer.
+    offered: Option<LaneId>,
+    /// A connection took up the session's lane, and its worker has not ended yet.
+    taken: bool,
+    /// The client asked for a lane while `taken`: it gets an offer when that lane ends.
+    asked: bool,
+    /// The session ended: nothing more is offered.
+    closed: bool,
+    /// The number of the last lane offered.
+    last: u32,
 }
 
 impl Lanes {
-    fn offers(&self) -> std::sync::MutexGuard<'_, HashMap<LaneId, Offer>> {
+    fn offers(&self) -> MutexGuard<'_, HashMap<LaneId, Offer>> {
         self.offers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the offer with `id`, if one is open.
-    fn take(&self, id: &LaneId) -> Option<Offer> {
-        self.offers().remove(id)
+    /// Takes up the offer with `id`, if one is open: from now on its session's lane is
+    /// taken until the returned hold is dropped.
+    fn take(&self, id: &LaneId) -> Option<(Offer, LaneHold<'_>)> {
+        let offer = self.offers().remove(id)?;
+        let mut slot = offer.session.slot();
+        // The session replaced or withdrew the offer between the two locks.
+        if slot.offered != Some(*id) {
+            return None;
+        }
+        slot.offered = None;
+        slot.taken = true;
+        drop(slot);
+        let hold = LaneHold {
+            lanes: self,
+            session: Arc::clone(&offer.session),
+            lane: offer.lane,
+        };
+        Some((offer, hold))
+    }
+}
+
+impl SessionLink {
+    fn slot(&self) -> MutexGuard<'_, LaneSlot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a new offer for the session whose `slot` is locked, withdrawing its previous
+    /// one, and returns the `LaneOffer` for the client.
+    fn offer(
+        self: &Arc<Self>,
+        slot: &mut LaneSlot,
+        lanes: &Lanes,
+    ) -> Result<Message, String> {
+        let key = new_key()?;
+        slot.last += 1;
+        let lane = slot.last;
+        let id = lane_id(&key);
+        let mut offers = lanes.offers();
+        if let Some(old) = slot.offered.replace(id) {
+            offers.remove(&old);
+        }
+        offers.insert(
+            id,
+            Offer {
+                key,
+                lane,
+                session: Arc::clone(self),
+            },
+        );
+        Ok(Message::LaneOffer { lane, key })
     }
 }
 
@@ -66,8 +135,6 @@ impl Lanes {
 pub(crate) struct SessionLanes {
     lanes: Arc<Lanes>,
     link: Arc<SessionLink>,
-    next: AtomicU32,
-    open: Mutex<Option<LaneId>>,
 }
 
 impl SessionLanes {
@@ -87,45 +154,68 @@ impl SessionLanes {
                 counters,
                 notes,
                 stop,
+                slot: Mutex::default(),
             }),
-            next: AtomicU32::new(0),
-            open: Mutex::new(None),
         }
     }
 
-    /// Opens a new offer (withdrawing the session's previous one) and returns the
-    /// `LaneOffer` for the client.
-    pub(crate) fn offer(&self) -> Result<Message, String> {
-        let key = new_key()?;
-        let lane = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let id = crate::lane::lane_id(&key);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut offers = self.lanes.offers();
-        if let Some(old) = open.replace(id) {
-            offers.remove(&old);
+    /// The client asks for a lane. Returns the `LaneOffer` for it (a new offer, which
+    /// withdraws the session's previous one), or `None` while the session's lane is taken
+    /// up: the request is then answered when that lane ends.
+    pub(crate) fn offer(&self) -> Result<Option<Message>, String> {
+        let mut slot = self.link.slot();
+        if slot.taken {
+            slot.asked = true;
+            return Ok(None);
         }
-        offers.insert(
-            id,
-            Offer {
-                key,
-                lane,
-                session: Arc::clone(&self.link),
-            },
-        );
-        Ok(Message::LaneOffer { lane, key })
+        self.link.offer(&mut slot, &self.lanes).map(Some)
     }
 }
 
 impl Drop for SessionLanes {
-    /// The session ended: its open offer goes.
+    /// The session ended: its open offer goes, and no other comes.
     fn drop(&mut self) {
-        if let Some(id) = self
-            .open
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        let mut slot = self.link.slot();
+        slot.closed = true;
+        if let Some(id) = slot.offered.take() {
             self.lanes.offers().remove(&id);
+        }
+    }
+}
+
+/// A session's lane, taken up by a connection: released when dropped, which answers a
+/// request the session made meanwhile.
+struct LaneHold<'a> {
+    lanes: &'a Lanes,
+    session: Arc<SessionLink>,
+    lane: u32,
+}
+
+impl LaneHold<'_> {
+    /// Tells the client that the lane ended (`LaneEnded`), then releases it: a request
+    /// held back meanwhile is answered after that message.
+    fn ended(self, crashed: bool, reason: String) {
+        let _ = self.session.notes.send(Outgoing::Note(Message::LaneEnded {
+            lane: self.lane,
+            crashed,
+            reason,
+        }));
+    }
+}
+
+impl Drop for LaneHold<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.session.slot();
+        slot.taken = false;
+        if !std::mem::take(&mut slot.asked) || slot.closed {
+            return;
+        }
+        match self.session.offer(&mut slot, self.lanes) {
+            Ok(offer) => {
+                let _ = self.session.notes.send(Outgoing::Note(offer));
+            }
+            // The client goes on without a lane.
+            Err(reason) => tracing::warn!("no lane for the client: {reason}"),
         }
     }
 }
@@ -140,7 +230,7 @@ pub(crate) async fn serve_lane(
     lanes: &Lanes,
     mut node_stop: watch::Receiver<bool>,
 ) {
-    let Some(offer) = lanes.take(&id) else {
+    let Some((offer, hold)) = lanes.take(&id) else {
         tracing::warn!("lane connection from {addr} names no open lane offer: closed");
         return;
     };
@@ -158,8 +248,7 @@ pub(crate) async fn serve_lane(
         Ok((count, fd)) => (Arc::new(count), fd),
         Err(error) => {
             tracing::warn!("lane {lane} from {addr}: no memory file for its job count: {error}");
-            link.ended(
-                lane,
+            hold.ended(
                 false,
                 format!("the node has no memory file for the lane: {error}"),
             );
@@ -178,15 +267,14 @@ pub(crate) async fn serve_lane(
         Ok(worker) => worker,
         Err(reason) => {
             tracing::warn!("lane {lane} from {addr}: {reason}");
-            link.ended(lane, false, reason);
+            hold.ended(false, reason);
             return;
         }
     };
     if let Err(error) = worker.send_lane_key(&offer.key).await {
         tracing::warn!("lane {lane} from {addr}: cannot give the worker its key: {error}");
         worker.stop().await;
-        link.ended(
-            lane,
+        hold.ended(
             false,
             format!("the lane worker did not take its key: {error}"),
         );
@@ -219,16 +307,5 @@ pub(crate) async fn serve_lane(
         NodeCounters::bump(&link.counters.worker_crashes);
         tracing::warn!("lane {lane} of client {addr}: {reason}");
     }
-    link.ended(lane, !clean, reason);
-}
-
-impl SessionLink {
-    /// Tells the client that its lane `lane` ended; nothing if the session is gone.
-    fn ended(&self, lane: u32, crashed: bool, reason: String) {
-        let _ = self.notes.send(Outgoing::Note(Message::LaneEnded {
-            lane,
-            crashed,
-            reason,
-        }));
-    }
+    hold.ended(!clean, reason);
 }

@@ -26,7 +26,8 @@
 //! 6. Optionally, `LaneRequest`: on Linux the node answers `LaneOffer { lane, key }`, and
 //!    the client may open a lane with it, a direct connection to a worker started for it,
 //!    for lone jobs (see the crate's `lane` module); `LaneEnded` says when that worker
-//!    ended.
+//!    ended. A session has one lane at a time: a request while its lane is in use is
+//!    answered after that lane's `LaneEnded`.
 //!
 //! # Examples
 //! ```no_run

@@ -168,8 +168,12 @@ async fn read_loop(
             }
             Ok(Incoming::Other(Message::HeartbeatAck { .. })) => {}
             Ok(Incoming::Other(Message::LaneRequest)) => match lanes.map(SessionLanes::offer) {
-                Some(Ok(offer)) => {
+                Some(Ok(Some(offer))) => {
                     let _ = replies.send(Outgoing::Note(offer));
+                }
+                // One lane per session: answered when the one in use ends.
+                Some(Ok(None)) => {
+                    tracing::debug!("a lane request while the session's lane is in use, held back")
                 }
                 // The client goes on without a lane.
                 Some(Err(reason)) => tracing::warn!("no lane for the client: {reason}"),

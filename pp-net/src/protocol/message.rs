@@ -86,8 +86,9 @@ pub enum Message {
         reason: String,
     },
     /// Client to node, once jobs flow: please open a lane (a direct connection to a worker
-    /// of this session, for lone jobs). Answered with [`Message::LaneOffer`], or not at all
-    /// by a node that has no lanes.
+    /// of this session, for lone jobs). Answered with [`Message::LaneOffer`] (while the
+    /// session's lane is in use, only after its [`Message::LaneEnded`]), or not at all by a
+    /// node that has no lanes.
     LaneRequest,
     /// Node to client: the key of a lane the client may open now (see the `lane` module).
     LaneOffer {

@@ -4,7 +4,8 @@
 //! A node starts a lane worker with [`LANE_ENV`] naming the descriptor of a TCP connection
 //! the client opened for lone jobs. The worker says hello on its output pipe as every
 //! worker does, reads the lane's 32-byte key from its input pipe, authenticates the client
-//! with the key (the lane's handshake: `crate::lane`) and runs the jobs that come on the
+//! with the key (the lane's handshake: `crate::lane`; all of it within the node's handshake
+//! timeout, however the client paces its bytes) and runs the jobs that come on the
 //! connection. It counts the jobs it answers in memory the node reads ([`LANE_COUNT_ENV`]),
 //! so that the node counts them with no system call or wake-up per job, even when the
 //! worker dies. The process exits when the client closes the lane, or at once when the
@@ -15,8 +16,9 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use super::blocking::Blocking;
+use super::blocking::{Blocking, Deadline};
 use super::env::{LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
 use super::serve::{run_job, say_hello};
 use crate::channel::{ChannelConfig, NetError, Peer};
@@ -177,30 +179,39 @@ fn serve_connection(
     };
     let peer = Peer(socket.peer_addr().ok());
     let setup = |e: std::io::Error| format!("cannot set up the lane's connection: {e}");
-    // Blocking calls, bounded: the handshake by a read timeout, every write by a write
-    // timeout (no progress for that long), and the wait for the next job by the client's
-    // closing the lane or the node's killing the worker.
+    // Blocking calls, bounded: the whole handshake by one deadline (each read and write
+    // waits at most for the time left: a peer trickling bytes cannot stretch it), every
+    // later write by a write timeout (no progress for that long), and the wait for the
+    // next job by the client's closing the lane or the node's killing the worker.
     socket.set_nonblocking(false).map_err(setup)?;
     socket.set_nodelay(true).map_err(setup)?;
-    socket
-        .set_read_timeout(Some(config.handshake_timeout))
-        .map_err(setup)?;
-    socket
-        .set_write_timeout(Some(LANE_WRITE_TIMEOUT))
-        .map_err(setup)?;
-    let reader = Blocking(socket.try_clone().map_err(setup)?);
-    let writer = Blocking(socket.try_clone().map_err(setup)?);
+    let deadline = Deadline::after(config.handshake_timeout);
+    let reader = Blocking::new(socket.try_clone().map_err(setup)?, Arc::clone(&deadline));
+    let writer = Blocking::new(socket.try_clone().map_err(setup)?, Arc::clone(&deadline));
     // The runtime only drives the channel's futures: every call blocks in the system call.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .map_err(|e| format!("cannot start the lane's runtime: {e}"))?;
     runtime.block_on(async move {
-        let (mut reader, mut writer) = crate::lane::accept(reader, writer, peer, key, config)
-            .await
-            .map_err(|e| format!("lane handshake: {e}"))?;
-        // A lane waits for its next job as long as the client keeps it open.
+        let accepted = crate::lane::accept(reader, writer, peer, key, config).await;
+        let (mut reader, mut writer) = match accepted {
+            Ok(halves) => halves,
+            Err(_) if deadline.has_passed() => {
+                return Err(format!(
+                    "lane handshake: not finished within {:?} (the node's handshake timeout)",
+                    deadline.allowed()
+                ))
+            }
+            Err(e) => return Err(format!("lane handshake: {e}")),
+        };
+        // A lane waits for its next job as long as the client keeps it open, and a write
+        // may take as long as it makes progress.
+        deadline.lift();
         socket.set_read_timeout(None).map_err(setup)?;
+        socket
+            .set_write_timeout(Some(LANE_WRITE_TIMEOUT))
+            .map_err(setup)?;
         tracing::debug!(peer = %reader.peer(), "lane open");
         loop {
             let plaintext = match reader.recv_plaintext().await {
