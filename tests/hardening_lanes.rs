@@ -74,7 +74,10 @@ fn a_lane_whose_peer_trickles_its_handshake_ends_within_the_handshake_timeout() 
         let (lane, key) = request_lane(&mut client).await;
         let mut stream = take_offer(&node, &key).await;
         let mut preamble = [0u8; 8];
-        stream.read_exact(&mut preamble).await.expect("the worker's preamble");
+        stream
+            .read_exact(&mut preamble)
+            .await
+            .expect("the worker's preamble");
         assert_eq!(preamble, pp_net::preamble::ours());
         let started = Instant::now();
         // Length 1000 (little-endian), then filler, one byte at a time.

@@ -105,11 +105,7 @@ impl SessionLink {
 
     /// Opens a new offer for the session whose `slot` is locked, withdrawing its previous
     /// one, and returns the `LaneOffer` for the client.
-    fn offer(
-        self: &Arc<Self>,
-        slot: &mut LaneSlot,
-        lanes: &Lanes,
-    ) -> Result<Message, String> {
+    fn offer(self: &Arc<Self>, slot: &mut LaneSlot, lanes: &Lanes) -> Result<Message, String> {
         let key = new_key()?;
         slot.last += 1;
         let lane = slot.last;
