@@ -107,15 +107,28 @@ async fn hello(client: &mut Client, hash: [u8; 32], size: u64) -> Result<bool, S
 }
 
 /// A session of this test binary: hello, upload if asked, `Ready`, one job. Returns
-/// whether the node asked for the upload.
-fn session_of_this_binary(addr: SocketAddr) -> bool {
+/// whether the node asked for the upload, or the node's refusal.
+fn try_session_of_this_binary(addr: SocketAddr) -> Result<bool, String> {
     block_on(async {
         let mut client = Client::connect(addr, SECRET).await.expect("connect");
-        let (uploaded, _) = client.start_session().await;
+        let need_upload = hello(&mut client, program().sha256, program().size).await?;
+        if need_upload {
+            client.upload(&program_bytes()).await;
+        }
+        match client.recv().await {
+            Message::Ready { .. } => {}
+            Message::Refused { reason } => return Err(reason),
+            other => panic!("expected Ready, got {other:?}"),
+        }
         let outcomes = client.run(vec![job_with(1, square, &(12u64,))]).await;
         assert_eq!(outcomes[&1], Outcome::Ok(encode(&144u64).unwrap()));
-        uploaded
+        Ok(need_upload)
     })
+}
+
+/// As [`try_session_of_this_binary`], which must succeed.
+fn session_of_this_binary(addr: SocketAddr) -> bool {
+    try_session_of_this_binary(addr).unwrap_or_else(|reason| panic!("refused: {reason}"))
 }
 
 /// Announces `bytes` as a program; returns whether the node asked for them (uploading
@@ -163,6 +176,16 @@ fn planted_programs_are_purged_and_uploaded_instead_of_run() {
     plant(&dir, &sha256(&writable), &writable, 0o777);
 
     let node = CacheNode::start(&dir, &[]);
+    let session = try_session_of_this_binary(node.addr);
+    assert!(
+        !marker.exists(),
+        "the planted script was run; the session: {session:?}"
+    );
+    assert_eq!(
+        session,
+        Ok(true),
+        "a planted file under this binary's SHA-256 must not be a cache hit"
+    );
     let line = node.log.wait_for("the cache directory");
     assert!(
         line.contains("WARN") && line.contains("777") && line.contains("0700"),
@@ -170,12 +193,6 @@ fn planted_programs_are_purged_and_uploaded_instead_of_run() {
     );
     let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
-
-    assert!(
-        session_of_this_binary(node.addr),
-        "a planted file under this binary's SHA-256 must not be a cache hit"
-    );
-    assert!(!marker.exists(), "the planted script was run");
     let line = node.log.wait_for(&format!("purged {}", program().sha256_hex()));
     assert!(line.contains("WARN") && line.contains("SHA-256"), "{line}");
     // What was uploaded is what is cached now.
@@ -249,13 +266,6 @@ fn uploads_in_progress_reserve_their_size_against_max_cache() {
     let dir = temp_dir("reserved-cache");
     let node = CacheNode::start(&dir, &["--max-cache", "1M"]);
     block_on(async {
-        // Larger than the whole cache: refused before any byte is sent.
-        let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
-        let reason = hello(&mut client, [1; 32], 2 * BOUND)
-            .await
-            .expect_err("a program larger than --max-cache is refused");
-        assert!(reason.contains("--max-cache"), "{reason}");
-
         // Four sessions announce 768 KiB each: one reservation fits in 1 MiB.
         let mut clients = Vec::new();
         for i in 0..4u8 {
@@ -343,5 +353,12 @@ fn uploads_in_progress_reserve_their_size_against_max_cache() {
             .expect("room is made by evicting the unused program");
         assert!(need);
         assert!(!first_path.exists(), "the unused program was evicted");
+
+        // Larger than the whole cache: refused before any byte is sent.
+        let mut client = Client::connect(node.addr, SECRET).await.expect("connect");
+        let reason = hello(&mut client, [1; 32], 2 * BOUND)
+            .await
+            .expect_err("a program larger than --max-cache is refused");
+        assert!(reason.contains("--max-cache"), "{reason}");
     });
 }
