@@ -193,7 +193,9 @@ fn planted_programs_are_purged_and_uploaded_instead_of_run() {
     );
     let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
-    let line = node.log.wait_for(&format!("purged {}", program().sha256_hex()));
+    let line = node
+        .log
+        .wait_for(&format!("purged {}", program().sha256_hex()));
     assert!(line.contains("WARN") && line.contains("SHA-256"), "{line}");
     // What was uploaded is what is cached now.
     assert_eq!(
@@ -206,14 +208,18 @@ fn planted_programs_are_purged_and_uploaded_instead_of_run() {
             offer(node.addr, &foreign),
             "a foreign-owned file must not be a cache hit"
         );
-        let line = node.log.wait_for(&format!("purged {}", hex(&sha256(&foreign))));
+        let line = node
+            .log
+            .wait_for(&format!("purged {}", hex(&sha256(&foreign))));
         assert!(line.contains("belongs to user 65534"), "{line}");
     }
     assert!(
         offer(node.addr, &writable),
         "a world-writable file must not be a cache hit"
     );
-    let line = node.log.wait_for(&format!("purged {}", hex(&sha256(&writable))));
+    let line = node
+        .log
+        .wait_for(&format!("purged {}", hex(&sha256(&writable))));
     assert!(line.contains("writable by group or others"), "{line}");
 
     // The uploaded binary is trusted from now on: a cache hit.
@@ -244,7 +250,10 @@ fn a_genuine_cached_program_is_verified_once_per_node_start() {
         node.log.text()
     );
     assert!(!node.log.contains("purged"), "{}", node.log.text());
-    assert!(!node.log.contains("the cache directory"), "mode 0700 is fine");
+    assert!(
+        !node.log.contains("the cache directory"),
+        "mode 0700 is fine"
+    );
 }
 
 /// The bytes in files of `dir`.

@@ -1,10 +1,22 @@
 //! The cache of client programs, one executable per SHA-256, private to the node's user.
 //!
 //! A program is `<cache_dir>/<sha256 hex>`. An upload is written to a temporary file in the
-//! same directory, checked against its hash, made executable (0700) and renamed into place,
-//! so a name in the cache always holds a complete, verified program. Using a program
-//! touches its modification time; past `max_cache_bytes` the least recently used programs
-//! that no session is running are removed.
+//! same directory, checked against its hash, made executable (0700) and renamed into place.
+//! A name in the cache is not trusted for itself, though: before a cached program is run
+//! for the first time since the node started, it is checked (a regular file of the node's
+//! user, not writable by others, whose SHA-256 is its name; see [`check`]) and purged with
+//! a warning when it fails, which makes the client upload it. The node remembers the
+//! identity of each file it checked or wrote, so a program is hashed once per node start,
+//! not once per session.
+//!
+//! Using a program touches its modification time; past `max_cache_bytes` the least
+//! recently used programs that no session is running are removed. Uploads in progress
+//! count too: an upload reserves its announced size before the node accepts it (evicting
+//! unused programs to make room) and is refused when it cannot fit, so the bound holds for
+//! what is on disk at any time, temporary files included.
+
+mod check;
+mod upload;
 
 use std::collections::HashMap;
 use std::fs;
@@ -15,8 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
+use self::check::{CachedFile, FileIdentity, Rejected};
+use self::upload::Reservation;
+pub(crate) use self::upload::{Upload, UploadRefused};
 use super::error::NodeError;
 use crate::program::hex;
 
@@ -31,9 +45,30 @@ const UPLOAD_PREFIX: &str = ".upload-";
 pub(crate) struct ProgramCache {
     dir: PathBuf,
     max_bytes: u64,
-    /// Programs that sessions are running, with how many sessions run each.
-    in_use: Mutex<HashMap<[u8; 32], usize>>,
+    /// The node's user: the only owner a cached program may have.
+    user: u32,
+    state: Mutex<CacheState>,
     next_upload: AtomicU64,
+}
+
+/// What the cache knows beyond its directory; changed only under its lock, with renames
+/// into and removals from the directory.
+#[derive(Debug, Default)]
+struct CacheState {
+    /// Programs that sessions are running, with how many sessions run each.
+    in_use: HashMap<[u8; 32], usize>,
+    /// Programs checked (or written) since the node started, as the file they were then.
+    verified: HashMap<[u8; 32], FileIdentity>,
+    /// Bytes announced by uploads in progress.
+    reserved: u64,
+}
+
+/// A program of the cache, as [`ProgramCache::programs`] lists it.
+struct CachedProgram {
+    used: SystemTime,
+    size: u64,
+    hash: [u8; 32],
+    path: PathBuf,
 }
 
 /// A program in the cache that a session runs; it is not evicted while leased.
@@ -53,11 +88,11 @@ impl ProgramLease {
 
 impl Drop for ProgramLease {
     fn drop(&mut self) {
-        let mut in_use = self.cache.lock();
-        if let Some(count) = in_use.get_mut(&self.hash) {
+        let mut state = self.cache.lock();
+        if let Some(count) = state.in_use.get_mut(&self.hash) {
             *count -= 1;
             if *count == 0 {
-                in_use.remove(&self.hash);
+                state.in_use.remove(&self.hash);
             }
         }
     }
@@ -65,6 +100,8 @@ impl Drop for ProgramLease {
 
 impl ProgramCache {
     /// Opens (creating it with mode 0700) the cache directory, and removes stale uploads.
+    /// A directory open to other users is made private, with a warning: what it holds
+    /// is checked before it runs anyway.
     ///
     /// # Errors
     /// [`NodeError::CacheDir`] when the directory cannot be created, is not a directory,
@@ -79,25 +116,33 @@ impl ProgramCache {
         if !meta.is_dir() {
             return Err(fail("it is not a directory".into()));
         }
+        let user = super::sys::user_id();
         #[cfg(unix)]
         {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            let me = super::sys::user_id();
-            if meta.uid() != me {
+            if meta.uid() != user {
                 return Err(fail(format!(
-                    "it belongs to user {} and this node runs as user {me}",
+                    "it belongs to user {} and this node runs as user {user}",
                     meta.uid()
                 )));
             }
-            if meta.mode() & 0o077 != 0 {
+            let mode = meta.mode() & 0o7777;
+            if mode & 0o077 != 0 {
                 fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                     .map_err(|e| fail(format!("cannot make it private (mode 0700): {e}")))?;
+                tracing::warn!(
+                    "the cache directory {} had mode {mode:03o}, open to other users; made it \
+                     private (0700). Programs found in it are checked (SHA-256, owner, mode) \
+                     before they run",
+                    dir.display()
+                );
             }
         }
         let cache = Arc::new(ProgramCache {
             dir: dir.to_owned(),
             max_bytes,
-            in_use: Mutex::new(HashMap::new()),
+            user,
+            state: Mutex::new(CacheState::default()),
             next_upload: AtomicU64::new(0),
         });
         cache.remove_stale_uploads();
@@ -109,9 +154,9 @@ impl ProgramCache {
         &self.dir
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 32], usize>> {
-        // The map stays consistent even if a holder panicked: every update is one step.
-        self.in_use
+    fn lock(&self) -> MutexGuard<'_, CacheState> {
+        // The state stays consistent even if a holder panicked: every update is one step.
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -120,18 +165,62 @@ impl ProgramCache {
         self.dir.join(hex(hash))
     }
 
-    /// The cached program with this hash, leased and touched, if present.
-    pub(crate) fn lookup(self: &Arc<Self>, hash: &[u8; 32]) -> Option<ProgramLease> {
+    /// The cached program with this hash, checked, leased and touched, if present and
+    /// trustworthy. A file that fails its check is purged (and this is a miss). Runs on a
+    /// blocking thread: the first use since the node started reads the whole file.
+    pub(crate) async fn lookup(self: &Arc<Self>, hash: &[u8; 32]) -> Option<ProgramLease> {
+        let cache = Arc::clone(self);
+        let hash = *hash;
+        tokio::task::spawn_blocking(move || cache.lookup_blocking(&hash))
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "the cache lookup failed");
+                None
+            })
+    }
+
+    fn lookup_blocking(self: &Arc<Self>, hash: &[u8; 32]) -> Option<ProgramLease> {
         let path = self.path_of(hash);
-        let mut in_use = self.lock();
-        if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        let cached = match check::open_checked(&path, self.user) {
+            Ok(Some(cached)) => cached,
+            Ok(None) => return None,
+            Err(rejected) => {
+                self.purge(hash, &path, rejected);
+                return None;
+            }
+        };
+        let known = self.lock().verified.get(hash) == Some(&cached.identity);
+        if !known {
+            // Outside the lock: hashing a large program takes a while.
+            if let Err(rejected) = check::check_hash(&cached, hash) {
+                self.purge(hash, &path, rejected);
+                return None;
+            }
+            tracing::info!(
+                "program {} in the cache verified (SHA-256, owner, mode) on its first use \
+                 since the node started",
+                hex(hash)
+            );
+        }
+        let mut state = self.lock();
+        if !still_in_place(&path, &cached) {
+            // Written, replaced or evicted meanwhile: a miss; the upload takes its place.
+            tracing::debug!(path = %path.display(), "a cached program changed as it was checked");
             return None;
         }
         // Opened read-only: a running executable cannot be opened for writing.
-        if let Err(error) = fs::File::open(&path).and_then(|f| f.set_modified(SystemTime::now())) {
+        if let Err(error) = cached.file.set_modified(SystemTime::now()) {
             tracing::debug!(path = %path.display(), %error, "cannot touch a cached program");
         }
-        *in_use.entry(*hash).or_default() += 1;
+        match cached.file.metadata() {
+            Ok(meta) => {
+                state.verified.insert(*hash, FileIdentity::of(&meta));
+            }
+            Err(_) => {
+                state.verified.remove(hash);
+            }
+        }
+        *state.in_use.entry(*hash).or_default() += 1;
         Some(ProgramLease {
             cache: Arc::clone(self),
             hash: *hash,
@@ -139,15 +228,38 @@ impl ProgramCache {
         })
     }
 
-    /// Starts receiving a program of `size` bytes that must hash to `hash`.
+    /// Removes a cached file that failed its check, with a warning.
+    fn purge(&self, hash: &[u8; 32], path: &Path, rejected: Rejected) {
+        let mut state = self.lock();
+        state.verified.remove(hash);
+        let name = hex(hash);
+        match check::remove_entry(path, rejected.found) {
+            Ok(()) => tracing::warn!(
+                "purged {name} from the program cache: {}; the client uploads the program \
+                 instead",
+                rejected.reason
+            ),
+            Err(error) => tracing::warn!(
+                "cannot purge {name} from the program cache ({}): {error}; it is not run, \
+                 and an upload of it fails until it is removed",
+                rejected.reason
+            ),
+        }
+    }
+
+    /// Starts receiving a program of `size` bytes that must hash to `hash`: reserves
+    /// `size` against the cache's bound (evicting unused programs if needed), then creates
+    /// the temporary file.
     ///
     /// # Errors
-    /// When the temporary file cannot be created.
-    pub(crate) async fn begin_upload(
+    /// [`UploadRefused`] when the program cannot fit, or the temporary file cannot be
+    /// created.
+    pub(crate) fn begin_upload(
         self: &Arc<Self>,
         hash: [u8; 32],
         size: u64,
-    ) -> io::Result<Upload> {
+    ) -> Result<Upload, UploadRefused> {
+        let reservation = self.reserve(size)?;
         let n = self.next_upload.fetch_add(1, Ordering::Relaxed);
         let temp = self.dir.join(format!(
             "{UPLOAD_PREFIX}{}-{}-{n}",
@@ -158,9 +270,10 @@ impl ProgramCache {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&temp)?;
+        let file = options.open(&temp).map_err(UploadRefused::Store)?;
         Ok(Upload {
             cache: Arc::clone(self),
+            reservation,
             file: Some(tokio::fs::File::from_std(file)),
             temp,
             hasher: Sha256::new(),
@@ -171,44 +284,101 @@ impl ProgramCache {
         })
     }
 
-    /// Removes least recently used programs not in use until the cache fits its bound.
+    /// Reserves `size` bytes, evicting least recently used programs not in use when that
+    /// makes room, and nothing when even that would not.
+    fn reserve(self: &Arc<Self>, size: u64) -> Result<Reservation, UploadRefused> {
+        if size > self.max_bytes {
+            return Err(UploadRefused::LargerThanCache {
+                size,
+                max: self.max_bytes,
+            });
+        }
+        let mut state = self.lock();
+        let programs = self.programs();
+        let on_disk: u64 = programs.iter().map(|p| p.size).sum();
+        let kept: u64 = programs
+            .iter()
+            .filter(|p| state.in_use.contains_key(&p.hash))
+            .map(|p| p.size)
+            .sum();
+        let free = self.max_bytes.saturating_sub(kept + state.reserved);
+        if size > free {
+            return Err(UploadRefused::CacheFull {
+                size,
+                free,
+                max: self.max_bytes,
+                kept,
+                reserved: state.reserved,
+            });
+        }
+        let budget = self.max_bytes - state.reserved - size;
+        if on_disk > budget {
+            self.evict_locked(&mut state, programs, budget);
+        }
+        Ok(Reservation::new(Arc::clone(self), &mut state, size))
+    }
+
+    /// Removes least recently used programs not in use until the cache, with the uploads
+    /// in progress, fits its bound.
     fn evict(&self) {
-        let in_use = self.lock();
+        let mut state = self.lock();
+        let budget = self.max_bytes.saturating_sub(state.reserved);
+        let programs = self.programs();
+        self.evict_locked(&mut state, programs, budget);
+    }
+
+    /// Removes programs of `programs` (oldest first) not in use until they hold at most
+    /// `budget` bytes, or none is left to remove.
+    fn evict_locked(&self, state: &mut CacheState, programs: Vec<CachedProgram>, budget: u64) {
+        let mut total: u64 = programs.iter().map(|p| p.size).sum();
+        for program in programs {
+            if total <= budget {
+                break;
+            }
+            if state.in_use.contains_key(&program.hash) {
+                continue;
+            }
+            match fs::remove_file(&program.path) {
+                Ok(()) => {
+                    total -= program.size;
+                    state.verified.remove(&program.hash);
+                    tracing::info!(
+                        program = %hex(&program.hash),
+                        size = program.size,
+                        "evicted from the program cache"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(path = %program.path.display(), %error, "cannot evict")
+                }
+            }
+        }
+    }
+
+    /// The programs in the directory (files named by a SHA-256), least recently used first.
+    fn programs(&self) -> Vec<CachedProgram> {
         let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
+            return Vec::new();
         };
         let mut programs = Vec::new();
-        let mut total = 0u64;
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(hash) = parse_hex(name) else {
+            let Some(hash) = name.to_str().and_then(parse_hex) else {
                 continue;
             };
             let Ok(meta) = entry.metadata() else { continue };
             if !meta.is_file() {
                 continue;
             }
-            total += meta.len();
-            let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            programs.push((used, meta.len(), hash, entry.path()));
+            programs.push(CachedProgram {
+                used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                size: meta.len(),
+                hash,
+                path: entry.path(),
+            });
         }
-        programs.sort_by_key(|p| p.0);
-        for (_, size, hash, path) in programs {
-            if total <= self.max_bytes {
-                break;
-            }
-            if in_use.contains_key(&hash) {
-                continue;
-            }
-            match fs::remove_file(&path) {
-                Ok(()) => {
-                    total -= size;
-                    tracing::info!(program = %hex(&hash), size, "evicted from the program cache");
-                }
-                Err(error) => tracing::warn!(path = %path.display(), %error, "cannot evict"),
-            }
-        }
+        programs.sort_by_key(|p| p.used);
+        programs
     }
 
     fn remove_stale_uploads(&self) {
@@ -233,97 +403,11 @@ impl ProgramCache {
     }
 }
 
-/// An upload in progress. Dropped unfinished, it deletes its temporary file.
-#[derive(Debug)]
-pub(crate) struct Upload {
-    cache: Arc<ProgramCache>,
-    file: Option<tokio::fs::File>,
-    temp: PathBuf,
-    hasher: Sha256,
-    hash: [u8; 32],
-    size: u64,
-    received: u64,
-    /// Set once the file has its place in the cache.
-    done: bool,
-}
-
-impl Upload {
-    /// Appends a chunk. The error is the reason to give the client.
-    pub(crate) async fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), String> {
-        if offset != self.received {
-            return Err(format!(
-                "upload chunk at offset {offset}, expected offset {}",
-                self.received
-            ));
-        }
-        let end = self.received + bytes.len() as u64;
-        if end > self.size {
-            return Err(format!(
-                "upload goes past the announced program size of {} bytes",
-                self.size
-            ));
-        }
-        let file = self.file.as_mut().ok_or("upload already finished")?;
-        file.write_all(bytes)
-            .await
-            .map_err(|e| format!("the node cannot store the program: {e}"))?;
-        self.hasher.update(bytes);
-        self.received = end;
-        Ok(())
-    }
-
-    /// Checks size and hash and moves the program into the cache, leased.
-    pub(crate) async fn finish(mut self) -> Result<ProgramLease, String> {
-        if self.received != self.size {
-            return Err(format!(
-                "upload ended after {} of {} bytes",
-                self.received, self.size
-            ));
-        }
-        let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-        if digest != self.hash {
-            return Err(format!(
-                "the uploaded program's SHA-256 is {}, not the announced {}",
-                hex(&digest),
-                hex(&self.hash)
-            ));
-        }
-        let store = |e: io::Error| format!("the node cannot store the program: {e}");
-        let file = self.file.take().ok_or("upload already finished")?;
-        // Closed before exec: a file still open for writing cannot be run.
-        let file = file.into_std().await;
-        file.sync_data().map_err(store)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(0o700))
-                .map_err(store)?;
-        }
-        drop(file);
-        let path = self.cache.path_of(&self.hash);
-        let lease = {
-            let mut in_use = self.cache.lock();
-            fs::rename(&self.temp, &path).map_err(store)?;
-            self.done = true;
-            *in_use.entry(self.hash).or_default() += 1;
-            ProgramLease {
-                cache: Arc::clone(&self.cache),
-                hash: self.hash,
-                path,
-            }
-        };
-        self.cache.evict();
-        Ok(lease)
-    }
-}
-
-impl Drop for Upload {
-    fn drop(&mut self) {
-        if !self.done {
-            self.file = None;
-            let _ = fs::remove_file(&self.temp);
-        }
-    }
+/// Whether `path` still names the file `cached` was opened as, unchanged since its check.
+fn still_in_place(path: &Path, cached: &CachedFile) -> bool {
+    let now_open = cached.file.metadata().map(|m| FileIdentity::of(&m));
+    let now_named = fs::symlink_metadata(path).map(|m| FileIdentity::of(&m));
+    matches!((now_open, now_named), (Ok(open), Ok(named)) if open == cached.identity && named == open)
 }
 
 fn parse_hex(name: &str) -> Option<[u8; 32]> {
@@ -366,48 +450,132 @@ mod tests {
         assert_eq!(parse_hex("zz"), None);
     }
 
+    /// Uploads `program` completely and returns its lease.
+    async fn upload_all(cache: &Arc<ProgramCache>, program: &[u8]) -> ProgramLease {
+        let mut upload = cache
+            .begin_upload(sha(program), program.len() as u64)
+            .unwrap();
+        upload.write(0, program).await.unwrap();
+        upload.finish().await.unwrap()
+    }
+
     #[tokio::test]
     async fn upload_is_verified_then_cached_and_evicted_when_unused() {
         let dir = temp_dir("upload");
         let cache = ProgramCache::open(&dir, 10).unwrap();
         let program = b"0123456789".to_vec();
         let hash = sha(&program);
-        assert!(cache.lookup(&hash).is_none());
+        assert!(cache.lookup(&hash).await.is_none());
 
         // A wrong offset and a wrong hash are refused, and leave no file behind.
-        let mut upload = cache.begin_upload(hash, 10).await.unwrap();
+        let mut upload = cache.begin_upload(hash, 10).unwrap();
         assert!(upload.write(1, b"1").await.is_err());
         drop(upload);
-        let mut upload = cache.begin_upload(sha(b"other"), 10).await.unwrap();
+        let mut upload = cache.begin_upload(sha(b"other"), 10).unwrap();
         upload.write(0, &program).await.unwrap();
         assert!(upload.finish().await.unwrap_err().contains("SHA-256"));
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        assert_eq!(
+            cache.lock().reserved,
+            0,
+            "failed uploads give their room back"
+        );
 
-        let mut upload = cache.begin_upload(hash, 10).await.unwrap();
+        let mut upload = cache.begin_upload(hash, 10).unwrap();
         upload.write(0, &program[..4]).await.unwrap();
         upload.write(4, &program[4..]).await.unwrap();
         let lease = upload.finish().await.unwrap();
         assert_eq!(fs::read(lease.path()).unwrap(), program);
         drop(lease);
-        let lease = cache.lookup(&hash).expect("cached");
+        let lease = cache.lookup(&hash).await.expect("cached");
 
-        // A second program overflows the bound: the one in use stays, the new one too
-        // (it is leased), and once released the older one goes first.
+        // A second program does not fit while the first is in use...
         let other = b"abcdefghij".to_vec();
-        let mut upload = cache.begin_upload(sha(&other), 10).await.unwrap();
-        upload.write(0, &other).await.unwrap();
-        let other_lease = upload.finish().await.unwrap();
-        assert!(lease.path().exists() && other_lease.path().exists());
-        // The first program was used longest ago.
-        fs::File::open(lease.path())
-            .unwrap()
-            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1000))
-            .unwrap();
+        let refused = cache.begin_upload(sha(&other), 10).unwrap_err();
+        assert!(
+            matches!(refused, UploadRefused::CacheFull { kept: 10, .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("--max-cache"), "{refused}");
+        // ...and evicts it once it is not.
         drop(lease);
+        let other_lease = upload_all(&cache, &other).await;
+        assert!(
+            cache.lookup(&hash).await.is_none(),
+            "least recently used evicted"
+        );
         drop(other_lease);
-        cache.evict();
-        assert!(cache.lookup(&hash).is_none(), "least recently used evicted");
-        assert!(cache.lookup(&sha(&other)).is_some());
+        assert!(cache.lookup(&sha(&other)).await.is_some());
+
+        // Larger than the whole cache: refused, and nothing is evicted for it.
+        let refused = cache.begin_upload([1; 32], 11).unwrap_err();
+        assert!(
+            matches!(refused, UploadRefused::LargerThanCache { .. }),
+            "{refused}"
+        );
+        assert!(cache.lookup(&sha(&other)).await.is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn reservations_count_until_the_upload_ends() {
+        let dir = temp_dir("reserve");
+        let cache = ProgramCache::open(&dir, 10).unwrap();
+        let first = cache.begin_upload([1; 32], 6).unwrap();
+        assert!(matches!(
+            cache.begin_upload([2; 32], 6),
+            Err(UploadRefused::CacheFull { reserved: 6, .. })
+        ));
+        let second = cache.begin_upload([2; 32], 4).unwrap();
+        drop(first);
+        assert_eq!(cache.lock().reserved, 4);
+        drop(second);
+        assert_eq!(cache.lock().reserved, 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_planted_or_altered_program_is_purged_not_served() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("planted");
+        let cache = ProgramCache::open(&dir, 1 << 20).unwrap();
+        let program = b"the genuine program".to_vec();
+        let hash = sha(&program);
+        let path = cache.path_of(&hash);
+
+        // Another content under the program's name.
+        fs::write(&path, b"an impostor").unwrap();
+        assert!(cache.lookup(&hash).await.is_none());
+        assert!(!path.exists(), "purged");
+
+        // The genuine content, writable by others.
+        fs::write(&path, &program).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o722)).unwrap();
+        assert!(cache.lookup(&hash).await.is_none());
+        assert!(!path.exists(), "purged");
+
+        // A directory under the name: not a program, and removed when empty.
+        fs::create_dir(&path).unwrap();
+        assert!(cache.lookup(&hash).await.is_none());
+        assert!(!path.exists(), "purged");
+
+        // The genuine content, private: served, and remembered as checked.
+        fs::write(&path, &program).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+        drop(
+            cache
+                .lookup(&hash)
+                .await
+                .expect("a genuine program is served"),
+        );
+        assert!(cache.lock().verified.contains_key(&hash));
+        drop(cache.lookup(&hash).await.expect("still served"));
+
+        // Altered in place after its check (same size): checked again, and purged.
+        fs::write(&path, b"the altered program").unwrap();
+        assert!(cache.lookup(&hash).await.is_none());
+        assert!(!path.exists(), "purged");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

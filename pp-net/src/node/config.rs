@@ -62,7 +62,9 @@ pub struct NodeConfig {
     /// Largest program a client may upload, in bytes. Default [`DEFAULT_MAX_UPLOAD`].
     pub max_upload: u64,
     /// Bytes the cache may hold; the least recently used programs not in use are removed
-    /// beyond it. Default [`DEFAULT_MAX_CACHE_BYTES`].
+    /// beyond it. An upload reserves its announced size against it before the node accepts
+    /// it, and is refused when it cannot fit even after that eviction, so uploads in
+    /// progress count too. Default [`DEFAULT_MAX_CACHE_BYTES`].
     pub max_cache_bytes: u64,
     /// Limits of each client's channel: message size, handshake time, and how long a write
     /// to the client may make no progress (default [`DEFAULT_WRITE_TIMEOUT`] on a node: a
@@ -124,8 +126,8 @@ impl NodeConfig {
 /// The default cache directory: `$XDG_CACHE_HOME/pp`, else `$HOME/.cache/pp`, else
 /// `pp-cache-<uid>` under the system's temporary directory.
 ///
-/// Whichever it is, the node creates it with mode 0700 and refuses one that another user
-/// owns.
+/// Whichever it is, the node creates it with mode 0700, refuses one that another user
+/// owns, and makes one open to other users private (with a warning).
 pub fn default_cache_dir() -> PathBuf {
     let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(dir) = non_empty("XDG_CACHE_HOME") {

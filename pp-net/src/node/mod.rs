@@ -12,7 +12,8 @@
 //!    [`this_target`] of the executable and its registry fingerprint. The node answers
 //!    [`Message::ServerHello`](crate::Message::ServerHello) or
 //!    [`Message::Refused`](crate::Message::Refused) (another target, a program above
-//!    [`NodeConfig::max_upload`]).
+//!    [`NodeConfig::max_upload`], or one its program cache has no room for now, see
+//!    [`NodeConfig::max_cache_bytes`]).
 //! 3. If `need_upload`, send the executable as `UploadChunk`s with contiguous offsets from
 //!    0, then `UploadDone`; a hash mismatch is refused. Each setup message must arrive
 //!    within [`NodeConfig::setup_timeout`].

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::admission::Ticket;
-use super::cache::{ProgramCache, ProgramLease};
+use super::cache::{ProgramCache, ProgramLease, Upload};
 use super::config::NodeConfig;
 use super::lanes::{serve_lane, Lanes};
 use super::process::{WorkerProcess, WorkerSpec};
@@ -197,6 +197,14 @@ async fn read_opening(stream: &mut TcpStream, addr: SocketAddr) -> Result<Openin
     Ok(Opening::Lane(id))
 }
 
+/// Where a session's program comes from.
+enum ProgramSource {
+    /// The cache had it, checked.
+    Cached(ProgramLease),
+    /// The client sends it, into this upload.
+    Upload(Box<Upload>),
+}
+
 /// Runs the setup steps; on success the workers are running and `Ready` was sent.
 async fn setup(
     ctx: &Arc<NodeContext>,
@@ -228,23 +236,31 @@ async fn setup(
         )));
     }
     let name = hex(&program_sha256);
-    let cached = ctx.cache.lookup(&program_sha256);
+    let program = match ctx.cache.lookup(&program_sha256).await {
+        Some(lease) => ProgramSource::Cached(lease),
+        // The upload's room is reserved before the client is told to send it.
+        None => ProgramSource::Upload(Box::new(
+            ctx.cache
+                .begin_upload(program_sha256, program_size)
+                .map_err(|e| refuse(e.to_string()))?,
+        )),
+    };
     let workers = u32::try_from(config.workers).unwrap_or(u32::MAX);
     writer
         .send(&Message::ServerHello {
             node_name: ctx.node_name.clone(),
             workers,
-            need_upload: cached.is_none(),
+            need_upload: matches!(program, ProgramSource::Upload(_)),
         })
         .await?;
-    let lease = match cached {
-        Some(lease) => {
+    let lease = match program {
+        ProgramSource::Cached(lease) => {
             NodeCounters::bump(&ctx.counters.cache_hits);
             tracing::info!("client {addr}: program {name} found in the cache (cache hit)");
             lease
         }
-        None => {
-            let lease = receive_upload(ctx, reader, program_sha256, program_size).await?;
+        ProgramSource::Upload(upload) => {
+            let lease = receive_upload(ctx, reader, *upload).await?;
             NodeCounters::bump(&ctx.counters.uploads);
             tracing::info!("client {addr}: program {name} uploaded ({program_size} bytes)");
             lease
@@ -293,17 +309,12 @@ async fn recv(ctx: &NodeContext, reader: &mut SecureReader) -> Result<Message, S
     }
 }
 
+/// Receives the program into `upload`, which holds its room in the cache until it ends.
 async fn receive_upload(
     ctx: &Arc<NodeContext>,
     reader: &mut SecureReader,
-    hash: [u8; 32],
-    size: u64,
+    mut upload: Upload,
 ) -> Result<ProgramLease, SetupError> {
-    let mut upload = ctx
-        .cache
-        .begin_upload(hash, size)
-        .await
-        .map_err(|e| refuse(format!("the node cannot store the program: {e}")))?;
     loop {
         match recv(ctx, reader).await? {
             Message::UploadChunk { offset, bytes } => {

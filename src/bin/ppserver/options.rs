@@ -180,6 +180,9 @@ pub(crate) struct Limits {
     pub(crate) max_message: ByteSize,
 
     /// Bytes of programs the cache keeps
+    ///
+    /// Uploads in progress count with their announced size; one that cannot fit, even
+    /// after evicting the programs not in use, is refused.
     #[arg(long, value_name = "BYTES", default_value_t = ByteSize(DEFAULT_MAX_CACHE_BYTES))]
     pub(crate) max_cache: ByteSize,
 
