@@ -117,13 +117,14 @@ async fn run(
                 Ok((stream, peer)) => {
                     last_activity = Instant::now();
                     NodeCounters::bump(&ctx.counters.connections);
-                    let ticket = match admission.admit() {
+                    let ticket = match admission.admit(peer.ip()) {
                         Admit::Yes { ticket, evicted_another } => {
                             if evicted_another {
                                 NodeCounters::bump(&ctx.counters.evicted);
                                 tracing::debug!(
-                                    "connection limit reached: the oldest connection still \
-                                     in its handshake makes room for {peer}"
+                                    "connection limit reached: a connection still in its \
+                                     handshake, from the address with the most of them, makes \
+                                     room for {peer}"
                                 );
                             }
                             ticket

@@ -1,0 +1,114 @@
+//! Issue 20, row 1: a flood of silent connections from one address does not keep a client
+//! on a slow link out. When every slot is taken, the node evicts a handshaking connection
+//! of the address that holds the most of them (see pp-net's `node::admission` and
+//! SECURITY.md), so the flooder churns through its own slots and a client from another
+//! address keeps its slot however long its handshake takes.
+//!
+//! The flood comes from 127.0.0.2, the client from 127.0.0.1: two addresses of the loopback
+//! network, so the test needs no other host.
+
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pp_net::{client_handshake, ChannelConfig, Peer, Secret};
+use support::raw::block_on;
+use support::{Node, SECRET};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How long the slow client stays silent before its handshake: what a slow link looks
+/// like to the node.
+const SLOW_LINK: Duration = Duration::from_millis(150);
+
+/// Handshakes the slow client tries during the flood.
+const TRIES: usize = 10;
+
+/// Opens silent connections to `addr` from 127.0.0.2 until `stop`, keeping the newest
+/// `keep` open; counts them in `opened`.
+async fn flood(addr: SocketAddr, keep: usize, stop: Arc<AtomicBool>, opened: Arc<AtomicU64>) {
+    let mut held = std::collections::VecDeque::new();
+    while !stop.load(Ordering::Relaxed) {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().unwrap())
+            .expect("bind 127.0.0.2");
+        if let Ok(stream) = socket.connect(addr).await {
+            opened.fetch_add(1, Ordering::Relaxed);
+            held.push_back(stream);
+            if held.len() > keep {
+                held.pop_front();
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Connects from 127.0.0.1, stays silent for [`SLOW_LINK`], then runs the handshake.
+async fn slow_handshake(addr: SocketAddr, secret: &Secret) -> Result<(), String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tokio::time::sleep(SLOW_LINK).await;
+    let (reader, writer) = stream.into_split();
+    let config = ChannelConfig::default();
+    client_handshake(reader, writer, Peer(Some(addr)), secret, config)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_flood_from_one_address_does_not_keep_a_slow_client_from_another_out() {
+    let node = Node::start(1, &["--max-connections", "8"]);
+    let addr = node.addr;
+    let secret = Secret::new(SECRET).expect("secret");
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicU64::new(0));
+    // The flood runs on a thread of its own, so that it never waits for the client.
+    let flooding = {
+        let (stop, opened) = (Arc::clone(&stop), Arc::clone(&opened));
+        std::thread::spawn(move || block_on(flood(addr, 64, stop, opened)))
+    };
+    let results = block_on(async {
+        // Let the flood fill every slot first.
+        while opened.load(Ordering::Relaxed) < 32 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut results = Vec::new();
+        for _ in 0..TRIES {
+            let before = opened.load(Ordering::Relaxed);
+            let result = slow_handshake(addr, &secret).await;
+            let during = opened.load(Ordering::Relaxed) - before;
+            results.push((result, during));
+        }
+        results
+    });
+    stop.store(true, Ordering::Relaxed);
+    flooding.join().expect("the flood thread");
+    let through = results.iter().filter(|(r, _)| r.is_ok()).count();
+    let flood_during: Vec<u64> = results.iter().map(|(_, d)| *d).collect();
+    eprintln!(
+        "{through} of {TRIES} slow handshakes through; flood connections during each: \
+         {flood_during:?}; node statistics: {}",
+        node.statistics()
+    );
+    // The flood must push far more connections than the node has slots while the slow
+    // client waits, or the test proves nothing. (It stalls now and then: the kernel drops
+    // SYNs past the listen backlog, and the flooder's retransmits wait a second.)
+    let total: u64 = flood_during.iter().sum();
+    assert!(
+        total >= 8 * TRIES as u64,
+        "the flood pushed only {total} connections during the {TRIES} handshakes"
+    );
+    for (result, _) in &results {
+        assert!(
+            result.is_ok(),
+            "a slow client was kept out by a flood from another address: {result:?}"
+        );
+    }
+}
