@@ -81,6 +81,7 @@ fn failed_handshakes_from_one_address_are_counted_not_logged_one_by_one() {
         .matching("failed handshakes from 127.0.0.1")
         .pop()
         .unwrap_or_else(|| panic!("no line counts the failures not logged:\n{log}"));
+    eprintln!("{summary}");
     let counted: usize = summary
         .split_whitespace()
         .zip(summary.split_whitespace().skip(1))

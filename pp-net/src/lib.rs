@@ -21,7 +21,9 @@
 //!   started by a node into a worker before `main`, the pipe protocol between node and
 //!   worker, the lane worker), lanes (`lane`: opening a lane and its handshake, both ends)
 //!   and [`discovery`] (UDP, independent of the channel). `program` identifies the running
-//!   executable for both ends; `area` is the node's shared memory for its workers.
+//!   executable for both ends; `area` is the node's shared memory for its workers;
+//!   `source_windows` counts what each source address did lately, for the node's and
+//!   discovery's limits per address.
 //!
 //! # The path of one job
 //! 1. **Client** (`client`): a session task per node takes jobs from the server's queue,
@@ -75,6 +77,7 @@ pub mod node;
 #[doc(hidden)]
 pub mod program;
 mod protocol;
+mod source_windows;
 #[cfg(test)]
 mod test_channel;
 // Public for the facade's tests and the fuzz targets, which keep the hook in their binaries

@@ -11,13 +11,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::DiscoveryConfig;
+use super::reply_budget::ReplyBudget;
 use super::socket;
 use super::wire::{Announcement, Datagram, MAX_DATAGRAM};
-
-/// Answers to probes sent in one [`REPLY_WINDOW`], at most: a flood of probes (perhaps with
-/// forged sources) cannot make the node a traffic amplifier.
-const MAX_REPLIES_PER_WINDOW: u32 = 200;
-const REPLY_WINDOW: Duration = Duration::from_secs(1);
 
 /// Pause after a failed receive, so that a persistent error cannot make the loop spin.
 const ERROR_PAUSE: Duration = Duration::from_millis(20);
@@ -27,7 +23,13 @@ pub(crate) struct Announcer {
     socket: UdpSocket,
     target: SocketAddr,
     interval: Duration,
+    /// The announcement sent unprompted.
     datagram: Vec<u8>,
+    /// The answer to a probe: the announcement without the name, so that it is as small as
+    /// it can be without a change of the wire format (23 bytes for the probe's 8; with the
+    /// name it was up to 87). The name is for logs only, and comes with the unprompted
+    /// announcements.
+    answer: Vec<u8>,
 }
 
 impl Announcer {
@@ -50,11 +52,16 @@ impl Announcer {
             node_id: random_id(),
             name: name.to_owned(),
         };
+        let answer = Announcement {
+            name: String::new(),
+            ..announcement.clone()
+        };
         Ok(Announcer {
             socket,
             target: SocketAddr::new(config.broadcast, port),
             interval: config.interval,
             datagram: Datagram::Announce(announcement).encode(),
+            answer: Datagram::Announce(answer).encode(),
         })
     }
 
@@ -72,7 +79,7 @@ impl Announcer {
     /// true. Datagrams that are not discovery datagrams are counted in `ignored`.
     pub(crate) async fn run(self, ignored: Arc<AtomicU64>, mut stopping: watch::Receiver<bool>) {
         let mut next = Instant::now();
-        let mut window = (Instant::now(), 0u32);
+        let mut budget = ReplyBudget::default();
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         loop {
             tokio::select! {
@@ -83,7 +90,7 @@ impl Announcer {
                     next = Instant::now() + self.interval;
                 }
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => self.handle(&buf[..len], from, &ignored, &mut window).await,
+                    Ok((len, from)) => self.handle(&buf[..len], from, &ignored, &mut budget).await,
                     Err(e) => {
                         // For example the ICMP error of an earlier send: not fatal.
                         tracing::debug!("discovery socket: {e}");
@@ -100,20 +107,16 @@ impl Announcer {
         bytes: &[u8],
         from: SocketAddr,
         ignored: &AtomicU64,
-        window: &mut (Instant, u32),
+        budget: &mut ReplyBudget,
     ) {
         match Datagram::decode(bytes) {
             Ok(Datagram::Probe) => {
-                if window.0.elapsed() >= REPLY_WINDOW {
-                    *window = (Instant::now(), 0);
-                }
-                if window.1 >= MAX_REPLIES_PER_WINDOW {
-                    tracing::debug!(%from, "probe not answered: too many probes this second");
+                if let Err(why) = budget.take(from.ip(), std::time::Instant::now()) {
+                    tracing::trace!(%from, ?why, "probe not answered: too many probes this second");
                     return;
                 }
-                window.1 += 1;
                 tracing::debug!(%from, "probe answered");
-                if let Err(e) = self.socket.send_to(&self.datagram, from).await {
+                if let Err(e) = self.socket.send_to(&self.answer, from).await {
                     tracing::debug!("cannot answer the probe of {from}: {e}");
                 }
             }

@@ -7,7 +7,10 @@
 //! [`DiscoveryConfig::interval`], and answers each probe with an announcement sent straight
 //! back to the prober. An announcement says which TCP port the node takes jobs on, how
 //! many workers it runs and a random identifier (see [`wire`] for the bytes); the node's
-//! address is the datagram's source address.
+//! address is the datagram's source address. The answer to a probe leaves out the node's
+//! name (for logs only), so it is 23 bytes for the probe's 8, and each source address has
+//! its own budget of answers (20 a second; 1,000 a second in all): a sender flooding the
+//! port cannot use up the answers of others.
 //!
 //! A client asked for `*` (see [`Target`]) probes at start and keeps listening for as long
 //! as it runs. Each node it hears of for the first time gets the same connection task as a
@@ -23,6 +26,7 @@
 mod announce;
 mod config;
 mod listen;
+mod reply_budget;
 mod socket;
 mod target;
 pub mod wire;

@@ -20,6 +20,11 @@
 //! | 22     | 1    | length of the name, at most [`MAX_NAME`]           |
 //! | 23     | n    | the node's host name, UTF-8, for logs only         |
 //!
+//! A node answers a probe with an announcement whose name is empty (23 bytes), so that
+//! the answer is at most 2.9 times the probe; the name comes with the announcements a node
+//! sends unprompted. A probe cannot be padded to the answer's size without a new version:
+//! nodes of this version refuse bytes after a probe's header.
+//!
 //! So a datagram is at most [`MAX_DATAGRAM`] bytes; anything else (another magic, another
 //! version, a length that does not add up, trailing bytes) is refused with a [`WireError`].
 //! Nothing here is secret: an announcement only says where a node listens, and a client
@@ -196,10 +201,14 @@ fn truncated(name: &str) -> &str {
 
 impl fmt::Display for Announcement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Nodes answer probes without their name (see the announcer).
+        if !self.name.is_empty() {
+            write!(f, "{} ", self.name)?;
+        }
         write!(
             f,
-            "{} (port {}, {} workers, id {:016x})",
-            self.name, self.job_port, self.workers, self.node_id
+            "(port {}, {} workers, id {:016x})",
+            self.job_port, self.workers, self.node_id
         )
     }
 }

@@ -16,6 +16,7 @@ use super::admission::{Admission, Admit};
 use super::cache::ProgramCache;
 use super::config::NodeConfig;
 use super::error::NodeError;
+use super::failure_log::{FailureLog, FLUSH_PERIOD};
 use super::session::{serve_connection, NodeContext};
 use super::stats::{NodeCounters, NodeStats};
 use crate::discovery::{Announcer, DiscoveryConfig};
@@ -88,6 +89,7 @@ async fn run(
         cache,
         counters: Arc::new(NodeCounters::default()),
         lanes: Arc::default(),
+        failures: FailureLog::default(),
         config,
     });
     let admission = Admission::new(ctx.config.max_connections);
@@ -98,6 +100,8 @@ async fn run(
     };
     let mut sessions = JoinSet::new();
     let mut last_activity = Instant::now();
+    let mut failure_summaries = tokio::time::interval(FLUSH_PERIOD);
+    failure_summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(
         "listening on {addr} with {} workers per client; program cache {}",
         ctx.config.workers,
@@ -155,6 +159,7 @@ async fn run(
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {
                 last_activity = Instant::now();
             }
+            _ = failure_summaries.tick() => ctx.failures.flush(),
             _ = sleep_until(idle_deadline) => {
                 tracing::info!(
                     "no client for {:?}: exiting (idle timeout)",
@@ -186,6 +191,7 @@ async fn run(
     if finished.is_err() {
         sessions.shutdown().await;
     }
+    ctx.failures.flush_all();
     let stats = ctx.counters.snapshot();
     tracing::info!("stopped; statistics: {stats}");
     Ok(stats)

@@ -49,6 +49,7 @@ mod cache;
 mod config;
 mod daemon;
 mod error;
+mod failure_log;
 mod lanes;
 mod outgoing;
 mod process;

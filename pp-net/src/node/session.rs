@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use super::admission::Ticket;
 use super::cache::{ProgramCache, ProgramLease, Upload};
 use super::config::NodeConfig;
+use super::failure_log::FailureLog;
 use super::lanes::{serve_lane, Lanes};
 use super::process::{WorkerProcess, WorkerSpec};
 use super::session_jobs::{serve_jobs, JobsConfig, SessionEnd};
@@ -43,6 +44,8 @@ pub(crate) struct NodeContext {
     pub(crate) node_name: String,
     /// Lanes offered to sessions and not yet taken up.
     pub(crate) lanes: Arc<Lanes>,
+    /// Where failed handshakes are logged, a few per address and the rest counted.
+    pub(crate) failures: FailureLog,
 }
 
 /// Why the node will not serve this client: sent as `Refused`, then the connection closes.
@@ -108,11 +111,13 @@ pub(crate) async fn serve_connection(
         }
         Err(NetError::AuthenticationFailed { reason, .. }) => {
             NodeCounters::bump(&ctx.counters.auth_failures);
-            tracing::warn!("authentication failed from {addr}: {reason}");
+            let line = format_args!("authentication failed from {addr}: {reason}");
+            ctx.failures.failed(addr.ip(), line);
             return;
         }
         Err(error) => {
-            tracing::warn!("handshake with {addr} failed: {error}");
+            let line = format_args!("handshake with {addr} failed: {error}");
+            ctx.failures.failed(addr.ip(), line);
             return;
         }
     };
