@@ -1,5 +1,5 @@
-//! The log of failed handshakes, limited so that connections cost an attacker more than
-//! they cost the node's disk.
+//! The log of failed handshakes (and of lane openings that name no offer), limited so
+//! that connections cost an attacker more than they cost the node's disk.
 //!
 //! Anyone who can reach the port can make a connection fail, and every failure used to be
 //! one WARN line: 2,000 connections in 0.3 s wrote about 400 KB. Now, per source address

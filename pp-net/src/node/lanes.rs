@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::failure_log::FailureLog;
 use super::outgoing::Outgoing;
 use super::process::{WorkerProcess, WorkerSpec};
 use super::stats::NodeCounters;
@@ -218,16 +219,19 @@ impl Drop for LaneHold<'_> {
 
 /// Serves a lane connection from `addr` that named `id`: starts its worker, gives it the
 /// connection and the key, counts the jobs it answers (in shared memory), and tells the
-/// session when it ends. Never fails: everything is logged.
+/// session when it ends. Never fails: everything is logged (an opening that names no offer
+/// through `failures`, as a failed handshake).
 pub(crate) async fn serve_lane(
     stream: TcpStream,
     addr: SocketAddr,
     id: LaneId,
     lanes: &Lanes,
+    failures: &FailureLog,
     mut node_stop: watch::Receiver<bool>,
 ) {
     let Some((offer, hold)) = lanes.take(&id) else {
-        tracing::warn!("lane connection from {addr} names no open lane offer: closed");
+        let line = format_args!("lane connection from {addr} names no open lane offer: closed");
+        failures.failed(addr.ip(), line);
         return;
     };
     let link = &offer.session;

@@ -106,7 +106,7 @@ pub(crate) async fn serve_connection(
     let (mut reader, mut writer) = match opened {
         Ok(Opened::Session(halves)) => *halves,
         Ok(Opened::Lane(stream, id)) => {
-            serve_lane(stream, addr, id, &ctx.lanes, node_stop).await;
+            serve_lane(stream, addr, id, &ctx.lanes, &ctx.failures, node_stop).await;
             return;
         }
         Err(NetError::AuthenticationFailed { reason, .. }) => {
