@@ -16,15 +16,13 @@ use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::Arc;
 use std::time::Instant;
 
 use pp::codec::encode;
 use pp_net::{Message, Outcome};
 use sha2::{Digest, Sha256};
 use support::raw::{block_on, expect_refused, job_with, program, program_bytes, Client};
-use support::{collect_stderr, ppserver_command, temp_dir, Log, SECRET, WAIT};
+use support::{temp_dir, Node, SECRET, WAIT};
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
 #[used]
@@ -33,51 +31,6 @@ static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_net::worker::WORKER_HOOK;
 #[pp::parallel]
 fn square(x: u64) -> u64 {
     x * x
-}
-
-/// A `ppserver` on a cache directory the test prepared; killed on drop (the directory is
-/// removed too).
-struct CacheNode {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Log>,
-    cache_dir: PathBuf,
-}
-
-impl CacheNode {
-    /// Starts `ppserver` with one worker on `cache_dir` and `extra` arguments.
-    fn start(cache_dir: &Path, extra: &[&str]) -> CacheNode {
-        let cache = cache_dir.to_str().expect("utf-8 temp dir").to_owned();
-        let mut args = vec!["--port", "0", "--interface", "127.0.0.1", "-w", "1"];
-        args.extend(["--cache-dir", &cache]);
-        args.extend_from_slice(extra);
-        let mut child = ppserver_command(&args)
-            .env("PP_SECRET", SECRET)
-            .spawn()
-            .expect("start ppserver");
-        let log = collect_stderr(&mut child);
-        let mut node = CacheNode {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-            cache_dir: cache_dir.to_owned(),
-        };
-        let line = node.log.wait_for("ppserver listening on ");
-        node.addr = line
-            .split_whitespace()
-            .nth(3)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        node
-    }
-}
-
-impl Drop for CacheNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.cache_dir);
-    }
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -175,7 +128,7 @@ fn planted_programs_are_purged_and_uploaded_instead_of_run() {
     let writable = b"genuine bytes of a program anyone may change\n".to_vec();
     plant(&dir, &sha256(&writable), &writable, 0o777);
 
-    let node = CacheNode::start(&dir, &[]);
+    let node = Node::start_in(dir.clone(), 0, 1, &[]);
     let session = try_session_of_this_binary(node.addr);
     assert!(
         !marker.exists(),
@@ -235,7 +188,7 @@ fn a_genuine_cached_program_is_verified_once_per_node_start() {
     fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
     plant(&dir, &program().sha256, &program_bytes(), 0o700);
-    let node = CacheNode::start(&dir, &[]);
+    let node = Node::start_in(dir.clone(), 0, 1, &[]);
     let verified = format!("program {} in the cache verified", program().sha256_hex());
     for session in 0..3 {
         assert!(
@@ -273,7 +226,7 @@ fn uploads_in_progress_reserve_their_size_against_max_cache() {
     const BOUND: u64 = 1 << 20;
     const SIZE: u64 = 768 << 10;
     let dir = temp_dir("reserved-cache");
-    let node = CacheNode::start(&dir, &["--max-cache", "1M"]);
+    let node = Node::start_in(dir.clone(), 0, 1, &["--max-cache", "1M"]);
     block_on(async {
         // Four sessions announce 768 KiB each: one reservation fits in 1 MiB.
         let mut clients = Vec::new();

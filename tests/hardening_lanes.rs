@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pp::codec::encode;
 use pp_net::{Message, Outcome};
-use support::raw::{block_on, job_with, Client};
+use support::raw::{block_on, job_with, lane_opening, Client};
 use support::{children_of, Node, SECRET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,20 +24,6 @@ static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_net::worker::WORKER_HOOK;
 #[pp::parallel]
 fn square(x: u64) -> u64 {
     x * x
-}
-
-/// The first bytes of a lane with `key`: `PPLN`, the protocol version, two zero bytes, then
-/// the first 16 bytes of `SHA-256("pp-net lane id v1\0" || key)`.
-fn lane_opening(key: &[u8; 32]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut opening = pp_net::preamble::ours().to_vec();
-    opening[..4].copy_from_slice(b"PPLN");
-    let id = Sha256::new()
-        .chain_update(b"pp-net lane id v1\0")
-        .chain_update(key)
-        .finalize();
-    opening.extend_from_slice(&id[..16]);
-    opening
 }
 
 /// Opens the lane offered with `key` and sends its opening: the node takes the offer and

@@ -11,7 +11,7 @@ mod support;
 
 use pp::codec::{decode, encode};
 use pp_net::{JobRequest, Message, NetError, Outcome};
-use support::raw::{block_on, expect_refused, job, program, program_bytes, Client};
+use support::raw::{block_on, expect_refused, job, lane_opening, program, program_bytes, Client};
 use support::{ppserver_command, wait_bounded, Node, SECRET};
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
@@ -422,20 +422,6 @@ fn the_idle_timeout_ends_a_node_without_clients() {
     let status = node.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", node.log.text());
     node.log.wait_for("idle timeout");
-}
-
-/// The first bytes of a lane with `key`: `PPLN`, the protocol version, two zero bytes, then
-/// the first 16 bytes of `SHA-256("pp-net lane id v1\0" || key)`.
-fn lane_opening(key: &[u8; 32]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut opening = pp_net::preamble::ours().to_vec();
-    opening[..4].copy_from_slice(b"PPLN");
-    let id = Sha256::new()
-        .chain_update(b"pp-net lane id v1\0")
-        .chain_update(key)
-        .finalize();
-    opening.extend_from_slice(&id[..16]);
-    opening
 }
 
 /// Reads what the node sends on `stream` until it closes it (bounded by `support::WAIT`).

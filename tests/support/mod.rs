@@ -201,7 +201,12 @@ impl Node {
     /// As [`Node::start`], on `port` of 127.0.0.1 (0: a free one), e.g. to restart a node
     /// where it was.
     pub fn start_on(port: u16, workers: usize, extra: &[&str]) -> Node {
-        let cache_dir = temp_dir("cache");
+        Node::start_in(temp_dir("cache"), port, workers, extra)
+    }
+
+    /// As [`Node::start_on`], with `cache_dir` as its program cache (prepared by the test;
+    /// removed on drop).
+    pub fn start_in(cache_dir: PathBuf, port: u16, workers: usize, extra: &[&str]) -> Node {
         let workers = workers.to_string();
         let port = port.to_string();
         let cache = cache_dir.to_str().expect("utf-8 temp dir").to_owned();

@@ -155,3 +155,17 @@ pub fn expect_refused(message: Message) -> String {
         other => panic!("expected Refused, got {other:?}"),
     }
 }
+
+/// The first bytes of a lane with `key`: `PPLN`, the protocol version, two zero bytes, then
+/// the first 16 bytes of `SHA-256("pp-net lane id v1\0" || key)`.
+pub fn lane_opening(key: &[u8; 32]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut opening = pp_net::preamble::ours().to_vec();
+    opening[..4].copy_from_slice(b"PPLN");
+    let id = Sha256::new()
+        .chain_update(b"pp-net lane id v1\0")
+        .chain_update(key)
+        .finalize();
+    opening.extend_from_slice(&id[..16]);
+    opening
+}
