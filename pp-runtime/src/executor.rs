@@ -2,6 +2,7 @@
 //! local pool ([`crate::pool`]) and the cluster client (in `pp-net`), which takes jobs
 //! through [`JobFeed`](crate::remote::JobFeed) and runs them on nodes.
 
+use crate::queue::JobQueue;
 use crate::stats::{ExecutorStats, NodeStatus};
 use std::time::Duration;
 
@@ -12,11 +13,11 @@ use std::time::Duration;
 /// them down (remote executors first, so that the jobs they give back are cancelled with
 /// the rest) when the server drops.
 pub trait Executor: Send + Sync {
-    /// A job was queued or given back to the queue. Runs on the thread that queued it,
-    /// right after: it must be cheap and must not block (the local pool starts a drainer if
-    /// a slot is free; the cluster client wakes its node tasks, or sends a lone job on a
-    /// free lane).
-    fn notify(&self);
+    /// A job was queued or given back to `queue`. Runs on the thread that queued it, right
+    /// after: it must be cheap and must not block (the local pool starts a drainer if a
+    /// slot is free; the cluster client wakes its node tasks, or sends a lone job on a free
+    /// lane, which needs the queue's length).
+    fn notify(&self, queue: QueueView<'_>);
 
     /// Appends this executor's statistics rows: one per place it runs jobs (`local`, or
     /// each node's `host:port`).
@@ -38,4 +39,24 @@ pub trait Executor: Send + Sync {
     /// running jobs finish and joins the threads (the local pool). Called once, when the
     /// server drops.
     fn shutdown(&self);
+}
+
+/// The queue as an executor sees it when told of a job: what it may ask, at no cost unless
+/// it asks (no reference count taken, unlike a remote executor's weak handle).
+#[derive(Clone, Copy)]
+pub struct QueueView<'a>(pub(crate) &'a JobQueue);
+
+impl QueueView<'_> {
+    /// Jobs waiting in the queue now, the one just queued included.
+    pub fn queued(&self) -> usize {
+        self.0.queued()
+    }
+}
+
+impl std::fmt::Debug for QueueView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueView")
+            .field("queued", &self.queued())
+            .finish()
+    }
 }

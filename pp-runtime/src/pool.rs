@@ -8,7 +8,7 @@
 //! pool. The queue itself never changes, so no job is lost or reordered.
 
 use crate::error::Error;
-use crate::executor::Executor;
+use crate::executor::{Executor, QueueView};
 use crate::job::{Polling, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::wait_until;
 use crate::queue::JobQueue;
@@ -253,7 +253,7 @@ impl LocalPool {
 }
 
 impl Executor for LocalPool {
-    fn notify(&self) {
+    fn notify(&self, _queue: QueueView<'_>) {
         self.wake();
     }
 

@@ -11,7 +11,7 @@
 
 use crate::backlog::{Backlog, Sleepers};
 use crate::error::JobError;
-use crate::executor::Executor;
+use crate::executor::{Executor, QueueView};
 use crate::job::Completion;
 use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
@@ -131,14 +131,14 @@ impl JobQueue {
 
     fn notify_local(&self) {
         if let Some(local) = self.local.get() {
-            local.notify();
+            local.notify(QueueView(self));
         }
     }
 
     fn notify_remote(&self) {
         if self.has_remote() {
             for executor in self.remote.read().unwrap_or_else(|e| e.into_inner()).iter() {
-                executor.notify();
+                executor.notify(QueueView(self));
             }
         }
     }

@@ -62,7 +62,7 @@ use context::ClientContext;
 use flights::Flights;
 use node_state::NodeState;
 use nodes::NodeList;
-use pp_runtime::remote::{ClusterSpec, Executor, JobFeed};
+use pp_runtime::remote::{ClusterSpec, Executor, JobFeed, QueueView};
 use pp_runtime::{Error, ExecutorStats, NodeStatus};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -144,8 +144,8 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
 impl Executor for Cluster {
     /// Runs on the thread that queued a job: a lone job (the only one queued) may go on a
     /// free lane from here; otherwise every node task is woken to take jobs.
-    fn notify(&self) {
-        let queued = self.feed.queued();
+    fn notify(&self, queue: QueueView<'_>) {
+        let queued = queue.queued();
         self.nodes.with(|nodes| {
             let sent = queued == 1 && nodes.iter().any(|n| n.submit_lone(&self.feed));
             if !sent {

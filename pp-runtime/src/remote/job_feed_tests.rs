@@ -2,7 +2,7 @@
 //! queue with no local worker.
 
 use super::*;
-use crate::executor::Executor;
+use crate::executor::{Executor, QueueView};
 use crate::job::{Job, JobState, Polling, SPIN};
 use crate::stats::ExecutorStats;
 use crate::task::Task;
@@ -14,7 +14,7 @@ use std::sync::Mutex;
 struct TestNodes(Mutex<Vec<ExecutorHandle>>);
 
 impl Executor for TestNodes {
-    fn notify(&self) {}
+    fn notify(&self, _queue: QueueView<'_>) {}
 
     fn stats_rows(&self, rows: &mut Vec<ExecutorStats>) {
         rows.extend(self.0.lock().unwrap().iter().map(ExecutorHandle::stats));

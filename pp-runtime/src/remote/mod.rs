@@ -17,7 +17,7 @@ pub(crate) mod job_feed;
 pub(crate) mod program_hooks;
 pub(crate) mod remote_job;
 
-pub use crate::executor::Executor;
+pub use crate::executor::{Executor, QueueView};
 pub use crate::stats::ExecutorHandle;
 pub use cluster_options::{
     ClusterOptions, ClusterSpec, DEFAULT_DUPLICATE_STRAGGLERS, DEFAULT_FALLBACK_WAIT,
