@@ -37,16 +37,6 @@ fn start_discoverable(workers: usize, job_port: u16, port: u16) -> Node {
     Node::start_on(job_port, workers, &args)
 }
 
-/// The UDP address the node answers probes on, from its log.
-fn discovery_addr(node: &Node) -> SocketAddr {
-    let line = node.log.wait_for("answering probes on udp ");
-    line.split("answering probes on udp ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|addr| addr.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-}
-
 /// A client with no local worker that discovers nodes by probing `targets`, plus `named`.
 fn discovering_client(targets: &[SocketAddr], named: &[&Node]) -> Server {
     let entries = targets
@@ -77,7 +67,10 @@ fn run_jobs(server: &Server, n: u64) {
 #[test]
 fn unicast_discovery_finds_two_nodes_and_runs_jobs_on_both() {
     let (a, b) = (start_discoverable(2, 0, 0), start_discoverable(1, 0, 0));
-    let server = discovering_client(&[discovery_addr(&a), discovery_addr(&b)], &[]);
+    let server = discovering_client(
+        &[support::discovery_addr(&a), support::discovery_addr(&b)],
+        &[],
+    );
     wait_until(&server, "both nodes discovered and connected", || {
         connected(&server, &a) && connected(&server, &b)
     });
@@ -123,7 +116,13 @@ fn a_node_started_after_the_client_is_found_and_a_restarted_one_rejoins() {
 #[test]
 fn a_named_node_that_also_answers_probes_is_not_added_twice() {
     let (named, other) = (start_discoverable(1, 0, 0), start_discoverable(1, 0, 0));
-    let server = discovering_client(&[discovery_addr(&named), discovery_addr(&other)], &[&named]);
+    let server = discovering_client(
+        &[
+            support::discovery_addr(&named),
+            support::discovery_addr(&other),
+        ],
+        &[&named],
+    );
     wait_until(&server, "the discovered node is connected", || {
         connected(&server, &other) && connected(&server, &named)
     });
@@ -137,7 +136,7 @@ fn a_named_node_that_also_answers_probes_is_not_added_twice() {
 #[test]
 fn garbage_on_the_discovery_port_does_not_disturb_a_run() {
     let node = start_discoverable(2, 0, 0);
-    let port = discovery_addr(&node);
+    let port = support::discovery_addr(&node);
     let sender = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let garbage: Vec<Vec<u8>> = vec![
         vec![],

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pp::codec::encode;
 use pp_net::{Message, Outcome};
-use support::raw::{block_on, job_with, lane_opening, Client};
+use support::raw::{block_on, expect_lane_ended, job_with, lane_opening, Client};
 use support::{children_of, Node, SECRET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -91,17 +91,8 @@ fn a_lane_whose_peer_trickles_its_handshake_ends_within_the_handshake_timeout() 
             }
         };
         eprintln!("the trickled lane was closed {closed_after:?} after the worker's preamble");
-        match client.recv().await {
-            Message::LaneEnded {
-                lane: ended,
-                crashed,
-                reason,
-            } => {
-                assert_eq!(ended, lane);
-                assert!(crashed, "a handshake that failed is a failure: {reason}");
-            }
-            other => panic!("expected LaneEnded, got {other:?}"),
-        }
+        let (crashed, reason) = expect_lane_ended(&mut client, lane).await;
+        assert!(crashed, "a handshake that failed is a failure: {reason}");
         let line = node.log.wait_for("lane handshake");
         assert!(line.contains("within 1s"), "{line}");
         // The session goes on.

@@ -15,7 +15,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -114,7 +114,7 @@ const ANSWERS_PER_SOURCE_PER_SECOND: u64 = 20;
 #[test]
 fn a_flooding_prober_does_not_starve_a_real_one_and_answers_are_small() {
     let node = Node::start(1, &["-a", "--discovery-port", "0", "-b", "127.0.0.1"]);
-    let target = discovery_addr(&node);
+    let target = support::discovery_addr(&node);
     let probe = Datagram::Probe.encode();
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -201,16 +201,6 @@ fn a_flooding_prober_does_not_starve_a_real_one_and_answers_are_small() {
             probe.len()
         );
     }
-}
-
-/// The UDP address the node answers probes on, from its log.
-fn discovery_addr(node: &Node) -> SocketAddr {
-    let line = node.log.wait_for("answering probes on udp ");
-    line.split("answering probes on udp ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|addr| addr.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 /// Reads datagrams from `socket` until `stop`, giving each to `answer`.

@@ -11,7 +11,9 @@ mod support;
 
 use pp::codec::{decode, encode};
 use pp_net::{JobRequest, Message, NetError, Outcome};
-use support::raw::{block_on, expect_refused, job, lane_opening, program, program_bytes, Client};
+use support::raw::{
+    block_on, expect_lane_ended, expect_refused, job, lane_opening, program, program_bytes, Client,
+};
 use support::{ppserver_command, wait_bounded, Node, SECRET};
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
@@ -457,18 +459,9 @@ fn a_lane_whose_client_never_finishes_its_handshake_ends_and_its_offer_is_used_o
             pp_net::preamble::ours(),
             "the worker's preamble only"
         );
-        match client.recv().await {
-            Message::LaneEnded {
-                lane: ended,
-                crashed,
-                reason,
-            } => {
-                assert_eq!(ended, lane);
-                assert!(crashed, "a failed handshake is a failure: {reason}");
-                assert!(reason.contains("exited with status 1"), "{reason}");
-            }
-            other => panic!("expected LaneEnded, got {other:?}"),
-        }
+        let (crashed, reason) = expect_lane_ended(&mut client, lane).await;
+        assert!(crashed, "a failed handshake is a failure: {reason}");
+        assert!(reason.contains("exited with status 1"), "{reason}");
         node.log.wait_for("lane handshake");
         // The offer was taken: the same opening again finds nothing.
         let mut again = tokio::net::TcpStream::connect(node.addr).await.unwrap();

@@ -331,6 +331,16 @@ impl Drop for Node {
     }
 }
 
+/// The UDP address the node answers probes on, from its log.
+pub fn discovery_addr(node: &Node) -> SocketAddr {
+    let line = node.log.wait_for("answering probes on udp ");
+    line.split("answering probes on udp ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|addr| addr.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 /// Waits for `child` to exit, at most [`WAIT`]; kills it and panics past that.
 pub fn wait_bounded(child: &mut Child) -> ExitStatus {
     let deadline = Instant::now() + WAIT;

@@ -169,3 +169,19 @@ pub fn lane_opening(key: &[u8; 32]) -> Vec<u8> {
     opening.extend_from_slice(&id[..16]);
     opening
 }
+
+/// Waits for the session's next message, which must be `LaneEnded` for `lane`; returns
+/// whether the lane's worker crashed and why.
+pub async fn expect_lane_ended(client: &mut Client, lane: u32) -> (bool, String) {
+    match client.recv().await {
+        Message::LaneEnded {
+            lane: ended,
+            crashed,
+            reason,
+        } => {
+            assert_eq!(ended, lane);
+            (crashed, reason)
+        }
+        other => panic!("expected LaneEnded, got {other:?}"),
+    }
+}
