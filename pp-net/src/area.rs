@@ -142,7 +142,7 @@ impl SharedArea {
         self.used = None;
         #[cfg(target_os = "linux")]
         if let Err(error) = punch_hole(&self.file, self.map.len()) {
-            tracing::debug!(%error, "cannot give back the pages of a shared argument area");
+            pp_runtime::debug!(%error, "cannot give back the pages of a shared argument area");
         }
     }
 }

@@ -30,6 +30,8 @@
 //! - `run_chunks`, `scope`, `portable_chunk`, `chunks`: what `par!` runs: scoped chunk runs
 //!   on the local pool, chunks that travel to nodes in cluster mode, and the helpers
 //!   generated code calls.
+//! - `say` (hidden): pp's logging macros; pp's warnings reach standard error when the
+//!   program has no `tracing` subscriber (`PP_LOG` sets the level).
 //! - `stats`: the counters executors update and the [`Stats`] table; `error`: [`Error`],
 //!   [`JobError`].
 //!
@@ -71,6 +73,12 @@ pub mod codec;
 pub mod registry;
 #[doc(hidden)]
 pub mod remote;
+#[doc(hidden)]
+pub mod say;
+
+/// `tracing`, for pp's logging macros (see the `say` module).
+#[doc(hidden)]
+pub use tracing as __tracing;
 
 pub use error::{Error, JobError};
 pub use job::{Callback, Job};

@@ -156,7 +156,7 @@ impl LocalPool {
         self.ncpus.store(ncpus, Ordering::SeqCst);
         queue.set_local_workers(ncpus);
         drop(threads);
-        tracing::debug!(ncpus, "local pool resized");
+        crate::debug!(ncpus, "local pool resized");
         while queue.has_work() && self.wake() {}
         Ok(())
     }
@@ -267,7 +267,7 @@ impl Executor for LocalPool {
         self.stopping.store(true, Ordering::SeqCst);
         let on_own_worker = WORKER_OF.with(Cell::get) == self.id;
         if on_own_worker {
-            tracing::debug!("server dropped by one of its own jobs; not waiting for its workers");
+            crate::debug!("server dropped by one of its own jobs; not waiting for its workers");
         } else {
             wait_until(&self.idle, &self.no_active, None, |_| {
                 self.active.load(Ordering::SeqCst) == 0
@@ -286,7 +286,7 @@ impl Executor for LocalPool {
             for handle in handles {
                 // The pool is gone and no drainer is active, so each thread is exiting.
                 if handle.join().is_err() {
-                    tracing::warn!("a worker thread panicked while exiting");
+                    crate::warn!("a worker thread panicked while exiting");
                 }
             }
         }

@@ -75,7 +75,7 @@ impl JobQueue {
     /// Attaches the local pool (once).
     pub(crate) fn attach_local(&self, pool: Arc<dyn Executor>) {
         if self.local.set(pool).is_err() {
-            tracing::error!("a second local pool was attached to a queue; it is ignored");
+            crate::error!("a second local pool was attached to a queue; it is ignored");
         }
     }
 
@@ -203,7 +203,7 @@ impl JobQueue {
                 self.counters
                     .callback_panics
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(task, %message, "job callback panicked; the job still counts as finished");
+                crate::error!(task, %message, "job callback panicked; the job still counts as finished");
             }
             self.pending.done();
         }

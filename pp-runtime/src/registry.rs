@@ -117,7 +117,7 @@ pub fn registry() -> &'static Registry {
         let mut duplicates = Vec::new();
         for entry in TASKS.iter() {
             if by_id.insert(entry.id, entry).is_some() {
-                tracing::warn!(
+                crate::warn!(
                     task = entry.id,
                     "task id registered twice; it cannot be invoked by id"
                 );

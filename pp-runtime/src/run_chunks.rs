@@ -148,7 +148,7 @@ fn results<R>(
     slots: Mutex<Vec<Option<R>>>,
 ) -> Vec<Option<R>> {
     if let Some(payload) = panic {
-        tracing::debug!(task, message = %panic_message(payload.as_ref()), "a chunk panicked");
+        crate::debug!(task, message = %panic_message(payload.as_ref()), "a chunk panicked");
         resume_unwind(payload);
     }
     assert!(

@@ -194,7 +194,7 @@ impl ServerBuilder {
             let cluster = (hooks.connect)(self.cluster, feed)?;
             server.queue.attach_remote(Arc::from(cluster));
         }
-        tracing::debug!(ncpus, remote, "pp server started");
+        crate::debug!(ncpus, remote, "pp server started");
         Ok(server)
     }
 }

@@ -119,8 +119,8 @@ pub(crate) async fn bounded<T>(
 
 fn log_outcome<T>(side: &str, peer: Peer, result: &Result<T, NetError>) {
     match result {
-        Ok(_) => tracing::debug!(side, %peer, "pp session authenticated"),
-        Err(error) => tracing::debug!(side, %peer, %error, "pp handshake failed"),
+        Ok(_) => pp_runtime::debug!(side, %peer, "pp session authenticated"),
+        Err(error) => pp_runtime::debug!(side, %peer, %error, "pp handshake failed"),
     }
 }
 

@@ -319,7 +319,7 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
                 match area.reserve(len) {
                     Ok(()) => self.area_current = true,
                     Err(error) => {
-                        tracing::debug!(%error, len, "a large message goes to the heap: the shared argument area cannot hold it")
+                        pp_runtime::debug!(%error, len, "a large message goes to the heap: the shared argument area cannot hold it")
                     }
                 }
             }

@@ -67,7 +67,7 @@ pub(crate) async fn run_cluster(
         }
     }
     if discovering {
-        tracing::debug!(
+        pp_runtime::debug!(
             ignored = ignored.load(Ordering::Relaxed),
             "discovery stopped; datagrams ignored"
         );

@@ -64,14 +64,14 @@ impl DiscoveryAdmission {
         if let Some(node) = nodes.find(&name) {
             let previous = self.ids.insert(name, id);
             if previous.is_some_and(|p| p != id) {
-                tracing::info!(node = %node.name, "node restarted ({}): reconnecting", found.announcement);
+                pp_runtime::info!(node = %node.name, "node restarted ({}): reconnecting", found.announcement);
                 node.retry.notify_one();
             }
             return None;
         }
         if self.ids.len() >= MAX_DISCOVERED {
             if !self.full {
-                tracing::warn!(
+                pp_runtime::warn!(
                     node = %name,
                     "{MAX_DISCOVERED} nodes discovered already: further ones are ignored"
                 );
@@ -84,7 +84,7 @@ impl DiscoveryAdmission {
             port: found.addr.port(),
         };
         let node = Arc::new(NodeState::new(address));
-        tracing::info!(node = %node.name, "node discovered: {}", found.announcement);
+        pp_runtime::info!(node = %node.name, "node discovered: {}", found.announcement);
         self.ids.insert(name, id);
         nodes.push(Arc::clone(&node));
         Some(node)

@@ -35,11 +35,11 @@ pub(crate) async fn fall_back_when_stranded(
                 } else {
                     names.join(", ")
                 };
-                tracing::warn!(
+                pp_runtime::warn!(
                     "no node is usable ({names}) after {wait:?}: running jobs on {cores} local workers"
                 );
                 if let Err(e) = ctx.feed.set_local_workers(cores) {
-                    tracing::error!("cannot start local workers: {e}");
+                    pp_runtime::error!("cannot start local workers: {e}");
                 }
                 return;
             }

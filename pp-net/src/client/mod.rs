@@ -180,7 +180,7 @@ impl Executor for Cluster {
             if done.recv_timeout(CLIENT_STOP_GRACE).is_ok() {
                 let _ = thread.join();
             } else {
-                tracing::warn!("the cluster thread did not stop within {CLIENT_STOP_GRACE:?}");
+                pp_runtime::warn!("the cluster thread did not stop within {CLIENT_STOP_GRACE:?}");
             }
         }
     }

@@ -46,10 +46,10 @@ pub(crate) async fn keep_node_connected(
             SessionEnd::Lost => reported = None,
             SessionEnd::Failed(why) => {
                 if reported.as_deref() != Some(why.as_str()) {
-                    tracing::warn!(node = %node.name, "node not usable: {why}; its jobs run elsewhere (retrying in the background)");
+                    pp_runtime::warn!(node = %node.name, "node not usable: {why}; its jobs run elsewhere (retrying in the background)");
                     reported = Some(why);
                 } else {
-                    tracing::debug!(node = %node.name, "node still not usable: {why}");
+                    pp_runtime::debug!(node = %node.name, "node still not usable: {why}");
                 }
             }
         }

@@ -85,7 +85,7 @@ impl Announcer {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {
                     if let Err(e) = self.socket.send_to(&self.datagram, self.target).await {
-                        tracing::debug!("cannot announce to {}: {e}", self.target);
+                        pp_runtime::debug!("cannot announce to {}: {e}", self.target);
                     }
                     next = Instant::now() + self.interval;
                 }
@@ -93,7 +93,7 @@ impl Announcer {
                     Ok((len, from)) => self.handle(&buf[..len], from, &ignored, &mut budget).await,
                     Err(e) => {
                         // For example the ICMP error of an earlier send: not fatal.
-                        tracing::debug!("discovery socket: {e}");
+                        pp_runtime::debug!("discovery socket: {e}");
                         tokio::time::sleep(ERROR_PAUSE).await;
                     }
                 },
@@ -115,16 +115,16 @@ impl Announcer {
                     tracing::trace!(%from, ?why, "probe not answered: too many probes this second");
                     return;
                 }
-                tracing::debug!(%from, "probe answered");
+                pp_runtime::debug!(%from, "probe answered");
                 if let Err(e) = self.socket.send_to(&self.answer, from).await {
-                    tracing::debug!("cannot answer the probe of {from}: {e}");
+                    pp_runtime::debug!("cannot answer the probe of {from}: {e}");
                 }
             }
             // Ours coming back, or another node's: nothing to do.
             Ok(Datagram::Announce(_)) => {}
             Err(e) => {
                 let count = ignored.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::debug!(%from, count, "discovery datagram ignored: {e}");
+                pp_runtime::debug!(%from, count, "discovery datagram ignored: {e}");
             }
         }
     }

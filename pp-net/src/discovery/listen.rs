@@ -69,7 +69,7 @@ pub(crate) async fn discover(
     let probes = match socket::bind(SocketAddr::from((local, 0)), false) {
         Ok(socket) => Arc::new(socket),
         Err(e) => {
-            tracing::warn!("discovery is off: cannot open a UDP socket: {e}");
+            pp_runtime::warn!("discovery is off: cannot open a UDP socket: {e}");
             return;
         }
     };
@@ -95,7 +95,7 @@ pub(crate) async fn discover(
     for port in ports {
         match socket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), true) {
             Ok(listener) => {
-                tracing::debug!("listening for node announcements on udp port {port}");
+                pp_runtime::debug!("listening for node announcements on udp port {port}");
                 tasks.spawn(receive(
                     Arc::new(listener),
                     false,
@@ -104,7 +104,7 @@ pub(crate) async fn discover(
                     Arc::clone(&ignored),
                 ));
             }
-            Err(e) => tracing::warn!(
+            Err(e) => pp_runtime::warn!(
                 "cannot listen for node announcements on udp port {port}: {e}; nodes are \
                  found by probing every {BROADCAST_PROBE_PERIOD:?} instead"
             ),
@@ -153,7 +153,7 @@ async fn probe(socket: &UdpSocket, filter: &Filter) {
         };
         for to in resolved.iter().chain(now_broadcast) {
             if let Err(e) = socket.send_to(&probe, to).await {
-                tracing::debug!("cannot probe {to}: {e}");
+                pp_runtime::debug!("cannot probe {to}: {e}");
             }
         }
     }
@@ -165,7 +165,7 @@ async fn resolve(targets: &[(&str, u16)]) -> Vec<SocketAddr> {
     for &(host, port) in targets {
         match tokio::net::lookup_host((host, port)).await {
             Ok(found) => addrs.extend(found.filter(SocketAddr::is_ipv4)),
-            Err(e) => tracing::debug!("cannot resolve the discovery host {host}: {e}"),
+            Err(e) => pp_runtime::debug!("cannot resolve the discovery host {host}: {e}"),
         }
     }
     addrs
@@ -193,7 +193,7 @@ async fn receive(
         match Datagram::decode(&buf[..len]) {
             Ok(Datagram::Announce(announcement)) => {
                 if !filter.accepts(from.ip(), probe_socket) {
-                    tracing::debug!(%from, "announcement from outside the discovery targets ignored");
+                    pp_runtime::debug!(%from, "announcement from outside the discovery targets ignored");
                     continue;
                 }
                 let addr = SocketAddr::new(from.ip(), announcement.job_port);
@@ -208,7 +208,7 @@ async fn receive(
             Ok(Datagram::Probe) => {}
             Err(e) => {
                 let count = ignored.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::debug!(%from, count, "discovery datagram ignored: {e}");
+                pp_runtime::debug!(%from, count, "discovery datagram ignored: {e}");
             }
         }
     }

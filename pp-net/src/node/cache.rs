@@ -130,7 +130,7 @@ impl ProgramCache {
             if mode & 0o077 != 0 {
                 fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                     .map_err(|e| fail(format!("cannot make it private (mode 0700): {e}")))?;
-                tracing::warn!(
+                pp_runtime::warn!(
                     "the cache directory {} had mode {mode:03o}, open to other users; made it \
                      private (0700). Programs found in it are checked (SHA-256, owner, mode) \
                      before they run",
@@ -174,7 +174,7 @@ impl ProgramCache {
         tokio::task::spawn_blocking(move || cache.lookup_blocking(&hash))
             .await
             .unwrap_or_else(|error| {
-                tracing::warn!(%error, "the cache lookup failed");
+                pp_runtime::warn!(%error, "the cache lookup failed");
                 None
             })
     }
@@ -196,7 +196,7 @@ impl ProgramCache {
                 self.purge(hash, &path, rejected);
                 return None;
             }
-            tracing::info!(
+            pp_runtime::info!(
                 "program {} in the cache verified (SHA-256, owner, mode) on its first use \
                  since the node started",
                 hex(hash)
@@ -205,12 +205,12 @@ impl ProgramCache {
         let mut state = self.lock();
         if !still_in_place(&path, &cached) {
             // Written, replaced or evicted meanwhile: a miss; the upload takes its place.
-            tracing::debug!(path = %path.display(), "a cached program changed as it was checked");
+            pp_runtime::debug!(path = %path.display(), "a cached program changed as it was checked");
             return None;
         }
         // Opened read-only: a running executable cannot be opened for writing.
         if let Err(error) = cached.file.set_modified(SystemTime::now()) {
-            tracing::debug!(path = %path.display(), %error, "cannot touch a cached program");
+            pp_runtime::debug!(path = %path.display(), %error, "cannot touch a cached program");
         }
         match cached.file.metadata() {
             Ok(meta) => {
@@ -234,12 +234,12 @@ impl ProgramCache {
         state.verified.remove(hash);
         let name = hex(hash);
         match check::remove_entry(path, rejected.found) {
-            Ok(()) => tracing::warn!(
+            Ok(()) => pp_runtime::warn!(
                 "purged {name} from the program cache: {}; the client uploads the program \
                  instead",
                 rejected.reason
             ),
-            Err(error) => tracing::warn!(
+            Err(error) => pp_runtime::warn!(
                 "cannot purge {name} from the program cache ({}): {error}; it is not run, \
                  and an upload of it fails until it is removed",
                 rejected.reason
@@ -342,14 +342,14 @@ impl ProgramCache {
                 Ok(()) => {
                     total -= program.size;
                     state.verified.remove(&program.hash);
-                    tracing::info!(
+                    pp_runtime::info!(
                         program = %hex(&program.hash),
                         size = program.size,
                         "evicted from the program cache"
                     );
                 }
                 Err(error) => {
-                    tracing::warn!(path = %program.path.display(), %error, "cannot evict")
+                    pp_runtime::warn!(path = %program.path.display(), %error, "cannot evict")
                 }
             }
         }

@@ -102,7 +102,7 @@ async fn run(
     let mut last_activity = Instant::now();
     let mut failure_summaries = tokio::time::interval(FLUSH_PERIOD);
     failure_summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(
+    pp_runtime::info!(
         "listening on {addr} with {} workers per client; program cache {}",
         ctx.config.workers,
         ctx.cache.dir().display()
@@ -125,7 +125,7 @@ async fn run(
                         Admit::Yes { ticket, evicted_another } => {
                             if evicted_another {
                                 NodeCounters::bump(&ctx.counters.evicted);
-                                tracing::debug!(
+                                pp_runtime::debug!(
                                     "connection limit reached: a connection still in its \
                                      handshake, from the address with the most of them, makes \
                                      room for {peer}"
@@ -135,7 +135,7 @@ async fn run(
                         }
                         Admit::Full => {
                             NodeCounters::bump(&ctx.counters.rejected);
-                            tracing::debug!(
+                            pp_runtime::debug!(
                                 "connection limit ({}) reached by authenticated sessions: \
                                  closing {peer}",
                                 ctx.config.max_connections
@@ -152,7 +152,7 @@ async fn run(
                     });
                 }
                 Err(error) => {
-                    tracing::warn!("cannot accept a connection: {error}");
+                    pp_runtime::warn!("cannot accept a connection: {error}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
@@ -161,7 +161,7 @@ async fn run(
             }
             _ = failure_summaries.tick() => ctx.failures.flush(),
             _ = sleep_until(idle_deadline) => {
-                tracing::info!(
+                pp_runtime::info!(
                     "no client for {:?}: exiting (idle timeout)",
                     ctx.config.idle_timeout.unwrap_or_default()
                 );
@@ -169,11 +169,11 @@ async fn run(
             }
             event = signals.next() => match event {
                 Event::Stop(why) => {
-                    tracing::info!("{why}: stopping");
+                    pp_runtime::info!("{why}: stopping");
                     break;
                 }
                 Event::Statistics => {
-                    tracing::info!("statistics: {}", ctx.counters.snapshot());
+                    pp_runtime::info!("statistics: {}", ctx.counters.snapshot());
                 }
             },
         }
@@ -193,7 +193,7 @@ async fn run(
     }
     ctx.failures.flush_all();
     let stats = ctx.counters.snapshot();
-    tracing::info!("stopped; statistics: {stats}");
+    pp_runtime::info!("stopped; statistics: {stats}");
     Ok(stats)
 }
 
@@ -212,7 +212,7 @@ fn start_discovery(
             source,
         })?;
     let local = announcer.local_addr().unwrap_or(asked);
-    tracing::info!(
+    pp_runtime::info!(
         "autodiscovery: answering probes on udp {local}, announcing to {} every {:?}",
         announcer.target(),
         discovery.interval

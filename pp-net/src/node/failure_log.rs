@@ -85,9 +85,9 @@ impl FailureLog {
     /// reason) at WARN level if the limits allow, else at debug level, counted.
     pub(crate) fn failed(&self, source: IpAddr, line: std::fmt::Arguments<'_>) {
         if self.in_full(source, Instant::now()) {
-            tracing::warn!("{line}");
+            pp_runtime::warn!("{line}");
         } else {
-            tracing::debug!("{line}");
+            pp_runtime::debug!("{line}");
         }
     }
 
@@ -143,7 +143,7 @@ fn summarise(closed: ClosedWindow<Tally>) {
         value: Tally { logged, counted },
     } = closed;
     if counted > 0 {
-        tracing::warn!(
+        pp_runtime::warn!(
             "{counted} more failed handshakes from {source} in the last {}s, not logged one \
              by one (the first {logged} were)",
             lasted.as_secs().max(1)
@@ -160,7 +160,7 @@ fn roll(unlisted: &mut Unlisted, now: Instant) {
 
 fn report_unlisted(unlisted: &mut Unlisted, now: Instant) {
     if unlisted.failures > 0 {
-        tracing::warn!(
+        pp_runtime::warn!(
             "{} more failed handshakes in the last {}s from addresses not logged one by one \
              (at most {FULL_LINES_PER_WINDOW} failures a minute are logged in full)",
             unlisted.failures,

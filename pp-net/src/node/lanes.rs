@@ -212,7 +212,7 @@ impl Drop for LaneHold<'_> {
                 let _ = self.session.notes.send(Outgoing::Note(offer));
             }
             // The client goes on without a lane.
-            Err(reason) => tracing::warn!("no lane for the client: {reason}"),
+            Err(reason) => pp_runtime::warn!("no lane for the client: {reason}"),
         }
     }
 }
@@ -240,14 +240,14 @@ pub(crate) async fn serve_lane(
     let socket = match stream.into_std() {
         Ok(socket) => std::os::fd::OwnedFd::from(socket),
         Err(error) => {
-            tracing::warn!("lane {lane} from {addr}: cannot take its connection: {error}");
+            pp_runtime::warn!("lane {lane} from {addr}: cannot take its connection: {error}");
             return;
         }
     };
     let (count, count_fd) = match SharedCounter::create() {
         Ok((count, fd)) => (Arc::new(count), fd),
         Err(error) => {
-            tracing::warn!("lane {lane} from {addr}: no memory file for its job count: {error}");
+            pp_runtime::warn!("lane {lane} from {addr}: no memory file for its job count: {error}");
             hold.ended(
                 false,
                 format!("the node has no memory file for the lane: {error}"),
@@ -266,13 +266,13 @@ pub(crate) async fn serve_lane(
     let mut worker = match started {
         Ok(worker) => worker,
         Err(reason) => {
-            tracing::warn!("lane {lane} from {addr}: {reason}");
+            pp_runtime::warn!("lane {lane} from {addr}: {reason}");
             hold.ended(false, reason);
             return;
         }
     };
     if let Err(error) = worker.send_lane_key(&offer.key).await {
-        tracing::warn!("lane {lane} from {addr}: cannot give the worker its key: {error}");
+        pp_runtime::warn!("lane {lane} from {addr}: cannot give the worker its key: {error}");
         worker.stop().await;
         hold.ended(
             false,
@@ -283,7 +283,7 @@ pub(crate) async fn serve_lane(
     NodeCounters::bump(&link.counters.lanes);
     link.counters.lane_opened(&count);
     let pid = worker.pid();
-    tracing::info!("lane {lane} of client {addr} open to worker pid {pid}");
+    pp_runtime::info!("lane {lane} of client {addr} open to worker pid {pid}");
     // The worker writes nothing more: its output closes when it exits.
     let stopping = {
         let (_, mut output) = worker.pipes();
@@ -302,10 +302,10 @@ pub(crate) async fn serve_lane(
     link.counters.lane_closed(&count);
     let reason = format!("lane worker pid {pid} {how}");
     if clean {
-        tracing::info!("lane {lane} of client {addr} closed");
+        pp_runtime::info!("lane {lane} of client {addr} closed");
     } else {
         NodeCounters::bump(&link.counters.worker_crashes);
-        tracing::warn!("lane {lane} of client {addr}: {reason}");
+        pp_runtime::warn!("lane {lane} of client {addr}: {reason}");
     }
     hold.ended(!clean, reason);
 }

@@ -124,7 +124,7 @@ impl WorkerProcess {
                 spec.fingerprint, hello.registry_fingerprint, hello.tasks
             ),
             Ok(Ok(hello)) => {
-                tracing::debug!(pid, tasks = hello.tasks, "worker started");
+                pp_runtime::debug!(pid, tasks = hello.tasks, "worker started");
                 return Ok(process);
             }
             Ok(Err(error)) => {
@@ -221,7 +221,7 @@ impl WorkerProcess {
             sys::kill_group(self.pid);
         }
         if let Err(error) = self.child.kill().await {
-            tracing::debug!(pid = self.pid, %error, "killing a worker");
+            pp_runtime::debug!(pid = self.pid, %error, "killing a worker");
         }
     }
 }
@@ -286,7 +286,7 @@ impl JobWriter<'_> {
                     return None;
                 }
                 if let Err(error) = shared.write(&job.args) {
-                    tracing::debug!(%error, len, "large arguments go through the pipe");
+                    pp_runtime::debug!(%error, len, "large arguments go through the pipe");
                     return None;
                 }
                 // One job at a time: its arguments start the area.
@@ -388,7 +388,7 @@ async fn spawn(
             Some(_) => None,
             None => SharedArea::create(spec.limit as usize)
                 .inspect_err(|error| {
-                    tracing::debug!(%error, "no shared argument area: all arguments go through the pipe");
+                    pp_runtime::debug!(%error, "no shared argument area: all arguments go through the pipe");
                 })
                 .ok(),
         };

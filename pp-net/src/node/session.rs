@@ -98,7 +98,7 @@ pub(crate) async fn serve_connection(
             timeout,
         })),
         () = ticket.evicted() => {
-            tracing::debug!("closed {addr} in its handshake: its slot went to a newer connection");
+            pp_runtime::debug!("closed {addr} in its handshake: its slot went to a newer connection");
             return;
         }
     };
@@ -121,7 +121,7 @@ pub(crate) async fn serve_connection(
             return;
         }
     };
-    tracing::info!("client {addr} authenticated");
+    pp_runtime::info!("client {addr} authenticated");
     let setup = tokio::select! {
         setup = setup(&ctx, addr, &mut reader, &mut writer) => setup,
         _ = node_stop.wait_for(|&stop| stop) => return,
@@ -130,13 +130,13 @@ pub(crate) async fn serve_connection(
         Ok(ready) => ready,
         Err(SetupError::Refuse(Refusal(reason))) => {
             NodeCounters::bump(&ctx.counters.refused);
-            tracing::warn!("refused client {addr}: {reason}");
+            pp_runtime::warn!("refused client {addr}: {reason}");
             let _ = writer.send(&Message::Refused { reason }).await;
             let _ = writer.shutdown().await;
             return;
         }
         Err(SetupError::Net(error)) => {
-            tracing::warn!("client {addr} left during setup: {error}");
+            pp_runtime::warn!("client {addr} left during setup: {error}");
             return;
         }
     };
@@ -150,11 +150,13 @@ pub(crate) async fn serve_connection(
     let end = serve_jobs(reader, writer, workers, jobs_config, node_stop).await;
     match end {
         SessionEnd::ClientLeft => {
-            tracing::info!("client {addr} disconnected; its workers are stopped")
+            pp_runtime::info!("client {addr} disconnected; its workers are stopped")
         }
-        SessionEnd::NodeStopping => tracing::info!("session of {addr} ended: the node is stopping"),
+        SessionEnd::NodeStopping => {
+            pp_runtime::info!("session of {addr} ended: the node is stopping")
+        }
         SessionEnd::Failed(reason) => {
-            tracing::warn!("session of {addr} ended: {reason}; its workers are stopped")
+            pp_runtime::warn!("session of {addr} ended: {reason}; its workers are stopped")
         }
     }
 }
@@ -261,13 +263,13 @@ async fn setup(
     let lease = match program {
         ProgramSource::Cached(lease) => {
             NodeCounters::bump(&ctx.counters.cache_hits);
-            tracing::info!("client {addr}: program {name} found in the cache (cache hit)");
+            pp_runtime::info!("client {addr}: program {name} found in the cache (cache hit)");
             lease
         }
         ProgramSource::Upload(upload) => {
             let lease = receive_upload(ctx, reader, *upload).await?;
             NodeCounters::bump(&ctx.counters.uploads);
-            tracing::info!("client {addr}: program {name} uploaded ({program_size} bytes)");
+            pp_runtime::info!("client {addr}: program {name} uploaded ({program_size} bytes)");
             lease
         }
     };
@@ -281,7 +283,7 @@ async fn setup(
                 Some(Arc::new(worker_fd))
             }
             Err(error) => {
-                tracing::debug!(%error, "no shared argument area for the session");
+                pp_runtime::debug!(%error, "no shared argument area for the session");
                 None
             }
         };
@@ -299,7 +301,7 @@ async fn setup(
     };
     let processes = start_workers(&spec, config.workers).await.map_err(refuse)?;
     writer.send(&Message::Ready { workers }).await?;
-    tracing::info!("client {addr}: {workers} workers ready");
+    pp_runtime::info!("client {addr}: {workers} workers ready");
     Ok((processes, spec, lease))
 }
 

@@ -173,11 +173,13 @@ async fn read_loop(
                 }
                 // One lane per session: answered when the one in use ends.
                 Some(Ok(None)) => {
-                    tracing::debug!("a lane request while the session's lane is in use, held back")
+                    pp_runtime::debug!(
+                        "a lane request while the session's lane is in use, held back"
+                    )
                 }
                 // The client goes on without a lane.
-                Some(Err(reason)) => tracing::warn!("no lane for the client: {reason}"),
-                None => tracing::debug!("a lane request without lanes, left unanswered"),
+                Some(Err(reason)) => pp_runtime::warn!("no lane for the client: {reason}"),
+                None => pp_runtime::debug!("a lane request without lanes, left unanswered"),
             },
             Ok(Incoming::Other(other)) => {
                 return SessionEnd::Failed(format!(

@@ -76,7 +76,7 @@ pub(crate) fn grow_pipe(fd: i32, bytes: usize) {
         // that is not a pipe gives EBADF or EINVAL.
         let rc = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) };
         if rc < 0 {
-            tracing::debug!(
+            pp_runtime::debug!(
                 fd,
                 bytes,
                 error = %std::io::Error::last_os_error(),
@@ -127,7 +127,7 @@ pub(crate) fn limit_address_space(command: &mut tokio::process::Command, bytes: 
     )))]
     {
         let _ = (command, bytes);
-        tracing::warn!("worker memory limits are not supported on this platform");
+        pp_runtime::warn!("worker memory limits are not supported on this platform");
     }
 }
 

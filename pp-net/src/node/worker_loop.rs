@@ -168,7 +168,7 @@ pub(crate) async fn worker_loop(
                         current.insert(fresh)
                     }
                     Err(reason) => {
-                        tracing::warn!(%reason, "cannot replace a worker");
+                        pp_runtime::warn!(%reason, "cannot replace a worker");
                         for job in batch {
                             work.reply(
                                 job.job_id,
@@ -193,7 +193,7 @@ pub(crate) async fn worker_loop(
                 current = None;
                 match WorkerProcess::start(&work.spec).await {
                     Ok(fresh) => current = Some(fresh),
-                    Err(reason) => tracing::warn!(%reason, "cannot replace a worker"),
+                    Err(reason) => pp_runtime::warn!(%reason, "cannot replace a worker"),
                 }
             }
         }
@@ -374,10 +374,10 @@ async fn crashed(
     NodeCounters::bump(&work.counters.worker_crashes);
     match running {
         Some(job) => {
-            tracing::warn!(job_id = job.job_id, "{report}; starting a new worker");
+            pp_runtime::warn!(job_id = job.job_id, "{report}; starting a new worker");
             work.reply(job.job_id, Outcome::WorkerCrashed(report));
         }
-        None => tracing::warn!("{report} (it held no job); starting a new worker"),
+        None => pp_runtime::warn!("{report} (it held no job); starting a new worker"),
     }
     work.give_back(held.collect());
 }

@@ -212,7 +212,7 @@ fn serve_connection(
         socket
             .set_write_timeout(Some(LANE_WRITE_TIMEOUT))
             .map_err(setup)?;
-        tracing::debug!(peer = %reader.peer(), "lane open");
+        pp_runtime::debug!(peer = %reader.peer(), "lane open");
         loop {
             let plaintext = match reader.recv_plaintext().await {
                 Ok(plaintext) => plaintext,

@@ -79,7 +79,7 @@ impl JobFeed {
                 }
                 job.failed_on.push(executor.name().to_owned());
                 if self.may_retry(&job) {
-                    tracing::warn!(
+                    crate::warn!(
                         task = job.task_id(),
                         node = executor.name(),
                         attempt = job.failed_on.len(),
@@ -98,7 +98,7 @@ impl JobFeed {
             .complete_remote(outcome, executor.counters(), elapsed);
         match self.queue.upgrade() {
             Some(queue) => queue.finished(completion, job_task),
-            None => tracing::debug!("a remote result arrived after its server was dropped"),
+            None => crate::debug!("a remote result arrived after its server was dropped"),
         }
     }
 
@@ -118,7 +118,7 @@ impl JobFeed {
             return;
         }
         let task = job.task_id().to_owned();
-        tracing::warn!(
+        crate::warn!(
             task = %task,
             nodes = %job.failed_on.join(", "),
             "a job was lost with its node {} times: it fails",

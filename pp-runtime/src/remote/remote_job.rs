@@ -81,7 +81,7 @@ impl RemoteJob {
     pub(crate) fn drop_if_redundant(&self, executor: Option<&ExecutorHandle>, why: &str) -> bool {
         let redundant = self.job.is_completed() || self.job.release_copy();
         if redundant {
-            tracing::debug!(
+            crate::debug!(
                 task = self.task_id(),
                 node = executor.map(ExecutorHandle::name),
                 "{why}: another copy of the job completed it or still runs; this copy is dropped"

@@ -52,7 +52,7 @@ pub(crate) async fn serve_jobs(
             outbox.send(Message::LaneRequest);
         }
         if shared.take_broke() {
-            tracing::debug!(node = %node.name, "lane broke on a send from a submitting thread");
+            pp_runtime::debug!(node = %node.name, "lane broke on a send from a submitting thread");
             lane.broke(&shared);
         }
         let window_size = window.size();
@@ -72,7 +72,7 @@ pub(crate) async fn serve_jobs(
             match encoded.map_or_else(|| job.encode_args(), Ok) {
                 Ok(args) => {
                     if copy {
-                        tracing::debug!(node = %node.name, task = job.task_id(), "running a second copy of a straggler");
+                        pp_runtime::debug!(node = %node.name, task = job.task_id(), "running a second copy of a straggler");
                     }
                     let request = JobRequest {
                         job_id: shared.next_id(),
@@ -95,7 +95,7 @@ pub(crate) async fn serve_jobs(
                             // worker that got it answers on a lane now closed, so the job
                             // goes on the session.
                             LaneSent::Broke(error) => {
-                                tracing::debug!(node = %node.name, %error, "lane broke on send");
+                                pp_runtime::debug!(node = %node.name, %error, "lane broke on send");
                                 lane.broke(&shared);
                             }
                         }
@@ -122,8 +122,8 @@ pub(crate) async fn serve_jobs(
             biased;
             event = lane.event() => match event {
                 LaneEvent::Opened(opened) => match lane.opened(opened, &shared) {
-                    None => tracing::debug!(node = %node.name, "lane open"),
-                    Some(why) => tracing::debug!(node = %node.name, "no lane: {why}"),
+                    None => pp_runtime::debug!(node = %node.name, "lane open"),
+                    Some(why) => pp_runtime::debug!(node = %node.name, "no lane: {why}"),
                 },
                 LaneEvent::Received(Ok(Message::Results { results })) => {
                     for reply in results {
@@ -134,7 +134,7 @@ pub(crate) async fn serve_jobs(
                 }
                 LaneEvent::Received(other) => {
                     if let Ok(message) = other {
-                        tracing::debug!(node = %node.name, "{}", protocol_error(&message, "results on the lane"));
+                        pp_runtime::debug!(node = %node.name, "{}", protocol_error(&message, "results on the lane"));
                     }
                     lane.broke(&shared);
                 }
@@ -159,7 +159,7 @@ pub(crate) async fn serve_jobs(
                                 let report = format!("{reason} while running task `{}`", job.task_id());
                                 ctx.feed.complete(job, &node.executor, Outcome::WorkerCrashed(report), sent.elapsed());
                             } else {
-                                tracing::warn!(node = %node.name, "the lane holding a job closed: {reason}");
+                                pp_runtime::warn!(node = %node.name, "the lane holding a job closed: {reason}");
                                 ctx.feed.lost(job, &node.executor);
                             }
                         }
@@ -208,7 +208,7 @@ fn settle(
             ctx.feed
                 .complete(job, &node.executor, reply.outcome, latency);
         }
-        None => tracing::debug!(
+        None => pp_runtime::debug!(
             node = %node.name,
             job = reply.job_id,
             "result for a job not in flight dropped"

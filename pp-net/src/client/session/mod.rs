@@ -60,7 +60,7 @@ pub(crate) async fn run(
         _ = shutdown.changed() => return SessionEnd::Shutdown,
     };
     node.set_connected(workers);
-    tracing::info!(node = %node.name, workers, "node connected");
+    pp_runtime::info!(node = %node.name, workers, "node connected");
     let (session_id, in_flight) = ctx.flights.register();
     let end = serve_jobs(
         node, ctx, reader, writer, workers, session_id, &in_flight, shutdown,
@@ -87,7 +87,7 @@ pub(crate) async fn run(
         }
         ServeEnd::Lost(why) => {
             let held = jobs.len();
-            tracing::warn!(
+            pp_runtime::warn!(
                 node = %node.name,
                 held,
                 "node lost: {why}; {held} jobs it held go back to the queue, each up to its \

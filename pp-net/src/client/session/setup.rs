@@ -112,6 +112,6 @@ async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), Stri
         .send(&Message::UploadDone)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::debug!(bytes = offset, "program uploaded");
+    pp_runtime::debug!(bytes = offset, "program uploaded");
     Ok(())
 }

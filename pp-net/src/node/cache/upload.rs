@@ -161,7 +161,7 @@ impl Upload {
                     state.verified.insert(self.hash, FileIdentity::of(&meta));
                 }
                 Err(error) => {
-                    tracing::debug!(path = %path.display(), %error, "cannot stat a new program")
+                    pp_runtime::debug!(path = %path.display(), %error, "cannot stat a new program")
                 }
             }
             *state.in_use.entry(self.hash).or_default() += 1;
