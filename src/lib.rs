@@ -23,7 +23,8 @@ pub use pp_macros::par;
 pub use pp_macros::parallel;
 pub use pp_runtime::{
     available_cores, codec, Callback, ClusterOptions, Error, ExecutorStats, Job, JobBuilder,
-    JobError, NodeStatus, Portable, Server, ServerBuilder, Stats, Task, TaskFn, Template,
+    JobError, NodeConnection, NodeFailure, NodeStatus, Portable, Server, ServerBuilder, Stats,
+    Task, TaskFn, Template,
 };
 // The task registry runs tasks from bytes, for a node's workers and for pp's own tests.
 #[doc(hidden)]

@@ -54,6 +54,7 @@ mod chunks;
 mod error;
 mod executor;
 mod job;
+mod node_failure;
 mod outcome;
 mod pending;
 mod pool;
@@ -82,6 +83,7 @@ pub use tracing as __tracing;
 
 pub use error::{Error, JobError};
 pub use job::{Callback, Job};
+pub use node_failure::{NodeConnection, NodeFailure};
 pub use outcome::Outcome;
 pub use pool::available_cores;
 #[doc(hidden)]

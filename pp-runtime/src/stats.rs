@@ -1,10 +1,13 @@
 //! Job statistics: the counters executors update as jobs finish, and PP's `print_stats()`
-//! table ([`Stats`]) with its rows ([`ExecutorStats`], [`NodeStatus`]).
+//! table ([`Stats`]) with its rows ([`ExecutorStats`], [`NodeStatus`]). A node's row says
+//! why it is not usable ([`NodeFailure`], in `node_failure`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use crate::node_failure::{NodeConnection, NodeFailure};
 
 /// Jobs and job time of one place jobs run (the local pool or a node), updated as jobs
 /// finish: one row of the statistics.
@@ -154,25 +157,41 @@ pub struct NodeStatus {
     pub address: String,
     /// Worker processes the node runs for this client (0 while not connected).
     pub workers: u32,
-    /// Whether the node is connected and taking jobs.
+    /// Whether the node is connected and taking jobs (the same as
+    /// [`connection`](NodeStatus::connection) being [`NodeConnection::Connected`]).
     pub connected: bool,
+    /// Where the client stands with the node: connected, connecting, or down.
+    pub connection: NodeConnection,
     /// How many times a connection to the node was established (more than once: it
     /// rejoined after a loss).
     pub connections: u32,
     /// How many times the node was lost (silent past the liveness timeout, or its
     /// connection broke) while connected.
     pub losses: u32,
+    /// Why the node last could not be used or was lost, if it ever was: while it is down,
+    /// the reason it is down.
+    pub last_failure: Option<NodeFailure>,
+    /// When [`last_failure`](NodeStatus::last_failure) happened.
+    pub last_failure_at: Option<SystemTime>,
 }
 
 impl NodeStatus {
-    /// Builds a status row of a node that was never lost.
+    /// Builds a status row of a node that was never lost and never failed: connected, or
+    /// down.
     pub fn new(address: String, workers: u32, connected: bool) -> Self {
         NodeStatus {
             address,
             workers,
             connected,
+            connection: if connected {
+                NodeConnection::Connected
+            } else {
+                NodeConnection::Down
+            },
             connections: u32::from(connected),
             losses: 0,
+            last_failure: None,
+            last_failure_at: None,
         }
     }
 
@@ -181,6 +200,36 @@ impl NodeStatus {
         self.connections = connections;
         self.losses = losses;
         self
+    }
+
+    /// The same row in state `connection` (which also sets
+    /// [`connected`](NodeStatus::connected)).
+    pub fn with_connection(mut self, connection: NodeConnection) -> Self {
+        self.connected = connection == NodeConnection::Connected;
+        self.connection = connection;
+        self
+    }
+
+    /// The same row with the last failure of the node and when it happened.
+    pub fn with_last_failure(mut self, failure: NodeFailure, at: SystemTime) -> Self {
+        self.last_failure = Some(failure);
+        self.last_failure_at = Some(at);
+        self
+    }
+
+    /// The node's state as `print_stats()` shows it: `connected`, `connecting` or `not
+    /// connected`, with the last failure in parentheses.
+    fn state_text(&self) -> String {
+        let state = match self.connection {
+            NodeConnection::Connected => "connected",
+            NodeConnection::Connecting => "connecting",
+            NodeConnection::Down => "not connected",
+        };
+        match (&self.last_failure, self.connection) {
+            (None, _) => state.to_owned(),
+            (Some(failure), NodeConnection::Down) => format!("{state} ({failure})"),
+            (Some(failure), _) => format!("{state} (last failure: {failure})"),
+        }
     }
 }
 
@@ -241,20 +290,73 @@ impl fmt::Display for Stats {
                 self.rescheduled_jobs
             )?;
         }
-        for node in self.nodes.iter().filter(|n| n.losses > 0 || !n.connected) {
+        let troubled = |n: &&NodeStatus| n.losses > 0 || !n.connected || n.last_failure.is_some();
+        for node in self.nodes.iter().filter(troubled) {
             write!(
                 f,
                 "\nnode {}: {}, lost {} times, connected {} times",
                 node.address,
-                if node.connected {
-                    "connected"
-                } else {
-                    "not connected"
-                },
+                node.state_text(),
                 node.losses,
                 node.connections
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats_with(nodes: Vec<NodeStatus>) -> Stats {
+        Stats {
+            executors: Vec::new(),
+            elapsed: Duration::ZERO,
+            active_jobs: 0,
+            queued_jobs: 0,
+            ncpus: 1,
+            cores: 1,
+            callback_panics: 0,
+            cancelled_jobs: 0,
+            rescheduled_jobs: 0,
+            nodes,
+        }
+    }
+
+    #[test]
+    fn a_node_line_gives_the_reason_it_is_down() {
+        let down = NodeStatus::new("127.0.0.1:60000".into(), 0, false)
+            .with_last_failure(NodeFailure::AuthenticationFailed, SystemTime::now());
+        let text = stats_with(vec![down]).to_string();
+        assert!(
+            text.ends_with(
+                "node 127.0.0.1:60000: not connected (authentication failed: wrong secret?), \
+                 lost 0 times, connected 0 times"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_node_back_after_a_loss_shows_its_last_failure() {
+        let back = NodeStatus::new("10.0.0.5:60000".into(), 4, true)
+            .with_history(2, 1)
+            .with_last_failure(
+                NodeFailure::Silent {
+                    after: Duration::from_secs(3),
+                },
+                SystemTime::now(),
+            );
+        let connecting =
+            NodeStatus::new("10.0.0.6:60000".into(), 0, false).with_connection(NodeConnection::Connecting);
+        let healthy = NodeStatus::new("10.0.0.7:60000".into(), 4, true);
+        let text = stats_with(vec![back, connecting, healthy]).to_string();
+        assert!(text.contains(
+            "node 10.0.0.5:60000: connected (last failure: lost after 3s of silence), lost 1 \
+             times, connected 2 times"
+        ));
+        assert!(text.contains("node 10.0.0.6:60000: connecting, lost 0 times"), "{text}");
+        assert!(!text.contains("10.0.0.7"), "a healthy node has no line: {text}");
     }
 }

@@ -27,6 +27,9 @@
 //! # Files
 //! - `address`, `dial`: node addresses as users write them, and connecting to one;
 //! - `node_state`, `nodes`: one node as the client tracks it, and the list of them;
+//! - `classify`, `node_health`: every way a node fails as the user's reason
+//!   ([`NodeFailure`](pp_runtime::NodeFailure)), and what the user is told of it (each
+//!   reason once per node, and when it comes back);
 //! - `context`: what every session shares;
 //! - `cluster_loop`, `reconnect`, `fallback`, `discovered`: the network thread's tasks;
 //! - `session/`: one connection to one node, from setup to its end;
@@ -40,6 +43,7 @@
 //! every node's task, which takes jobs in its session's job loop.
 
 mod address;
+mod classify;
 mod cluster_loop;
 mod context;
 mod dial;
@@ -47,6 +51,7 @@ mod discovered;
 mod fallback;
 mod flights;
 mod lane;
+mod node_health;
 mod node_state;
 mod nodes;
 mod reconnect;

@@ -1,12 +1,13 @@
 //! One node as the client tracks it: its address, its row in the statistics, whether it is
-//! connected, the wake-ups of its task, and the state its running session shares with the
-//! threads that submit jobs.
+//! connected and why not (its `node_health`), the wake-ups of its task, and the state its
+//! running session shares with the threads that submit jobs.
 
 use super::address::NodeAddress;
 use super::flights::SharedInFlight;
+use super::node_health::NodeHealth;
 use super::shared_session::{Adopted, SharedSession};
 use pp_runtime::remote::{ExecutorHandle, JobFeed};
-use pp_runtime::NodeStatus;
+use pp_runtime::{NodeFailure, NodeStatus};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
@@ -31,6 +32,9 @@ pub(crate) struct NodeState {
     lane_free: Arc<AtomicBool>,
     connections: AtomicU32,
     losses: AtomicU32,
+    /// Its state and failures as the user sees them (touched when a session starts or
+    /// ends, never per job).
+    health: Mutex<NodeHealth>,
 }
 
 impl NodeState {
@@ -49,14 +53,32 @@ impl NodeState {
             lane_free: Arc::new(AtomicBool::new(false)),
             connections: AtomicU32::new(0),
             losses: AtomicU32::new(0),
+            health: Mutex::new(NodeHealth::default()),
         }
     }
 
-    /// A session started with a node of `workers` workers.
+    /// A session started with a node of `workers` workers; says so if the node's failure
+    /// was said (see the `node_health` module).
     pub(crate) fn set_connected(&self, workers: u32) {
         self.workers.store(workers, Ordering::SeqCst);
-        self.connections.fetch_add(1, Ordering::SeqCst);
+        let before = self.connections.fetch_add(1, Ordering::SeqCst);
         self.connected.store(true, Ordering::SeqCst);
+        self.health().connected(&self.name, workers, before);
+    }
+
+    /// The node could not be used or was lost, for `failure`: recorded for its row of the
+    /// statistics and said once per kind, with the `consequence` for the user's jobs.
+    pub(crate) fn failed(&self, failure: NodeFailure, consequence: &str) {
+        self.health().failed(&self.name, failure, consequence);
+    }
+
+    /// The node served long enough to count as well again: any failure is news again.
+    pub(crate) fn served_steadily(&self) {
+        self.health().served_steadily();
+    }
+
+    fn health(&self) -> MutexGuard<'_, NodeHealth> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether a session runs with the node now.
@@ -103,6 +125,7 @@ impl NodeState {
     pub(crate) fn set_disconnected(&self, lost: bool) {
         self.connected.store(false, Ordering::SeqCst);
         self.workers.store(0, Ordering::SeqCst);
+        self.health().disconnected();
         if lost {
             self.losses.fetch_add(1, Ordering::SeqCst);
         }
@@ -110,7 +133,8 @@ impl NodeState {
 
     /// The node's status, as `Server::active_nodes` and the statistics list it.
     pub(crate) fn status(&self) -> NodeStatus {
-        NodeStatus::new(
+        let health = self.health();
+        let status = NodeStatus::new(
             self.name.clone(),
             self.workers.load(Ordering::SeqCst),
             self.connected.load(Ordering::SeqCst),
@@ -119,5 +143,10 @@ impl NodeState {
             self.connections.load(Ordering::SeqCst),
             self.losses.load(Ordering::SeqCst),
         )
+        .with_connection(health.connection());
+        match health.last_failure() {
+            Some((failure, at)) => status.with_last_failure(failure.clone(), *at),
+            None => status,
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! Keeps one node connected for as long as the server runs: sessions one after another,
 //! with capped exponential backoff (and jitter) between attempts.
 //!
-//! A node that cannot be reached or refuses the secret is reported once (a warning naming
-//! it and the reason, again only when the reason changes) and retried in the background;
-//! its jobs run elsewhere meanwhile. A node that announces a restart (the `discovered`
-//! module) is retried at once. A lost node is retried the same way (the liveness policy:
-//! [`ClusterOptions::liveness_timeout`](pp_runtime::ClusterOptions::liveness_timeout)).
+//! A node that cannot be used, or is lost (the liveness policy:
+//! [`ClusterOptions::liveness_timeout`](pp_runtime::ClusterOptions::liveness_timeout)), is
+//! recorded as failed with the reason, which is said once per kind of failure (the
+//! `node_health` module), and retried in the background; its jobs run elsewhere meanwhile.
+//! A node that announces a restart (the `discovered` module) is retried at once.
 
 use super::context::ClientContext;
 use super::node_state::NodeState;
@@ -28,7 +28,6 @@ pub(crate) async fn keep_node_connected(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut pause = RETRY_PAUSE_FIRST;
-    let mut reported: Option<String> = None;
     loop {
         if *stopped.borrow() || ctx.feed.is_closed() {
             return;
@@ -39,19 +38,19 @@ pub(crate) async fn keep_node_connected(
         // after it began (a node that flaps) keeps backing off.
         if started.elapsed() > RETRY_PAUSE_MAX {
             pause = RETRY_PAUSE_FIRST;
+            node.served_steadily();
         }
         match end {
             SessionEnd::Shutdown => return,
-            // Logged by the session; a later failure to reconnect is news again.
-            SessionEnd::Lost => reported = None,
-            SessionEnd::Failed(why) => {
-                if reported.as_deref() != Some(why.as_str()) {
-                    pp_runtime::warn!(node = %node.name, "node not usable: {why}; its jobs run elsewhere (retrying in the background)");
-                    reported = Some(why);
-                } else {
-                    pp_runtime::debug!(node = %node.name, "node still not usable: {why}");
-                }
+            SessionEnd::Lost { failure, held } => {
+                let consequence = format!(
+                    "the {held} jobs it held go back to the queue (each up to its attempt \
+                     limit), {}",
+                    consequence(&ctx)
+                );
+                node.failed(failure, &consequence);
             }
+            SessionEnd::Failed(failure) => node.failed(failure, &consequence(&ctx)),
         }
         let wait = pause + jitter(pause / 4);
         pause = (pause * 2).min(RETRY_PAUSE_MAX);
@@ -60,6 +59,19 @@ pub(crate) async fn keep_node_connected(
             _ = node.retry.notified() => {}
             _ = stopped.changed() => return,
         }
+    }
+}
+
+/// What a node's failure means for the user's jobs, as its warning says it.
+fn consequence(ctx: &ClientContext) -> String {
+    if ctx.feed.local_workers() > 0 {
+        "its jobs run elsewhere; retrying it in the background".to_owned()
+    } else {
+        format!(
+            "its jobs run on other nodes, or locally if no node is usable for {:?}; retrying \
+             it in the background",
+            ctx.options.fallback_wait
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::protocol::Message;
 use pp_runtime::remote::ClusterOptions;
+use pp_runtime::NodeFailure;
 use std::time::Duration;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -43,7 +44,7 @@ impl Heartbeats {
 
     /// The heartbeat scheduled at `scheduled` is due: returns it, to send, or why the node
     /// is lost.
-    pub(crate) fn beat(&mut self, scheduled: Instant) -> Result<Message, String> {
+    pub(crate) fn beat(&mut self, scheduled: Instant) -> Result<Message, NodeFailure> {
         let now = Instant::now();
         if now.duration_since(scheduled) > self.interval {
             // This thread was held up (a slow callback runs on it), so heartbeats went out
@@ -52,10 +53,9 @@ impl Heartbeats {
             self.last_heard = now;
         }
         if now.duration_since(self.last_heard) >= self.liveness {
-            return Err(format!(
-                "no message from the node within the liveness timeout ({:?})",
-                self.liveness
-            ));
+            return Err(NodeFailure::Silent {
+                after: self.liveness,
+            });
         }
         self.seq += 1;
         Ok(Message::Heartbeat { seq: self.seq })

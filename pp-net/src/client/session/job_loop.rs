@@ -8,6 +8,7 @@ use super::outbox::Outbox;
 use super::setup::protocol_error;
 use super::window::InFlightWindow;
 use crate::channel::{SecureReader, SecureWriter};
+use crate::client::classify::connection_lost;
 use crate::client::context::ClientContext;
 use crate::client::flights::{self, SharedInFlight};
 use crate::client::lane::{ClientLane, LaneEvent};
@@ -15,6 +16,7 @@ use crate::client::node_state::NodeState;
 use crate::client::shared_session::LaneSent;
 use crate::lane::LANE_MAX_ARGS;
 use crate::protocol::{JobReply, JobRequest, Message, Outcome};
+use pp_runtime::NodeFailure;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -23,8 +25,8 @@ use tokio::time::Instant;
 pub(crate) enum ServeEnd {
     /// The server is shutting down.
     Shutdown,
-    /// The node was lost; the text says why.
-    Lost(String),
+    /// The node was lost, for this reason.
+    Lost(NodeFailure),
 }
 
 /// Keeps up to the window's size of jobs on the node, completes them as results come back,
@@ -164,16 +166,16 @@ pub(crate) async fn serve_jobs(
                             }
                         }
                     }
-                    Ok(Message::Refused { reason }) => return ServeEnd::Lost(format!("refused: {reason}")),
-                    Ok(other) => return ServeEnd::Lost(protocol_error(&other, "results")),
-                    Err(e) => return ServeEnd::Lost(e.to_string()),
+                    Ok(Message::Refused { reason }) => return ServeEnd::Lost(NodeFailure::Other(format!("refused: {reason}"))),
+                    Ok(other) => return ServeEnd::Lost(NodeFailure::Other(protocol_error(&other, "results"))),
+                    Err(e) => return ServeEnd::Lost(connection_lost(&e)),
                 }
             }
             sent = &mut outbox.task => {
                 return ServeEnd::Lost(match sent {
-                    Ok(Ok(())) => "the connection's sending task stopped".to_owned(),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => format!("the connection's sending task failed: {e}"),
+                    Ok(Ok(())) => NodeFailure::Other("the connection's sending task stopped".to_owned()),
+                    Ok(Err(e)) => connection_lost(&e),
+                    Err(e) => NodeFailure::Other(format!("the connection's sending task failed: {e}")),
                 });
             }
             _ = shutdown.changed() => return ServeEnd::Shutdown,

@@ -33,17 +33,23 @@ use crate::client::flights;
 use crate::client::node_state::NodeState;
 use job_loop::{serve_jobs, ServeEnd};
 use pp_runtime::remote::RemoteJob;
+use pp_runtime::NodeFailure;
 use tokio::sync::watch;
 
 /// Why a session ended.
 pub(crate) enum SessionEnd {
     /// The server is shutting down.
     Shutdown,
-    /// The node could not be used (unreachable, refused, setup failed); the text says why.
-    Failed(String),
+    /// The node could not be used (unreachable, refused, setup failed), for this reason.
+    Failed(NodeFailure),
     /// The node was serving and was lost: its connection broke, it broke the protocol, or
-    /// it fell silent. The session logged why and gave back its jobs in flight.
-    Lost,
+    /// it fell silent. The session gave back the `held` jobs it had in flight.
+    Lost {
+        /// Why.
+        failure: NodeFailure,
+        /// How many jobs the node held, now back in the queue (or completed by a copy).
+        held: usize,
+    },
 }
 
 /// Runs one session with `node` until it ends.
@@ -60,7 +66,6 @@ pub(crate) async fn run(
         _ = shutdown.changed() => return SessionEnd::Shutdown,
     };
     node.set_connected(workers);
-    pp_runtime::info!(node = %node.name, workers, "node connected");
     let (session_id, in_flight) = ctx.flights.register();
     let end = serve_jobs(
         node, ctx, reader, writer, workers, session_id, &in_flight, shutdown,
@@ -85,19 +90,12 @@ pub(crate) async fn run(
             }
             SessionEnd::Shutdown
         }
-        ServeEnd::Lost(why) => {
+        ServeEnd::Lost(failure) => {
             let held = jobs.len();
-            pp_runtime::warn!(
-                node = %node.name,
-                held,
-                "node lost: {why}; {held} jobs it held go back to the queue, each up to its \
-                 attempt limit, unless another copy of the job completed it or still runs \
-                 (retrying the node in the background)"
-            );
             for job in jobs {
                 ctx.feed.lost(job, &node.executor);
             }
-            SessionEnd::Lost
+            SessionEnd::Lost { failure, held }
         }
     }
 }

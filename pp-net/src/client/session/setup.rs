@@ -2,11 +2,13 @@
 //! lacks it, and wait until the node's workers are ready.
 
 use crate::channel::{connect_client, NetError, SecureReader, SecureWriter};
+use crate::client::classify::{connection_lost, handshake_error, refusal};
 use crate::client::context::ClientContext;
-use crate::client::dial::dial;
+use crate::client::dial::dial_node;
 use crate::client::node_state::NodeState;
 use crate::program::{this_target, Program};
 use crate::protocol::Message;
+use pp_runtime::NodeFailure;
 use std::io::Read;
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ const UPLOAD_CHUNK: usize = 1 << 20;
 pub(crate) async fn set_up(
     node: &NodeState,
     ctx: &ClientContext,
-) -> Result<(SecureReader, SecureWriter, u32), String> {
+) -> Result<(SecureReader, SecureWriter, u32), NodeFailure> {
     let (mut reader, mut writer) = connect_and_authenticate(node, ctx).await?;
     let workers = handshake(&mut reader, &mut writer, ctx).await?;
     Ok((reader, writer, workers))
@@ -30,11 +32,11 @@ pub(crate) async fn set_up(
 async fn connect_and_authenticate(
     node: &NodeState,
     ctx: &ClientContext,
-) -> Result<(SecureReader, SecureWriter), String> {
-    let stream = dial(&node.address).await?;
+) -> Result<(SecureReader, SecureWriter), NodeFailure> {
+    let stream = dial_node(&node.address).await?;
     connect_client(stream, &ctx.secret, ctx.channel)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| handshake_error(&e))
 }
 
 /// Hello, upload if asked, wait for `Ready`; returns the node's worker count.
@@ -42,8 +44,8 @@ async fn handshake(
     reader: &mut SecureReader,
     writer: &mut SecureWriter,
     ctx: &ClientContext,
-) -> Result<u32, String> {
-    let send_err = |e: NetError| e.to_string();
+) -> Result<u32, NodeFailure> {
+    let send_err = |e: NetError| connection_lost(&e);
     writer
         .send(&Message::ClientHello {
             program_sha256: ctx.program.sha256,
@@ -55,23 +57,25 @@ async fn handshake(
         .map_err(send_err)?;
     let need_upload = match recv_setup(reader).await? {
         Message::ServerHello { need_upload, .. } => need_upload,
-        other => return Err(protocol_error(&other, "a hello")),
+        other => return Err(NodeFailure::Other(protocol_error(&other, "a hello"))),
     };
     if need_upload {
         upload(writer, ctx.program).await?;
     }
     match recv_setup(reader).await? {
         Message::Ready { workers } if workers > 0 => Ok(workers),
-        Message::Ready { .. } => Err("the node has no workers".into()),
-        other => Err(protocol_error(&other, "`Ready`")),
+        Message::Ready { .. } => Err(NodeFailure::Other("the node has no workers".into())),
+        other => Err(NodeFailure::Other(protocol_error(&other, "`Ready`"))),
     }
 }
 
-async fn recv_setup(reader: &mut SecureReader) -> Result<Message, String> {
+async fn recv_setup(reader: &mut SecureReader) -> Result<Message, NodeFailure> {
     match tokio::time::timeout(NODE_SETUP_TIMEOUT, reader.recv()).await {
-        Err(_) => Err(format!("no answer within {NODE_SETUP_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(Message::Refused { reason })) => Err(format!("refused: {reason}")),
+        Err(_) => Err(NodeFailure::Other(format!(
+            "the node did not answer the setup within {NODE_SETUP_TIMEOUT:?}"
+        ))),
+        Ok(Err(e)) => Err(connection_lost(&e)),
+        Ok(Ok(Message::Refused { reason })) => Err(refusal(&reason)),
         Ok(Ok(message)) => Ok(message),
     }
 }
@@ -82,15 +86,14 @@ pub(crate) fn protocol_error(message: &Message, wanted: &str) -> String {
     format!("protocol error: expected {wanted}, got {}", message.kind())
 }
 
-async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), String> {
-    let mut file = std::fs::File::open(&program.path)
-        .map_err(|e| format!("cannot read {}: {e}", program.path.display()))?;
+async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), NodeFailure> {
+    let unreadable =
+        |e: std::io::Error| NodeFailure::Other(format!("cannot read {}: {e}", program.path.display()));
+    let mut file = std::fs::File::open(&program.path).map_err(unreadable)?;
     let mut offset = 0u64;
     loop {
         let mut bytes = vec![0u8; UPLOAD_CHUNK];
-        let n = file
-            .read(&mut bytes)
-            .map_err(|e| format!("cannot read {}: {e}", program.path.display()))?;
+        let n = file.read(&mut bytes).map_err(unreadable)?;
         if n == 0 {
             break;
         }
@@ -98,20 +101,20 @@ async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), Stri
         writer
             .send(&Message::UploadChunk { offset, bytes })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| connection_lost(&e))?;
         offset += n as u64;
     }
     if offset != program.size {
-        return Err(format!(
+        return Err(NodeFailure::Other(format!(
             "{} changed while it was uploaded ({offset} bytes read, {} expected)",
             program.path.display(),
             program.size
-        ));
+        )));
     }
     writer
         .send(&Message::UploadDone)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| connection_lost(&e))?;
     pp_runtime::debug!(bytes = offset, "program uploaded");
     Ok(())
 }

@@ -1,0 +1,127 @@
+//! What the user learns about one node's failures: where the client stands with it and its
+//! last failure (the node's row of the statistics), and pp's warnings about it.
+//!
+//! Each kind of failure is said once per outage: a node retried every few seconds with the
+//! same wrong secret says it once, not once per retry (the rest go to `debug`). The kinds
+//! said are forgotten only when the node has served steadily again, so a node that flaps
+//! (connects, is lost at once, again and again) does not repeat itself either. When a node
+//! that was reported comes back, one line says so; a first connection that nothing went
+//! wrong before says nothing at the default level.
+
+use pp_runtime::{NodeConnection, NodeFailure};
+use std::mem::Discriminant;
+use std::time::SystemTime;
+
+/// A node's state and failures, as the user sees them.
+pub(crate) struct NodeHealth {
+    connection: NodeConnection,
+    /// The last failure and when it happened.
+    last_failure: Option<(NodeFailure, SystemTime)>,
+    /// Kinds of failure said since the node last served steadily.
+    said: Vec<Discriminant<NodeFailure>>,
+    /// Whether a failure was said since the node last connected: its return is news.
+    said_since_connected: bool,
+}
+
+impl Default for NodeHealth {
+    fn default() -> Self {
+        NodeHealth {
+            connection: NodeConnection::Connecting,
+            last_failure: None,
+            said: Vec::new(),
+            said_since_connected: false,
+        }
+    }
+}
+
+impl NodeHealth {
+    /// Node `name` failed (could not be used, or was lost): records it as the node's last
+    /// failure and, unless this kind was said already, warns, with the failure's hint and
+    /// the `consequence` for the user's jobs.
+    pub(crate) fn failed(&mut self, name: &str, failure: NodeFailure, consequence: &str) {
+        let kind = std::mem::discriminant(&failure);
+        if self.said.contains(&kind) {
+            pp_runtime::debug!("node {name}: still not usable: {failure}");
+        } else {
+            let hint = failure
+                .hint()
+                .map(|hint| format!(" ({hint})"))
+                .unwrap_or_default();
+            pp_runtime::warn!("node {name}: {failure}{hint}; {consequence}");
+            self.said.push(kind);
+            self.said_since_connected = true;
+        }
+        self.connection = NodeConnection::Down;
+        self.last_failure = Some((failure, SystemTime::now()));
+    }
+
+    /// Node `name` is connected with `workers` workers, after `before` earlier
+    /// connections: says so at the default level only when a failure of it was said.
+    pub(crate) fn connected(&mut self, name: &str, workers: u32, before: u32) {
+        let said = if self.said_since_connected {
+            self.last_failure.as_ref()
+        } else {
+            None
+        };
+        match said {
+            Some((failure, _)) => {
+                let again = if before > 0 { " again" } else { "" };
+                pp_runtime::warn!("node {name}: connected{again} after {failure} ({workers} workers)");
+            }
+            None => pp_runtime::info!("node {name}: connected ({workers} workers)"),
+        }
+        self.said_since_connected = false;
+        self.connection = NodeConnection::Connected;
+    }
+
+    /// The session ended; its failure, if it was lost, comes through [`NodeHealth::failed`].
+    pub(crate) fn disconnected(&mut self) {
+        self.connection = NodeConnection::Down;
+    }
+
+    /// The node served long enough to count as well again: a failure of any kind is news
+    /// again.
+    pub(crate) fn served_steadily(&mut self) {
+        self.said.clear();
+    }
+
+    /// Where the client stands with the node.
+    pub(crate) fn connection(&self) -> NodeConnection {
+        self.connection
+    }
+
+    /// The node's last failure and when it happened.
+    pub(crate) fn last_failure(&self) -> Option<&(NodeFailure, SystemTime)> {
+        self.last_failure.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_failure_is_news_once_until_the_node_serves_steadily() {
+        let mut health = NodeHealth::default();
+        assert_eq!(health.connection(), NodeConnection::Connecting);
+        health.failed("n:1", NodeFailure::ConnectionRefused, "elsewhere");
+        assert_eq!(health.said.len(), 1);
+        health.failed("n:1", NodeFailure::ConnectionRefused, "elsewhere");
+        assert_eq!(health.said.len(), 1, "the same kind is not said twice");
+        health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
+        assert_eq!(health.said.len(), 2);
+        assert_eq!(health.connection(), NodeConnection::Down);
+        assert_eq!(
+            health.last_failure().map(|(f, _)| f),
+            Some(&NodeFailure::AuthenticationFailed)
+        );
+        health.connected("n:1", 2, 0);
+        assert!(!health.said_since_connected);
+        assert_eq!(health.connection(), NodeConnection::Connected);
+        health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
+        assert!(!health.said_since_connected, "a flapping node repeats nothing");
+        health.served_steadily();
+        health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
+        assert!(health.said_since_connected);
+    }
+}
