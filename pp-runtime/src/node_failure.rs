@@ -17,7 +17,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum NodeFailure {
     /// Nothing listens at the node's address and port: the connection was refused.
-    #[error("connection refused: is ppserver running there?")]
+    #[error("connection refused")]
     ConnectionRefused,
     /// The node's host cannot be reached (no route, unknown name), or did not answer in
     /// time; the text is the system's or says how long the client waited.
@@ -62,9 +62,12 @@ impl NodeFailure {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             NodeFailure::AuthenticationFailed => Some(
-                "the secret of this program (PP_SECRET, PP_SECRET_FILE or `.secret(..)`) \
-                 must be the node's",
+                "this program's secret must be the node's: check PP_SECRET, PP_SECRET_FILE \
+                 or `.secret(..)`",
             ),
+            NodeFailure::ConnectionRefused => {
+                Some("nothing listens on that port: is ppserver running there?")
+            }
             NodeFailure::ProtocolVersion { .. } => {
                 Some("run the same version of pp on the client and the node")
             }

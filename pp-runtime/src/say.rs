@@ -11,8 +11,10 @@
 //!   (`pp: node 10.0.0.5:60000: authentication failed ...`), if its level passes
 //!   `PP_LOG` (`off`, `error`, `warn`, `info`, `debug`, `trace`; default `warn`).
 //!
-//! The check costs an atomic load when a global subscriber is set, and a thread-local read
-//! otherwise; a filtered-out event formats nothing.
+//! The check costs a thread-local read; a filtered-out event formats nothing. (It cannot be
+//! `tracing::dispatcher::has_been_set`: that turns true for good at the first scoped
+//! default, which is how pp prints its own first line, and every later event would then go
+//! to no subscriber at all.)
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -33,7 +35,7 @@ pub const LOG_ENV: &str = "PP_LOG";
 /// through. Called by pp's logging macros; not meant to be called directly.
 #[doc(hidden)]
 pub fn event(level: Level, emit: impl FnOnce()) {
-    if tracing::dispatcher::has_been_set() || !no_subscriber_here() {
+    if !no_subscriber_here() {
         emit();
     } else if level <= stderr_level() {
         tracing::dispatcher::with_default(stderr_dispatch(), emit);
@@ -219,6 +221,20 @@ mod tests {
         assert_eq!(parse_level("OFF"), Some(LevelFilter::OFF));
         assert_eq!(parse_level(" debug "), Some(LevelFilter::DEBUG));
         assert_eq!(parse_level("loud"), None);
+    }
+
+    #[test]
+    fn every_event_without_a_subscriber_goes_to_standard_error_not_only_the_first() {
+        if stderr_level() == LevelFilter::OFF {
+            return;
+        }
+        for _ in 0..3 {
+            let mut to_stderr = false;
+            event(Level::ERROR, || {
+                to_stderr = tracing::dispatcher::get_default(|d| d.is::<StderrLines>());
+            });
+            assert!(to_stderr);
+        }
     }
 
     #[test]

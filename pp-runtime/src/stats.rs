@@ -348,15 +348,21 @@ mod tests {
                 },
                 SystemTime::now(),
             );
-        let connecting =
-            NodeStatus::new("10.0.0.6:60000".into(), 0, false).with_connection(NodeConnection::Connecting);
+        let connecting = NodeStatus::new("10.0.0.6:60000".into(), 0, false)
+            .with_connection(NodeConnection::Connecting);
         let healthy = NodeStatus::new("10.0.0.7:60000".into(), 4, true);
         let text = stats_with(vec![back, connecting, healthy]).to_string();
         assert!(text.contains(
             "node 10.0.0.5:60000: connected (last failure: lost after 3s of silence), lost 1 \
              times, connected 2 times"
         ));
-        assert!(text.contains("node 10.0.0.6:60000: connecting, lost 0 times"), "{text}");
-        assert!(!text.contains("10.0.0.7"), "a healthy node has no line: {text}");
+        assert!(
+            text.contains("node 10.0.0.6:60000: connecting, lost 0 times"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("10.0.0.7"),
+            "a healthy node has no line: {text}"
+        );
     }
 }

@@ -63,7 +63,9 @@ pub(crate) fn connection_lost(error: &NetError) -> NodeFailure {
 /// about the program (its target, its size against the node's cache, an upload the node
 /// cannot store, workers that cannot start it).
 pub(crate) fn refusal(reason: &str) -> NodeFailure {
-    let reason = reason.strip_prefix(NODE_CANNOT_RUN_PREFIX).unwrap_or(reason);
+    let reason = reason
+        .strip_prefix(NODE_CANNOT_RUN_PREFIX)
+        .unwrap_or(reason);
     NodeFailure::ProgramNotRunnable(reason.to_owned())
 }
 
@@ -95,7 +97,9 @@ mod tests {
             peer,
             during: "the preamble",
         };
-        assert!(matches!(handshake_error(&full), NodeFailure::ConnectionLost(t) if t.contains("--max-connections")));
+        assert!(
+            matches!(handshake_error(&full), NodeFailure::ConnectionLost(t) if t.contains("--max-connections"))
+        );
     }
 
     #[test]

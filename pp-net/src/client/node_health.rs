@@ -5,8 +5,9 @@
 //! same wrong secret says it once, not once per retry (the rest go to `debug`). The kinds
 //! said are forgotten only when the node has served steadily again, so a node that flaps
 //! (connects, is lost at once, again and again) does not repeat itself either. When a node
-//! that was reported comes back, one line says so; a first connection that nothing went
-//! wrong before says nothing at the default level.
+//! that was reported comes back, one line says so, naming the failure that began its
+//! outage; a first connection that nothing went wrong before says nothing at the default
+//! level.
 
 use pp_runtime::{NodeConnection, NodeFailure};
 use std::mem::Discriminant;
@@ -19,8 +20,9 @@ pub(crate) struct NodeHealth {
     last_failure: Option<(NodeFailure, SystemTime)>,
     /// Kinds of failure said since the node last served steadily.
     said: Vec<Discriminant<NodeFailure>>,
-    /// Whether a failure was said since the node last connected: its return is news.
-    said_since_connected: bool,
+    /// The first failure said since the node last connected (what began its outage): its
+    /// return is news.
+    outage: Option<NodeFailure>,
 }
 
 impl Default for NodeHealth {
@@ -29,7 +31,7 @@ impl Default for NodeHealth {
             connection: NodeConnection::Connecting,
             last_failure: None,
             said: Vec::new(),
-            said_since_connected: false,
+            outage: None,
         }
     }
 }
@@ -49,7 +51,7 @@ impl NodeHealth {
                 .unwrap_or_default();
             pp_runtime::warn!("node {name}: {failure}{hint}; {consequence}");
             self.said.push(kind);
-            self.said_since_connected = true;
+            self.outage.get_or_insert_with(|| failure.clone());
         }
         self.connection = NodeConnection::Down;
         self.last_failure = Some((failure, SystemTime::now()));
@@ -58,19 +60,16 @@ impl NodeHealth {
     /// Node `name` is connected with `workers` workers, after `before` earlier
     /// connections: says so at the default level only when a failure of it was said.
     pub(crate) fn connected(&mut self, name: &str, workers: u32, before: u32) {
-        let said = if self.said_since_connected {
-            self.last_failure.as_ref()
-        } else {
-            None
-        };
-        match said {
-            Some((failure, _)) => {
+        match self.outage.take() {
+            Some(failure) => {
                 let again = if before > 0 { " again" } else { "" };
-                pp_runtime::warn!("node {name}: connected{again} after {failure} ({workers} workers)");
+                pp_runtime::warn!(
+                    "node {name}: connected{again} after {failure} ({})",
+                    count_workers(workers)
+                );
             }
-            None => pp_runtime::info!("node {name}: connected ({workers} workers)"),
+            None => pp_runtime::info!("node {name}: connected ({})", count_workers(workers)),
         }
-        self.said_since_connected = false;
         self.connection = NodeConnection::Connected;
     }
 
@@ -96,6 +95,12 @@ impl NodeHealth {
     }
 }
 
+/// `1 worker`, `4 workers`.
+fn count_workers(workers: u32) -> String {
+    let plural = if workers == 1 { "" } else { "s" };
+    format!("{workers} worker{plural}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,13 +120,14 @@ mod tests {
             health.last_failure().map(|(f, _)| f),
             Some(&NodeFailure::AuthenticationFailed)
         );
+        assert_eq!(health.outage, Some(NodeFailure::ConnectionRefused));
         health.connected("n:1", 2, 0);
-        assert!(!health.said_since_connected);
+        assert_eq!(health.outage, None);
         assert_eq!(health.connection(), NodeConnection::Connected);
         health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
-        assert!(!health.said_since_connected, "a flapping node repeats nothing");
+        assert_eq!(health.outage, None, "a flapping node repeats nothing");
         health.served_steadily();
         health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
-        assert!(health.said_since_connected);
+        assert_eq!(health.outage, Some(NodeFailure::AuthenticationFailed));
     }
 }

@@ -43,11 +43,15 @@ pub(crate) async fn keep_node_connected(
         match end {
             SessionEnd::Shutdown => return,
             SessionEnd::Lost { failure, held } => {
-                let consequence = format!(
-                    "the {held} jobs it held go back to the queue (each up to its attempt \
-                     limit), {}",
+                let consequence = if held == 0 {
                     consequence(&ctx)
-                );
+                } else {
+                    format!(
+                        "the {held} jobs it held go back to the queue (each up to its \
+                         attempt limit) and {}",
+                        consequence(&ctx)
+                    )
+                };
                 node.failed(failure, &consequence);
             }
             SessionEnd::Failed(failure) => node.failed(failure, &consequence(&ctx)),

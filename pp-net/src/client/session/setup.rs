@@ -87,8 +87,9 @@ pub(crate) fn protocol_error(message: &Message, wanted: &str) -> String {
 }
 
 async fn upload(writer: &mut SecureWriter, program: &Program) -> Result<(), NodeFailure> {
-    let unreadable =
-        |e: std::io::Error| NodeFailure::Other(format!("cannot read {}: {e}", program.path.display()));
+    let unreadable = |e: std::io::Error| {
+        NodeFailure::Other(format!("cannot read {}: {e}", program.path.display()))
+    };
     let mut file = std::fs::File::open(&program.path).map_err(unreadable)?;
     let mut offset = 0u64;
     loop {
