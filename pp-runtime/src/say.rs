@@ -3,7 +3,7 @@
 //! pp logs through `tracing`, but most programs install no subscriber, and `tracing`
 //! drops every event then: a wrong secret or an unreachable node would go unseen. Every
 //! pp event therefore goes through the macros here ([`warn!`](crate::warn),
-//! [`error!`](crate::error), [`info!`](crate::info), [`debug!`](crate::debug)), which
+//! [`error!`](macro@crate::error), [`info!`](crate::info), [`debug!`](crate::debug)), which
 //! take `tracing`'s syntax and decide per event:
 //! - the program has a subscriber (global, or scoped on this thread): the event goes to it
 //!   and nowhere else, filtered as the program filters it;
