@@ -341,10 +341,14 @@ fn a_node_restarted_on_the_same_port_is_used_again() {
     assert_eq!((node.losses, node.connections), (1, 2), "{node:?}");
     let table = server.stats().to_string();
     let line = format!(
-        "node {}: connected, lost 1 times, connected 2 times",
+        "node {}: connected (last failure: connection lost: ",
         second.addr
     );
     assert!(table.contains(&line), "{table}");
+    assert!(
+        table.contains("), lost 1 times, connected 2 times"),
+        "{table}"
+    );
 }
 
 /// The environment variable that makes [`killed_client_role`] act: the node to use.

@@ -347,7 +347,7 @@ fn a_node_that_comes_back_is_announced_once() {
     eprintln!("client stderr:\n{text}\nclient stdout:\n{rest}");
     assert_eq!(
         stderr.count(&format!(
-            "pp: node {name}: connected again after connection lost"
+            "pp: node {name}: connected again (1 worker) after \"connection lost: "
         )),
         1,
         "one line when the node is back:\n{text}"
@@ -358,4 +358,60 @@ fn a_node_that_comes_back_is_announced_once() {
         2,
         "the loss, then the return:\n{text}"
     );
+}
+
+/// A loopback port with nothing listening: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+#[test]
+fn each_failure_is_classified_in_the_nodes_status() {
+    let refusing = Node::start(1, &["--max-upload", "1000"]);
+    let closed = format!("127.0.0.1:{}", closed_port());
+    let server = Server::builder()
+        .ppservers([closed.clone(), refusing.name()])
+        .secret(SECRET)
+        .ncpus(1)
+        .build()
+        .expect("the cluster client starts");
+    let deadline = Instant::now() + WAIT;
+    while server
+        .active_nodes()
+        .iter()
+        .any(|n| n.last_failure.is_none())
+    {
+        assert!(Instant::now() < deadline, "{:?}", server.active_nodes());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let nodes = server.active_nodes();
+    let failure = |name: &str| {
+        let node = nodes.iter().find(|n| n.address == name).expect("the node");
+        assert_eq!(node.connection, pp::NodeConnection::Down, "{node:?}");
+        assert!(node.last_failure_at.is_some());
+        node.last_failure.clone().expect("a failure")
+    };
+    assert_eq!(failure(&closed), NodeFailure::ConnectionRefused);
+    match failure(&refusing.name()) {
+        NodeFailure::ProgramNotRunnable(reason) => {
+            assert!(reason.contains("--max-upload"), "{reason}")
+        }
+        other => panic!("expected ProgramNotRunnable, got {other:?}"),
+    }
+    let table = server.stats().to_string();
+    assert!(
+        table.contains(&format!(
+            "node {closed}: not connected (connection refused)"
+        )),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!(
+            "node {}: not connected (the node cannot run this program: the program is ",
+            refusing.name()
+        )),
+        "{table}"
+    );
+    eprintln!("{table}");
 }

@@ -64,7 +64,7 @@ impl NodeHealth {
             Some(failure) => {
                 let again = if before > 0 { " again" } else { "" };
                 pp_runtime::warn!(
-                    "node {name}: connected{again} after {failure} ({})",
+                    "node {name}: connected{again} ({}) after \"{failure}\"",
                     count_workers(workers)
                 );
             }
