@@ -188,3 +188,29 @@ fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_t
         }
     }
 }
+
+#[test]
+fn broadcast_discovery_works_on_a_subnet_without_a_default_route() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}; the broadcast discovery test needs root and iproute2");
+        return;
+    }
+    // 255.255.255.255 has no route here: only the hosts' subnet, 10.77.0.0/24, is.
+    let lab = Lab::without_default_route("noroute", &["client", "n1"]);
+    let n1 = LabNode::start(&lab, "n1", 2);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                lab.enter("client");
+                let server = discovering_client("*");
+                wait_until(&server, "the node is discovered with no default route", || {
+                    connected(&server, &n1.name)
+                });
+                run_jobs(&server, 100);
+                assert_eq!(jobs_of(&server, &n1.name), 100, "{}", server.stats());
+                assert_eq!(jobs_of(&server, "local"), 0, "{}", server.stats());
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    });
+}

@@ -3,8 +3,10 @@
 //!
 //! Host `i` of a lab (counting from 0) is `10.77.0.{i+1}/24` on its `eth0`, a veth whose
 //! other end is a port of the bridge `br0` in a namespace of its own; each host has a
-//! default route on `eth0` so that `255.255.255.255` reaches the bridge. Nothing is added
-//! to the namespace the test runs in: no address, route or broadcast leaves the lab.
+//! default route on `eth0` so that `255.255.255.255` reaches the bridge, unless the lab is
+//! built [without one](Lab::without_default_route), as on many private cluster networks.
+//! Nothing is added to the namespace the test runs in: no address, route or broadcast
+//! leaves the lab.
 //!
 //! Needs root (or `CAP_SYS_ADMIN`) and `ip` from iproute2; [`Lab::unavailable`] says
 //! plainly when either is missing, so that the caller can skip.
@@ -21,6 +23,8 @@ pub struct Lab {
     prefix: String,
     hosts: Vec<String>,
     created: Vec<String>,
+    /// Whether each host gets a default route on `eth0`.
+    default_route: bool,
 }
 
 /// Runs `ip args`, returning its error output on failure.
@@ -85,10 +89,24 @@ impl Lab {
     /// # Panics
     /// When a step fails (the namespaces made so far are deleted).
     pub fn new(tag: &str, hosts: &[&str]) -> Lab {
+        Lab::build_with(tag, hosts, true)
+    }
+
+    /// The same lab with no default route on its hosts: only the subnet's own route, so a
+    /// datagram to `255.255.255.255` fails with "network unreachable".
+    ///
+    /// # Panics
+    /// When a step fails (the namespaces made so far are deleted).
+    pub fn without_default_route(tag: &str, hosts: &[&str]) -> Lab {
+        Lab::build_with(tag, hosts, false)
+    }
+
+    fn build_with(tag: &str, hosts: &[&str], default_route: bool) -> Lab {
         let mut lab = Lab {
             prefix: format!("ppd-{}-{tag}", std::process::id()),
             hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
             created: Vec::new(),
+            default_route,
         };
         if let Err(e) = lab.build() {
             panic!("cannot build the network lab: {e}");
@@ -97,7 +115,7 @@ impl Lab {
     }
 
     fn build(&mut self) -> Result<(), String> {
-        let switch = format!("{}-sw", self.prefix);
+        let switch = self.switch();
         self.add_namespace(&switch)?;
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &switch, "link", "set", "br0", "up"])?;
@@ -114,7 +132,9 @@ impl Lab {
             ip(&["-n", &switch, "link", "set", &port, "up"])?;
             ip(&["-n", &ns, "addr", "add", &cidr, "brd", "+", "dev", "eth0"])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &ns, "route", "add", "default", "dev", "eth0"])?;
+            if self.default_route {
+                ip(&["-n", &ns, "route", "add", "default", "dev", "eth0"])?;
+            }
         }
         Ok(())
     }
@@ -123,6 +143,11 @@ impl Lab {
         ip(&["netns", "add", name])?;
         self.created.push(name.to_owned());
         ip(&["-n", name, "link", "set", "lo", "up"])
+    }
+
+    /// The namespace of the bridge.
+    fn switch(&self) -> String {
+        format!("{}-sw", self.prefix)
     }
 
     /// The namespace of `host`.
@@ -149,6 +174,14 @@ impl Lab {
     pub fn command(&self, host: &str, program: &str) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.ns(host), program]);
+        command
+    }
+
+    /// `program` run in the namespace of the lab's bridge: loopback and a bridge with no
+    /// address, so no IPv4 route and no broadcast-capable interface with an address.
+    pub fn isolated_command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.switch(), program]);
         command
     }
 
