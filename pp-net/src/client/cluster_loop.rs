@@ -7,7 +7,7 @@ use super::discovered::DiscoveryAdmission;
 use super::fallback::fall_back_when_stranded;
 use super::nodes::NodeList;
 use super::reconnect::keep_node_connected;
-use crate::discovery::{self, Target};
+use crate::discovery::{self, SearchStatus, Target};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -27,17 +27,19 @@ pub(crate) async fn run_cluster(
     for node in nodes.snapshot() {
         tasks.spawn(keep_node_connected(node, Arc::clone(&ctx), stopped.clone()));
     }
+    let search = (!targets.is_empty()).then(|| Arc::new(SearchStatus::new(&targets)));
     tasks.spawn(fall_back_when_stranded(
         Arc::clone(&nodes),
         Arc::clone(&ctx),
+        search.clone(),
         stopped.clone(),
     ));
     let (found_tx, mut found) = tokio::sync::mpsc::channel(ANNOUNCEMENT_BACKLOG);
     let ignored = Arc::new(AtomicU64::new(0));
-    let discovering = !targets.is_empty();
-    if discovering {
+    let discovering = search.is_some();
+    if let Some(status) = search {
         let mut stop = stopped.clone();
-        let search = discovery::discover(targets, found_tx, Arc::clone(&ignored));
+        let search = discovery::discover(targets, found_tx, Arc::clone(&ignored), status);
         tasks.spawn(async move {
             tokio::select! {
                 _ = search => {}

@@ -1,4 +1,8 @@
 //! The node's side of discovery: announce at start and periodically, answer probes.
+//!
+//! Announcements go to the configured address and, when that is the limited broadcast
+//! (the default), to the broadcast address of every interface the socket sends from,
+//! listed again at each announcement (see [`Round::of_announcements`]).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +15,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::DiscoveryConfig;
+use super::interfaces::broadcast_interfaces;
 use super::reply_budget::ReplyBudget;
+use super::round::{Round, RoundKind, Sender};
 use super::socket;
 use super::wire::{Announcement, Datagram, MAX_DATAGRAM};
 
@@ -21,6 +27,9 @@ const ERROR_PAUSE: Duration = Duration::from_millis(20);
 /// A node's discovery socket, bound and ready to announce.
 pub(crate) struct Announcer {
     socket: UdpSocket,
+    /// The address the socket is bound to: with a specific one, only its interface's
+    /// broadcast address is announced to.
+    bound: IpAddr,
     target: SocketAddr,
     interval: Duration,
     /// The announcement sent unprompted.
@@ -58,6 +67,7 @@ impl Announcer {
         };
         Ok(Announcer {
             socket,
+            bound: interface,
             target: SocketAddr::new(config.broadcast, port),
             interval: config.interval,
             datagram: Datagram::Announce(announcement).encode(),
@@ -70,9 +80,17 @@ impl Announcer {
         self.socket.local_addr()
     }
 
-    /// Where announcements go.
-    pub(crate) fn target(&self) -> SocketAddr {
-        self.target
+    /// Where announcements go, for the node's log: the configured address, and the
+    /// interfaces' broadcast addresses as they are now.
+    pub(crate) fn target(&self) -> String {
+        let interfaces = if Round::announcements_need_interfaces(self.target) {
+            broadcast_interfaces().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let round = Round::of_announcements(self.target, self.bound, &interfaces);
+        let all: Vec<String> = round.destinations().iter().map(ToString::to_string).collect();
+        all.join(", ")
     }
 
     /// Announces at once and every interval, and answers probes, until `stopping` turns
@@ -81,12 +99,14 @@ impl Announcer {
         let mut next = Instant::now();
         let mut budget = ReplyBudget::default();
         let mut buf = [0u8; MAX_DATAGRAM + 1];
+        let mut sender = Sender::new(RoundKind::Announcements);
+        let broadcasting = Round::announcements_need_interfaces(self.target);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {
-                    if let Err(e) = self.socket.send_to(&self.datagram, self.target).await {
-                        pp_runtime::debug!("cannot announce to {}: {e}", self.target);
-                    }
+                    let interfaces = if broadcasting { sender.interfaces() } else { Vec::new() };
+                    let round = Round::of_announcements(self.target, self.bound, &interfaces);
+                    sender.send(&self.socket, &self.datagram, &round).await;
                     next = Instant::now() + self.interval;
                 }
                 received = self.socket.recv_from(&mut buf) => match received {

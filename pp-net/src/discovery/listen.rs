@@ -10,6 +10,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::round::{Round, RoundKind, Sender};
+use super::search_status::SearchStatus;
 use super::socket;
 use super::target::Target;
 use super::wire::{Announcement, Datagram, MAX_DATAGRAM};
@@ -54,11 +56,13 @@ impl Filter {
 
 /// Probes `targets` and listens for announcements until the returned future is dropped,
 /// sending each node heard of (again and again: the receiver removes duplicates) to
-/// `found`. Datagrams that are not discovery datagrams are counted in `ignored`.
+/// `found`. Datagrams that are not discovery datagrams are counted in `ignored`; where
+/// the probes went, and whether a node answered, in `status`.
 pub(crate) async fn discover(
     targets: Vec<Target>,
     found: mpsc::Sender<Found>,
     ignored: Arc<AtomicU64>,
+    status: Arc<SearchStatus>,
 ) {
     let loopback_only = targets.iter().all(Target::is_loopback);
     let local = if loopback_only {
@@ -78,13 +82,13 @@ pub(crate) async fn discover(
         unicast: Mutex::new(HashSet::new()),
     });
     let mut tasks = JoinSet::new();
-    tasks.spawn(receive(
-        Arc::clone(&probes),
-        true,
-        Arc::clone(&filter),
-        found.clone(),
-        Arc::clone(&ignored),
-    ));
+    let receiver = Receiver {
+        filter: Arc::clone(&filter),
+        found,
+        ignored,
+        status: Arc::clone(&status),
+    };
+    tasks.spawn(receiver.clone().receive(Arc::clone(&probes), true));
     let mut ports: Vec<u16> = filter
         .targets
         .iter()
@@ -96,13 +100,7 @@ pub(crate) async fn discover(
         match socket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), true) {
             Ok(listener) => {
                 pp_runtime::debug!("listening for node announcements on udp port {port}");
-                tasks.spawn(receive(
-                    Arc::new(listener),
-                    false,
-                    Arc::clone(&filter),
-                    found.clone(),
-                    Arc::clone(&ignored),
-                ));
+                tasks.spawn(receiver.clone().receive(Arc::new(listener), false));
             }
             Err(e) => pp_runtime::warn!(
                 "cannot listen for node announcements on udp port {port}: {e}; nodes are \
@@ -110,11 +108,14 @@ pub(crate) async fn discover(
             ),
         }
     }
-    probe(&probes, &filter).await;
+    probe(&probes, &filter, &status).await;
 }
 
-/// Sends probes for as long as it runs.
-async fn probe(socket: &UdpSocket, filter: &Filter) {
+/// Sends probes for as long as it runs: every round to the unicast targets, every
+/// [`BROADCAST_PROBE_PERIOD`] also to the broadcast targets and the broadcast address of
+/// each interface in their subnets (listed again then, so an interface that comes up later
+/// is used).
+async fn probe(socket: &UdpSocket, filter: &Filter, status: &SearchStatus) {
     let unicast: Vec<(&str, u16)> = filter
         .targets
         .iter()
@@ -123,12 +124,7 @@ async fn probe(socket: &UdpSocket, filter: &Filter) {
             Target::Broadcast { .. } => None,
         })
         .collect();
-    let broadcast: Vec<SocketAddr> = filter
-        .targets
-        .iter()
-        .filter_map(Target::broadcast_address)
-        .map(SocketAddr::from)
-        .collect();
+    let broadcasting = Round::needs_interfaces(&filter.targets);
     let (period, broadcast_every) = if unicast.is_empty() {
         (BROADCAST_PROBE_PERIOD, 1)
     } else {
@@ -136,79 +132,91 @@ async fn probe(socket: &UdpSocket, filter: &Filter) {
         (UNICAST_PROBE_PERIOD, u64::try_from(every).unwrap_or(1))
     };
     let probe = Datagram::Probe.encode();
-    let mut resolved: Vec<SocketAddr> = Vec::new();
+    let mut sender = Sender::new(RoundKind::Probes);
+    let mut unicast_round = Round::default();
     let mut ticks = tokio::time::interval(period);
     for round in 0u64.. {
         ticks.tick().await;
+        if round % broadcast_every != 0 {
+            sender.send(socket, &probe, &unicast_round).await;
+            continue;
+        }
         // Names are looked up again now and then, in case they move.
-        if round % broadcast_every == 0 {
-            resolved = resolve(&unicast).await;
-            let ips = resolved.iter().map(SocketAddr::ip).collect();
-            *filter.unicast.lock().unwrap_or_else(|e| e.into_inner()) = ips;
-        }
-        let now_broadcast = if round % broadcast_every == 0 {
-            &broadcast[..]
+        let (resolved, unresolved) = resolve(&unicast).await;
+        let ips = resolved.iter().map(SocketAddr::ip).collect();
+        *filter.unicast.lock().unwrap_or_else(|e| e.into_inner()) = ips;
+        let interfaces = if broadcasting {
+            sender.interfaces()
         } else {
-            &[]
+            Vec::new()
         };
-        for to in resolved.iter().chain(now_broadcast) {
-            if let Err(e) = socket.send_to(&probe, to).await {
-                pp_runtime::debug!("cannot probe {to}: {e}");
-            }
-        }
+        let full = Round::of_probes(&filter.targets, &interfaces, &resolved);
+        let sent = sender.send(socket, &probe, &full).await;
+        status.record(&sent, &unresolved);
+        unicast_round = Round::of_probes(&[], &[], &resolved);
     }
 }
 
-/// The IPv4 addresses of the unicast targets.
-async fn resolve(targets: &[(&str, u16)]) -> Vec<SocketAddr> {
+/// The IPv4 addresses of the unicast targets, and the hosts that did not resolve.
+async fn resolve<'a>(targets: &[(&'a str, u16)]) -> (Vec<SocketAddr>, Vec<&'a str>) {
     let mut addrs = Vec::new();
+    let mut unresolved = Vec::new();
     for &(host, port) in targets {
         match tokio::net::lookup_host((host, port)).await {
             Ok(found) => addrs.extend(found.filter(SocketAddr::is_ipv4)),
-            Err(e) => pp_runtime::debug!("cannot resolve the discovery host {host}: {e}"),
+            Err(e) => {
+                pp_runtime::debug!("cannot resolve the discovery host {host}: {e}");
+                unresolved.push(host);
+            }
         }
     }
-    addrs
+    (addrs, unresolved)
 }
 
-/// Reads datagrams from `socket`, reporting the announcements `filter` accepts.
-async fn receive(
-    socket: Arc<UdpSocket>,
-    probe_socket: bool,
+/// What every socket's reading task shares.
+#[derive(Clone)]
+struct Receiver {
     filter: Arc<Filter>,
     found: mpsc::Sender<Found>,
     ignored: Arc<AtomicU64>,
-) {
-    let mut buf = [0u8; MAX_DATAGRAM + 1];
-    loop {
-        let (len, from) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
-            Err(e) => {
-                // For example the ICMP error of a probe sent to a closed port.
-                tracing::trace!("discovery socket: {e}");
-                tokio::time::sleep(ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        match Datagram::decode(&buf[..len]) {
-            Ok(Datagram::Announce(announcement)) => {
-                if !filter.accepts(from.ip(), probe_socket) {
-                    pp_runtime::debug!(%from, "announcement from outside the discovery targets ignored");
+    status: Arc<SearchStatus>,
+}
+
+impl Receiver {
+    /// Reads datagrams from `socket`, reporting the announcements the filter accepts.
+    async fn receive(self, socket: Arc<UdpSocket>, probe_socket: bool) {
+        let mut buf = [0u8; MAX_DATAGRAM + 1];
+        loop {
+            let (len, from) = match socket.recv_from(&mut buf).await {
+                Ok(received) => received,
+                Err(e) => {
+                    // For example the ICMP error of a probe sent to a closed port.
+                    tracing::trace!("discovery socket: {e}");
+                    tokio::time::sleep(ERROR_PAUSE).await;
                     continue;
                 }
-                let addr = SocketAddr::new(from.ip(), announcement.job_port);
-                // Full: the client is busy; the node announces again soon.
-                if let Err(mpsc::error::TrySendError::Closed(_)) =
-                    found.try_send(Found { addr, announcement })
-                {
-                    return;
+            };
+            match Datagram::decode(&buf[..len]) {
+                Ok(Datagram::Announce(announcement)) => {
+                    if !self.filter.accepts(from.ip(), probe_socket) {
+                        pp_runtime::debug!(%from, "announcement from outside the discovery targets ignored");
+                        continue;
+                    }
+                    self.status.heard();
+                    let addr = SocketAddr::new(from.ip(), announcement.job_port);
+                    // Full: the client is busy; the node announces again soon.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) =
+                        self.found.try_send(Found { addr, announcement })
+                    {
+                        return;
+                    }
                 }
-            }
-            // Another client's probe.
-            Ok(Datagram::Probe) => {}
-            Err(e) => {
-                let count = ignored.fetch_add(1, Ordering::Relaxed) + 1;
-                pp_runtime::debug!(%from, count, "discovery datagram ignored: {e}");
+                // Another client's probe.
+                Ok(Datagram::Probe) => {}
+                Err(e) => {
+                    let count = self.ignored.fetch_add(1, Ordering::Relaxed) + 1;
+                    pp_runtime::debug!(%from, count, "discovery datagram ignored: {e}");
+                }
             }
         }
     }

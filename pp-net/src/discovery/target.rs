@@ -1,5 +1,6 @@
 //! The discovery entries of `PP_SERVERS`: `*`, `*:PORT`, `192.168.1.*`, `*@HOST:PORT`.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::config::DEFAULT_DISCOVERY_PORT;
@@ -109,6 +110,30 @@ impl Target {
     }
 }
 
+/// The entry as it would be written in `PP_SERVERS` (the default port left out).
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = match self {
+            Target::Broadcast { prefix, port } => {
+                for octet in prefix {
+                    write!(f, "{octet}.")?;
+                }
+                let stars = if prefix.is_empty() { 1 } else { 4 - prefix.len() };
+                f.write_str(&vec!["*"; stars].join("."))?;
+                *port
+            }
+            Target::Unicast { host, port } => {
+                write!(f, "*@{host}")?;
+                *port
+            }
+        };
+        if port != DEFAULT_DISCOVERY_PORT {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
 /// `text` as `(before, port)`: the port after the last `:`, or the default.
 fn split_port(text: &str) -> Result<(&str, u16), String> {
     match text.rsplit_once(':') {
@@ -200,6 +225,22 @@ mod tests {
     fn named_nodes_are_not_discovery_entries() {
         assert_eq!(Target::parse("node7:60000"), Ok(None));
         assert_eq!(Target::parse("[::1]:5"), Ok(None));
+    }
+
+    #[test]
+    fn entries_are_written_back_as_they_were_given() {
+        for text in [
+            "*",
+            "*:6100",
+            "10.1.2.*",
+            "10.1.*.*:7000",
+            "10.*.*.*",
+            "*@node7",
+            "*@127.0.0.1:6001",
+        ] {
+            assert_eq!(parse(text).to_string(), text);
+        }
+        assert_eq!(parse("*:60000").to_string(), "*");
     }
 
     #[test]
