@@ -2,7 +2,11 @@
 //! bridge (see `support/netns.rs`), `ppserver -a` with its defaults on some, a client with
 //! `PP_SERVERS=*` on another. The client finds the nodes, runs jobs on them, finds a node
 //! started after it, shrugs off garbage broadcast to the discovery port, and the subnet
-//! form finds the same nodes.
+//! form finds the same nodes. On a subnet with no default route (`255.255.255.255`
+//! unreachable) discovery still works, through the interfaces' broadcast addresses; a
+//! client that finds no node says so, and where it looked, on its standard error (a child
+//! process: this test binary run again in a namespace, in the role of
+//! `lonely_client_role`).
 //!
 //! Needs root and `ip` (iproute2); without them the test says why and is skipped.
 
@@ -12,9 +16,10 @@ mod support;
 
 use netns::Lab;
 use pp::Server;
+use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::Child;
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{collect_stderr, jobs_of, temp_dir, wait_until, Log, SECRET};
@@ -43,9 +48,9 @@ impl LabNode {
             .arg(&cache_dir)
             .env("PP_SECRET", SECRET)
             .env_remove("PP_WORKER")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start ppserver in a namespace");
         let log = collect_stderr(&mut child);
@@ -202,15 +207,165 @@ fn broadcast_discovery_works_on_a_subnet_without_a_default_route() {
         scope
             .spawn(|| {
                 lab.enter("client");
+                let started = Instant::now();
                 let server = discovering_client("*");
-                wait_until(&server, "the node is discovered with no default route", || {
-                    connected(&server, &n1.name)
-                });
+                wait_until(
+                    &server,
+                    "the node is discovered with no default route",
+                    || connected(&server, &n1.name),
+                );
+                eprintln!("discovered and connected in {:?}", started.elapsed());
                 run_jobs(&server, 100);
                 assert_eq!(jobs_of(&server, &n1.name), 100, "{}", server.stats());
                 assert_eq!(jobs_of(&server, "local"), 0, "{}", server.stats());
+                eprintln!("{}", server.stats());
             })
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     });
+    // The node announces to its subnet too, and its failing limited broadcast is no news.
+    let announcing = n1.log.wait_for("announcing to ");
+    assert!(
+        announcing.contains("10.77.0.255:60000 (eth0)"),
+        "{announcing}"
+    );
+    assert!(!n1.log.contains("cannot announce"), "{}", n1.log.text());
+    eprintln!("the node said: {announcing}");
+}
+
+/// Set (to a number of milliseconds) in the environment of `lonely_client_role`'s process:
+/// how long it lives from its start.
+const LONELY_CLIENT_LIFE: &str = "PP_TEST_LONELY_CLIENT_MS";
+
+/// The jobs the lonely client runs.
+const LONELY_JOBS: u64 = 10;
+
+/// Not a test of its own: the client process of the tests below, run in a namespace where
+/// no node answers. It looks for nodes with `*`, runs jobs (locally, once it falls back)
+/// and stays alive for the time asked, so that its discovery probes several rounds.
+#[test]
+#[ignore = "a role of the tests below, run in a child process"]
+fn lonely_client_role() {
+    let Ok(life) = std::env::var(LONELY_CLIENT_LIFE) else {
+        return;
+    };
+    let life = Duration::from_millis(life.parse().expect("milliseconds"));
+    let started = Instant::now();
+    let server = Server::builder()
+        .ppservers(["*"])
+        .secret(SECRET)
+        .ncpus(0)
+        .build()
+        .expect("the cluster client starts");
+    run_jobs(&server, LONELY_JOBS);
+    std::thread::sleep(life.saturating_sub(started.elapsed()));
+    println!(
+        "lonely client: {} jobs run locally",
+        jobs_of(&server, "local")
+    );
+}
+
+/// Runs `lonely_client_role` through `command` (`ip netns exec NS`), living `life`; returns
+/// its standard output and standard error.
+fn run_lonely_client(mut command: std::process::Command, life: Duration) -> (String, String) {
+    let mut child = command
+        .args(["--exact", "lonely_client_role", "--ignored", "--nocapture"])
+        .env(LONELY_CLIENT_LIFE, life.as_millis().to_string())
+        .env_remove("PP_SERVERS")
+        .env_remove("PP_LOG")
+        .env_remove("PP_WORKER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the client process");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text)
+                .expect("read the client's output");
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("piped")));
+    let status = support::wait_bounded(&mut child);
+    let (stdout, stderr) = (
+        stdout.join().expect("stdout"),
+        stderr.join().expect("stderr"),
+    );
+    assert!(status.success(), "{status}\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// The lines of `text` that start with `pp: `: pp's own messages.
+fn pp_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.starts_with("pp: ")).collect()
+}
+
+#[test]
+fn a_client_that_finds_no_node_says_where_it_looked() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}; the broadcast discovery test needs root and iproute2");
+        return;
+    }
+    let lab = Lab::without_default_route("lonely", &["client"]);
+    let exe = std::env::current_exe().expect("this test binary");
+    let exe = exe.to_str().expect("a UTF-8 path");
+    let (stdout, stderr) = run_lonely_client(lab.command("client", exe), Duration::ZERO);
+    let expected = format!("lonely client: {LONELY_JOBS} jobs run locally");
+    assert!(stdout.contains(&expected), "{stdout}");
+    let said = pp_lines(&stderr);
+    assert_eq!(said.len(), 1, "one line, and no false alarm: {said:#?}");
+    // The limited broadcast is unreachable here, but the interface's broadcast address
+    // went out: that failure is no news.
+    let (to_all, to_subnet) = (
+        "255.255.255.255:60000 (failed: network unreachable)",
+        "10.77.0.255:60000 (eth0)",
+    );
+    assert!(
+        said[0].starts_with("pp: discovery (`*`) found no node in 2s")
+            && said[0].contains(&format!("probes went to {to_all}, {to_subnet}"))
+            && said[0].contains("local workers"),
+        "{}",
+        said[0]
+    );
+    eprintln!("the client said:\n{stderr}");
+}
+
+#[test]
+fn a_send_that_fails_is_said_once_however_many_rounds() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}; the broadcast discovery test needs root and iproute2");
+        return;
+    }
+    // A namespace with loopback alone: no route for 255.255.255.255, no interface to
+    // broadcast on instead.
+    let lab = Lab::without_default_route("isolated", &[]);
+    let exe = std::env::current_exe().expect("this test binary");
+    let exe = exe.to_str().expect("a UTF-8 path");
+    // Broadcast probes go out every 2 s: by 4.5 s, three rounds have failed.
+    let (stdout, stderr) =
+        run_lonely_client(lab.isolated_command(exe), Duration::from_millis(4500));
+    assert!(stdout.contains("jobs run locally"), "{stdout}");
+    let said = pp_lines(&stderr);
+    let failures: Vec<&&str> = said
+        .iter()
+        .filter(|l| l.contains("cannot send probes to 255.255.255.255:60000"))
+        .collect();
+    assert_eq!(failures.len(), 1, "said once: {said:#?}");
+    assert!(
+        failures[0].contains(": no default route, and no broadcast-capable IPv4 interface is up"),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        said.iter().any(|l| l.contains(
+            "found no node in 2s; probes went to \
+             255.255.255.255:60000 (failed: network unreachable):"
+        )),
+        "{said:#?}"
+    );
+    assert_eq!(said.len(), 2, "{said:#?}");
+    eprintln!("the client said:\n{stderr}");
 }

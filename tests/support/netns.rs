@@ -17,6 +17,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 /// The namespaces of one lab; deleted on drop.
 pub struct Lab {
@@ -58,8 +59,14 @@ fn is_root() -> bool {
 }
 
 impl Lab {
-    /// Why labs cannot be built here, if they cannot.
+    /// Why labs cannot be built here, if they cannot. Checked once per process, so that
+    /// tests running at once do not race for the probe namespace.
     pub fn unavailable() -> Option<String> {
+        static CHECKED: OnceLock<Option<String>> = OnceLock::new();
+        CHECKED.get_or_init(Lab::check).clone()
+    }
+
+    fn check() -> Option<String> {
         if Command::new("ip")
             .arg("-V")
             .stdout(Stdio::null())

@@ -89,7 +89,11 @@ impl Announcer {
             Vec::new()
         };
         let round = Round::of_announcements(self.target, self.bound, &interfaces);
-        let all: Vec<String> = round.destinations().iter().map(ToString::to_string).collect();
+        let all: Vec<String> = round
+            .destinations()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         all.join(", ")
     }
 

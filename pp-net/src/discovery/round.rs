@@ -215,7 +215,7 @@ impl Sender {
         }
         self.said.insert(key);
         let why = if limited && e.kind() == io::ErrorKind::NetworkUnreachable {
-            " (no default route, and no broadcast-capable IPv4 interface is up)"
+            ": no default route, and no broadcast-capable IPv4 interface is up"
         } else {
             ""
         };

@@ -118,7 +118,11 @@ impl fmt::Display for Target {
                 for octet in prefix {
                     write!(f, "{octet}.")?;
                 }
-                let stars = if prefix.is_empty() { 1 } else { 4 - prefix.len() };
+                let stars = if prefix.is_empty() {
+                    1
+                } else {
+                    4 - prefix.len()
+                };
                 f.write_str(&vec!["*"; stars].join("."))?;
                 *port
             }
