@@ -27,6 +27,7 @@
 
 use crate::backlog::{Backlog, BACKLOG_NAP};
 use crate::error::{panic_message, JobError};
+use crate::progress::{ProgressBar, Source};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
@@ -248,6 +249,8 @@ pub struct Job<R> {
     task: &'static str,
     /// The local pool the job was queued on, which a blocking wait may sleep on.
     backlog: Option<Weak<dyn Backlog>>,
+    /// The server's progress bar, which a blocking wait shows (`None`: off).
+    progress: Option<Arc<ProgressBar>>,
 }
 
 impl<R> Job<R> {
@@ -258,6 +261,7 @@ impl<R> Job<R> {
             state,
             task,
             backlog: None,
+            progress: None,
         }
     }
 
@@ -271,10 +275,21 @@ impl<R> Job<R> {
             state,
             task,
             backlog: Some(backlog),
+            progress: None,
         }
     }
 
+    /// The same job, whose blocking waits show `progress` (the server's bar, if it has one).
+    pub(crate) fn with_progress(mut self, progress: Option<Arc<ProgressBar>>) -> Self {
+        self.progress = progress;
+        self
+    }
+
     fn block(&self, deadline: Option<Instant>) -> bool {
+        let _shown = match &self.progress {
+            Some(bar) if !self.state.is_done() => Some(bar.wait(Source::Queue, true)),
+            _ => None,
+        };
         let backlog = self.backlog.as_ref().and_then(Weak::upgrade);
         self.state.block(deadline, backlog.as_deref())
     }

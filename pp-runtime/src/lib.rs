@@ -30,6 +30,9 @@
 //! - `run_chunks`, `scope`, `portable_chunk`, `chunks`: what `par!` runs: scoped chunk runs
 //!   on the local pool, chunks that travel to nodes in cluster mode, and the helpers
 //!   generated code calls.
+//! - `progress`: the progress bar on standard error while a thread waits for jobs
+//!   (`PP_PROGRESS`, [`ServerBuilder::progress`]): a drawing thread per server, reading the
+//!   queue's pending count and the executors' rows; nothing at all when off.
 //! - `say` (hidden): pp's logging macros; pp's warnings reach standard error when the
 //!   program has no `tracing` subscriber (`PP_LOG` sets the level).
 //! - `stats`: the counters executors update and the [`Stats`] table; `error`: [`Error`],
@@ -59,6 +62,7 @@ mod outcome;
 mod pending;
 mod pool;
 mod portable_chunk;
+mod progress;
 mod queue;
 mod queued_job;
 mod run_chunks;

@@ -13,6 +13,7 @@
 use crate::codec::{self, CodecError};
 use crate::error::panic_message;
 use crate::portable_chunk::PortableChunkJob;
+use crate::progress::Source;
 use crate::scope::{Body, ChunkJob, Remote, RemoteSide, Scope, WaitGuard};
 use crate::server::Server;
 use serde::de::DeserializeOwned;
@@ -39,6 +40,12 @@ fn run(
     // SAFETY: this function does not return, nor unwind, before `WaitGuard` saw every
     // chunk finished; after that, claims find no chunk left and never touch `body`.
     let scope = Arc::new(unsafe { Scope::new(task, chunks, body, remote) });
+    // A caller that only waits shows the progress bar until the guard below has waited;
+    // a worker thread runs chunks itself instead.
+    let caller_waits = rayon::current_thread_index().is_none();
+    let progress = (server.progress.as_ref())
+        .filter(|_| caller_waits)
+        .map(|bar| bar.wait(Source::Chunks(Arc::clone(&scope) as Arc<_>), false));
     let guard = WaitGuard(&scope);
     let queue = &server.queue;
     let workers = if scope.remote.is_some() {
@@ -58,11 +65,12 @@ fn run(
         }
         workers
     };
-    if workers == 0 || rayon::current_thread_index().is_some() {
+    if workers == 0 || !caller_waits {
         // A worker thread must not just block: the chunks may need its slot.
         while scope.claim(Some(server.pool.counters())) {}
     }
     drop(guard);
+    drop(progress);
     (scope.take_panic(), scope.was_cancelled())
 }
 

@@ -8,6 +8,7 @@
 use crate::codec::CodecError;
 use crate::error::JobError;
 use crate::job::Completion;
+use crate::progress::ChunkCounts;
 use crate::queued_job::QueuedJob;
 use crate::stats::ExecutorCounters;
 use std::any::Any;
@@ -224,6 +225,13 @@ impl Scope {
     /// Whether the run was cancelled (the server shut down before every chunk ran).
     pub(crate) fn was_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+/// What the progress bar shows of a run: its chunks over of all.
+impl ChunkCounts for Scope {
+    fn chunks_over(&self) -> (usize, usize) {
+        (self.finished.load(Ordering::Relaxed), self.chunks)
     }
 }
 

@@ -5,10 +5,11 @@ use crate::error::Error;
 use crate::job::{Callback, Job, JobState};
 use crate::pending::Pending;
 use crate::pool::{available_cores, LocalPool};
+use crate::progress::{self, ProgressBar, ProgressWait, QueueCounts, Source};
 use crate::queue::JobQueue;
 use crate::registry::registry;
 use crate::remote::{ClusterSpec, JobFeed};
-use crate::stats::{NodeStatus, Stats};
+use crate::stats::{ExecutorStats, NodeStatus, Stats};
 use crate::task::{Task, TaskFn};
 use crate::typed_job::TypedJob;
 use std::io::Write;
@@ -43,6 +44,8 @@ pub struct Server {
     /// cluster client.
     pub(crate) queue: Arc<JobQueue>,
     pub(crate) pool: Arc<LocalPool>,
+    /// The progress bar, when asked for and standard error is a terminal.
+    pub(crate) progress: Option<Arc<ProgressBar>>,
 }
 
 /// Configures a [`Server`]; see [`Server::builder`].
@@ -51,6 +54,7 @@ pub struct Server {
 pub struct ServerBuilder {
     ncpus: Option<usize>,
     cluster: ClusterSpec,
+    progress: Option<bool>,
 }
 
 impl ServerBuilder {
@@ -123,10 +127,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether long waits show a progress bar on standard error (jobs done of the total,
+    /// rate, time left, jobs per node); default off, or `PP_PROGRESS` with
+    /// [`from_env`](ServerBuilder::from_env). Drawn only when standard error is a terminal.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = Some(on);
+        self
+    }
+
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
     /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
     /// `PP_SECRET_FILE` (a file holding the secret), and `PP_NCPUS` (local workers; 0 means
-    /// remote only). Values already set on the builder win.
+    /// remote only), and `PP_PROGRESS` (`1` shows a progress bar on long waits, see
+    /// [`progress`](ServerBuilder::progress)). Values already set on the builder win.
     ///
     /// # Errors
     /// [`Error::Config`] for an unreadable secret file, both secret variables set, or a
@@ -163,6 +176,9 @@ impl ServerBuilder {
                 self.ncpus = Some(n);
             }
         }
+        if self.progress.is_none() {
+            self.progress = progress::setting_from_env();
+        }
         Ok(self)
     }
 
@@ -181,7 +197,13 @@ impl ServerBuilder {
         let ncpus = self.ncpus.unwrap_or_else(available_cores);
         let queue = JobQueue::new();
         let pool = LocalPool::start(&queue, ncpus, remote)?;
-        let server = Server { queue, pool };
+        let progress = (self.progress == Some(true) && progress::drawable())
+            .then(|| ProgressBar::new(Arc::downgrade(&queue) as Weak<dyn QueueCounts>));
+        let server = Server {
+            queue,
+            pool,
+            progress,
+        };
         if remote {
             let hooks = registry().hooks().ok_or_else(|| {
                 Error::Cluster(
@@ -244,11 +266,13 @@ impl Server {
     ///
     /// Calling it from inside a job of this server would wait for that job itself: don't.
     pub fn wait(&self) {
+        let _shown = self.progress_wait();
         self.queue.pending.wait(None);
     }
 
     /// As [`wait`](Server::wait), for at most `timeout`; returns whether all jobs finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let _shown = self.progress_wait();
         self.queue.pending.wait(Some(Instant::now() + timeout))
     }
 
@@ -256,6 +280,7 @@ impl Server {
     /// that never had a job.
     pub fn wait_group(&self, group: &str) {
         if let Some(pending) = self.existing_group(group) {
+            let _shown = self.progress_wait();
             pending.wait(None);
         }
     }
@@ -263,8 +288,15 @@ impl Server {
     /// As [`wait_group`](Server::wait_group), for at most `timeout`; returns whether the
     /// group's jobs all finished.
     pub fn wait_group_timeout(&self, group: &str, timeout: Duration) -> bool {
-        self.existing_group(group)
-            .is_none_or(|pending| pending.wait(Some(Instant::now() + timeout)))
+        self.existing_group(group).is_none_or(|pending| {
+            let _shown = self.progress_wait();
+            pending.wait(Some(Instant::now() + timeout))
+        })
+    }
+
+    /// Counts the calling thread in the progress bar while it waits for the server's jobs.
+    fn progress_wait(&self) -> Option<ProgressWait<'_>> {
+        (self.progress.as_ref()).map(|bar| bar.wait(Source::Queue, false))
     }
 
     /// Whether jobs may run on remote nodes (cluster mode).
@@ -332,12 +364,30 @@ impl Server {
             group,
         )));
         let backlog = Arc::downgrade(&self.queue) as Weak<dyn Backlog>;
-        Job::on_backlog(state, task.id(), backlog)
+        Job::on_backlog(state, task.id(), backlog).with_progress(self.progress.clone())
+    }
+}
+
+/// What the progress bar reads from the queue.
+impl QueueCounts for JobQueue {
+    fn unfinished(&self) -> usize {
+        self.pending.count()
+    }
+
+    fn queued(&self) -> usize {
+        JobQueue::queued(self)
+    }
+
+    fn rows(&self) -> Vec<ExecutorStats> {
+        self.executor_stats()
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(progress) = &self.progress {
+            progress.stop();
+        }
         self.queue.shutdown();
     }
 }
