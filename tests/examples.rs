@@ -5,6 +5,11 @@ mod checks;
 
 use checks::{dynamic_ncpus, reverse_md5, sum_primes};
 
+// The progress bar's example; tests/progress.rs checks its bar in a terminal.
+#[path = "../examples/progress.rs"]
+#[allow(clippy::duplicate_mod, dead_code, unreachable_pub)]
+mod progress_example;
+
 fn server() -> pp::Server {
     pp::Server::builder()
         .ncpus(2)
@@ -79,4 +84,13 @@ fn auto_diff_matches_ln_and_its_derivative() {
     let (value_error, deriv_error) = checks::auto_diff(&server());
     // Shown with `--nocapture`.
     println!("auto_diff: max |t_log(x) - ln x| = {value_error:e}, max |t_log'(x) - 1/x| = {deriv_error:e}");
+}
+
+#[test]
+fn progress_gives_its_sums() {
+    let server = server();
+    assert_eq!(
+        progress_example::run(&server),
+        Ok(progress_example::expected())
+    );
 }
