@@ -78,8 +78,8 @@ pub(crate) fn run(server: &pp::Server) -> Result<Sums, pp::JobError> {
         })
     };
     for x in 0..WAITED_JOBS {
-        // The callback collects the result.
-        let _ = squares.submit((x,));
+        // The callback collects the result: the handle is not needed.
+        drop(squares.submit((x,)));
     }
     server.wait();
     Ok(Sums {
@@ -107,9 +107,18 @@ fn main() -> ExitCode {
         println!("Starting pp with {} workers", server.ncpus());
         let start = Instant::now();
         let sums = run(&server)?;
-        println!("Sum of the squares below {JOBS}, read one by one: {}", sums.results);
+        if sums != expected() {
+            return Err(format!("wrong sums: {sums:?}, expected {:?}", expected()).into());
+        }
+        println!(
+            "Sum of the squares below {JOBS}, read one by one: {}",
+            sums.results
+        );
         println!("Sum below {CHUNKS} by par!: {}", sums.par);
-        println!("Sum of the squares below {WAITED_JOBS}, after wait(): {}", sums.waited);
+        println!(
+            "Sum of the squares below {WAITED_JOBS}, after wait(): {}",
+            sums.waited
+        );
         println!("Time elapsed: {:.3} s", start.elapsed().as_secs_f64());
         server.print_stats();
         Ok(())

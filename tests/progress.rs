@@ -53,7 +53,13 @@ fn child_command(mode: &str) -> Command {
     command
         .args(["--exact", "child_mode", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, mode);
-    for name in ["PP_SERVERS", "PP_SECRET", "PP_SECRET_FILE", "PP_NCPUS", "PP_LOG"] {
+    for name in [
+        "PP_SERVERS",
+        "PP_SECRET",
+        "PP_SECRET_FILE",
+        "PP_NCPUS",
+        "PP_LOG",
+    ] {
         command.env_remove(name);
     }
     command

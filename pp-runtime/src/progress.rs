@@ -204,10 +204,7 @@ impl ProgressBar {
                 }
             }
         }
-        ProgressWait {
-            bar: self,
-            settle,
-        }
+        ProgressWait { bar: self, settle }
     }
 
     fn start_drawer(self: &Arc<Self>, state: &mut BarState) {
@@ -402,20 +399,23 @@ fn render(snapshot: &Snapshot, width: usize, last: bool) -> String {
     };
     let mut info = format!(" {done}/{total}  {rate:.1} jobs/s  {time}");
     if !places.is_empty() {
-        info.push_str(" ");
+        info.push(' ');
         for (i, (name, jobs)) in places.iter().enumerate() {
             let _ = write!(info, "{} {name}: {jobs}", if i == 0 { "" } else { "," });
         }
     }
     let room = width.saturating_sub(1);
     let info_len = info.chars().count();
-    let cells = room.saturating_sub(info_len + 2).min(MAX_BAR_CELLS).max(10);
-    let filled = if total == 0 {
-        cells
-    } else {
-        (cells as u64 * done.min(total) / total) as usize
-    };
-    let line = format!("[{}{}]{info}", "#".repeat(filled), ".".repeat(cells - filled));
+    let cells = room.saturating_sub(info_len + 2).clamp(10, MAX_BAR_CELLS);
+    // An empty total counts as complete.
+    let filled = (cells as u64 * done.min(total))
+        .checked_div(total)
+        .map_or(cells, |cells| cells as usize);
+    let line = format!(
+        "[{}{}]{info}",
+        "#".repeat(filled),
+        ".".repeat(cells - filled)
+    );
     line.chars().take(room).collect()
 }
 
@@ -484,7 +484,10 @@ mod tests {
             let line = render(&snapshot(57, 200, 2), width, false);
             assert!(line.chars().count() < width.max(2), "{width}: {line}");
         }
-        assert_eq!(render(&snapshot(0, 10, 0), 80, false).matches('#').count(), 0);
+        assert_eq!(
+            render(&snapshot(0, 10, 0), 80, false).matches('#').count(),
+            0
+        );
         assert!(render(&snapshot(0, 10, 0), 80, false).contains("ETA ?"));
     }
 
