@@ -20,6 +20,11 @@ use support::{Node, SECRET, WAIT};
 /// from the environment; `servers` builds two servers and runs nothing.
 const CHILD_ENV: &str = "PP_PROGRESS_TEST_CHILD";
 
+/// Jobs of the child's last wait, one of whose callbacks panics: pp says so mid-bar.
+const MESSAGE_JOBS: u64 = 60;
+/// The job whose callback panics.
+const MESSAGE_AT: u64 = 30;
+
 /// The last line a child in the terminal prints, with its exit code.
 const EXIT_MARK: &str = "child exited with";
 
@@ -36,6 +41,21 @@ fn child_mode() {
             let sums = progress_example::run(&server).expect("every job succeeds");
             assert_eq!(sums, progress_example::expected());
             println!("sums: {sums:?}");
+            // pp's message about a panicking callback, in the middle of a bar. The panic
+            // itself prints nothing: the message is pp's.
+            std::panic::set_hook(Box::new(|_| {}));
+            let panicking = server
+                .template(progress_example::slow_square)
+                .callback(|result| {
+                    if result == &Ok(MESSAGE_AT * MESSAGE_AT) {
+                        panic!("a callback fails on purpose");
+                    }
+                });
+            for x in 0..MESSAGE_JOBS {
+                drop(panicking.submit((x,)));
+            }
+            server.wait();
+            assert_eq!(server.stats().callback_panics, 1);
         }
         Ok("servers") => {
             for _ in 0..2 {
@@ -207,6 +227,7 @@ fn the_bar_moves_shows_the_node_and_ends_at_the_total_in_a_terminal() {
         progress_example::JOBS,
         progress_example::CHUNKS as u64,
         progress_example::WAITED_JOBS,
+        MESSAGE_JOBS,
     ];
     assert_eq!(
         finals,
@@ -220,9 +241,16 @@ fn the_bar_moves_shows_the_node_and_ends_at_the_total_in_a_terminal() {
             .any(|l| l.contains(" jobs/s") && l.contains("local: ") && l.contains(&node_shown)),
         "a bar shows the jobs of `local` and of {node_shown}:\n{screen}"
     );
-    // The program's lines start at the left edge: the bar's line ended before them.
+    // The program's lines start at the left edge: the bar's line ended before them; pp's
+    // message erased the bar before its line.
     assert!(
         screen.lines().any(|l| l.starts_with("sums: Sums")),
+        "{screen}"
+    );
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("pp: error: job callback panicked")),
         "{screen}"
     );
 }

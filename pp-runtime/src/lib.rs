@@ -90,6 +90,10 @@ pub use job::{Callback, Job};
 pub use node_failure::{NodeConnection, NodeFailure};
 pub use outcome::Outcome;
 pub use pool::available_cores;
+/// For pp's own lines on the terminal (pp-net's forwarded job output): erases a progress bar
+/// first.
+#[doc(hidden)]
+pub use progress::erase_progress_line;
 #[doc(hidden)]
 pub use registry::{registry, InvokeError, Registry, TaskEntry};
 pub use remote::ClusterOptions;

@@ -17,7 +17,7 @@
 //! that sees the last job finished, before its wait returns.
 //!
 //! pp's own messages (`crate::say`) erase a bar on screen before their line
-//! ([`erase_for_message`]); other output on the terminal (the program's, or a `tracing`
+//! ([`erase_progress_line`]); other output on the terminal (the program's, or a `tracing`
 //! subscriber's) lands after the bar's text until the next draw.
 
 use crate::stats::ExecutorStats;
@@ -50,12 +50,13 @@ const MAX_BAR_CELLS: usize = 30;
 /// Whether a bar is on screen without its line ended: pp's messages erase it first.
 static ON_SCREEN: AtomicBool = AtomicBool::new(false);
 
-/// Erases a bar drawn on the terminal, so that a whole line written next on `stderr` (held
-/// locked by the caller) starts at the left edge; the next draw brings the bar back. Costs
+/// Erases a progress bar drawn on the terminal, so that a whole line written next (on
+/// `terminal`, standard error held locked by the caller, or standard output) starts at the left edge; the
+/// next draw brings the bar back. For pp's own messages and a job's forwarded output. Costs
 /// one atomic load when no bar is drawn.
-pub(crate) fn erase_for_message(stderr: &mut impl Write) {
+pub fn erase_progress_line(terminal: &mut impl Write) {
     if ON_SCREEN.swap(false, Ordering::Relaxed) {
-        let _ = stderr.write_all(b"\r\x1b[2K");
+        let _ = terminal.write_all(b"\r\x1b[2K");
     }
 }
 

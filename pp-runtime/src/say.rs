@@ -88,7 +88,7 @@ fn stderr_dispatch() -> &'static Dispatch {
 /// Writes one whole line at once, so that lines of two threads never mix.
 fn write_line(line: &str) {
     let mut stderr = std::io::stderr().lock();
-    crate::progress::erase_for_message(&mut stderr);
+    crate::progress::erase_progress_line(&mut stderr);
     // Nothing sensible is left to do when standard error itself fails.
     let _ = stderr.write_all(line.as_bytes());
     let _ = stderr.write_all(b"\n");
