@@ -250,7 +250,7 @@ fn the_bar_moves_shows_the_node_and_ends_at_the_total_in_a_terminal() {
     assert!(
         screen
             .lines()
-            .any(|l| l.starts_with("pp: error: job callback panicked")),
+            .any(|l| l.starts_with("pp: error: a job callback panicked")),
         "{screen}"
     );
 }

@@ -203,7 +203,10 @@ impl JobQueue {
                 self.counters
                     .callback_panics
                     .fetch_add(1, Ordering::Relaxed);
-                crate::error!(task, %message, "job callback panicked; the job still counts as finished");
+                crate::error!(
+                    task,
+                    "a job callback panicked: {message}; the job still counts as finished"
+                );
             }
             self.pending.done();
         }

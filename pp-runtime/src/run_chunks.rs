@@ -156,7 +156,11 @@ fn results<R>(
     slots: Mutex<Vec<Option<R>>>,
 ) -> Vec<Option<R>> {
     if let Some(payload) = panic {
-        crate::debug!(task, message = %panic_message(payload.as_ref()), "a chunk panicked");
+        crate::debug!(
+            task,
+            "a chunk panicked: {}",
+            panic_message(payload.as_ref())
+        );
         resume_unwind(payload);
     }
     assert!(

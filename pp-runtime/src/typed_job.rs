@@ -233,7 +233,7 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
             callback_panic: Some(message),
         } = &completion
         {
-            crate::error!(task, %message, "job callback panicked");
+            crate::error!(task, "a job callback panicked: {message}");
         }
         completion
     }
