@@ -198,18 +198,19 @@ fn wrong_magic(node: &Node) {
 }
 
 fn wrong_protocol_version(node: &Node) {
-    let answer = block_on(send_raw(node.addr, &pp_net::preamble::encode(3)));
+    let answer = block_on(send_raw(node.addr, &pp_net::preamble::encode(99)));
     // The node answers with its own version before hanging up, so that the client can name
-    // both versions in its error; this is the error a client of version 2 reports.
+    // both versions in its error; this is the error a client of version 99 reports.
     let answer: [u8; 8] = answer.try_into().expect("the node's 8-byte preamble");
     assert_eq!(
         answer,
         pp_net::preamble::ours(),
         "the node names its version"
     );
-    let line = node
-        .log
-        .wait_for("speaks pp protocol version 3, this build speaks version 2");
+    let line = node.log.wait_for(&format!(
+        "speaks pp protocol version 99, this build speaks version {}",
+        pp_net::PROTOCOL_VERSION
+    ));
     assert!(line.contains("handshake with 127.0.0.1:"), "{line}");
 }
 

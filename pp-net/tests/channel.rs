@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use common::{bounded, connected, secret, tcp_pair, Tap, TapControl};
 use pp_net::{
-    accept_server, client_handshake, ChannelConfig, JobReply, JobRequest, Message, NetError,
-    Outcome, Peer,
+    accept_server, client_handshake, ChannelConfig, JobOutput, JobReply, JobRequest, Message,
+    NetError, Outcome, Peer,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -21,6 +21,7 @@ fn every_message() -> Vec<Message> {
             program_size: 12_345_678,
             target: "x86_64-unknown-linux-gnu".into(),
             registry_fingerprint: u64::MAX,
+            forward_output: true,
         },
         Message::ServerHello {
             node_name: "node-1".into(),
@@ -78,6 +79,12 @@ fn every_message() -> Vec<Message> {
             crashed: true,
             reason: "worker pid 9 was killed by signal 6 (SIGABRT)".into(),
         },
+        Message::Output(JobOutput {
+            job_id: 3,
+            stdout: b"a line\n".to_vec(),
+            stderr: vec![0xFF; 5],
+            dropped: 1 << 40,
+        }),
     ]
 }
 
@@ -96,6 +103,7 @@ fn kind(message: &Message) -> usize {
         Message::LaneRequest => 10,
         Message::LaneOffer { .. } => 11,
         Message::LaneEnded { .. } => 12,
+        Message::Output(_) => 13,
     }
 }
 
@@ -105,7 +113,7 @@ async fn every_message_kind_round_trips_both_ways() {
         let messages = every_message();
         let mut kinds: Vec<usize> = messages.iter().map(kind).collect();
         kinds.dedup();
-        assert_eq!(kinds, (0..13).collect::<Vec<_>>());
+        assert_eq!(kinds, (0..14).collect::<Vec<_>>());
 
         let ((mut from_server, mut to_server), (mut from_client, mut to_client)) =
             connected().await;

@@ -29,12 +29,15 @@ fn message() -> impl Strategy<Value = Message> {
     let reply =
         (any::<u64>(), outcome()).prop_map(|(job_id, outcome)| JobReply { job_id, outcome });
     prop_oneof![
-        (any::<[u8; 32]>(), any::<u64>(), ".{0,16}", any::<u64>()).prop_map(
-            |(program_sha256, program_size, target, registry_fingerprint)| Message::ClientHello {
-                program_sha256,
-                program_size,
-                target,
-                registry_fingerprint,
+        (any::<[u8; 32]>(), any::<u64>(), ".{0,16}", any::<u64>(), any::<bool>()).prop_map(
+            |(program_sha256, program_size, target, registry_fingerprint, forward_output)| {
+                Message::ClientHello {
+                    program_sha256,
+                    program_size,
+                    target,
+                    registry_fingerprint,
+                    forward_output,
+                }
             }
         ),
         (".{0,16}", any::<u32>(), any::<bool>()).prop_map(|(node_name, workers, need_upload)| {
@@ -52,6 +55,14 @@ fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|seq| Message::Heartbeat { seq }),
         any::<u64>().prop_map(|seq| Message::HeartbeatAck { seq }),
         ".{0,32}".prop_map(|reason| Message::Refused { reason }),
+        (any::<u64>(), bytes(), bytes(), any::<u64>()).prop_map(
+            |(job_id, stdout, stderr, dropped)| Message::Output(pp_net::JobOutput {
+                job_id,
+                stdout,
+                stderr,
+                dropped,
+            })
+        ),
     ]
 }
 

@@ -55,6 +55,8 @@ pub struct ServerBuilder {
     ncpus: Option<usize>,
     cluster: ClusterSpec,
     progress: Option<bool>,
+    /// Set by [`ServerBuilder::forward_output`] or `PP_OUTPUT`; the default when neither.
+    forward_output: Option<bool>,
 }
 
 impl ServerBuilder {
@@ -135,11 +137,23 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether what jobs on nodes print comes back to this program's standard output and
+    /// error, each line prefixed with its node; default on (what comes and what does not:
+    /// [`ClusterOptions::forward_output`](crate::ClusterOptions::forward_output)). Off, it
+    /// goes to the nodes' logs. `PP_OUTPUT=off` turns it off too.
+    pub fn forward_output(mut self, on: bool) -> Self {
+        self.forward_output = Some(on);
+        self
+    }
+
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
     /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
-    /// `PP_SECRET_FILE` (a file holding the secret), and `PP_NCPUS` (local workers; 0 means
-    /// remote only), and `PP_PROGRESS` (`1` shows a progress bar on long waits, see
-    /// [`progress`](ServerBuilder::progress)). Values already set on the builder win.
+    /// `PP_SECRET_FILE` (a file holding the secret), `PP_NCPUS` (local workers; 0 means
+    /// remote only), `PP_PROGRESS` (`1` shows a progress bar on long waits, see
+    /// [`progress`](ServerBuilder::progress)) and `PP_OUTPUT` (`off` keeps what jobs on
+    /// nodes print in the nodes' logs; `on`, the default, brings it back: see
+    /// [`forward_output`](ServerBuilder::forward_output); another value is reported once
+    /// and means `on`). Values already set on the builder win.
     ///
     /// # Errors
     /// [`Error::Config`] for an unreadable secret file, both secret variables set, or a
@@ -179,6 +193,9 @@ impl ServerBuilder {
         if self.progress.is_none() {
             self.progress = progress::setting_from_env();
         }
+        if self.forward_output.is_none() {
+            self.forward_output = var(OUTPUT_ENV).map(|value| forward_output_from(&value));
+        }
         Ok(self)
     }
 
@@ -189,7 +206,10 @@ impl ServerBuilder {
     /// options that do not fit together (see [`ClusterOptions::check`](crate::ClusterOptions::check));
     /// [`Error::ThreadPool`] if threads cannot be started; [`Error::Cluster`] if the cluster
     /// client cannot start (a node that is down is not an error: its jobs run elsewhere).
-    pub fn build(self) -> Result<Server, Error> {
+    pub fn build(mut self) -> Result<Server, Error> {
+        if let Some(on) = self.forward_output {
+            self.cluster.options.forward_output = on;
+        }
         let remote = !self.cluster.nodes.is_empty();
         if remote {
             self.cluster.options.check()?;
@@ -221,6 +241,28 @@ impl ServerBuilder {
     }
 }
 
+/// The environment variable that turns the forwarding of jobs' output off (`off`).
+const OUTPUT_ENV: &str = "PP_OUTPUT";
+
+/// `PP_OUTPUT`'s value as whether to forward jobs' output; an unknown value is said once
+/// and means the default (on).
+fn forward_output_from(value: &str) -> bool {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "off" | "0" | "false" | "no" => false,
+        "on" | "1" | "true" | "yes" => true,
+        _ => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                crate::warn!(
+                    "{OUTPUT_ENV}={value:?} is neither on nor off; what jobs on nodes print \
+                     comes back (on)"
+                )
+            });
+            crate::remote::DEFAULT_FORWARD_OUTPUT
+        }
+    }
+}
+
 fn read_secret_file(path: &str) -> Result<Vec<u8>, Error> {
     let text = std::fs::read(path)
         .map_err(|e| Error::Config(format!("cannot read PP_SECRET_FILE `{path}`: {e}")))?;
@@ -233,8 +275,8 @@ fn read_secret_file(path: &str) -> Result<Vec<u8>, Error> {
 
 impl Server {
     /// Starts a server with one worker per available core, and cluster mode if the
-    /// environment asks for it (`PP_SERVERS`, `PP_SECRET` or `PP_SECRET_FILE`, `PP_NCPUS`;
-    /// see [`ServerBuilder::from_env`]).
+    /// environment asks for it (`PP_SERVERS`, `PP_SECRET` or `PP_SECRET_FILE`, `PP_NCPUS`,
+    /// `PP_OUTPUT`; see [`ServerBuilder::from_env`]).
     ///
     /// # Errors
     /// As [`ServerBuilder::from_env`] and [`ServerBuilder::build`].
@@ -398,5 +440,20 @@ impl std::fmt::Debug for Server {
             .field("ncpus", &self.ncpus())
             .field("pending", &self.queue.pending.count())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod output_env_tests {
+    use super::forward_output_from;
+
+    #[test]
+    fn pp_output_values() {
+        for off in ["off", " OFF ", "0", "false", "no"] {
+            assert!(!forward_output_from(off), "{off:?}");
+        }
+        for on in ["on", "1", "true", "yes", "loud"] {
+            assert!(forward_output_from(on), "{on:?}");
+        }
     }
 }

@@ -80,6 +80,7 @@ impl Client {
             program_size: size,
             target: pp_net::node::this_target(),
             registry_fingerprint: pp::registry().fingerprint(),
+            forward_output: true,
         }
     }
 

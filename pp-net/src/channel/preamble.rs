@@ -14,7 +14,7 @@ use super::error::{NetError, Peer};
 pub const MAGIC: [u8; 4] = *b"PPRS";
 
 /// The version of the wire protocol this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Length of a preamble in bytes.
 pub const PREAMBLE_LEN: usize = 8;
@@ -90,18 +90,18 @@ mod tests {
 
     #[test]
     fn mismatch_names_both_versions() {
-        let err = check(Peer(None), &encode(3)).unwrap_err();
+        let err = check(Peer(None), &encode(9)).unwrap_err();
         assert!(matches!(
             err,
             NetError::VersionMismatch {
-                ours: 2,
-                theirs: 3,
+                ours: PROTOCOL_VERSION,
+                theirs: 9,
                 ..
             }
         ));
-        assert!(err
-            .to_string()
-            .contains("speaks pp protocol version 3, this build speaks version 2"));
+        assert!(err.to_string().contains(&format!(
+            "speaks pp protocol version 9, this build speaks version {PROTOCOL_VERSION}"
+        )));
     }
 
     #[test]

@@ -35,7 +35,9 @@
 //! - `session/`: one connection to one node, from setup to its end;
 //! - `flights`: every session's jobs in flight, to find stragglers;
 //! - `shared_session`, `lane`: a session's state shared with submitting threads (for lone
-//!   jobs on the lane), and the lane's states as the session sees them.
+//!   jobs on the lane), and the lane's states as the session sees them;
+//! - `job_output`: printing what jobs on nodes wrote
+//!   ([`forward_output`](pp_runtime::ClusterOptions::forward_output)).
 //!
 //! # The lone-job path
 //! [`Executor::notify`], run by the thread that queued a job, sends a lone job (the only
@@ -50,6 +52,7 @@ mod dial;
 mod discovered;
 mod fallback;
 mod flights;
+mod job_output;
 mod lane;
 mod node_health;
 mod node_state;

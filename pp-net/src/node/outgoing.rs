@@ -10,6 +10,8 @@ pub(crate) enum Outgoing {
     Reply(JobReply),
     /// The answer to a heartbeat.
     Ack(u64),
-    /// A message about the session's lane (`LaneOffer`, `LaneEnded`), sent as it is.
+    /// A message sent as it is: about the session's lane (`LaneOffer`, `LaneEnded`), or a
+    /// job's `Output`. The writer sends the notes it has before the results it has, so a
+    /// job's output, queued before its reply, reaches the client first.
     Note(Message),
 }

@@ -10,12 +10,11 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::protocol::pipe::{
-    self, ArgsArea, WorkerError, WorkerHello, FRAME_HEADER, WORKER_PROTOCOL,
+    self, ArgsArea, FromWorker, WorkerError, WorkerHello, FRAME_HEADER, WORKER_PROTOCOL,
 };
-use crate::protocol::JobReply;
 use crate::worker::{
-    LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, SESSION_ARGS_ENV, SHARED_ARGS_ENV,
-    WORKER_ENV,
+    LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, OUTPUT_ENV, SESSION_ARGS_ENV,
+    SHARED_ARGS_ENV, WORKER_ENV,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -53,6 +52,9 @@ pub(crate) struct WorkerSpec {
     /// The read-only descriptor of the session's shared argument area, which the
     /// session's reader decrypts large messages into, for every worker.
     pub(crate) session_area: Option<Arc<OwnedFd>>,
+    /// Whether workers catch what jobs print and send it with their replies (the client's
+    /// hello asked for it); else it goes to the node's log.
+    pub(crate) forward_output: bool,
 }
 
 /// A running worker process.
@@ -364,12 +366,12 @@ pub(crate) struct ReplyReader<'a> {
 }
 
 impl ReplyReader<'_> {
-    /// Reads the worker's next reply.
+    /// Reads the worker's next frame: a reply, or the output of the job it answers next.
     ///
     /// # Errors
     /// [`WorkerError::Truncated`] when the pipe closed (the worker died); other errors
     /// when it broke the protocol.
-    pub(crate) async fn read(&mut self) -> Result<JobReply, WorkerError> {
+    pub(crate) async fn read(&mut self) -> Result<FromWorker, WorkerError> {
         let body = read_frame(self.stdout, "reply", self.limit).await?;
         pipe::decode_body(&body, "reply", self.limit)
     }
@@ -398,12 +400,16 @@ async fn spawn(
             .env(MAX_FRAME_ENV, spec.limit.to_string())
             .env_remove("PP_SECRET")
             .env_remove("PP_SECRET_FILE")
+            .env_remove(OUTPUT_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         // Own process group: a Ctrl-C meant for the node does not hit the workers first,
         // and the node can kill a worker together with what it started.
+        if spec.forward_output {
+            command.env(OUTPUT_ENV, "1");
+        }
         #[cfg(unix)]
         command.process_group(0);
         if let Some(bytes) = spec.memory_limit {

@@ -225,6 +225,7 @@ async fn setup(
         program_size,
         target,
         registry_fingerprint,
+        forward_output,
     } = recv(ctx, reader).await?
     else {
         return Err(refuse("the first message must be ClientHello"));
@@ -298,6 +299,7 @@ async fn setup(
         fingerprint: registry_fingerprint,
         memory_limit: config.worker_memory,
         session_area,
+        forward_output,
     };
     let processes = start_workers(&spec, config.workers).await.map_err(refuse)?;
     writer.send(&Message::Ready { workers }).await?;

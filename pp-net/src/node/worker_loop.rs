@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocol::pipe::{ArgsArea, WorkerError};
+use crate::protocol::pipe::{ArgsArea, FromWorker, WorkerError};
+use crate::protocol::JobOutput;
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use super::outgoing::Outgoing;
@@ -31,7 +32,7 @@ use super::process::{Shared, WorkerProcess, WorkerSpec};
 use super::queued::QueuedJob;
 use super::stats::NodeCounters;
 use crate::channel::SharedBytes;
-use crate::{JobReply, Outcome};
+use crate::{JobReply, Message, Outcome};
 
 /// Jobs whose mean service time is below this are batched.
 const TINY_JOB: Duration = Duration::from_micros(200);
@@ -78,6 +79,12 @@ impl JobQueue {
         let _ = self
             .replies
             .send(Outgoing::Reply(JobReply { job_id, outcome }));
+    }
+
+    /// Passes what a job printed on to the client, ahead of the job's reply (the writer
+    /// sends a batch's notes before its results).
+    fn output(&self, output: JobOutput) {
+        let _ = self.replies.send(Outgoing::Note(Message::Output(output)));
     }
 
     fn retry(&self) -> std::sync::MutexGuard<'_, VecDeque<QueuedJob>> {
@@ -310,7 +317,11 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
         let mut last = Instant::now();
         loop {
             let reply = match replies.read().await {
-                Ok(reply) => reply,
+                Ok(FromWorker::Reply(reply)) => reply,
+                Ok(FromWorker::Output(output)) => {
+                    work.output(output);
+                    continue;
+                }
                 Err(error) => break error,
             };
             let written = {

@@ -181,12 +181,14 @@ fn golden_client_hello() {
         program_size: 1 << 20,
         target: "t".into(),
         registry_fingerprint: 1,
+        forward_output: true,
     };
     let mut bytes = vec![0, 0, 0, 0]; // variant ClientHello
     bytes.extend_from_slice(&[0xAB; 32]); // a fixed array: no length
     bytes.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0, 0]); // program_size
     bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, b't']); // target
     bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // registry_fingerprint
+    bytes.push(1); // forward_output
     golden(&message, &bytes);
 }
 
@@ -204,6 +206,22 @@ fn golden_server_hello() {
 }
 
 #[test]
+fn golden_output() {
+    let message = Message::Output(JobOutput {
+        job_id: 5,
+        stdout: b"o\n".to_vec(),
+        stderr: b"e".to_vec(),
+        dropped: 7,
+    });
+    let mut bytes = vec![13, 0, 0, 0]; // variant Output
+    bytes.extend_from_slice(&[5, 0, 0, 0, 0, 0, 0, 0]); // job_id
+    bytes.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0, b'o', b'\n']); // stdout
+    bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, b'e']); // stderr
+    bytes.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]); // dropped
+    golden(&message, &bytes);
+}
+
+#[test]
 fn byte_fields_encode_like_plain_vectors() {
     let chunk = Message::UploadChunk {
         offset: 3,
@@ -215,7 +233,7 @@ fn byte_fields_encode_like_plain_vectors() {
 
 #[test]
 fn unknown_variant_and_bombs_are_errors() {
-    assert!(decode::<Message>(&[13, 0, 0, 0]).is_err());
+    assert!(decode::<Message>(&[14, 0, 0, 0]).is_err());
     // An UploadChunk claiming 2^60 bytes.
     let mut bomb = vec![2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     bomb.extend_from_slice(&(1u64 << 60).to_le_bytes());

@@ -1,4 +1,4 @@
-//! The vocabulary of protocol version 2: every message a client and a node exchange.
+//! The vocabulary of protocol version 3 (3: `ClientHello::forward_output` and `Output`): every message a client and a node exchange.
 //!
 //! Messages are encoded by `pp_runtime::codec` (bincode 1, fixed-width little-endian): an
 //! enum is a `u32` variant index followed by its fields in order, a `String` or byte vector
@@ -15,13 +15,15 @@
 //! liveness policy is described once, where it is configured: pp-runtime's
 //! `ClusterOptions::liveness_timeout`). [`Message::LaneRequest`],
 //! [`Message::LaneOffer`] and [`Message::LaneEnded`] set up and end a lane (a direct
-//! connection to a worker for lone jobs, which then carries `Submit` and `Results` only).
+//! connection to a worker for lone jobs, which then carries `Submit`, `Results` and
+//! `Output` only). [`Message::Output`] brings a job's printed output before its result.
 
 use serde::{Deserialize, Serialize};
 
 use super::job::{JobReply, JobRequest};
+use super::output::JobOutput;
 
-/// One message of protocol version 2.
+/// One message of protocol version 3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Client to node, first: which program the client is, so the node can run it.
@@ -34,6 +36,9 @@ pub enum Message {
         target: String,
         /// Fingerprint of the client's task registry.
         registry_fingerprint: u64,
+        /// Whether the node's workers catch what jobs print and send it back
+        /// ([`Message::Output`]); when false it goes to the node's log.
+        forward_output: bool,
     },
     /// Node to client: who the node is and whether it needs the program.
     ServerHello {
@@ -106,6 +111,10 @@ pub enum Message {
         /// How it ended, as the node saw it ("worker pid 7 was killed by signal 6").
         reason: String,
     },
+    /// Node (or a lane worker) to client, before the job's result: what the job wrote on
+    /// its standard output and error (only when the hello asked for it, and only when it
+    /// wrote something).
+    Output(JobOutput),
 }
 
 impl Message {
@@ -125,6 +134,7 @@ impl Message {
             Message::LaneRequest => "`LaneRequest`",
             Message::LaneOffer { .. } => "`LaneOffer`",
             Message::LaneEnded { .. } => "`LaneEnded`",
+            Message::Output(_) => "`Output`",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The protocol layer: what the bytes on a channel mean. Every message of the protocol
-//! ([`Message`], in `message`), the job records it carries (`job`, `outcome`), the
+//! ([`Message`], in `message`), the job records it carries (`job`, `outcome`, `output`: what a job printed), the
 //! hand-written encoding of a `Submit` (`submit`, the one place that layout is written
 //! out), and the message-level `send`/`recv` on the channel's halves (`io`). Encodings are
 //! `pp_runtime::codec`'s, the one module that owns pp's wire encoding.
@@ -13,6 +13,7 @@ mod io;
 mod job;
 mod message;
 mod outcome;
+mod output;
 pub(crate) mod pipe;
 mod submit;
 
@@ -20,4 +21,6 @@ pub(crate) use job::{reply_size, MESSAGE_SLACK};
 pub use job::{JobReply, JobRequest};
 pub use message::Message;
 pub use outcome::Outcome;
+pub(crate) use output::output_bound;
+pub use output::{JobOutput, OUTPUT_BOUND};
 pub(crate) use submit::{decode_submit, JobView};

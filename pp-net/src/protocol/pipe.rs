@@ -9,7 +9,9 @@
 //! ```text
 //! worker -> node   WorkerHello                      once, at start
 //! node -> worker   WorkerInput, WorkerInput, ...    jobs, possibly several ahead
-//! worker -> node   JobReply, JobReply, ...          one per job, in order, each flushed
+//! worker -> node   FromWorker, FromWorker, ...      per job, in order: its Output if it
+//!                                                   printed (and the node asked), then
+//!                                                   its Reply, flushed
 //! node closes the worker's input                    the worker exits with status 0
 //! ```
 //! A job comes with its arguments in the frame ([`WorkerInput::Job`]), or, when they are
@@ -27,17 +29,17 @@ use pp_runtime::registry;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-#[cfg(doc)]
-use super::job::JobReply;
-use super::job::JobRequest;
+use super::job::{JobReply, JobRequest};
 #[cfg(doc)]
 use super::outcome::Outcome;
+use super::output::JobOutput;
 use super::submit::{JobHead, JobView};
 
 /// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
 /// job's arguments may wait in a shared area; 3: a worker answers with the protocol's
-/// [`JobReply`], whose [`Outcome`] is the one outcome type of worker, node and client).
-pub const WORKER_PROTOCOL: u16 = 3;
+/// [`JobReply`], whose [`Outcome`] is the one outcome type of worker, node and client;
+/// 4: a worker's frames are [`FromWorker`], a job's output before its reply).
+pub const WORKER_PROTOCOL: u16 = 4;
 
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
@@ -78,6 +80,16 @@ pub enum WorkerInput {
     Job(JobRequest),
     /// A job whose arguments wait in the worker's shared argument area.
     Shared(SharedJob),
+}
+
+/// What a worker sends a node after its hello, one per frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// A job's reply: the job is done.
+    Reply(JobReply),
+    /// What the job about to be answered wrote on its standard output and error (sent only
+    /// when the node asked for it with `PP_WORKER_OUTPUT`, and only if it wrote something).
+    Output(JobOutput),
 }
 
 /// A job whose encoded arguments are `len` bytes at `offset` in one of the worker's shared

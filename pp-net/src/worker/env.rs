@@ -32,6 +32,11 @@ pub const LANE_COUNT_ENV: &str = "PP_WORKER_LANE_COUNT_FD";
 /// client for the lane's handshake (the node's handshake timeout; 5 s when unset).
 pub const LANE_HANDSHAKE_ENV: &str = "PP_WORKER_LANE_HANDSHAKE_MS";
 
+/// The environment variable that makes a worker catch what its jobs print and send it to
+/// the node with each job's reply (value `1`; see the `capture` module). Unset, what jobs
+/// print goes to the node's log.
+pub const OUTPUT_ENV: &str = "PP_WORKER_OUTPUT";
+
 /// The frame limit set by the node in [`MAX_FRAME_ENV`], or [`DEFAULT_MAX_FRAME`].
 pub(super) fn frame_limit_from_env() -> u32 {
     std::env::var(MAX_FRAME_ENV)

@@ -20,10 +20,10 @@ use std::sync::Arc;
 
 use super::blocking::{Blocking, Deadline};
 use super::env::{LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
-use super::serve::{run_job, say_hello};
+use super::serve::{run_job, say_hello, Capture};
 use crate::channel::{ChannelConfig, NetError, Peer};
 use crate::protocol::pipe::WorkerError;
-use crate::protocol::{decode_submit, JobReply};
+use crate::protocol::{decode_submit, JobReply, Message};
 use std::time::Duration;
 
 /// The lane's connection named by [`LANE_ENV`], which is removed; made close-on-exec so
@@ -116,12 +116,14 @@ fn map_count(file: File) -> Result<&'static AtomicU64, WorkerError> {
 
 /// Says hello on `output`, then serves `lane` with the key read from `input`, counting the
 /// jobs it answers in the lane's shared count. `output` stays open (and silent) until the
-/// process ends, so that the node sees the worker's end when it closes.
+/// process ends, so that the node sees the worker's end when it closes. With a `capture`,
+/// what each job prints goes to the client on the lane just before the job's result.
 pub(super) fn serve(
     lane: Result<Lane, WorkerError>,
     mut input: File,
     output: File,
     limit: u32,
+    capture: Option<Capture>,
 ) -> Result<(), WorkerError> {
     let _output = say_hello(output, limit)?;
     let Lane {
@@ -152,7 +154,8 @@ pub(super) fn serve(
     let report = move |answered: u64| {
         count.fetch_add(answered, Ordering::Release);
     };
-    serve_connection(socket, &key, limit, handshake_timeout, report).map_err(|why| {
+    let capture = capture.as_ref();
+    serve_connection(socket, &key, limit, handshake_timeout, capture, report).map_err(|why| {
         WorkerError::Io {
             during: "serving the lane",
             source: std::io::Error::other(why),
@@ -170,6 +173,7 @@ fn serve_connection(
     key: &[u8; 32],
     limit: u32,
     handshake_timeout: Duration,
+    capture: Option<&Capture>,
     mut report: impl FnMut(u64),
 ) -> Result<(), String> {
     let config = ChannelConfig {
@@ -224,13 +228,28 @@ fn serve_connection(
                 Ok(None) => return Err("the client sent a lane something other than jobs".into()),
                 Err(error) => return Err(format!("bad jobs on the lane: {error}")),
             };
+            let mut printed = Vec::new();
             let results: Vec<JobReply> = jobs
                 .iter()
-                .map(|job| JobReply {
-                    job_id: job.job_id,
-                    outcome: run_job(job.task, job.fingerprint, job.args),
+                .map(|job| {
+                    if let Some(capture) = capture {
+                        capture.start_job();
+                    }
+                    let outcome = run_job(job.task, job.fingerprint, job.args);
+                    printed.extend(capture.and_then(|capture| capture.end_job(job.job_id)));
+                    JobReply {
+                        job_id: job.job_id,
+                        outcome,
+                    }
                 })
                 .collect();
+            for output in printed {
+                // Within the message limit by the capture's bound.
+                writer
+                    .send(&Message::Output(output))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             let answered = results.len() as u64;
             writer
                 .send_results(results)

@@ -11,20 +11,24 @@
 //! The node talks to its workers over their pipes with the pipe protocol (the protocol
 //! layer's `pipe` module, whose items are re-exported here).
 //!
-//! Inside a worker, what a job writes to standard output goes to standard error (the pipe
-//! belongs to the protocol) and standard input reads nothing.
+//! Inside a worker, standard input reads nothing, and what a job writes to standard output
+//! goes to standard error (the pipe belongs to the protocol), which is the node's log;
+//! unless the node asks for the job's output ([`OUTPUT_ENV`]): then `capture` catches both
+//! streams, and each job's output goes to the node just before its reply.
 //!
 //! A node may also start a *lane worker* ([`LANE_ENV`]): it says hello the same way, then
 //! serves one client's direct connection instead of the pipe (see the `lane` module).
 //!
 //! What lives here: `env` (the variables a node starts a worker with), `serve` (the loop of a pipe worker), `lane` (a lane worker, with `blocking`), `area_view` (a
 //! worker's read-only view of the node's argument areas), `stdio` (taking the standard
-//! streams for the protocol).
+//! streams for the protocol), `capture` (catching what jobs print).
 
 #[cfg(unix)]
 mod area_view;
 #[cfg(unix)]
 mod blocking;
+#[cfg(unix)]
+mod capture;
 mod env;
 #[cfg(unix)]
 mod lane;
@@ -36,7 +40,7 @@ mod tests;
 pub use crate::protocol::pipe::*;
 pub use env::*;
 pub use serve::{run_job, run_worker};
-use serve::{serve, AreaView};
+use serve::{serve, AreaView, Capture};
 
 /// The initialiser that makes a process a worker before `main` runs (see the module docs).
 ///
@@ -88,10 +92,14 @@ pub fn enter_worker_mode_if_requested() {
     // Still single-threaded here (before `main`), so changing the environment is sound.
     std::env::remove_var(WORKER_ENV);
     let limit = frame_limit_from_env();
+    let capture = std::env::var_os(OUTPUT_ENV).is_some();
+    std::env::remove_var(OUTPUT_ENV);
     #[cfg(unix)]
     if let Some(socket) = lane::from_env() {
-        let served =
-            stdio::take().and_then(|(input, output)| lane::serve(socket, input, output, limit));
+        let served = stdio::take().and_then(|(input, output)| {
+            let capture = capture.then(|| catch_output(limit)).flatten();
+            lane::serve(socket, input, output, limit, capture)
+        });
         let status = match served {
             Ok(()) => 0,
             Err(error) => {
@@ -108,7 +116,11 @@ pub fn enter_worker_mode_if_requested() {
     ];
     #[cfg(not(unix))]
     let mut areas: [Option<AreaView>; 2] = [None, None];
-    let result = stdio::take().and_then(|(input, output)| serve(input, output, limit, &mut areas));
+    let result = stdio::take().and_then(|(input, output)| {
+        let capture = capture.then(|| catch_output(limit)).flatten();
+        // Dropped before the error below is written: it goes to the node's log.
+        serve(input, output, limit, &mut areas, capture.as_ref())
+    });
     let status = match result {
         Ok(()) => 0,
         Err(error) => {
@@ -117,4 +129,29 @@ pub fn enter_worker_mode_if_requested() {
         }
     };
     std::process::exit(status);
+}
+
+/// Starts catching what jobs print, within the bound that fits the frame `limit`; `None`
+/// (and jobs print to the node's log) where it cannot.
+fn catch_output(limit: u32) -> Option<Capture> {
+    #[cfg(unix)]
+    {
+        let bound = crate::protocol::output_bound(limit);
+        match capture::Capture::start(bound) {
+            Ok(capture) => Some(capture),
+            Err(error) => {
+                eprintln!(
+                    "pp worker {}: cannot catch what jobs print ({error}); it goes to the \
+                     node's log",
+                    std::process::id()
+                );
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = limit;
+        None
+    }
 }

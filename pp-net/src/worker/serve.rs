@@ -6,14 +6,14 @@ use pp_runtime::codec;
 use pp_runtime::registry::{registry, InvokeError};
 
 use crate::protocol::pipe::{
-    read_frame_into, write_frame, ArgsArea, InputView, WorkerError, WorkerHello,
+    read_frame_into, write_frame, ArgsArea, FromWorker, InputView, WorkerError, WorkerHello,
 };
 use crate::protocol::{JobReply, JobView, Outcome};
 
 /// Serves jobs from `input` to `output` until `input` ends cleanly between frames.
 ///
 /// Writes the [`WorkerHello`] first, then answers each [`WorkerInput`](super::WorkerInput) with a
-/// [`JobReply`], flushed at once. Jobs run through [`Registry::invoke`](pp_runtime::Registry::invoke),
+/// [`FromWorker::Reply`], flushed at once (this one catches no output). Jobs run through [`Registry::invoke`](pp_runtime::Registry::invoke),
 /// which catches panics. [`enter_worker_mode_if_requested`](super::enter_worker_mode_if_requested) runs it on the process's pipes
 /// (with the node's shared argument area); tests may run it on buffers, where a
 /// [`SharedJob`](super::SharedJob) fails for want of an area.
@@ -21,7 +21,28 @@ use crate::protocol::{JobReply, JobView, Outcome};
 /// # Errors
 /// An I/O error on either side, a frame above `limit`, a truncated or undecodable frame.
 pub fn run_worker<R: Read, W: Write>(input: R, output: W, limit: u32) -> Result<(), WorkerError> {
-    serve(input, output, limit, &mut [None, None])
+    serve(input, output, limit, &mut [None, None], None)
+}
+
+/// The catch of what jobs print on this platform.
+#[cfg(unix)]
+pub(super) type Capture = super::capture::Capture;
+#[cfg(not(unix))]
+pub(super) type Capture = NoCapture;
+
+/// Nothing is caught on this platform.
+#[cfg(not(unix))]
+pub(super) enum NoCapture {}
+
+#[cfg(not(unix))]
+impl NoCapture {
+    pub(super) fn start_job(&self) {
+        match *self {}
+    }
+
+    pub(super) fn end_job(&self, _: u64) -> Option<crate::protocol::JobOutput> {
+        match *self {}
+    }
 }
 
 /// The worker's view of a shared argument area on this platform.
@@ -42,12 +63,14 @@ impl NoAreaView {
 }
 
 /// [`run_worker`], with the shared argument areas the node gave ([`ArgsArea::Worker`],
-/// then [`ArgsArea::Session`]).
+/// then [`ArgsArea::Session`]), and the `capture` of what jobs print when the node asked
+/// for it (each job's output goes just before its reply).
 pub(super) fn serve<R: Read, W: Write>(
     input: R,
     output: W,
     limit: u32,
     areas: &mut [Option<AreaView>; 2],
+    capture: Option<&Capture>,
 ) -> Result<(), WorkerError> {
     let mut input = BufReader::new(input);
     let mut output = say_hello(output, limit)?;
@@ -90,6 +113,9 @@ pub(super) fn serve<R: Read, W: Write>(
                 (view, args)
             }
         };
+        if let Some(capture) = capture {
+            capture.start_job();
+        }
         let outcome = match args {
             Err(why) => Outcome::Failed(format!(
                 "cannot read the arguments of task `{}`: {why}",
@@ -97,20 +123,28 @@ pub(super) fn serve<R: Read, W: Write>(
             )),
             Ok(args) => run_job(job.task, job.fingerprint, args),
         };
-        let reply = JobReply {
+        if let Some(printed) = capture.and_then(|capture| capture.end_job(job.job_id)) {
+            // Within the frame limit by the capture's bound; were it not, the output alone
+            // is lost, not the worker.
+            match write_frame(&mut output, &FromWorker::Output(printed), "output", limit) {
+                Err(WorkerError::TooLarge { .. }) => {}
+                other => other?,
+            }
+        }
+        let reply = FromWorker::Reply(JobReply {
             job_id: job.job_id,
             outcome,
-        };
+        });
         match write_frame(&mut output, &reply, "reply", limit) {
             Err(WorkerError::TooLarge { len, limit, .. }) => {
-                let reply = JobReply {
+                let reply = FromWorker::Reply(JobReply {
                     job_id: job.job_id,
                     outcome: Outcome::Failed(format!(
                         "the result of task `{}` is {len} bytes when encoded, above the \
                          node's limit of {limit} bytes",
                         job.task
                     )),
-                };
+                });
                 write_frame(&mut output, &reply, "reply", limit)?;
             }
             other => other?,

@@ -1,7 +1,7 @@
 //! Tests of the pipe protocol's bytes and of the worker loop on buffers.
 
 use super::*;
-use crate::{JobReply, JobRequest, Outcome};
+use crate::{JobOutput, JobReply, JobRequest, Outcome};
 use pp_runtime::codec;
 use pp_runtime::registry::registry;
 use serde::de::DeserializeOwned;
@@ -130,6 +130,43 @@ fn golden_replies() {
     ]);
 }
 
+#[test]
+fn golden_frames_from_a_worker() {
+    let reply = FromWorker::Reply(JobReply {
+        job_id: 1,
+        outcome: Outcome::Ok(vec![9]),
+    });
+    #[rustfmt::skip]
+    golden(&reply, &[
+        0, 0, 0, 0,                     // Reply
+        1, 0, 0, 0, 0, 0, 0, 0,         // job_id
+        0, 0, 0, 0,                     // Ok
+        1, 0, 0, 0, 0, 0, 0, 0, 9,
+    ]);
+    let output = FromWorker::Output(JobOutput {
+        job_id: 1,
+        stdout: b"o".to_vec(),
+        stderr: Vec::new(),
+        dropped: 2,
+    });
+    #[rustfmt::skip]
+    golden(&output, &[
+        1, 0, 0, 0,                     // Output
+        1, 0, 0, 0, 0, 0, 0, 0,         // job_id
+        1, 0, 0, 0, 0, 0, 0, 0, b'o',   // stdout
+        0, 0, 0, 0, 0, 0, 0, 0,         // stderr
+        2, 0, 0, 0, 0, 0, 0, 0,         // dropped
+    ]);
+}
+
+/// The reply in a worker's frame body.
+fn reply(frame: &[u8]) -> JobReply {
+    match codec::decode::<FromWorker>(frame).unwrap() {
+        FromWorker::Reply(reply) => reply,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
 fn frame<T: Serialize>(value: &T) -> Vec<u8> {
     let body = encode_body(value, "test", DEFAULT_MAX_FRAME).unwrap();
     let mut out = frame_header(body.len()).to_vec();
@@ -165,7 +202,7 @@ fn worker_says_hello_then_answers_each_job() {
     assert_eq!(hello.protocol, WORKER_PROTOCOL);
     assert_eq!(hello.pid, std::process::id());
     assert_eq!(hello.registry_fingerprint, registry().fingerprint());
-    let reply: JobReply = codec::decode(&frames[1]).unwrap();
+    let reply = reply(&frames[1]);
     assert_eq!(reply.job_id, 42);
     assert!(
         matches!(&reply.outcome, Outcome::Failed(m) if m.contains("no::such_task")),
@@ -188,7 +225,7 @@ fn a_shared_job_without_an_area_fails_by_name_and_the_worker_goes_on() {
     run_worker(&input[..], &mut output, DEFAULT_MAX_FRAME).unwrap();
     let frames = frames(&output);
     assert_eq!(frames.len(), 3, "hello and two replies");
-    let reply: JobReply = codec::decode(&frames[2]).unwrap();
+    let reply = reply(&frames[2]);
     assert_eq!(reply.job_id, 5);
     match &reply.outcome {
         Outcome::Failed(why) => {
@@ -226,10 +263,11 @@ fn a_shared_job_reads_its_arguments_from_the_area() {
         &mut output,
         DEFAULT_MAX_FRAME,
         &mut [None, Some(area)],
+        None,
     )
     .unwrap();
     let frames = frames(&output);
-    let reason = |frame: &[u8]| match codec::decode::<JobReply>(frame).unwrap().outcome {
+    let reason = |frame: &[u8]| match reply(frame).outcome {
         Outcome::Failed(why) => why,
         other => panic!("{other:?}"),
     };

@@ -1,6 +1,6 @@
 //! What a cluster client is asked for ([`ClusterSpec`]: nodes, secret, options) and how it
 //! watches its nodes and retries jobs ([`ClusterOptions`], with their defaults). The
-//! cluster policies (liveness, attempts, straggler copies, fallback, lanes) are explained
+//! cluster policies (liveness, attempts, straggler copies, fallback, lanes, jobs' output) are explained
 //! here, once, on the fields that configure them; the rest of pp links here.
 
 use crate::error::Error;
@@ -27,6 +27,9 @@ pub const DEFAULT_DUPLICATE_STRAGGLERS: bool = true;
 
 /// Default for [`ClusterOptions::lanes`]: on.
 pub const DEFAULT_LANES: bool = true;
+
+/// Default for [`ClusterOptions::forward_output`]: on.
+pub const DEFAULT_FORWARD_OUTPUT: bool = true;
 
 /// How the cluster client watches its nodes and retries jobs; each field is set through
 /// the [`ServerBuilder`](crate::ServerBuilder) method of the same name.
@@ -86,6 +89,15 @@ pub struct ClusterOptions {
     /// process on its way there and back. Faster for one job at a time; everything else
     /// (retries, crashes, statistics) is as on the session's connection. Default on.
     pub lanes: bool,
+    /// Whether what a job running on a node writes to its standard output and standard
+    /// error comes back to this program's standard output and standard error, each line
+    /// prefixed with the node (`[10.0.0.5:60000] text`), in order within a job (its
+    /// standard output lines in order, its standard error lines in order), before the
+    /// job's result. At most 1 MiB of one job's output comes back, then one line says how
+    /// much was cut; output written by programs a job starts comes too when they inherit
+    /// its standard streams. Local jobs print directly, as always. Off, a job's output on
+    /// a node goes to the node's log. Default on; `PP_OUTPUT=off` turns it off.
+    pub forward_output: bool,
 }
 
 impl Default for ClusterOptions {
@@ -97,6 +109,7 @@ impl Default for ClusterOptions {
             duplicate_stragglers: DEFAULT_DUPLICATE_STRAGGLERS,
             fallback_wait: DEFAULT_FALLBACK_WAIT,
             lanes: DEFAULT_LANES,
+            forward_output: DEFAULT_FORWARD_OUTPUT,
         }
     }
 }

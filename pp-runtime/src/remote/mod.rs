@@ -21,8 +21,8 @@ pub use crate::executor::{Executor, QueueView};
 pub use crate::stats::ExecutorHandle;
 pub use cluster_options::{
     ClusterOptions, ClusterSpec, DEFAULT_DUPLICATE_STRAGGLERS, DEFAULT_FALLBACK_WAIT,
-    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LANES, DEFAULT_LIVENESS_TIMEOUT, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_PORT,
+    DEFAULT_FORWARD_OUTPUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LANES, DEFAULT_LIVENESS_TIMEOUT,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_PORT,
 };
 pub use job_feed::JobFeed;
 pub use program_hooks::{ConnectFn, ProgramHooks};

@@ -1,6 +1,7 @@
 //! A session's working phase: keep the node's in-flight window full, send a lone job on
-//! the lane, complete jobs as results come back (on the connection or the lane), and send
-//! heartbeats, until the server shuts down or the node is lost.
+//! the lane, complete jobs as results come back (on the connection or the lane), print
+//! what they wrote (`job_output`), and send heartbeats, until the server shuts down or
+//! the node is lost.
 
 use super::heartbeat::Heartbeats;
 use super::job_source::{next_job, NextJob};
@@ -11,6 +12,7 @@ use crate::channel::{SecureReader, SecureWriter};
 use crate::client::classify::connection_lost;
 use crate::client::context::ClientContext;
 use crate::client::flights::{self, SharedInFlight};
+use crate::client::job_output;
 use crate::client::lane::{ClientLane, LaneEvent};
 use crate::client::node_state::NodeState;
 use crate::client::shared_session::LaneSent;
@@ -134,6 +136,7 @@ pub(crate) async fn serve_jobs(
                         settle(node, ctx, in_flight, &mut window, reply);
                     }
                 }
+                LaneEvent::Received(Ok(Message::Output(output))) => job_output::print(&node.name, output),
                 LaneEvent::Received(other) => {
                     if let Ok(message) = other {
                         pp_runtime::debug!(node = %node.name, "{}", protocol_error(&message, "results on the lane"));
@@ -150,6 +153,7 @@ pub(crate) async fn serve_jobs(
                         }
                     }
                     Ok(Message::HeartbeatAck { .. }) => {}
+                    Ok(Message::Output(output)) => job_output::print(&node.name, output),
                     Ok(Message::LaneOffer { lane: number, key }) => {
                         lane.offered(number, key, &node.address, ctx.channel);
                     }

@@ -52,6 +52,7 @@ async fn handshake(
             program_size: ctx.program.size,
             target: this_target(),
             registry_fingerprint: ctx.registry_fingerprint,
+            forward_output: ctx.options.forward_output,
         })
         .await
         .map_err(send_err)?;

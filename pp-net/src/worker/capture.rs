@@ -1,0 +1,270 @@
+//! Catching what jobs print, so that the node can send it to the client (when the node
+//! starts the worker with [`OUTPUT_ENV`](super::OUTPUT_ENV)).
+//!
+//! Descriptors 1 and 2 point at two pipes the worker owns. A reader thread always drains
+//! them, so a job never blocks on a write however much it prints: it keeps up to the
+//! job's bound and counts the rest, which it reads and drops. Around each job the worker
+//! marks where the job's output starts and ends: at the end Rust's buffered standard output
+//! (and C's) is flushed and both pipes are drained until they are empty, under the lock the
+//! reader drains under, so every byte the job wrote before it returned is the job's.
+//! What is written between jobs (a thread a job left running, the worker's own messages)
+//! goes to the node's log, where all of it went before.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::protocol::JobOutput;
+
+/// The worker's catch of its jobs' output; dropping it points descriptors 1 and 2 back at
+/// the node's log.
+pub(crate) struct Capture {
+    shared: Arc<Shared>,
+}
+
+/// What the worker's thread and the reader thread share.
+struct Shared {
+    state: Mutex<State>,
+    /// The read ends of the pipes behind descriptors 1 and 2, non-blocking.
+    stdout: File,
+    stderr: File,
+    /// The node's log: the standard error the worker was started with.
+    node_log: File,
+}
+
+/// What has been read, and for whom.
+struct State {
+    /// Whether a job runs: what is read goes to it, else to the node's log.
+    in_job: bool,
+    /// The running job's output so far (its `job_id` is set when it ends).
+    output: JobOutput,
+    /// Bytes of output one job may keep.
+    bound: usize,
+    /// Which pipes have ended (every write end closed): the reader stops polling them.
+    ended: [bool; 2],
+    /// Where reads land, allocated once.
+    chunk: Vec<u8>,
+}
+
+/// Bytes read from a pipe at a time.
+const READ_CHUNK: usize = 64 << 10;
+
+/// Most bytes read from one pipe per drain: more than a pipe holds (1 MiB at most for an
+/// unprivileged process on Linux), so a drain empties what was written before it started,
+/// yet ends even while something (a program a job left running) keeps writing.
+const DRAIN_MAX: usize = 1 << 20;
+
+impl Capture {
+    /// Points descriptors 1 and 2 at pipes drained by a reader thread, keeping up to
+    /// `bound` bytes per job. Call before `main` (one thread), after the protocol has
+    /// taken its own descriptors.
+    ///
+    /// # Errors
+    /// A pipe, a descriptor or the thread could not be made; nothing was changed then.
+    pub(crate) fn start(bound: usize) -> io::Result<Capture> {
+        let node_log = duplicate(2)?;
+        let (stdout, stdout_write) = pipe()?;
+        let (stderr, stderr_write) = pipe()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                in_job: false,
+                output: JobOutput::default(),
+                bound,
+                ended: [false; 2],
+                chunk: vec![0; READ_CHUNK],
+            }),
+            stdout,
+            stderr,
+            node_log,
+        });
+        let reader = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("pp-output".into())
+            .spawn(move || reader.read_forever())?;
+        // From here on a job's writes land in the pipes. A failure leaves both pointing at
+        // the node's log, as before.
+        for (fd, write) in [(1, &stdout_write), (2, &stderr_write)] {
+            // SAFETY: dup2 on descriptors this process owns; fd 1 and 2 stay open either way.
+            if unsafe { libc::dup2(write.as_raw_fd(), fd) } < 0 {
+                let error = io::Error::last_os_error();
+                point_at(&shared.node_log);
+                return Err(error);
+            }
+        }
+        Ok(Capture { shared })
+    }
+
+    /// A job starts: what is pending was written before it, and goes to the node's log.
+    pub(crate) fn start_job(&self) {
+        let mut state = self.shared.lock();
+        self.shared.drain(&mut state);
+        state.in_job = true;
+    }
+
+    /// The job `job_id` ended: what it wrote, or `None` when it wrote nothing.
+    pub(crate) fn end_job(&self, job_id: u64) -> Option<JobOutput> {
+        flush_buffers();
+        let mut state = self.shared.lock();
+        self.shared.drain(&mut state);
+        state.in_job = false;
+        let output = std::mem::take(&mut state.output);
+        drop(state);
+        (!output.is_empty()).then_some(JobOutput { job_id, ..output })
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        flush_buffers();
+        point_at(&self.shared.node_log);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The reader thread: waits for either pipe to be readable and drains both, until both
+    /// have ended.
+    fn read_forever(&self) {
+        loop {
+            let ended = self.lock().ended;
+            if ended == [true, true] {
+                return;
+            }
+            let fd = |pipe: &File, ended: bool| libc::pollfd {
+                // A negative descriptor is skipped by poll.
+                fd: if ended { -1 } else { pipe.as_raw_fd() },
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let mut fds = [fd(&self.stdout, ended[0]), fd(&self.stderr, ended[1])];
+            // SAFETY: `fds` is valid for its length during the call.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return;
+            }
+            let mut state = self.lock();
+            for (i, polled) in fds.iter().enumerate() {
+                // An error on a pipe that reads nothing would wake poll forever.
+                if polled.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+                    state.ended[i] = true;
+                }
+            }
+            self.drain(&mut state);
+        }
+    }
+
+    /// Reads both pipes until they are empty (or [`DRAIN_MAX`] bytes each): into the job's
+    /// output while a job runs (up to the bound, the rest counted and dropped), else into
+    /// the node's log.
+    fn drain(&self, state: &mut State) {
+        let State {
+            in_job,
+            output,
+            bound,
+            ended,
+            chunk,
+        } = state;
+        for (i, pipe) in [&self.stdout, &self.stderr].into_iter().enumerate() {
+            if ended[i] {
+                continue;
+            }
+            let mut read = 0;
+            while read < DRAIN_MAX {
+                let n = match (&*pipe).read(chunk) {
+                    Ok(0) => {
+                        ended[i] = true;
+                        break;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // Empty (`WouldBlock`), or broken: either way nothing more to read now.
+                    Err(_) => break,
+                };
+                read += n;
+                let bytes = &chunk[..n];
+                if !*in_job {
+                    // The node's log is where these bytes went before pp caught them; if it
+                    // is gone they have nowhere else to go.
+                    let _ = (&self.node_log).write_all(bytes);
+                    continue;
+                }
+                let kept = output.stdout.len() + output.stderr.len();
+                let room = bound.saturating_sub(kept).min(n);
+                let stream = if i == 0 {
+                    &mut output.stdout
+                } else {
+                    &mut output.stderr
+                };
+                stream.extend_from_slice(&bytes[..room]);
+                output.dropped += (n - room) as u64;
+            }
+        }
+    }
+}
+
+/// Writes out what Rust's standard output and C's streams hold back, so that it reaches
+/// the pipes before they are drained.
+fn flush_buffers() {
+    let _ = io::stdout().flush();
+    // SAFETY: fflush(NULL) flushes every C output stream; it has no preconditions.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+    }
+}
+
+/// Points descriptors 1 and 2 at `file`; errors leave them as they were.
+fn point_at(file: &File) {
+    for fd in [1, 2] {
+        // SAFETY: dup2 on descriptors this process owns.
+        unsafe {
+            libc::dup2(file.as_raw_fd(), fd);
+        }
+    }
+}
+
+/// A close-on-exec duplicate of `fd`.
+fn duplicate(fd: RawFd) -> io::Result<File> {
+    // SAFETY: fcntl on a descriptor number; the new descriptor is owned by the `File`.
+    unsafe {
+        let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+        if copy < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(File::from_raw_fd(copy))
+    }
+}
+
+/// A pipe: its read end (non-blocking) and its write end, both close-on-exec (the write
+/// end reaches programs a job starts only as descriptor 1 or 2).
+fn pipe() -> io::Result<(File, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe returned two new descriptors, each owned from here on by one value.
+    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for (fd, flag) in [
+        (read.as_raw_fd(), libc::O_NONBLOCK),
+        (read.as_raw_fd(), 0),
+        (write.as_raw_fd(), 0),
+    ] {
+        // SAFETY: fcntl on descriptors owned above.
+        let ok = unsafe {
+            if flag != 0 {
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | flag) == 0
+            } else {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+            }
+        };
+        if !ok {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((read, write))
+}
