@@ -51,8 +51,11 @@ fn flood(bytes: u64) -> u64 {
     peak_kib(std::process::id())
 }
 
+/// `x * x`, after a millisecond's sleep: long enough that the node gives a worker one such
+/// job at a time, so none waits behind the flood in its worker.
 #[pp::parallel]
-fn square(x: u64) -> u64 {
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(1));
     x * x
 }
 
@@ -63,7 +66,9 @@ fn peak_kib(pid: u32) -> u64 {
 
 /// The client of a role: the node named by [`ROLE_NODE`], no local worker, `PP_OUTPUT`
 /// read from the environment. `None` outside a parent's run.
-fn role_client(configure: impl FnOnce(pp::ServerBuilder) -> pp::ServerBuilder) -> Option<pp::Server> {
+fn role_client(
+    configure: impl FnOnce(pp::ServerBuilder) -> pp::ServerBuilder,
+) -> Option<pp::Server> {
     let node = std::env::var(ROLE_NODE).ok()?;
     // The harness wrote "test <name> ... " with no newline: end it, so that the first
     // line from a node starts a line.
@@ -92,7 +97,13 @@ struct Ran {
 fn run_role(role: &str, node: &Node, env: &[(&str, &str)]) -> Ran {
     let mut command = Command::new(std::env::current_exe().expect("this test"));
     command
-        .args(["--exact", role, "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            role,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE_NODE, node.name())
         .env_remove("PP_SERVERS")
         .env_remove("PP_WORKER")
@@ -161,7 +172,9 @@ fn lines_role() {
     for job in 0..4 {
         assert_eq!(server.submit(chatter, (job, LINES)).result().unwrap(), job);
     }
-    let jobs: Vec<_> = (4..24).map(|job| server.submit(chatter, (job, LINES))).collect();
+    let jobs: Vec<_> = (4..24)
+        .map(|job| server.submit(chatter, (job, LINES)))
+        .collect();
     for (job, handle) in (4..).zip(jobs) {
         assert_eq!(handle.result().unwrap(), job);
     }
@@ -184,12 +197,26 @@ fn jobs_print_on_the_clients_streams_with_the_nodes_prefix() {
         let expected: Vec<String> = (0..LINES).map(|i| format!("job {job} err {i}")).collect();
         assert_eq!(err, expected, "stderr of job {job}:\n{}", ran.stderr);
     }
-    assert!(ran.stdout.contains("\nthe client's own line\n"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("\nthe client's own line\n"),
+        "{}",
+        ran.stdout
+    );
     // Nothing went to the node's log, and the lane carried some of it.
     assert!(!node.log.contains("job 3 out"), "{}", node.log.text());
     assert!(node.log.contains("lane 1 of client"), "{}", node.log.text());
-    let sample: Vec<&str> = ran.stdout.lines().filter(|l| l.contains("job 5 ")).take(2).collect();
-    let sample_err: Vec<&str> = ran.stderr.lines().filter(|l| l.contains("job 5 ")).take(2).collect();
+    let sample: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains("job 5 "))
+        .take(2)
+        .collect();
+    let sample_err: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("job 5 "))
+        .take(2)
+        .collect();
     eprintln!("client stdout sample: {sample:?}\nclient stderr sample: {sample_err:?}");
 }
 
@@ -202,10 +229,11 @@ fn flood_role() {
     };
     let round_trip = |x: u64| {
         let started = Instant::now();
-        assert_eq!(server.submit(square, (x,)).result().unwrap(), x * x);
+        assert_eq!(server.submit(slow_square, (x,)).result().unwrap(), x * x);
         started.elapsed()
     };
-    // The first jobs wait for the connection and the upload.
+    // The first jobs wait for the connection and the upload, and teach the node that these
+    // jobs are not tiny.
     (0..20).for_each(|x| {
         round_trip(x);
     });
@@ -215,22 +243,29 @@ fn flood_role() {
     while !flooding.is_finished() {
         during.push(round_trip(during.len() as u64));
     }
-    // A few more while the cut output crosses the client and is printed.
-    during.extend((0..50).map(round_trip));
+    // The job in flight when the flood's output and result came in.
+    let crossing = during.last().copied().unwrap_or_default();
+    // And after, while the client prints the cut output.
+    let after: Vec<Duration> = (0..50).map(round_trip).collect();
     let worker_peak = flooding.result().unwrap();
     let ms = |d: &[Duration], at: f64| {
         let mut d = d.to_vec();
         d.sort();
-        d[((d.len() - 1) as f64 * at) as usize].as_secs_f64() * 1e3
+        d.get(((d.len().max(1) - 1) as f64 * at) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     eprintln!(
         "measured: before_median_ms={:.3} before_max_ms={:.3} during_median_ms={:.3} \
-         during_max_ms={:.3} during_jobs={} worker_peak_kib={worker_peak} client_peak_kib={}",
+         during_max_ms={:.3} during_jobs={} crossing_ms={:.3} after_median_ms={:.3} \
+         after_max_ms={:.3} worker_peak_kib={worker_peak} client_peak_kib={}",
         ms(&before, 0.5),
         ms(&before, 1.0),
         ms(&during, 0.5),
         ms(&during, 1.0),
         during.len(),
+        crossing.as_secs_f64() * 1e3,
+        ms(&after, 0.5),
+        ms(&after, 1.0),
         peak_kib(std::process::id()),
     );
 }
@@ -246,28 +281,41 @@ fn a_flood_of_output_is_cut_and_holds_nothing_back() {
     let kept: usize = flood_lines.iter().map(|line| line.len() + 1).sum();
     let bound = pp_net::OUTPUT_BOUND;
     // Every whole line, and the cut one ended with a newline.
-    assert_eq!(flood_lines.len(), bound.div_ceil(FLOOD_LINE), "{}", ran.stderr);
+    assert_eq!(
+        flood_lines.len(),
+        bound.div_ceil(FLOOD_LINE),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(kept, bound + 1);
     let cut = from_node(&ran.stderr, &node, "pp: output cut");
     let dropped = FLOOD_BYTES - bound as u64;
     assert_eq!(
         cut,
-        [format!("pp: output cut after 1 MiB ({dropped} bytes dropped)")],
+        [format!(
+            "pp: output cut after 1 MiB ({dropped} bytes dropped)"
+        )],
         "{}",
         ran.stderr
     );
     let node_peak = node.memory().map_or(0, |m| m.peak_kib);
     let client_peak = measured(&ran, "client_peak_kib") as u64;
     let worker_peak = measured(&ran, "worker_peak_kib") as u64;
+    let m = |name| measured(&ran, name);
     eprintln!(
         "flood of {FLOOD_BYTES} bytes: peak memory node {node_peak} KiB, client {client_peak} \
-         KiB, worker {worker_peak} KiB; square round trips before: median {:.3} ms, max {:.3} \
-         ms; during and after: median {:.3} ms, max {:.3} ms over {} jobs; whole run {elapsed:?}",
-        measured(&ran, "before_median_ms"),
-        measured(&ran, "before_max_ms"),
-        measured(&ran, "during_median_ms"),
-        measured(&ran, "during_max_ms"),
-        measured(&ran, "during_jobs"),
+         KiB, worker {worker_peak} KiB; round trips of 1 ms jobs: before, median {:.3} ms, max \
+         {:.3} ms; while flooding ({} jobs), median {:.3} ms, max {:.3} ms; the one in flight \
+         when the output came {:.3} ms; after, median {:.3} ms, max {:.3} ms; whole run \
+         {elapsed:?}",
+        m("before_median_ms"),
+        m("before_max_ms"),
+        m("during_jobs"),
+        m("during_median_ms"),
+        m("during_max_ms"),
+        m("crossing_ms"),
+        m("after_median_ms"),
+        m("after_max_ms"),
     );
     eprintln!("cut line: [{name}] {}", cut[0]);
     // Generous bounds: far below the 100 MB printed, whatever the machine.
@@ -287,7 +335,10 @@ fn quiet_role() {
         return;
     };
     for job in 0..3 {
-        assert_eq!(server.submit(chatter, (100 + job, 2)).result().unwrap(), 100 + job);
+        assert_eq!(
+            server.submit(chatter, (100 + job, 2)).result().unwrap(),
+            100 + job
+        );
     }
 }
 
@@ -308,10 +359,17 @@ fn an_unknown_pp_output_value_is_said_and_output_comes() {
     let node = Node::start(1, &[]);
     let ran = run_role("quiet_role", &node, &[("PP_OUTPUT", "loud")]);
     assert_eq!(
-        ran.stderr.matches("PP_OUTPUT=\"loud\" is neither on nor off").count(),
+        ran.stderr
+            .matches("PP_OUTPUT=\"loud\" is neither on nor off")
+            .count(),
         1,
         "{}",
         ran.stderr
     );
-    assert_eq!(from_node(&ran.stdout, &node, "job 101 out").len(), 2, "{}", ran.stdout);
+    assert_eq!(
+        from_node(&ran.stdout, &node, "job 101 out").len(),
+        2,
+        "{}",
+        ran.stdout
+    );
 }

@@ -29,17 +29,24 @@ fn message() -> impl Strategy<Value = Message> {
     let reply =
         (any::<u64>(), outcome()).prop_map(|(job_id, outcome)| JobReply { job_id, outcome });
     prop_oneof![
-        (any::<[u8; 32]>(), any::<u64>(), ".{0,16}", any::<u64>(), any::<bool>()).prop_map(
-            |(program_sha256, program_size, target, registry_fingerprint, forward_output)| {
-                Message::ClientHello {
-                    program_sha256,
-                    program_size,
-                    target,
-                    registry_fingerprint,
-                    forward_output,
+        (
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            ".{0,16}",
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(program_sha256, program_size, target, registry_fingerprint, forward_output)| {
+                    Message::ClientHello {
+                        program_sha256,
+                        program_size,
+                        target,
+                        registry_fingerprint,
+                        forward_output,
+                    }
                 }
-            }
-        ),
+            ),
         (".{0,16}", any::<u32>(), any::<bool>()).prop_map(|(node_name, workers, need_upload)| {
             Message::ServerHello {
                 node_name,

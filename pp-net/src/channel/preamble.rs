@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn layout_is_pinned() {
-        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 2, 0, 0, 0]);
+        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 3, 0, 0, 0]);
     }
 
     #[test]

@@ -2,17 +2,21 @@
 //! standard error, as the job wrote it there, prefixed with the node (`[10.0.0.5:60000]
 //! text`).
 //!
-//! A session's task hands each [`JobOutput`] to a printer thread and goes on at once: a
+//! A job's output comes in pieces of whole lines, printed in order. A session's task hands
+//! each piece ([`JobOutput`]) to a printer thread and goes on at once: a
 //! terminal that scrolls slowly, or a pipe nobody reads, holds up the printer only, never
 //! the network thread (whose heartbeats keep the nodes). The printer writes one whole line
 //! at a time, holding the stream's lock for that line only, so lines of the program's own
 //! `println!` never cut into them. What waits for the printer is bounded
-//! ([`QUEUE_BOUND`] bytes); an output that finds it full is dropped and said so.
+//! ([`QUEUE_BOUND`] bytes); an output that finds it full is dropped and said so. So a
+//! job's lines may appear just after its result is available; the client waits for them
+//! when it shuts down ([`flush`]).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::protocol::{JobOutput, OUTPUT_BOUND};
 
@@ -30,7 +34,9 @@ pub(crate) fn print(node: &str, output: JobOutput) {
     if queued > 0 && queued + len > QUEUE_BOUND {
         printer.queued.fetch_sub(len, Ordering::AcqRel);
         printer.dropped_jobs.fetch_add(1, Ordering::Relaxed);
-        printer.dropped_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        printer
+            .dropped_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
         return;
     }
     let printed = Printed {
@@ -39,6 +45,19 @@ pub(crate) fn print(node: &str, output: JobOutput) {
     };
     if printer.sender.send(printed).is_err() {
         printer.queued.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
+/// Waits until every output handed over so far has been printed, or `timeout` has
+/// passed (a stream nobody reads): the client calls it as it shuts down, so that a program
+/// that ends right after its last result still prints what its jobs wrote.
+pub(crate) fn flush(timeout: Duration) {
+    let Some(printer) = PRINTER.get().and_then(Option::as_ref) else {
+        return;
+    };
+    let deadline = Instant::now() + timeout;
+    while printer.queued.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -59,9 +78,11 @@ struct Printer {
     dropped_bytes: Arc<AtomicU64>,
 }
 
+/// The printer, once started; `None` inside if its thread could not start.
+static PRINTER: OnceLock<Option<Printer>> = OnceLock::new();
+
 /// The printer, started with the first output; `None` if its thread cannot start.
 fn printer() -> Option<&'static Printer> {
-    static PRINTER: OnceLock<Option<Printer>> = OnceLock::new();
     PRINTER
         .get_or_init(|| {
             let (sender, receiver) = channel::<Printed>();
@@ -115,11 +136,11 @@ fn write_output(node: &str, output: &JobOutput) {
     let mut stderr = std::io::stderr();
     write_lines(&mut stderr, node, &output.stderr, &mut line);
     if output.dropped > 0 {
-        let kept = output.stdout.len() + output.stderr.len();
+        // The bound, unless the node's message limit is below it (then it is a little less).
         let _ = writeln!(
             stderr.lock(),
             "[{node}] pp: output cut after {} ({} bytes dropped)",
-            size(kept),
+            size(OUTPUT_BOUND),
             output.dropped
         );
     }

@@ -191,5 +191,7 @@ impl Executor for Cluster {
                 pp_runtime::warn!("the cluster thread did not stop within {CLIENT_STOP_GRACE:?}");
             }
         }
+        // What jobs printed is printed before the server is gone (and the program, often).
+        job_output::flush(CLIENT_STOP_GRACE);
     }
 }

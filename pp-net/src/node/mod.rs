@@ -23,7 +23,8 @@
 //! 5. `Submit` jobs; `Results` come back as jobs finish, several per message when ready
 //!    together. `Heartbeat { seq }` is answered with `HeartbeatAck { seq }`. A worker that
 //!    dies fails its job with `Outcome::WorkerCrashed` and is replaced. Closing the
-//!    connection stops this client's workers.
+//!    connection stops this client's workers. When the hello's `forward_output` asks for
+//!    it, what each job prints comes as `Output` pieces before its result.
 //! 6. Optionally, `LaneRequest`: on Linux the node answers `LaneOffer { lane, key }`, and
 //!    the client may open a lane with it, a direct connection to a worker started for it,
 //!    for lone jobs (see the crate's `lane` module); `LaneEnded` says when that worker
@@ -52,6 +53,7 @@ mod error;
 mod failure_log;
 mod lanes;
 mod outgoing;
+mod output_queue;
 mod process;
 mod queued;
 mod session;

@@ -10,8 +10,8 @@ pub(crate) enum Outgoing {
     Reply(JobReply),
     /// The answer to a heartbeat.
     Ack(u64),
-    /// A message sent as it is: about the session's lane (`LaneOffer`, `LaneEnded`), or a
-    /// job's `Output`. The writer sends the notes it has before the results it has, so a
-    /// job's output, queued before its reply, reaches the client first.
+    /// A message: about the session's lane (`LaneOffer`, `LaneEnded`), sent as it is, or a
+    /// piece of a job's `Output`, which the writer sends before the job's reply (see the
+    /// `output_queue` module).
     Note(Message),
 }

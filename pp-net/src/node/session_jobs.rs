@@ -11,11 +11,13 @@
 //!   node lost;
 //! - one loop per worker process (see `worker_loop`) takes queued jobs, runs them and hands the
 //!   replies on; a worker that dies fails its job with `WorkerCrashed` and is replaced;
-//! - the writer sends replies, all those ready at once in one `Results` message.
+//! - the writer sends replies, all those ready at once in one `Results` message, and jobs'
+//!   output one piece at a time in between, each job's before its reply (`output_queue`).
 //!
 //! The session ends when the client disconnects (or breaks the protocol), or when the node
 //! shuts down: then every worker process is killed and reaped before this returns.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use tokio::task::JoinSet;
 
 use super::lanes::{Lanes, SessionLanes};
 use super::outgoing::Outgoing;
+use super::output_queue::OutputQueue;
 use super::process::{WorkerProcess, WorkerSpec};
 use super::queued::{self, Incoming, QueuedJob};
 use super::stats::NodeCounters;
@@ -239,42 +242,22 @@ async fn write_loop(
     flow: &Flow,
 ) -> SessionEnd {
     let budget = u64::from(max_message.saturating_sub(MESSAGE_SLACK));
-    let mut carry: Option<JobReply> = None;
+    // Replies that may go, in order: one message's worth per round.
+    let mut ready: VecDeque<JobReply> = VecDeque::new();
+    // Jobs' output, one piece per round, and the replies that wait for it.
+    let mut outputs = OutputQueue::default();
     loop {
-        let mut results = Vec::new();
         let mut acks = Vec::new();
         let mut notes = Vec::new();
-        let mut size = 0u64;
-        if let Some(reply) = carry.take() {
-            size += reply_size(&reply);
-            results.push(reply);
-        } else {
+        if ready.is_empty() && outputs.is_empty() {
             match outgoing.recv().await {
-                Some(Outgoing::Reply(reply)) => {
-                    size += reply_size(&reply);
-                    results.push(reply);
-                }
-                Some(Outgoing::Ack(seq)) => acks.push(seq),
-                Some(Outgoing::Note(message)) => notes.push(message),
+                Some(next) => sort(next, &mut acks, &mut notes, &mut ready, &mut outputs),
                 None => return SessionEnd::Failed("every worker loop has stopped".into()),
             }
         }
         // Take whatever else is ready, so that many replies share one frame.
         while let Ok(next) = outgoing.try_recv() {
-            match next {
-                Outgoing::Ack(seq) => acks.push(seq),
-                Outgoing::Note(message) => notes.push(message),
-                Outgoing::Reply(reply)
-                    if results.is_empty() || size + reply_size(&reply) <= budget =>
-                {
-                    size += reply_size(&reply);
-                    results.push(reply);
-                }
-                Outgoing::Reply(reply) => {
-                    carry = Some(reply);
-                    break;
-                }
-            }
+            sort(next, &mut acks, &mut notes, &mut ready, &mut outputs);
         }
         if !acks.is_empty() {
             flow.stalled_ack.store(false, Ordering::Relaxed);
@@ -285,6 +268,15 @@ async fn write_loop(
                 return SessionEnd::Failed(error.to_string());
             }
         }
+        let mut results = Vec::new();
+        let mut size = 0u64;
+        while let Some(reply) = ready.front() {
+            if !results.is_empty() && size + reply_size(reply) > budget {
+                break;
+            }
+            size += reply_size(reply);
+            results.extend(ready.pop_front());
+        }
         if !results.is_empty() {
             let written = results.len();
             if let Err(error) = writer.send_results(results).await {
@@ -292,6 +284,30 @@ async fn write_loop(
             }
             flow.in_flight.add_permits(written);
         }
+        if let Some(piece) = outputs.next_piece(&mut ready) {
+            if let Err(error) = writer.send(&Message::Output(piece)).await {
+                return SessionEnd::Failed(error.to_string());
+            }
+            outputs.release_replies(&mut ready);
+        }
+    }
+}
+
+/// Puts what the writer got where it waits: acknowledgements and notes go this round, a
+/// piece of output in the output queue, a reply in `ready` unless its job's output has yet
+/// to go.
+fn sort(
+    next: Outgoing,
+    acks: &mut Vec<u64>,
+    notes: &mut Vec<Message>,
+    ready: &mut VecDeque<JobReply>,
+    outputs: &mut OutputQueue,
+) {
+    match next {
+        Outgoing::Ack(seq) => acks.push(seq),
+        Outgoing::Note(Message::Output(piece)) => outputs.push_piece(piece),
+        Outgoing::Note(message) => notes.push(message),
+        Outgoing::Reply(reply) => ready.extend(outputs.reply(reply)),
     }
 }
 

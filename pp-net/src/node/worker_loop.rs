@@ -81,8 +81,8 @@ impl JobQueue {
             .send(Outgoing::Reply(JobReply { job_id, outcome }));
     }
 
-    /// Passes what a job printed on to the client, ahead of the job's reply (the writer
-    /// sends a batch's notes before its results).
+    /// Passes a piece of what a job printed on to the client, ahead of the job's reply
+    /// (the session's writer keeps that order).
     fn output(&self, output: JobOutput) {
         let _ = self.replies.send(Outgoing::Note(Message::Output(output)));
     }

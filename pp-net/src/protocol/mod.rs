@@ -22,5 +22,5 @@ pub use job::{JobReply, JobRequest};
 pub use message::Message;
 pub use outcome::Outcome;
 pub(crate) use output::output_bound;
-pub use output::{JobOutput, OUTPUT_BOUND};
+pub use output::{JobOutput, OUTPUT_BOUND, OUTPUT_PIECE};
 pub(crate) use submit::{decode_submit, JobView};

@@ -23,7 +23,7 @@ use super::env::{LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
 use super::serve::{run_job, say_hello, Capture};
 use crate::channel::{ChannelConfig, NetError, Peer};
 use crate::protocol::pipe::WorkerError;
-use crate::protocol::{decode_submit, JobReply, Message};
+use crate::protocol::{decode_submit, JobOutput, JobReply, Message};
 use std::time::Duration;
 
 /// The lane's connection named by [`LANE_ENV`], which is removed; made close-on-exec so
@@ -236,7 +236,8 @@ fn serve_connection(
                         capture.start_job();
                     }
                     let outcome = run_job(job.task, job.fingerprint, job.args);
-                    printed.extend(capture.and_then(|capture| capture.end_job(job.job_id)));
+                    let output = capture.and_then(|capture| capture.end_job(job.job_id));
+                    printed.extend(output.into_iter().flat_map(JobOutput::into_pieces));
                     JobReply {
                         job_id: job.job_id,
                         outcome,

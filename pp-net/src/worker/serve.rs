@@ -8,7 +8,7 @@ use pp_runtime::registry::{registry, InvokeError};
 use crate::protocol::pipe::{
     read_frame_into, write_frame, ArgsArea, FromWorker, InputView, WorkerError, WorkerHello,
 };
-use crate::protocol::{JobReply, JobView, Outcome};
+use crate::protocol::{JobOutput, JobReply, JobView, Outcome};
 
 /// Serves jobs from `input` to `output` until `input` ends cleanly between frames.
 ///
@@ -123,10 +123,11 @@ pub(super) fn serve<R: Read, W: Write>(
             )),
             Ok(args) => run_job(job.task, job.fingerprint, args),
         };
-        if let Some(printed) = capture.and_then(|capture| capture.end_job(job.job_id)) {
+        let printed = capture.and_then(|capture| capture.end_job(job.job_id));
+        for piece in printed.map(JobOutput::into_pieces).unwrap_or_default() {
             // Within the frame limit by the capture's bound; were it not, the output alone
             // is lost, not the worker.
-            match write_frame(&mut output, &FromWorker::Output(printed), "output", limit) {
+            match write_frame(&mut output, &FromWorker::Output(piece), "output", limit) {
                 Err(WorkerError::TooLarge { .. }) => {}
                 other => other?,
             }
