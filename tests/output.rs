@@ -37,7 +37,7 @@ fn chatter(job: u32, lines: u32) -> u32 {
 /// Prints `bytes` bytes on standard output; returns this process's peak memory in KiB.
 #[pp::parallel]
 fn flood(bytes: u64) -> u64 {
-    let mut line = vec![b'f'; FLOOD_LINE];
+    let mut line = [b'f'; FLOOD_LINE];
     line[FLOOD_LINE - 1] = b'\n';
     let block: Vec<u8> = line.repeat((1 << 20) / FLOOD_LINE);
     let mut out = std::io::stdout().lock();
