@@ -137,12 +137,12 @@ fn write_output(node: &str, output: &JobOutput) {
     write_lines(&mut stderr, node, &output.stderr, &mut line);
     if output.dropped > 0 {
         // The bound, unless the node's message limit is below it (then it is a little less).
-        let _ = writeln!(
-            stderr.lock(),
-            "[{node}] pp: output cut after {} ({} bytes dropped)",
+        let cut = format!(
+            "[{node}] pp: output cut after {} ({} bytes dropped)\n",
             size(OUTPUT_BOUND),
             output.dropped
         );
+        let _ = stderr.write_line(cut.as_bytes());
     }
 }
 
@@ -171,15 +171,20 @@ trait LockStream {
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()>;
 }
 
+// A progress bar on the terminal (on standard error) is erased first, so that the line
+// starts at the left edge; the bar's next draw brings it back.
 impl LockStream for std::io::Stdout {
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        pp_runtime::erase_progress_line(&mut std::io::stderr().lock());
         self.lock().write_all(line)
     }
 }
 
 impl LockStream for std::io::Stderr {
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.lock().write_all(line)
+        let mut stderr = self.lock();
+        pp_runtime::erase_progress_line(&mut stderr);
+        stderr.write_all(line)
     }
 }
 
