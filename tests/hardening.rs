@@ -198,9 +198,11 @@ fn wrong_magic(node: &Node) {
 }
 
 fn wrong_protocol_version(node: &Node) {
-    let answer = block_on(send_raw(node.addr, &pp_net::preamble::encode(99)));
+    let ours = pp_net::PROTOCOL_VERSION;
+    let other = ours + 1;
+    let answer = block_on(send_raw(node.addr, &pp_net::preamble::encode(other)));
     // The node answers with its own version before hanging up, so that the client can name
-    // both versions in its error; this is the error a client of version 99 reports.
+    // both versions in its error; this is the error a client of the other version reports.
     let answer: [u8; 8] = answer.try_into().expect("the node's 8-byte preamble");
     assert_eq!(
         answer,
@@ -208,8 +210,7 @@ fn wrong_protocol_version(node: &Node) {
         "the node names its version"
     );
     let line = node.log.wait_for(&format!(
-        "speaks pp protocol version 99, this build speaks version {}",
-        pp_net::PROTOCOL_VERSION
+        "speaks pp protocol version {other}, this build speaks version {ours}"
     ));
     assert!(line.contains("handshake with 127.0.0.1:"), "{line}");
 }

@@ -147,6 +147,7 @@ where
 mod tests {
     use super::*;
     use crate::{JobReply, JobRequest, Message, Outcome};
+    use std::time::Duration;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
@@ -220,6 +221,7 @@ mod tests {
         let results = vec![JobReply {
             job_id: 9,
             outcome: Outcome::Ok(vec![4]),
+            run_time: Duration::from_micros(5),
         }];
         to_client
             .send(&Message::Results {

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::{bounded, connected, secret, tcp_pair, Tap, TapControl};
 use pp_net::{
@@ -49,18 +50,22 @@ fn every_message() -> Vec<Message> {
                 JobReply {
                     job_id: 0,
                     outcome: Outcome::Ok(vec![1, 2, 3]),
+                    run_time: Duration::from_micros(0),
                 },
                 JobReply {
                     job_id: 1,
                     outcome: Outcome::Panicked("index out of bounds".into()),
+                    run_time: Duration::from_micros(1),
                 },
                 JobReply {
                     job_id: 2,
                     outcome: Outcome::WorkerCrashed("signal 11".into()),
+                    run_time: Duration::from_micros(2),
                 },
                 JobReply {
                     job_id: 3,
                     outcome: Outcome::Failed("unknown task".into()),
+                    run_time: Duration::from_micros(3),
                 },
             ],
         },
@@ -168,6 +173,7 @@ async fn sixteen_mib_payload_round_trips() {
             results: vec![JobReply {
                 job_id: 9,
                 outcome: Outcome::Ok(payload),
+                run_time: Duration::from_micros(9),
             }],
         };
         let sending = tokio::spawn(async move {

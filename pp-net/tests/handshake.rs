@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{bounded, handshake, secret, tcp_pair, Tap, TapControl};
-use pp_net::preamble::{self, PREAMBLE_LEN};
+use pp_net::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
 use pp_net::{
     accept_server, client_handshake, connect_client, ChannelConfig, Message, NetError, Peer, Secret,
 };
@@ -116,23 +116,21 @@ async fn client_rejects_a_server_with_wrong_magic() {
 async fn server_reports_version_mismatch_naming_both_versions() {
     bounded(async {
         let (mut raw, server) = tcp_pair().await;
-        raw.write_all(&preamble::encode(3)).await.unwrap();
+        let other = PROTOCOL_VERSION + 1;
+        raw.write_all(&preamble::encode(other)).await.unwrap();
         let err = accept_server(server, secret(), ChannelConfig::default())
             .await
             .unwrap_err();
         assert!(
             matches!(
                 err,
-                NetError::VersionMismatch {
-                    ours: 2,
-                    theirs: 3,
-                    ..
-                }
+                NetError::VersionMismatch { ours, theirs, .. }
+                    if ours == PROTOCOL_VERSION && theirs == other
             ),
             "{err}"
         );
         // The server still told the client its own version before closing.
-        assert_eq!(read_to_close(&mut raw).await, preamble::encode(2));
+        assert_eq!(read_to_close(&mut raw).await, preamble::ours());
     })
     .await;
 }
@@ -146,7 +144,9 @@ async fn client_reports_version_mismatch_naming_both_versions() {
             let mut theirs = [0u8; PREAMBLE_LEN];
             raw.read_exact(&mut theirs).await.unwrap();
             assert_eq!(theirs, preamble::ours());
-            raw.write_all(&preamble::encode(3)).await.unwrap();
+            raw.write_all(&preamble::encode(PROTOCOL_VERSION + 1))
+                .await
+                .unwrap();
             raw
         };
         let (result, _raw) = tokio::join!(
@@ -156,7 +156,11 @@ async fn client_reports_version_mismatch_naming_both_versions() {
         let err = result.unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("peer {addr} speaks pp protocol version 3, this build speaks version 2")
+            format!(
+                "peer {addr} speaks pp protocol version {}, this build speaks version \
+                 {PROTOCOL_VERSION}",
+                PROTOCOL_VERSION + 1
+            )
         );
     })
     .await;

@@ -26,8 +26,13 @@ fn message() -> impl Strategy<Value = Message> {
             args,
         },
     );
-    let reply =
-        (any::<u64>(), outcome()).prop_map(|(job_id, outcome)| JobReply { job_id, outcome });
+    let reply = (any::<u64>(), outcome(), any::<u64>(), 0..1_000_000_000u32).prop_map(
+        |(job_id, outcome, secs, nanos)| JobReply {
+            job_id,
+            outcome,
+            run_time: std::time::Duration::new(secs, nanos),
+        },
+    );
     prop_oneof![
         (
             any::<[u8; 32]>(),

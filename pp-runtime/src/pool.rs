@@ -243,11 +243,12 @@ impl LocalPool {
         }
     }
 
+    /// Runs one job. It counts as running (in `counters`) only while its function runs,
+    /// which ends before its result is stored: a reader woken by the result never sees it
+    /// still running.
     fn run(&self, queue: &JobQueue, job: Box<dyn QueuedJob>) {
         let task = job.task_id();
-        queue.counters.running.fetch_add(1, Ordering::Relaxed);
         let completion = job.run(&self.counters);
-        queue.counters.running.fetch_sub(1, Ordering::Relaxed);
         queue.finished(completion, task);
     }
 }

@@ -15,10 +15,9 @@ use crate::job::Completion;
 use crate::outcome::Outcome;
 use crate::queued_job::QueuedJob;
 use crate::scope::{RemoteSide, Scope};
-use crate::stats::ExecutorCounters;
+use crate::stats::{ExecutorCounters, Tally};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A chunk job has one copy (it is never duplicated): each of its completions counts.
 const DONE: Completion = Completion::Stored {
@@ -108,12 +107,9 @@ impl QueuedJob for PortableChunkJob {
         }
     }
 
-    fn complete_remote(
-        self: Box<Self>,
-        outcome: Outcome,
-        counters: &ExecutorCounters,
-        elapsed: Duration,
-    ) -> Completion {
+    fn complete_remote(self: Box<Self>, outcome: Outcome, tally: Tally<'_>) -> Completion {
+        // A chunk job is completed once: this completion is kept.
+        tally.leave_flight();
         let Some(index) = self.index() else {
             return DONE;
         };
@@ -148,7 +144,7 @@ impl QueuedJob for PortableChunkJob {
         if let Some(message) = failure {
             self.scope.panicked(index, Box::new(message));
         }
-        counters.record(elapsed);
+        tally.record();
         self.scope.finish_one();
         DONE
     }

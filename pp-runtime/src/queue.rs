@@ -16,7 +16,7 @@ use crate::job::Completion;
 use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
 use crate::remote::remote_job::RemoteJob;
-use crate::stats::{ExecutorStats, NodeStatus, ServerCounters};
+use crate::stats::{ExecutorCounters, ExecutorStats, NodeStatus, ServerCounters};
 use crossbeam_deque::{Injector, Steal};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -165,7 +165,8 @@ impl JobQueue {
     }
 
     /// A job for a remote executor, with the nodes of its failed attempts; `None` once
-    /// shutting down.
+    /// shutting down. The job counts as in flight until a completion of it is kept, or it
+    /// comes back ([`JobQueue::requeue`]) or fails ([`JobQueue::fail_taken`]).
     pub(crate) fn take_for_remote(&self) -> Option<RemoteJob> {
         if self.is_shut_down() {
             return None;
@@ -173,8 +174,16 @@ impl JobQueue {
         let job = self
             .pop_retry()
             .or_else(|| steal(&self.shared).map(RemoteJob::first));
+        if job.is_some() {
+            self.counters.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
         self.took();
         job
+    }
+
+    /// Jobs running now: on the local workers, or in remote executors' hands.
+    pub(crate) fn active(&self, local: &ExecutorCounters) -> usize {
+        local.running() + self.counters.in_flight.load(Ordering::Acquire)
     }
 
     fn pop_retry(&self) -> Option<RemoteJob> {
@@ -213,7 +222,9 @@ impl JobQueue {
     }
 
     /// Fails a job taken by a remote executor without a result (its attempts are used up).
+    /// The caller made sure it is the job's only live copy: it leaves the jobs in flight.
     pub(crate) fn fail_taken(&self, job: Box<dyn QueuedJob>, error: JobError) {
+        self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Completion::Stored { .. } = job.fail(error) {
             self.pending.done();
         }
@@ -221,7 +232,9 @@ impl JobQueue {
 
     /// Puts a job given back by a remote executor at the front of the queue (behind other
     /// jobs given back); returns false if it was cancelled instead, the server shutting down.
+    /// The caller made sure it is the job's only live copy: it leaves the jobs in flight.
     pub(crate) fn requeue(&self, job: RemoteJob) -> bool {
+        self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
         if self.is_shut_down() {
             self.cancel(job.job);
             return false;
@@ -263,8 +276,8 @@ impl JobQueue {
             .collect()
     }
 
-    /// The shortest average job time among the remote executors' nodes, if any job
-    /// finished there.
+    /// The shortest average round trip (sending a job to its result) among the remote
+    /// executors' nodes, if any job finished there.
     pub(crate) fn fastest_remote_average(&self) -> Option<Duration> {
         let remote = self.remote.read().unwrap_or_else(|e| e.into_inner());
         remote

@@ -5,8 +5,7 @@ use crate::codec::CodecError;
 use crate::error::JobError;
 use crate::job::Completion;
 use crate::outcome::Outcome;
-use crate::stats::ExecutorCounters;
-use std::time::Duration;
+use crate::stats::{ExecutorCounters, Tally};
 
 /// A job waiting in the queue: run it, or fail it without running.
 ///
@@ -16,8 +15,8 @@ use std::time::Duration;
 pub(crate) trait QueuedJob: Send {
     /// The task's id, for errors and logs.
     fn task_id(&self) -> &'static str;
-    /// Runs the job on this thread, counts it in `counters` if its result is the one kept,
-    /// then completes it.
+    /// Runs the job on this thread (counted as running in `counters` while its function
+    /// runs), counts it in `counters` if its result is the one kept, then completes it.
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion;
     /// Completes the job with `error` without running it.
     fn fail(self: Box<Self>, error: JobError) -> Completion;
@@ -40,19 +39,18 @@ pub(crate) trait QueuedJob: Send {
         let _ = limit;
         self.encode_args().map(Some)
     }
-    /// Completes the job with what a remote executor reported, counted in `counters` if
-    /// its result is the one kept.
-    fn complete_remote(
-        self: Box<Self>,
-        _outcome: Outcome,
-        _counters: &ExecutorCounters,
-        _elapsed: Duration,
-    ) -> Completion {
+    /// Completes the job with what a remote executor reported, counted with `tally` if its
+    /// result is the one kept (before the result is visible).
+    fn complete_remote(self: Box<Self>, _outcome: Outcome, tally: Tally<'_>) -> Completion {
         let task = self.task_id().to_owned();
-        self.fail(JobError::Remote {
+        let completion = self.fail(JobError::Remote {
             task,
             message: "this job runs only in its own process".into(),
-        })
+        });
+        if let Completion::Stored { .. } = completion {
+            tally.leave_flight();
+        }
+        completion
     }
     /// A second copy of this job, to run on another node while this one straggles: both
     /// copies share one result slot, the first completion wins. `None` if the job cannot

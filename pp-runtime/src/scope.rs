@@ -16,7 +16,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Thread};
-use std::time::Instant;
 
 /// One chunk, type-erased: runs chunk `i` and says whether it "hit" (found what a search
 /// looks for), after which chunks above `i` that have not started are skipped.
@@ -126,18 +125,24 @@ impl Scope {
     /// Runs claimed chunk `index` here (or skips it), then counts it finished.
     pub(crate) fn run_index(&self, index: usize, stats: Option<&ExecutorCounters>) {
         if !self.skips(index) {
-            let start = Instant::now();
             // SAFETY: chunk `index` is claimed and not yet counted in `finished`, so the
             // caller of `Scope::new`, which owns the closure on its stack, has not returned:
             // it waits (even when unwinding) until `finished == chunks`.
             let body = unsafe { &*self.body };
-            match catch_unwind(AssertUnwindSafe(|| body(index))) {
+            let run = || catch_unwind(AssertUnwindSafe(|| body(index)));
+            // Counted as running while it runs, and done before `finish_one` below.
+            let ran = match stats {
+                Some(stats) => {
+                    let (ran, run_time) = stats.timed(run);
+                    stats.record(run_time);
+                    ran
+                }
+                None => run(),
+            };
+            match ran {
                 Ok(false) => {}
                 Ok(true) => self.hit(index),
                 Err(payload) => self.panicked(index, payload),
-            }
-            if let Some(stats) = stats {
-                stats.record(start.elapsed());
             }
         }
         self.finish_one();

@@ -357,7 +357,7 @@ impl Server {
         Stats {
             executors: queue.executor_stats(),
             elapsed: queue.created.elapsed(),
-            active_jobs: counters.running.load(Ordering::Relaxed),
+            active_jobs: queue.active(self.pool.counters()),
             queued_jobs: queue.queued(),
             ncpus: self.pool.ncpus(),
             cores: available_cores(),

@@ -5,25 +5,58 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::node_failure::{NodeConnection, NodeFailure};
 
+/// A count of jobs and the sum of their times.
+#[derive(Debug, Default)]
+struct TimeSum {
+    jobs: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl TimeSum {
+    fn add(&self, time: Duration) {
+        self.jobs.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn jobs(&self) -> u64 {
+        self.jobs.load(Ordering::Relaxed)
+    }
+
+    fn total(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+
+    /// The average time (zero before the first job).
+    fn average(&self) -> Duration {
+        match self.jobs() {
+            0 => Duration::ZERO,
+            jobs => Duration::from_nanos(self.nanos.load(Ordering::Relaxed) / jobs),
+        }
+    }
+}
+
 /// Jobs and job time of one place jobs run (the local pool or a node), updated as jobs
-/// finish: one row of the statistics.
+/// finish: one row of the statistics. The job time is the time each job ran (its function
+/// call, here or in a node's worker), not the time it waited in a queue or travelled.
 #[derive(Debug)]
 pub(crate) struct ExecutorCounters {
     name: String,
-    jobs: AtomicU64,
-    nanos: AtomicU64,
+    run: TimeSum,
+    /// Jobs running here now (the local pool only: see [`ExecutorCounters::timed`]).
+    running: AtomicUsize,
 }
 
 impl ExecutorCounters {
     pub(crate) fn new(name: &str) -> Self {
         ExecutorCounters {
             name: name.to_owned(),
-            jobs: AtomicU64::new(0),
-            nanos: AtomicU64::new(0),
+            run: TimeSum::default(),
+            running: AtomicUsize::new(0),
         }
     }
 
@@ -31,70 +64,143 @@ impl ExecutorCounters {
         &self.name
     }
 
-    pub(crate) fn record(&self, elapsed: Duration) {
-        self.jobs.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    /// Counts a finished job that ran for `run_time`.
+    pub(crate) fn record(&self, run_time: Duration) {
+        self.run.add(run_time);
+    }
+
+    /// Runs a job's function `run` (which must not unwind: callers catch panics inside it),
+    /// counted as running here meanwhile; returns its result and run time. The job stops
+    /// counting as running before the caller stores its result, so whoever sees the result
+    /// sees the job no longer running.
+    pub(crate) fn timed<T>(&self, run: impl FnOnce() -> T) -> (T, Duration) {
+        self.running.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let output = run();
+        let run_time = start.elapsed();
+        self.running.fetch_sub(1, Ordering::Release);
+        (output, run_time)
+    }
+
+    /// Jobs running here now.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
     }
 
     /// Average run time of the jobs counted so far (zero before the first).
     pub(crate) fn average(&self) -> Duration {
-        let jobs = self.jobs.load(Ordering::Relaxed);
-        if jobs == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(self.nanos.load(Ordering::Relaxed) / jobs)
+        self.run.average()
     }
 
     pub(crate) fn snapshot(&self) -> ExecutorStats {
         ExecutorStats {
             name: self.name.clone(),
-            jobs: self.jobs.load(Ordering::Relaxed),
-            job_time: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+            jobs: self.run.jobs(),
+            job_time: self.run.total(),
         }
+    }
+}
+
+/// What a completion of a job counts when its result is the one kept, before the result
+/// becomes visible (so that whoever sees the result also sees it in the statistics): the
+/// job's run time in its executor's row and, for a job a remote executor held, one job
+/// fewer in flight.
+#[derive(Clone, Copy)]
+pub(crate) struct Tally<'a> {
+    /// The executor's row.
+    pub(crate) row: &'a ExecutorCounters,
+    /// How long the job ran there.
+    pub(crate) run_time: Duration,
+    /// The server's count of jobs in remote executors' hands, for a remote completion.
+    pub(crate) in_flight: Option<&'a AtomicUsize>,
+}
+
+impl Tally<'_> {
+    /// Counts the kept completion of a job that ran: [`Tally::leave_flight`] and
+    /// [`Tally::record`].
+    pub(crate) fn count(&self) {
+        self.leave_flight();
+        self.record();
+    }
+
+    /// The job is no longer in a remote executor's hands (once per kept completion).
+    pub(crate) fn leave_flight(&self) {
+        if let Some(in_flight) = self.in_flight {
+            in_flight.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Counts the job's run time in the row.
+    pub(crate) fn record(&self) {
+        self.row.record(self.run_time);
     }
 }
 
 /// A row of the statistics for one remote executor (a node), which the cluster client
 /// keeps per node and passes to [`JobFeed::complete`](crate::remote::JobFeed::complete).
+///
+/// It keeps two times apart: the jobs' run times on the node's workers (the row of the
+/// statistics), and the round trips from sending a job to its result (what the cluster
+/// client's scheduling uses: it includes the transfer and the node's queue).
 #[derive(Clone)]
 pub struct ExecutorHandle {
-    counters: Arc<ExecutorCounters>,
+    row: Arc<NodeRow>,
+}
+
+/// What an [`ExecutorHandle`] shares.
+#[derive(Debug)]
+struct NodeRow {
+    counters: ExecutorCounters,
+    round_trips: TimeSum,
 }
 
 impl ExecutorHandle {
     /// A row named `name` (a node's `host:port`), with no job yet.
     pub fn new(name: &str) -> Self {
         ExecutorHandle {
-            counters: Arc::new(ExecutorCounters::new(name)),
+            row: Arc::new(NodeRow {
+                counters: ExecutorCounters::new(name),
+                round_trips: TimeSum::default(),
+            }),
         }
     }
 
     /// The executor's name (a node's `host:port`).
     pub fn name(&self) -> &str {
-        self.counters.name()
+        self.row.counters.name()
     }
 
     /// The row as [`Server::stats`](crate::Server::stats) shows it.
     pub fn stats(&self) -> ExecutorStats {
-        self.counters.snapshot()
+        self.row.counters.snapshot()
     }
 
-    /// Average time of the jobs counted so far, from sending to result (zero before the
+    /// Average run time on the node's workers of the jobs counted so far (zero before the
     /// first).
     pub fn average(&self) -> Duration {
-        self.counters.average()
+        self.row.counters.average()
+    }
+
+    /// Counts one job's round trip: from sending it to its result.
+    pub fn record_round_trip(&self, round_trip: Duration) {
+        self.row.round_trips.add(round_trip);
+    }
+
+    /// Average round trip of the jobs counted by [`record_round_trip`](Self::record_round_trip)
+    /// so far (zero before the first).
+    pub fn round_trip_average(&self) -> Duration {
+        self.row.round_trips.average()
     }
 
     pub(crate) fn counters(&self) -> &ExecutorCounters {
-        &self.counters
+        &self.row.counters
     }
 }
 
 impl fmt::Debug for ExecutorHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecutorHandle")
-            .field("name", &self.counters.name())
+            .field("name", &self.name())
             .finish()
     }
 }
@@ -102,7 +208,11 @@ impl fmt::Debug for ExecutorHandle {
 /// Server-wide counters, beside the per-executor rows.
 #[derive(Debug, Default)]
 pub(crate) struct ServerCounters {
-    pub(crate) running: AtomicUsize,
+    /// Jobs taken by remote executors whose result is not stored yet (a job and its
+    /// straggler's copy count once): counted by the queue when it hands a job out, and
+    /// no longer when a completion of the job is kept, or the job goes back to the queue
+    /// or fails there.
+    pub(crate) in_flight: AtomicUsize,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) rescheduled: AtomicU64,
@@ -116,7 +226,9 @@ pub struct ExecutorStats {
     pub name: String,
     /// Jobs finished there.
     pub jobs: u64,
-    /// Sum of the jobs' run times there.
+    /// Sum of the jobs' run times there: the time each job's function ran (on a local
+    /// worker, or on the node's worker as the node reports it), not the time it waited in
+    /// a queue or travelled.
     pub job_time: Duration,
 }
 
@@ -128,7 +240,8 @@ pub struct Stats {
     pub executors: Vec<ExecutorStats>,
     /// Time since the server was created.
     pub elapsed: Duration,
-    /// Jobs running now.
+    /// Jobs running now: on a local worker, or sent to a node and not answered yet. A job
+    /// whose result was read no longer counts.
     pub active_jobs: usize,
     /// Jobs waiting in the queue now.
     pub queued_jobs: usize,

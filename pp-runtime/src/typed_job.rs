@@ -7,12 +7,11 @@ use crate::job::{Callback, Completion, JobState};
 use crate::outcome::Outcome;
 use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
-use crate::stats::ExecutorCounters;
+use crate::stats::{ExecutorCounters, Tally};
 use crate::task::{Task, TaskFn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 /// A typed job: the function is called directly by a local worker, or its arguments are
 /// encoded for a node (see [`crate::remote`]).
@@ -79,21 +78,21 @@ impl<F: TaskFn> TypedJob<F> {
         }
     }
 
-    /// Completes the job with `result` if no other copy did: counts it in `counters` with
-    /// `elapsed` first (so whoever sees the result also sees it in the stats), then takes
-    /// the callback and group from `take`, stores the result and counts the group done.
-    /// Only the completion that stores the result counts anything.
+    /// Completes the job with `result` if no other copy did: counts it with `tally` first
+    /// (so whoever sees the result also sees it in the stats), then takes the callback and
+    /// group from `take`, stores the result and counts the group done. Only the completion
+    /// that stores the result counts anything.
     fn finish(
         state: &JobState<F::Output>,
         result: Result<F::Output, JobError>,
-        counted: Option<(&ExecutorCounters, Duration)>,
+        tally: Option<Tally<'_>>,
         take: impl FnOnce() -> (Option<Callback<F::Output>>, Option<Arc<Pending>>),
     ) -> Completion {
         if !state.claim() {
             return Completion::Duplicate;
         }
-        if let Some((counters, elapsed)) = counted {
-            counters.record(elapsed);
+        if let Some(tally) = tally {
+            tally.count();
         }
         let (callback, group) = take();
         let callback_panic = state.store(result, callback);
@@ -104,32 +103,39 @@ impl<F: TaskFn> TypedJob<F> {
     }
 
     /// Completes the job without running it here (a remote result, or an error).
-    fn complete(
-        self,
-        result: Result<F::Output, JobError>,
-        counted: Option<(&ExecutorCounters, Duration)>,
-    ) -> Completion {
+    fn complete(self, result: Result<F::Output, JobError>, tally: Option<Tally<'_>>) -> Completion {
         let TypedJob { state, body, .. } = self;
         match body {
             Body::Owned {
                 callback, group, ..
-            } => Self::finish(&state, result, counted, || (callback, group)),
+            } => Self::finish(&state, result, tally, || (callback, group)),
             Body::Shared(shared) => {
-                Self::finish(&state, result, counted, || shared.take_for_completion())
+                Self::finish(&state, result, tally, || shared.take_for_completion())
             }
         }
     }
 
-    fn call(task: Task<F>, args: F::Args) -> (Result<F::Output, JobError>, Duration) {
-        let start = Instant::now();
-        let result =
+    /// Calls the function, counted as running in `counters` meanwhile; returns its result
+    /// and the tally of a local run: its run time is the call's, nothing else.
+    fn call(
+        task: Task<F>,
+        args: F::Args,
+        counters: &ExecutorCounters,
+    ) -> (Result<F::Output, JobError>, Tally<'_>) {
+        let (result, run_time) = counters.timed(|| {
             catch_unwind(AssertUnwindSafe(move || task.function().call(args))).map_err(|payload| {
                 JobError::Panicked {
                     task: task.id().to_owned(),
                     message: panic_message(payload.as_ref()),
                 }
-            });
-        (result, start.elapsed())
+            })
+        });
+        let tally = Tally {
+            row: counters,
+            run_time,
+            in_flight: None,
+        };
+        (result, tally)
     }
 }
 
@@ -166,12 +172,7 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
         }
     }
 
-    fn complete_remote(
-        self: Box<Self>,
-        outcome: Outcome,
-        counters: &ExecutorCounters,
-        elapsed: Duration,
-    ) -> Completion {
+    fn complete_remote(self: Box<Self>, outcome: Outcome, tally: Tally<'_>) -> Completion {
         let task_id = || self.task.id().to_owned();
         let result = match outcome {
             Outcome::Ok(bytes) => {
@@ -193,7 +194,7 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
                 message,
             }),
         };
-        self.complete(result, Some((counters, elapsed)))
+        self.complete(result, Some(tally))
     }
 
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
@@ -204,10 +205,8 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
                 callback,
                 group,
             } => {
-                let (result, elapsed) = Self::call(task, args);
-                Self::finish(&state, result, Some((counters, elapsed)), || {
-                    (callback, group)
-                })
+                let (result, tally) = Self::call(task, args, counters);
+                Self::finish(&state, result, Some(tally), || (callback, group))
             }
             Body::Shared(shared) => {
                 if state.is_claimed() {
@@ -218,10 +217,8 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
                     // this is not expected; that copy completes the job.
                     return Completion::Duplicate;
                 };
-                let (result, elapsed) = Self::call(task, args);
-                Self::finish(&state, result, Some((counters, elapsed)), || {
-                    shared.take_for_completion()
-                })
+                let (result, tally) = Self::call(task, args, counters);
+                Self::finish(&state, result, Some(tally), || shared.take_for_completion())
             }
         }
     }

@@ -175,7 +175,7 @@ impl Executor for Cluster {
         self.nodes.with(|nodes| {
             nodes
                 .iter()
-                .map(|n| n.executor.average())
+                .map(|n| n.executor.round_trip_average())
                 .filter(|d| !d.is_zero())
                 .min()
         })

@@ -94,6 +94,7 @@ mod tests {
         JobReply {
             job_id,
             outcome: Outcome::Ok(Vec::new()),
+            run_time: std::time::Duration::ZERO,
         }
     }
 

@@ -74,11 +74,14 @@ impl JobQueue {
         }
     }
 
-    fn reply(&self, job_id: u64, outcome: Outcome) {
+    /// Passes a job's reply on; `run_time` is how long it ran in its worker.
+    fn reply(&self, job_id: u64, outcome: Outcome, run_time: Duration) {
         // A closed channel means the session is ending; the reply has nowhere to go.
-        let _ = self
-            .replies
-            .send(Outgoing::Reply(JobReply { job_id, outcome }));
+        let _ = self.replies.send(Outgoing::Reply(JobReply {
+            job_id,
+            outcome,
+            run_time,
+        }));
     }
 
     /// Passes a piece of what a job printed on to the client, ahead of the job's reply
@@ -182,6 +185,7 @@ pub(crate) async fn worker_loop(
                                 Outcome::WorkerCrashed(format!(
                                     "no worker could run the job on this node: {reason}"
                                 )),
+                                Duration::ZERO,
                             );
                         }
                         continue;
@@ -305,6 +309,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
                         Err(error) => work.reply(
                             request.job_id,
                             Outcome::Failed(format!("cannot pass the job to a worker: {error}")),
+                            Duration::ZERO,
                         ),
                     }
                 }
@@ -313,8 +318,15 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
             bodies.clear();
         }
     };
+    // When the worker last answered: it could start its next job from then on. (A lock,
+    // as for `held`: the future must be `Send`; it is never contended.)
+    let last_reply = std::sync::Mutex::new(Instant::now());
+    let last_reply = || {
+        last_reply
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let read = async {
-        let mut last = Instant::now();
         loop {
             let reply = match replies.read().await {
                 Ok(FromWorker::Reply(reply)) => reply,
@@ -346,10 +358,10 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
             let now = Instant::now();
             // A job's service time runs from when the worker could start it: after the
             // previous reply, or when it was written, whichever came later.
+            let last = std::mem::replace(&mut *last_reply(), now);
             work.record(now - written.map_or(last, |written| written.max(last)));
-            last = now;
             NodeCounters::bump(&work.counters.jobs_run);
-            work.reply(reply.job_id, reply.outcome);
+            work.reply(reply.job_id, reply.outcome, reply.run_time);
         }
     };
     let error: WorkerError = tokio::select! {
@@ -359,36 +371,42 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
         },
         error = read => error,
     };
-    let held: Vec<QueuedJob> = lock().drain(..).map(|held| held.request).collect();
-    crashed(worker, work, held, error).await;
+    let held: Vec<Held> = lock().drain(..).collect();
+    // The job the worker was running: from when it could start it to now.
+    let ran = held.first().map_or(Duration::ZERO, |running| {
+        running.written.max(*last_reply()).elapsed()
+    });
+    let held = held.into_iter().map(|held| held.request).collect();
+    crashed(worker, work, held, ran, error).await;
     Fed::Crashed
 }
 
-/// Reports a dead worker: the oldest job it held failed with `WorkerCrashed`, the others
-/// never started and go back to the front of the queue.
+/// Reports a dead worker: the oldest job it held (which ran for `ran`) failed with
+/// `WorkerCrashed`, the others never started and go back to the front of the queue. A
+/// worker that held no job is reported as idle.
 async fn crashed(
     worker: &mut WorkerProcess,
     work: &JobQueue,
     held: Vec<QueuedJob>,
+    ran: Duration,
     error: WorkerError,
 ) {
     let pid = worker.pid();
     let how = worker.exit_report().await;
     let mut held = held.into_iter();
     let running = held.next();
-    let task = running.as_ref().map_or("?", |job| job.task.as_str());
-    let mut report = format!("worker pid {pid} {how} while running task `{task}`");
+    let mut report = match &running {
+        Some(job) => format!("worker pid {pid} {how} while running task `{}`", job.task),
+        None => format!("an idle worker (pid {pid}, holding no job) {how}"),
+    };
     // A closed pipe is what a dead worker looks like; anything else is worth saying.
     if !matches!(error, WorkerError::Truncated { .. }) {
         report.push_str(&format!(" ({error})"));
     }
     NodeCounters::bump(&work.counters.worker_crashes);
-    match running {
-        Some(job) => {
-            pp_runtime::warn!(job_id = job.job_id, "{report}; starting a new worker");
-            work.reply(job.job_id, Outcome::WorkerCrashed(report));
-        }
-        None => pp_runtime::warn!("{report} (it held no job); starting a new worker"),
+    pp_runtime::warn!("{report}; starting a new worker");
+    if let Some(job) = running {
+        work.reply(job.job_id, Outcome::WorkerCrashed(report), ran);
     }
     work.give_back(held.collect());
 }

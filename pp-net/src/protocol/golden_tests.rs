@@ -1,6 +1,8 @@
 //! The wire format of every message, pinned byte by byte, and the hand-written `Submit`
 //! encoding (in parts, decoded in place) checked against the codec's.
 
+use std::time::Duration;
+
 use pp_runtime::codec::{decode, encode};
 
 use super::submit::{decode_submit, SubmitEncoding};
@@ -153,10 +155,12 @@ fn golden_results() {
             JobReply {
                 job_id: 2,
                 outcome: Outcome::Ok(vec![9]),
+                run_time: Duration::new(1, 2),
             },
             JobReply {
                 job_id: 3,
                 outcome: Outcome::Panicked("x".into()),
+                run_time: Duration::from_nanos(0x0304),
             },
         ],
     };
@@ -167,9 +171,13 @@ fn golden_results() {
         2, 0, 0, 0, 0, 0, 0, 0,             // job_id
         0, 0, 0, 0,                         // Outcome::Ok
         1, 0, 0, 0, 0, 0, 0, 0, 9,          // bytes
+        1, 0, 0, 0, 0, 0, 0, 0,             // run_time: seconds
+        2, 0, 0, 0,                         // run_time: nanoseconds
         3, 0, 0, 0, 0, 0, 0, 0,             // job_id
         1, 0, 0, 0,                         // Outcome::Panicked
         1, 0, 0, 0, 0, 0, 0, 0, b'x',       // message
+        0, 0, 0, 0, 0, 0, 0, 0,             // run_time: seconds
+        4, 3, 0, 0,                         // run_time: nanoseconds
     ];
     golden(&message, &bytes);
 }

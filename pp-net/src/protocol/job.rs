@@ -1,6 +1,8 @@
 //! The job records a `Submit` and a `Results` carry: a job sent to a node and its reply,
 //! and how large a reply is when batching them under the message limit.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::outcome::Outcome;
@@ -26,6 +28,11 @@ pub struct JobReply {
     pub job_id: u64,
     /// What happened.
     pub outcome: Outcome,
+    /// How long the job ran in its worker (the task's call, measured by the worker): what
+    /// the client's statistics count as the job's time. Zero when the job never ran (its
+    /// arguments could not be read); for a worker that died, the time from when it could
+    /// start the job to its death, as the node saw it.
+    pub run_time: Duration,
 }
 
 /// Room left in a `Results` message for everything but the payloads.
@@ -39,5 +46,6 @@ pub(crate) fn reply_size(reply: &JobReply) -> u64 {
             text.len()
         }
     };
-    payload as u64 + 32
+    // job_id, the outcome's tag and length, the run time (12 bytes), and some slack.
+    payload as u64 + 48
 }

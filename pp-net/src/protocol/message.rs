@@ -1,4 +1,5 @@
-//! The vocabulary of protocol version 3 (3: `ClientHello::forward_output` and `Output`): every message a client and a node exchange.
+//! The vocabulary of protocol version 3 (3: `ClientHello::forward_output`, `Output`, and
+//! `JobReply::run_time`): every message a client and a node exchange.
 //!
 //! Messages are encoded by `pp_runtime::codec` (bincode 1, fixed-width little-endian): an
 //! enum is a `u32` variant index followed by its fields in order, a `String` or byte vector

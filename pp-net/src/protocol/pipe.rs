@@ -38,7 +38,8 @@ use super::submit::{JobHead, JobView};
 /// Version of the pipe protocol between a node and its workers (2: jobs are tagged, and a
 /// job's arguments may wait in a shared area; 3: a worker answers with the protocol's
 /// [`JobReply`], whose [`Outcome`] is the one outcome type of worker, node and client;
-/// 4: a worker's frames are [`FromWorker`], a job's output before its reply).
+/// 4: a worker's frames are [`FromWorker`], a job's output before its reply, and the reply
+/// carries the job's run time, measured by the worker).
 pub const WORKER_PROTOCOL: u16 = 4;
 
 /// Default frame limit of the pipe protocol: 64 MiB.

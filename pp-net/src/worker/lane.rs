@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use super::blocking::{Blocking, Deadline};
 use super::env::{LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
-use super::serve::{run_job, say_hello, Capture};
+use super::serve::{run_job_timed, say_hello, Capture};
 use crate::channel::{ChannelConfig, NetError, Peer};
 use crate::protocol::pipe::WorkerError;
 use crate::protocol::{decode_submit, JobOutput, JobReply, Message};
@@ -235,12 +235,13 @@ fn serve_connection(
                     if let Some(capture) = capture {
                         capture.start_job();
                     }
-                    let outcome = run_job(job.task, job.fingerprint, job.args);
+                    let (outcome, run_time) = run_job_timed(job.task, job.fingerprint, job.args);
                     let output = capture.and_then(|capture| capture.end_job(job.job_id));
                     printed.extend(output.into_iter().flat_map(JobOutput::into_pieces));
                     JobReply {
                         job_id: job.job_id,
                         outcome,
+                        run_time,
                     }
                 })
                 .collect();

@@ -1,6 +1,7 @@
 //! The worker's loop: answers the jobs that come on its input pipe, one at a time, in order.
 
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::time::{Duration, Instant};
 
 use pp_runtime::codec;
 use pp_runtime::registry::{registry, InvokeError};
@@ -116,12 +117,15 @@ pub(super) fn serve<R: Read, W: Write>(
         if let Some(capture) = capture {
             capture.start_job();
         }
-        let outcome = match args {
-            Err(why) => Outcome::Failed(format!(
-                "cannot read the arguments of task `{}`: {why}",
-                job.task
-            )),
-            Ok(args) => run_job(job.task, job.fingerprint, args),
+        let (outcome, run_time) = match args {
+            Err(why) => (
+                Outcome::Failed(format!(
+                    "cannot read the arguments of task `{}`: {why}",
+                    job.task
+                )),
+                Duration::ZERO,
+            ),
+            Ok(args) => run_job_timed(job.task, job.fingerprint, args),
         };
         let printed = capture.and_then(|capture| capture.end_job(job.job_id));
         for piece in printed.map(JobOutput::into_pieces).unwrap_or_default() {
@@ -135,6 +139,7 @@ pub(super) fn serve<R: Read, W: Write>(
         let reply = FromWorker::Reply(JobReply {
             job_id: job.job_id,
             outcome,
+            run_time,
         });
         match write_frame(&mut output, &reply, "reply", limit) {
             Err(WorkerError::TooLarge { len, limit, .. }) => {
@@ -145,6 +150,7 @@ pub(super) fn serve<R: Read, W: Write>(
                          node's limit of {limit} bytes",
                         job.task
                     )),
+                    run_time,
                 });
                 write_frame(&mut output, &reply, "reply", limit)?;
             }
@@ -178,6 +184,14 @@ pub fn run_job(task: &str, fingerprint: u64, args: &[u8]) -> Outcome {
         Err(InvokeError::Panicked(message)) => Outcome::Panicked(message),
         Err(other) => Outcome::Failed(other.to_string()),
     }
+}
+
+/// [`run_job`], timed: the outcome and how long the job ran here, which the reply carries
+/// so that the client's statistics count the job's run time, not its round trip.
+pub(super) fn run_job_timed(task: &str, fingerprint: u64, args: &[u8]) -> (Outcome, Duration) {
+    let start = Instant::now();
+    let outcome = run_job(task, fingerprint, args);
+    (outcome, start.elapsed())
 }
 
 /// A job frame buffer up to this size is kept for the next job. A larger one is kept only

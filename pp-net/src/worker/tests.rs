@@ -6,6 +6,7 @@ use pp_runtime::codec;
 use pp_runtime::registry::registry;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::Duration;
 
 fn golden<T>(value: &T, bytes: &[u8])
 where
@@ -111,22 +112,26 @@ fn a_job_head_and_its_arguments_are_a_worker_job() {
 #[test]
 fn golden_replies() {
     #[rustfmt::skip]
-    golden(&JobReply { job_id: 1, outcome: Outcome::Ok(vec![9]) }, &[
+    golden(&JobReply { job_id: 1, outcome: Outcome::Ok(vec![9]), run_time: Duration::new(2, 5) }, &[
         1, 0, 0, 0, 0, 0, 0, 0,         // job_id
         0, 0, 0, 0,                     // Ok
         1, 0, 0, 0, 0, 0, 0, 0, 9,
+        2, 0, 0, 0, 0, 0, 0, 0,         // run_time (worker protocol 4): seconds
+        5, 0, 0, 0,                     // and nanoseconds
     ]);
     #[rustfmt::skip]
-    golden(&JobReply { job_id: 2, outcome: Outcome::Panicked("p".into()) }, &[
+    golden(&JobReply { job_id: 2, outcome: Outcome::Panicked("p".into()), run_time: Duration::ZERO }, &[
         2, 0, 0, 0, 0, 0, 0, 0,
         1, 0, 0, 0,                     // Panicked
         1, 0, 0, 0, 0, 0, 0, 0, b'p',
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
     #[rustfmt::skip]
-    golden(&JobReply { job_id: 3, outcome: Outcome::Failed("f".into()) }, &[
+    golden(&JobReply { job_id: 3, outcome: Outcome::Failed("f".into()), run_time: Duration::ZERO }, &[
         3, 0, 0, 0, 0, 0, 0, 0,
         3, 0, 0, 0,                     // Failed (worker protocol 3: after WorkerCrashed)
         1, 0, 0, 0, 0, 0, 0, 0, b'f',
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
 }
 
@@ -135,6 +140,7 @@ fn golden_frames_from_a_worker() {
     let reply = FromWorker::Reply(JobReply {
         job_id: 1,
         outcome: Outcome::Ok(vec![9]),
+        run_time: Duration::new(2, 5),
     });
     #[rustfmt::skip]
     golden(&reply, &[
@@ -142,6 +148,8 @@ fn golden_frames_from_a_worker() {
         1, 0, 0, 0, 0, 0, 0, 0,         // job_id
         0, 0, 0, 0,                     // Ok
         1, 0, 0, 0, 0, 0, 0, 0, 9,
+        2, 0, 0, 0, 0, 0, 0, 0,         // run_time: seconds
+        5, 0, 0, 0,                     // and nanoseconds
     ]);
     let output = FromWorker::Output(JobOutput {
         job_id: 1,

@@ -18,7 +18,7 @@ use crate::outcome::Outcome;
 use crate::pool::LocalPool;
 use crate::queue::JobQueue;
 use crate::queued_job::QueuedJob;
-use crate::stats::ExecutorHandle;
+use crate::stats::{ExecutorHandle, Tally};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -58,7 +58,11 @@ impl JobFeed {
         self.queue.upgrade()?.take_for_remote()
     }
 
-    /// Completes `job` with what `executor` reported; `elapsed` is the job's run time there.
+    /// Completes `job` with what `executor` reported; `run_time` is how long the job ran on
+    /// the node's worker, as the node reported it (zero when unknown: a job that never
+    /// reached a worker). This is what the statistics count as the job's time, not the round
+    /// trip, which the executor counts itself
+    /// ([`ExecutorHandle::record_round_trip`]).
     ///
     /// A [`Outcome::WorkerCrashed`] counts as a failed attempt: below the attempt
     /// limit the job is rescheduled (as by [`lost`](JobFeed::lost)) and nothing completes;
@@ -70,7 +74,7 @@ impl JobFeed {
         mut job: RemoteJob,
         executor: &ExecutorHandle,
         outcome: Outcome,
-        elapsed: Duration,
+        run_time: Duration,
     ) {
         let outcome = match outcome {
             Outcome::WorkerCrashed(message) => {
@@ -93,10 +97,14 @@ impl JobFeed {
             other => other,
         };
         let job_task = job.task_id();
-        let completion = job
-            .job
-            .complete_remote(outcome, executor.counters(), elapsed);
-        match self.queue.upgrade() {
+        let queue = self.queue.upgrade();
+        let tally = Tally {
+            row: executor.counters(),
+            run_time,
+            in_flight: queue.as_ref().map(|queue| &queue.counters.in_flight),
+        };
+        let completion = job.job.complete_remote(outcome, tally);
+        match queue {
             Some(queue) => queue.finished(completion, job_task),
             None => crate::debug!("a remote result arrived after its server was dropped"),
         }

@@ -108,6 +108,7 @@ pub(crate) async fn serve_jobs(
                 }
                 // The first copy still runs: this one is dropped.
                 Err(_) if copy => ctx.feed.requeue(job),
+                // It never ran: no run time.
                 Err(e) => ctx.feed.complete(
                     job,
                     &node.executor,
@@ -160,10 +161,11 @@ pub(crate) async fn serve_jobs(
                     Ok(Message::LaneEnded { lane: number, crashed, reason }) => {
                         let held = lane.ended(number, &shared);
                         let entry = held.and_then(|id| flights::lock(in_flight).remove(&id));
-                        if let Some((job, sent)) = entry {
+                        if let Some((job, _)) = entry {
                             if crashed {
                                 let report = format!("{reason} while running task `{}`", job.task_id());
-                                ctx.feed.complete(job, &node.executor, Outcome::WorkerCrashed(report), sent.elapsed());
+                                // The node does not say how long the lane's worker ran it.
+                                ctx.feed.complete(job, &node.executor, Outcome::WorkerCrashed(report), Duration::ZERO);
                             } else {
                                 pp_runtime::warn!(node = %node.name, "the lane holding a job closed: {reason}");
                                 ctx.feed.lost(job, &node.executor);
@@ -193,8 +195,10 @@ pub(crate) async fn serve_jobs(
     }
 }
 
-/// Completes the job in flight that `reply` answers; a reply for a job no longer in flight
-/// (a straggler's copy that lost) is dropped.
+/// Completes the job in flight that `reply` answers, counted with the run time the node
+/// reported; the round trip (sent to result) feeds the scheduling: the window, the
+/// stragglers' threshold and the node's round-trip average. A reply for a job no longer in
+/// flight (a straggler's copy that lost) is dropped.
 fn settle(
     node: &NodeState,
     ctx: &ClientContext,
@@ -211,8 +215,9 @@ fn settle(
             let depth = flights::lock(in_flight).len() + 1;
             window.observe(latency, depth);
             ctx.flights.observe(latency);
+            node.executor.record_round_trip(latency);
             ctx.feed
-                .complete(job, &node.executor, reply.outcome, latency);
+                .complete(job, &node.executor, reply.outcome, reply.run_time);
         }
         None => pp_runtime::debug!(
             node = %node.name,
