@@ -92,7 +92,10 @@ fn a_lane_whose_peer_trickles_its_handshake_ends_within_the_handshake_timeout() 
         };
         eprintln!("the trickled lane was closed {closed_after:?} after the worker's preamble");
         let (crashed, reason) = expect_lane_ended(&mut client, lane).await;
-        assert!(crashed, "a handshake that failed is a failure: {reason}");
+        assert!(
+            !crashed,
+            "a handshake its client did not finish is no worker crash: {reason}"
+        );
         let line = node.log.wait_for("lane handshake");
         assert!(line.contains("within 1s"), "{line}");
         // The session goes on.

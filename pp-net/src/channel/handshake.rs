@@ -271,11 +271,13 @@ where
     let confirmed = match reader.recv_limited(CONFIRM.len() as u32).await {
         Ok(()) => reader.last_plaintext() == CONFIRM,
         Err(NetError::FrameRejected { .. } | NetError::FrameTooLarge { .. }) => false,
+        // Not an authentication failure: nothing was decided. A client that went away
+        // mid-handshake (killed, say) looks the same as a replayed first message.
         Err(NetError::Disconnected { .. } | NetError::Truncated { .. }) => {
-            return Err(NetError::AuthenticationFailed {
+            return Err(NetError::Truncated {
                 peer,
-                reason: "the client hung up instead of confirming the session \
-                         (a replayed handshake, or a client that gave up)",
+                during: "the handshake, before confirming the session (a client that went \
+                         away, or a replayed handshake)",
             })
         }
         Err(other) => return Err(other),

@@ -14,8 +14,11 @@
 //! The lane worker lives as long as the client keeps the lane open, and no longer than its
 //! session: when the session ends or the node stops, it is killed. When it ends, the
 //! session's client gets [`Message::LaneEnded`], so that a job it held fails as a crash
-//! would on the session's workers. The node counts its crash, and its jobs from a count the
-//! worker keeps in shared memory (`SharedCounter`): no wake-up of the node per job.
+//! would on the session's workers. The node counts its jobs from a count the worker keeps
+//! in shared memory (`SharedCounter`): no wake-up of the node per job. How it ended, its
+//! exit status says ([`LaneExit`]): the node counts a crash only when the worker failed
+//! or died, an authentication failure only when the lane's handshake did not authenticate,
+//! and a handshake its client did not complete as an incomplete handshake.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ use super::process::{WorkerProcess, WorkerSpec};
 use super::stats::NodeCounters;
 use crate::area::SharedCounter;
 use crate::lane::{lane_id, new_key, LaneId};
+use crate::protocol::pipe::LaneExit;
 use crate::Message;
 
 /// Every open lane offer of the node, by lane id.
@@ -298,14 +302,50 @@ pub(crate) async fn serve_lane(
         link.counters.lane_closed(&count);
         return;
     }
-    let (clean, how) = worker.ended().await;
+    let (status, how) = worker.ended().await;
     link.counters.lane_closed(&count);
-    let reason = format!("lane worker pid {pid} {how}");
-    if clean {
-        pp_runtime::info!("lane {lane} of client {addr} closed");
-    } else {
-        NodeCounters::bump(&link.counters.worker_crashes);
-        pp_runtime::warn!("lane {lane} of client {addr}: {reason}");
+    // Killed by a signal, or not waited for: a failure.
+    let exit = status.map_or(LaneExit::Failed, LaneExit::from_status);
+    let reason = lane_end_reason(exit, pid, &how);
+    let counters = &link.counters;
+    match exit {
+        LaneExit::Closed => pp_runtime::info!("lane {lane} of client {addr} closed"),
+        LaneExit::ClientGone => pp_runtime::info!("lane {lane} of client {addr}: {reason}"),
+        LaneExit::HandshakeIncomplete => {
+            NodeCounters::bump(&counters.incomplete_handshakes);
+            failures.failed(
+                addr.ip(),
+                format_args!("lane {lane} of client {addr}: {reason}"),
+            );
+        }
+        LaneExit::WrongKey => {
+            NodeCounters::bump(&counters.auth_failures);
+            let line = format_args!("authentication failed on lane {lane} from {addr}: {reason}");
+            failures.failed(addr.ip(), line);
+        }
+        LaneExit::Failed => {
+            NodeCounters::bump(&counters.worker_crashes);
+            pp_runtime::warn!("lane {lane} of client {addr}: {reason}");
+        }
     }
-    hold.ended(!clean, reason);
+    hold.ended(exit == LaneExit::Failed, reason);
+}
+
+/// What the client and the log are told when lane worker `pid` ended with `exit`; `how` is
+/// how the process ended ("exited with status 1", "was killed by signal 9 (SIGKILL)").
+fn lane_end_reason(exit: LaneExit, pid: u32, how: &str) -> String {
+    match exit {
+        LaneExit::Closed | LaneExit::Failed => format!("lane worker pid {pid} {how}"),
+        LaneExit::HandshakeIncomplete => format!(
+            "the client did not complete the lane's handshake (it went away or stalled); lane \
+             worker pid {pid} ended"
+        ),
+        LaneExit::WrongKey => format!(
+            "the client's lane handshake did not authenticate with the lane's key; lane worker \
+             pid {pid} ended"
+        ),
+        LaneExit::ClientGone => format!(
+            "the client went away or broke the lane's protocol; lane worker pid {pid} ended"
+        ),
+    }
 }

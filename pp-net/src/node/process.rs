@@ -197,14 +197,15 @@ impl WorkerProcess {
         self.ended().await.1
     }
 
-    /// As [`Self::exit_report`], with whether the process ended by itself with status 0.
-    pub(crate) async fn ended(&mut self) -> (bool, String) {
+    /// As [`Self::exit_report`], with the status the process exited with: `None` when it
+    /// was killed by a signal, could not be waited for, or was killed for not exiting.
+    pub(crate) async fn ended(&mut self) -> (Option<i32>, String) {
         match tokio::time::timeout(EXIT_GRACE, self.child.wait()).await {
-            Ok(Ok(status)) => (status.success(), describe(status)),
-            Ok(Err(error)) => (false, format!("could not be waited for ({error})")),
+            Ok(Ok(status)) => (status.code(), describe(status)),
+            Ok(Err(error)) => (None, format!("could not be waited for ({error})")),
             Err(_) => {
                 self.stop().await;
-                (false, "stopped answering and was killed".to_owned())
+                (None, "stopped answering and was killed".to_owned())
             }
         }
     }

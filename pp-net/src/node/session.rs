@@ -116,6 +116,9 @@ pub(crate) async fn serve_connection(
             return;
         }
         Err(error) => {
+            // Nothing was decided about the peer's secret: it went away, stalled, or speaks
+            // something else.
+            NodeCounters::bump(&ctx.counters.incomplete_handshakes);
             let line = format_args!("handshake with {addr} failed: {error}");
             ctx.failures.failed(addr.ip(), line);
             return;

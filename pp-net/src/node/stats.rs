@@ -14,8 +14,14 @@ pub struct NodeStats {
     pub connections: u64,
     /// Connections open now.
     pub active_connections: u64,
-    /// Handshakes that failed authentication (wrong secret, replay, forgery).
+    /// Handshakes (of sessions and lanes) that failed authentication: the peer's handshake
+    /// did not decrypt with the secret (or the lane's key), or its confirmation did not (a
+    /// replayed or forged handshake).
     pub auth_failures: u64,
+    /// Handshakes (of sessions and lanes) that ended before authentication was decided: the
+    /// peer went away (a client killed mid-handshake, say) or stalled past the handshake
+    /// timeout, or spoke another protocol or version. Not failed authentications.
+    pub incomplete_handshakes: u64,
     /// Authenticated clients refused (other target, bad upload, registry mismatch...).
     pub refused: u64,
     /// Jobs that ran to a reply (success, panic or failure), crashes excluded.
@@ -27,8 +33,9 @@ pub struct NodeStats {
     pub uploads: u64,
     /// Clients whose program was already cached.
     pub cache_hits: u64,
-    /// Worker processes that died while holding a job, and lane workers that ended in
-    /// failure (killed, crashed, or a failed lane handshake).
+    /// Worker processes that died (killed, crashed, or stopped answering), idle or holding
+    /// a job, lane workers included. A lane whose client went away or did not complete its
+    /// handshake is not a crash: its worker ends as it should.
     pub worker_crashes: u64,
     /// Datagrams on the discovery port that were not discovery datagrams (ignored).
     pub discovery_ignored: u64,
@@ -46,12 +53,13 @@ impl fmt::Display for NodeStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections={} active={} auth_failures={} refused={} jobs={} shared_args={} \
-             uploads={} cache_hits={} worker_crashes={} discovery_ignored={} evicted={} \
-             rejected={} lanes={}",
+            "connections={} active={} auth_failures={} incomplete_handshakes={} refused={} \
+             jobs={} shared_args={} uploads={} cache_hits={} worker_crashes={} \
+             discovery_ignored={} evicted={} rejected={} lanes={}",
             self.connections,
             self.active_connections,
             self.auth_failures,
+            self.incomplete_handshakes,
             self.refused,
             self.jobs_run,
             self.shared_args,
@@ -72,6 +80,7 @@ pub(crate) struct NodeCounters {
     pub(crate) connections: AtomicU64,
     pub(crate) active_connections: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
+    pub(crate) incomplete_handshakes: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) jobs_run: AtomicU64,
     pub(crate) shared_args: AtomicU64,
@@ -93,7 +102,6 @@ impl NodeCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The current values.
     /// Counts the jobs of a lane that opened, as they are answered.
     pub(crate) fn lane_opened(&self, count: &Arc<SharedCounter>) {
         self.open_lanes().push(Arc::clone(count));
@@ -123,6 +131,7 @@ impl NodeCounters {
             connections: get(&self.connections),
             active_connections: get(&self.active_connections),
             auth_failures: get(&self.auth_failures),
+            incomplete_handshakes: get(&self.incomplete_handshakes),
             refused: get(&self.refused),
             jobs_run,
             shared_args: get(&self.shared_args),

@@ -107,7 +107,8 @@ pub enum Message {
     LaneEnded {
         /// The lane's number (from [`Message::LaneOffer`]).
         lane: u32,
-        /// Whether the process died (a signal, a failure status) rather than ended.
+        /// Whether the process died (a signal, a failure status) rather than ended: a lane
+        /// whose client went away or did not complete its handshake did not crash.
         crashed: bool,
         /// How it ended, as the node saw it ("worker pid 7 was killed by signal 6").
         reason: String,

@@ -21,6 +21,8 @@
 //! The worker runs one job at a time, in the order received, and starts the next job only
 //! after writing the previous reply: a worker that dies leaves its later jobs unstarted.
 //! The worker protocol is versioned by [`WORKER_PROTOCOL`], the first field of the hello.
+//! A lane worker answers on its lane, not on the pipe; its exit status tells the node why
+//! its lane ended ([`LaneExit`]).
 
 use std::io::{self, Read, Write};
 
@@ -41,6 +43,50 @@ use super::submit::{JobHead, JobView};
 /// 4: a worker's frames are [`FromWorker`], a job's output before its reply, and the reply
 /// carries the job's run time, measured by the worker).
 pub const WORKER_PROTOCOL: u16 = 4;
+
+/// Why a lane worker ended, as its exit status tells the node: so that the node counts what
+/// happened (a client that went away is not a crashed worker, a lane handshake that stopped
+/// half-way is not a failed authentication).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneExit {
+    /// The client closed the lane, or the node closed the worker's input (status 0).
+    Closed,
+    /// The lane's handshake did not complete: the client went away or stalled past the
+    /// handshake timeout, or sent something other than a handshake (status 3).
+    HandshakeIncomplete,
+    /// The client's handshake did not authenticate with the lane's key (status 4).
+    WrongKey,
+    /// After the handshake the lane's connection broke, or the client broke the lane's
+    /// protocol (status 5).
+    ClientGone,
+    /// The worker failed (status 1, and any status not listed here).
+    Failed,
+}
+
+impl LaneExit {
+    /// The exit status that tells the node this.
+    pub fn status(self) -> i32 {
+        match self {
+            LaneExit::Closed => 0,
+            LaneExit::Failed => 1,
+            LaneExit::HandshakeIncomplete => 3,
+            LaneExit::WrongKey => 4,
+            LaneExit::ClientGone => 5,
+        }
+    }
+
+    /// What a lane worker's exit status `code` tells (a status this version does not use
+    /// is a failure).
+    pub fn from_status(code: i32) -> Self {
+        match code {
+            0 => LaneExit::Closed,
+            3 => LaneExit::HandshakeIncomplete,
+            4 => LaneExit::WrongKey,
+            5 => LaneExit::ClientGone,
+            _ => LaneExit::Failed,
+        }
+    }
+}
 
 /// Default frame limit of the pipe protocol: 64 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;

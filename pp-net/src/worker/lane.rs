@@ -9,7 +9,7 @@
 //! connection. It counts the jobs it answers in memory the node reads ([`LANE_COUNT_ENV`]),
 //! so that the node counts them with no system call or wake-up per job, even when the
 //! worker dies. The process exits when the client closes the lane, or at once when the
-//! node closes the worker's input.
+//! node closes the worker's input; its exit status tells the node why ([`LaneExit`]).
 
 use std::fs::File;
 use std::io::Read;
@@ -22,7 +22,7 @@ use super::blocking::{Blocking, Deadline};
 use super::env::{LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV};
 use super::serve::{run_job_timed, say_hello, Capture};
 use crate::channel::{ChannelConfig, NetError, Peer};
-use crate::protocol::pipe::WorkerError;
+use crate::protocol::pipe::{LaneExit, WorkerError};
 use crate::protocol::{decode_submit, JobOutput, JobReply, Message};
 use std::time::Duration;
 
@@ -114,6 +114,22 @@ fn map_count(file: File) -> Result<&'static AtomicU64, WorkerError> {
     Ok(unsafe { AtomicU64::from_ptr(map.as_mut_ptr().cast::<u64>()) })
 }
 
+/// Why a lane worker ends with an error: what its exit status tells the node, and the error
+/// it writes on standard error.
+pub(super) struct LaneFailure {
+    pub(super) exit: LaneExit,
+    pub(super) error: WorkerError,
+}
+
+impl From<WorkerError> for LaneFailure {
+    fn from(error: WorkerError) -> Self {
+        LaneFailure {
+            exit: LaneExit::Failed,
+            error,
+        }
+    }
+}
+
 /// Says hello on `output`, then serves `lane` with the key read from `input`, counting the
 /// jobs it answers in the lane's shared count. `output` stays open (and silent) until the
 /// process ends, so that the node sees the worker's end when it closes. With a `capture`,
@@ -124,7 +140,7 @@ pub(super) fn serve(
     output: File,
     limit: u32,
     capture: Option<Capture>,
-) -> Result<(), WorkerError> {
+) -> Result<(), LaneFailure> {
     let _output = say_hello(output, limit)?;
     let Lane {
         socket,
@@ -155,19 +171,23 @@ pub(super) fn serve(
         count.fetch_add(answered, Ordering::Release);
     };
     let capture = capture.as_ref();
-    serve_connection(socket, &key, limit, handshake_timeout, capture, report).map_err(|why| {
-        WorkerError::Io {
-            during: "serving the lane",
-            source: std::io::Error::other(why),
-        }
-    })
+    serve_connection(socket, &key, limit, handshake_timeout, capture, report).map_err(
+        |(exit, why)| LaneFailure {
+            exit,
+            error: WorkerError::Io {
+                during: "serving the lane",
+                source: std::io::Error::other(why),
+            },
+        },
+    )
 }
 
 /// Serves the lane on `socket` until the client closes it: the handshake keyed from `key`,
 /// then each job that comes, answered on the lane and counted with `report`.
 ///
 /// # Errors
-/// The handshake failed, the connection broke, or the client broke the protocol.
+/// The handshake failed, the connection broke, or the client broke the protocol; with what
+/// the exit status tells the node.
 fn serve_connection(
     socket: TcpStream,
     key: &[u8; 32],
@@ -175,14 +195,18 @@ fn serve_connection(
     handshake_timeout: Duration,
     capture: Option<&Capture>,
     mut report: impl FnMut(u64),
-) -> Result<(), String> {
+) -> Result<(), (LaneExit, String)> {
     let config = ChannelConfig {
         max_message: limit,
         handshake_timeout,
         ..ChannelConfig::default()
     };
     let peer = Peer(socket.peer_addr().ok());
-    let setup = |e: std::io::Error| format!("cannot set up the lane's connection: {e}");
+    let setup = |e: std::io::Error| {
+        let why = format!("cannot set up the lane's connection: {e}");
+        (LaneExit::Failed, why)
+    };
+    let client_gone = |why: String| (LaneExit::ClientGone, why);
     // Blocking calls, bounded: the whole handshake by one deadline (each read and write
     // waits at most for the time left: a peer trickling bytes cannot stretch it), every
     // later write by a write timeout (no progress for that long), and the wait for the
@@ -196,18 +220,31 @@ fn serve_connection(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .map_err(|e| format!("cannot start the lane's runtime: {e}"))?;
+        .map_err(|e| {
+            let why = format!("cannot start the lane's runtime: {e}");
+            (LaneExit::Failed, why)
+        })?;
     runtime.block_on(async move {
         let accepted = crate::lane::accept(reader, writer, peer, key, config).await;
         let (mut reader, mut writer) = match accepted {
             Ok(halves) => halves,
             Err(_) if deadline.has_passed() => {
-                return Err(format!(
-                    "lane handshake: not finished within {:?} (the node's handshake timeout)",
-                    deadline.allowed()
+                return Err((
+                    LaneExit::HandshakeIncomplete,
+                    format!(
+                        "lane handshake: not finished within {:?} (the node's handshake timeout)",
+                        deadline.allowed()
+                    ),
                 ))
             }
-            Err(e) => return Err(format!("lane handshake: {e}")),
+            Err(e) => {
+                let exit = match e {
+                    NetError::AuthenticationFailed { .. } => LaneExit::WrongKey,
+                    NetError::Crypto { .. } => LaneExit::Failed,
+                    _ => LaneExit::HandshakeIncomplete,
+                };
+                return Err((exit, format!("lane handshake: {e}")));
+            }
         };
         // A lane waits for its next job as long as the client keeps it open, and a write
         // may take as long as it makes progress.
@@ -221,12 +258,15 @@ fn serve_connection(
             let plaintext = match reader.recv_plaintext().await {
                 Ok(plaintext) => plaintext,
                 Err(NetError::Disconnected { .. }) => return Ok(()),
-                Err(error) => return Err(error.to_string()),
+                Err(error) => return Err(client_gone(error.to_string())),
             };
             let jobs = match decode_submit(plaintext.bytes(), u64::from(limit)) {
                 Ok(Some(jobs)) => jobs,
-                Ok(None) => return Err("the client sent a lane something other than jobs".into()),
-                Err(error) => return Err(format!("bad jobs on the lane: {error}")),
+                Ok(None) => {
+                    let why = "the client sent a lane something other than jobs";
+                    return Err(client_gone(why.into()));
+                }
+                Err(error) => return Err(client_gone(format!("bad jobs on the lane: {error}"))),
             };
             let mut printed = Vec::new();
             let results: Vec<JobReply> = jobs
@@ -250,13 +290,13 @@ fn serve_connection(
                 writer
                     .send(&Message::Output(output))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| client_gone(e.to_string()))?;
             }
             let answered = results.len() as u64;
             writer
                 .send_results(results)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| client_gone(e.to_string()))?;
             report(answered);
         }
     })

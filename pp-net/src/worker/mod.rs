@@ -96,15 +96,18 @@ pub fn enter_worker_mode_if_requested() {
     std::env::remove_var(OUTPUT_ENV);
     #[cfg(unix)]
     if let Some(socket) = lane::from_env() {
-        let served = stdio::take().and_then(|(input, output)| {
-            let capture = capture.then(|| catch_output(limit)).flatten();
-            lane::serve(socket, input, output, limit, capture)
-        });
+        let served = stdio::take()
+            .map_err(lane::LaneFailure::from)
+            .and_then(|(input, output)| {
+                let capture = capture.then(|| catch_output(limit)).flatten();
+                lane::serve(socket, input, output, limit, capture)
+            });
+        // The status tells the node why the lane ended (`LaneExit`).
         let status = match served {
             Ok(()) => 0,
-            Err(error) => {
-                eprintln!("pp lane worker {}: {error}", std::process::id());
-                1
+            Err(failure) => {
+                eprintln!("pp lane worker {}: {}", std::process::id(), failure.error);
+                failure.exit.status()
             }
         };
         std::process::exit(status);

@@ -80,6 +80,10 @@ fn rescheduled(queue: &JobQueue) -> u64 {
     queue.counters.rescheduled.load(Ordering::Relaxed)
 }
 
+fn in_flight(queue: &JobQueue) -> usize {
+    queue.counters.in_flight.load(Ordering::SeqCst)
+}
+
 #[test]
 fn a_job_lost_with_its_node_runs_again_until_the_attempt_limit_then_names_the_nodes() {
     let (fixture, job) = queued_job();
@@ -90,6 +94,7 @@ fn a_job_lost_with_its_node_runs_again_until_the_attempt_limit_then_names_the_no
         feed.lost(taken, &fixture.register_executor(node));
     }
     assert!(feed.take().is_none(), "not queued after the third loss");
+    assert_eq!(in_flight(queue), 0, "a failed job is no longer in flight");
     assert_eq!(rescheduled(queue), 2);
     assert_eq!(
         queue.pending.count(),
@@ -287,4 +292,43 @@ fn two_copies_given_back_at_shutdown_cancel_the_job_once() {
     assert!(matches!(job.result(), Err(JobError::Cancelled { .. })));
     assert_eq!(queue.pending.count(), 0);
     assert_eq!(queue.counters.cancelled.load(Ordering::Relaxed), 1);
+    assert_eq!(in_flight(queue), 0);
+}
+
+/// A job is active from when a remote executor takes it until a completion of it is kept
+/// (before its result can be read) or it goes back to the queue; its straggler's copy does
+/// not count again. The node's row counts the run time the node reported, and the round
+/// trip is kept apart.
+#[test]
+fn a_job_in_a_remote_executors_hands_is_active_until_its_result_is_kept() {
+    let (fixture, job) = queued_job();
+    let (queue, feed) = (&fixture.queue, &fixture.feed);
+    let (a, b) = (
+        fixture.register_executor("a:1"),
+        fixture.register_executor("b:2"),
+    );
+    let mut first = feed.take().unwrap();
+    assert_eq!((in_flight(queue), queue.queued()), (1, 0));
+    let copy = first.duplicate().unwrap();
+    assert_eq!(in_flight(queue), 1, "a copy is the same job");
+    feed.lost(first, &a);
+    assert_eq!(in_flight(queue), 1, "the copy still runs");
+    feed.lost(copy, &b);
+    assert_eq!(
+        (in_flight(queue), queue.queued()),
+        (0, 1),
+        "back in the queue"
+    );
+    let again = feed.take().unwrap();
+    assert_eq!(in_flight(queue), 1);
+    a.record_round_trip(Duration::from_millis(900));
+    let bytes = crate::codec::encode(&42u64).unwrap();
+    feed.complete(again, &a, Outcome::Ok(bytes), Duration::from_millis(250));
+    assert_eq!(in_flight(queue), 0);
+    assert_eq!(job.result(), Ok(42));
+    let row = a.stats();
+    assert_eq!((row.jobs, row.job_time), (1, Duration::from_millis(250)));
+    assert_eq!(a.average(), Duration::from_millis(250));
+    assert_eq!(a.round_trip_average(), Duration::from_millis(900));
+    queue.shutdown();
 }
