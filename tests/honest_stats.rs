@@ -149,19 +149,58 @@ fn once_every_local_result_is_read_no_job_is_active_or_queued() {
         .ncpus(2)
         .build()
         .expect("a local server");
-    after_every_result_nothing_is_active(&server, 500, 4);
-    after_every_result_nothing_is_active(&server, 300, 1);
+    // Before the fix a worker counted its job active until after storing the result: with
+    // the cores contended, this failed within about 200 rounds.
+    with_competing_threads(|| {
+        after_every_result_nothing_is_active(&server, 2000, 2);
+        after_every_result_nothing_is_active(&server, 2000, 1);
+    });
+}
+
+/// Runs `f` while two threads spin, competing for the cores with the workers, so that a
+/// worker is sometimes preempted right after it stored a result: where a job counted
+/// active too late would show.
+fn with_competing_threads(f: impl FnOnce()) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    f();
+    stop.store(true, Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().expect("a spinning thread");
+    }
 }
 
 #[test]
 fn once_every_remote_result_is_read_no_job_is_active_or_queued() {
     let node = Node::start(2, &[]);
-    // Lone jobs go on the lane, batches on the session: both paths.
     let server = client(&[&node], |b| b);
-    after_every_result_nothing_is_active(&server, 300, 1);
-    after_every_result_nothing_is_active(&server, 200, 4);
-    let stats = server.stats();
-    eprintln!("{stats}");
+    // Jobs on a node count as active while they run there.
+    let sleepers: Vec<_> = (0..2)
+        .map(|i| server.submit(sleep_then, (i, 1000)))
+        .collect();
+    support::wait_until(&server, "both jobs active on the node", || {
+        server.stats().active_jobs == 2
+    });
+    eprintln!("{}", server.stats());
+    for (i, job) in sleepers.into_iter().enumerate() {
+        assert_eq!(job.result(), Ok(i as u64));
+    }
+    // Lone jobs go on the lane, batches on the session: both paths.
+    with_competing_threads(|| {
+        after_every_result_nothing_is_active(&server, 300, 1);
+        after_every_result_nothing_is_active(&server, 200, 4);
+    });
+    eprintln!("{}", server.stats());
 }
 
 /// The node's counter `name` in a statistics line ("name=value").
