@@ -1,13 +1,12 @@
 //! Fuzzes the decoding of what a node and its workers receive: the arguments of tasks of
-//! several shapes (run through the registry, as a worker runs them), the jobs and replies
-//! of the worker pipe, and protocol messages. Bad bytes must give errors, never a panic or
-//! an allocation the input does not pay for.
+//! several shapes (run through the registry, as a worker runs them), the jobs and the
+//! frames (a job's output, replies) of the worker pipe, and protocol messages. Bad bytes
+//! must give errors, never a panic or an allocation the input does not pay for.
 #![no_main]
 
 use std::collections::BTreeMap;
 
-use pp_net::worker::{self, WorkerInput};
-use pp_net::JobReply;
+use pp_net::worker::{self, FromWorker, WorkerInput};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,7 +51,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = registry.invoke(task, None, args);
     let limit = 1 << 20;
     let _ = worker::decode_body::<WorkerInput>(data, "job", limit);
-    let _ = worker::decode_body::<JobReply>(data, "reply", limit);
+    let _ = worker::decode_body::<FromWorker>(data, "reply", limit);
     // The worker's own loop, fed the bytes as its pipe (with no shared area, a job that
     // points into one must fail by name, not fault).
     let _ = worker::run_worker(data, std::io::sink(), limit);
