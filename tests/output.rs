@@ -171,12 +171,14 @@ fn lines_role() {
     // session's connection).
     for job in 0..4 {
         assert_eq!(server.submit(chatter, (job, LINES)).result().unwrap(), job);
+        println!("result {job} read");
     }
     let jobs: Vec<_> = (4..24)
         .map(|job| server.submit(chatter, (job, LINES)))
         .collect();
     for (job, handle) in (4..).zip(jobs) {
         assert_eq!(handle.result().unwrap(), job);
+        println!("result {job} read");
     }
     // A local job prints as it always did.
     println!("the client's own line");
@@ -196,6 +198,20 @@ fn jobs_print_on_the_clients_streams_with_the_nodes_prefix() {
         let err = from_node(&ran.stderr, &node, &tag);
         let expected: Vec<String> = (0..LINES).map(|i| format!("job {job} err {i}")).collect();
         assert_eq!(err, expected, "stderr of job {job}:\n{}", ran.stderr);
+    }
+    // A job's result is delivered after its lines are printed.
+    for job in 0..24 {
+        let lines: Vec<&str> = ran.stdout.lines().collect();
+        let read = lines
+            .iter()
+            .position(|l| *l == format!("result {job} read"));
+        let tail = lines
+            .iter()
+            .position(|l| l.ends_with(&format!("job {job} tail")));
+        match (tail, read) {
+            (Some(tail), Some(read)) => assert!(tail < read, "job {job}:\n{}", ran.stdout),
+            _ => panic!("job {job}: a line is missing:\n{}", ran.stdout),
+        }
     }
     assert!(
         ran.stdout.contains("\nthe client's own line\n"),

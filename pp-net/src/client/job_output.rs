@@ -8,8 +8,13 @@
 //! the network thread (whose heartbeats keep the nodes). The printer writes one whole line
 //! at a time, holding the stream's lock for that line only, so lines of the program's own
 //! `println!` never cut into them. What waits for the printer is bounded
-//! ([`QUEUE_BOUND`] bytes); an output that finds it full is dropped and said so. So a
-//! job's lines may appear just after its result is available; the client waits for them
+//! ([`QUEUE_BOUND`] bytes); an output that finds it full is dropped and said so.
+//!
+//! A job's result is delivered after its lines are printed: while the printer has output
+//! waiting, a session hands it the job's completion too ([`then`]), which it runs in turn,
+//! so a program that prints its results (or its statistics) after reading them never sees
+//! a job's lines come after. A job whose output was all printed already, or that printed
+//! nothing, completes at once on the session's task. The client waits for what is left
 //! when it shuts down ([`flush`]).
 
 use std::io::Write;
@@ -43,8 +48,26 @@ pub(crate) fn print(node: &str, output: JobOutput) {
         node: node.to_owned(),
         output,
     };
-    if printer.sender.send(printed).is_err() {
+    if printer.sender.send(Work::Print(printed)).is_err() {
         printer.queued.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
+/// Runs `complete` (a job's completion) once every output handed over so far has been
+/// printed: at once when the printer has nothing waiting (or none was ever started),
+/// else on the printer's thread after the outputs before it. Never dropped, whatever the
+/// queue's bound.
+pub(crate) fn then(complete: impl FnOnce() + Send + 'static) {
+    let printer = PRINTER.get().and_then(Option::as_ref);
+    match printer {
+        Some(printer) if printer.queued.load(Ordering::Acquire) > 0 => {
+            if let Err(unsent) = printer.sender.send(Work::Then(Box::new(complete))) {
+                if let Work::Then(complete) = unsent.0 {
+                    complete();
+                }
+            }
+        }
+        _ => complete(),
     }
 }
 
@@ -61,6 +84,14 @@ pub(crate) fn flush(timeout: Duration) {
     }
 }
 
+/// What the printer does, in the order handed over.
+enum Work {
+    /// Print one job's output.
+    Print(Printed),
+    /// Complete a job whose output was handed over before.
+    Then(Box<dyn FnOnce() + Send>),
+}
+
 /// One job's output on its way to the printer.
 struct Printed {
     node: String,
@@ -69,7 +100,7 @@ struct Printed {
 
 /// The printer thread's end, shared by every session.
 struct Printer {
-    sender: Sender<Printed>,
+    sender: Sender<Work>,
     /// Bytes sent and not yet printed.
     queued: Arc<AtomicUsize>,
     /// Outputs dropped because the queue was full, and their bytes, since the printer
@@ -85,7 +116,7 @@ static PRINTER: OnceLock<Option<Printer>> = OnceLock::new();
 fn printer() -> Option<&'static Printer> {
     PRINTER
         .get_or_init(|| {
-            let (sender, receiver) = channel::<Printed>();
+            let (sender, receiver) = channel::<Work>();
             let queued = Arc::new(AtomicUsize::new(0));
             let dropped_jobs = Arc::new(AtomicU64::new(0));
             let dropped_bytes = Arc::new(AtomicU64::new(0));
@@ -98,7 +129,14 @@ fn printer() -> Option<&'static Printer> {
             let started = std::thread::Builder::new()
                 .name("pp-job-output".into())
                 .spawn(move || {
-                    for printed in receiver {
+                    for work in receiver {
+                        let printed = match work {
+                            Work::Print(printed) => printed,
+                            Work::Then(complete) => {
+                                complete();
+                                continue;
+                            }
+                        };
                         let len = printed.output.stdout.len() + printed.output.stderr.len();
                         write_output(&printed.node, &printed.output);
                         queued.fetch_sub(len, Ordering::AcqRel);

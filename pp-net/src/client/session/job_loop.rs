@@ -216,8 +216,9 @@ fn settle(
             window.observe(latency, depth);
             ctx.flights.observe(latency);
             node.executor.record_round_trip(latency);
-            ctx.feed
-                .complete(job, &node.executor, reply.outcome, reply.run_time);
+            // After the job's output, if some is still waiting for the printer.
+            let (feed, executor) = (ctx.feed.clone(), node.executor.clone());
+            job_output::then(move || feed.complete(job, &executor, reply.outcome, reply.run_time));
         }
         None => pp_runtime::debug!(
             node = %node.name,
