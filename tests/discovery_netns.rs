@@ -16,7 +16,6 @@ mod support;
 
 use netns::Lab;
 use pp::Server;
-use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -268,34 +267,17 @@ fn lonely_client_role() {
 /// Runs `lonely_client_role` through `command` (`ip netns exec NS`), living `life`; returns
 /// its standard output and standard error.
 fn run_lonely_client(mut command: std::process::Command, life: Duration) -> (String, String) {
-    let mut child = command
-        .args(["--exact", "lonely_client_role", "--ignored", "--nocapture"])
-        .env(LONELY_CLIENT_LIFE, life.as_millis().to_string())
-        .env_remove("PP_SERVERS")
-        .env_remove("PP_LOG")
-        .env_remove("PP_WORKER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the client process");
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            pipe.read_to_string(&mut text)
-                .expect("read the client's output");
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().expect("piped")));
-    let stderr = read_all(Box::new(child.stderr.take().expect("piped")));
-    let status = support::wait_bounded(&mut child);
-    let (stdout, stderr) = (
-        stdout.join().expect("stdout"),
-        stderr.join().expect("stderr"),
+    support::role::as_role(&mut command, "lonely_client_role")
+        .env(LONELY_CLIENT_LIFE, life.as_millis().to_string());
+    let ran = support::role::run(&mut command);
+    assert!(
+        ran.status.success(),
+        "{}\n{}\n{}",
+        ran.status,
+        ran.stdout,
+        ran.stderr
     );
-    assert!(status.success(), "{status}\n{stdout}\n{stderr}");
-    (stdout, stderr)
+    (ran.stdout, ran.stderr)
 }
 
 /// The lines of `text` that start with `pp: `: pp's own messages.

@@ -379,11 +379,8 @@ fn killed_client_role() {
 #[test]
 fn a_killed_client_leaves_no_worker_processes() {
     let node = Node::start(2, &[]);
-    let mut client = std::process::Command::new(std::env::current_exe().expect("this test"))
-        .args(["--exact", "killed_client_role", "--ignored", "--nocapture"])
+    let mut client = support::role::role_command("killed_client_role")
         .env(CLIENT_ROLE_NODE, node.addr.to_string())
-        .env_remove("PP_SERVERS")
-        .env_remove("PP_WORKER")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -7,10 +7,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
-use support::{wait_bounded, Node, SECRET, WAIT};
+use support::role::{role_command, Ran};
+use support::{Node, SECRET, WAIT};
 
 /// The node's address, for a role run by a parent test.
 const ROLE_NODE: &str = "PP_OUTPUT_TEST_NODE";
@@ -87,52 +87,17 @@ fn role_client(
     )
 }
 
-/// What a role's client process wrote.
-struct Ran {
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs the role test `role` as a client of `node`, with `env`; returns what it wrote.
 fn run_role(role: &str, node: &Node, env: &[(&str, &str)]) -> Ran {
-    let mut command = Command::new(std::env::current_exe().expect("this test"));
+    let mut command = role_command(role);
     command
-        .args([
-            "--exact",
-            role,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
         .env(ROLE_NODE, node.name())
-        .env_remove("PP_SERVERS")
-        .env_remove("PP_WORKER")
-        .env_remove("PP_OUTPUT")
-        .env_remove("PP_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("start the client process");
-    let read = |mut stream: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = stream.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = read(Box::new(child.stdout.take().unwrap()));
-    let stderr = read(Box::new(child.stderr.take().unwrap()));
-    let status = wait_bounded(&mut child);
-    let ran = Ran {
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
+        .envs(env.iter().copied());
+    let ran = support::role::run(&mut command);
     assert!(
-        status.success(),
-        "the client failed ({status}); stdout:\n{}\nstderr:\n{}\nnode log:\n{}",
+        ran.status.success(),
+        "the client failed ({}); stdout:\n{}\nstderr:\n{}\nnode log:\n{}",
+        ran.status,
         ran.stdout,
         ran.stderr,
         node.log.text()

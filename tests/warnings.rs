@@ -12,7 +12,7 @@ mod support;
 
 use pp::{NodeFailure, Server};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{collect_stderr, wait_bounded, Node, SECRET, WAIT};
@@ -65,28 +65,10 @@ fn run_role(role: &str, env: &[(&str, &str)]) -> (String, Vec<String>) {
     (stdout, stderr_lines)
 }
 
+/// The command that runs `role` with `env` (see `support::role`).
 fn role_command(role: &str, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(std::env::current_exe().expect("this test"));
-    command
-        .args([
-            "--exact",
-            role,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env_remove("PP_SERVERS")
-        .env_remove("PP_SECRET")
-        .env_remove("PP_SECRET_FILE")
-        .env_remove("PP_WORKER")
-        .env_remove("PP_LOG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
+    let mut command = support::role::role_command(role);
+    command.envs(env.iter().copied());
     command
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
 pub mod raw;
+pub mod role;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
