@@ -6,7 +6,7 @@
 //! crate has no network code, so the variants carry what the user needs to read and act
 //! on, not the network errors themselves.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Why a node could not be used, or was lost: the last failure a client met with it, as
 /// [`NodeStatus::last_failure`](crate::NodeStatus::last_failure) and pp's warnings show it.
@@ -83,6 +83,16 @@ impl NodeFailure {
 pub enum NodeConnection {
     /// A session runs: the node takes jobs.
     Connected,
+    /// A session runs, but the node's worker processes kept dying: it takes no new job
+    /// until `until` while another node (or a local worker) can take jobs; its jobs in
+    /// flight run on. Then it is on probation: one more crash before it has run a few jobs
+    /// puts it aside again, for twice as long.
+    PutAside {
+        /// The worker crashes that put it aside (more may have come since).
+        crashes: u32,
+        /// When it takes jobs again.
+        until: SystemTime,
+    },
     /// The first attempt to reach the node has not ended yet.
     Connecting,
     /// The node is not usable now (it failed or was lost, see

@@ -137,19 +137,20 @@ impl LocalPool {
         })
     }
 
-    /// Resizes the pool; queued jobs stay queued in order.
+    /// Resizes the pool; queued jobs stay queued in order. Zero only with remote
+    /// executors: the drainers finish the job in hand and retire.
     pub(crate) fn set_ncpus(&self, ncpus: usize) -> Result<(), Error> {
-        if ncpus == 0 {
-            return Err(Error::InvalidNcpus(0));
-        }
         let Some(queue) = self.queue.upgrade() else {
             return Ok(());
         };
+        if ncpus == 0 && !queue.has_remote() {
+            return Err(Error::InvalidNcpus(0));
+        }
         let mut threads = self.threads.write().unwrap_or_else(|e| e.into_inner());
         if threads.pool.is_none() {
             return Ok(());
         }
-        let pool = build_threads(self.id, ncpus, &self.workers)?;
+        let pool = build_threads(self.id, ncpus.max(1), &self.workers)?;
         threads.pool = Some(Arc::new(pool));
         threads.generation += 1;
         self.generation.store(threads.generation, Ordering::SeqCst);

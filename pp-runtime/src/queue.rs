@@ -2,7 +2,9 @@
 //! what is counted about the jobs in it (pending counts, groups, server-wide counters).
 //!
 //! Three parts, taken in this order: the retry queue (jobs given back by remote executors,
-//! with the nodes of their failed attempts: they run before anything newer), the
+//! with the nodes of their failed attempts: they run before anything newer, and a node
+//! leaves alone those that failed on it while another place can take them: see
+//! `remote::routing`), the
 //! local-only queue (`par!` chunks that borrow the caller's data), and the shared queue
 //! (crossbeam's injector). Queuing a job or giving one back notifies every
 //! [`Executor`]: the local pool first (no lock: the hot path of a local submit), then the
@@ -16,6 +18,7 @@ use crate::job::Completion;
 use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
 use crate::remote::remote_job::RemoteJob;
+use crate::remote::routing::{self, Take};
 use crate::stats::{ExecutorCounters, ExecutorStats, NodeStatus, ServerCounters};
 use crossbeam_deque::{Injector, Steal};
 use std::collections::{HashMap, VecDeque};
@@ -181,6 +184,62 @@ impl JobQueue {
         job
     }
 
+    /// A job for the node `taker` (see the `routing` module): retried jobs first, except
+    /// those that failed on `taker` while `elsewhere()` says another place can take them
+    /// (asked only when retried jobs are queued), then the shared queue. As
+    /// [`JobQueue::take_for_remote`] otherwise.
+    pub(crate) fn take_for_node(&self, taker: &str, elsewhere: impl FnOnce() -> bool) -> Take {
+        if self.is_shut_down() {
+            return Take::Empty;
+        }
+        let mut later = None;
+        let job = self
+            .pop_retry_for(taker, elsewhere, &mut later)
+            .or_else(|| steal(&self.shared).map(RemoteJob::first));
+        if job.is_some() {
+            self.counters.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+        self.took();
+        match (job, later) {
+            (Some(job), _) => Take::Job(job),
+            (None, Some(at)) => Take::NotBefore(at),
+            (None, None) => Take::Empty,
+        }
+    }
+
+    /// The first retried job `taker` may take; else `later` is when one becomes its.
+    fn pop_retry_for(
+        &self,
+        taker: &str,
+        elsewhere: impl FnOnce() -> bool,
+        later: &mut Option<Instant>,
+    ) -> Option<RemoteJob> {
+        if self.retry_len.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        // Out of the lock: the cluster client looks at its nodes.
+        let elsewhere = elsewhere();
+        let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+        let job = match routing::pick(&retry, taker, elsewhere, Instant::now()) {
+            Ok(index) => retry.remove(index),
+            Err(at) => {
+                *later = at;
+                None
+            }
+        };
+        self.retry_len.store(retry.len(), Ordering::SeqCst);
+        job
+    }
+
+    /// Moves back the time every retried job was given back, as if it had waited `by`.
+    #[cfg(test)]
+    pub(crate) fn age_retries(&self, by: Duration) {
+        let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+        for job in retry.iter_mut() {
+            job.given_back = job.given_back.and_then(|at| at.checked_sub(by));
+        }
+    }
+
     /// Jobs running now: on the local workers, or in remote executors' hands.
     pub(crate) fn active(&self, local: &ExecutorCounters) -> usize {
         local.running() + self.counters.in_flight.load(Ordering::Acquire)
@@ -233,12 +292,13 @@ impl JobQueue {
     /// Puts a job given back by a remote executor at the front of the queue (behind other
     /// jobs given back); returns false if it was cancelled instead, the server shutting down.
     /// The caller made sure it is the job's only live copy: it leaves the jobs in flight.
-    pub(crate) fn requeue(&self, job: RemoteJob) -> bool {
+    pub(crate) fn requeue(&self, mut job: RemoteJob) -> bool {
         self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
         if self.is_shut_down() {
             self.cancel(job.job);
             return false;
         }
+        job.given_back = Some(Instant::now());
         let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
         retry.push_back(job);
         self.retry_len.store(retry.len(), Ordering::SeqCst);

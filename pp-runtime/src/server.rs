@@ -297,9 +297,13 @@ impl Server {
     /// Changes the number of local workers while jobs run (PP's `set_ncpus`). Queued jobs
     /// keep their order; running jobs finish where they are.
     ///
+    /// In cluster mode zero is allowed: the local workers finish the job in hand and stop,
+    /// and jobs run on the nodes only (or locally again after the fallback wait, if no
+    /// node is usable).
+    ///
     /// # Errors
-    /// [`Error::InvalidNcpus`] for zero; [`Error::ThreadPool`] if threads cannot be started
-    /// (the old pool keeps running then).
+    /// [`Error::InvalidNcpus`] for zero without nodes; [`Error::ThreadPool`] if threads
+    /// cannot be started (the old pool keeps running then).
     pub fn set_ncpus(&self, ncpus: usize) -> Result<(), Error> {
         self.pool.set_ncpus(ncpus)
     }

@@ -270,8 +270,8 @@ pub struct NodeStatus {
     pub address: String,
     /// Worker processes the node runs for this client (0 while not connected).
     pub workers: u32,
-    /// Whether the node is connected and taking jobs (the same as
-    /// [`connection`](NodeStatus::connection) being [`NodeConnection::Connected`]).
+    /// Whether a session runs with the node ([`connection`](NodeStatus::connection) being
+    /// [`NodeConnection::Connected`] or [`NodeConnection::PutAside`]).
     pub connected: bool,
     /// Where the client stands with the node: connected, connecting, or down.
     pub connection: NodeConnection,
@@ -318,7 +318,10 @@ impl NodeStatus {
     /// The same row in state `connection` (which also sets
     /// [`connected`](NodeStatus::connected)).
     pub fn with_connection(mut self, connection: NodeConnection) -> Self {
-        self.connected = connection == NodeConnection::Connected;
+        self.connected = matches!(
+            connection,
+            NodeConnection::Connected | NodeConnection::PutAside { .. }
+        );
         self.connection = connection;
         self
     }
@@ -334,12 +337,20 @@ impl NodeStatus {
     /// connected`, with the last failure in parentheses.
     fn state_text(&self) -> String {
         let state = match self.connection {
-            NodeConnection::Connected => "connected",
-            NodeConnection::Connecting => "connecting",
-            NodeConnection::Down => "not connected",
+            NodeConnection::Connected => "connected".to_owned(),
+            NodeConnection::PutAside { crashes, until } => {
+                let left = until
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    .ceil();
+                format!("put aside after {crashes} worker crashes, for {left:.0} s more")
+            }
+            NodeConnection::Connecting => "connecting".to_owned(),
+            NodeConnection::Down => "not connected".to_owned(),
         };
         match (&self.last_failure, self.connection) {
-            (None, _) => state.to_owned(),
+            (None, _) => state,
             (Some(failure), NodeConnection::Down) => format!("{state} ({failure})"),
             (Some(failure), _) => format!("{state} (last failure: {failure})"),
         }
@@ -403,7 +414,12 @@ impl fmt::Display for Stats {
                 self.rescheduled_jobs
             )?;
         }
-        let troubled = |n: &&NodeStatus| n.losses > 0 || !n.connected || n.last_failure.is_some();
+        let troubled = |n: &&NodeStatus| {
+            n.losses > 0
+                || !n.connected
+                || n.last_failure.is_some()
+                || matches!(n.connection, NodeConnection::PutAside { .. })
+        };
         for node in self.nodes.iter().filter(troubled) {
             write!(
                 f,
@@ -476,6 +492,22 @@ mod tests {
         assert!(
             !text.contains("10.0.0.7"),
             "a healthy node has no line: {text}"
+        );
+    }
+
+    #[test]
+    fn a_node_put_aside_says_why_and_for_how_long() {
+        let until = SystemTime::now() + Duration::from_millis(9_500);
+        let aside = NodeStatus::new("10.0.0.8:60000".into(), 1, true)
+            .with_connection(NodeConnection::PutAside { crashes: 3, until });
+        assert!(aside.connected, "its session still runs");
+        let text = stats_with(vec![aside]).to_string();
+        assert!(
+            text.ends_with(
+                "node 10.0.0.8:60000: put aside after 3 worker crashes, for 10 s more, lost 0 \
+                 times, connected 1 times"
+            ),
+            "{text}"
         );
     }
 }

@@ -1,10 +1,12 @@
 //! What every session of one cluster client shares: the queue, the secret, the program it
-//! ships, the options and every session's jobs in flight.
+//! ships, the options, every session's jobs in flight and the nodes.
 
 use super::flights::Flights;
+use super::nodes::NodeList;
 use crate::channel::{ChannelConfig, Secret};
 use crate::program::Program;
 use pp_runtime::remote::{ClusterOptions, JobFeed};
+use std::sync::Arc;
 
 /// What every session of a client shares, built once by `connect`.
 pub(crate) struct ClientContext {
@@ -22,4 +24,6 @@ pub(crate) struct ClientContext {
     pub(crate) options: ClusterOptions,
     /// Every session's jobs in flight, to find stragglers.
     pub(crate) flights: Flights,
+    /// The client's nodes: where a job one node should avoid can go instead.
+    pub(crate) nodes: Arc<NodeList>,
 }

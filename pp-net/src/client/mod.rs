@@ -27,6 +27,7 @@
 //! # Files
 //! - `address`, `dial`: node addresses as users write them, and connecting to one;
 //! - `node_state`, `nodes`: one node as the client tracks it, and the list of them;
+//! - `put_aside`: a node whose workers keep dying gets no new job for a while;
 //! - `classify`, `node_health`: every way a node fails as the user's reason
 //!   ([`NodeFailure`](pp_runtime::NodeFailure)), and what the user is told of it (each
 //!   reason once per node, and when it comes back);
@@ -57,6 +58,7 @@ mod lane;
 mod node_health;
 mod node_state;
 mod nodes;
+mod put_aside;
 mod reconnect;
 mod session;
 mod shared_session;
@@ -126,6 +128,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         registry_fingerprint: pp_runtime::registry().fingerprint(),
         options: spec.options,
         flights: Flights::default(),
+        nodes: Arc::clone(&nodes),
     });
     let (stop, stopped) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel();

@@ -5,11 +5,13 @@
 use super::address::NodeAddress;
 use super::flights::SharedInFlight;
 use super::node_health::NodeHealth;
+use super::put_aside::{self, CrashWatch, PROBATION_JOBS};
 use super::shared_session::{Adopted, SharedSession};
 use pp_runtime::remote::{ExecutorHandle, JobFeed};
-use pp_runtime::{NodeFailure, NodeStatus};
+use pp_runtime::{NodeConnection, NodeFailure, NodeStatus};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
 /// One node as the client tracks it, across its sessions.
@@ -35,6 +37,11 @@ pub(crate) struct NodeState {
     /// Its state and failures as the user sees them (touched when a session starts or
     /// ends, never per job).
     health: Mutex<NodeHealth>,
+    /// Its recent worker crashes: the put-aside policy (the `put_aside` module).
+    crashes: Mutex<CrashWatch>,
+    /// Set while the node is put aside or on probation: only then does a job that ends
+    /// without a crash lock `crashes`.
+    watched: AtomicBool,
 }
 
 impl NodeState {
@@ -54,6 +61,8 @@ impl NodeState {
             connections: AtomicU32::new(0),
             losses: AtomicU32::new(0),
             health: Mutex::new(NodeHealth::default()),
+            crashes: Mutex::new(CrashWatch::default()),
+            watched: AtomicBool::new(false),
         }
     }
 
@@ -75,6 +84,45 @@ impl NodeState {
     /// The node served long enough to count as well again: any failure is news again.
     pub(crate) fn served_steadily(&self) {
         self.health().served_steadily();
+    }
+
+    /// A job of the node ended: its result came back, or its worker died (`crashed`).
+    /// Counted by the put-aside policy, which may put the node aside (and say so) or end
+    /// its probation.
+    pub(crate) fn job_ended(&self, crashed: bool) {
+        if !crashed && !self.watched.load(Ordering::Acquire) {
+            return;
+        }
+        let now = Instant::now();
+        let mut watch = self.crash_watch();
+        if crashed {
+            if let Some(aside) = watch.crashed(now) {
+                put_aside::say(&self.name, aside);
+            }
+        } else if watch.served(now) {
+            pp_runtime::info!(
+                "node {}: ran {PROBATION_JOBS} jobs without a worker crash: off probation",
+                self.name
+            );
+        }
+        self.watched.store(watch.watching(), Ordering::Release);
+    }
+
+    /// Until when the node is put aside, if it is now (and the crashes that did it).
+    pub(crate) fn put_aside(&self) -> Option<(Instant, u32)> {
+        if !self.watched.load(Ordering::Acquire) {
+            return None;
+        }
+        self.crash_watch().aside_until(Instant::now())
+    }
+
+    fn crash_watch(&self) -> MutexGuard<'_, CrashWatch> {
+        self.crashes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a session runs with the node and it is not put aside: it takes jobs.
+    pub(crate) fn takes_jobs(&self) -> bool {
+        self.is_connected() && self.put_aside().is_none()
     }
 
     fn health(&self) -> MutexGuard<'_, NodeHealth> {
@@ -114,11 +162,11 @@ impl NodeState {
     /// From a thread that just queued a job: sends it on this node's lane if it is a lone
     /// job and the lane is free (see [`SharedSession::submit_lone`]).
     pub(crate) fn submit_lone(&self, feed: &JobFeed) -> bool {
-        if !self.lane_free.load(Ordering::Acquire) {
+        if !self.lane_free.load(Ordering::Acquire) || self.put_aside().is_some() {
             return false;
         }
         let shared = self.shared_session().clone();
-        shared.is_some_and(|shared| shared.submit_lone(feed))
+        shared.is_some_and(|shared| shared.submit_lone(feed, &self.executor))
     }
 
     /// The session ended; `lost` unless the client itself is shutting down.
@@ -133,7 +181,15 @@ impl NodeState {
 
     /// The node's status, as `Server::active_nodes` and the statistics list it.
     pub(crate) fn status(&self) -> NodeStatus {
+        let aside = self.put_aside();
         let health = self.health();
+        let connection = match (health.connection(), aside) {
+            (NodeConnection::Connected, Some((until, crashes))) => NodeConnection::PutAside {
+                crashes,
+                until: SystemTime::now() + until.saturating_duration_since(Instant::now()),
+            },
+            (connection, _) => connection,
+        };
         let status = NodeStatus::new(
             self.name.clone(),
             self.workers.load(Ordering::SeqCst),
@@ -143,7 +199,7 @@ impl NodeState {
             self.connections.load(Ordering::SeqCst),
             self.losses.load(Ordering::SeqCst),
         )
-        .with_connection(health.connection());
+        .with_connection(connection);
         match health.last_failure() {
             Some((failure, at)) => status.with_last_failure(failure.clone(), *at),
             None => status,

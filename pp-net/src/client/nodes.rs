@@ -31,6 +31,14 @@ impl NodeList {
         self.read().iter().find(|n| n.name == name).cloned()
     }
 
+    /// Whether a node other than `me` takes jobs now (connected, not put aside): where a
+    /// job `me` should avoid can go.
+    pub(crate) fn others_take_jobs(&self, me: &NodeState) -> bool {
+        self.read()
+            .iter()
+            .any(|node| !std::ptr::eq(&**node, me) && node.takes_jobs())
+    }
+
     /// Adds a node.
     pub(crate) fn push(&self, node: Arc<NodeState>) {
         self.nodes

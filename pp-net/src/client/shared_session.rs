@@ -10,7 +10,7 @@ use super::flights::{self, SharedInFlight};
 use crate::channel::{NetError, SecureWriter};
 use crate::lane::LANE_MAX_ARGS;
 use crate::protocol::JobRequest;
-use pp_runtime::remote::{JobFeed, RemoteJob};
+use pp_runtime::remote::{ExecutorHandle, JobFeed, RemoteJob};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::time::Instant;
@@ -127,7 +127,7 @@ impl SharedSession {
     /// on the session and that job is the only one queued, takes it and sends it on the
     /// lane. Returns whether it did; if not, the session must be woken as usual (a job this
     /// took and could not send waits for it in [`SharedSession::adopted`]).
-    pub(crate) fn submit_lone(&self, feed: &JobFeed) -> bool {
+    pub(crate) fn submit_lone(&self, feed: &JobFeed, node: &ExecutorHandle) -> bool {
         if !self.free.load(Ordering::Acquire) {
             return false;
         }
@@ -139,7 +139,9 @@ impl SharedSession {
         {
             return false;
         }
-        let Some(job) = feed.take() else {
+        // A retried job that failed on this node is left to the session, which knows
+        // whether another node can take it.
+        let Some(job) = feed.take_for(node, || true).job() else {
             return false;
         };
         let args = match job.encode_args_within(LANE_MAX_ARGS as u64) {

@@ -4,7 +4,9 @@
 //! A remote executor takes jobs from the same queue as the local workers ([`JobFeed::take`]),
 //! ships their encoded arguments, and completes them with the node's [`Outcome`]
 //! ([`JobFeed::complete`]). When its node is lost with jobs in flight it gives them back
-//! ([`JobFeed::lost`]): each goes to the retry queue, which every taker empties first, until
+//! ([`JobFeed::lost`]): each goes to the retry queue, which every taker empties first (a
+//! node leaves alone the jobs that failed on it while another place can take them:
+//! [`JobFeed::take_for`], the `routing` module), until
 //! the job has failed [`ClusterOptions::max_attempts`](super::ClusterOptions::max_attempts)
 //! times (lost nodes and dead workers together); then it resolves to [`JobError::NodeLost`]
 //! (or [`JobError::WorkerCrashed`]). A job has one copy, or two while a straggler's second
@@ -13,6 +15,7 @@
 //! delivered once. A copy given back while the other is live is dropped.
 
 use super::remote_job::RemoteJob;
+use super::routing::Take;
 use crate::error::{Error, JobError};
 use crate::outcome::Outcome;
 use crate::pool::LocalPool;
@@ -56,6 +59,21 @@ impl JobFeed {
     /// shutting down.
     pub fn take(&self) -> Option<RemoteJob> {
         self.queue.upgrade()?.take_for_remote()
+    }
+
+    /// The next queued job for the node of `taker`: as [`take`](JobFeed::take), except
+    /// that a retried job that failed on that node is left for other places while
+    /// `elsewhere()` says another one can take jobs (a connected node that is not put
+    /// aside, a local worker), for at most
+    /// [`RETRY_ELSEWHERE_WAIT`](super::RETRY_ELSEWHERE_WAIT) after it was given back.
+    /// `elsewhere` is asked only when retried jobs are queued, out of the queue's locks.
+    /// [`Take::NotBefore`] says when such a job becomes this node's, if nothing else is
+    /// queued.
+    pub fn take_for(&self, taker: &ExecutorHandle, elsewhere: impl FnOnce() -> bool) -> Take {
+        match self.queue.upgrade() {
+            Some(queue) => queue.take_for_node(taker.name(), elsewhere),
+            None => Take::Empty,
+        }
     }
 
     /// Completes `job` with what `executor` reported; `run_time` is how long the job ran on
@@ -192,7 +210,8 @@ impl JobFeed {
         self.pool.upgrade().map_or(0, |pool| pool.ncpus())
     }
 
-    /// Changes the local worker count: the fallback when no node can take jobs.
+    /// Changes the local worker count: the fallback when no node can take jobs, and zero
+    /// again when nodes serve (running jobs finish, queued ones stay queued).
     ///
     /// # Errors
     /// As [`Server::set_ncpus`](crate::Server::set_ncpus).

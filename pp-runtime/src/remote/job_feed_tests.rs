@@ -4,10 +4,12 @@
 use super::*;
 use crate::executor::{Executor, QueueView};
 use crate::job::{Job, JobState, Polling, SPIN};
+use crate::remote::RETRY_ELSEWHERE_WAIT;
 use crate::stats::ExecutorStats;
 use crate::task::Task;
 use crate::typed_job::TypedJob;
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// A remote executor driven by the test: its rows are the nodes the test registered.
 #[derive(Default)]
@@ -330,5 +332,71 @@ fn a_job_in_a_remote_executors_hands_is_active_until_its_result_is_kept() {
     assert_eq!((row.jobs, row.job_time), (1, Duration::from_millis(250)));
     assert_eq!(a.average(), Duration::from_millis(250));
     assert_eq!(a.round_trip_average(), Duration::from_millis(900));
+    queue.shutdown();
+}
+
+#[test]
+fn a_retried_job_goes_to_another_node_while_one_can_take_it() {
+    let (fixture, job) = queued_job();
+    let (queue, feed) = (&fixture.queue, &fixture.feed);
+    let (a, b) = (
+        fixture.register_executor("a:1"),
+        fixture.register_executor("b:2"),
+    );
+    let taken = feed
+        .take_for(&a, || panic!("no retried job: not asked"))
+        .job();
+    feed.lost(taken.expect("the job is queued"), &a);
+    match feed.take_for(&a, || true) {
+        Take::NotBefore(at) => assert!(at > Instant::now(), "{at:?}"),
+        other => panic!("a:1 failed it and b:2 can take it: {other:?}"),
+    }
+    assert_eq!(queue.queued(), 1, "left for another node");
+    let taken = feed.take_for(&b, || true).job().expect("b:2 takes it");
+    assert_eq!(taken.failed_on(), ["a:1"]);
+    let bytes = crate::codec::encode(&42u64).unwrap();
+    feed.complete(taken, &b, Outcome::Ok(bytes), Duration::ZERO);
+    assert_eq!(job.result(), Ok(42));
+    queue.shutdown();
+}
+
+#[test]
+fn a_retried_job_goes_back_to_its_node_when_no_other_place_can_take_it() {
+    let (fixture, _job) = queued_job();
+    let (queue, feed) = (&fixture.queue, &fixture.feed);
+    let a = fixture.register_executor("a:1");
+    feed.lost(feed.take().unwrap(), &a);
+    let taken = feed.take_for(&a, || false).job();
+    assert!(taken.is_some(), "the only node takes it back at once");
+    feed.requeue(taken.unwrap());
+    queue.shutdown();
+}
+
+#[test]
+fn a_retried_job_left_alone_too_long_is_taken_back() {
+    let (fixture, _job) = queued_job();
+    let (queue, feed) = (&fixture.queue, &fixture.feed);
+    let a = fixture.register_executor("a:1");
+    feed.lost(feed.take().unwrap(), &a);
+    assert!(feed.take_for(&a, || true).job().is_none());
+    // As if the other nodes had been full since the job was given back.
+    queue.age_retries(RETRY_ELSEWHERE_WAIT);
+    let taken = feed.take_for(&a, || true).job();
+    assert!(taken.is_some(), "never held back past the wait");
+    feed.requeue(taken.unwrap());
+    queue.shutdown();
+}
+
+#[test]
+fn local_workers_and_plain_takers_take_any_retried_job() {
+    let (fixture, _job) = queued_job();
+    let (queue, feed) = (&fixture.queue, &fixture.feed);
+    let a = fixture.register_executor("a:1");
+    feed.lost(feed.take().unwrap(), &a);
+    let job = queue
+        .pop_local()
+        .expect("a local worker takes the retried job");
+    assert_eq!(queue.queued(), 0);
+    job.fail(JobError::Cancelled { task: "t".into() });
     queue.shutdown();
 }

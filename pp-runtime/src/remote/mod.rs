@@ -6,6 +6,7 @@
 //! - `job_feed`: the queue as remote executors see it ([`JobFeed`]) and the attempt
 //!   policy of jobs that fail remotely;
 //! - `remote_job`: a job in a remote executor's hands or given back ([`RemoteJob`]);
+//! - `routing`: where a retried job goes, away from the nodes it failed on ([`Take`]);
 //! - `program_hooks`: the entry points `pp-net` gives pp-runtime ([`ProgramHooks`]).
 //!
 //! A remote executor implements [`Executor`](crate::executor::Executor), as the local pool
@@ -16,6 +17,7 @@ pub(crate) mod cluster_options;
 pub(crate) mod job_feed;
 pub(crate) mod program_hooks;
 pub(crate) mod remote_job;
+pub(crate) mod routing;
 
 pub use crate::executor::{Executor, QueueView};
 pub use crate::stats::ExecutorHandle;
@@ -27,3 +29,4 @@ pub use cluster_options::{
 pub use job_feed::JobFeed;
 pub use program_hooks::{ConnectFn, ProgramHooks};
 pub use remote_job::RemoteJob;
+pub use routing::{Take, RETRY_ELSEWHERE_WAIT};

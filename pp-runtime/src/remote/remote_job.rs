@@ -5,6 +5,7 @@ use crate::codec::CodecError;
 use crate::queued_job::QueuedJob;
 use crate::stats::ExecutorHandle;
 use std::fmt;
+use std::time::Instant;
 
 /// A job taken from the queue to run elsewhere, or given back to run again.
 pub struct RemoteJob {
@@ -12,6 +13,9 @@ pub struct RemoteJob {
     /// The nodes of the job's failed attempts so far (lost node or dead worker), in order:
     /// what the attempt limit counts.
     pub(crate) failed_on: Vec<String>,
+    /// When the job was last given back to the retry queue: how long it has waited there
+    /// for a node it did not fail on (see the `routing` module).
+    pub(crate) given_back: Option<Instant>,
 }
 
 impl RemoteJob {
@@ -20,6 +24,7 @@ impl RemoteJob {
         RemoteJob {
             job,
             failed_on: Vec::new(),
+            given_back: None,
         }
     }
 
@@ -68,6 +73,7 @@ impl RemoteJob {
         self.job.duplicate().map(|job| RemoteJob {
             job,
             failed_on: self.failed_on.clone(),
+            given_back: None,
         })
     }
 

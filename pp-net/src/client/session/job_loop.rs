@@ -61,14 +61,15 @@ pub(crate) async fn serve_jobs(
         }
         let window_size = window.size();
         let mut batch = Vec::new();
-        // When a job in flight elsewhere becomes a straggler, if nothing else wakes us first.
-        let mut straggler_at = None;
+        // When to look for a job again (a straggler, a retried job, the end of a
+        // put-aside), if nothing else wakes us first.
+        let mut wake_at = None;
         while flights::lock(in_flight).len() < window_size {
-            let (job, copy, encoded) = match next_job(&shared, ctx, session_id) {
+            let (job, copy, encoded) = match next_job(node, &shared, ctx, session_id) {
                 NextJob::Own(job, encoded) => (job, false, encoded),
                 NextJob::StragglerCopy(job) => (job, true, None),
-                NextJob::StragglerAt(at) => {
-                    straggler_at = Some(at);
+                NextJob::WakeAt(at) => {
+                    wake_at = Some(at);
                     break;
                 }
                 NextJob::Nothing => break,
@@ -163,6 +164,7 @@ pub(crate) async fn serve_jobs(
                         let entry = held.and_then(|id| flights::lock(in_flight).remove(&id));
                         if let Some((job, _)) = entry {
                             if crashed {
+                                node.job_ended(true);
                                 let report = format!("{reason} while running task `{}`", job.task_id());
                                 // The node does not say how long the lane's worker ran it.
                                 ctx.feed.complete(job, &node.executor, Outcome::WorkerCrashed(report), Duration::ZERO);
@@ -190,7 +192,7 @@ pub(crate) async fn serve_jobs(
                 Err(why) => return ServeEnd::Lost(why),
             },
             _ = node.notify.notified(), if room => {}
-            _ = sleep_until_some(straggler_at), if room && straggler_at.is_some() => {}
+            _ = sleep_until_some(wake_at), if room && wake_at.is_some() => {}
         }
     }
 }
@@ -216,6 +218,7 @@ fn settle(
             window.observe(latency, depth);
             ctx.flights.observe(latency);
             node.executor.record_round_trip(latency);
+            node.job_ended(matches!(reply.outcome, Outcome::WorkerCrashed(_)));
             // After the job's output, if some is still waiting for the printer.
             let (feed, executor) = (ctx.feed.clone(), node.executor.clone());
             job_output::then(move || feed.complete(job, &executor, reply.outcome, reply.run_time));
