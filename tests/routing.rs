@@ -16,9 +16,8 @@
 mod support;
 
 use pp::{NodeConnection, Server};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{collect_stderr, connected, jobs_of, wait_bounded, wait_until, Node, SECRET, WAIT};
+use support::{connected, jobs_of, role, wait_until, Node, SECRET, WAIT};
 
 /// Returns the pid of the process that started the worker running it (the node's
 /// `ppserver`, or for a local job this process's parent), after `millis` ms; aborts its
@@ -42,7 +41,7 @@ const ROLE_BAD: &str = "PP_TEST_ROUTING_BAD";
 /// What the role prints before its count of rescheduled jobs.
 const ROLE_RESCHEDULED: &str = "role: rescheduled ";
 
-/// What the role writes last on its standard error.
+/// What the role writes last on its standard error: it got that far.
 const ROLE_DONE: &str = "role: done";
 
 /// Jobs the six-node role submits, unless `PP_TEST_ROUTING_JOBS` says how many (to
@@ -119,51 +118,30 @@ fn a_crashed_job_runs_again_on_another_node_and_the_crashing_node_is_put_aside()
     let nodes: Vec<Node> = (0..6).map(|_| Node::start(1, &[])).collect();
     let bad = &nodes[0];
     let names: Vec<String> = nodes.iter().map(Node::name).collect();
-    let mut child = Command::new(std::env::current_exe().expect("this test"))
-        .args([
-            "--exact",
-            "six_nodes_role",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env_remove("PP_SERVERS")
-        .env_remove("PP_LOG")
-        .env_remove("RUST_LOG")
-        .env(ROLE_NODES, names.join(","))
-        .env(ROLE_BAD, bad.pid().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the client process");
-    let stderr = collect_stderr(&mut child);
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-        text
-    });
-    let status = wait_bounded(&mut child);
-    let stdout = reader.join().expect("stdout reader");
+    let ran = role::run(
+        role::role_command("six_nodes_role")
+            .env(ROLE_NODES, names.join(","))
+            .env(ROLE_BAD, bad.pid().to_string()),
+    );
+    let (stdout, stderr) = (ran.stdout, ran.stderr);
     assert!(
-        status.success(),
-        "the client failed ({status}); stdout:\n{stdout}\nstderr:\n{}",
-        stderr.text()
+        ran.status.success(),
+        "the client failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
+        ran.status
     );
-    stderr.wait_for(ROLE_DONE);
-    eprintln!(
-        "the client said:\n{}\nand printed:\n{stdout}",
-        stderr.text()
-    );
-    let put_aside = stderr.matching("put aside for");
-    assert!(!put_aside.is_empty(), "{}", stderr.text());
+    assert!(stderr.contains(ROLE_DONE), "{stderr}");
+    eprintln!("the client said:\n{stderr}\nand printed:\n{stdout}");
+    let put_aside: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("put aside for"))
+        .collect();
+    assert!(!put_aside.is_empty(), "{stderr}");
     let first = format!(
         "pp: node {}: 3 worker crashes within 10s: put aside for 10s (no new jobs while \
          another node or a local worker can take them), then on probation",
         bad.name()
     );
-    assert_eq!(put_aside[0], first, "{}", stderr.text());
+    assert_eq!(put_aside[0], first, "{stderr}");
     assert!(
         put_aside.iter().all(|l| l.contains(&bad.name())),
         "only the bad node: {put_aside:#?}"
