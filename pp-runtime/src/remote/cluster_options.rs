@@ -80,8 +80,10 @@ pub struct ClusterOptions {
     pub duplicate_stragglers: bool,
     /// The fallback policy. With no local workers (`ncpus` 0): how long jobs wait while no
     /// node is usable before they run on local workers after all (one per core), with a
-    /// warning, so that a job never waits forever for a node that does not come. Default
-    /// 2 s.
+    /// warning, so that a job never waits forever for a node that does not come. The
+    /// fallback workers last until a node is connected again: then they stop (each
+    /// finishes the job in hand; queued jobs wait for the nodes), with a warning, and if
+    /// every node goes again the same wait starts them again. Default 2 s.
     pub fallback_wait: Duration,
     /// Whether a lone job (the only one in flight on a node, with nothing else queued, and
     /// arguments up to 64 KiB) goes on a lane: a second connection the node hands to a
