@@ -24,9 +24,15 @@
 //!    [`crate::backlog`]).
 //! 3. It parks until the completer wakes it (a system call for the completer, and on a
 //!    virtual machine a costly cross-CPU interrupt: what the first two stages spare).
+//!
+//! A thread that is one of the server's own local workers (the wait is inside a job) does
+//! none of that: it runs the server's sub-jobs while it waits, and sleeps only when there
+//! is none (help-while-waiting, so that nested jobs cannot deadlock: why and its bounds
+//! are in [`crate::helping`]).
 
 use crate::backlog::{Backlog, BACKLOG_NAP};
 use crate::error::{panic_message, JobError};
+use crate::helping;
 use crate::progress::{ProgressBar, Source};
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -286,12 +292,41 @@ impl<R> Job<R> {
     }
 
     fn block(&self, deadline: Option<Instant>) -> bool {
+        if self.state.is_done() {
+            return true;
+        }
+        if let Some(done) = self.help(deadline) {
+            return done;
+        }
         let _shown = match &self.progress {
             Some(bar) if !self.state.is_done() => Some(bar.wait(Source::Queue, true)),
             _ => None,
         };
         let backlog = self.backlog.as_ref().and_then(Weak::upgrade);
         self.state.block(deadline, backlog.as_deref())
+    }
+
+    /// Inside a job of the same server: runs its sub-jobs until this one is done (see
+    /// [`crate::helping`]); `None` elsewhere.
+    fn help(&self, deadline: Option<Instant>) -> Option<bool> {
+        helping::current()?;
+        let queue = Weak::as_ptr(self.backlog.as_ref()?).cast::<()>();
+        if self.state.register(Waiter::Thread(thread::current())) {
+            return Some(true);
+        }
+        helping::help_while_waiting(queue, deadline, &|| self.state.is_done())
+    }
+
+    /// Asks for `waker` to be woken when the job is done; returns true (and keeps no
+    /// waker) if it is done already. Replaces any waker or thread registered before.
+    pub(crate) fn wake_when_done(&self, waker: Waker) -> bool {
+        self.state.is_done() || self.state.register(Waiter::Task(waker))
+    }
+
+    /// The result of a job that is done (see [`Job::is_finished`]), without waiting.
+    pub(crate) fn take_done(self) -> Result<R, JobError> {
+        debug_assert!(self.state.is_done());
+        self.result()
     }
 
     /// The id of the task this job runs.

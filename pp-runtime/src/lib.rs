@@ -56,6 +56,7 @@ mod backlog;
 mod chunks;
 mod error;
 mod executor;
+mod helping;
 mod job;
 mod node_failure;
 mod outcome;

@@ -1,7 +1,9 @@
 //! Counts of unfinished jobs that `wait()` and `wait_group()` block on.
 
+use crate::helping;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::thread::{self, Thread};
 use std::time::Instant;
 
 /// A count of unfinished jobs with a way to wait until it reaches zero.
@@ -12,7 +14,8 @@ use std::time::Instant;
 pub(crate) struct Pending {
     count: AtomicUsize,
     waiters: AtomicUsize,
-    lock: Mutex<()>,
+    /// The threads that help while they wait (see [`crate::helping`]): unparked at zero.
+    lock: Mutex<Vec<Thread>>,
     zero: Condvar,
 }
 
@@ -25,8 +28,11 @@ impl Pending {
         if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiters.load(Ordering::SeqCst) > 0
         {
             // Taking the lock orders this wake-up after the waiter's check of `count`.
-            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let helpers = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.zero.notify_all();
+            for thread in helpers.iter() {
+                thread.unpark();
+            }
         }
     }
 
@@ -43,6 +49,33 @@ impl Pending {
         let zero = wait_until(&self.lock, &self.zero, deadline, |_| self.count() == 0);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         zero
+    }
+}
+
+impl Pending {
+    /// As [`wait`](Pending::wait), for a caller that may be a local worker of the server
+    /// whose queue is at `queue`: such a worker runs sub-jobs meanwhile (see
+    /// [`crate::helping`]); any other thread just waits.
+    pub(crate) fn wait_helping(&self, queue: *const (), deadline: Option<Instant>) -> bool {
+        if self.count() == 0 {
+            return true;
+        }
+        if helping::current().is_none() {
+            return self.wait(deadline);
+        }
+        let me = thread::current();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(me.clone());
+        let helped = helping::help_while_waiting(queue, deadline, &|| self.count() == 0);
+        self.lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|thread| thread.id() != me.id());
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        helped.unwrap_or_else(|| self.wait(deadline))
     }
 }
 

@@ -6,15 +6,24 @@
 //! `ncpus` builds a new rayon pool of that size and bumps a generation number: drainers of
 //! the old generation finish the job in hand and retire, handing their slot to the new
 //! pool. The queue itself never changes, so no job is lost or reordered.
+//!
+//! Jobs submitted from inside a job of this pool (sub-jobs) do not go to the server's
+//! queue but to the pool's own `nested` deque, which drainers take first and which a
+//! drainer waiting for a result runs meanwhile: see [`crate::helping`] (help-while-waiting,
+//! and why sub-jobs stay on this machine only when the server has no nodes).
 
-use crate::error::Error;
+use crate::backlog::Sleepers;
+use crate::error::{Error, JobError};
 use crate::executor::{Executor, QueueView};
+use crate::helping;
+use crate::job::Completion;
 use crate::job::{Polling, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::wait_until;
 use crate::queue::JobQueue;
 use crate::queued_job::QueuedJob;
 use crate::stats::{ExecutorCounters, ExecutorStats};
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
@@ -56,6 +65,11 @@ pub(crate) struct LocalPool {
     counters: ExecutorCounters,
     /// Cores available to the process when the server started.
     cores: usize,
+    /// Sub-jobs: jobs submitted by this pool's own drainers (see [`crate::helping`]).
+    nested: Mutex<VecDeque<Box<dyn QueuedJob>>>,
+    nested_len: AtomicUsize,
+    /// Drainers waiting for a result with no sub-job to run: woken when one comes.
+    helpers: Sleepers,
 }
 
 impl LocalPool {
@@ -90,6 +104,9 @@ impl LocalPool {
             no_active: Condvar::new(),
             counters: ExecutorCounters::new("local"),
             cores: available_cores(),
+            nested: Mutex::new(VecDeque::new()),
+            nested_len: AtomicUsize::new(0),
+            helpers: Sleepers::default(),
         });
         queue.set_local_workers(ncpus);
         queue.attach_local(Arc::clone(&pool) as Arc<dyn Executor>);
@@ -158,7 +175,7 @@ impl LocalPool {
         queue.set_local_workers(ncpus);
         drop(threads);
         crate::debug!(ncpus, "local pool resized");
-        while queue.has_work() && self.wake() {}
+        while self.has_work(&queue) && self.wake() {}
         Ok(())
     }
 
@@ -210,18 +227,97 @@ impl LocalPool {
         }
     }
 
+    /// Whether a drainer has something to take: a sub-job or a queued job.
+    fn has_work(&self, queue: &JobQueue) -> bool {
+        self.nested_len.load(Ordering::SeqCst) > 0 || queue.has_work()
+    }
+
+    /// The next job for a drainer: the oldest sub-job (its parent holds a worker while it
+    /// waits), else the queue's next job.
+    fn pop(&self, queue: &JobQueue) -> Option<Box<dyn QueuedJob>> {
+        if self.nested_len.load(Ordering::SeqCst) > 0 {
+            if let Some(job) = self.pop_nested(VecDeque::pop_front) {
+                return Some(job);
+            }
+        }
+        queue.pop_local()
+    }
+
+    /// A sub-job, taken from the end `take` chooses.
+    pub(crate) fn pop_nested(
+        &self,
+        take: fn(&mut VecDeque<Box<dyn QueuedJob>>) -> Option<Box<dyn QueuedJob>>,
+    ) -> Option<Box<dyn QueuedJob>> {
+        let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
+        let job = take(&mut nested);
+        self.nested_len.store(nested.len(), Ordering::SeqCst);
+        job
+    }
+
+    /// Sub-jobs waiting to run.
+    pub(crate) fn nested_queued(&self) -> usize {
+        self.nested_len.load(Ordering::SeqCst)
+    }
+
+    /// The drainers waiting for a result with nothing to help with.
+    pub(crate) fn helpers(&self) -> &Sleepers {
+        &self.helpers
+    }
+
+    /// Whether the calling thread is one of this pool's drainers, running a job.
+    pub(crate) fn is_own_drainer(&self) -> bool {
+        helping::current().is_some_and(|drainer| std::ptr::eq(drainer.pool, self))
+    }
+
+    /// Queues `job` (already counted in `pending`): a sub-job submitted by one of this
+    /// pool's drainers goes to the pool's own deque (see [`crate::helping`]), unless the
+    /// server has nodes and the job may run there; any other job goes to the queue.
+    pub(crate) fn submit(&self, queue: &JobQueue, job: Box<dyn QueuedJob>) {
+        if !self.is_own_drainer() || (queue.has_remote() && !job.local_only()) {
+            queue.push(job);
+            return;
+        }
+        if queue.is_shut_down() {
+            self.cancel(queue, job);
+            return;
+        }
+        {
+            let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
+            nested.push_back(job);
+            self.nested_len.store(nested.len(), Ordering::SeqCst);
+        }
+        // A drainer waiting for a result may be idle: it runs the job at once.
+        if self.helpers.any() {
+            self.helpers.wake_all();
+        }
+        self.wake();
+    }
+
+    /// Fails a job that never ran with [`JobError::Cancelled`] (the server shuts down).
+    fn cancel(&self, queue: &JobQueue, job: Box<dyn QueuedJob>) {
+        let task = job.task_id();
+        let completion = job.fail(JobError::Cancelled {
+            task: task.to_owned(),
+        });
+        if let Completion::Stored { .. } = completion {
+            queue.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        queue.finished(completion, task);
+    }
+
     fn retiring(&self, queue: &JobQueue, generation: u64) -> bool {
         self.generation.load(Ordering::Relaxed) != generation || queue.is_shut_down()
     }
 
     /// The body of a drainer: run queued jobs until the queue stays empty.
     fn drain(&self, queue: &JobQueue, generation: u64) {
+        let _drainer = helping::enter(self, queue);
         loop {
-            while let Some(job) = queue.pop_local() {
+            while let Some(job) = self.pop(queue) {
                 self.run(queue, job);
                 if self.retiring(queue, generation) {
                     self.release_slot();
-                    if queue.has_work() {
+                    if self.has_work(queue) {
                         self.wake();
                     }
                     return;
@@ -229,14 +325,17 @@ impl LocalPool {
             }
             if (0..IDLE_POLLS).any(|_| {
                 std::hint::spin_loop();
-                queue.has_work()
+                self.has_work(queue)
             }) {
                 continue;
             }
             self.release_slot();
             // A job pushed after our last look may have seen every slot taken: look again.
-            if !queue.has_work() || self.retiring(queue, generation) || !self.try_take_slot() {
-                if queue.has_work() {
+            if !self.has_work(queue)
+                || self.retiring(queue, generation)
+                || !self.try_take_slot()
+            {
+                if self.has_work(queue) {
                     self.wake();
                 }
                 return;
@@ -246,10 +345,11 @@ impl LocalPool {
 
     /// Runs one job. It counts as running (in `counters`) only while its function runs,
     /// which ends before its result is stored: a reader woken by the result never sees it
-    /// still running.
-    fn run(&self, queue: &JobQueue, job: Box<dyn QueuedJob>) {
+    /// still running. The job's sub-jobs are counted for `wait()` inside it (a frame of
+    /// [`crate::helping`]).
+    pub(crate) fn run(&self, queue: &JobQueue, job: Box<dyn QueuedJob>) {
         let task = job.task_id();
-        let completion = job.run(&self.counters);
+        let completion = helping::in_frame(|| job.run(&self.counters));
         queue.finished(completion, task);
     }
 }
@@ -267,6 +367,14 @@ impl Executor for LocalPool {
     /// already, its jobs cancelled).
     fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        // Sub-jobs not started are cancelled like the queue's jobs, which releases the jobs
+        // waiting for them.
+        if let Some(queue) = self.queue.upgrade() {
+            while let Some(job) = self.pop_nested(VecDeque::pop_front) {
+                self.cancel(&queue, job);
+            }
+        }
+        self.helpers.wake_all();
         let on_own_worker = WORKER_OF.with(Cell::get) == self.id;
         if on_own_worker {
             crate::debug!("server dropped by one of its own jobs; not waiting for its workers");
@@ -308,6 +416,8 @@ fn build_threads(
     let workers = Arc::clone(workers);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        // Room for the jobs a waiting worker runs on its stack (see `crate::helping`).
+        .stack_size(helping::WORKER_STACK)
         .spawn_handler(move |thread| {
             let name = format!("pp-worker-{}", thread.index());
             let handle = std::thread::Builder::new().name(name).spawn(move || {

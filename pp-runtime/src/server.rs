@@ -310,24 +310,39 @@ impl Server {
 
     /// Blocks until every job submitted so far has finished and its callback has run.
     ///
-    /// Calling it from inside a job of this server would wait for that job itself: don't.
+    /// Inside a job of this server (on one of its local workers) it waits for the jobs
+    /// that job submitted, its sub-jobs, running queued sub-jobs meanwhile: waiting for
+    /// every job would wait for the job itself.
     pub fn wait(&self) {
-        let _shown = self.progress_wait();
-        self.queue.pending.wait(None);
+        self.wait_until(None);
     }
 
     /// As [`wait`](Server::wait), for at most `timeout`; returns whether all jobs finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// [`wait`](Server::wait) until `deadline`: for the caller's sub-jobs inside a job.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        if self.pool.is_own_drainer() {
+            return crate::helping::existing_children()
+                .is_none_or(|children| children.wait_helping(self.queue_ptr(), deadline));
+        }
         let _shown = self.progress_wait();
-        self.queue.pending.wait(Some(Instant::now() + timeout))
+        self.queue.pending.wait(deadline)
     }
 
     /// Blocks until every job of group `group` has finished; returns at once for a group
     /// that never had a job.
+    ///
+    /// Inside a job of this server, the calling worker runs queued sub-jobs while it
+    /// waits. Wait there only for a group of jobs submitted after the job started (its
+    /// own sub-jobs): a group holding the job itself, or a job the worker runs it on top of,
+    /// can never finish first.
     pub fn wait_group(&self, group: &str) {
         if let Some(pending) = self.existing_group(group) {
             let _shown = self.progress_wait();
-            pending.wait(None);
+            pending.wait_helping(self.queue_ptr(), None);
         }
     }
 
@@ -336,8 +351,13 @@ impl Server {
     pub fn wait_group_timeout(&self, group: &str, timeout: Duration) -> bool {
         self.existing_group(group).is_none_or(|pending| {
             let _shown = self.progress_wait();
-            pending.wait(Some(Instant::now() + timeout))
+            pending.wait_helping(self.queue_ptr(), Some(Instant::now() + timeout))
         })
+    }
+
+    /// The queue's address, which tells a waiting worker whether it is one of ours.
+    pub(crate) fn queue_ptr(&self) -> *const () {
+        Arc::as_ptr(&self.queue).cast()
     }
 
     /// Counts the calling thread in the progress bar while it waits for the server's jobs.
@@ -362,7 +382,7 @@ impl Server {
             executors: queue.executor_stats(),
             elapsed: queue.created.elapsed(),
             active_jobs: queue.active(self.pool.counters()),
-            queued_jobs: queue.queued(),
+            queued_jobs: queue.queued() + self.pool.nested_queued(),
             ncpus: self.pool.ncpus(),
             cores: available_cores(),
             callback_panics: counters.callback_panics.load(Ordering::Relaxed),
@@ -402,7 +422,8 @@ impl Server {
         if let Some(group) = &group {
             group.add();
         }
-        self.queue.push(Box::new(TypedJob::new(
+        let callback = crate::helping::count_child(&self.pool, callback);
+        self.pool.submit(&self.queue, Box::new(TypedJob::new(
             task,
             args,
             Arc::clone(&state),

@@ -208,6 +208,17 @@ impl Node {
     /// As [`Node::start_on`], with `cache_dir` as its program cache (prepared by the test;
     /// removed on drop).
     pub fn start_in(cache_dir: PathBuf, port: u16, workers: usize, extra: &[&str]) -> Node {
+        Node::start_with_env(cache_dir, port, workers, extra, &[])
+    }
+
+    /// As [`Node::start_in`], with `env` set in the node's environment.
+    pub fn start_with_env(
+        cache_dir: PathBuf,
+        port: u16,
+        workers: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let workers = workers.to_string();
         let port = port.to_string();
         let cache = cache_dir.to_str().expect("utf-8 temp dir").to_owned();
@@ -216,6 +227,7 @@ impl Node {
         args.extend_from_slice(extra);
         let mut child = ppserver_command(&args)
             .env("PP_SECRET", SECRET)
+            .envs(env.iter().copied())
             .spawn()
             .expect("start ppserver");
         let log = collect_stderr(&mut child);

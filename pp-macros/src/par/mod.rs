@@ -25,7 +25,9 @@ use quote::quote;
 /// Expands `par!(tokens)`; on error, the errors as an expression that fits anywhere, so that
 /// the surrounding code reports nothing more.
 pub(crate) fn expand(tokens: TokenStream) -> TokenStream {
-    let text = compact(&tokens);
+    // The site's text without the local-copy marker: the id must be the same in both
+    // copies of an outer body, since the registered copy alone registers the site.
+    let text = nested::unmarked(compact(&tokens));
     let input = match syn::parse2::<ParInput>(tokens) {
         Ok(input) => input,
         Err(error) => return failed(error),

@@ -37,6 +37,10 @@ pub const LANE_HANDSHAKE_ENV: &str = "PP_WORKER_LANE_HANDSHAKE_MS";
 /// print goes to the node's log.
 pub const OUTPUT_ENV: &str = "PP_WORKER_OUTPUT";
 
+/// The variable a worker sets to `1` for its jobs (`PP_NCPUS`): a job's own
+/// `Server::new()` inside a worker runs one local worker thread, in that process.
+pub const NESTED_NCPUS_ENV: &str = "PP_NCPUS";
+
 /// The frame limit set by the node in [`MAX_FRAME_ENV`], or [`DEFAULT_MAX_FRAME`].
 pub(super) fn frame_limit_from_env() -> u32 {
     std::env::var(MAX_FRAME_ENV)

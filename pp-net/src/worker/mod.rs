@@ -91,6 +91,13 @@ pub fn enter_worker_mode_if_requested() {
     }
     // Still single-threaded here (before `main`), so changing the environment is sound.
     std::env::remove_var(WORKER_ENV);
+    // A job's own `Server::new()` runs its jobs in this process, on one thread beside the
+    // job's (the node gives each of its cores a worker of its own): never as a client of
+    // nodes that the node's environment may name, which could be this very node.
+    for var in ["PP_SERVERS", "PP_SECRET", "PP_SECRET_FILE"] {
+        std::env::remove_var(var);
+    }
+    std::env::set_var(NESTED_NCPUS_ENV, "1");
     let limit = frame_limit_from_env();
     let capture = std::env::var_os(OUTPUT_ENV).is_some();
     std::env::remove_var(OUTPUT_ENV);
