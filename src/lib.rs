@@ -26,6 +26,8 @@ pub use pp_runtime::{
     JobError, NodeConnection, NodeFailure, NodeStatus, Portable, Server, ServerBuilder, Stats,
     Task, TaskFn, Template,
 };
+// Results as they finish, and a task over many inputs (job control).
+pub use pp_runtime::{AsCompleted, Map, MapOptions};
 // The task registry runs tasks from bytes, for a node's workers and for pp's own tests.
 #[doc(hidden)]
 pub use pp_runtime::{registry, InvokeError, Registry, TaskEntry};

@@ -23,6 +23,17 @@
 //! - `job`: a job's result slot and the [`Job`] handle (the waiting policy is explained
 //!   there); `backlog`: sleeping while the local workers have a backlog; `pending`: counts
 //!   that `wait` blocks on.
+//! - `helping`: nested jobs. A job may submit jobs to its own server and wait for them:
+//!   a local worker that waits runs the server's *sub-jobs* (jobs submitted by jobs,
+//!   kept in the pool's own deque, newest first) until its result is ready, rather than
+//!   the pool adding a compensating thread per blocked job (which would mean a thread per
+//!   job waiting at once: with FIFO order, every outer job starts and blocks before any
+//!   sub-job runs). Helpers run only sub-jobs, which start after the job they help under,
+//!   so no job ends up beneath one that waits for it; depth first, a stack holds about one
+//!   job per level of nesting, bounded by `MAX_HELP_DEPTH`. The argument is in the module.
+//! - `as_completed`: [`AsCompleted`], results in the order jobs finish, woken by the jobs'
+//!   result slots; `map`: [`Server::map`], a task over many inputs in input order with a
+//!   bound on jobs in flight, in batches locally.
 //! - `outcome`: [`Outcome`], what became of a job run in another process.
 //! - `remote` (hidden): the seam for remote executors: cluster options (the cluster
 //!   policies are explained on [`ClusterOptions`]), the queue's remote view (`JobFeed`), a
@@ -52,12 +63,14 @@
 //! node's name, until its attempts are used up; the slot takes one completion, so a job
 //! copied or retried is still delivered once.
 
+mod as_completed;
 mod backlog;
 mod chunks;
 mod error;
 mod executor;
 mod helping;
 mod job;
+mod map;
 mod node_failure;
 mod outcome;
 mod pending;
@@ -86,8 +99,10 @@ pub mod say;
 #[doc(hidden)]
 pub use tracing as __tracing;
 
+pub use as_completed::AsCompleted;
 pub use error::{Error, JobError};
 pub use job::{Callback, Job};
+pub use map::{Map, MapOptions};
 pub use node_failure::{NodeConnection, NodeFailure};
 pub use outcome::Outcome;
 pub use pool::available_cores;
