@@ -114,7 +114,10 @@ impl Server {
             size: 1,
             remote,
             flights: VecDeque::new(),
-            current: VecDeque::new(),
+            current: Vec::new().into_iter(),
+            errors: VecDeque::new(),
+            position: 0,
+            left: 0,
         }
     }
 
@@ -152,8 +155,14 @@ pub struct Map<'s, F: TaskFn, I> {
     size: usize,
     remote: bool,
     flights: VecDeque<Flight<F::Output>>,
-    /// The results of the oldest batch not yet yielded.
-    current: VecDeque<Result<F::Output, JobError>>,
+    /// The values of the batch being yielded (its failed inputs left out).
+    current: std::vec::IntoIter<F::Output>,
+    /// The failed inputs of that batch: their positions in it, in order, and errors.
+    errors: VecDeque<(usize, JobError)>,
+    /// The position in that batch of the next input to yield.
+    position: usize,
+    /// Its inputs not yet yielded.
+    left: usize,
 }
 
 /// A job of a [`Map`] in flight.
@@ -162,9 +171,12 @@ enum Flight<R> {
     Batch(Job<Batch<R>>, usize),
 }
 
-/// What a batch job gives back: each input's result and the batch's run time.
+/// What a batch job gives back: the values of the inputs that succeeded, in order, the
+/// failed ones' positions and errors (kept apart, so that yielding a value moves just the
+/// value), and the batch's run time.
 struct Batch<R> {
-    results: Vec<Result<R, JobError>>,
+    values: Vec<R>,
+    errors: VecDeque<(usize, JobError)>,
     took: Duration,
 }
 
@@ -192,6 +204,36 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
         }
     }
 
+    /// The next result of the batch being yielded, if any is left.
+    fn next_of_batch(&mut self) -> Option<Result<F::Output, JobError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let position = self.position;
+        self.position += 1;
+        if self.errors.front().is_some_and(|(at, _)| *at == position) {
+            return self.errors.pop_front().map(|(_, error)| Err(error));
+        }
+        self.current.next().map(Ok)
+    }
+
+    /// Makes `batch`, of `len` inputs, the batch being yielded.
+    fn start_batch(&mut self, batch: Result<Batch<F::Output>, JobError>, len: usize) {
+        (self.position, self.left) = (0, len);
+        match batch {
+            Ok(batch) => {
+                self.adapt(batch.took);
+                self.current = batch.values.into_iter();
+                self.errors = batch.errors;
+            }
+            Err(error) => {
+                self.current = Vec::new().into_iter();
+                self.errors = (0..len).map(|at| (at, error.clone())).collect();
+            }
+        }
+    }
+
     /// Adapts the batch size to a batch's run time.
     fn adapt(&mut self, took: Duration) {
         if took < BATCH_TIME / 2 {
@@ -207,23 +249,16 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Iterator for Map<'_, F, I> {
 
     /// The next input's result, waiting for it if need be.
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(result) = self.current.pop_front() {
+        if let Some(result) = self.next_of_batch() {
             return Some(result);
         }
         self.top_up();
         let result = match self.flights.pop_front()? {
             Flight::One(job) => job.result(),
-            Flight::Batch(job, len) => match job.result() {
-                Ok(batch) => {
-                    self.adapt(batch.took);
-                    self.current = batch.results.into();
-                    self.current.pop_front()?
-                }
-                Err(error) => {
-                    self.current = (1..len).map(|_| Err(error.clone())).collect();
-                    Err(error)
-                }
-            },
+            Flight::Batch(job, len) => {
+                self.start_batch(job.result(), len);
+                self.next_of_batch()?
+            }
         };
         // The next job goes out while the caller uses this result.
         self.top_up();
@@ -254,23 +289,33 @@ impl<F: TaskFn> QueuedJob for BatchJob<F> {
 
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
         let BatchJob { task, args, state } = *self;
-        let (results, took) = counters.timed(|| {
-            args.into_iter()
-                .map(|args| {
-                    catch_unwind(AssertUnwindSafe(|| task.function().call(args))).map_err(
-                        |payload| JobError::Panicked {
+        let ((values, errors), took) = counters.timed(|| {
+            let mut values = Vec::with_capacity(args.len());
+            let mut errors = VecDeque::new();
+            for (at, args) in args.into_iter().enumerate() {
+                match catch_unwind(AssertUnwindSafe(|| task.function().call(args))) {
+                    Ok(value) => values.push(value),
+                    Err(payload) => errors.push_back((
+                        at,
+                        JobError::Panicked {
                             task: task.id().to_owned(),
                             message: panic_message(payload.as_ref()),
                         },
-                    )
-                })
-                .collect::<Vec<_>>()
+                    )),
+                }
+            }
+            (values, errors)
         });
         if !state.claim() {
             return Completion::Duplicate;
         }
         counters.record(took);
-        let callback_panic = state.store(Ok(Batch { results, took }), None);
+        let batch = Batch {
+            values,
+            errors,
+            took,
+        };
+        let callback_panic = state.store(Ok(batch), None);
         Completion::Stored { callback_panic }
     }
 
