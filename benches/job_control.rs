@@ -25,7 +25,9 @@ const MAP_RUNS: usize = 11;
 
 fn pp_tiny(server: &pp::Server) -> Duration {
     let start = Instant::now();
-    let jobs: Vec<_> = (0..TINY_JOBS).map(|i| server.submit(add_one, (i,))).collect();
+    let jobs: Vec<_> = (0..TINY_JOBS)
+        .map(|i| server.submit(add_one, (i,)))
+        .collect();
     let out: Vec<u64> = jobs.into_iter().map(|j| j.result().expect("job")).collect();
     let took = start.elapsed();
     assert_eq!(out[999], 1000);
@@ -58,14 +60,19 @@ fn pp_map(server: &pp::Server, inputs: &[u64]) -> Duration {
 
 fn rayon_map(pool: &rayon::ThreadPool, inputs: &[u64]) -> Duration {
     let start = Instant::now();
-    let out: Vec<u64> = pool.install(|| inputs.par_iter().map(|&x| black_box(*add_one)(x)).collect());
+    let out: Vec<u64> =
+        pool.install(|| inputs.par_iter().map(|&x| black_box(*add_one)(x)).collect());
     let took = start.elapsed();
     assert_eq!(out[inputs.len() - 1], MAP_INPUTS);
     took
 }
 
 /// Runs `a` and `b` alternately `runs` times (after one warm-up each); their medians.
-fn pair(runs: usize, mut a: impl FnMut() -> Duration, mut b: impl FnMut() -> Duration) -> (Duration, Duration) {
+fn pair(
+    runs: usize,
+    mut a: impl FnMut() -> Duration,
+    mut b: impl FnMut() -> Duration,
+) -> (Duration, Duration) {
     a();
     b();
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
@@ -81,14 +88,21 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    let server = pp::Server::builder().ncpus(workers).build().expect("server");
+    let server = pp::Server::builder()
+        .ncpus(workers)
+        .build()
+        .expect("server");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .build()
         .expect("rayon pool");
     let inputs: Vec<u64> = (0..MAP_INPUTS).collect();
     let (pp_t, rayon_t) = pair(TINY_RUNS, || pp_tiny(&server), || rayon_tiny(&pool));
-    let (pp_m, rayon_m) = pair(MAP_RUNS, || pp_map(&server, &inputs), || rayon_map(&pool, &inputs));
+    let (pp_m, rayon_m) = pair(
+        MAP_RUNS,
+        || pp_map(&server, &inputs),
+        || rayon_map(&pool, &inputs),
+    );
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     println!("| {workers} workers | pp | rayon | pp / rayon (rate) |");
     println!("|---|---:|---:|---:|");

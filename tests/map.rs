@@ -46,12 +46,14 @@ fn fails_if_odd(x: u64) -> u64 {
 #[test]
 fn as_completed_as_a_future_gives_every_result_once() {
     let server = Server::builder().ncpus(2).build().unwrap();
-    let jobs: Vec<_> = (0..50u64).map(|x| server.submit(fails_if_odd, (x,))).collect();
+    let jobs: Vec<_> = (0..50u64)
+        .map(|x| server.submit(fails_if_odd, (x,)))
+        .collect();
     let mut completed = server.as_completed(jobs);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let mut seen = vec![false; 50];
+    let mut seen = [false; 50];
     runtime.block_on(async {
         while let Some((index, result)) = completed.next_async().await {
             assert!(!seen[index], "index {index} twice");
@@ -115,18 +117,26 @@ fn map_batches_many_tiny_inputs_in_order_and_reads_inputs_lazily() {
     assert!(read.load(Ordering::Relaxed) < 200_000);
     let rest: Vec<u64> = results.map(Result::unwrap).collect();
     assert_eq!(rest.len(), 199_999);
-    assert!(rest.iter().enumerate().all(|(i, &r)| r == (i as u64 + 1) * 3));
+    assert!(rest
+        .iter()
+        .enumerate()
+        .all(|(i, &r)| r == (i as u64 + 1) * 3));
 }
 
 #[test]
 fn map_gives_each_failing_input_its_error() {
     let server = Server::builder().ncpus(2).build().unwrap();
-    let results: Vec<_> = server.map(fails_if_odd, (0..1000u64).map(|x| (x,))).collect();
+    let results: Vec<_> = server
+        .map(fails_if_odd, (0..1000u64).map(|x| (x,)))
+        .collect();
     for (x, result) in results.into_iter().enumerate() {
         match result {
             Ok(value) => assert_eq!(value, x as u64),
             Err(JobError::Panicked { message, .. }) => {
-                assert!(x % 2 == 1 && message.contains("odd input"), "{x}: {message}")
+                assert!(
+                    x % 2 == 1 && message.contains("odd input"),
+                    "{x}: {message}"
+                )
             }
             Err(other) => panic!("{x}: {other}"),
         }

@@ -90,9 +90,11 @@ fn outer(ncpus: usize, x: u64, how: String) -> u64 {
             }
             total.load(Ordering::SeqCst)
         }
-        "par" => pp::par!(server = server, chunks = 4, with (ncpus: usize, x: u64) sum for i: u64 in 0..FAN {
-            server_of(*ncpus).submit(middle, (*ncpus, *x * 10 + i)).result().unwrap()
-        }),
+        "par" => {
+            pp::par!(server = server, chunks = 4, with (ncpus: usize, x: u64) sum for i: u64 in 0..FAN {
+                server_of(*ncpus).submit(middle, (*ncpus, *x * 10 + i)).result().unwrap()
+            })
+        }
         other => panic!("unknown way {other}"),
     }
 }
@@ -156,7 +158,9 @@ fn outer_with_deadline(x: u64) -> bool {
 fn waits_with_deadlines_inside_jobs_finish() {
     let done = within("wait_timeout inside jobs", || {
         let server = server_of(1);
-        let jobs: Vec<_> = (0..8).map(|x| server.submit(outer_with_deadline, (x,))).collect();
+        let jobs: Vec<_> = (0..8)
+            .map(|x| server.submit(outer_with_deadline, (x,)))
+            .collect();
         jobs.into_iter()
             .map(|j| j.result().unwrap())
             .collect::<Vec<_>>()
@@ -294,25 +298,23 @@ fn nested_par_runs_in_cluster_mode() {
     });
     let name = node.name();
     let log = std::sync::Arc::clone(&node.log);
-    let total = std::panic::catch_unwind(|| within("nested par! in cluster mode", move || {
-        let local = server_of(1);
-        pp::par!(server = local, chunks = 2, sum for i: u64 in 1..3 {
-            pp::par!(server = cluster_here(), chunks = 4, with (i: u64) sum for j: u64 in 0..4 {
-                // Slow enough that the node takes chunks while this thread runs one.
-                std::thread::sleep(Duration::from_millis(30));
-                j * *i
+    let total = std::panic::catch_unwind(|| {
+        within("nested par! in cluster mode", move || {
+            let local = server_of(1);
+            pp::par!(server = local, chunks = 2, sum for i: u64 in 1..3 {
+                pp::par!(server = cluster_here(), chunks = 4, with (i: u64) sum for j: u64 in 0..4 {
+                    // Slow enough that the node takes chunks while this thread runs one.
+                    std::thread::sleep(Duration::from_millis(30));
+                    j * *i
+                })
             })
         })
-    }))
+    })
     .unwrap_or_else(|panic| {
         let message = (panic.downcast_ref::<String>().cloned())
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
         panic!("{message:?}; node log:\n{}", log.text())
     });
     assert_eq!(total, 6 + 12);
-    assert!(
-        support::jobs_of(client, &name) > 0,
-        "{}",
-        client.stats()
-    );
+    assert!(support::jobs_of(client, &name) > 0, "{}", client.stats());
 }

@@ -122,11 +122,7 @@ impl Server {
     }
 
     /// Queues a batch job of `task` on `args` and returns its handle.
-    fn enqueue_batch<F: TaskFn>(
-        &self,
-        task: Task<F>,
-        args: Vec<F::Args>,
-    ) -> Job<Batch<F::Output>> {
+    fn enqueue_batch<F: TaskFn>(&self, task: Task<F>, args: Vec<F::Args>) -> Job<Batch<F::Output>> {
         let state = Arc::new(JobState::with_poll(self.pool.waiter_poll(&self.queue)));
         self.queue.pending.add();
         self.pool.submit(
@@ -332,6 +328,8 @@ impl<F: TaskFn> QueuedJob for BatchJob<F> {
     }
 
     fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
-        Err(CodecError::new("a batch of `map` runs only in its own process"))
+        Err(CodecError::new(
+            "a batch of `map` runs only in its own process",
+        ))
     }
 }

@@ -43,6 +43,9 @@ struct Threads {
     generation: u64,
 }
 
+/// Sub-jobs waiting to run, oldest first (see [`crate::helping`]).
+pub(crate) type Nested = VecDeque<Box<dyn QueuedJob>>;
+
 /// Join handles of every worker thread this server started, across all its pools.
 type WorkerThreads = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
@@ -66,7 +69,7 @@ pub(crate) struct LocalPool {
     /// Cores available to the process when the server started.
     cores: usize,
     /// Sub-jobs: jobs submitted by this pool's own drainers (see [`crate::helping`]).
-    nested: Mutex<VecDeque<Box<dyn QueuedJob>>>,
+    nested: Mutex<Nested>,
     nested_len: AtomicUsize,
     /// Drainers waiting for a result with no sub-job to run: woken when one comes.
     helpers: Sleepers,
@@ -246,7 +249,7 @@ impl LocalPool {
     /// A sub-job, taken from the end `take` chooses.
     pub(crate) fn pop_nested(
         &self,
-        take: fn(&mut VecDeque<Box<dyn QueuedJob>>) -> Option<Box<dyn QueuedJob>>,
+        take: fn(&mut Nested) -> Option<Box<dyn QueuedJob>>,
     ) -> Option<Box<dyn QueuedJob>> {
         let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
         let job = take(&mut nested);
@@ -331,10 +334,7 @@ impl LocalPool {
             }
             self.release_slot();
             // A job pushed after our last look may have seen every slot taken: look again.
-            if !self.has_work(queue)
-                || self.retiring(queue, generation)
-                || !self.try_take_slot()
-            {
+            if !self.has_work(queue) || self.retiring(queue, generation) || !self.try_take_slot() {
                 if self.has_work(queue) {
                     self.wake();
                 }

@@ -423,13 +423,16 @@ impl Server {
             group.add();
         }
         let callback = crate::helping::count_child(&self.pool, callback);
-        self.pool.submit(&self.queue, Box::new(TypedJob::new(
-            task,
-            args,
-            Arc::clone(&state),
-            callback,
-            group,
-        )));
+        self.pool.submit(
+            &self.queue,
+            Box::new(TypedJob::new(
+                task,
+                args,
+                Arc::clone(&state),
+                callback,
+                group,
+            )),
+        );
         let backlog = Arc::downgrade(&self.queue) as Weak<dyn Backlog>;
         Job::on_backlog(state, task.id(), backlog).with_progress(self.progress.clone())
     }
