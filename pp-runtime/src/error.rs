@@ -1,6 +1,7 @@
 //! Errors of the server and of single jobs, and the text of a caught panic.
 
 use std::any::Any;
+use std::time::Duration;
 
 /// Why a job gave no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,11 +48,29 @@ pub enum JobError {
         /// What went wrong.
         message: String,
     },
-    /// The server was dropped before the job started.
-    #[error("job `{task}` was cancelled: its server shut down before the job started")]
+    /// The job was cancelled before it gave a result: by [`Job::cancel`](crate::Job::cancel),
+    /// [`Server::cancel_group`](crate::Server::cancel_group) or
+    /// [`Server::cancel_all`](crate::Server::cancel_all), or because its server shut down
+    /// before the job started.
+    #[error("job `{task}` was cancelled before it gave a result")]
     Cancelled {
         /// Id of the cancelled task.
         task: String,
+    },
+    /// The job ran past its time limit (`timeout`) on its last attempt: its result, future
+    /// and callback were released at the deadline. A limit counts from when an attempt
+    /// starts running, not from submission.
+    #[error(
+        "job `{task}` timed out: it ran past its limit of {after:?} on {attempts} attempt{}",
+        if *.attempts == 1 { "" } else { "s" }
+    )]
+    TimedOut {
+        /// Id of the task.
+        task: String,
+        /// The time limit of each attempt.
+        after: Duration,
+        /// Attempts made, the last included (retries by policy: `retries`).
+        attempts: u32,
     },
 }
 

@@ -35,6 +35,15 @@ pub trait Executor: Send + Sync {
         None
     }
 
+    /// The runtime settled jobs without this executor (a cancel: [`Job::cancel`](crate::Job::cancel),
+    /// `cancel_group`, `cancel_all`), some of which a remote executor may hold. Called on
+    /// every remote executor after such a settlement, on the cancelling thread: it must be
+    /// cheap and must not block. An executor holding jobs then looks for the settled ones
+    /// ([`RemoteJob::is_settled`](crate::remote::RemoteJob::is_settled)) and stops their
+    /// work (a node kills the worker running one). The default does nothing: the work runs
+    /// on and its result is dropped.
+    fn settled_elsewhere(&self) {}
+
     /// Stops taking jobs and gives back the ones in flight (a remote executor), or lets
     /// running jobs finish and joins the threads (the local pool). Called once, when the
     /// server drops.

@@ -71,6 +71,7 @@ mod executor;
 mod helping;
 mod job;
 mod map;
+mod limits;
 mod node_failure;
 mod outcome;
 mod pending;

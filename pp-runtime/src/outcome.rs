@@ -2,6 +2,7 @@
 //! node and the cluster client share.
 
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// What became of a job run in another process (a node's worker): the worker answers the
 /// node with it, the node sends it to the client in its results, and the client completes
@@ -20,4 +21,8 @@ pub enum Outcome {
     WorkerCrashed(String),
     /// The job could not be run (unknown task, bad arguments, ...); why.
     Failed(String),
+    /// The job ran past its time limit (the limit, [`RemoteJob::timeout`](crate::remote::RemoteJob::timeout)),
+    /// and its worker was stopped: reported by whoever enforces the deadline (the node, an
+    /// isolated local executor), like `WorkerCrashed`; a worker never sends it.
+    TimedOut(Duration),
 }

@@ -140,6 +140,9 @@ impl QueuedJob for PortableChunkJob {
             Outcome::Failed(message) => Some(format!(
                 "a node could not run a chunk of `{task}`: {message}"
             )),
+            Outcome::TimedOut(after) => Some(format!(
+                "a chunk of `{task}` ran past its time limit of {after:?} on a node"
+            )),
         };
         if let Some(message) = failure {
             self.scope.panicked(index, Box::new(message));

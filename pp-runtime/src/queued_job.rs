@@ -58,6 +58,11 @@ pub(crate) trait QueuedJob: Send {
     fn duplicate(&mut self) -> Option<Box<dyn QueuedJob>> {
         None
     }
+    /// The time limit of each attempt of the job, counted from when the attempt starts
+    /// running; `None`: no limit.
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Whether the job is already completed (by this copy or another).
     fn is_completed(&self) -> bool {
         false

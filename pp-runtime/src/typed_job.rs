@@ -4,6 +4,7 @@
 use crate::codec::{self, CodecError};
 use crate::error::{panic_message, JobError};
 use crate::job::{Callback, Completion, JobState};
+use crate::limits::JobLimits;
 use crate::outcome::Outcome;
 use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
@@ -12,6 +13,7 @@ use crate::task::{Task, TaskFn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 /// A typed job: the function is called directly by a local worker, or its arguments are
 /// encoded for a node (see [`crate::remote`]).
@@ -19,6 +21,7 @@ pub(crate) struct TypedJob<F: TaskFn> {
     task: Task<F>,
     state: Arc<JobState<F::Output>>,
     body: Body<F>,
+    limits: JobLimits,
 }
 
 /// What a job carries besides its task and result slot.
@@ -75,7 +78,14 @@ impl<F: TaskFn> TypedJob<F> {
                 callback,
                 group,
             },
+            limits: JobLimits::default(),
         }
+    }
+
+    /// The same job with `limits` (its time limit and retries).
+    pub(crate) fn with_limits(mut self, limits: JobLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Completes the job with `result` if no other copy did: counts it with `tally` first
@@ -193,12 +203,19 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
                 task: task_id(),
                 message,
             }),
+            Outcome::TimedOut(after) => Err(JobError::TimedOut {
+                task: task_id(),
+                after,
+                attempts: 1,
+            }),
         };
         self.complete(result, Some(tally))
     }
 
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
-        let TypedJob { task, state, body } = *self;
+        let TypedJob {
+            task, state, body, ..
+        } = *self;
         match body {
             Body::Owned {
                 args,
@@ -278,7 +295,12 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
             task: self.task,
             state: Arc::clone(&self.state),
             body: Body::Shared(Arc::clone(shared)),
+            limits: self.limits,
         }))
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.limits.timeout
     }
 
     fn is_completed(&self) -> bool {

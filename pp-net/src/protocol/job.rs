@@ -45,6 +45,7 @@ pub(crate) fn reply_size(reply: &JobReply) -> u64 {
         Outcome::Panicked(text) | Outcome::WorkerCrashed(text) | Outcome::Failed(text) => {
             text.len()
         }
+        Outcome::TimedOut(_) => 0,
     };
     // job_id, the outcome's tag and length, the run time (12 bytes), and some slack.
     payload as u64 + 48

@@ -5,7 +5,7 @@ use crate::codec::CodecError;
 use crate::queued_job::QueuedJob;
 use crate::stats::ExecutorHandle;
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A job taken from the queue to run elsewhere, or given back to run again.
 pub struct RemoteJob {
@@ -79,6 +79,22 @@ impl RemoteJob {
 
     /// Whether the job was already completed (by this copy or another).
     pub fn is_completed(&self) -> bool {
+        self.job.is_completed()
+    }
+
+    /// The job's time limit per attempt, counted from when a worker starts running it
+    /// (time in queues does not count); `None`: no limit. The executor enforces it: past the
+    /// limit it stops the work (a node kills the worker) and reports
+    /// [`Outcome::TimedOut`](crate::Outcome::TimedOut) to
+    /// [`JobFeed::complete`](super::JobFeed::complete).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.job.timeout()
+    }
+
+    /// Whether the job's result slot is already filled (another copy finished it, it was
+    /// cancelled, ...): work on it may be abandoned, and whatever it reports later is
+    /// dropped. See [`Executor::settled_elsewhere`](super::Executor::settled_elsewhere).
+    pub fn is_settled(&self) -> bool {
         self.job.is_completed()
     }
 
