@@ -33,6 +33,9 @@
 use crate::backlog::{Backlog, BACKLOG_NAP};
 use crate::error::{panic_message, JobError};
 use crate::helping;
+use crate::group::Group;
+use crate::queue::JobQueue;
+use crate::settle::{Settle, Was};
 use crate::progress::{ProgressBar, Source};
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -48,6 +51,10 @@ use std::time::{Duration, Instant};
 const CLAIMED: u8 = 1;
 const DONE: u8 = 2;
 const WAITING: u8 = 4;
+/// Taken from the queue (by a local worker or a remote executor).
+const TAKEN: u8 = 8;
+/// Taken by a remote executor (with `TAKEN`).
+const REMOTE: u8 = 16;
 
 /// How long a waiter spins before it parks: long enough to catch a short job without a
 /// thread wake-up round trip, short enough not to steal a core from the workers.
@@ -86,18 +93,24 @@ enum Waiter {
     Task(Waker),
 }
 
-/// The shared result slot of one job.
+/// The shared result slot of one job, with what its completion runs and counts (the
+/// callback, the group), so that whoever completes the job, a worker, a node's result, a
+/// cancel or the deadline timer, does the same.
 pub(crate) struct JobState<R> {
     state: AtomicU8,
     /// How a blocking waiter polls before it parks (see [`JobState::with_poll`]).
     poll: Polling,
+    task: &'static str,
     result: UnsafeCell<Option<Result<R, JobError>>>,
+    callback: UnsafeCell<Option<Callback<R>>>,
+    group: Option<Arc<Group>>,
     waiter: Mutex<Option<Waiter>>,
 }
 
 // SAFETY: `result` is written only by the single completer that won the CLAIMED bit, before
 // it publishes DONE with release ordering; it is read only by the one `Job` handle after it
-// observed DONE with acquire ordering. The slot is never accessed concurrently.
+// observed DONE with acquire ordering. `callback` is set before the slot is shared and taken
+// only by the completer that won the CLAIMED bit. Neither is ever accessed concurrently.
 unsafe impl<R: Send> Send for JobState<R> {}
 // SAFETY: as above.
 unsafe impl<R: Send> Sync for JobState<R> {}
@@ -119,9 +132,26 @@ impl<R> JobState<R> {
         JobState {
             poll,
             state: AtomicU8::new(0),
+            task: "",
             result: UnsafeCell::new(None),
+            callback: UnsafeCell::new(None),
+            group: None,
             waiter: Mutex::new(None),
         }
+    }
+
+    /// The same slot for a job of task `task`, whose completion runs `callback` and counts
+    /// `group` done.
+    pub(crate) fn for_job(
+        mut self,
+        task: &'static str,
+        callback: Option<Callback<R>>,
+        group: Option<Arc<Group>>,
+    ) -> Self {
+        self.task = task;
+        self.callback = UnsafeCell::new(callback);
+        self.group = group;
+        self
     }
 
     fn is_done(&self) -> bool {
@@ -132,7 +162,35 @@ impl<R> JobState<R> {
     /// call [`store`](JobState::store). Lets a completer count the job (statistics) only
     /// when its result is the one kept, and before anyone can see that result.
     pub(crate) fn claim(&self) -> bool {
-        self.state.fetch_or(CLAIMED, Ordering::AcqRel) & CLAIMED == 0
+        self.claim_where().is_some()
+    }
+
+    /// [`claim`](JobState::claim), saying where the job was when it was claimed.
+    fn claim_where(&self) -> Option<Was> {
+        let before = self.state.fetch_or(CLAIMED, Ordering::AcqRel);
+        if before & CLAIMED != 0 {
+            return None;
+        }
+        Some(if before & REMOTE != 0 {
+            Was::Remote
+        } else if before & TAKEN != 0 {
+            Was::Local
+        } else {
+            Was::Queued
+        })
+    }
+
+    /// Marks the job taken from the queue, by a remote executor if `remote`; returns false
+    /// (and the taker skips it) if it was settled while queued.
+    pub(crate) fn mark_taken(&self, remote: bool) -> bool {
+        let bits = if remote { TAKEN | REMOTE } else { TAKEN };
+        self.state.fetch_or(bits, Ordering::AcqRel) & CLAIMED == 0
+    }
+
+    /// Marks the job queued again (given back by a remote executor); returns false if it
+    /// was settled meanwhile, and must then not be queued.
+    pub(crate) fn mark_queued(&self) -> bool {
+        self.state.fetch_and(!(TAKEN | REMOTE), Ordering::AcqRel) & CLAIMED == 0
     }
 
     /// Whether some completion claimed the job (its result is kept or being stored).
@@ -141,16 +199,14 @@ impl<R> JobState<R> {
     }
 
     /// Stores the result of a completion that won [`claim`](JobState::claim), runs the
-    /// callback, marks the job done and wakes its waiter; returns the callback's panic
-    /// message if it panicked. Call once, and only after a successful `claim`.
-    pub(crate) fn store(
-        &self,
-        result: Result<R, JobError>,
-        callback: Option<Callback<R>>,
-    ) -> Option<String> {
+    /// callback, marks the job done, wakes its waiter and counts the group done; returns
+    /// the callback's panic message if it panicked. Call once, and only after a successful
+    /// `claim`.
+    pub(crate) fn store(&self, result: Result<R, JobError>) -> Option<String> {
         debug_assert!(self.is_claimed());
-        // SAFETY: the caller won CLAIMED, DONE is not yet set: nobody else touches the slot.
-        let slot = unsafe { &mut *self.result.get() };
+        // SAFETY: the caller won CLAIMED, DONE is not yet set: nobody else touches the slot
+        // or the callback.
+        let (slot, callback) = unsafe { (&mut *self.result.get(), (*self.callback.get()).take()) };
         let stored = slot.insert(result);
         let callback_panic = callback.and_then(|callback| {
             catch_unwind(AssertUnwindSafe(|| callback(stored)))
@@ -165,6 +221,9 @@ impl<R> JobState<R> {
                 Some(Waiter::Task(waker)) => waker.wake(),
                 None => {}
             }
+        }
+        if let Some(group) = &self.group {
+            group.pending.done();
         }
         callback_panic
     }
@@ -246,13 +305,31 @@ impl<R> JobState<R> {
     }
 }
 
+impl<R: Send + 'static> Settle for JobState<R> {
+    fn task(&self) -> &'static str {
+        self.task
+    }
+
+    fn is_settled(&self) -> bool {
+        self.is_claimed()
+    }
+
+    fn settle(&self, error: JobError) -> Option<(Was, Option<String>)> {
+        let was = self.claim_where()?;
+        Some((was, self.store(Err(error))))
+    }
+}
+
 /// A submitted job: wait for its result with [`Job::result`], or `.await` it.
 ///
 /// Dropping a `Job` does not cancel it; the job still runs and its callback is still called.
+/// [`Job::cancel`] does.
 #[must_use = "a Job does nothing by itself: call `.result()` or `.await` it to get the value"]
 pub struct Job<R> {
     state: Arc<JobState<R>>,
     task: &'static str,
+    /// The queue the job was submitted to, which counts a cancel.
+    queue: Weak<JobQueue>,
     /// The local pool the job was queued on, which a blocking wait may sleep on.
     backlog: Option<Weak<dyn Backlog>>,
     /// The server's progress bar, which a blocking wait shows (`None`: off).
@@ -266,6 +343,7 @@ impl<R> Job<R> {
         Job {
             state,
             task,
+            queue: Weak::new(),
             backlog: None,
             progress: None,
         }
@@ -280,9 +358,16 @@ impl<R> Job<R> {
         Job {
             state,
             task,
+            queue: Weak::new(),
             backlog: Some(backlog),
             progress: None,
         }
+    }
+
+    /// The same job, whose [`cancel`](Job::cancel) is counted by `queue`.
+    pub(crate) fn on_queue(mut self, queue: Weak<JobQueue>) -> Self {
+        self.queue = queue;
+        self
     }
 
     /// The same job, whose blocking waits show `progress` (the server's bar, if it has one).
@@ -344,11 +429,36 @@ impl<R> Job<R> {
         self.block(Some(Instant::now() + timeout))
     }
 
+    /// Cancels the job: unless it already has a result, it ends at once with
+    /// [`JobError::Cancelled`] (its callback runs now, on this thread, and it counts as
+    /// finished for `wait`); returns whether this call ended it.
+    ///
+    /// A queued job is then skipped, never run. A job running on a local worker thread runs
+    /// on (a thread cannot be stopped from outside): [`should_stop`](crate::should_stop)
+    /// turns true inside it, so a job that looks can return early, and its result is
+    /// dropped. A job on a node (or an isolated local worker) has its worker stopped by its
+    /// executor.
+    pub fn cancel(&self) -> bool
+    where
+        R: Send + 'static,
+    {
+        match self.queue.upgrade() {
+            Some(queue) => queue.cancel_jobs([&*self.state as &dyn Settle]) > 0,
+            None => self
+                .state
+                .settle(JobError::Cancelled {
+                    task: self.task.to_owned(),
+                })
+                .is_some(),
+        }
+    }
+
     /// Waits for the job and returns its result: PP's `job()`.
     ///
     /// # Errors
-    /// [`JobError::Panicked`] if the function panicked, [`JobError::Cancelled`] if the server
-    /// shut down before the job started.
+    /// [`JobError::Panicked`] if the function panicked; [`JobError::Cancelled`] if it was
+    /// cancelled or the server shut down before the job started; [`JobError::TimedOut`] if
+    /// it ran past its time limit; for jobs on nodes, the errors of remote runs.
     pub fn result(self) -> Result<R, JobError> {
         self.block(None);
         self.state

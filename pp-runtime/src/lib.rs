@@ -12,7 +12,8 @@
 //! - `registry` (hidden): every task of the program, gathered at link time; runs a task from
 //!   bytes (`invoke`), as a node's worker does.
 //! - `codec`: the one encoding of arguments and results.
-//! - `server`, `submit`: [`Server`] and [`ServerBuilder`]; [`JobBuilder`], [`Template`].
+//! - `server`, `submit`: [`Server`] and [`ServerBuilder`]; [`JobBuilder`], [`Template`];
+//!   `limits`: a job's time limit and retries as a submission sets them.
 //! - `typed_job`: a submitted job with its types (`TypedJob`); `queued_job`: the same with
 //!   its types erased (`QueuedJob`), as the queue and the executors see it.
 //! - `queue`: the server's one queue (`JobQueue`: shared, local-only and retry parts),
@@ -20,9 +21,14 @@
 //! - `executor`: the [`Executor`](remote::Executor) trait the local pool and the cluster
 //!   client implement (notify, statistics rows, nodes, shutdown).
 //! - `pool`: the local pool (`LocalPool`): drainers on a rayon pool the server owns.
-//! - `job`: a job's result slot and the [`Job`] handle (the waiting policy is explained
-//!   there); `backlog`: sleeping while the local workers have a backlog; `pending`: counts
-//!   that `wait` blocks on.
+//! - `job`: a job's result slot (with the job's callback and group, so that whoever ends the
+//!   job does the same) and the [`Job`] handle (the waiting policy is explained there);
+//!   `backlog`: sleeping while the local workers have a backlog; `pending`: counts that
+//!   `wait` blocks on; `group`: a group's count and members.
+//! - `settle`: a result slot with its types erased, as a cancel and the deadline timer end a
+//!   job; `cancel`: [`Job::cancel`], [`Server::cancel_group`], [`Server::cancel_all`];
+//!   `deadline`: the deadline timer of local jobs (one thread per server, started by the
+//!   first job with a time limit); `stop`: [`should_stop`].
 //! - `helping`: nested jobs. A job may submit jobs to its own server and wait for them:
 //!   a local worker that waits runs the server's *sub-jobs* (jobs submitted by jobs,
 //!   kept in the pool's own deque, newest first) until its result is ready, rather than
@@ -59,16 +65,30 @@
 //! whose node tasks take jobs through their `JobFeed` (retried jobs first), encode the
 //! arguments and send them to a node. The node's [`Outcome`] comes back to
 //! `JobFeed::complete`, which decodes it into the same result slot, counted in the node's
-//! row. A job whose node is lost or whose worker dies goes to the retry queue with the
-//! node's name, until its attempts are used up; the slot takes one completion, so a job
-//! copied or retried is still delivered once.
+//! row. A job whose node is lost or whose worker dies or times out goes to the retry queue
+//! with the node's name, until its attempts (node loss) or retries (the others) are used up;
+//! the slot takes one completion, so a job copied or retried is still delivered once.
+//!
+//! Ending a job early: a cancel, or the deadline of a job running on a local thread, settles
+//! the slot with an error at once (the callback runs, `wait` and the group count the job
+//! finished) without touching the queue. The slot's state word records whether the job was
+//! taken, and by whom: a job settled while queued is dropped unrun by whoever pops it (and
+//! meanwhile not counted as queued); one settled on a local thread runs on with
+//! [`should_stop`] true, its result dropped (a thread cannot be killed); one settled in a
+//! remote executor's hands leaves the in-flight count and the executors are told
+//! (`Executor::settled_elsewhere`) so that they stop its worker. Jobs with no time limit
+//! never reach the timer: no thread, no heap, no cost. Jobs a remote executor runs have
+//! their limit enforced there (`RemoteJob::timeout`, `Outcome::TimedOut`).
 
 mod as_completed;
 mod backlog;
+mod cancel;
 mod chunks;
+mod deadline;
 mod error;
 mod executor;
 mod helping;
+mod group;
 mod job;
 mod map;
 mod limits;
@@ -83,7 +103,9 @@ mod queued_job;
 mod run_chunks;
 mod scope;
 mod server;
+mod settle;
 mod stats;
+mod stop;
 mod submit;
 mod task;
 mod typed_job;
@@ -116,6 +138,7 @@ pub use registry::{registry, InvokeError, Registry, TaskEntry};
 pub use remote::ClusterOptions;
 pub use server::{Server, ServerBuilder};
 pub use stats::{ExecutorStats, NodeStatus, Stats};
+pub use stop::should_stop;
 pub use submit::{JobBuilder, Template};
 pub use task::{Portable, Task, TaskFn};
 

@@ -311,7 +311,7 @@ impl<F: TaskFn> QueuedJob for BatchJob<F> {
             errors,
             took,
         };
-        let callback_panic = state.store(Ok(batch), None);
+        let callback_panic = state.store(Ok(batch));
         Completion::Stored { callback_panic }
     }
 
@@ -319,7 +319,7 @@ impl<F: TaskFn> QueuedJob for BatchJob<F> {
         if !self.state.claim() {
             return Completion::Duplicate;
         }
-        let callback_panic = self.state.store(Err(error), None);
+        let callback_panic = self.state.store(Err(error));
         Completion::Stored { callback_panic }
     }
 

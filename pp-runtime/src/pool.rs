@@ -246,15 +246,25 @@ impl LocalPool {
         queue.pop_local()
     }
 
-    /// A sub-job, taken from the end `take` chooses.
+    /// A sub-job, taken from the end `take` chooses; sub-jobs cancelled while queued are
+    /// dropped on the way.
     pub(crate) fn pop_nested(
         &self,
         take: fn(&mut Nested) -> Option<Box<dyn QueuedJob>>,
     ) -> Option<Box<dyn QueuedJob>> {
-        let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
-        let job = take(&mut nested);
-        self.nested_len.store(nested.len(), Ordering::SeqCst);
-        job
+        loop {
+            let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
+            let job = take(&mut nested);
+            self.nested_len.store(nested.len(), Ordering::SeqCst);
+            drop(nested);
+            let job = job?;
+            if job.take(false) {
+                return Some(job);
+            }
+            if let Some(queue) = self.queue.upgrade() {
+                queue.skipped_settled();
+            }
+        }
     }
 
     /// Sub-jobs waiting to run.
@@ -346,9 +356,12 @@ impl LocalPool {
     /// Runs one job. It counts as running (in `counters`) only while its function runs,
     /// which ends before its result is stored: a reader woken by the result never sees it
     /// still running. The job's sub-jobs are counted for `wait()` inside it (a frame of
-    /// [`crate::helping`]).
+    /// [`crate::helping`]). A job with a time limit has its deadline armed as it starts.
     pub(crate) fn run(&self, queue: &JobQueue, job: Box<dyn QueuedJob>) {
         let task = job.task_id();
+        if let Some((slot, limit)) = job.deadline() {
+            queue.deadlines.arm(slot, limit);
+        }
         let completion = helping::in_frame(|| job.run(&self.counters));
         queue.finished(completion, task);
     }

@@ -6,23 +6,28 @@
 //! leaves alone those that failed on it while another place can take them: see
 //! `remote::routing`), the
 //! local-only queue (`par!` chunks that borrow the caller's data), and the shared queue
-//! (crossbeam's injector). Queuing a job or giving one back notifies every
+//! (crossbeam's injector). A job settled while queued (cancelled) stays where it is, counted
+//! in `settled_queued`: whoever pops it drops it without running it, so a cancel never
+//! scans the queue. Queuing a job or giving one back notifies every
 //! [`Executor`]: the local pool first (no lock: the hot path of a local submit), then the
 //! remote ones, once any is attached. A thread waiting for a result may sleep on the queue
 //! while it has a backlog (see [`crate::backlog`]); takers wake it when the backlog runs low.
 
 use crate::backlog::{Backlog, Sleepers};
+use crate::deadline::Deadlines;
 use crate::error::JobError;
 use crate::executor::{Executor, QueueView};
+use crate::group::{Group, Members};
 use crate::job::Completion;
 use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
 use crate::remote::remote_job::RemoteJob;
 use crate::remote::routing::{self, Take};
+use crate::settle::{Settle, Was};
 use crate::stats::{ExecutorCounters, ExecutorStats, NodeStatus, ServerCounters};
 use crossbeam_deque::{Injector, Steal};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,14 @@ pub(crate) struct JobQueue {
     /// Jobs given back by remote executors: they run before anything newer.
     retry: Mutex<VecDeque<RemoteJob>>,
     retry_len: AtomicUsize,
+    /// Jobs settled (cancelled) while queued and not popped yet: the queue's parts hold
+    /// them, but they do not count as queued. Briefly negative when a taker skips a job
+    /// before its canceller counted it.
+    settled_queued: AtomicIsize,
+    /// The deadline timer of jobs with a time limit run on local threads.
+    pub(crate) deadlines: Deadlines,
+    /// The jobs in no group, for `cancel_all` (the others are in their group's members).
+    pub(crate) ungrouped: Members,
     /// The local pool, notified first and without a lock.
     local: OnceLock<Arc<dyn Executor>>,
     /// Remote executors (the cluster client), notified once `has_remote` is set.
@@ -49,7 +62,7 @@ pub(crate) struct JobQueue {
     sleepers: Sleepers,
     /// Jobs submitted and not yet finished: what `Server::wait` waits for.
     pub(crate) pending: Pending,
-    pub(crate) groups: Mutex<HashMap<String, Arc<Pending>>>,
+    pub(crate) groups: Mutex<HashMap<String, Arc<Group>>>,
     pub(crate) counters: ServerCounters,
     pub(crate) created: Instant,
 }
@@ -57,11 +70,14 @@ pub(crate) struct JobQueue {
 impl JobQueue {
     /// An empty queue; its executors are attached next.
     pub(crate) fn new() -> Arc<JobQueue> {
-        Arc::new(JobQueue {
+        Arc::new_cyclic(|me| JobQueue {
             shared: Injector::new(),
             local_only: Injector::new(),
             retry: Mutex::new(VecDeque::new()),
             retry_len: AtomicUsize::new(0),
+            settled_queued: AtomicIsize::new(0),
+            deadlines: Deadlines::new(me.clone()),
+            ungrouped: Members::default(),
             local: OnceLock::new(),
             remote: RwLock::new(Vec::new()),
             has_remote: AtomicBool::new(false),
@@ -102,7 +118,10 @@ impl JobQueue {
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.shared.len() + self.local_only.len() + self.retry_len.load(Ordering::SeqCst)
+        let held =
+            self.shared.len() + self.local_only.len() + self.retry_len.load(Ordering::SeqCst);
+        let settled = usize::try_from(self.settled_queued.load(Ordering::SeqCst)).unwrap_or(0);
+        held.saturating_sub(settled)
     }
 
     pub(crate) fn has_work(&self) -> bool {
@@ -155,16 +174,26 @@ impl JobQueue {
     }
 
     /// The next job for a local worker: retried jobs, then local-only ones, then the rest.
+    /// Jobs settled while queued are dropped on the way.
     pub(crate) fn pop_local(&self) -> Option<Box<dyn QueuedJob>> {
-        let job = self
-            .pop_retry()
-            .map(|retry| retry.job)
-            .or_else(|| steal(&self.local_only))
-            .or_else(|| steal(&self.shared));
-        if job.is_some() {
+        loop {
+            let job = self
+                .pop_retry()
+                .map(|retry| retry.job)
+                .or_else(|| steal(&self.local_only))
+                .or_else(|| steal(&self.shared))?;
             self.took();
+            if job.take(false) {
+                return Some(job);
+            }
+            self.skipped_settled();
         }
-        job
+    }
+
+    /// A taker dropped a job settled while it was queued (here or among the local pool's
+    /// sub-jobs): it no longer counts in `settled_queued`.
+    pub(crate) fn skipped_settled(&self) {
+        self.settled_queued.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// A job for a remote executor, with the nodes of its failed attempts; `None` once
@@ -174,14 +203,24 @@ impl JobQueue {
         if self.is_shut_down() {
             return None;
         }
-        let job = self
-            .pop_retry()
-            .or_else(|| steal(&self.shared).map(RemoteJob::first));
-        if job.is_some() {
+        loop {
+            let Some(job) = self
+                .pop_retry()
+                .or_else(|| steal(&self.shared).map(RemoteJob::first))
+            else {
+                self.took();
+                return None;
+            };
+            // Counted in flight before it is marked taken: a cancel that sees it taken
+            // counts it out of flight.
             self.counters.in_flight.fetch_add(1, Ordering::AcqRel);
+            if job.job.take(true) {
+                self.took();
+                return Some(job);
+            }
+            self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.settled_queued.fetch_sub(1, Ordering::SeqCst);
         }
-        self.took();
-        job
     }
 
     /// A job for the node `taker` (see the `routing` module): retried jobs first, except
@@ -193,17 +232,31 @@ impl JobQueue {
             return Take::Empty;
         }
         let mut later = None;
-        let job = self
-            .pop_retry_for(taker, elsewhere, &mut later)
-            .or_else(|| steal(&self.shared).map(RemoteJob::first));
-        if job.is_some() {
+        // Asked once at most, even when a cancelled job is skipped.
+        let (mut elsewhere, mut said) = (Some(elsewhere), None);
+        loop {
+            let ask = || match said {
+                Some(answer) => answer,
+                None => *said.insert(elsewhere.take().is_some_and(|ask| ask())),
+            };
+            let job = self
+                .pop_retry_for(taker, ask, &mut later)
+                .or_else(|| steal(&self.shared).map(RemoteJob::first));
+            let Some(job) = job else {
+                self.took();
+                return match later {
+                    Some(at) => Take::NotBefore(at),
+                    None => Take::Empty,
+                };
+            };
+            // As in `take_for_remote`: in flight before it is marked taken.
             self.counters.in_flight.fetch_add(1, Ordering::AcqRel);
-        }
-        self.took();
-        match (job, later) {
-            (Some(job), _) => Take::Job(job),
-            (None, Some(at)) => Take::NotBefore(at),
-            (None, None) => Take::Empty,
+            if job.job.take(true) {
+                self.took();
+                return Take::Job(job);
+            }
+            self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.settled_queued.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -283,8 +336,9 @@ impl JobQueue {
     /// Fails a job taken by a remote executor without a result (its attempts are used up).
     /// The caller made sure it is the job's only live copy: it leaves the jobs in flight.
     pub(crate) fn fail_taken(&self, job: Box<dyn QueuedJob>, error: JobError) {
-        self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // Out of flight only if this failure is kept: a cancel that came first counted it out.
         if let Completion::Stored { .. } = job.fail(error) {
+            self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
             self.pending.done();
         }
     }
@@ -293,6 +347,11 @@ impl JobQueue {
     /// jobs given back); returns false if it was cancelled instead, the server shutting down.
     /// The caller made sure it is the job's only live copy: it leaves the jobs in flight.
     pub(crate) fn requeue(&self, mut job: RemoteJob) -> bool {
+        if !job.job.untake() {
+            // Settled (cancelled) in the executor's hands: its canceller counted it out of
+            // flight and finished; nothing to run again.
+            return false;
+        }
         self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
         if self.is_shut_down() {
             self.cancel(job.job);
@@ -306,6 +365,39 @@ impl JobQueue {
         self.notify_local();
         self.notify_remote();
         true
+    }
+
+    /// Settles `job` with `error` unless it already has a result, and counts what is left
+    /// to count: the job finished (`wait`, its callback's panic), cancelled or timed out,
+    /// and out of the queue or out of flight. Returns where the job was, if this settled it.
+    pub(crate) fn settle(&self, job: &dyn Settle, error: JobError) -> Option<Was> {
+        let timed_out = matches!(error, JobError::TimedOut { .. });
+        let (was, callback_panic) = job.settle(error)?;
+        match was {
+            Was::Queued => {
+                self.settled_queued.fetch_add(1, Ordering::SeqCst);
+            }
+            Was::Local => {}
+            Was::Remote => {
+                self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let counter = if timed_out {
+            &self.counters.timed_out
+        } else {
+            &self.counters.cancelled
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.finished(Completion::Stored { callback_panic }, job.task());
+        Some(was)
+    }
+
+    /// Tells every remote executor that jobs were settled without them (see
+    /// [`Executor::settled_elsewhere`]).
+    pub(crate) fn tell_settled_elsewhere(&self) {
+        for executor in self.remote_executors() {
+            executor.settled_elsewhere();
+        }
     }
 
     fn cancel(&self, job: Box<dyn QueuedJob>) {
@@ -354,6 +446,7 @@ impl JobQueue {
             executor.shutdown();
         }
         self.shutdown.store(true, Ordering::SeqCst);
+        self.deadlines.stop();
         while let Some(job) = self.pop_local() {
             self.cancel(job);
         }

@@ -52,6 +52,33 @@ pub(crate) trait QueuedJob: Send {
         }
         completion
     }
+    /// Completes the job, which ran past its time limit `after` on its last attempt, the
+    /// `attempts`-th, counted with `tally` if this completion is kept.
+    fn complete_timed_out(
+        self: Box<Self>,
+        after: std::time::Duration,
+        attempts: u32,
+        tally: Tally<'_>,
+    ) -> Completion {
+        let _ = attempts;
+        self.complete_remote(Outcome::TimedOut(after), tally)
+    }
+    /// Marks the job taken from the queue (by a remote executor if `remote`); false if it
+    /// was settled while queued (cancelled): the taker then drops it without running it.
+    fn take(&self, remote: bool) -> bool {
+        let _ = remote;
+        true
+    }
+    /// Marks a job given back by a remote executor queued again; false if it was settled
+    /// meanwhile: it must then be dropped, not queued.
+    fn untake(&self) -> bool {
+        true
+    }
+    /// Retries after a `TimedOut` or `WorkerCrashed` attempt, if set for this job (else the
+    /// defaults: see [`JobFeed::complete`](crate::remote::JobFeed::complete)).
+    fn retries(&self) -> Option<u32> {
+        None
+    }
     /// A second copy of this job, to run on another node while this one straggles: both
     /// copies share one result slot, the first completion wins. `None` if the job cannot
     /// be copied, is already completed, or already has a second copy.
@@ -61,6 +88,11 @@ pub(crate) trait QueuedJob: Send {
     /// The time limit of each attempt of the job, counted from when the attempt starts
     /// running; `None`: no limit.
     fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// For a job with a time limit, its result slot and limit, which a local worker arms
+    /// the server's deadline timer with as the job starts (see [`crate::deadline`]).
+    fn deadline(&self) -> Option<(std::sync::Weak<dyn crate::settle::Settle>, std::time::Duration)> {
         None
     }
     /// Whether the job is already completed (by this copy or another).

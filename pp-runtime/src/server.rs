@@ -2,9 +2,11 @@
 
 use crate::backlog::Backlog;
 use crate::error::Error;
+use crate::group::Group;
 use crate::job::{Callback, Job, JobState};
-use crate::pending::Pending;
+use crate::limits::JobLimits;
 use crate::pool::{available_cores, LocalPool};
+use crate::settle::Settle;
 use crate::progress::{self, ProgressBar, ProgressWait, QueueCounts, Source};
 use crate::queue::JobQueue;
 use crate::registry::registry;
@@ -46,6 +48,8 @@ pub struct Server {
     pub(crate) pool: Arc<LocalPool>,
     /// The progress bar, when asked for and standard error is a terminal.
     pub(crate) progress: Option<Arc<ProgressBar>>,
+    /// The time limit and retries of jobs that set none.
+    pub(crate) defaults: JobLimits,
 }
 
 /// Configures a [`Server`]; see [`Server::builder`].
@@ -57,6 +61,8 @@ pub struct ServerBuilder {
     progress: Option<bool>,
     /// Set by [`ServerBuilder::forward_output`] or `PP_OUTPUT`; the default when neither.
     forward_output: Option<bool>,
+    /// [`ServerBuilder::job_timeout`] and [`ServerBuilder::retries`].
+    limits: JobLimits,
 }
 
 impl ServerBuilder {
@@ -112,6 +118,32 @@ impl ServerBuilder {
     /// [`ClusterOptions::max_attempts`](crate::ClusterOptions::max_attempts)).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.cluster.options.max_attempts = attempts;
+        self
+    }
+
+    /// The time limit of every job that sets none ([`JobBuilder::timeout`](crate::JobBuilder::timeout),
+    /// [`Template::timeout`](crate::Template::timeout)); default: none.
+    ///
+    /// A limit counts from when an attempt of the job starts running, not from submission.
+    /// At the deadline the job ends with [`JobError::TimedOut`](crate::JobError::TimedOut):
+    /// its result, future and callback are released then. On a node the worker running it
+    /// is stopped. On a local worker thread, which cannot be stopped, the job runs on until
+    /// it returns (its result is dropped, it is not retried);
+    /// [`should_stop`](crate::should_stop) lets it notice and return early.
+    pub fn job_timeout(mut self, limit: Duration) -> Self {
+        self.limits.timeout = Some(limit);
+        self
+    }
+
+    /// Retries of every job that sets none ([`JobBuilder::retries`](crate::JobBuilder::retries)):
+    /// how many times a job whose attempt ended `TimedOut` or `WorkerCrashed` (on a node or
+    /// an isolated local worker) runs again before it fails with that error, which then
+    /// names its attempts. Without it, a job that timed out is not retried (a deadline
+    /// releases the caller at the deadline) and one whose worker died is retried up to
+    /// [`max_attempts`](ServerBuilder::max_attempts) attempts in all. A lost node is
+    /// always governed by `max_attempts`.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.limits.retries = Some(retries);
         self
     }
 
@@ -223,6 +255,7 @@ impl ServerBuilder {
             queue,
             pool,
             progress,
+            defaults: self.limits,
         };
         if remote {
             let hooks = registry().hooks().ok_or_else(|| {
@@ -340,18 +373,18 @@ impl Server {
     /// own sub-jobs): a group holding the job itself, or a job the worker runs it on top of,
     /// can never finish first.
     pub fn wait_group(&self, group: &str) {
-        if let Some(pending) = self.existing_group(group) {
+        if let Some(group) = self.existing_group(group) {
             let _shown = self.progress_wait();
-            pending.wait_helping(self.queue_ptr(), None);
+            group.pending.wait_helping(self.queue_ptr(), None);
         }
     }
 
     /// As [`wait_group`](Server::wait_group), for at most `timeout`; returns whether the
     /// group's jobs all finished.
     pub fn wait_group_timeout(&self, group: &str, timeout: Duration) -> bool {
-        self.existing_group(group).is_none_or(|pending| {
+        self.existing_group(group).is_none_or(|group| {
             let _shown = self.progress_wait();
-            pending.wait_helping(self.queue_ptr(), Some(Instant::now() + timeout))
+            group.pending.wait_helping(self.queue_ptr(), Some(Instant::now() + timeout))
         })
     }
 
@@ -387,6 +420,7 @@ impl Server {
             cores: available_cores(),
             callback_panics: counters.callback_panics.load(Ordering::Relaxed),
             cancelled_jobs: counters.cancelled.load(Ordering::Relaxed),
+            timed_out_jobs: counters.timed_out.load(Ordering::Relaxed),
             rescheduled_jobs: counters.rescheduled.load(Ordering::Relaxed),
             nodes: self.active_nodes(),
         }
@@ -399,42 +433,49 @@ impl Server {
         let _ = writeln!(out, "{}", self.stats());
     }
 
-    pub(crate) fn group(&self, name: &str) -> Arc<Pending> {
+    pub(crate) fn group(&self, name: &str) -> Arc<Group> {
         let mut groups = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(groups.entry(name.to_owned()).or_default())
     }
 
-    fn existing_group(&self, name: &str) -> Option<Arc<Pending>> {
+    pub(crate) fn existing_group(&self, name: &str) -> Option<Arc<Group>> {
         let groups = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
         groups.get(name).cloned()
     }
 
     /// Queues a typed job, counted in `wait` and its group, and returns its handle.
+    /// `limits` are the submission's, completed by the server's defaults.
     pub(crate) fn enqueue<F: TaskFn>(
         &self,
         task: Task<F>,
         args: F::Args,
         callback: Option<Callback<F::Output>>,
-        group: Option<Arc<Pending>>,
+        group: Option<Arc<Group>>,
+        limits: JobLimits,
     ) -> Job<F::Output> {
-        let state = Arc::new(JobState::with_poll(self.pool.waiter_poll(&self.queue)));
-        self.queue.pending.add();
-        if let Some(group) = &group {
-            group.add();
-        }
         let callback = crate::helping::count_child(&self.pool, callback);
-        self.pool.submit(
-            &self.queue,
-            Box::new(TypedJob::new(
-                task,
-                args,
-                Arc::clone(&state),
+        let state = Arc::new(
+            JobState::with_poll(self.pool.waiter_poll(&self.queue)).for_job(
+                task.id(),
                 callback,
-                group,
-            )),
+                group.clone(),
+            ),
         );
+        self.queue.pending.add();
+        let slot = Arc::downgrade(&state) as Weak<dyn Settle>;
+        match &group {
+            Some(group) => {
+                group.pending.add();
+                group.members.add(slot);
+            }
+            None => self.queue.ungrouped.add(slot),
+        }
+        let job = TypedJob::new(task, args, Arc::clone(&state)).with_limits(limits.or(self.defaults));
+        self.pool.submit(&self.queue, Box::new(job));
         let backlog = Arc::downgrade(&self.queue) as Weak<dyn Backlog>;
-        Job::on_backlog(state, task.id(), backlog).with_progress(self.progress.clone())
+        Job::on_backlog(state, task.id(), backlog)
+            .on_queue(Arc::downgrade(&self.queue))
+            .with_progress(self.progress.clone())
     }
 }
 

@@ -215,6 +215,8 @@ pub(crate) struct ServerCounters {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) cancelled: AtomicU64,
+    /// Jobs that ended `TimedOut` (after their last attempt).
+    pub(crate) timed_out: AtomicU64,
     pub(crate) rescheduled: AtomicU64,
 }
 
@@ -251,8 +253,12 @@ pub struct Stats {
     pub cores: usize,
     /// Callbacks that panicked (their jobs still count as finished).
     pub callback_panics: u64,
-    /// Jobs cancelled because the server shut down before they ran.
+    /// Jobs that ended [`JobError::Cancelled`](crate::JobError::Cancelled): cancelled by a
+    /// cancel call, or because the server shut down before they ran.
     pub cancelled_jobs: u64,
+    /// Jobs that ended [`JobError::TimedOut`](crate::JobError::TimedOut): their last attempt
+    /// ran past its time limit.
+    pub timed_out_jobs: u64,
     /// Times a job was given back to the queue to run again because its node was lost or
     /// its worker process died (a job rescheduled twice counts twice). Only the attempt
     /// that gave the result counts in [`executors`](Stats::executors), so the job counts
@@ -405,7 +411,14 @@ impl fmt::Display for Stats {
             write!(f, "\n{} callbacks panicked", self.callback_panics)?;
         }
         if self.cancelled_jobs > 0 {
-            write!(f, "\n{} jobs cancelled at shutdown", self.cancelled_jobs)?;
+            write!(f, "\n{} jobs cancelled", self.cancelled_jobs)?;
+        }
+        if self.timed_out_jobs > 0 {
+            write!(
+                f,
+                "\n{} jobs timed out (ran past their time limit)",
+                self.timed_out_jobs
+            )?;
         }
         if self.rescheduled_jobs > 0 {
             write!(
@@ -448,6 +461,7 @@ mod tests {
             cores: 1,
             callback_panics: 0,
             cancelled_jobs: 0,
+            timed_out_jobs: 0,
             rescheduled_jobs: 0,
             nodes,
         }

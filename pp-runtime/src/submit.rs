@@ -2,11 +2,13 @@
 //! [`Template`] for many.
 
 use crate::error::JobError;
+use crate::group::Group;
 use crate::job::{Callback, Job};
-use crate::pending::Pending;
+use crate::limits::JobLimits;
 use crate::server::Server;
 use crate::task::{Task, TaskFn};
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Server {
     /// Submits `task` with `args` (a tuple: `(x,)` for one argument) and returns its [`Job`].
@@ -14,8 +16,8 @@ impl Server {
         self.job(task, args).submit()
     }
 
-    /// Starts a submission that can carry a callback and a group; finish it with
-    /// [`JobBuilder::submit`].
+    /// Starts a submission that can carry a callback, a group, a time limit and retries;
+    /// finish it with [`JobBuilder::submit`].
     pub fn job<F: TaskFn>(&self, task: Task<F>, args: F::Args) -> JobBuilder<'_, F> {
         JobBuilder::new(self, task, args)
     }
@@ -59,7 +61,8 @@ pub struct JobBuilder<'s, F: TaskFn> {
     task: Task<F>,
     args: F::Args,
     callback: Option<Callback<F::Output>>,
-    group: Option<Arc<Pending>>,
+    group: Option<Arc<Group>>,
+    limits: JobLimits,
 }
 
 impl<'s, F: TaskFn> JobBuilder<'s, F> {
@@ -70,6 +73,7 @@ impl<'s, F: TaskFn> JobBuilder<'s, F> {
             args,
             callback: None,
             group: None,
+            limits: JobLimits::default(),
         }
     }
 
@@ -90,10 +94,52 @@ impl<'s, F: TaskFn> JobBuilder<'s, F> {
         self
     }
 
+    /// Limits each attempt of the job to `limit`, counted from when it starts running (time
+    /// in the queue does not count); default: the server's
+    /// [`job_timeout`](crate::ServerBuilder::job_timeout), or none.
+    ///
+    /// At the deadline the job ends with [`JobError::TimedOut`]: [`Job::result`], the
+    /// future and the callback are released then. On a node (or an isolated local worker)
+    /// the worker running it is stopped and replaced. On a local worker thread, which
+    /// cannot be stopped, the job runs on until it returns, its result dropped (it is not
+    /// retried); a long job can call [`should_stop`](crate::should_stop) to return early.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// #[pp::parallel]
+    /// fn patient(ms: u64) -> u64 {
+    ///     let start = std::time::Instant::now();
+    ///     while start.elapsed() < Duration::from_millis(ms) && !pp::should_stop() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     ms
+    /// }
+    ///
+    /// let server = pp::Server::builder().ncpus(1).build()?;
+    /// let job = server.job(patient, (60_000,)).timeout(Duration::from_millis(50)).submit();
+    /// assert!(matches!(job.result(), Err(pp::JobError::TimedOut { .. })));
+    /// # Ok::<(), pp::Error>(())
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.limits.timeout = Some(limit);
+        self
+    }
+
+    /// How many times the job runs again after an attempt that ended `TimedOut` or
+    /// `WorkerCrashed` (on a node or an isolated local worker) before it fails with that
+    /// error; default: the server's [`retries`](crate::ServerBuilder::retries), which
+    /// explains the defaults without it.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.limits.retries = Some(retries);
+        self
+    }
+
     /// Submits the job.
     pub fn submit(self) -> Job<F::Output> {
         self.server
-            .enqueue(self.task, self.args, self.callback, self.group)
+            .enqueue(self.task, self.args, self.callback, self.group, self.limits)
     }
 }
 
@@ -106,7 +152,8 @@ pub struct Template<'s, F: TaskFn> {
     server: &'s Server,
     task: Task<F>,
     callback: Option<SharedCallback<F::Output>>,
-    group: Option<Arc<Pending>>,
+    group: Option<Arc<Group>>,
+    limits: JobLimits,
 }
 
 impl<'s, F: TaskFn> Template<'s, F> {
@@ -116,6 +163,7 @@ impl<'s, F: TaskFn> Template<'s, F> {
             task,
             callback: None,
             group: None,
+            limits: JobLimits::default(),
         }
     }
 
@@ -134,13 +182,31 @@ impl<'s, F: TaskFn> Template<'s, F> {
         self
     }
 
+    /// The time limit of each attempt of every job of this template; see
+    /// [`JobBuilder::timeout`].
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.limits.timeout = Some(limit);
+        self
+    }
+
+    /// The retries of every job of this template; see [`JobBuilder::retries`].
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.limits.retries = Some(retries);
+        self
+    }
+
     /// Submits one job with `args`.
     pub fn submit(&self, args: F::Args) -> Job<F::Output> {
         let callback = self
             .callback
             .clone()
             .map(|callback| -> Callback<F::Output> { Box::new(move |result| callback(result)) });
-        self.server
-            .enqueue(self.task, args, callback, self.group.clone())
+        self.server.enqueue(
+            self.task,
+            args,
+            callback,
+            self.group.clone(),
+            self.limits,
+        )
     }
 }

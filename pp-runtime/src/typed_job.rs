@@ -3,20 +3,21 @@
 
 use crate::codec::{self, CodecError};
 use crate::error::{panic_message, JobError};
-use crate::job::{Callback, Completion, JobState};
+use crate::job::{Completion, JobState};
 use crate::limits::JobLimits;
 use crate::outcome::Outcome;
-use crate::pending::Pending;
 use crate::queued_job::QueuedJob;
+use crate::settle::Settle;
 use crate::stats::{ExecutorCounters, Tally};
 use crate::task::{Task, TaskFn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 /// A typed job: the function is called directly by a local worker, or its arguments are
-/// encoded for a node (see [`crate::remote`]).
+/// encoded for a node (see [`crate::remote`]). Its callback and group are in its result slot
+/// ([`JobState`]), which whoever completes the job uses.
 pub(crate) struct TypedJob<F: TaskFn> {
     task: Task<F>,
     state: Arc<JobState<F::Output>>,
@@ -24,60 +25,53 @@ pub(crate) struct TypedJob<F: TaskFn> {
     limits: JobLimits,
 }
 
-/// What a job carries besides its task and result slot.
+/// The job's arguments.
 enum Body<F: TaskFn> {
-    /// The job's only copy owns everything: the common case, with no lock and no sharing.
-    Owned {
-        args: F::Args,
-        callback: Option<Callback<F::Output>>,
-        group: Option<Arc<Pending>>,
-    },
+    /// The job's only copy owns them: the common case, with no lock and no sharing.
+    Owned(F::Args),
     /// A job that was copied (see [`QueuedJob::duplicate`]): its copies share this.
     Shared(Arc<Shared<F>>),
 }
 
 /// What the copies of one typed job share.
 struct Shared<F: TaskFn> {
-    group: Option<Arc<Pending>>,
-    /// The arguments (taken by a local run) and the callback (taken by the completion that
-    /// wins).
-    parts: Mutex<Parts<F>>,
+    /// The arguments, until a local run takes them.
+    args: Mutex<Option<F::Args>>,
     /// Live copies of the job: 1, or 2 while a duplicate of a straggler runs.
     copies: AtomicU32,
 }
 
-struct Parts<F: TaskFn> {
-    args: Option<F::Args>,
-    callback: Option<Callback<F::Output>>,
+impl<F: TaskFn> Shared<F> {
+    fn args(&self) -> MutexGuard<'_, Option<F::Args>> {
+        self.args.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-impl<F: TaskFn> Shared<F> {
-    fn parts(&self) -> MutexGuard<'_, Parts<F>> {
-        self.parts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// Marks the calling thread as running a job (what [`crate::should_stop`] reads) until
+/// dropped.
+struct Running(Option<*const dyn Settle>);
 
-    /// The callback and group, for the completion that won the claim.
-    fn take_for_completion(&self) -> (Option<Callback<F::Output>>, Option<Arc<Pending>>) {
-        (self.parts().callback.take(), self.group.clone())
+impl Running {
+    /// The guard lives within the job's run, which holds `job` alive: the pointer that
+    /// `should_stop` reads stays valid while it is set.
+    fn enter(job: &(dyn Settle + 'static)) -> Self {
+        Running(crate::stop::enter(job))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        crate::stop::leave(self.0);
     }
 }
 
 impl<F: TaskFn> TypedJob<F> {
-    pub(crate) fn new(
-        task: Task<F>,
-        args: F::Args,
-        state: Arc<JobState<F::Output>>,
-        callback: Option<Callback<F::Output>>,
-        group: Option<Arc<Pending>>,
-    ) -> Self {
+    /// A job of `task` with `args`, whose result goes to `state`.
+    pub(crate) fn new(task: Task<F>, args: F::Args, state: Arc<JobState<F::Output>>) -> Self {
         TypedJob {
             task,
             state,
-            body: Body::Owned {
-                args,
-                callback,
-                group,
-            },
+            body: Body::Owned(args),
             limits: JobLimits::default(),
         }
     }
@@ -88,15 +82,14 @@ impl<F: TaskFn> TypedJob<F> {
         self
     }
 
-    /// Completes the job with `result` if no other copy did: counts it with `tally` first
-    /// (so whoever sees the result also sees it in the stats), then takes the callback and
-    /// group from `take`, stores the result and counts the group done. Only the completion
-    /// that stores the result counts anything.
+    /// Completes the job with `result` if no other completion did: counts it with `tally`
+    /// first (so whoever sees the result also sees it in the stats), then stores the result
+    /// (which runs the callback and counts the group done). Only the completion that stores
+    /// the result counts anything.
     fn finish(
         state: &JobState<F::Output>,
         result: Result<F::Output, JobError>,
         tally: Option<Tally<'_>>,
-        take: impl FnOnce() -> (Option<Callback<F::Output>>, Option<Arc<Pending>>),
     ) -> Completion {
         if !state.claim() {
             return Completion::Duplicate;
@@ -104,35 +97,20 @@ impl<F: TaskFn> TypedJob<F> {
         if let Some(tally) = tally {
             tally.count();
         }
-        let (callback, group) = take();
-        let callback_panic = state.store(result, callback);
-        if let Some(group) = group {
-            group.done();
-        }
+        let callback_panic = state.store(result);
         Completion::Stored { callback_panic }
-    }
-
-    /// Completes the job without running it here (a remote result, or an error).
-    fn complete(self, result: Result<F::Output, JobError>, tally: Option<Tally<'_>>) -> Completion {
-        let TypedJob { state, body, .. } = self;
-        match body {
-            Body::Owned {
-                callback, group, ..
-            } => Self::finish(&state, result, tally, || (callback, group)),
-            Body::Shared(shared) => {
-                Self::finish(&state, result, tally, || shared.take_for_completion())
-            }
-        }
     }
 
     /// Calls the function, counted as running in `counters` meanwhile; returns its result
     /// and the tally of a local run: its run time is the call's, nothing else.
-    fn call(
+    fn call<'c>(
         task: Task<F>,
         args: F::Args,
-        counters: &ExecutorCounters,
-    ) -> (Result<F::Output, JobError>, Tally<'_>) {
+        state: &JobState<F::Output>,
+        counters: &'c ExecutorCounters,
+    ) -> (Result<F::Output, JobError>, Tally<'c>) {
         let (result, run_time) = counters.timed(|| {
+            let _running = Running::enter(state);
             catch_unwind(AssertUnwindSafe(move || task.function().call(args))).map_err(|payload| {
                 JobError::Panicked {
                     task: task.id().to_owned(),
@@ -160,8 +138,8 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
 
     fn encode_args_within(&self, limit: u64) -> Result<Option<Vec<u8>>, CodecError> {
         match &self.body {
-            Body::Owned { args, .. } => codec::encode_payload_within(args, limit),
-            Body::Shared(shared) => match &shared.parts().args {
+            Body::Owned(args) => codec::encode_payload_within(args, limit),
+            Body::Shared(shared) => match &*shared.args() {
                 Some(args) => codec::encode_payload_within(args, limit),
                 None => Err(CodecError::new(
                     "the job's arguments were taken by a local run",
@@ -172,8 +150,8 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
 
     fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
         match &self.body {
-            Body::Owned { args, .. } => codec::encode_payload(args),
-            Body::Shared(shared) => match &shared.parts().args {
+            Body::Owned(args) => codec::encode_payload(args),
+            Body::Shared(shared) => match &*shared.args() {
                 Some(args) => codec::encode_payload(args),
                 None => Err(CodecError::new(
                     "the job's arguments were taken by a local run",
@@ -209,40 +187,47 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
                 attempts: 1,
             }),
         };
-        self.complete(result, Some(tally))
+        Self::finish(&self.state, result, Some(tally))
+    }
+
+    fn complete_timed_out(
+        self: Box<Self>,
+        after: Duration,
+        attempts: u32,
+        tally: Tally<'_>,
+    ) -> Completion {
+        let error = JobError::TimedOut {
+            task: self.task.id().to_owned(),
+            after,
+            attempts,
+        };
+        Self::finish(&self.state, Err(error), Some(tally))
     }
 
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
         let TypedJob {
             task, state, body, ..
         } = *self;
-        match body {
-            Body::Owned {
-                args,
-                callback,
-                group,
-            } => {
-                let (result, tally) = Self::call(task, args, counters);
-                Self::finish(&state, result, Some(tally), || (callback, group))
-            }
-            Body::Shared(shared) => {
-                if state.is_claimed() {
-                    return Completion::Duplicate;
-                }
-                let Some(args) = shared.parts().args.take() else {
-                    // Another copy runs locally. Only one copy of a job is ever queued, so
-                    // this is not expected; that copy completes the job.
-                    return Completion::Duplicate;
-                };
-                let (result, tally) = Self::call(task, args, counters);
-                Self::finish(&state, result, Some(tally), || shared.take_for_completion())
-            }
+        if state.is_claimed() {
+            // Settled (cancelled, timed out) after it was taken: not run.
+            return Completion::Duplicate;
         }
+        let args = match body {
+            Body::Owned(args) => args,
+            Body::Shared(shared) => match shared.args().take() {
+                Some(args) => args,
+                // Another copy runs locally. Only one copy of a job is ever queued, so
+                // this is not expected; that copy completes the job.
+                None => return Completion::Duplicate,
+            },
+        };
+        let (result, tally) = Self::call(task, args, &state, counters);
+        Self::finish(&state, result, Some(tally))
     }
 
     fn fail(self: Box<Self>, error: JobError) -> Completion {
         let task = self.task.id();
-        let completion = self.complete(Err(error), None);
+        let completion = Self::finish(&self.state, Err(error), None);
         if let Completion::Stored {
             callback_panic: Some(message),
         } = &completion
@@ -252,32 +237,31 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
         completion
     }
 
+    fn take(&self, remote: bool) -> bool {
+        self.state.mark_taken(remote)
+    }
+
+    fn untake(&self) -> bool {
+        self.state.mark_queued()
+    }
+
+    fn retries(&self) -> Option<u32> {
+        self.limits.retries
+    }
+
     fn duplicate(&mut self) -> Option<Box<dyn QueuedJob>> {
         if self.state.is_claimed() {
             return None;
         }
-        if let Body::Owned { .. } = self.body {
-            // First copy: move what the job owns into a shared body.
+        if let Body::Owned(_) = self.body {
+            // First copy: move the arguments into a shared body.
             let placeholder = Body::Shared(Arc::new(Shared {
-                group: None,
-                parts: Mutex::new(Parts {
-                    args: None,
-                    callback: None,
-                }),
+                args: Mutex::new(None),
                 copies: AtomicU32::new(1),
             }));
-            if let Body::Owned {
-                args,
-                callback,
-                group,
-            } = std::mem::replace(&mut self.body, placeholder)
-            {
+            if let Body::Owned(args) = std::mem::replace(&mut self.body, placeholder) {
                 self.body = Body::Shared(Arc::new(Shared {
-                    group,
-                    parts: Mutex::new(Parts {
-                        args: Some(args),
-                        callback,
-                    }),
+                    args: Mutex::new(Some(args)),
                     copies: AtomicU32::new(1),
                 }));
             }
@@ -286,7 +270,7 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
             return None;
         };
         // A local run took the arguments: nothing to copy.
-        shared.parts().args.as_ref()?;
+        shared.args().as_ref()?;
         shared
             .copies
             .compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire)
@@ -301,6 +285,11 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
 
     fn timeout(&self) -> Option<Duration> {
         self.limits.timeout
+    }
+
+    fn deadline(&self) -> Option<(Weak<dyn Settle>, Duration)> {
+        let limit = self.limits.timeout?;
+        Some((Arc::downgrade(&self.state) as Weak<dyn Settle>, limit))
     }
 
     fn is_completed(&self) -> bool {

@@ -20,6 +20,7 @@ use crate::error::{Error, JobError};
 use crate::outcome::Outcome;
 use crate::pool::LocalPool;
 use crate::queue::JobQueue;
+use crate::job::Completion;
 use crate::queued_job::QueuedJob;
 use crate::stats::{ExecutorHandle, Tally};
 use std::fmt;
@@ -82,10 +83,16 @@ impl JobFeed {
     /// trip, which the executor counts itself
     /// ([`ExecutorHandle::record_round_trip`]).
     ///
-    /// A [`Outcome::WorkerCrashed`] counts as a failed attempt: below the attempt
-    /// limit the job is rescheduled (as by [`lost`](JobFeed::lost)) and nothing completes;
-    /// at the limit the job fails with [`JobError::WorkerCrashed`]; but a copy whose job
-    /// is completed or has another live copy (see [`RemoteJob::duplicate`]) is just dropped.
+    /// [`Outcome::WorkerCrashed`] and [`Outcome::TimedOut`] are failed attempts, which the
+    /// retries policy governs: while the job has retries left it is rescheduled (as by
+    /// [`lost`](JobFeed::lost), `executor` in its [`failed_on`](RemoteJob::failed_on)) and
+    /// nothing completes; then it fails with [`JobError::WorkerCrashed`] or
+    /// [`JobError::TimedOut`], naming its attempts. The retries are the job's (`retries(n)`
+    /// on the job, its template or the server: n retries after either failure); without
+    /// them, a timed-out job is not retried, and one whose worker died is retried while it
+    /// has had fewer than [`ClusterOptions::max_attempts`](super::ClusterOptions::max_attempts)
+    /// failed attempts (lost nodes included). A copy whose job is completed or has another
+    /// live copy (see [`RemoteJob::duplicate`]) is just dropped.
     /// A job completed twice keeps its first result and counts once (statistics, `wait`).
     pub fn complete(
         &self,
@@ -94,26 +101,73 @@ impl JobFeed {
         outcome: Outcome,
         run_time: Duration,
     ) {
-        let outcome = match outcome {
-            Outcome::WorkerCrashed(message) => {
-                if job.drop_if_redundant(Some(executor), "worker died") {
-                    return;
-                }
-                job.failed_on.push(executor.name().to_owned());
-                if self.may_retry(&job) {
-                    crate::warn!(
-                        task = job.task_id(),
-                        node = executor.name(),
-                        attempt = job.failed_on.len(),
-                        "{message}; the job is rescheduled"
-                    );
-                    self.reschedule(job);
-                    return;
-                }
-                Outcome::WorkerCrashed(with_attempts(message, &job.failed_on))
-            }
-            other => other,
+        let timed_out = match &outcome {
+            Outcome::WorkerCrashed(_) => None,
+            Outcome::TimedOut(after) => Some(*after),
+            _ => return self.keep(job, executor, outcome, run_time),
         };
+        let why = if timed_out.is_some() {
+            "timed out"
+        } else {
+            "worker died"
+        };
+        if job.drop_if_redundant(Some(executor), why) {
+            return;
+        }
+        job.failed_on.push(executor.name().to_owned());
+        job.policy_failures += 1;
+        let retry = match job.retry_budget() {
+            Some(retries) => job.policy_failures <= retries,
+            None => timed_out.is_none() && self.may_retry(&job),
+        };
+        if retry {
+            let what = match (&outcome, timed_out) {
+                (Outcome::WorkerCrashed(message), _) => message.clone(),
+                (_, Some(after)) => format!("the job ran past its time limit of {after:?}"),
+                _ => String::new(),
+            };
+            crate::warn!(
+                task = job.task_id(),
+                node = executor.name(),
+                attempt = job.failed_on.len(),
+                "{what}; the job is rescheduled"
+            );
+            self.reschedule(job);
+            return;
+        }
+        match (outcome, timed_out) {
+            (Outcome::WorkerCrashed(message), _) => {
+                let message = with_attempts(message, &job.failed_on);
+                self.keep(job, executor, Outcome::WorkerCrashed(message), run_time);
+            }
+            (_, Some(after)) => {
+                let attempts = u32::try_from(job.failed_on.len()).unwrap_or(u32::MAX);
+                self.keep_with(job, executor, run_time, true, |job, tally| {
+                    job.complete_timed_out(after, attempts, tally)
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Completes `job` with `outcome`, counted in `executor`'s row if this result is kept.
+    fn keep(&self, job: RemoteJob, executor: &ExecutorHandle, outcome: Outcome, run_time: Duration) {
+        let counts_timed_out = matches!(outcome, Outcome::TimedOut(_));
+        self.keep_with(job, executor, run_time, counts_timed_out, |job, tally| {
+            job.complete_remote(outcome, tally)
+        });
+    }
+
+    /// Completes `job` with `complete`, counted in `executor`'s row if this result is kept
+    /// (and among the jobs timed out if `counts_timed_out`).
+    fn keep_with(
+        &self,
+        job: RemoteJob,
+        executor: &ExecutorHandle,
+        run_time: Duration,
+        counts_timed_out: bool,
+        complete: impl FnOnce(Box<dyn QueuedJob>, Tally<'_>) -> Completion,
+    ) {
         let job_task = job.task_id();
         let queue = self.queue.upgrade();
         let tally = Tally {
@@ -121,9 +175,14 @@ impl JobFeed {
             run_time,
             in_flight: queue.as_ref().map(|queue| &queue.counters.in_flight),
         };
-        let completion = job.job.complete_remote(outcome, tally);
+        let completion = complete(job.job, tally);
         match queue {
-            Some(queue) => queue.finished(completion, job_task),
+            Some(queue) => {
+                if counts_timed_out && matches!(completion, Completion::Stored { .. }) {
+                    queue.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                }
+                queue.finished(completion, job_task)
+            }
             None => crate::debug!("a remote result arrived after its server was dropped"),
         }
     }
@@ -229,10 +288,11 @@ fn cancel_orphan(job: Box<dyn QueuedJob>) {
     job.fail(JobError::Cancelled { task });
 }
 
-/// A dead worker's report, with the nodes of the earlier failed attempts if there were any.
+/// A dead worker's report, with the job's attempts and the nodes of the failed ones.
 fn with_attempts(message: String, failed_on: &[String]) -> String {
     match failed_on {
-        [] | [_] => message,
+        [] => message,
+        [node] => format!("{message} (attempt 1 of the job, on {node}; no retry left)"),
         _ => format!(
             "{message} (attempt {} of the job; every attempt failed, on {})",
             failed_on.len(),

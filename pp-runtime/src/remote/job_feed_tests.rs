@@ -68,13 +68,9 @@ fn queued_job() -> (Fixture, Job<u64>) {
     let fixture = fixture();
     let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)));
     fixture.queue.pending.add();
-    fixture.queue.push(Box::new(TypedJob::new(
-        DOUBLE,
-        (21,),
-        Arc::clone(&state),
-        None,
-        None,
-    )));
+    fixture
+        .queue
+        .push(Box::new(TypedJob::new(DOUBLE, (21,), Arc::clone(&state))));
     (fixture, Job::new(state, DOUBLE.id()))
 }
 
@@ -202,21 +198,19 @@ fn a_straggler_copy_that_completes_first_wins_and_the_job_counts_once() {
 fn the_group_of_a_copied_job_counts_it_once() {
     let fixture = fixture();
     let (queue, feed) = (&fixture.queue, &fixture.feed);
-    let group = Arc::new(crate::pending::Pending::default());
-    let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)));
-    queue.pending.add();
-    group.add();
+    let group = Arc::new(crate::group::Group::default());
     let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counted = Arc::clone(&calls);
-    queue.push(Box::new(TypedJob::new(
-        DOUBLE,
-        (21,),
-        Arc::clone(&state),
+    let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)).for_job(
+        DOUBLE.id(),
         Some(Box::new(move |_: &Result<u64, JobError>| {
             counted.fetch_add(1, Ordering::SeqCst);
         })),
         Some(Arc::clone(&group)),
-    )));
+    ));
+    queue.pending.add();
+    group.pending.add();
+    queue.push(Box::new(TypedJob::new(DOUBLE, (21,), Arc::clone(&state))));
     let node = fixture.register_executor("a:1");
     let mut first = feed.take().unwrap();
     let copy = first.duplicate().unwrap();
@@ -224,7 +218,7 @@ fn the_group_of_a_copied_job_counts_it_once() {
         let bytes = crate::codec::encode(&42u64).unwrap();
         feed.complete(taken, &node, Outcome::Ok(bytes), Duration::ZERO);
     }
-    assert_eq!(group.count(), 0);
+    assert_eq!(group.pending.count(), 0);
     assert_eq!(queue.pending.count(), 0);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the callback ran once");
     assert_eq!(queue.executor_stats()[1].jobs, 1);

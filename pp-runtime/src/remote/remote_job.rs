@@ -16,6 +16,9 @@ pub struct RemoteJob {
     /// When the job was last given back to the retry queue: how long it has waited there
     /// for a node it did not fail on (see the `routing` module).
     pub(crate) given_back: Option<Instant>,
+    /// How many of those attempts ended `TimedOut` or `WorkerCrashed`: what the job's
+    /// retries count (see [`RemoteJob::retry_budget`]).
+    pub(crate) policy_failures: u32,
 }
 
 impl RemoteJob {
@@ -25,7 +28,15 @@ impl RemoteJob {
             job,
             failed_on: Vec::new(),
             given_back: None,
+            policy_failures: 0,
         }
+    }
+
+    /// The retries the job has after `TimedOut` or `WorkerCrashed` attempts, if set (on the
+    /// job, its template or the server); `None`: the defaults (see
+    /// [`JobFeed::complete`](super::JobFeed::complete)).
+    pub(crate) fn retry_budget(&self) -> Option<u32> {
+        self.job.retries()
     }
 
     /// The nodes on which earlier attempts of this job failed (lost node or dead worker),
@@ -74,6 +85,7 @@ impl RemoteJob {
             job,
             failed_on: self.failed_on.clone(),
             given_back: None,
+            policy_failures: self.policy_failures,
         })
     }
 

@@ -1,0 +1,98 @@
+//! Cancellation: [`Server::cancel_group`], [`Server::cancel_all`] (and, through the queue,
+//! [`Job::cancel`](crate::Job::cancel)).
+//!
+//! A cancel settles each job's result slot with [`JobError::Cancelled`] at once, O(1) per
+//! job: the callback runs, `wait` and the group count it finished. Nothing is searched in
+//! the queue: a queued job stays there, settled, and whoever pops it drops it unrun. A job
+//! running on a local thread runs on with [`should_stop`](crate::should_stop) true, its
+//! result dropped. For jobs in a remote executor's hands the executors are told once
+//! ([`Executor::settled_elsewhere`](crate::remote::Executor::settled_elsewhere)), and stop
+//! their work. The jobs of a group are found in the group's member list, the jobs in no
+//! group in the server's: cancelling costs O(the jobs cancelled), whatever the queue holds.
+
+use crate::error::JobError;
+use crate::group::Members;
+use crate::queue::JobQueue;
+use crate::server::Server;
+use crate::settle::{Settle, Was};
+use std::sync::Arc;
+
+impl JobQueue {
+    /// Cancels `jobs` (those that have no result yet); returns how many this call settled.
+    pub(crate) fn cancel_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a dyn Settle>) -> usize {
+        let mut settled = 0;
+        let mut remote = false;
+        for job in jobs {
+            if job.is_settled() {
+                continue;
+            }
+            let error = JobError::Cancelled {
+                task: job.task().to_owned(),
+            };
+            if let Some(was) = self.settle(job, error) {
+                settled += 1;
+                remote |= was == Was::Remote;
+            }
+        }
+        if remote {
+            self.tell_settled_elsewhere();
+        }
+        settled
+    }
+
+    /// Cancels every job of `members`.
+    fn cancel_members(&self, members: &Members) -> usize {
+        let jobs: Vec<Arc<dyn Settle>> = members
+            .take()
+            .into_iter()
+            .filter_map(|job| job.upgrade())
+            .collect();
+        self.cancel_jobs(jobs.iter().map(|job| &**job))
+    }
+}
+
+impl Server {
+    /// Cancels every unfinished job of group `group` submitted so far, as
+    /// [`Job::cancel`](crate::Job::cancel) does for one; returns how many it cancelled.
+    /// Each ends with [`JobError::Cancelled`] at once; [`wait_group`](Server::wait_group)
+    /// then returns without waiting for them. Costs O(the group's jobs), not of the queue.
+    ///
+    /// # Examples
+    /// ```
+    /// #[pp::parallel]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let server = pp::Server::builder().ncpus(1).build()?;
+    /// let jobs: Vec<_> = (0..100).map(|_| server.job(nap, (20,)).group("naps").submit()).collect();
+    /// assert!(server.cancel_group("naps") >= 98);
+    /// server.wait_group("naps");
+    /// let cancelled = jobs.into_iter().filter(|job| job.is_finished()).count();
+    /// assert_eq!(cancelled, 100);
+    /// # Ok::<(), pp::Error>(())
+    /// ```
+    pub fn cancel_group(&self, group: &str) -> usize {
+        match self.existing_group(group) {
+            Some(group) => self.queue.cancel_members(&group.members),
+            None => 0,
+        }
+    }
+
+    /// Cancels every unfinished job submitted so far, in a group or not, as
+    /// [`Job::cancel`](crate::Job::cancel) does for one; returns how many it cancelled.
+    /// [`wait`](Server::wait) then returns without waiting for them. `par!` runs are not
+    /// jobs and are not cancelled.
+    pub fn cancel_all(&self) -> usize {
+        let groups: Vec<_> = {
+            let groups = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
+            groups.values().cloned().collect()
+        };
+        let mut cancelled = self.queue.cancel_members(&self.queue.ungrouped);
+        for group in groups {
+            cancelled += self.queue.cancel_members(&group.members);
+        }
+        cancelled
+    }
+}
