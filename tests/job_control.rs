@@ -192,6 +192,7 @@ fn cancelling_100k_queued_jobs_settles_them_all_at_once() {
     let server = one_worker();
     let calls = Arc::new(AtomicUsize::new(0));
     let hold = server.submit(blocker, (0,));
+    assert!(eventually(|| server.stats().active_jobs == 1), "the blocker runs");
     let template = server.template(tiny).callback({
         let calls = Arc::clone(&calls);
         move |result| {
@@ -247,6 +248,7 @@ fn cancelling_a_running_job_releases_it_and_tells_it_to_stop() {
 fn cancel_group_cancels_that_group_only() {
     let server = one_worker();
     let hold = server.submit(blocker, (1,));
+    assert!(eventually(|| server.stats().active_jobs == 1), "the blocker runs");
     let doomed: Vec<_> = (0..50)
         .map(|x| server.job(tiny, (x,)).group("doomed").submit())
         .collect();
@@ -284,7 +286,8 @@ fn cancel_all_cancels_running_and_queued_jobs_in_groups_or_not() {
         .map(|x| server.job(tiny, (x,)).group("g").submit())
         .collect();
     let loose: Vec<_> = (0..20).map(|x| server.submit(tiny, (x,))).collect();
-    assert_eq!(server.cancel_all(), 41);
+    let cancelled = server.cancel_all();
+    assert_eq!(cancelled, 41, "{}", server.stats());
     assert!(server.wait_timeout(AT_MOST), "wait() returns");
     assert!(matches!(running.result(), Err(JobError::Cancelled { .. })));
     for job in grouped.into_iter().chain(loose) {
@@ -397,7 +400,14 @@ fn no_timer_thread_without_time_limits() {
         .timeout(Duration::from_secs(60))
         .submit();
     assert_eq!(limited.result(), Ok(2));
-    assert_eq!(timer_threads(), 1, "the first time limit starts the timer");
+    // A new thread takes its name as it starts: look until it did.
+    assert!(
+        eventually(|| timer_threads() == 1),
+        "the first time limit starts the timer"
+    );
     drop(server);
-    assert_eq!(timer_threads(), 0, "the server joins its timer");
+    assert!(
+        eventually(|| timer_threads() == 0),
+        "the server stops its timer"
+    );
 }

@@ -19,19 +19,24 @@ use std::sync::Arc;
 
 impl JobQueue {
     /// Cancels `jobs` (those that have no result yet); returns how many this call settled.
-    pub(crate) fn cancel_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a dyn Settle>) -> usize {
+    ///
+    /// Queued jobs go first: a running job cancelled first could free its worker, which
+    /// would then start a queued job of the same batch before its turn came.
+    pub(crate) fn cancel_jobs(&self, jobs: &[&dyn Settle]) -> usize {
         let mut settled = 0;
         let mut remote = false;
-        for job in jobs {
-            if job.is_settled() {
-                continue;
-            }
-            let error = JobError::Cancelled {
-                task: job.task().to_owned(),
-            };
-            if let Some(was) = self.settle(job, error) {
-                settled += 1;
-                remote |= was == Was::Remote;
+        for queued_only in [true, false] {
+            for &job in jobs {
+                if job.is_settled() {
+                    continue;
+                }
+                let error = JobError::Cancelled {
+                    task: job.task().to_owned(),
+                };
+                if let Some(was) = self.settle(job, error, queued_only) {
+                    settled += 1;
+                    remote |= was == Was::Remote;
+                }
             }
         }
         if remote {
@@ -40,14 +45,15 @@ impl JobQueue {
         settled
     }
 
-    /// Cancels every job of `members`.
-    fn cancel_members(&self, members: &Members) -> usize {
-        let jobs: Vec<Arc<dyn Settle>> = members
-            .take()
+    /// Cancels every job of `lists`.
+    fn cancel_members<'a>(&self, lists: impl IntoIterator<Item = &'a Members>) -> usize {
+        let jobs: Vec<Arc<dyn Settle>> = lists
             .into_iter()
+            .flat_map(Members::take)
             .filter_map(|job| job.upgrade())
             .collect();
-        self.cancel_jobs(jobs.iter().map(|job| &**job))
+        let jobs: Vec<&dyn Settle> = jobs.iter().map(|job| &**job).collect();
+        self.cancel_jobs(&jobs)
     }
 }
 
@@ -75,7 +81,7 @@ impl Server {
     /// ```
     pub fn cancel_group(&self, group: &str) -> usize {
         match self.existing_group(group) {
-            Some(group) => self.queue.cancel_members(&group.members),
+            Some(group) => self.queue.cancel_members([&group.members]),
             None => 0,
         }
     }
@@ -89,10 +95,8 @@ impl Server {
             let groups = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
             groups.values().cloned().collect()
         };
-        let mut cancelled = self.queue.cancel_members(&self.queue.ungrouped);
-        for group in groups {
-            cancelled += self.queue.cancel_members(&group.members);
-        }
-        cancelled
+        let lists = groups.iter().map(|group| &group.members);
+        self.queue
+            .cancel_members(std::iter::once(&self.queue.ungrouped).chain(lists))
     }
 }

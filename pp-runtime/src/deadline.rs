@@ -210,7 +210,7 @@ fn expire(entry: &Entry, queue: &Weak<JobQueue>) {
         after: entry.after,
         attempts: 1,
     };
-    if queue.settle(&*job, error).is_some() {
+    if queue.settle(&*job, error, false).is_some() {
         crate::debug!(
             task,
             "a job ran past its time limit of {:?}: it ended TimedOut; its thread runs on until it returns",

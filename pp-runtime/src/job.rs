@@ -165,6 +165,26 @@ impl<R> JobState<R> {
         self.claim_where().is_some()
     }
 
+    /// [`claim`](JobState::claim) of a job not taken from the queue yet; `None` if it was
+    /// taken or claimed.
+    fn claim_queued(&self) -> Option<Was> {
+        let mut now = self.state.load(Ordering::Acquire);
+        loop {
+            if now & (CLAIMED | TAKEN) != 0 {
+                return None;
+            }
+            match self.state.compare_exchange_weak(
+                now,
+                now | CLAIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(Was::Queued),
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
     /// [`claim`](JobState::claim), saying where the job was when it was claimed.
     fn claim_where(&self) -> Option<Was> {
         let before = self.state.fetch_or(CLAIMED, Ordering::AcqRel);
@@ -314,8 +334,12 @@ impl<R: Send + 'static> Settle for JobState<R> {
         self.is_claimed()
     }
 
-    fn settle(&self, error: JobError) -> Option<(Was, Option<String>)> {
-        let was = self.claim_where()?;
+    fn settle(&self, error: JobError, queued_only: bool) -> Option<(Was, Option<String>)> {
+        let was = if queued_only {
+            self.claim_queued()?
+        } else {
+            self.claim_where()?
+        };
         Some((was, self.store(Err(error))))
     }
 }
@@ -443,12 +467,15 @@ impl<R> Job<R> {
         R: Send + 'static,
     {
         match self.queue.upgrade() {
-            Some(queue) => queue.cancel_jobs([&*self.state as &dyn Settle]) > 0,
+            Some(queue) => queue.cancel_jobs(&[&*self.state as &dyn Settle]) > 0,
             None => self
                 .state
-                .settle(JobError::Cancelled {
-                    task: self.task.to_owned(),
-                })
+                .settle(
+                    JobError::Cancelled {
+                        task: self.task.to_owned(),
+                    },
+                    false,
+                )
                 .is_some(),
         }
     }

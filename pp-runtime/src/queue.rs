@@ -367,12 +367,13 @@ impl JobQueue {
         true
     }
 
-    /// Settles `job` with `error` unless it already has a result, and counts what is left
-    /// to count: the job finished (`wait`, its callback's panic), cancelled or timed out,
-    /// and out of the queue or out of flight. Returns where the job was, if this settled it.
-    pub(crate) fn settle(&self, job: &dyn Settle, error: JobError) -> Option<Was> {
+    /// Settles `job` with `error` unless it already has a result (or, if `queued_only`, was
+    /// taken from the queue), and counts what is left to count: the job finished (`wait`,
+    /// its callback's panic), cancelled or timed out, and out of the queue or out of
+    /// flight. Returns where the job was, if this settled it.
+    pub(crate) fn settle(&self, job: &dyn Settle, error: JobError, queued_only: bool) -> Option<Was> {
         let timed_out = matches!(error, JobError::TimedOut { .. });
-        let (was, callback_panic) = job.settle(error)?;
+        let (was, callback_panic) = job.settle(error, queued_only)?;
         match was {
             Was::Queued => {
                 self.settled_queued.fetch_add(1, Ordering::SeqCst);

@@ -26,8 +26,8 @@ pub(crate) trait Settle: Send + Sync {
     /// Whether the slot is already claimed (completed, cancelled, timed out).
     fn is_settled(&self) -> bool;
 
-    /// Fills the slot with `error` unless it is already claimed: runs the callback and
-    /// counts the group done. Returns where the job was and the callback's panic message,
-    /// or `None` if another completion came first.
-    fn settle(&self, error: JobError) -> Option<(Was, Option<String>)>;
+    /// Fills the slot with `error` unless it is already claimed (or, if `queued_only`, the
+    /// job was taken from the queue): runs the callback and counts the group done. Returns
+    /// where the job was and the callback's panic message, or `None` if it did nothing.
+    fn settle(&self, error: JobError, queued_only: bool) -> Option<(Was, Option<String>)>;
 }

@@ -5,18 +5,24 @@ use super::*;
 use crate::executor::{Executor, QueueView};
 use crate::job::{Job, JobState, Polling, SPIN};
 use crate::remote::RETRY_ELSEWHERE_WAIT;
+use crate::limits::JobLimits;
 use crate::stats::ExecutorStats;
 use crate::task::Task;
 use crate::typed_job::TypedJob;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// A remote executor driven by the test: its rows are the nodes the test registered.
+/// A remote executor driven by the test: its rows are the nodes the test registered; it
+/// counts the times it was told of jobs settled without it.
 #[derive(Default)]
-struct TestNodes(Mutex<Vec<ExecutorHandle>>);
+struct TestNodes(Mutex<Vec<ExecutorHandle>>, std::sync::atomic::AtomicUsize);
 
 impl Executor for TestNodes {
     fn notify(&self, _queue: QueueView<'_>) {}
+
+    fn settled_elsewhere(&self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
 
     fn stats_rows(&self, rows: &mut Vec<ExecutorStats>) {
         rows.extend(self.0.lock().unwrap().iter().map(ExecutorHandle::stats));
@@ -65,13 +71,25 @@ fn fixture() -> Fixture {
 
 /// [`fixture`] with one queued job.
 fn queued_job() -> (Fixture, Job<u64>) {
+    queued_job_with(JobLimits::default())
+}
+
+/// [`fixture`] with one queued job with `limits`.
+fn queued_job_with(limits: JobLimits) -> (Fixture, Job<u64>) {
     let fixture = fixture();
-    let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)));
+    let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)).for_job(DOUBLE.id(), None, None));
     fixture.queue.pending.add();
-    fixture
-        .queue
-        .push(Box::new(TypedJob::new(DOUBLE, (21,), Arc::clone(&state))));
-    (fixture, Job::new(state, DOUBLE.id()))
+    let job = TypedJob::new(DOUBLE, (21,), Arc::clone(&state)).with_limits(limits);
+    fixture.queue.push(Box::new(job));
+    let handle = Job::new(state, DOUBLE.id()).on_queue(Arc::downgrade(&fixture.queue));
+    (fixture, handle)
+}
+
+fn retries(n: u32) -> JobLimits {
+    JobLimits {
+        timeout: Some(Duration::from_secs(1)),
+        retries: Some(n),
+    }
 }
 
 fn rescheduled(queue: &JobQueue) -> u64 {
@@ -394,3 +412,6 @@ fn local_workers_and_plain_takers_take_any_retried_job() {
     job.fail(JobError::Cancelled { task: "t".into() });
     queue.shutdown();
 }
+
+#[path = "job_control_tests.rs"]
+mod job_control;
