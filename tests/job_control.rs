@@ -143,7 +143,10 @@ fn a_local_job_past_its_time_limit_is_released_at_the_deadline_and_told_to_stop(
     server.wait();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "the callback ran once: {seen:?}");
-    assert!(matches!(seen[0], Err(JobError::TimedOut { .. })), "{seen:?}");
+    assert!(
+        matches!(seen[0], Err(JobError::TimedOut { .. })),
+        "{seen:?}"
+    );
     let stats = server.stats();
     assert_eq!(stats.timed_out_jobs, 1, "{stats}");
     assert_eq!(
@@ -151,7 +154,11 @@ fn a_local_job_past_its_time_limit_is_released_at_the_deadline_and_told_to_stop(
         "its result was dropped, not counted\n{stats}"
     );
     assert!(stats.to_string().contains("1 jobs timed out"), "{stats}");
-    assert_eq!(server.submit(tiny, (1,)).result(), Ok(2), "the server goes on");
+    assert_eq!(
+        server.submit(tiny, (1,)).result(),
+        Ok(2),
+        "the server goes on"
+    );
 }
 
 #[test]
@@ -192,7 +199,10 @@ fn cancelling_100k_queued_jobs_settles_them_all_at_once() {
     let server = one_worker();
     let calls = Arc::new(AtomicUsize::new(0));
     let hold = server.submit(blocker, (0,));
-    assert!(eventually(|| server.stats().active_jobs == 1), "the blocker runs");
+    assert!(
+        eventually(|| server.stats().active_jobs == 1),
+        "the blocker runs"
+    );
     let template = server.template(tiny).callback({
         let calls = Arc::clone(&calls);
         move |result| {
@@ -210,7 +220,10 @@ fn cancelling_100k_queued_jobs_settles_them_all_at_once() {
     assert!(jobs.iter().all(|job| job.is_finished()));
     assert!(!jobs[0].cancel(), "a second cancel does nothing");
     let stats = server.stats();
-    assert_eq!(stats.queued_jobs, 0, "cancelled jobs are not queued\n{stats}");
+    assert_eq!(
+        stats.queued_jobs, 0,
+        "cancelled jobs are not queued\n{stats}"
+    );
     assert_eq!(stats.cancelled_jobs, JOBS as u64, "{stats}");
     RELEASE_QUEUED.store(true, Ordering::SeqCst);
     assert!(
@@ -248,7 +261,10 @@ fn cancelling_a_running_job_releases_it_and_tells_it_to_stop() {
 fn cancel_group_cancels_that_group_only() {
     let server = one_worker();
     let hold = server.submit(blocker, (1,));
-    assert!(eventually(|| server.stats().active_jobs == 1), "the blocker runs");
+    assert!(
+        eventually(|| server.stats().active_jobs == 1),
+        "the blocker runs"
+    );
     let doomed: Vec<_> = (0..50)
         .map(|x| server.job(tiny, (x,)).group("doomed").submit())
         .collect();
@@ -314,12 +330,7 @@ fn cancelling_a_finished_job_does_nothing() {
 fn should_stop_is_false_outside_jobs_and_in_jobs_that_go_on() {
     assert!(!pp::should_stop());
     let server = one_worker();
-    assert_eq!(
-        server
-            .submit(stop_seen, ())
-            .result(),
-        Ok(false)
-    );
+    assert_eq!(server.submit(stop_seen, ()).result(), Ok(false));
 }
 
 #[pp::parallel]
@@ -345,7 +356,11 @@ fn a_panicking_first_chunk_stops_the_chunks_not_yet_started() {
     }));
     assert!(caught.is_err(), "the panic reaches the caller");
     let ran = CHUNKS_RUN.load(Ordering::SeqCst);
-    assert!(ran < CHUNKS - 1, "{ran} of the other {} chunks ran", CHUNKS - 1);
+    assert!(
+        ran < CHUNKS - 1,
+        "{ran} of the other {} chunks ran",
+        CHUNKS - 1
+    );
     assert_eq!(
         pp::par!(server = &server, sum for k: u64 in 0..100 { k }),
         4950

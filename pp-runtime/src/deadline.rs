@@ -105,7 +105,9 @@ impl Deadlines {
     /// limit `after`. Starts the timer thread on first use.
     pub(crate) fn arm(&self, job: Weak<dyn Settle>, after: Duration) {
         let now = Instant::now();
-        let at = now.checked_add(after).unwrap_or(now + Duration::from_secs(1 << 40));
+        let at = now
+            .checked_add(after)
+            .unwrap_or(now + Duration::from_secs(1 << 40));
         let mut heap = self.heap();
         if heap.stopped {
             return;
@@ -116,7 +118,10 @@ impl Deadlines {
         }
         let seq = heap.next_seq;
         heap.next_seq += 1;
-        let earliest = heap.entries.peek().is_none_or(|Reverse(first)| at < first.at);
+        let earliest = heap
+            .entries
+            .peek()
+            .is_none_or(|Reverse(first)| at < first.at);
         heap.entries.push(Reverse(Entry {
             at,
             seq,

@@ -32,11 +32,11 @@
 
 use crate::backlog::{Backlog, BACKLOG_NAP};
 use crate::error::{panic_message, JobError};
-use crate::helping;
 use crate::group::Group;
+use crate::helping;
+use crate::progress::{ProgressBar, Source};
 use crate::queue::JobQueue;
 use crate::settle::{Settle, Was};
-use crate::progress::{ProgressBar, Source};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;

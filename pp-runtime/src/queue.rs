@@ -371,7 +371,12 @@ impl JobQueue {
     /// taken from the queue), and counts what is left to count: the job finished (`wait`,
     /// its callback's panic), cancelled or timed out, and out of the queue or out of
     /// flight. Returns where the job was, if this settled it.
-    pub(crate) fn settle(&self, job: &dyn Settle, error: JobError, queued_only: bool) -> Option<Was> {
+    pub(crate) fn settle(
+        &self,
+        job: &dyn Settle,
+        error: JobError,
+        queued_only: bool,
+    ) -> Option<Was> {
         let timed_out = matches!(error, JobError::TimedOut { .. });
         let (was, callback_panic) = job.settle(error, queued_only)?;
         match was {

@@ -92,7 +92,12 @@ pub(crate) trait QueuedJob: Send {
     }
     /// For a job with a time limit, its result slot and limit, which a local worker arms
     /// the server's deadline timer with as the job starts (see [`crate::deadline`]).
-    fn deadline(&self) -> Option<(std::sync::Weak<dyn crate::settle::Settle>, std::time::Duration)> {
+    fn deadline(
+        &self,
+    ) -> Option<(
+        std::sync::Weak<dyn crate::settle::Settle>,
+        std::time::Duration,
+    )> {
         None
     }
     /// Whether the job is already completed (by this copy or another).

@@ -6,11 +6,11 @@ use crate::group::Group;
 use crate::job::{Callback, Job, JobState};
 use crate::limits::JobLimits;
 use crate::pool::{available_cores, LocalPool};
-use crate::settle::Settle;
 use crate::progress::{self, ProgressBar, ProgressWait, QueueCounts, Source};
 use crate::queue::JobQueue;
 use crate::registry::registry;
 use crate::remote::{ClusterSpec, JobFeed};
+use crate::settle::Settle;
 use crate::stats::{ExecutorStats, NodeStatus, Stats};
 use crate::task::{Task, TaskFn};
 use crate::typed_job::TypedJob;
@@ -384,7 +384,9 @@ impl Server {
     pub fn wait_group_timeout(&self, group: &str, timeout: Duration) -> bool {
         self.existing_group(group).is_none_or(|group| {
             let _shown = self.progress_wait();
-            group.pending.wait_helping(self.queue_ptr(), Some(Instant::now() + timeout))
+            group
+                .pending
+                .wait_helping(self.queue_ptr(), Some(Instant::now() + timeout))
         })
     }
 
@@ -470,7 +472,8 @@ impl Server {
             }
             None => self.queue.ungrouped.add(slot),
         }
-        let job = TypedJob::new(task, args, Arc::clone(&state)).with_limits(limits.or(self.defaults));
+        let job =
+            TypedJob::new(task, args, Arc::clone(&state)).with_limits(limits.or(self.defaults));
         self.pool.submit(&self.queue, Box::new(job));
         let backlog = Arc::downgrade(&self.queue) as Weak<dyn Backlog>;
         Job::on_backlog(state, task.id(), backlog)

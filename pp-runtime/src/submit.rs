@@ -201,12 +201,7 @@ impl<'s, F: TaskFn> Template<'s, F> {
             .callback
             .clone()
             .map(|callback| -> Callback<F::Output> { Box::new(move |result| callback(result)) });
-        self.server.enqueue(
-            self.task,
-            args,
-            callback,
-            self.group.clone(),
-            self.limits,
-        )
+        self.server
+            .enqueue(self.task, args, callback, self.group.clone(), self.limits)
     }
 }

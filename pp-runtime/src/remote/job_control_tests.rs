@@ -13,7 +13,12 @@ fn a_timed_out_job_is_not_retried_by_default_and_says_its_limit() {
     let node = fixture.register_executor("a:1");
     let taken = feed.take().unwrap();
     assert_eq!(taken.timeout(), Some(Duration::from_millis(250)));
-    feed.complete(taken, &node, Outcome::TimedOut(Duration::from_millis(250)), Duration::ZERO);
+    feed.complete(
+        taken,
+        &node,
+        Outcome::TimedOut(Duration::from_millis(250)),
+        Duration::ZERO,
+    );
     assert!(feed.take().is_none(), "not retried");
     assert_eq!(
         job.result(),
@@ -86,10 +91,17 @@ fn a_cancelled_queued_job_is_skipped_by_takers_and_not_counted_queued() {
     assert!(!job.cancel());
     assert_eq!(queue.queued(), 0);
     assert_eq!(queue.pending.count(), 0);
-    assert!(feed.take().is_none(), "the cancelled job is dropped, not taken");
+    assert!(
+        feed.take().is_none(),
+        "the cancelled job is dropped, not taken"
+    );
     assert_eq!(queue.queued(), 0);
     assert_eq!(in_flight(queue), 0);
-    assert_eq!(fixture.nodes.1.load(Ordering::SeqCst), 0, "no executor held it");
+    assert_eq!(
+        fixture.nodes.1.load(Ordering::SeqCst),
+        0,
+        "no executor held it"
+    );
     assert!(matches!(job.result(), Err(JobError::Cancelled { .. })));
     queue.shutdown();
 }

@@ -17,10 +17,10 @@
 use super::remote_job::RemoteJob;
 use super::routing::Take;
 use crate::error::{Error, JobError};
+use crate::job::Completion;
 use crate::outcome::Outcome;
 use crate::pool::LocalPool;
 use crate::queue::JobQueue;
-use crate::job::Completion;
 use crate::queued_job::QueuedJob;
 use crate::stats::{ExecutorHandle, Tally};
 use std::fmt;
@@ -151,7 +151,13 @@ impl JobFeed {
     }
 
     /// Completes `job` with `outcome`, counted in `executor`'s row if this result is kept.
-    fn keep(&self, job: RemoteJob, executor: &ExecutorHandle, outcome: Outcome, run_time: Duration) {
+    fn keep(
+        &self,
+        job: RemoteJob,
+        executor: &ExecutorHandle,
+        outcome: Outcome,
+        run_time: Duration,
+    ) {
         let counts_timed_out = matches!(outcome, Outcome::TimedOut(_));
         self.keep_with(job, executor, run_time, counts_timed_out, |job, tally| {
             job.complete_remote(outcome, tally)

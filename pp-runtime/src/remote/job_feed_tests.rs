@@ -4,8 +4,8 @@
 use super::*;
 use crate::executor::{Executor, QueueView};
 use crate::job::{Job, JobState, Polling, SPIN};
-use crate::remote::RETRY_ELSEWHERE_WAIT;
 use crate::limits::JobLimits;
+use crate::remote::RETRY_ELSEWHERE_WAIT;
 use crate::stats::ExecutorStats;
 use crate::task::Task;
 use crate::typed_job::TypedJob;
@@ -77,7 +77,8 @@ fn queued_job() -> (Fixture, Job<u64>) {
 /// [`fixture`] with one queued job with `limits`.
 fn queued_job_with(limits: JobLimits) -> (Fixture, Job<u64>) {
     let fixture = fixture();
-    let state = Arc::new(JobState::with_poll(Polling::spinning(SPIN)).for_job(DOUBLE.id(), None, None));
+    let state =
+        Arc::new(JobState::with_poll(Polling::spinning(SPIN)).for_job(DOUBLE.id(), None, None));
     fixture.queue.pending.add();
     let job = TypedJob::new(DOUBLE, (21,), Arc::clone(&state)).with_limits(limits);
     fixture.queue.push(Box::new(job));
