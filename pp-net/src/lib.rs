@@ -19,7 +19,9 @@
 //! - **Roles**, on top: the cluster client (`client`, reached through the program's hooks),
 //!   the node daemon ([`node`]), the worker host (`worker`: the hook that turns a program
 //!   started by a node into a worker before `main`, the pipe protocol between node and
-//!   worker, the lane worker), lanes (`lane`: opening a lane and its handshake, both ends)
+//!   worker, the lane worker), the isolated executor (`isolated`: local jobs in worker
+//!   processes of the program itself, as a node runs them), lanes (`lane`: opening a lane
+//!   and its handshake, both ends)
 //!   and [`discovery`] (UDP, independent of the channel). `program` identifies the running
 //!   executable for both ends; `area` is the node's shared memory for its workers;
 //!   `source_windows` counts what each source address did lately, for the node's and
@@ -71,6 +73,9 @@ pub mod discovery;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+// Public for `HOOKS` only, as `client`.
+#[doc(hidden)]
+pub mod isolated;
 mod lane;
 pub mod node;
 // Public for the facade's tests, which pose as a client.
@@ -98,5 +103,6 @@ pub use protocol::{JobOutput, JobReply, JobRequest, Message, Outcome, OUTPUT_BOU
 #[doc(hidden)]
 pub static HOOKS: pp_runtime::remote::ProgramHooks = pp_runtime::remote::ProgramHooks {
     connect: client::connect,
+    isolate: isolated::start,
     worker_hook: &worker::WORKER_HOOK,
 };

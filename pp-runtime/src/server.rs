@@ -9,7 +9,7 @@ use crate::pool::{available_cores, LocalPool};
 use crate::progress::{self, ProgressBar, ProgressWait, QueueCounts, Source};
 use crate::queue::JobQueue;
 use crate::registry::registry;
-use crate::remote::{ClusterSpec, JobFeed};
+use crate::remote::{ClusterSpec, IsolatedSpec, JobFeed, WorkerProcesses, ISOLATED_WORKER_ENV};
 use crate::settle::Settle;
 use crate::stats::{ExecutorStats, NodeStatus, Stats};
 use crate::task::{Task, TaskFn};
@@ -50,6 +50,8 @@ pub struct Server {
     pub(crate) progress: Option<Arc<ProgressBar>>,
     /// The time limit and retries of jobs that set none.
     pub(crate) defaults: JobLimits,
+    /// The local worker processes, when isolated ([`ServerBuilder::isolated`]).
+    isolated: Option<Arc<dyn WorkerProcesses>>,
 }
 
 /// Configures a [`Server`]; see [`Server::builder`].
@@ -63,6 +65,8 @@ pub struct ServerBuilder {
     forward_output: Option<bool>,
     /// [`ServerBuilder::job_timeout`] and [`ServerBuilder::retries`].
     limits: JobLimits,
+    /// Set by [`ServerBuilder::isolated`] or `PP_ISOLATED`; off when neither.
+    isolated: Option<bool>,
 }
 
 impl ServerBuilder {
@@ -178,6 +182,23 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether local jobs run in worker processes of this program instead of threads;
+    /// default off, or `PP_ISOLATED=1` with [`from_env`](ServerBuilder::from_env).
+    ///
+    /// Each of the `ncpus` local workers is then a process of this very executable in
+    /// pp's worker mode (as on a node), so that a job that aborts or crashes the process
+    /// ends [`JobError::WorkerCrashed`](crate::JobError::WorkerCrashed) and a fresh worker
+    /// replaces it, instead of taking the program down; and a job past its deadline or
+    /// cancelled while it runs is stopped by killing its worker. Jobs cross a pipe both
+    /// ways, encoded, as they would to a node, so a tiny job costs more than on a thread.
+    /// What a job prints reaches this program's standard output and error. A server built
+    /// inside such a worker (a job's own `Server`) is never isolated and never a cluster
+    /// client.
+    pub fn isolated(mut self, on: bool) -> Self {
+        self.isolated = Some(on);
+        self
+    }
+
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
     /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
     /// `PP_SECRET_FILE` (a file holding the secret), `PP_NCPUS` (local workers; 0 means
@@ -185,7 +206,9 @@ impl ServerBuilder {
     /// [`progress`](ServerBuilder::progress)) and `PP_OUTPUT` (`off` keeps what jobs on
     /// nodes print in the nodes' logs; `on`, the default, brings it back: see
     /// [`forward_output`](ServerBuilder::forward_output); another value is reported once
-    /// and means `on`). Values already set on the builder win.
+    /// and means `on`), and `PP_ISOLATED` (`1` runs local jobs in worker processes: see
+    /// [`isolated`](ServerBuilder::isolated); another value is reported once and means
+    /// off). Values already set on the builder win.
     ///
     /// # Errors
     /// [`Error::Config`] for an unreadable secret file, both secret variables set, or a
@@ -228,6 +251,9 @@ impl ServerBuilder {
         if self.forward_output.is_none() {
             self.forward_output = var(OUTPUT_ENV).map(|value| forward_output_from(&value));
         }
+        if self.isolated.is_none() {
+            self.isolated = var(ISOLATED_ENV).map(|value| isolated_from(&value));
+        }
         Ok(self)
     }
 
@@ -247,16 +273,38 @@ impl ServerBuilder {
             self.cluster.options.check()?;
         }
         let ncpus = self.ncpus.unwrap_or_else(available_cores);
+        // A worker's own server runs on threads: workers never start workers.
+        let isolated = self.isolated == Some(true) && ncpus > 0 && !in_isolated_worker();
         let queue = JobQueue::new();
-        let pool = LocalPool::start(&queue, ncpus, remote)?;
+        let threads = if isolated { 0 } else { ncpus };
+        let pool = LocalPool::start(&queue, threads, remote || isolated)?;
         let progress = (self.progress == Some(true) && progress::drawable())
             .then(|| ProgressBar::new(Arc::downgrade(&queue) as Weak<dyn QueueCounts>));
-        let server = Server {
+        let mut server = Server {
             queue,
             pool,
             progress,
             defaults: self.limits,
+            isolated: None,
         };
+        if isolated {
+            let hooks = registry().hooks().ok_or_else(|| {
+                Error::Config(
+                    "isolation runs `#[pp::parallel]` tasks in worker processes, and this \
+                     program has none"
+                        .into(),
+                )
+            })?;
+            let spec = IsolatedSpec {
+                workers: ncpus,
+                forward_output: self.cluster.options.forward_output,
+            };
+            let max_attempts = self.cluster.options.max_attempts.max(1);
+            let feed = JobFeed::new(&server.queue, &server.pool, max_attempts);
+            let started = (hooks.isolate)(spec, feed)?;
+            server.queue.attach_remote(started.executor);
+            server.isolated = Some(started.processes);
+        }
         if remote {
             let hooks = registry().hooks().ok_or_else(|| {
                 Error::Cluster(
@@ -269,7 +317,7 @@ impl ServerBuilder {
             let cluster = (hooks.connect)(self.cluster, feed)?;
             server.queue.attach_remote(Arc::from(cluster));
         }
-        crate::debug!(ncpus, remote, "pp server started");
+        crate::debug!(ncpus, remote, isolated, "pp server started");
         Ok(server)
     }
 }
@@ -294,6 +342,33 @@ fn forward_output_from(value: &str) -> bool {
             crate::remote::DEFAULT_FORWARD_OUTPUT
         }
     }
+}
+
+/// The environment variable that runs local jobs in worker processes (`1`).
+const ISOLATED_ENV: &str = "PP_ISOLATED";
+
+/// `PP_ISOLATED`'s value as whether to isolate local jobs; an unknown value is said once
+/// and means the default (off).
+fn isolated_from(value: &str) -> bool {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" | "yes" => true,
+        "off" | "0" | "false" | "no" => false,
+        _ => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                crate::warn!(
+                    "{ISOLATED_ENV}={value:?} is neither on nor off; local jobs run on \
+                     threads (off)"
+                )
+            });
+            false
+        }
+    }
+}
+
+/// Whether this process is a worker process of an isolated server.
+fn in_isolated_worker() -> bool {
+    std::env::var_os(ISOLATED_WORKER_ENV).is_some()
 }
 
 fn read_secret_file(path: &str) -> Result<Vec<u8>, Error> {
@@ -324,7 +399,10 @@ impl Server {
 
     /// The number of local workers (PP's `get_ncpus()`).
     pub fn ncpus(&self) -> usize {
-        self.pool.ncpus()
+        match &self.isolated {
+            Some(processes) => processes.workers(),
+            None => self.pool.ncpus(),
+        }
     }
 
     /// Changes the number of local workers while jobs run (PP's `set_ncpus`). Queued jobs
@@ -338,7 +416,10 @@ impl Server {
     /// [`Error::InvalidNcpus`] for zero without nodes; [`Error::ThreadPool`] if threads
     /// cannot be started (the old pool keeps running then).
     pub fn set_ncpus(&self, ncpus: usize) -> Result<(), Error> {
-        self.pool.set_ncpus(ncpus)
+        match &self.isolated {
+            Some(processes) => processes.set_workers(ncpus),
+            None => self.pool.set_ncpus(ncpus),
+        }
     }
 
     /// Blocks until every job submitted so far has finished and its callback has run.
@@ -418,7 +499,7 @@ impl Server {
             elapsed: queue.created.elapsed(),
             active_jobs: queue.active(self.pool.counters()),
             queued_jobs: queue.queued() + self.pool.nested_queued(),
-            ncpus: self.pool.ncpus(),
+            ncpus: self.ncpus(),
             cores: available_cores(),
             callback_panics: counters.callback_panics.load(Ordering::Relaxed),
             cancelled_jobs: counters.cancelled.load(Ordering::Relaxed),
@@ -518,6 +599,16 @@ impl std::fmt::Debug for Server {
 #[cfg(test)]
 mod output_env_tests {
     use super::forward_output_from;
+
+    #[test]
+    fn pp_isolated_values() {
+        for on in ["1", "on", " TRUE ", "yes"] {
+            assert!(super::isolated_from(on), "{on:?}");
+        }
+        for off in ["0", "off", "false", "no", "maybe"] {
+            assert!(!super::isolated_from(off), "{off:?}");
+        }
+    }
 
     #[test]
     fn pp_output_values() {

@@ -1,6 +1,7 @@
 //! Printing what jobs on nodes wrote: each line on this program's standard output or
 //! standard error, as the job wrote it there, prefixed with the node (`[10.0.0.5:60000]
-//! text`).
+//! text`); what jobs in isolated local workers wrote ([`print_local`]) goes the same way,
+//! unprefixed, as a job on a thread would print it.
 //!
 //! A job's output comes in pieces of whole lines, printed in order. A session's task hands
 //! each piece ([`JobOutput`]) to a printer thread and goes on at once: a
@@ -70,6 +71,15 @@ pub(crate) fn then(complete: impl FnOnce() + Send + 'static) {
         _ => complete(),
     }
 }
+
+/// Prints `output`, from a job in an isolated local worker, in the background, with no
+/// prefix: it is this program's own job.
+pub(crate) fn print_local(output: JobOutput) {
+    print(LOCAL, output);
+}
+
+/// The "node" of [`print_local`]: no prefix.
+const LOCAL: &str = "";
 
 /// Waits until every output handed over so far has been printed, or `timeout` has
 /// passed (a stream nobody reads): the client calls it as it shuts down, so that a program
@@ -176,7 +186,8 @@ fn write_output(node: &str, output: &JobOutput) {
     if output.dropped > 0 {
         // The bound, unless the node's message limit is below it (then it is a little less).
         let cut = format!(
-            "[{node}] pp: output cut after {} ({} bytes dropped)\n",
+            "{}pp: output cut after {} ({} bytes dropped)\n",
+            prefix(node),
             size(OUTPUT_BOUND),
             output.dropped
         );
@@ -184,18 +195,27 @@ fn write_output(node: &str, output: &JobOutput) {
     }
 }
 
-/// Writes `bytes` to `stream` line by line, each prefixed with `[node] `; a last line with
-/// no newline gets one, bytes that are not UTF-8 are replaced. `line` is scratch space.
+/// `[node] `, or nothing for a local job ([`LOCAL`]).
+fn prefix(node: &str) -> String {
+    if node == LOCAL {
+        String::new()
+    } else {
+        format!("[{node}] ")
+    }
+}
+
+/// Writes `bytes` to `stream` line by line, each prefixed with `[node] ` (nothing for a
+/// local job); a last line with no newline gets one, bytes that are not UTF-8 are
+/// replaced. `line` is scratch space.
 fn write_lines<S: LockStream>(stream: &mut S, node: &str, bytes: &[u8], line: &mut Vec<u8>) {
     if bytes.is_empty() {
         return;
     }
     let text = String::from_utf8_lossy(bytes);
+    let prefix = prefix(node);
     for text in text.strip_suffix('\n').unwrap_or(&text).split('\n') {
         line.clear();
-        line.push(b'[');
-        line.extend_from_slice(node.as_bytes());
-        line.extend_from_slice(b"] ");
+        line.extend_from_slice(prefix.as_bytes());
         line.extend_from_slice(text.as_bytes());
         line.push(b'\n');
         if stream.write_line(line).is_err() {
@@ -260,6 +280,13 @@ mod tests {
         assert_eq!(lines(b"one\n"), "[10.0.0.5:60000] one\n");
         assert_eq!(lines(b"\n\n"), "[10.0.0.5:60000] \n[10.0.0.5:60000] \n");
         assert_eq!(lines(b""), "");
+    }
+
+    #[test]
+    fn a_local_job_s_lines_have_no_prefix() {
+        let mut out = Vec::new();
+        write_lines(&mut out, LOCAL, b"one\ntwo", &mut Vec::new());
+        assert_eq!(String::from_utf8(out).unwrap(), "one\ntwo\n");
     }
 
     #[test]

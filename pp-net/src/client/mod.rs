@@ -53,7 +53,7 @@ mod dial;
 mod discovered;
 mod fallback;
 mod flights;
-mod job_output;
+pub(crate) mod job_output;
 mod lane;
 mod node_health;
 mod node_state;

@@ -7,7 +7,8 @@
 //!   policy of jobs that fail remotely;
 //! - `remote_job`: a job in a remote executor's hands or given back ([`RemoteJob`]);
 //! - `routing`: where a retried job goes, away from the nodes it failed on ([`Take`]);
-//! - `program_hooks`: the entry points `pp-net` gives pp-runtime ([`ProgramHooks`]).
+//! - `program_hooks`: the entry points `pp-net` gives pp-runtime ([`ProgramHooks`]): the
+//!   cluster client, and the worker processes of an isolated server ([`Isolated`]).
 //!
 //! A remote executor implements [`Executor`](crate::executor::Executor), as the local pool
 //! does; its rows in the statistics are [`ExecutorHandle`]s, and a job's result comes back
@@ -27,6 +28,9 @@ pub use cluster_options::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_PORT,
 };
 pub use job_feed::JobFeed;
-pub use program_hooks::{ConnectFn, ProgramHooks};
+pub use program_hooks::{
+    ConnectFn, IsolateFn, Isolated, IsolatedSpec, ProgramHooks, WorkerProcesses,
+    ISOLATED_WORKER_ENV,
+};
 pub use remote_job::RemoteJob;
 pub use routing::{Take, RETRY_ELSEWHERE_WAIT};
