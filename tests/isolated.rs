@@ -12,11 +12,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pp::{JobError, Server};
-use support::{collect_stderr, wait_bounded, WAIT};
+use support::{role, WAIT};
 
 /// Keeps the worker hook in this binary, whatever else the linker drops.
 #[used]
@@ -210,44 +209,22 @@ fn a_cancelled_running_job_stops_its_worker() {
 /// Runs the role test `role` of this binary as a child process with `env`; returns its
 /// standard output and error once it has exited, and asserts it succeeded.
 fn run_role(role: &str, env: &[(&str, &str)]) -> (String, String) {
-    let mut command = Command::new(std::env::current_exe().expect("this test"));
+    let mut command = role::role_command(role);
     command
-        .args([
-            "--exact",
-            role,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
         .env("PP_TEST_ISOLATED_ROLE", "1")
-        .env_remove("PP_SERVERS")
-        .env_remove("PP_ISOLATED")
-        .env_remove("PP_NCPUS")
-        .env_remove("PP_WORKER")
-        .env_remove("PP_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("PP_ISOLATED");
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("start the role");
-    let stderr = collect_stderr(&mut child);
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-        text
-    });
-    let status = wait_bounded(&mut child);
-    let stdout = reader.join().expect("stdout reader");
-    stderr.wait_for("role: done");
-    let stderr = stderr.text();
+    let ran = role::run(&mut command);
     assert!(
-        status.success(),
-        "the role failed ({status}); stdout:\n{stdout}\nstderr:\n{stderr}"
+        ran.status.success(),
+        "the role failed ({}); stdout:\n{}\nstderr:\n{}",
+        ran.status,
+        ran.stdout,
+        ran.stderr
     );
-    (stdout, stderr)
+    (ran.stdout, ran.stderr)
 }
 
 fn is_role() -> bool {
@@ -288,7 +265,6 @@ fn environment_role() {
     assert_eq!(inner, 36);
     assert!(jobs_of(&server, ISOLATED_ROW) >= 2);
     println!("role: isolated ok");
-    eprintln!("role: done");
 }
 
 #[test]
@@ -319,7 +295,6 @@ fn printing_role() {
     for (x, job) in jobs.into_iter().enumerate() {
         assert_eq!(job.result(), Ok(x as u64));
     }
-    // Dropping the server prints what its jobs wrote before it is gone.
+    // Each job's lines come before its result; dropping the server waits for the rest.
     drop(server);
-    eprintln!("role: done");
 }

@@ -120,7 +120,12 @@ impl Slot {
         match (answer, running.stopped) {
             (Ok(reply), stopped) if reply.job_id == id => {
                 self.shared.handle.record_round_trip(run_time);
-                self.complete(running.job, reply.outcome, reply.run_time);
+                // After the job's lines, if some still wait for the printer.
+                let (feed, handle) = (self.shared.feed.clone(), self.shared.handle.clone());
+                let job = running.job;
+                job_output::then(move || {
+                    feed.complete(job, &handle, reply.outcome, reply.run_time)
+                });
                 if stopped.is_some() {
                     // Killed just as it answered: its successor takes the next job.
                     if let Some(worker) = self.worker.take() {
