@@ -114,6 +114,7 @@ fn a_session_runs_jobs_survives_panics_and_crashes_and_the_next_one_uploads_noth
             job_id: 50,
             task: "nope::missing".into(),
             fingerprint: 1,
+            timeout: None,
             args: Vec::new(),
         };
         let large = job(51, total, encode(&(vec![1u8; 4 << 20],)).unwrap());

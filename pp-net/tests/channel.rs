@@ -41,6 +41,7 @@ fn every_message() -> Vec<Message> {
                     job_id: i,
                     task: format!("examples::sum_primes#{i}"),
                     fingerprint: 0xDEAD_BEEF,
+                    timeout: None,
                     args: vec![i as u8; 9],
                 })
                 .collect(),
@@ -90,6 +91,9 @@ fn every_message() -> Vec<Message> {
             stderr: vec![0xFF; 5],
             dropped: 1 << 40,
         }),
+        Message::Cancel {
+            job_ids: vec![1, u64::MAX],
+        },
     ]
 }
 
@@ -109,6 +113,7 @@ fn kind(message: &Message) -> usize {
         Message::LaneOffer { .. } => 11,
         Message::LaneEnded { .. } => 12,
         Message::Output(_) => 13,
+        Message::Cancel { .. } => 14,
     }
 }
 
@@ -118,7 +123,7 @@ async fn every_message_kind_round_trips_both_ways() {
         let messages = every_message();
         let mut kinds: Vec<usize> = messages.iter().map(kind).collect();
         kinds.dedup();
-        assert_eq!(kinds, (0..14).collect::<Vec<_>>());
+        assert_eq!(kinds, (0..15).collect::<Vec<_>>());
 
         let ((mut from_server, mut to_server), (mut from_client, mut to_client)) =
             connected().await;
@@ -158,6 +163,7 @@ async fn sixteen_mib_payload_round_trips() {
                 job_id: 9,
                 task: "big".into(),
                 fingerprint: 1,
+                timeout: None,
                 args: payload.clone(),
             }],
         };

@@ -14,15 +14,19 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         ".{0,16}".prop_map(Outcome::Panicked),
         ".{0,16}".prop_map(Outcome::WorkerCrashed),
         ".{0,16}".prop_map(Outcome::Failed),
+        (any::<u64>(), 0..1_000_000_000u32)
+            .prop_map(|(secs, nanos)| Outcome::TimedOut(std::time::Duration::new(secs, nanos))),
     ]
 }
 
 fn message() -> impl Strategy<Value = Message> {
-    let job = (any::<u64>(), ".{0,16}", any::<u64>(), bytes()).prop_map(
-        |(job_id, task, fingerprint, args)| JobRequest {
+    let timeout = prop::option::of(any::<u64>().prop_map(std::time::Duration::from_nanos));
+    let job = (any::<u64>(), ".{0,16}", any::<u64>(), timeout, bytes()).prop_map(
+        |(job_id, task, fingerprint, timeout, args)| JobRequest {
             job_id,
             task,
             fingerprint,
+            timeout,
             args,
         },
     );
@@ -75,6 +79,7 @@ fn message() -> impl Strategy<Value = Message> {
                 dropped,
             })
         ),
+        prop::collection::vec(any::<u64>(), 0..8).prop_map(|job_ids| Message::Cancel { job_ids }),
     ]
 }
 

@@ -141,6 +141,7 @@ pub fn job<F>(job_id: u64, task: pp::Task<F>, args: Vec<u8>) -> JobRequest {
         job_id,
         task: task.id().to_owned(),
         fingerprint: task.fingerprint(),
+        timeout: None,
         args,
     }
 }

@@ -15,8 +15,10 @@ pub const MAGIC: [u8; 4] = *b"PPRS";
 
 /// The version of the wire protocol this build speaks. Peers must speak the same one
 /// (3: a job's reply carries its run time in the worker; the client's hello says whether
-/// it wants jobs' output, which travels as `Output` messages).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// it wants jobs' output, which travels as `Output` messages; 4: a job carries its time
+/// limit, which the node enforces (`Outcome::TimedOut`), and the client may withdraw jobs
+/// with `Cancel`).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Length of a preamble in bytes.
 pub const PREAMBLE_LEN: usize = 8;
@@ -87,7 +89,7 @@ mod tests {
 
     #[test]
     fn layout_is_pinned() {
-        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 3, 0, 0, 0]);
+        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 4, 0, 0, 0]);
     }
 
     #[test]

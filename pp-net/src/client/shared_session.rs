@@ -144,6 +144,12 @@ impl SharedSession {
         let Some(job) = feed.take_for(node, || true).job() else {
             return false;
         };
+        // A job with a time limit goes on the session, whose node enforces it: a lane's
+        // worker runs its job on the lane's own thread, with no node watching its clock.
+        if job.timeout().is_some() {
+            self.adopt(job, None);
+            return false;
+        }
         let args = match job.encode_args_within(LANE_MAX_ARGS as u64) {
             Ok(Some(args)) => args,
             // Too large for a lane (found out after at most its limit's worth of encoding),
@@ -157,6 +163,7 @@ impl SharedSession {
             job_id: self.next_id(),
             task: job.task_id().to_owned(),
             fingerprint: job.fingerprint(),
+            timeout: None,
             args,
         };
         flights::lock(&self.in_flight).insert(request.job_id, (job, Instant::now()));

@@ -247,6 +247,7 @@ impl JobEncoder {
             job.job_id,
             &job.task,
             job.fingerprint,
+            job.timeout,
             &job.args,
             self.limit,
         )

@@ -16,6 +16,8 @@ pub(crate) struct QueuedJob {
     pub(crate) task: String,
     /// Fingerprint of the task's signature.
     pub(crate) fingerprint: u64,
+    /// Its time limit once its worker starts it.
+    pub(crate) timeout: Option<std::time::Duration>,
     /// The encoded arguments (large ones share the received message's buffer).
     pub(crate) args: SharedBytes,
 }
@@ -42,6 +44,7 @@ pub(crate) fn decode(plain: &Plaintext<'_>, limit: u32) -> Result<Incoming, Code
                     job_id: job.job_id,
                     task: job.task.to_owned(),
                     fingerprint: job.fingerprint,
+                    timeout: job.timeout,
                     args: plain.keep(job.args),
                 })
                 .collect(),

@@ -323,6 +323,7 @@ mod tests {
             job_id,
             task: "t".into(),
             fingerprint: 0,
+            timeout: None,
             args: Vec::new(),
         }
     }

@@ -23,6 +23,7 @@ fn a_submit_in_parts_is_the_submit_message() {
         job_id,
         task: format!("m::task{job_id}"),
         fingerprint: job_id * 3,
+        timeout: (job_id % 2 == 0).then(|| Duration::from_millis(job_id)),
         args: (0..len).map(|i| i as u8).collect(),
     };
     for jobs in [
@@ -44,12 +45,14 @@ fn a_submit_decoded_in_place_is_the_submit_message() {
             job_id: 1,
             task: "m::f".into(),
             fingerprint: 7,
+            timeout: Some(Duration::from_secs(1)),
             args: vec![1, 2, 3],
         },
         JobRequest {
             job_id: 2,
             task: String::new(),
             fingerprint: 0,
+            timeout: None,
             args: vec![9; 100_000],
         },
     ];
@@ -58,11 +61,18 @@ fn a_submit_decoded_in_place_is_the_submit_message() {
     assert_eq!(views.len(), jobs.len());
     for (view, job) in views.iter().zip(&jobs) {
         assert_eq!(
-            (view.job_id, view.task, view.fingerprint, view.args),
+            (
+                view.job_id,
+                view.task,
+                view.fingerprint,
+                view.timeout,
+                view.args
+            ),
             (
                 job.job_id,
                 job.task.as_str(),
                 job.fingerprint,
+                job.timeout,
                 &job.args[..]
             )
         );
@@ -131,6 +141,7 @@ fn golden_submit() {
             job_id: 1,
             task: "m::f".into(),
             fingerprint: 0xAABB,
+            timeout: Some(Duration::new(2, 1)),
             args: vec![5, 6],
         }],
     };
@@ -142,6 +153,9 @@ fn golden_submit() {
         4, 0, 0, 0, 0, 0, 0, 0,             // task.len()
         b'm', b':', b':', b'f',             // task
         0xBB, 0xAA, 0, 0, 0, 0, 0, 0,       // fingerprint
+        1,                                  // timeout (version 4): Some
+        2, 0, 0, 0, 0, 0, 0, 0,             //   seconds
+        1, 0, 0, 0,                         //   nanoseconds
         2, 0, 0, 0, 0, 0, 0, 0,             // args.len()
         5, 6,                               // args
     ];
@@ -230,6 +244,46 @@ fn golden_output() {
 }
 
 #[test]
+fn golden_cancel() {
+    #[rustfmt::skip]
+    let bytes = [
+        14, 0, 0, 0,                        // variant Cancel
+        2, 0, 0, 0, 0, 0, 0, 0,             // job_ids.len()
+        7, 0, 0, 0, 0, 0, 0, 0,
+        0x09, 0x01, 0, 0, 0, 0, 0, 0,
+    ];
+    golden(
+        &Message::Cancel {
+            job_ids: vec![7, 0x0109],
+        },
+        &bytes,
+    );
+}
+
+#[test]
+fn golden_timed_out_reply() {
+    let message = Message::Results {
+        results: vec![JobReply {
+            job_id: 4,
+            outcome: Outcome::TimedOut(Duration::from_millis(300)),
+            run_time: Duration::from_millis(300),
+        }],
+    };
+    #[rustfmt::skip]
+    let bytes = [
+        6, 0, 0, 0,                         // variant Results
+        1, 0, 0, 0, 0, 0, 0, 0,             // results.len()
+        4, 0, 0, 0, 0, 0, 0, 0,             // job_id
+        4, 0, 0, 0,                         // Outcome::TimedOut
+        0, 0, 0, 0, 0, 0, 0, 0,             //   seconds
+        0x00, 0xA3, 0xE1, 0x11,             //   nanoseconds (300 ms)
+        0, 0, 0, 0, 0, 0, 0, 0,             // run_time: seconds
+        0x00, 0xA3, 0xE1, 0x11,             // run_time: nanoseconds
+    ];
+    golden(&message, &bytes);
+}
+
+#[test]
 fn byte_fields_encode_like_plain_vectors() {
     let chunk = Message::UploadChunk {
         offset: 3,
@@ -241,7 +295,7 @@ fn byte_fields_encode_like_plain_vectors() {
 
 #[test]
 fn unknown_variant_and_bombs_are_errors() {
-    assert!(decode::<Message>(&[14, 0, 0, 0]).is_err());
+    assert!(decode::<Message>(&[15, 0, 0, 0]).is_err());
     // An UploadChunk claiming 2^60 bytes.
     let mut bomb = vec![2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     bomb.extend_from_slice(&(1u64 << 60).to_le_bytes());

@@ -16,6 +16,10 @@ pub struct JobRequest {
     pub task: String,
     /// Fingerprint of the task's signature, so a worker with another version refuses it.
     pub fingerprint: u64,
+    /// The job's time limit, counted from when its worker starts it (time queued on the
+    /// node does not count): past it the node kills the worker, answers
+    /// [`Outcome::TimedOut`] and starts a new worker. `None`: no limit.
+    pub timeout: Option<Duration>,
     /// The arguments, already encoded by `pp_runtime::codec`.
     #[serde(with = "pp_runtime::codec::bytes")]
     pub args: Vec<u8>,

@@ -1,5 +1,6 @@
-//! The vocabulary of protocol version 3 (3: `ClientHello::forward_output`, `Output`, and
-//! `JobReply::run_time`): every message a client and a node exchange.
+//! The vocabulary of protocol version 4 (3: `ClientHello::forward_output`, `Output`, and
+//! `JobReply::run_time`; 4: `JobRequest::timeout`, `Outcome::TimedOut` and `Cancel`): every
+//! message a client and a node exchange.
 //!
 //! Messages are encoded by `pp_runtime::codec` (bincode 1, fixed-width little-endian): an
 //! enum is a `u32` variant index followed by its fields in order, a `String` or byte vector
@@ -18,13 +19,14 @@
 //! [`Message::LaneOffer`] and [`Message::LaneEnded`] set up and end a lane (a direct
 //! connection to a worker for lone jobs, which then carries `Submit`, `Results` and
 //! `Output` only). [`Message::Output`] brings a job's printed output before its result.
+//! [`Message::Cancel`] withdraws jobs the client no longer wants.
 
 use serde::{Deserialize, Serialize};
 
 use super::job::{JobReply, JobRequest};
 use super::output::JobOutput;
 
-/// One message of protocol version 3.
+/// One message of protocol version 4.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Client to node, first: which program the client is, so the node can run it.
@@ -117,6 +119,14 @@ pub enum Message {
     /// its standard output and error (only when the hello asked for it, and only when it
     /// wrote something).
     Output(JobOutput),
+    /// Client to node: the client no longer wants these jobs (they were cancelled, or
+    /// finished elsewhere) and ignores their replies. A job still queued on the node is
+    /// dropped unanswered; one running has its worker killed and replaced, and the other
+    /// jobs that worker held run on. Ids of jobs the node already answered are ignored.
+    Cancel {
+        /// The jobs' ids, as in their [`JobRequest`]s.
+        job_ids: Vec<u64>,
+    },
 }
 
 impl Message {
@@ -137,6 +147,7 @@ impl Message {
             Message::LaneOffer { .. } => "`LaneOffer`",
             Message::LaneEnded { .. } => "`LaneEnded`",
             Message::Output(_) => "`Output`",
+            Message::Cancel { .. } => "`Cancel`",
         }
     }
 }

@@ -25,6 +25,7 @@
 //! its lane ended ([`LaneExit`]).
 
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 use pp_runtime::codec::{self, CodecError};
 use pp_runtime::registry;
@@ -41,8 +42,9 @@ use super::submit::{JobHead, JobView};
 /// job's arguments may wait in a shared area; 3: a worker answers with the protocol's
 /// [`JobReply`], whose [`Outcome`] is the one outcome type of worker, node and client;
 /// 4: a worker's frames are [`FromWorker`], a job's output before its reply, and the reply
-/// carries the job's run time, measured by the worker).
-pub const WORKER_PROTOCOL: u16 = 4;
+/// carries the job's run time, measured by the worker; 5: a job carries its time limit,
+/// [`JobRequest::timeout`], as in a `Submit`: the node enforces it, the worker need not).
+pub const WORKER_PROTOCOL: u16 = 5;
 
 /// Why a lane worker ended, as its exit status tells the node: so that the node counts what
 /// happened (a client that went away is not a crashed worker, a lane handshake that stopped
@@ -240,6 +242,7 @@ pub fn encode_job_head(
     job_id: u64,
     task: &str,
     fingerprint: u64,
+    timeout: Option<Duration>,
     args: &[u8],
     limit: u32,
 ) -> Result<Vec<u8>, WorkerError> {
@@ -247,6 +250,7 @@ pub fn encode_job_head(
         job_id,
         task,
         fingerprint,
+        timeout,
         args_len: args.len() as u64,
     });
     let head = encode_body(&head, "job", limit)?;

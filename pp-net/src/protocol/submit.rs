@@ -8,6 +8,8 @@
 //! of a worker's job (the worker reads it as a [`JobView`]). Tests pin the parts and the
 //! in-place decoding to `codec::encode(&Message::Submit { .. })`.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::job::JobRequest;
@@ -22,6 +24,8 @@ pub(crate) struct JobHead<'a> {
     pub(crate) task: &'a str,
     /// As [`JobRequest::fingerprint`].
     pub(crate) fingerprint: u64,
+    /// As [`JobRequest::timeout`].
+    pub(crate) timeout: Option<Duration>,
     /// The length of [`JobRequest::args`].
     pub(crate) args_len: u64,
 }
@@ -36,6 +40,8 @@ pub(crate) struct JobView<'a> {
     pub(crate) task: &'a str,
     /// As [`JobRequest::fingerprint`].
     pub(crate) fingerprint: u64,
+    /// As [`JobRequest::timeout`].
+    pub(crate) timeout: Option<Duration>,
     /// As [`JobRequest::args`].
     pub(crate) args: &'a [u8],
 }
@@ -72,6 +78,7 @@ impl<'a> SubmitEncoding<'a> {
                 job_id: job.job_id,
                 task: &job.task,
                 fingerprint: job.fingerprint,
+                timeout: job.timeout,
                 args_len: job.args.len() as u64,
             })?);
             if job.args.len() > SEPARATE_ARGS {

@@ -109,6 +109,7 @@ pub(super) fn serve<R: Read, W: Write>(
                     job_id: job.job_id,
                     task: job.task,
                     fingerprint: job.fingerprint,
+                    timeout: None,
                     args: &[],
                 };
                 (view, args)

@@ -43,6 +43,7 @@ fn golden_job() {
         job_id: 7,
         task: "m::f".into(),
         fingerprint: 0xAABB,
+        timeout: Some(Duration::new(3, 4)),
         args: vec![5, 6],
     });
     #[rustfmt::skip]
@@ -52,6 +53,9 @@ fn golden_job() {
         4, 0, 0, 0, 0, 0, 0, 0,         // task.len()
         b'm', b':', b':', b'f',
         0xBB, 0xAA, 0, 0, 0, 0, 0, 0,   // fingerprint
+        1,                              // timeout (worker protocol 5): Some
+        3, 0, 0, 0, 0, 0, 0, 0,         // seconds
+        4, 0, 0, 0,                     // nanoseconds
         2, 0, 0, 0, 0, 0, 0, 0, 5, 6,   // args
     ]);
 }
@@ -98,13 +102,15 @@ fn a_job_head_and_its_arguments_are_a_worker_job() {
         job_id: 9,
         task: "a::b".into(),
         fingerprint: 3,
+        timeout: Some(Duration::from_millis(300)),
         args: vec![1, 2, 3],
     });
-    let mut body = encode_job_head(9, "a::b", 3, &[1, 2, 3], DEFAULT_MAX_FRAME).unwrap();
+    let timeout = Some(Duration::from_millis(300));
+    let mut body = encode_job_head(9, "a::b", 3, timeout, &[1, 2, 3], DEFAULT_MAX_FRAME).unwrap();
     body.extend_from_slice(&[1, 2, 3]);
     assert_eq!(body, codec::encode(&job).unwrap());
     assert!(matches!(
-        encode_job_head(9, "a::b", 3, &[0; 64], 64),
+        encode_job_head(9, "a::b", 3, None, &[0; 64], 64),
         Err(WorkerError::TooLarge { .. })
     ));
 }
@@ -199,6 +205,7 @@ fn worker_says_hello_then_answers_each_job() {
         job_id: 42,
         task: "no::such_task".into(),
         fingerprint: 1,
+        timeout: None,
         args: vec![],
     });
     let input = [frame(&job), frame(&job)].concat();

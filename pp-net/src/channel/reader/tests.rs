@@ -12,6 +12,7 @@ fn submit(job_id: u64, len: usize) -> Message {
             job_id,
             task: "t".into(),
             fingerprint: 0,
+            timeout: None,
             args: (0..len).map(|i| (i % 253) as u8 ^ job_id as u8).collect(),
         }],
     }

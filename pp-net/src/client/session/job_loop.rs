@@ -83,10 +83,13 @@ pub(crate) async fn serve_jobs(
                         job_id: shared.next_id(),
                         task: job.task_id().to_owned(),
                         fingerprint: job.fingerprint(),
+                        timeout: job.timeout(),
                         args,
                     };
-                    // A lone job: nothing else in flight here or waiting to be sent.
+                    // A lone job: nothing else in flight here or waiting to be sent. Never
+                    // one with a time limit: only the session's node enforces it.
                     let lone = !copy
+                        && request.timeout.is_none()
                         && batch.is_empty()
                         && request.args.len() <= LANE_MAX_ARGS
                         && flights::lock(in_flight).is_empty()
