@@ -2,14 +2,19 @@
 //! take can find a straggler on another node and run a second copy of it (see
 //! [`ClusterOptions::duplicate_stragglers`](pp_runtime::ClusterOptions::duplicate_stragglers)).
 //!
+//! When the runtime settles jobs without the cluster (a cancel), [`Flights::settled_elsewhere`]
+//! tells every session, which then forgets its settled jobs in flight and asks their node
+//! to drop them (`Message::Cancel`).
+//!
 //! All sessions run on the client's one network thread, and no lock here is held across
 //! an `.await`: the locks only guard against misuse, they are never contended. Lock order:
 //! the registry, then one session's map.
 
-use pp_runtime::remote::RemoteJob;
+use pp_runtime::remote::{JobFeed, RemoteJob};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A job in flight longer than this many times the average job latency is a straggler...
@@ -40,9 +45,19 @@ pub(crate) enum Straggler {
 }
 
 /// Every session's in-flight map, and the average latency of jobs across nodes.
-#[derive(Default)]
 pub(crate) struct Flights {
     inner: Mutex<FlightRegistry>,
+    /// Bumped when the runtime settled jobs elsewhere: each session looks for its own.
+    settled: watch::Sender<u64>,
+}
+
+impl Default for Flights {
+    fn default() -> Self {
+        Flights {
+            inner: Mutex::default(),
+            settled: watch::Sender::new(0),
+        }
+    }
 }
 
 /// The sessions' in-flight maps by session id, and the latency average, under one lock.
@@ -68,6 +83,17 @@ impl Flights {
         let flight = SharedInFlight::default();
         registry.sessions.insert(id, Arc::clone(&flight));
         (id, flight)
+    }
+
+    /// The runtime settled jobs without the cluster (cancelled them): every session looks
+    /// for its settled jobs in flight. Cheap, never blocks: callable from any thread.
+    pub(crate) fn settled_elsewhere(&self) {
+        self.settled.send_modify(|generation| *generation += 1);
+    }
+
+    /// Changes after each [`Flights::settled_elsewhere`].
+    pub(crate) fn subscribe_settled(&self) -> watch::Receiver<u64> {
+        self.settled.subscribe()
     }
 
     /// Forgets a session that ended: its jobs can no longer be copied from it.
@@ -130,6 +156,32 @@ impl Flights {
         }
         later.map_or(Straggler::None, Straggler::Later)
     }
+}
+
+/// Takes the settled jobs out of `flight` (cancelled, or finished by a copy elsewhere)
+/// and returns their ids, for their node to drop them. Each is given back to `feed`,
+/// which drops a settled job: nothing more is done for it, and its node's reply, if one
+/// comes, is dropped as a job no longer in flight.
+pub(crate) fn forget_settled(flight: &SharedInFlight, feed: &JobFeed) -> Vec<u64> {
+    let settled: Vec<(u64, RemoteJob)> = {
+        let mut flight = lock(flight);
+        let ids: Vec<u64> = flight
+            .iter()
+            .filter(|(_, (job, _))| job.is_settled())
+            .map(|(&id, _)| id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| flight.remove(&id).map(|(job, _)| (id, job)))
+            .collect()
+    };
+    // Outside the lock: giving a job back may log.
+    settled
+        .into_iter()
+        .map(|(id, job)| {
+            feed.requeue(job);
+            id
+        })
+        .collect()
 }
 
 #[cfg(test)]

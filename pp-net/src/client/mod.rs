@@ -87,6 +87,8 @@ struct Cluster {
     nodes: Arc<NodeList>,
     /// The queue, for lone jobs sent from the thread that queued them.
     feed: JobFeed,
+    /// What the sessions share, for [`Executor::settled_elsewhere`].
+    ctx: Arc<ClientContext>,
     stop: watch::Sender<bool>,
     thread: Mutex<Option<(JoinHandle<()>, mpsc::Receiver<()>)>>,
 }
@@ -137,6 +139,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         .build()
         .map_err(|e| Error::Cluster(format!("cannot start the network runtime: {e}")))?;
     let task_nodes = Arc::clone(&nodes);
+    let shared_ctx = Arc::clone(&ctx);
     let thread = std::thread::Builder::new()
         .name("pp-cluster".into())
         .spawn(move || {
@@ -147,6 +150,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
     Ok(Box::new(Cluster {
         nodes,
         feed: lone_feed,
+        ctx: shared_ctx,
         stop,
         thread: Mutex::new(Some((thread, done_rx))),
     }))
@@ -163,6 +167,12 @@ impl Executor for Cluster {
                 nodes.iter().for_each(|n| n.notify.notify_one());
             }
         })
+    }
+
+    /// Runs on the thread that cancelled jobs: wakes every session, which withdraws its
+    /// settled jobs from its node (see the `session` module's `job_loop`).
+    fn settled_elsewhere(&self) {
+        self.ctx.flights.settled_elsewhere();
     }
 
     fn stats_rows(&self, rows: &mut Vec<ExecutorStats>) {

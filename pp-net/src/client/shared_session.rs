@@ -180,6 +180,11 @@ impl SharedSession {
         }
     }
 
+    /// The job the lane holds, if any.
+    pub(crate) fn lane_job(&self) -> Option<u64> {
+        self.lane().job
+    }
+
     /// The lane answered `job_id`: it holds no job any more.
     pub(crate) fn answered(&self, job_id: u64) {
         let mut lane = self.lane();

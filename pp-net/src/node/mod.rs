@@ -47,10 +47,12 @@
 
 mod admission;
 mod cache;
+mod cancels;
 mod config;
 mod daemon;
 mod error;
 mod failure_log;
+mod job_watch;
 mod lanes;
 mod outgoing;
 mod output_queue;

@@ -14,4 +14,7 @@ pub(crate) enum Outgoing {
     /// piece of a job's `Output`, which the writer sends before the job's reply (see the
     /// `output_queue` module).
     Note(Message),
+    /// A job the client withdrew was dropped unanswered: its place in the client's count
+    /// of jobs on the node is free again.
+    Dropped,
 }

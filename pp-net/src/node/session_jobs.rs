@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::cancels::Cancels;
 use super::lanes::{Lanes, SessionLanes};
 use super::outgoing::Outgoing;
 use super::output_queue::OutputQueue;
@@ -97,12 +98,14 @@ pub(crate) async fn serve_jobs(
             stopped.clone(),
         )
     });
+    let cancels = Arc::new(Cancels::default());
     let work = Arc::new(JobQueue::new(
         queue,
         replies.clone(),
         config.spec,
         config.counters,
         workers_count,
+        Arc::clone(&cancels),
     ));
     let mut loops = JoinSet::new();
     for process in workers {
@@ -112,7 +115,9 @@ pub(crate) async fn serve_jobs(
 
     let flow = Flow {
         in_flight,
+        limit,
         stalled_ack,
+        cancels,
     };
     let end = tokio::select! {
         end = read_loop(reader, jobs, replies, flow.clone(), max_message, lanes.as_ref()) => end,
@@ -135,11 +140,15 @@ pub(crate) async fn serve_jobs(
 #[derive(Clone)]
 struct Flow {
     /// One permit per job the client may still send; a job returns its permit when its
-    /// reply has been written.
+    /// reply has been written (or when it was dropped, withdrawn by the client).
     in_flight: Arc<Semaphore>,
+    /// The number of permits: all are free when the node holds no job of the client.
+    limit: usize,
     /// Set while a repeated heartbeat answer waits to be written, so that a client that
     /// reads nothing does not make them pile up either.
     stalled_ack: Arc<AtomicBool>,
+    /// The jobs the client withdrew.
+    cancels: Arc<Cancels>,
 }
 
 async fn read_loop(
@@ -170,6 +179,12 @@ async fn read_loop(
                 let _ = replies.send(Outgoing::Ack(seq));
             }
             Ok(Incoming::Other(Message::HeartbeatAck { .. })) => {}
+            Ok(Incoming::Other(Message::Cancel { job_ids })) => {
+                // Only the reader takes permits: all free means no job of the client is
+                // on the node, so these were answered before their cancel arrived.
+                let idle = flow.in_flight.available_permits() >= flow.limit;
+                flow.cancels.cancel(&job_ids, idle);
+            }
             Ok(Incoming::Other(Message::LaneRequest)) => match lanes.map(SessionLanes::offer) {
                 Some(Ok(Some(offer))) => {
                     let _ = replies.send(Outgoing::Note(offer));
@@ -249,16 +264,22 @@ async fn write_loop(
     loop {
         let mut acks = Vec::new();
         let mut notes = Vec::new();
+        let mut dropped = 0;
         if ready.is_empty() && outputs.is_empty() {
             match outgoing.recv().await {
+                Some(Outgoing::Dropped) => dropped += 1,
                 Some(next) => sort(next, &mut acks, &mut notes, &mut ready, &mut outputs),
                 None => return SessionEnd::Failed("every worker loop has stopped".into()),
             }
         }
         // Take whatever else is ready, so that many replies share one frame.
         while let Ok(next) = outgoing.try_recv() {
-            sort(next, &mut acks, &mut notes, &mut ready, &mut outputs);
+            match next {
+                Outgoing::Dropped => dropped += 1,
+                next => sort(next, &mut acks, &mut notes, &mut ready, &mut outputs),
+            }
         }
+        flow.in_flight.add_permits(dropped);
         if !acks.is_empty() {
             flow.stalled_ack.store(false, Ordering::Relaxed);
         }
@@ -308,6 +329,8 @@ fn sort(
         Outgoing::Note(Message::Output(piece)) => outputs.push_piece(piece),
         Outgoing::Note(message) => notes.push(message),
         Outgoing::Reply(reply) => ready.extend(outputs.reply(reply)),
+        // Counted by the caller.
+        Outgoing::Dropped => {}
     }
 }
 
@@ -349,7 +372,9 @@ mod tests {
         let (replies, mut outgoing) = mpsc::unbounded_channel();
         let flow = Flow {
             in_flight: Arc::new(Semaphore::new(1)),
+            limit: 1,
             stalled_ack: Arc::new(AtomicBool::new(false)),
+            cancels: Arc::default(),
         };
         let reader = tokio::spawn(read_loop(
             from_client,

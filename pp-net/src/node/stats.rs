@@ -47,6 +47,12 @@ pub struct NodeStats {
     /// Lanes opened: a client's direct connection to a worker started for it, for lone
     /// jobs (their jobs count in `jobs_run` too).
     pub lanes: u64,
+    /// Jobs that ran past their time limit: their worker was killed and replaced (not a
+    /// crash: counted here, not in `worker_crashes`).
+    pub jobs_timed_out: u64,
+    /// Jobs the client withdrew (`Cancel`) before their reply: dropped while queued, or
+    /// their worker killed and replaced while they ran (not a crash either).
+    pub jobs_cancelled: u64,
 }
 
 impl fmt::Display for NodeStats {
@@ -55,7 +61,8 @@ impl fmt::Display for NodeStats {
             f,
             "connections={} active={} auth_failures={} incomplete_handshakes={} refused={} \
              jobs={} shared_args={} uploads={} cache_hits={} worker_crashes={} \
-             discovery_ignored={} evicted={} rejected={} lanes={}",
+             discovery_ignored={} evicted={} rejected={} lanes={} jobs_timed_out={} \
+             jobs_cancelled={}",
             self.connections,
             self.active_connections,
             self.auth_failures,
@@ -69,7 +76,9 @@ impl fmt::Display for NodeStats {
             self.discovery_ignored,
             self.evicted,
             self.rejected,
-            self.lanes
+            self.lanes,
+            self.jobs_timed_out,
+            self.jobs_cancelled
         )
     }
 }
@@ -92,6 +101,8 @@ pub(crate) struct NodeCounters {
     pub(crate) evicted: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) lanes: AtomicU64,
+    pub(crate) jobs_timed_out: AtomicU64,
+    pub(crate) jobs_cancelled: AtomicU64,
     /// The job counts of the lanes open now; a lane's jobs join `jobs_run` when it closes.
     open_lanes: Mutex<Vec<Arc<SharedCounter>>>,
 }
@@ -142,6 +153,8 @@ impl NodeCounters {
             evicted: get(&self.evicted),
             rejected: get(&self.rejected),
             lanes: get(&self.lanes),
+            jobs_timed_out: get(&self.jobs_timed_out),
+            jobs_cancelled: get(&self.jobs_cancelled),
         }
     }
 }

@@ -17,6 +17,14 @@
 //! A worker that dies fails the job it was running (the oldest without a reply) with
 //! `WorkerCrashed`; the jobs written after it had not started and go back to the front of
 //! the queue, and a fresh worker replaces it.
+//!
+//! The job a worker runs is the oldest it holds: a worker starts its next job when it has
+//! written the previous reply, so the node knows when each job starts (the later of its
+//! write and the previous reply) without a word from the worker. A watch (`job_watch`)
+//! keeps the running job's time limit and looks out for its cancel: past the limit the
+//! job is answered `TimedOut` at once, a cancelled one is dropped, and either way the
+//! worker is killed and replaced like a dead one, its other jobs back at the front of the
+//! queue. Neither counts as a crash. A cancelled job still queued is dropped when taken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +35,8 @@ use crate::protocol::pipe::{ArgsArea, FromWorker, WorkerError};
 use crate::protocol::JobOutput;
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
+use super::cancels::Cancels;
+use super::job_watch::{watch_running, Kill, Running};
 use super::outgoing::Outgoing;
 use super::process::{Shared, WorkerProcess, WorkerSpec};
 use super::queued::QueuedJob;
@@ -51,6 +61,8 @@ pub(crate) struct JobQueue {
     workers: usize,
     /// Moving average of the time per job, in nanoseconds.
     mean_nanos: AtomicU64,
+    /// The jobs the client withdrew.
+    cancels: Arc<Cancels>,
 }
 
 impl JobQueue {
@@ -61,6 +73,7 @@ impl JobQueue {
         spec: WorkerSpec,
         counters: Arc<NodeCounters>,
         workers: usize,
+        cancels: Arc<Cancels>,
     ) -> Self {
         JobQueue {
             queue: Mutex::new(queue),
@@ -71,7 +84,29 @@ impl JobQueue {
             workers: workers.max(1),
             // Not tiny until measured.
             mean_nanos: AtomicU64::new(2 * TINY_JOB.as_nanos() as u64),
+            cancels,
         }
+    }
+
+    /// Drops `job` if the client withdrew it, giving its place back; returns whether it did.
+    fn withdrawn(&self, job: &QueuedJob) -> bool {
+        if !self.cancels.take(job.job_id) {
+            return false;
+        }
+        NodeCounters::bump(&self.counters.jobs_cancelled);
+        self.dropped();
+        true
+    }
+
+    /// A withdrawn job leaves the node unanswered: its place in the client's count is free.
+    fn dropped(&self) {
+        let _ = self.replies.send(Outgoing::Dropped);
+    }
+
+    /// Whether the watch must hear when `job` becomes the one its worker runs: it has a
+    /// time limit, or a cancel is pending.
+    fn watched(&self, job: &QueuedJob) -> bool {
+        job.timeout.is_some() || self.cancels.any()
     }
 
     /// Passes a job's reply on; `run_time` is how long it ran in its worker.
@@ -126,8 +161,22 @@ impl JobQueue {
 
     /// The next jobs for a worker with room for `room` (at least one): retried ones
     /// first, else one from the queue plus, when there is room, a fair share of what is
-    /// queued. `None` when the queue closed.
+    /// queued; jobs the client withdrew are dropped on the way. `None` when the queue
+    /// closed.
     async fn take(&self, room: usize) -> Option<Vec<QueuedJob>> {
+        loop {
+            let mut batch = self.take_any(room).await?;
+            if self.cancels.any() {
+                batch.retain(|job| !self.withdrawn(job));
+            }
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// [`JobQueue::take`], withdrawn jobs included.
+    async fn take_any(&self, room: usize) -> Option<Vec<QueuedJob>> {
         {
             let mut retry = self.retry();
             if !retry.is_empty() {
@@ -218,7 +267,8 @@ pub(crate) async fn worker_loop(
 enum Fed {
     /// The session's queue closed: the session is ending.
     QueueClosed,
-    /// The worker died or broke the protocol; its jobs were failed or given back.
+    /// The worker died or broke the protocol, or was killed (its job's time limit, a
+    /// cancel); its jobs were answered or given back. A new worker replaces it.
     Crashed,
 }
 
@@ -232,16 +282,44 @@ struct Held {
     in_worker_area: bool,
 }
 
+/// What a worker holds, and when it last answered.
+struct Holding {
+    /// The jobs written to it and not answered, oldest (the one it runs) first.
+    jobs: VecDeque<Held>,
+    /// When the worker last answered: it could start its next job from then on.
+    last_reply: Instant,
+}
+
+impl Holding {
+    /// The job the worker runs now, if it holds any: the oldest, started when it was
+    /// written or when the worker answered the one before, whichever came later.
+    fn running(&self) -> Option<Running> {
+        self.jobs.front().map(|held| Running {
+            job_id: held.request.job_id,
+            timeout: held.request.timeout,
+            started: held.written.max(self.last_reply),
+        })
+    }
+}
+
 /// Streams jobs to `worker` and passes its replies on until the queue closes or the
-/// worker fails.
+/// worker fails (or is killed by the watch of its running job).
 async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
-    let held = std::sync::Mutex::new(VecDeque::<Held>::new());
+    // A lock, so that the futures below share it (the future must be `Send`); it is never
+    // held across an `.await`.
+    let holding = std::sync::Mutex::new(Holding {
+        jobs: VecDeque::new(),
+        last_reply: Instant::now(),
+    });
     let lock = || {
-        held.lock()
+        holding
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
     // Signalled when a reply frees room in the worker.
     let room = Notify::new();
+    // Signalled when the job the worker runs changes to one the watch must see.
+    let running_changed = Notify::new();
     let encoder = worker.encoder();
     let (mut jobs, mut replies) = worker.pipes();
 
@@ -250,7 +328,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
         let mut staged: Vec<(QueuedJob, Option<Shared>)> = Vec::new();
         loop {
             let free = loop {
-                let free = work.ahead().saturating_sub(lock().len());
+                let free = work.ahead().saturating_sub(lock().jobs.len());
                 if free > 0 {
                     break free;
                 }
@@ -268,7 +346,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
             bodies.clear();
             // One job at a time in the shared argument area: a large job goes there only
             // while no job held by the worker is reading from it.
-            let mut area_free = !lock().iter().any(|held| held.in_worker_area);
+            let mut area_free = !lock().jobs.iter().any(|held| held.in_worker_area);
             if area_free {
                 jobs.release_shared_if_unused();
             }
@@ -285,6 +363,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
             }));
             {
                 let mut held = lock();
+                let was_idle = held.jobs.is_empty();
                 let now = Instant::now();
                 for (request, shared) in staged.drain(..) {
                     // Only the worker's own area must wait for the reply; the session's
@@ -300,7 +379,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
                     match written {
                         Ok(body) => {
                             bodies.push(body);
-                            held.push_back(Held {
+                            held.jobs.push_back(Held {
                                 request,
                                 written: now,
                                 in_worker_area,
@@ -313,18 +392,13 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
                         ),
                     }
                 }
+                if was_idle && held.jobs.front().is_some_and(|h| work.watched(&h.request)) {
+                    running_changed.notify_one();
+                }
             }
             jobs.write(&bodies).await?;
             bodies.clear();
         }
-    };
-    // When the worker last answered: it could start its next job from then on. (A lock,
-    // as for `held`: the future must be `Send`; it is never contended.)
-    let last_reply = std::sync::Mutex::new(Instant::now());
-    let last_reply = || {
-        last_reply
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
     let read = async {
         loop {
@@ -336,11 +410,12 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
                 }
                 Err(error) => break error,
             };
-            let written = {
+            let now = Instant::now();
+            let (written, last) = {
                 let mut held = lock();
-                match held.front() {
+                let written = match held.jobs.front() {
                     Some(front) if front.request.job_id == reply.job_id => {
-                        held.pop_front().map(|job| job.written)
+                        held.jobs.pop_front().map(|job| job.written)
                     }
                     front => {
                         let expected = front.map(|job| job.request.job_id);
@@ -352,33 +427,81 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
                             )),
                         };
                     }
+                };
+                let last = std::mem::replace(&mut held.last_reply, now);
+                if held.jobs.front().is_some_and(|h| work.watched(&h.request)) {
+                    running_changed.notify_one();
                 }
+                (written, last)
             };
             room.notify_one();
-            let now = Instant::now();
             // A job's service time runs from when the worker could start it: after the
             // previous reply, or when it was written, whichever came later.
-            let last = std::mem::replace(&mut *last_reply(), now);
             work.record(now - written.map_or(last, |written| written.max(last)));
             NodeCounters::bump(&work.counters.jobs_run);
             work.reply(reply.job_id, reply.outcome, reply.run_time);
         }
     };
-    let error: WorkerError = tokio::select! {
+    let watch = watch_running(|| lock().running(), &running_changed, &work.cancels);
+    let ended = tokio::select! {
         written = write => match written {
             Ok(fed) => return fed,
-            Err(error) => error,
+            Err(error) => Err(error),
         },
-        error = read => error,
+        error = read => Err(error),
+        kill = watch => Ok(kill),
     };
-    let held: Vec<Held> = lock().drain(..).collect();
-    // The job the worker was running: from when it could start it to now.
-    let ran = held.first().map_or(Duration::ZERO, |running| {
-        running.written.max(*last_reply()).elapsed()
-    });
-    let held = held.into_iter().map(|held| held.request).collect();
-    crashed(worker, work, held, ran, error).await;
+    let (held, ran) = {
+        let mut holding = lock();
+        // The job the worker was running: from when it could start it to now.
+        let ran = holding
+            .running()
+            .map_or(Duration::ZERO, |running| running.started.elapsed());
+        let held: Vec<QueuedJob> = holding.jobs.drain(..).map(|held| held.request).collect();
+        (held, ran)
+    };
+    match ended {
+        Err(error) => crashed(worker, work, held, ran, error).await,
+        Ok(kill) => killed(worker, work, held, ran, kill).await,
+    }
     Fed::Crashed
+}
+
+/// Kills a worker whose running job (the first of `held`, which ran for `ran`) passed its
+/// time limit or was cancelled: a job past its limit is answered `TimedOut` first, so that
+/// the client hears at the deadline; a cancelled one leaves unanswered. The other jobs had
+/// not started and go back to the front of the queue.
+async fn killed(
+    worker: &mut WorkerProcess,
+    work: &JobQueue,
+    held: Vec<QueuedJob>,
+    ran: Duration,
+    kill: Kill,
+) {
+    let mut held = held.into_iter();
+    let Some(running) = held.next() else {
+        // The watch only kills a worker that runs a job.
+        return;
+    };
+    let why = match kill {
+        Kill::TimedOut { after } => {
+            work.reply(running.job_id, Outcome::TimedOut(after), ran);
+            NodeCounters::bump(&work.counters.jobs_timed_out);
+            format!("ran past its time limit of {after:?}")
+        }
+        Kill::Cancelled => {
+            work.dropped();
+            NodeCounters::bump(&work.counters.jobs_cancelled);
+            "was cancelled by the client".to_owned()
+        }
+    };
+    let pid = worker.pid();
+    worker.stop().await;
+    pp_runtime::info!(
+        "killed worker pid {pid}: its job (task `{}`) {why}; starting a new worker",
+        running.task
+    );
+    work.give_back(held.collect());
 }
 
 /// Reports a dead worker: the oldest job it held (which ran for `ran`) failed with

@@ -1,7 +1,8 @@
 //! A session's working phase: keep the node's in-flight window full, send a lone job on
 //! the lane, complete jobs as results come back (on the connection or the lane), print
-//! what they wrote (`job_output`), and send heartbeats, until the server shuts down or
-//! the node is lost.
+//! what they wrote (`job_output`), send heartbeats, and withdraw jobs the runtime settled
+//! elsewhere (`Cancel`; a settled job on the lane closes the lane, whose worker ends with
+//! it), until the server shuts down or the node is lost.
 
 use super::heartbeat::Heartbeats;
 use super::job_source::{next_job, NextJob};
@@ -15,7 +16,7 @@ use crate::client::flights::{self, SharedInFlight};
 use crate::client::job_output;
 use crate::client::lane::{ClientLane, LaneEvent};
 use crate::client::node_state::NodeState;
-use crate::client::shared_session::LaneSent;
+use crate::client::shared_session::{LaneSent, SharedSession};
 use crate::lane::LANE_MAX_ARGS;
 use crate::protocol::{JobReply, JobRequest, Message, Outcome};
 use pp_runtime::NodeFailure;
@@ -51,6 +52,7 @@ pub(crate) async fn serve_jobs(
     let mut window = InFlightWindow::new(workers);
     let shared = node.open_shared_session(in_flight);
     let mut lane = ClientLane::new(ctx.options.lanes);
+    let mut settled = ctx.flights.subscribe_settled();
     loop {
         if lane.should_request() {
             outbox.send(Message::LaneRequest);
@@ -74,6 +76,11 @@ pub(crate) async fn serve_jobs(
                 }
                 NextJob::Nothing => break,
             };
+            if job.is_settled() {
+                // Cancelled before it left: nothing to send.
+                ctx.feed.requeue(job);
+                continue;
+            }
             match encoded.map_or_else(|| job.encode_args(), Ok) {
                 Ok(args) => {
                     if copy {
@@ -190,6 +197,7 @@ pub(crate) async fn serve_jobs(
                 });
             }
             _ = shutdown.changed() => return ServeEnd::Shutdown,
+            Ok(()) = settled.changed() => withdraw_settled(node, ctx, in_flight, &shared, &mut lane, &outbox),
             scheduled = heartbeats.due() => match heartbeats.beat(scheduled) {
                 Ok(heartbeat) => outbox.send(heartbeat),
                 Err(why) => return ServeEnd::Lost(why),
@@ -231,6 +239,34 @@ fn settle(
             job = reply.job_id,
             "result for a job not in flight dropped"
         ),
+    }
+}
+
+/// Forgets the jobs in flight that the runtime settled elsewhere (cancelled): those on the
+/// session are withdrawn with `Cancel` (the node drops them, or kills and replaces the
+/// worker running one), the lane holding one is closed.
+fn withdraw_settled(
+    node: &NodeState,
+    ctx: &ClientContext,
+    in_flight: &SharedInFlight,
+    shared: &SharedSession,
+    lane: &mut ClientLane,
+    outbox: &Outbox,
+) {
+    let mut job_ids = flights::forget_settled(in_flight, &ctx.feed);
+    if job_ids.is_empty() {
+        return;
+    }
+    if let Some(on_lane) = shared.lane_job() {
+        if job_ids.contains(&on_lane) {
+            pp_runtime::debug!(node = %node.name, "the lane's job was settled elsewhere: closing the lane");
+            lane.broke(shared);
+            job_ids.retain(|&id| id != on_lane);
+        }
+    }
+    if !job_ids.is_empty() {
+        pp_runtime::debug!(node = %node.name, jobs = job_ids.len(), "withdrawing jobs settled elsewhere");
+        outbox.send(Message::Cancel { job_ids });
     }
 }
 
