@@ -254,6 +254,7 @@ fn serve_connection(
             .set_write_timeout(Some(LANE_WRITE_TIMEOUT))
             .map_err(setup)?;
         pp_runtime::debug!(peer = %reader.peer(), "lane open");
+        watch_hang_up(&socket);
         loop {
             let plaintext = match reader.recv_plaintext().await {
                 Ok(plaintext) => plaintext,
@@ -300,6 +301,42 @@ fn serve_connection(
             report(answered);
         }
     })
+}
+
+/// From the lane's handshake on, ends the process when the client hangs up, even in the
+/// middle of a job: a client closes its lane to withdraw the job on it (a cancel), and
+/// the core must be free again at once, not when the job returns. Best effort: without the
+/// watch, the lane still ends when its job returns.
+fn watch_hang_up(socket: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // A descriptor of its own: it stays open as long as the thread polls it.
+        let Ok(watched) = socket.try_clone() else {
+            return;
+        };
+        let watch = move || loop {
+            let mut poll = libc::pollfd {
+                fd: watched.as_raw_fd(),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: one pollfd, of a descriptor this closure owns.
+            let ready = unsafe { libc::poll(&mut poll, 1, -1) };
+            let hung_up = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+            if ready > 0 && poll.revents & hung_up != 0 {
+                std::process::exit(LaneExit::Closed.status());
+            }
+        };
+        if let Err(error) = std::thread::Builder::new()
+            .name("pp-lane-hang-up".into())
+            .spawn(watch)
+        {
+            pp_runtime::debug!(%error, "no watch of the lane's client");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
 }
 
 /// Longest a lane worker's write may make no progress (a client that stops reading).
