@@ -33,7 +33,8 @@
 //! 2. **Node** ([`node`]): the session's reader decrypts the `Submit` (a large one into the
 //!    session's shared argument area), decodes its jobs in place and queues them; a loop
 //!    per worker process writes a job to its worker (over the pipe, or as a note of where
-//!    the arguments lie in shared memory).
+//!    the arguments lie in shared memory), and kills and replaces the worker whose running
+//!    job passes its time limit or is withdrawn (`Cancel`).
 //! 3. **Worker** (`worker`): the client's own program, started by the node in worker mode,
 //!    reads the job from its pipe (its arguments from shared memory when large), runs the
 //!    task through pp-runtime's registry and answers on the pipe.

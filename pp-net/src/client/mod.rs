@@ -40,6 +40,15 @@
 //! - `job_output`: printing what jobs on nodes wrote
 //!   ([`forward_output`](pp_runtime::ClusterOptions::forward_output)).
 //!
+//! # Deadlines and cancels
+//! A job's time limit ([`RemoteJob::timeout`](pp_runtime::remote::RemoteJob::timeout))
+//! travels in its `JobRequest`; the node enforces it and answers `Outcome::TimedOut`. Such
+//! jobs never go on a lane (only the session's node keeps the clock). When the runtime
+//! settles jobs without the cluster (a cancel), [`Executor::settled_elsewhere`] wakes every
+//! session (`flights`), which forgets its settled jobs in flight and sends their node
+//! `Cancel`; a settled job on the lane closes the lane, whose worker then ends. A reply
+//! that still comes for a forgotten job is dropped, as a losing copy's is.
+//!
 //! # The lone-job path
 //! [`Executor::notify`], run by the thread that queued a job, sends a lone job (the only
 //! one queued) straight on a free lane (`NodeState::submit_lone`); otherwise it wakes

@@ -22,13 +22,17 @@
 //!    or its task registry differs.
 //! 5. `Submit` jobs; `Results` come back as jobs finish, several per message when ready
 //!    together. `Heartbeat { seq }` is answered with `HeartbeatAck { seq }`. A worker that
-//!    dies fails its job with `Outcome::WorkerCrashed` and is replaced. Closing the
-//!    connection stops this client's workers. When the hello's `forward_output` asks for
+//!    dies fails its job with `Outcome::WorkerCrashed` and is replaced. A job with a time
+//!    limit (`JobRequest::timeout`) that runs past it is answered `Outcome::TimedOut`, and
+//!    its worker is killed and replaced (the worker's other jobs run on another). `Cancel
+//!    { job_ids }` withdraws jobs: a queued one is dropped unanswered, a running one has its
+//!    worker killed and replaced. Closing the connection stops this client's workers. When the hello's `forward_output` asks for
 //!    it, what each job prints comes as `Output` pieces before its result.
 //! 6. Optionally, `LaneRequest`: on Linux the node answers `LaneOffer { lane, key }`, and
 //!    the client may open a lane with it, a direct connection to a worker started for it,
 //!    for lone jobs (see the crate's `lane` module); `LaneEnded` says when that worker
-//!    ended. A session has one lane at a time: a request while its lane is in use is
+//!    ended. A lane worker ends when its client closes the lane, even mid-job (that is how
+//!    a client withdraws a lane's job); jobs with a time limit never go on a lane. A session has one lane at a time: a request while its lane is in use is
 //!    answered after that lane's `LaneEnded`.
 //!
 //! # Examples

@@ -8,9 +8,15 @@
 //!   reading results cannot make the node pile up replies: past the limit the reader stops
 //!   reading and repeats its last answer every [`STALLED_ACK`] instead (one at a time), so
 //!   that the client, which counts any message as a sign of life, does not declare a busy
-//!   node lost;
+//!   node lost. A `Cancel` is recorded (`cancels`) for the worker loops to act on; while
+//!   the reader waits for room, a `Cancel` behind the waiting jobs waits too (a pp client
+//!   keeps fewer jobs on a node than the default limit, so this takes a node configured
+//!   below it);
 //! - one loop per worker process (see `worker_loop`) takes queued jobs, runs them and hands the
-//!   replies on; a worker that dies fails its job with `WorkerCrashed` and is replaced;
+//!   replies on; a worker that dies fails its job with `WorkerCrashed` and is replaced; one
+//!   whose running job passes its time limit (answered `TimedOut`) or is withdrawn is
+//!   killed and replaced; a withdrawn job still queued is dropped, its place given back
+//!   (`Outgoing::Dropped`);
 //! - the writer sends replies, all those ready at once in one `Results` message, and jobs'
 //!   output one piece at a time in between, each job's before its reply (`output_queue`).
 //!

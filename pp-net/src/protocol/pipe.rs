@@ -19,7 +19,8 @@
 //! [`SharedJob`] that says where in the area they are: the node writes them there once,
 //! and they do not cross the pipe.
 //! The worker runs one job at a time, in the order received, and starts the next job only
-//! after writing the previous reply: a worker that dies leaves its later jobs unstarted.
+//! after writing the previous reply: a worker that dies leaves its later jobs unstarted,
+//! and the node knows when each job starts (it keeps jobs' time limits from that).
 //! The worker protocol is versioned by [`WORKER_PROTOCOL`], the first field of the hello.
 //! A lane worker answers on its lane, not on the pipe; its exit status tells the node why
 //! its lane ended ([`LaneExit`]).

@@ -8,7 +8,8 @@
 //! timeout, however the client paces its bytes) and runs the jobs that come on the
 //! connection. It counts the jobs it answers in memory the node reads ([`LANE_COUNT_ENV`]),
 //! so that the node counts them with no system call or wake-up per job, even when the
-//! worker dies. The process exits when the client closes the lane, or at once when the
+//! worker dies. The process exits when the client closes the lane (at once, even in the
+//! middle of a job: that is how a client withdraws the lane's job), or at once when the
 //! node closes the worker's input; its exit status tells the node why ([`LaneExit`]).
 
 use std::fs::File;
