@@ -6,7 +6,6 @@
 //! watching or when the client withdraws jobs. With no time limit and no cancel it never
 //! wakes: jobs without a limit cost nothing here.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -79,11 +78,9 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Waits for the next cancel; never returns once the cancels are gone (the session ends).
-fn changed(cancelled: &mut tokio::sync::watch::Receiver<u64>) -> impl Future<Output = ()> + '_ {
-    async move {
-        if cancelled.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+async fn changed(cancelled: &mut tokio::sync::watch::Receiver<u64>) {
+    if cancelled.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
