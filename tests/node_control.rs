@@ -224,12 +224,11 @@ fn cancelling_every_job_running_and_queued_on_a_node_frees_it() {
         counter(s, "jobs_cancelled") >= 2
     });
     assert_eq!(counter(&stats, "worker_crashes"), 0, "{stats}");
-    assert_eq!(
-        node.log.count("was cancelled by the client"),
-        2,
-        "{}",
-        node.log.text()
-    );
+    // At least the two running; more when a replacement took a queued job before that
+    // job's own cancel came (the jobs are cancelled one by one).
+    let kills = node.log.count("was cancelled by the client");
+    assert!(kills >= 2, "{kills} kills: {}", node.log.text());
+    assert!(counter(&stats, "jobs_cancelled") >= kills as u64, "{stats}");
     let _ = std::fs::remove_dir_all(&marks);
 }
 
