@@ -74,6 +74,8 @@ impl Slot {
             id,
             job.task_id(),
             job.fingerprint(),
+            // The worker ignores it: this executor's watchdog enforces the limit.
+            job.timeout(),
             &args,
             DEFAULT_MAX_FRAME,
         );
