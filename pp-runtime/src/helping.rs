@@ -24,14 +24,19 @@
 //!   job that waits for a *group* holding jobs that started before it (its own group, or a
 //!   job of an earlier phase it was run beneath): `wait_group` inside a job is safe for
 //!   groups of its own sub-jobs, as [`Server::wait_group`](crate::Server::wait_group) says.
-//! - **Stack depth.** A helper takes the newest sub-job (LIFO), so it goes depth first
-//!   through a tree of sub-jobs: its stack holds about one job per level of the tree, not
-//!   one per job queued. Past [`MAX_HELP_DEPTH`] jobs on one thread's stack it stops
-//!   helping and parks (the other workers still help), and workers have
+//! - **Stack depth, and helpers that park.** A waiting job runs only *its own* sub-jobs
+//!   (those it submitted), newest first (LIFO), so a helper goes depth first down its own
+//!   tree: its stack holds one job per level of nesting, never a job of another branch.
+//!   (Helping with any sub-job let two workers pile each other's branches on their stacks:
+//!   a binary tree 16 levels deep reached 128 jobs on both stacks, where helping stopped,
+//!   and hung.) A waiting job whose own sub-jobs have all been taken parks until they
+//!   finish: each was taken by a drainer that was idle, and runs at the bottom of its
+//!   stack, helping only with its own sub-jobs in turn, so every chain of waits ends at a
+//!   job that runs. [`MAX_HELP_DEPTH`] remains as a guard, and workers have
 //!   [`WORKER_STACK`]-byte stacks.
 //!
-//! Drainers that are not waiting take the *oldest* sub-job first, before the queue's jobs:
-//! the jobs that wait for them hold workers.
+//! Drainers that are not waiting take the *oldest* sub-job of any job first, before the
+//! queue's jobs: the jobs that wait for them hold workers.
 //!
 //! In cluster mode sub-jobs that may run on a node go to the server's queue as before, so
 //! that nodes take them; a waiting worker then sleeps until its result comes, as nodes
@@ -43,10 +48,9 @@
 
 use crate::job::Callback;
 use crate::pending::Pending;
-use crate::pool::LocalPool;
+use crate::pool::{LocalPool, Pick};
 use crate::queue::JobQueue;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +65,17 @@ pub(crate) const WORKER_STACK: usize = 16 << 20;
 /// The longest a helper with nothing to run sleeps before it looks again (it is woken
 /// when a sub-job comes or its result is ready: this only bounds a missed wake-up).
 const HELP_NAP: Duration = Duration::from_millis(50);
+
+/// Names the job a sub-job was submitted by (the address of that job's count of sub-jobs;
+/// 0 for none): a waiting job helps only with its own sub-jobs.
+pub(crate) type FrameId = usize;
+
+/// The [`FrameId`] of the job running on this thread (made on first use, as its count of
+/// sub-jobs is: a sub-job submitted without being counted, as `map`'s batches are, is
+/// still its job's); 0 on a thread running no job.
+pub(crate) fn frame_id() -> FrameId {
+    children().map_or(0, |children| Arc::as_ptr(&children) as FrameId)
+}
 
 /// The drainer running on this thread: its pool and queue.
 #[derive(Clone, Copy)]
@@ -129,10 +144,11 @@ pub(crate) fn existing_children() -> Option<Arc<Pending>> {
     FRAMES.with(|f| f.borrow().last().cloned().flatten())
 }
 
-/// If this thread is a drainer of the pool whose queue is at `queue`, runs its sub-jobs
-/// (newest first) until `done()`, or until `deadline`; returns `Some(done())` then. Returns
-/// `None` when this thread is no such drainer, or holds [`MAX_HELP_DEPTH`] jobs already:
-/// the caller then blocks its usual way.
+/// If this thread is a drainer of the pool whose queue is at `queue`, runs the sub-jobs of
+/// the job waiting on it (newest first) until `done()`, or until `deadline`; returns
+/// `Some(done())` then. Returns `None` when this thread is no such drainer, its job
+/// submitted no sub-job, or it holds [`MAX_HELP_DEPTH`] jobs already: the caller then
+/// blocks its usual way.
 ///
 /// Whatever makes `done()` true must unpark this thread (the caller registered it), and
 /// so must a new sub-job (the pool wakes its `helpers`).
@@ -143,7 +159,8 @@ pub(crate) fn help_while_waiting(
 ) -> Option<bool> {
     let drainer = current().filter(|d| d.queue.cast::<()>() == queue)?;
     let depth = DEPTH.with(Cell::get);
-    if depth >= MAX_HELP_DEPTH {
+    let frame = frame_id();
+    if depth >= MAX_HELP_DEPTH || frame == 0 {
         return None;
     }
     // SAFETY: `DRAINER` is set only while `LocalPool::drain` runs on this thread, which
@@ -157,7 +174,7 @@ pub(crate) fn help_while_waiting(
         if deadline.is_some_and(|deadline| now >= deadline) {
             return Some(done());
         }
-        if let Some(job) = pool.pop_nested(VecDeque::pop_back) {
+        if let Some(job) = pool.pop_nested(Pick::NewestOf(frame)) {
             DEPTH.with(|d| d.set(depth + 1));
             pool.run(queue, job);
             DEPTH.with(|d| d.set(depth));
@@ -165,7 +182,7 @@ pub(crate) fn help_while_waiting(
         }
         let until = deadline.map_or(now + HELP_NAP, |d| d.min(now + HELP_NAP));
         pool.helpers()
-            .sleep(|| !done() && pool.nested_queued() == 0, until);
+            .sleep(|| !done() && !pool.has_sub_job_of(frame), until);
     }
 }
 

@@ -15,7 +15,7 @@
 use crate::backlog::Sleepers;
 use crate::error::{Error, JobError};
 use crate::executor::{Executor, QueueView};
-use crate::helping;
+use crate::helping::{self, FrameId};
 use crate::job::Completion;
 use crate::job::{Polling, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::wait_until;
@@ -44,7 +44,17 @@ struct Threads {
 }
 
 /// Sub-jobs waiting to run, oldest first (see [`crate::helping`]).
-pub(crate) type Nested = VecDeque<Box<dyn QueuedJob>>;
+pub(crate) type Nested = VecDeque<(FrameId, Box<dyn QueuedJob>)>;
+
+/// Which sub-job [`LocalPool::pop_nested`] takes.
+#[derive(Clone, Copy)]
+pub(crate) enum Pick {
+    /// The oldest of any job: what an idle drainer runs.
+    Oldest,
+    /// The newest sub-job of the job whose frame this is: what a job waiting for its own
+    /// sub-jobs runs meanwhile (see [`crate::helping`]).
+    NewestOf(FrameId),
+}
 
 /// Join handles of every worker thread this server started, across all its pools.
 type WorkerThreads = Arc<Mutex<Vec<JoinHandle<()>>>>;
@@ -239,22 +249,25 @@ impl LocalPool {
     /// waits), else the queue's next job.
     fn pop(&self, queue: &JobQueue) -> Option<Box<dyn QueuedJob>> {
         if self.nested_len.load(Ordering::SeqCst) > 0 {
-            if let Some(job) = self.pop_nested(VecDeque::pop_front) {
+            if let Some(job) = self.pop_nested(Pick::Oldest) {
                 return Some(job);
             }
         }
         queue.pop_local()
     }
 
-    /// A sub-job, taken from the end `take` chooses; sub-jobs cancelled while queued are
-    /// dropped on the way.
-    pub(crate) fn pop_nested(
-        &self,
-        take: fn(&mut Nested) -> Option<Box<dyn QueuedJob>>,
-    ) -> Option<Box<dyn QueuedJob>> {
+    /// A sub-job, as `pick` says; sub-jobs cancelled while queued are dropped on the way.
+    pub(crate) fn pop_nested(&self, pick: Pick) -> Option<Box<dyn QueuedJob>> {
         loop {
             let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
-            let job = take(&mut nested);
+            let job = match pick {
+                Pick::Oldest => nested.pop_front(),
+                Pick::NewestOf(frame) => nested
+                    .iter()
+                    .rposition(|(parent, _)| *parent == frame)
+                    .and_then(|at| nested.remove(at)),
+            }
+            .map(|(_, job)| job);
             self.nested_len.store(nested.len(), Ordering::SeqCst);
             drop(nested);
             let job = job?;
@@ -265,6 +278,12 @@ impl LocalPool {
                 queue.skipped_settled();
             }
         }
+    }
+
+    /// Whether a sub-job of the job whose frame is `frame` waits to run.
+    pub(crate) fn has_sub_job_of(&self, frame: FrameId) -> bool {
+        let nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
+        nested.iter().any(|(parent, _)| *parent == frame)
     }
 
     /// Sub-jobs waiting to run.
@@ -296,7 +315,7 @@ impl LocalPool {
         }
         {
             let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
-            nested.push_back(job);
+            nested.push_back((helping::frame_id(), job));
             self.nested_len.store(nested.len(), Ordering::SeqCst);
         }
         // A drainer waiting for a result may be idle: it runs the job at once.
@@ -383,7 +402,7 @@ impl Executor for LocalPool {
         // Sub-jobs not started are cancelled like the queue's jobs, which releases the jobs
         // waiting for them.
         if let Some(queue) = self.queue.upgrade() {
-            while let Some(job) = self.pop_nested(VecDeque::pop_front) {
+            while let Some(job) = self.pop_nested(Pick::Oldest) {
                 self.cancel(&queue, job);
             }
         }
