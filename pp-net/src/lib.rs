@@ -67,6 +67,7 @@
 
 mod area;
 mod channel;
+mod exit_status;
 // Public for `HOOKS` only: the facade reaches the client through the program's hooks.
 #[doc(hidden)]
 pub mod client;

@@ -2,8 +2,9 @@
 //! starts its workers), spoken to over its pipes with the pipe protocol, blocking, from the
 //! thread of its slot.
 
+use crate::exit_status::describe;
 use std::io::{BufReader, BufWriter, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use pp_runtime::remote::ISOLATED_WORKER_ENV;
@@ -232,29 +233,4 @@ pub(super) fn kill(pid: u32) {
     }
     #[cfg(not(unix))]
     let _ = pid;
-}
-
-/// "exited with status 3", "was killed by signal 6 (SIGABRT)".
-fn describe(status: ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                4 => " (SIGILL)",
-                6 => " (SIGABRT)",
-                7 => " (SIGBUS)",
-                8 => " (SIGFPE)",
-                9 => " (SIGKILL)",
-                11 => " (SIGSEGV)",
-                15 => " (SIGTERM)",
-                _ => "",
-            };
-            return format!("was killed by signal {signal}{name}");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("exited with status {code}"),
-        None => format!("ended ({status})"),
-    }
 }

@@ -2,8 +2,9 @@
 //! with the protocol of `crate::worker`, with a shared argument area for large
 //! arguments where the system has one (see the `area` module).
 
+use crate::exit_status::describe;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use std::os::fd::OwnedFd;
@@ -472,33 +473,5 @@ fn reading(source: std::io::Error, during: &'static str) -> WorkerError {
             during: "reading from the worker",
             source,
         }
-    }
-}
-
-/// "exited with status 3", "was killed by signal 6 (SIGABRT)".
-fn describe(status: ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                1 => " (SIGHUP)",
-                2 => " (SIGINT)",
-                4 => " (SIGILL)",
-                6 => " (SIGABRT)",
-                7 => " (SIGBUS)",
-                8 => " (SIGFPE)",
-                9 => " (SIGKILL)",
-                11 => " (SIGSEGV)",
-                13 => " (SIGPIPE)",
-                15 => " (SIGTERM)",
-                _ => "",
-            };
-            return format!("was killed by signal {signal}{name}");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("exited with status {code}"),
-        None => format!("ended ({status})"),
     }
 }
