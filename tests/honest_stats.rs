@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use pp::codec::encode;
 use pp_net::{Message, Outcome};
+use support::counter;
 use support::raw::{block_on, expect_lane_ended, job_with, lane_opening, Client};
 use support::{children_of, client, Node, SECRET, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -201,16 +202,6 @@ fn once_every_remote_result_is_read_no_job_is_active_or_queued() {
         after_every_result_nothing_is_active(&server, 200, 4);
     });
     eprintln!("{}", server.stats());
-}
-
-/// The node's counter `name` in a statistics line ("name=value").
-fn counter(stats: &str, name: &str) -> u64 {
-    let prefix = format!("{name}=");
-    stats
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {stats}"))
 }
 
 /// Where a lane's client is cut off in [`a_lane_client_gone_mid_handshake_is_no_crash_and_no_auth_failure`].

@@ -12,6 +12,7 @@ mod support;
 use pp::{Job, JobError, Server};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::counter;
 use support::{client, connected, temp_dir, wait_until, Node, WAIT};
 
 #[pp::parallel]
@@ -53,16 +54,6 @@ fn connected_client(node: &Node, lanes: bool) -> Server {
 fn bounded<R>(job: Job<R>) -> Result<R, JobError> {
     assert!(job.wait_timeout(WAIT), "no result within {WAIT:?}");
     job.result()
-}
-
-/// The value of counter `name` in the node's statistics line.
-fn counter(stats: &str, name: &str) -> u64 {
-    let prefix = format!("{name}=");
-    stats
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {stats}"))
 }
 
 /// Waits until the node's statistics satisfy `pred`; returns the line.

@@ -395,3 +395,16 @@ pub fn children_of(parent: u32) -> Vec<u32> {
     children.sort_unstable();
     children
 }
+
+/// The value of counter `name` (`name=N`) in a node's statistics line.
+///
+/// # Panics
+/// When the line has no such counter.
+pub fn counter(stats: &str, name: &str) -> u64 {
+    let prefix = format!("{name}=");
+    stats
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix(&prefix))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {stats}"))
+}
