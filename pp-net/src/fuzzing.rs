@@ -269,6 +269,16 @@ pub fn message(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// Found by `task_arguments` (2026-12-06): a run time whose nanoseconds were a second
+    /// or more decoded (serde carries them into the seconds) and encoded back differently.
+    #[test]
+    fn a_duration_has_one_encoding() {
+        message(&[
+            6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 1, 0, 2, 73, 0, 0, 0, 0, 92, 255, 255, 255,
+        ]);
+    }
+
     #[test]
     fn intact_frames_come_through_and_damage_is_refused() {
         // Two frames, one of three segments, then a flipped byte in the second.

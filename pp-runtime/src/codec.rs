@@ -343,3 +343,69 @@ mod tests {
         assert!(decode::<u32>(&[1, 0]).is_err());
     }
 }
+
+/// A `Duration` on the wire with one encoding per value: `#[serde(with =
+/// "pp::codec::duration")]` (and `duration::option` for `Option<Duration>`). The bytes are
+/// serde's own (seconds as `u64`, then nanoseconds as `u32`), but nanoseconds of a second
+/// or more are refused instead of carried into the seconds, so that no two byte strings
+/// decode to the same duration (found by fuzzing `task_arguments`).
+pub mod duration {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::time::Duration;
+
+    const NANOS_PER_SEC: u32 = 1_000_000_000;
+
+    /// Writes the seconds, then the nanoseconds.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        (value.as_secs(), value.subsec_nanos()).serialize(serializer)
+    }
+
+    /// Reads what [`serialize`] wrote.
+    ///
+    /// # Errors
+    /// The deserializer's, or nanoseconds of a second or more.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let (secs, nanos) = <(u64, u32)>::deserialize(deserializer)?;
+        if nanos >= NANOS_PER_SEC {
+            return Err(D::Error::custom(format!(
+                "a duration's nanoseconds must be under one second, not {nanos}"
+            )));
+        }
+        Ok(Duration::new(secs, nanos))
+    }
+
+    /// The same for an `Option<Duration>`: serde's option tag, then the duration.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+        use std::time::Duration;
+
+        /// The duration's bytes with [`super::serialize`].
+        #[derive(Serialize, Deserialize)]
+        struct Canonical(#[serde(with = "super")] Duration);
+
+        /// Writes the option's tag, then the duration.
+        ///
+        /// # Errors
+        /// The serializer's.
+        pub fn serialize<S: Serializer>(
+            value: &Option<Duration>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            value.map(Canonical).serialize(serializer)
+        }
+
+        /// Reads what [`serialize`] wrote.
+        ///
+        /// # Errors
+        /// The deserializer's, or nanoseconds of a second or more.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            Ok(Option::<Canonical>::deserialize(deserializer)?.map(|c| c.0))
+        }
+    }
+}

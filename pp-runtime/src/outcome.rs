@@ -24,5 +24,5 @@ pub enum Outcome {
     /// The job ran past its time limit (the limit, [`RemoteJob::timeout`](crate::remote::RemoteJob::timeout)),
     /// and its worker was stopped: reported by whoever enforces the deadline (the node, an
     /// isolated local executor), like `WorkerCrashed`; a worker never sends it.
-    TimedOut(Duration),
+    TimedOut(#[serde(with = "crate::codec::duration")] Duration),
 }

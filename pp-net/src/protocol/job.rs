@@ -19,6 +19,7 @@ pub struct JobRequest {
     /// The job's time limit, counted from when its worker starts it (time queued on the
     /// node does not count): past it the node kills the worker, answers
     /// [`Outcome::TimedOut`] and starts a new worker. `None`: no limit.
+    #[serde(with = "pp_runtime::codec::duration::option")]
     pub timeout: Option<Duration>,
     /// The arguments, already encoded by `pp_runtime::codec`.
     #[serde(with = "pp_runtime::codec::bytes")]
@@ -36,6 +37,7 @@ pub struct JobReply {
     /// the client's statistics count as the job's time. Zero when the job never ran (its
     /// arguments could not be read); for a worker that died, the time from when it could
     /// start the job to its death, as the node saw it.
+    #[serde(with = "pp_runtime::codec::duration")]
     pub run_time: Duration,
 }
 

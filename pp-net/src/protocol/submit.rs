@@ -25,6 +25,7 @@ pub(crate) struct JobHead<'a> {
     /// As [`JobRequest::fingerprint`].
     pub(crate) fingerprint: u64,
     /// As [`JobRequest::timeout`].
+    #[serde(with = "pp_runtime::codec::duration::option")]
     pub(crate) timeout: Option<Duration>,
     /// The length of [`JobRequest::args`].
     pub(crate) args_len: u64,
@@ -41,6 +42,7 @@ pub(crate) struct JobView<'a> {
     /// As [`JobRequest::fingerprint`].
     pub(crate) fingerprint: u64,
     /// As [`JobRequest::timeout`].
+    #[serde(with = "pp_runtime::codec::duration::option")]
     pub(crate) timeout: Option<Duration>,
     /// As [`JobRequest::args`].
     pub(crate) args: &'a [u8],
