@@ -88,14 +88,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    let server = pp::Server::builder()
-        .ncpus(workers)
-        .build()
-        .expect("server");
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .build()
-        .expect("rayon pool");
+    let (server, pool) = common::pp_and_rayon(workers);
     let inputs: Vec<u64> = (0..MAP_INPUTS).collect();
     let (pp_t, rayon_t) = pair(TINY_RUNS, || pp_tiny(&server), || rayon_tiny(&pool));
     let (pp_m, rayon_m) = pair(

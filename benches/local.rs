@@ -255,26 +255,13 @@ fn time<T>(f: impl FnOnce() -> T) -> Duration {
     start.elapsed()
 }
 
-/// A pp server and a rayon pool with the same number of workers.
-fn pp_and_rayon(workers: usize) -> (pp::Server, rayon::ThreadPool) {
-    let server = pp::Server::builder()
-        .ncpus(workers)
-        .build()
-        .expect("server");
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .build()
-        .expect("rayon pool");
-    (server, pool)
-}
-
 fn example_workloads() {
     println!("## The examples' workloads: serial, pp and rayon, median of {RUNS} runs\n");
     println!("| workload | workers | serial | pp | rayon | pp speedup | rayon speedup | pp / rayon speedup |");
     println!("|---|---|---|---|---|---|---|---|");
     for workload in workloads() {
         for workers in [1, 2] {
-            let (server, pool) = pp_and_rayon(workers);
+            let (server, pool) = common::pp_and_rayon(workers);
             let (mut serial, mut with_pp, mut with_rayon) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..RUNS {
                 serial.push(time(workload.serial));
@@ -301,7 +288,7 @@ fn example_workloads() {
 fn main() {
     example_workloads();
     let workers = 2;
-    let (server, pool) = pp_and_rayon(workers);
+    let (server, pool) = common::pp_and_rayon(workers);
 
     let mut pp_runs = Vec::new();
     let mut rayon_runs = Vec::new();

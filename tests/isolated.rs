@@ -212,10 +212,7 @@ fn run_role(role: &str, env: &[(&str, &str)]) -> (String, String) {
     let mut command = role::role_command(role);
     command
         .env("PP_TEST_ISOLATED_ROLE", "1")
-        .env_remove("PP_ISOLATED");
-    for (key, value) in env {
-        command.env(key, value);
-    }
+        .envs(env.iter().copied());
     let ran = role::run(&mut command);
     assert!(
         ran.status.success(),

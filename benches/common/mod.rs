@@ -94,3 +94,16 @@ impl Node {
         assert!(status.success(), "kill -{name} failed");
     }
 }
+
+/// A pp server and a rayon pool with the same number of workers.
+pub(crate) fn pp_and_rayon(workers: usize) -> (pp::Server, rayon::ThreadPool) {
+    let server = pp::Server::builder()
+        .ncpus(workers)
+        .build()
+        .expect("server");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .expect("rayon pool");
+    (server, pool)
+}

@@ -17,6 +17,7 @@ const CLEARED: &[&str] = &[
     "PP_LOG",
     "PP_OUTPUT",
     "PP_PROGRESS",
+    "PP_ISOLATED",
     "RUST_LOG",
 ];
 
