@@ -96,6 +96,14 @@ pub struct NodeConfig {
     /// in its worker (which dies, giving `WorkerCrashed`) instead of starving the machine.
     /// Default `None`: no limit beyond the node's own.
     pub worker_memory: Option<u64>,
+    /// Clients to join (`ppserver --join HOST:PORT`): the node dials each, and serves it on
+    /// that connection as on one it accepted (same handshake, same session), redialing
+    /// with capped backoff while it runs; for clients that listen (`PP_LISTEN`) where the
+    /// node cannot be reached. Default: none.
+    pub join: Vec<String>,
+    /// Whether the node listens for clients at [`listen`](NodeConfig::listen). Default on;
+    /// off only with [`join`](NodeConfig::join) (a node behind NAT then opens no port).
+    pub listening: bool,
 }
 
 impl NodeConfig {
@@ -119,6 +127,8 @@ impl NodeConfig {
             max_queued_jobs: DEFAULT_MAX_QUEUED_JOBS,
             discovery: None,
             worker_memory: None,
+            join: Vec::new(),
+            listening: true,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::cache::ProgramCache;
 use super::config::NodeConfig;
 use super::error::NodeError;
 use super::failure_log::{FailureLog, FLUSH_PERIOD};
+use super::join::join_client;
 use super::session::{serve_connection, NodeContext};
 use super::stats::{NodeCounters, NodeStats};
 use crate::discovery::{Announcer, DiscoveryConfig};
@@ -32,7 +33,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// on SIGUSR1. Returns the final statistics.
 ///
 /// `ready` receives the address actually listened on (useful with port 0) once the node
-/// accepts connections.
+/// accepts connections; for a node that does not listen ([`NodeConfig::listening`] off), the
+/// configured `listen` address, once it starts joining its clients
+/// ([`NodeConfig::join`]).
 ///
 /// # Errors
 /// When the node cannot start: the address cannot be bound, the cache directory is
@@ -72,52 +75,102 @@ async fn run(
             "max_connections must be at least 1".into(),
         ));
     }
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| NodeError::Bind {
+    if !config.listening && config.join.is_empty() {
+        return Err(NodeError::Config(
+            "a node that does not listen must join a client (--join HOST:PORT)".into(),
+        ));
+    }
+    if !config.listening && config.discovery.is_some() {
+        return Err(NodeError::Config(
+            "autodiscovery announces the port a node listens on: a node that only joins \
+             clients has none"
+                .into(),
+        ));
+    }
+    let listener = if config.listening {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Some(listener)
+    } else {
+        None
+    };
+    let addr = match &listener {
+        Some(listener) => listener.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| NodeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+        })?,
+        None => config.listen,
+    };
     let cache = ProgramCache::open(&config.cache_dir, config.max_cache_bytes)?;
     let host = super::sys::host_name().unwrap_or_else(|| addr.ip().to_string());
+    // A node that only joins has no port to name it by.
+    let node_name = if listener.is_some() {
+        format!("{host}:{}", addr.port())
+    } else {
+        host.clone()
+    };
     let ctx = Arc::new(NodeContext {
-        node_name: format!("{host}:{}", addr.port()),
+        node_name,
         cache,
         counters: Arc::new(NodeCounters::default()),
         lanes: Arc::default(),
         failures: FailureLog::default(),
         config,
     });
-    let admission = Admission::new(ctx.config.max_connections);
+    let admission = Arc::new(Admission::new(ctx.config.max_connections));
     let (stop, stopping) = watch::channel(false);
     let announcer = match &ctx.config.discovery {
         Some(discovery) => Some(start_discovery(discovery, addr, &host, &ctx, &stopping)?),
         None => None,
     };
     let mut sessions = JoinSet::new();
+    let mut joiners = JoinSet::new();
+    for target in &ctx.config.join {
+        joiners.spawn(join_client(
+            target.clone(),
+            Arc::clone(&ctx),
+            Arc::clone(&admission),
+            stopping.clone(),
+        ));
+    }
     let mut last_activity = Instant::now();
     let mut failure_summaries = tokio::time::interval(FLUSH_PERIOD);
     failure_summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    pp_runtime::info!(
-        "listening on {addr} with {} workers per client; program cache {}",
-        ctx.config.workers,
-        ctx.cache.dir().display()
-    );
+    if listener.is_some() {
+        pp_runtime::info!(
+            "listening on {addr} with {} workers per client; program cache {}",
+            ctx.config.workers,
+            ctx.cache.dir().display()
+        );
+    }
+    if !ctx.config.join.is_empty() {
+        pp_runtime::info!(
+            "joining {} with {} workers per client; program cache {}",
+            ctx.config.join.join(", "),
+            ctx.config.workers,
+            ctx.cache.dir().display()
+        );
+    }
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
 
     loop {
+        // Joined sessions count as activity too (they live in `joiners`, not `sessions`).
+        let joined = ctx.counters.active_connections.load(Ordering::Relaxed) > sessions.len() as u64;
+        if joined {
+            last_activity = Instant::now();
+        }
         let idle_deadline = match ctx.config.idle_timeout {
-            Some(timeout) if sessions.is_empty() => Some(last_activity + timeout),
+            Some(timeout) if sessions.is_empty() && !joined => Some(last_activity + timeout),
             _ => None,
         };
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept(listener.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
                     last_activity = Instant::now();
                     NodeCounters::bump(&ctx.counters.connections);
@@ -160,6 +213,7 @@ async fn run(
                 last_activity = Instant::now();
             }
             _ = failure_summaries.tick() => ctx.failures.flush(),
+            Some(_) = joiners.join_next(), if !joiners.is_empty() => {}
             _ = sleep_until(idle_deadline) => {
                 pp_runtime::info!(
                     "no client for {:?}: exiting (idle timeout)",
@@ -186,10 +240,12 @@ async fn run(
     }
     let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while sessions.join_next().await.is_some() {}
+        while joiners.join_next().await.is_some() {}
     })
     .await;
     if finished.is_err() {
         sessions.shutdown().await;
+        joiners.shutdown().await;
     }
     ctx.failures.flush_all();
     let stats = ctx.counters.snapshot();
@@ -219,6 +275,16 @@ fn start_discovery(
     );
     let ignored = Arc::clone(&ctx.counters.discovery_ignored);
     Ok(tokio::spawn(announcer.run(ignored, stopping.clone())))
+}
+
+/// The next connection on `listener`; never, for a node that does not listen.
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

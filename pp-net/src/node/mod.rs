@@ -49,13 +49,14 @@
 //! # Ok(()) }
 //! ```
 
-mod admission;
+pub(crate) mod admission;
 mod cache;
 mod cancels;
 mod config;
 mod daemon;
 mod error;
-mod failure_log;
+pub(crate) mod failure_log;
+mod join;
 mod job_watch;
 mod lanes;
 mod outgoing;
