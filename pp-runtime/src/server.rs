@@ -89,6 +89,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Listens at `addr` (`"ADDR:PORT"`, as `PP_LISTEN`) for nodes that join this client
+    /// (`ppserver --join ADDR:PORT`): each node that connects and authenticates is used as
+    /// a named node is, from its first job, and listed under the name it gives itself.
+    /// Turns cluster mode on even with no [`ppservers`](ServerBuilder::ppservers).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.cluster.listen = Some(addr.into());
+        self
+    }
+
+    /// How often `dns:NAME[:PORT]` entries are resolved again; default 5 s (see
+    /// [`ClusterOptions::dns_refresh`](crate::ClusterOptions::dns_refresh)).
+    pub fn dns_refresh(mut self, every: Duration) -> Self {
+        self.cluster.options.dns_refresh = every;
+        self
+    }
+
     /// The secret shared with the nodes (every node must be started with the same one).
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.cluster.secret = Some(secret.as_ref().to_vec());
@@ -200,7 +216,8 @@ impl ServerBuilder {
     }
 
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
-    /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_SECRET` or
+    /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_LISTEN`
+    /// (`ADDR:PORT` where nodes join: see [`listen`](ServerBuilder::listen)), `PP_SECRET` or
     /// `PP_SECRET_FILE` (a file holding the secret), `PP_NCPUS` (local workers; 0 means
     /// remote only), `PP_PROGRESS` (`1` shows a progress bar on long waits, see
     /// [`progress`](ServerBuilder::progress)) and `PP_OUTPUT` (`off` keeps what jobs on
@@ -224,6 +241,9 @@ impl ServerBuilder {
                     .map(str::to_owned)
                     .collect();
             }
+        }
+        if self.cluster.listen.is_none() {
+            self.cluster.listen = var("PP_LISTEN").map(|addr| addr.trim().to_owned());
         }
         if self.cluster.secret.is_none() {
             self.cluster.secret = match (var("PP_SECRET"), var("PP_SECRET_FILE")) {
@@ -268,7 +288,7 @@ impl ServerBuilder {
         if let Some(on) = self.forward_output {
             self.cluster.options.forward_output = on;
         }
-        let remote = !self.cluster.nodes.is_empty();
+        let remote = !self.cluster.nodes.is_empty() || self.cluster.listen.is_some();
         if remote {
             self.cluster.options.check()?;
         }
@@ -383,7 +403,7 @@ fn read_secret_file(path: &str) -> Result<Vec<u8>, Error> {
 
 impl Server {
     /// Starts a server with one worker per available core, and cluster mode if the
-    /// environment asks for it (`PP_SERVERS`, `PP_SECRET` or `PP_SECRET_FILE`, `PP_NCPUS`,
+    /// environment asks for it (`PP_SERVERS`, `PP_LISTEN`, `PP_SECRET` or `PP_SECRET_FILE`, `PP_NCPUS`,
     /// `PP_OUTPUT`; see [`ServerBuilder::from_env`]).
     ///
     /// # Errors

@@ -1,9 +1,11 @@
 //! The root task of the client's network thread: one task per node (named ones from the
-//! start, discovered ones as they answer), the fallback watch, and discovery when some
-//! entry asks for it.
+//! start, discovered ones as they answer), the fallback watch, discovery when some entry
+//! asks for it, one task per `dns:` entry, and the listener of nodes that join.
 
 use super::context::ClientContext;
 use super::discovered::DiscoveryAdmission;
+use super::dns::{follow, DnsEntry};
+use super::joined::accept_nodes;
 use super::fallback::fall_back_when_stranded;
 use super::nodes::NodeList;
 use super::reconnect::keep_node_connected;
@@ -16,16 +18,52 @@ use tokio::sync::watch;
 /// them).
 const ANNOUNCEMENT_BACKLOG: usize = 256;
 
+/// Where nodes come from besides the named ones.
+pub(crate) struct Sources {
+    /// Discovery entries.
+    pub(crate) targets: Vec<Target>,
+    /// `dns:` entries.
+    pub(crate) dns: Vec<DnsEntry>,
+    /// Where nodes join (`PP_LISTEN`), bound already.
+    pub(crate) listener: Option<std::net::TcpListener>,
+}
+
 /// Runs the client's tasks until every one of them has ended (after `stopped` is set).
 pub(crate) async fn run_cluster(
     nodes: Arc<NodeList>,
-    targets: Vec<Target>,
+    sources: Sources,
     ctx: Arc<ClientContext>,
     stopped: watch::Receiver<bool>,
 ) {
+    let Sources {
+        targets,
+        dns,
+        listener,
+    } = sources;
     let mut tasks = tokio::task::JoinSet::new();
     for node in nodes.snapshot() {
         tasks.spawn(keep_node_connected(node, Arc::clone(&ctx), stopped.clone()));
+    }
+    for entry in dns {
+        tasks.spawn(follow(
+            entry,
+            Arc::clone(&nodes),
+            Arc::clone(&ctx),
+            stopped.clone(),
+        ));
+    }
+    if let Some(listener) = listener {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                tasks.spawn(accept_nodes(
+                    listener,
+                    Arc::clone(&nodes),
+                    Arc::clone(&ctx),
+                    stopped.clone(),
+                ));
+            }
+            Err(e) => pp_runtime::error!("cannot listen for nodes that join: {e}"),
+        }
     }
     let search = (!targets.is_empty()).then(|| Arc::new(SearchStatus::new(&targets)));
     tasks.spawn(fall_back_when_stranded(

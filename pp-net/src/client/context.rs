@@ -26,4 +26,6 @@ pub(crate) struct ClientContext {
     pub(crate) flights: Flights,
     /// The client's nodes: where a job one node should avoid can go instead.
     pub(crate) nodes: Arc<NodeList>,
+    /// Where nodes join the client (`PP_LISTEN`), if they do.
+    pub(crate) joining: Option<std::net::SocketAddr>,
 }

@@ -16,6 +16,7 @@ use super::nodes::NodeList;
 use crate::discovery::SearchStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
 use tokio::sync::watch;
 
 /// How often the watch looks at the queue and the nodes.
@@ -76,7 +77,7 @@ pub(crate) async fn fall_back_when_stranded(
 /// Starts one local worker per core, and says so.
 fn start_workers(nodes: &NodeList, ctx: &ClientContext, search: Option<&SearchStatus>) -> Fallback {
     let cores = pp_runtime::available_cores();
-    say_fallback(nodes, search, ctx.options.fallback_wait, cores);
+    say_fallback(nodes, search, ctx, cores);
     match ctx.feed.set_local_workers(cores) {
         Ok(()) => Fallback::On { workers: cores },
         Err(e) => {
@@ -104,7 +105,13 @@ fn stop_workers(ctx: &ClientContext, workers: usize, serving: &str) {
 
 /// Says, once, that jobs now run on `cores` local workers, and why: no node named or
 /// discovered is usable after `wait`, or discovery found none at all (and where it looked).
-fn say_fallback(nodes: &NodeList, search: Option<&SearchStatus>, wait: Duration, cores: usize) {
+fn say_fallback(
+    nodes: &NodeList,
+    search: Option<&SearchStatus>,
+    ctx: &ClientContext,
+    cores: usize,
+) {
+    let wait = ctx.options.fallback_wait;
     let names: Vec<String> = nodes.snapshot().iter().map(|n| n.name.clone()).collect();
     match search {
         Some(search) if !search.heard_any() => {
@@ -122,10 +129,10 @@ fn say_fallback(nodes: &NodeList, search: Option<&SearchStatus>, wait: Duration,
             );
         }
         _ => {
-            let names = if names.is_empty() {
-                "none named or discovered".to_owned()
-            } else {
-                names.join(", ")
+            let names = match (names.is_empty(), ctx.joining) {
+                (true, Some(addr)) => format!("none joined on {addr} yet"),
+                (true, None) => "none named or discovered".to_owned(),
+                (false, _) => names.join(", "),
             };
             pp_runtime::warn!(
                 "no node is usable ({names}) after {wait:?}: running jobs on {cores} local \

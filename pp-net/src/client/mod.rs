@@ -24,6 +24,11 @@
 //! `discovered` module). `connect` returns at once; a node takes jobs as soon as it has
 //! answered and accepted the client.
 //!
+//! Entries `dns:NAME[:PORT]` stand for every address NAME resolves to, resolved again
+//! periodically: addresses come and go as nodes (the `dns` module). With a listening
+//! address (`PP_LISTEN`), nodes that cannot be dialed dial the client instead
+//! (`ppserver --join`) and run the same session (the `joined` module).
+//!
 //! # Files
 //! - `address`, `dial`: node addresses as users write them, and connecting to one;
 //! - `node_state`, `nodes`: one node as the client tracks it, and the list of them;
@@ -32,7 +37,8 @@
 //!   ([`NodeFailure`](pp_runtime::NodeFailure)), and what the user is told of it (each
 //!   reason once per node, and when it comes back);
 //! - `context`: what every session shares;
-//! - `cluster_loop`, `reconnect`, `fallback`, `discovered`: the network thread's tasks;
+//! - `cluster_loop`, `reconnect`, `fallback`, `discovered`, `dns`, `joined`: the network
+//!   thread's tasks;
 //! - `session/`: one connection to one node, from setup to its end;
 //! - `flights`: every session's jobs in flight, to find stragglers;
 //! - `shared_session`, `lane`: a session's state shared with submitting threads (for lone
@@ -60,9 +66,11 @@ mod cluster_loop;
 mod context;
 mod dial;
 mod discovered;
+mod dns;
 mod fallback;
 mod flights;
 pub(crate) mod job_output;
+mod joined;
 mod lane;
 mod node_health;
 mod node_state;
@@ -76,7 +84,8 @@ use crate::channel::{ChannelConfig, Secret};
 use crate::discovery::Target;
 use crate::program::current_program;
 use address::NodeAddress;
-use cluster_loop::run_cluster;
+use cluster_loop::{run_cluster, Sources};
+use dns::DnsEntry;
 use context::ClientContext;
 use flights::Flights;
 use node_state::NodeState;
@@ -105,8 +114,9 @@ struct Cluster {
 /// Starts the cluster client for `spec`, feeding on `feed`.
 ///
 /// # Errors
-/// [`Error::Config`] without a secret or with an invalid node address or discovery entry;
-/// [`Error::Cluster`] if the program cannot be read or the client thread cannot start.
+/// [`Error::Config`] without a secret, with an invalid node address, discovery or `dns:`
+/// entry, or a listening address that cannot be bound; [`Error::Cluster`] if the program
+/// cannot be read or the client thread cannot start.
 pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Error> {
     let secret = spec.secret.as_deref().ok_or_else(|| {
         Error::Config(
@@ -118,12 +128,19 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
     let program = current_program().map_err(Error::Cluster)?;
     let mut named = Vec::new();
     let mut targets = Vec::new();
+    let mut dns_entries = Vec::new();
     for text in &spec.nodes {
+        if let Some(entry) = DnsEntry::parse(text).map_err(Error::Config)? {
+            dns_entries.push(entry);
+            continue;
+        }
         match Target::parse(text).map_err(Error::Config)? {
             Some(target) => targets.push(target),
             None => named.push(NodeAddress::parse(text).map_err(Error::Config)?),
         }
     }
+    let listener = spec.listen.as_deref().map(listen).transpose()?;
+    let joining = listener.as_ref().and_then(|l| l.local_addr().ok());
     let nodes = Arc::new(NodeList::new(
         named
             .into_iter()
@@ -140,6 +157,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         options: spec.options,
         flights: Flights::default(),
         nodes: Arc::clone(&nodes),
+        joining,
     });
     let (stop, stopped) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel();
@@ -152,7 +170,12 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
     let thread = std::thread::Builder::new()
         .name("pp-cluster".into())
         .spawn(move || {
-            runtime.block_on(run_cluster(task_nodes, targets, ctx, stopped));
+            let sources = Sources {
+                targets,
+                dns: dns_entries,
+                listener,
+            };
+            runtime.block_on(run_cluster(task_nodes, sources, ctx, stopped));
             let _ = done_tx.send(());
         })
         .map_err(|e| Error::Cluster(format!("cannot start the cluster thread: {e}")))?;
@@ -163,6 +186,19 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         stop,
         thread: Mutex::new(Some((thread, done_rx))),
     }))
+}
+
+/// Binds `PP_LISTEN`'s `ADDR:PORT` for nodes that join (see the `joined` module).
+fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        Error::Config(format!(
+            "PP_LISTEN: cannot listen for nodes on `{addr}` (give ADDR:PORT): {e}"
+        ))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Cluster(format!("cannot configure the listener on {addr}: {e}")))?;
+    Ok(listener)
 }
 
 impl Executor for Cluster {
@@ -185,8 +221,7 @@ impl Executor for Cluster {
     }
 
     fn stats_rows(&self, rows: &mut Vec<ExecutorStats>) {
-        self.nodes
-            .with(|nodes| rows.extend(nodes.iter().map(|n| n.executor.stats())));
+        self.nodes.stats_rows(rows);
     }
 
     fn nodes(&self) -> Vec<NodeStatus> {

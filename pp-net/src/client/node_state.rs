@@ -26,6 +26,9 @@ pub(crate) struct NodeState {
     pub(crate) notify: Notify,
     /// Signalled when the node announced a restart: retry now, not after the backoff.
     pub(crate) retry: Notify,
+    /// Whether the node joined the client (`PP_LISTEN`): the client cannot dial it, so it
+    /// has no lane and is not retried (it dials again itself).
+    pub(crate) joined: bool,
     workers: AtomicU32,
     connected: AtomicBool,
     /// The session's state shared with submitting threads, while a session runs.
@@ -48,7 +51,17 @@ impl NodeState {
     /// A node not yet connected, with its row in the statistics.
     pub(crate) fn new(address: NodeAddress) -> Self {
         let name = address.display();
+        NodeState::named(name, address, false)
+    }
+
+    /// A node that joined from `address`, called `name` (see the `joined` module).
+    pub(crate) fn joined(name: String, address: NodeAddress) -> Self {
+        NodeState::named(name, address, true)
+    }
+
+    fn named(name: String, address: NodeAddress, joined: bool) -> Self {
         NodeState {
+            joined,
             executor: ExecutorHandle::new(&name),
             name,
             address,

@@ -1,11 +1,16 @@
-//! The nodes a client knows: the named ones from the start, discovered ones as they come.
+//! The nodes a client knows: the named ones from the start, discovered, joined and
+//! resolved ones as they come; resolved ones also go (see the `dns` module).
 
 use super::node_state::NodeState;
-use std::sync::{Arc, RwLock};
+use pp_runtime::ExecutorStats;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// The client's nodes, shared by the tasks that feed them, wake them and report them.
 pub(crate) struct NodeList {
     nodes: RwLock<Vec<Arc<NodeState>>>,
+    /// Nodes removed after they ran jobs: their rows stay in the statistics, so that the
+    /// jobs they ran still count.
+    retired: Mutex<Vec<Arc<NodeState>>>,
 }
 
 impl NodeList {
@@ -13,7 +18,30 @@ impl NodeList {
     pub(crate) fn new(nodes: Vec<Arc<NodeState>>) -> Self {
         NodeList {
             nodes: RwLock::new(nodes),
+            retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Removes `node` (its task has ended): it gets no more jobs and is no longer listed,
+    /// but the jobs it ran stay in the statistics.
+    pub(crate) fn remove(&self, node: &Arc<NodeState>) {
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|n| !Arc::ptr_eq(n, node));
+        if node.executor.stats().jobs > 0 {
+            self.retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Arc::clone(node));
+        }
+    }
+
+    /// The statistics rows of the nodes, removed ones that ran jobs included.
+    pub(crate) fn stats_rows(&self, rows: &mut Vec<ExecutorStats>) {
+        self.with(|nodes| rows.extend(nodes.iter().map(|n| n.executor.stats())));
+        let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        rows.extend(retired.iter().map(|n| n.executor.stats()));
     }
 
     /// The nodes now.

@@ -31,6 +31,9 @@ pub const DEFAULT_LANES: bool = true;
 /// Default for [`ClusterOptions::forward_output`]: on.
 pub const DEFAULT_FORWARD_OUTPUT: bool = true;
 
+/// Default for [`ClusterOptions::dns_refresh`]: 5 s.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+
 /// How the cluster client watches its nodes and retries jobs; each field is set through
 /// the [`ServerBuilder`](crate::ServerBuilder) method of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,12 @@ pub struct ClusterOptions {
     /// its standard streams. Local jobs print directly, as always. Off, a job's output on
     /// a node goes to the node's log. Default on; `PP_OUTPUT=off` turns it off.
     pub forward_output: bool,
+    /// How often a `dns:NAME[:PORT]` entry of the node list is resolved again. Every
+    /// address the name resolves to is a node; an address that appears is added at the
+    /// next resolution, and one that is gone is dropped (its jobs in flight go back to the
+    /// queue, without using an attempt, and its task ends). A resolution that fails
+    /// changes nothing (a DNS outage does not drop every node). Default 5 s.
+    pub dns_refresh: Duration,
 }
 
 impl Default for ClusterOptions {
@@ -112,6 +121,7 @@ impl Default for ClusterOptions {
             fallback_wait: DEFAULT_FALLBACK_WAIT,
             lanes: DEFAULT_LANES,
             forward_output: DEFAULT_FORWARD_OUTPUT,
+            dns_refresh: DEFAULT_DNS_REFRESH,
         }
     }
 }
@@ -134,6 +144,11 @@ impl ClusterOptions {
                 self.liveness_timeout, self.heartbeat_interval
             )));
         }
+        if self.dns_refresh.is_zero() {
+            return Err(Error::Config(
+                "the DNS refresh interval must be above zero".into(),
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(Error::Config("max_attempts must be at least 1".into()));
         }
@@ -145,8 +160,11 @@ impl ClusterOptions {
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct ClusterSpec {
-    /// Nodes as `host:port` or `host` (port [`DEFAULT_PORT`]).
+    /// Nodes as `host:port` or `host` (port [`DEFAULT_PORT`]), discovery entries (`*`)
+    /// and `dns:NAME[:PORT]` entries.
     pub nodes: Vec<String>,
+    /// Where nodes that join the client connect (`PP_LISTEN=ADDR:PORT`), if anywhere.
+    pub listen: Option<String>,
     /// The shared secret, if one was given.
     pub secret: Option<Vec<u8>>,
     /// Heartbeats, liveness and attempts.
@@ -157,6 +175,7 @@ impl fmt::Debug for ClusterSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterSpec")
             .field("nodes", &self.nodes)
+            .field("listen", &self.listen)
             .field("secret", &self.secret.as_ref().map(|_| ".."))
             .field("options", &self.options)
             .finish()

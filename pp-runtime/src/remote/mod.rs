@@ -23,7 +23,7 @@ pub(crate) mod routing;
 pub use crate::executor::{Executor, QueueView};
 pub use crate::stats::ExecutorHandle;
 pub use cluster_options::{
-    ClusterOptions, ClusterSpec, DEFAULT_DUPLICATE_STRAGGLERS, DEFAULT_FALLBACK_WAIT,
+    ClusterOptions, ClusterSpec, DEFAULT_DNS_REFRESH, DEFAULT_DUPLICATE_STRAGGLERS, DEFAULT_FALLBACK_WAIT,
     DEFAULT_FORWARD_OUTPUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LANES, DEFAULT_LIVENESS_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_PORT,
 };

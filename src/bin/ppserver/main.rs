@@ -6,7 +6,9 @@
 //! PP_SECRET='a long random secret' ppserver            # port 60000, one worker per core
 //! ppserver --secret-file ~/.pp-secret -p 60001 -w 4 -t 3600
 //! ```
-//! Clients set `PP_SERVERS=host:port,...` and the same `PP_SECRET`. With `-a` the node
+//! Clients set `PP_SERVERS=host:port,...` and the same `PP_SECRET`. With `--join HOST:PORT`
+//! the node dials a client that listens (`PP_LISTEN`) instead, and opens no port of its own
+//! unless `-p` or `-i` is given. With `-a` the node
 //! also announces itself by UDP broadcast on the discovery port (60000) and answers
 //! probes, so that clients with `PP_SERVERS=*` find it. The node logs to
 //! standard error, prints `ppserver listening on ADDR with N workers` once it accepts
@@ -26,7 +28,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use pp_net::discovery::DiscoveryConfig;
 use pp_net::node::{self, NodeConfig};
 use pp_net::Secret;
@@ -35,7 +36,7 @@ use crate::options::Options;
 
 fn main() -> ExitCode {
     // Help, version and a mistake on the command line end here (status 0, 0 and 2).
-    let mut options = Options::parse();
+    let mut options = Options::from_command_line();
     // Before the secret is read, so that it never is in a dumpable process; and while the
     // process has one thread, as clearing the environment needs.
     let mut warnings = Vec::new();
@@ -89,6 +90,8 @@ fn run(config: NodeConfig, pid_file: Option<PathBuf>) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let workers = config.workers;
+    let listening = config.listening;
+    let joining = config.join.clone();
     let result = runtime.block_on(async {
         let (ready, listening) = tokio::sync::oneshot::channel();
         let node = tokio::spawn(node::serve(config, Some(ready)));
@@ -98,7 +101,12 @@ fn run(config: NodeConfig, pid_file: Option<PathBuf>) -> Result<(), String> {
                     tracing::warn!("cannot write the pid file {}: {e}", path.display());
                 }
             }
-            eprintln!("ppserver listening on {addr} with {workers} workers");
+            if listening {
+                eprintln!("ppserver listening on {addr} with {workers} workers");
+            }
+            for client in &joining {
+                eprintln!("ppserver joining {client} with {workers} workers");
+            }
         }
         match node.await {
             Ok(result) => result.map(drop).map_err(|e| e.to_string()),
@@ -137,6 +145,15 @@ fn config(options: &Options, secret: Secret) -> Result<NodeConfig, String> {
     config.max_cache_bytes = limits.max_cache.0;
     config.max_queued_jobs = limits.max_jobs_per_client;
     config.worker_memory = limits.worker_memory.map(|size| size.0);
+    config.join = options.join.clone();
+    // A node that joins its clients opens a port only when asked to.
+    config.listening = options.join.is_empty() || options.listen_given;
+    if options.autodiscovery && !config.listening {
+        return Err(
+            "-a announces the port the node listens on: with --join, give -p (or -i) too"
+                .into(),
+        );
+    }
     Ok(config)
 }
 

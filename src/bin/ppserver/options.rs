@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
 use pp_net::discovery::{DEFAULT_BROADCAST, DEFAULT_DISCOVERY_PORT};
 use pp_net::node::{
     default_cache_dir, DEFAULT_MAX_CACHE_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_JOBS,
@@ -129,9 +130,49 @@ pub(crate) struct Options {
     )]
     pub(crate) broadcast: IpAddr,
 
+    /// Join the client listening at HOST:PORT (its PP_LISTEN); repeatable
+    ///
+    /// The node dials the client and serves it on that connection, redialing while it
+    /// runs: for clients that cannot reach the node (NAT, batch jobs). With --join the
+    /// node listens only if -p or -i is given.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_join)]
+    pub(crate) join: Vec<String>,
+
+    /// Whether -p or -i was on the command line (a joining node listens only then).
+    #[arg(skip)]
+    pub(crate) listen_given: bool,
+
     /// What a client may make the node hold, and for how long.
     #[command(flatten, next_help_heading = LIMITS)]
     pub(crate) limits: Limits,
+}
+
+impl Options {
+    /// Parses the process's command line (exiting on help, version or a mistake), noting
+    /// whether a listening address was given.
+    pub(crate) fn from_command_line() -> Options {
+        let matches = Options::command().get_matches();
+        Options::from_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The options of parsed `matches`.
+    pub(crate) fn from_matches(matches: &ArgMatches) -> Result<Options, clap::Error> {
+        let mut options = Options::from_arg_matches(matches)?;
+        let given = |id| matches.value_source(id) == Some(ValueSource::CommandLine);
+        options.listen_given = given("port") || given("interface");
+        Ok(options)
+    }
+}
+
+/// A client to join: `HOST:PORT` (`[v6]:PORT`), with a port from 1 to 65535.
+fn parse_join(text: &str) -> Result<String, String> {
+    let bad = || format!("`{text}` is not HOST:PORT (the client's PP_LISTEN)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty() && (!host.contains(':') || host.starts_with('['));
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 && host_ok => Ok(text.to_owned()),
+        _ => Err(bad()),
+    }
 }
 
 /// The flags that bound what a client can make the node do (SECURITY.md, "Limits").

@@ -117,3 +117,27 @@ fn autodiscovery_flags() {
     assert!(error("-b 10.0.0.255").contains("--autodiscovery"));
     assert!(error("--discovery-port 6100").contains("--autodiscovery"));
 }
+
+#[test]
+fn join_takes_host_and_port_and_turns_listening_off_unless_asked() {
+    let o = args("--join 10.0.0.1:7000 --join client:7001").unwrap();
+    assert_eq!(o.join, ["10.0.0.1:7000", "client:7001"]);
+    let c = config_of(&o).unwrap();
+    assert_eq!(c.join, ["10.0.0.1:7000", "client:7001"]);
+    assert!(!c.listening, "a joining node opens no port unless asked");
+    let matches = Options::command()
+        .try_get_matches_from(["ppserver", "--join", "[::1]:7000", "-p", "0"])
+        .unwrap();
+    let o = Options::from_matches(&matches).unwrap();
+    assert!(config_of(&o).unwrap().listening);
+    assert!(config_of(&args("").unwrap()).unwrap().listening);
+    for bad in ["client", "client:0", "client:x", ":7000", "::1:7000"] {
+        assert!(
+            error(&format!("--join {bad}")).contains("HOST:PORT"),
+            "{bad}"
+        );
+    }
+    assert!(config_of(&args("--join c:1 -a").unwrap())
+        .unwrap_err()
+        .contains("-a"));
+}

@@ -51,7 +51,8 @@ pub(crate) async fn serve_jobs(
     let mut heartbeats = Heartbeats::start(&ctx.options);
     let mut window = InFlightWindow::new(workers);
     let shared = node.open_shared_session(in_flight);
-    let mut lane = ClientLane::new(ctx.options.lanes);
+    // A node that joined may be unreachable from here (NAT): its lane could not be dialed.
+    let mut lane = ClientLane::new(ctx.options.lanes && !node.joined);
     let mut settled = ctx.flights.subscribe_settled();
     loop {
         if lane.should_request() {

@@ -28,6 +28,7 @@ mod outbox;
 mod setup;
 mod window;
 
+use crate::channel::{SecureReader, SecureWriter};
 use crate::client::context::ClientContext;
 use crate::client::flights;
 use crate::client::node_state::NodeState;
@@ -65,6 +66,29 @@ pub(crate) async fn run(
         },
         _ = shutdown.changed() => return SessionEnd::Shutdown,
     };
+    serve(node, ctx, reader, writer, workers, shutdown).await
+}
+
+/// Sets up a session on a connection a node opened and the client authenticated (a node
+/// that joins): hello, upload if asked, `Ready`. Returns the node's worker count and its
+/// own name for itself.
+pub(crate) async fn set_up_joined(
+    reader: &mut SecureReader,
+    writer: &mut SecureWriter,
+    ctx: &ClientContext,
+) -> Result<(u32, String), NodeFailure> {
+    setup::handshake(reader, writer, ctx).await
+}
+
+/// The working phase of a session set up with `node` (`workers` workers), to its end.
+pub(crate) async fn serve(
+    node: &NodeState,
+    ctx: &ClientContext,
+    reader: SecureReader,
+    writer: SecureWriter,
+    workers: u32,
+    shutdown: &mut watch::Receiver<bool>,
+) -> SessionEnd {
     node.set_connected(workers);
     let (session_id, in_flight) = ctx.flights.register();
     let end = serve_jobs(

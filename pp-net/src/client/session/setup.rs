@@ -25,7 +25,7 @@ pub(crate) async fn set_up(
     ctx: &ClientContext,
 ) -> Result<(SecureReader, SecureWriter, u32), NodeFailure> {
     let (mut reader, mut writer) = connect_and_authenticate(node, ctx).await?;
-    let workers = handshake(&mut reader, &mut writer, ctx).await?;
+    let (workers, _) = handshake(&mut reader, &mut writer, ctx).await?;
     Ok((reader, writer, workers))
 }
 
@@ -39,12 +39,13 @@ async fn connect_and_authenticate(
         .map_err(|e| handshake_error(&e))
 }
 
-/// Hello, upload if asked, wait for `Ready`; returns the node's worker count.
-async fn handshake(
+/// Hello, upload if asked, wait for `Ready`, on an authenticated connection; returns the
+/// node's worker count and the name it gives itself (in its hello).
+pub(crate) async fn handshake(
     reader: &mut SecureReader,
     writer: &mut SecureWriter,
     ctx: &ClientContext,
-) -> Result<u32, NodeFailure> {
+) -> Result<(u32, String), NodeFailure> {
     let send_err = |e: NetError| connection_lost(&e);
     writer
         .send(&Message::ClientHello {
@@ -56,15 +57,19 @@ async fn handshake(
         })
         .await
         .map_err(send_err)?;
-    let need_upload = match recv_setup(reader).await? {
-        Message::ServerHello { need_upload, .. } => need_upload,
+    let (need_upload, name) = match recv_setup(reader).await? {
+        Message::ServerHello {
+            need_upload,
+            node_name,
+            ..
+        } => (need_upload, node_name),
         other => return Err(NodeFailure::Other(protocol_error(&other, "a hello"))),
     };
     if need_upload {
         upload(writer, ctx.program).await?;
     }
     match recv_setup(reader).await? {
-        Message::Ready { workers } if workers > 0 => Ok(workers),
+        Message::Ready { workers } if workers > 0 => Ok((workers, name)),
         Message::Ready { .. } => Err(NodeFailure::Other("the node has no workers".into())),
         other => Err(NodeFailure::Other(protocol_error(&other, "`Ready`"))),
     }
