@@ -220,3 +220,103 @@ impl Drop for Lab {
         }
     }
 }
+
+/// Moves the calling thread into namespace `name` (see [`Lab::enter`]).
+fn enter_namespace(name: &str) {
+    let path = format!("/run/netns/{name}");
+    let file = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+    // SAFETY: as in `Lab::enter`.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "cannot enter {path}: {}", std::io::Error::last_os_error());
+}
+
+/// Two namespaces, a client's and a node's, joined by a veth pair, where only the node can
+/// open connections: as a node behind NAT sees its client, without NAT or a firewall.
+///
+/// The client's namespace has `10.78.0.1/32` and no route to the node's `10.78.0.2/32`,
+/// except in a table used only for TCP packets from port [`OneWay::CLIENT_PORT`] (a policy
+/// rule on the source port): so the client can answer connections to that port, and a
+/// connection it opens to the node fails at once ("network unreachable"). The node's
+/// namespace routes to the client's address. Deleted on drop.
+pub struct OneWay {
+    client: String,
+    node: String,
+    created: Vec<String>,
+}
+
+impl OneWay {
+    /// The port the client listens on, the only one it can answer from.
+    pub const CLIENT_PORT: u16 = 7000;
+
+    /// Builds the two namespaces, named after `tag` and this process.
+    ///
+    /// # Panics
+    /// When a step fails (the namespaces made so far are deleted).
+    pub fn new(tag: &str) -> OneWay {
+        let prefix = format!("ppj-{}-{tag}", std::process::id());
+        let mut net = OneWay {
+            client: format!("{prefix}-c"),
+            node: format!("{prefix}-n"),
+            created: Vec::new(),
+        };
+        if let Err(e) = net.build() {
+            panic!("cannot build the one-way network: {e}");
+        }
+        net
+    }
+
+    fn build(&mut self) -> Result<(), String> {
+        let (c, n) = (self.client.clone(), self.node.clone());
+        for ns in [&c, &n] {
+            ip(&["netns", "add", ns])?;
+            self.created.push(ns.clone());
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&[
+            "-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "n0", "netns", &n,
+        ])?;
+        let port = Self::CLIENT_PORT.to_string();
+        ip(&["-n", &c, "addr", "add", "10.78.0.1/32", "dev", "c0"])?;
+        ip(&["-n", &c, "link", "set", "c0", "up"])?;
+        ip(&["-n", &n, "addr", "add", "10.78.0.2/32", "dev", "n0"])?;
+        ip(&["-n", &n, "link", "set", "n0", "up"])?;
+        ip(&["-n", &n, "route", "add", "10.78.0.1/32", "dev", "n0"])?;
+        ip(&[
+            "-n", &c, "route", "add", "10.78.0.2/32", "dev", "c0", "table", "100",
+        ])?;
+        ip(&[
+            "-n", &c, "rule", "add", "pref", "100", "ipproto", "tcp", "sport", &port, "table",
+            "100",
+        ])
+    }
+
+    /// The client's address.
+    pub fn client_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 78, 0, 1)
+    }
+
+    /// The node's address.
+    pub fn node_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 78, 0, 2)
+    }
+
+    /// `program` run in the node's namespace.
+    pub fn node_command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.node, program]);
+        command
+    }
+
+    /// Moves the calling thread into the client's namespace (see [`Lab::enter`]).
+    pub fn enter_client(&self) {
+        enter_namespace(&self.client);
+    }
+}
+
+impl Drop for OneWay {
+    fn drop(&mut self) {
+        for name in self.created.iter().rev() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}

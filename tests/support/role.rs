@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 /// The variables a role starts without, whatever the test's own environment holds.
 const CLEARED: &[&str] = &[
     "PP_SERVERS",
+    "PP_LISTEN",
     "PP_SECRET",
     "PP_SECRET_FILE",
     "PP_NCPUS",

@@ -176,11 +176,13 @@ impl Joining {
     }
 }
 
-/// The joined nodes by the name they give themselves, each with whether a session runs
-/// with it now.
+/// A joined node, and whether a session runs with it now.
+type Row = (Arc<NodeState>, bool);
+
+/// The joined nodes by the name they give themselves.
 #[derive(Default)]
 struct JoinedNames {
-    by_name: Mutex<HashMap<String, Vec<(Arc<NodeState>, bool)>>>,
+    by_name: Mutex<HashMap<String, Vec<Row>>>,
 }
 
 impl JoinedNames {
