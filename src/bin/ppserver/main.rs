@@ -90,7 +90,7 @@ fn run(config: NodeConfig, pid_file: Option<PathBuf>) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let workers = config.workers;
-    let listening = config.listening;
+    let opens_port = config.listening;
     let joining = config.join.clone();
     let result = runtime.block_on(async {
         let (ready, listening) = tokio::sync::oneshot::channel();
@@ -101,7 +101,7 @@ fn run(config: NodeConfig, pid_file: Option<PathBuf>) -> Result<(), String> {
                     tracing::warn!("cannot write the pid file {}: {e}", path.display());
                 }
             }
-            if listening {
+            if opens_port {
                 eprintln!("ppserver listening on {addr} with {workers} workers");
             }
             for client in &joining {
