@@ -162,14 +162,18 @@ fn dns_client_role() {
 
     // All three addresses are nodes, and each runs jobs.
     let three: BTreeSet<String> = (0..3).map(name).collect();
-    wait_for(&server, deadline, "the three nodes", || connected(&server) == three);
+    wait_for(&server, deadline, "the three nodes", || {
+        connected(&server) == three
+    });
     run_until(&server, deadline, &(0..3).map(name).collect::<Vec<_>>());
     println!("three nodes: {}", rows(&server));
 
     // A fourth address in the file is a node after the next resolution.
     std::fs::write(&hosts, hosts_file(&ips)).expect("rewrite the hosts file in place");
     let four: BTreeSet<String> = (0..4).map(name).collect();
-    wait_for(&server, deadline, "the fourth node", || connected(&server) == four);
+    wait_for(&server, deadline, "the fourth node", || {
+        connected(&server) == four
+    });
     run_until(&server, deadline, &[name(3)]);
     println!("four nodes: {}", rows(&server));
 
@@ -188,7 +192,11 @@ fn dns_client_role() {
     });
     let before = jobs_of(&server, &name(0));
     run_until(&server, deadline, &(1..4).map(name).collect::<Vec<_>>());
-    assert_eq!(jobs_of(&server, &name(0)), before, "a dropped node gets no job");
+    assert_eq!(
+        jobs_of(&server, &name(0)),
+        before,
+        "a dropped node gets no job"
+    );
     println!("after the removal: {}", rows(&server));
     println!("ROLE OK");
 }
@@ -247,6 +255,10 @@ fn run_until(server: &Server, deadline: Instant, names: &[String]) {
         if all {
             return;
         }
-        assert!(Instant::now() < deadline, "not every node ran jobs: {}", rows(server));
+        assert!(
+            Instant::now() < deadline,
+            "not every node ran jobs: {}",
+            rows(server)
+        );
     }
 }

@@ -232,7 +232,12 @@ fn idle_connections_and_wrong_secrets_do_not_keep_a_node_out() {
     let wrong_log = collect_stderr(&mut wrong.0);
     let node = Joiner::start(&addr, 1, &cache);
     run_jobs(&server, 50);
-    assert_eq!(connected_names(&server).len(), 1, "{:?}", server.active_nodes());
+    assert_eq!(
+        connected_names(&server).len(),
+        1,
+        "{:?}",
+        server.active_nodes()
+    );
     wrong_log.wait_for("authentication failed");
     drop(idle);
     drop(node);
@@ -274,7 +279,10 @@ fn a_node_the_client_cannot_reach_joins_it_from_its_namespace() {
                 net.enter_client();
                 // The client cannot open a connection to the node: no route.
                 let dialed = TcpStream::connect_timeout(&node_addr, Duration::from_secs(2));
-                assert!(dialed.is_err(), "the node must be unreachable from the client");
+                assert!(
+                    dialed.is_err(),
+                    "the node must be unreachable from the client"
+                );
                 let server = listening_client(&client_addr.to_string());
                 let first = run_jobs(&server, 100);
                 let names = connected_names(&server);

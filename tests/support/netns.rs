@@ -227,7 +227,12 @@ fn enter_namespace(name: &str) {
     let file = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
     // SAFETY: as in `Lab::enter`.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "cannot enter {path}: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "cannot enter {path}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Two namespaces, a client's and a node's, joined by a veth pair, where only the node can
@@ -282,7 +287,15 @@ impl OneWay {
         ip(&["-n", &n, "link", "set", "n0", "up"])?;
         ip(&["-n", &n, "route", "add", "10.78.0.1/32", "dev", "n0"])?;
         ip(&[
-            "-n", &c, "route", "add", "10.78.0.2/32", "dev", "c0", "table", "100",
+            "-n",
+            &c,
+            "route",
+            "add",
+            "10.78.0.2/32",
+            "dev",
+            "c0",
+            "table",
+            "100",
         ])?;
         ip(&[
             "-n", &c, "rule", "add", "pref", "100", "ipproto", "tcp", "sport", &port, "table",

@@ -5,8 +5,8 @@
 use super::context::ClientContext;
 use super::discovered::DiscoveryAdmission;
 use super::dns::{follow, DnsEntry};
-use super::joined::accept_nodes;
 use super::fallback::fall_back_when_stranded;
+use super::joined::accept_nodes;
 use super::nodes::NodeList;
 use super::reconnect::keep_node_connected;
 use crate::discovery::{self, SearchStatus, Target};

@@ -133,13 +133,20 @@ async fn reconcile(
     nodes: &Arc<NodeList>,
     ctx: &Arc<ClientContext>,
 ) {
-    let gone: Vec<SocketAddr> = known.keys().filter(|a| !addrs.contains(a)).copied().collect();
+    let gone: Vec<SocketAddr> = known
+        .keys()
+        .filter(|a| !addrs.contains(a))
+        .copied()
+        .collect();
     for addr in gone {
         let Some(resolved) = known.remove(&addr) else {
             continue;
         };
         let _ = resolved.stop.send(true);
-        if tokio::time::timeout(DROP_GRACE, resolved.task).await.is_err() {
+        if tokio::time::timeout(DROP_GRACE, resolved.task)
+            .await
+            .is_err()
+        {
             pp_runtime::warn!(node = %resolved.node.name, "the task of a dropped node did not end within {DROP_GRACE:?}");
         }
         nodes.remove(&resolved.node);
@@ -175,7 +182,9 @@ mod tests {
 
     #[test]
     fn entries_parse_with_and_without_port() {
-        let e = DnsEntry::parse("dns:pp-nodes.default.svc:7000").unwrap().unwrap();
+        let e = DnsEntry::parse("dns:pp-nodes.default.svc:7000")
+            .unwrap()
+            .unwrap();
         assert_eq!(e.address.host, "pp-nodes.default.svc");
         assert_eq!(e.address.port, 7000);
         assert_eq!(e.display(), "dns:pp-nodes.default.svc:7000");

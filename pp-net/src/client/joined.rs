@@ -265,7 +265,10 @@ mod tests {
         assert!(first.joined && second.joined);
         names.release(&first);
         let again = names.claim("h1", peer(), &nodes).unwrap();
-        assert!(Arc::ptr_eq(&again, &first), "a node that joins again takes its row back");
+        assert!(
+            Arc::ptr_eq(&again, &first),
+            "a node that joins again takes its row back"
+        );
         assert_eq!(nodes.snapshot().len(), 2);
     }
 

@@ -88,12 +88,13 @@ async fn run(
         ));
     }
     let listener = if config.listening {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         Some(listener)
     } else {
         None
@@ -161,7 +162,8 @@ async fn run(
 
     loop {
         // Joined sessions count as activity too (they live in `joiners`, not `sessions`).
-        let joined = ctx.counters.active_connections.load(Ordering::Relaxed) > sessions.len() as u64;
+        let joined =
+            ctx.counters.active_connections.load(Ordering::Relaxed) > sessions.len() as u64;
         if joined {
             last_activity = Instant::now();
         }

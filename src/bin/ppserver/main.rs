@@ -150,8 +150,7 @@ fn config(options: &Options, secret: Secret) -> Result<NodeConfig, String> {
     config.listening = options.join.is_empty() || options.listen_given;
     if options.autodiscovery && !config.listening {
         return Err(
-            "-a announces the port the node listens on: with --join, give -p (or -i) too"
-                .into(),
+            "-a announces the port the node listens on: with --join, give -p (or -i) too".into(),
         );
     }
     Ok(config)
