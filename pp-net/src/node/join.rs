@@ -86,7 +86,14 @@ async fn dial(target: &str) -> Result<(TcpStream, SocketAddr), String> {
     let stream = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(target))
         .await
         .map_err(|_| format!("no answer within {DIAL_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (no client listens there yet: is it running with \
+                 PP_LISTEN set to that address?)"
+                    .to_owned()
+            }
+            _ => e.to_string(),
+        })?;
     let peer = stream.peer_addr().map_err(|e| e.to_string())?;
     Ok((stream, peer))
 }
