@@ -1,7 +1,8 @@
 //! Nodes that join the client: the client listens (`ServerBuilder::listen`, as
 //! `PP_LISTEN`), real `ppserver --join` processes started after it dial in, authenticate
 //! as any node does and take jobs at once; a node that leaves is a loss and takes its row
-//! back when it joins again; idle connections that never authenticate do not keep a node
+//! back when it joins again; a node started before its clients (two of them) joins each
+//! once it listens; idle connections that never authenticate do not keep a node
 //! out; and a node in a network namespace that the client cannot reach at all (only the
 //! node can connect out) still serves it.
 //!
@@ -205,6 +206,34 @@ fn nodes_started_after_the_client_join_and_run_jobs_from_the_first() {
     drop(again);
     let _ = std::fs::remove_dir_all(&cache);
     let _ = std::fs::remove_dir_all(&second_cache);
+}
+
+#[test]
+fn a_node_started_before_its_clients_joins_each_once_it_listens() {
+    let (a, b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let cache = temp_dir("join-early");
+    let node = Joiner::spawn(
+        Command::new(env!("CARGO_BIN_EXE_ppserver")),
+        &a,
+        1,
+        &cache,
+        &["--join", &b],
+    );
+    // Nobody listens yet: the node says so once per client and keeps dialing.
+    node.log.wait_for(&format!("cannot join client {a}: connection refused"));
+    node.log.wait_for(&format!("cannot join client {b}: connection refused"));
+    let first = listening_client(&a);
+    run_jobs(&first, 20);
+    let second = listening_client(&b);
+    run_jobs(&second, 20);
+    assert_eq!(connected_names(&first).len(), 1);
+    assert_eq!(connected_names(&second).len(), 1);
+    node.log.wait_for(&format!("client {a} reached again"));
+    drop(node);
+    let _ = std::fs::remove_dir_all(&cache);
 }
 
 #[test]
