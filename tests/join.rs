@@ -223,8 +223,10 @@ fn a_node_started_before_its_clients_joins_each_once_it_listens() {
         &["--join", &b],
     );
     // Nobody listens yet: the node says so once per client and keeps dialing.
-    node.log.wait_for(&format!("cannot join client {a}: connection refused"));
-    node.log.wait_for(&format!("cannot join client {b}: connection refused"));
+    node.log
+        .wait_for(&format!("cannot join client {a}: connection refused"));
+    node.log
+        .wait_for(&format!("cannot join client {b}: connection refused"));
     let first = listening_client(&a);
     run_jobs(&first, 20);
     let second = listening_client(&b);

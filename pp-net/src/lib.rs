@@ -16,8 +16,9 @@
 //!   ([`JobRequest`], [`JobReply`], [`Outcome`]), the `Submit` layout written out once for
 //!   copy-free sending and in-place decoding, and `send`/`recv` of messages on the
 //!   channel's halves.
-//! - **Roles**, on top: the cluster client (`client`, reached through the program's hooks),
-//!   the node daemon ([`node`]), the worker host (`worker`: the hook that turns a program
+//! - **Roles**, on top: the cluster client (`client`, reached through the program's hooks;
+//!   it dials its nodes, or accepts nodes that join it), the node daemon ([`node`], which
+//!   listens, or dials clients to join them), the worker host (`worker`: the hook that turns a program
 //!   started by a node into a worker before `main`, the pipe protocol between node and
 //!   worker, the lane worker), the isolated executor (`isolated`: local jobs in worker
 //!   processes of the program itself, as a node runs them), lanes (`lane`: opening a lane

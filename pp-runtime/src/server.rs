@@ -92,7 +92,12 @@ impl ServerBuilder {
     /// Listens at `addr` (`"ADDR:PORT"`, as `PP_LISTEN`) for nodes that join this client
     /// (`ppserver --join ADDR:PORT`): each node that connects and authenticates is used as
     /// a named node is, from its first job, and listed under the name it gives itself.
-    /// Turns cluster mode on even with no [`ppservers`](ServerBuilder::ppservers).
+    /// Turns cluster mode on even with no [`ppservers`](ServerBuilder::ppservers): with
+    /// [`ncpus(0)`](ServerBuilder::ncpus), jobs wait the
+    /// [`fallback_wait`](ServerBuilder::fallback_wait) for a node to join, then run
+    /// locally until one does. Joined nodes get no lane (the client may not reach them).
+    /// The address is bound by [`build`](ServerBuilder::build), which fails with
+    /// [`Error::Config`] if it cannot be.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.cluster.listen = Some(addr.into());
         self

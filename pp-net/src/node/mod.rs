@@ -6,8 +6,13 @@
 //! one client does is bounded and isolated: a refused client, a crashed worker or a broken
 //! connection is logged and the node goes on serving everyone else.
 //!
+//! A node may also join clients that listen ([`NodeConfig::join`], `ppserver --join`):
+//! it dials them and serves each on the connection it opened, with the same session (the
+//! `join` module); only the TCP direction changes.
+//!
 //! # The session, as the client sees it
-//! 1. Connect and authenticate ([`crate::connect_client`]); a wrong secret ends here.
+//! 1. Connect and authenticate ([`crate::connect_client`]; on a connection the node
+//!    opened, for a node that joins); a wrong secret ends here.
 //! 2. Send [`Message::ClientHello`](crate::Message::ClientHello) with the SHA-256, size and
 //!    [`this_target`] of the executable and its registry fingerprint. The node answers
 //!    [`Message::ServerHello`](crate::Message::ServerHello) or
