@@ -4,7 +4,8 @@
 //! puts in place of `/etc/hosts`) maps one name to three node addresses. The client (this
 //! test binary run again there, in the role of `dns_client_role`) uses all three; a
 //! fourth address written into the file is used after the next resolution; an address
-//! removed from it is dropped, and the slow jobs it held finish elsewhere.
+//! removed from it is dropped, and the slow jobs it held finish elsewhere; when it comes
+//! back it is used again, in its old row.
 //!
 //! Needs root and `ip` (iproute2); without them the test says why and is skipped.
 
@@ -198,6 +199,17 @@ fn dns_client_role() {
         "a dropped node gets no job"
     );
     println!("after the removal: {}", rows(&server));
+
+    // The address comes back: the same row serves again.
+    std::fs::write(&hosts, hosts_file(&ips)).expect("rewrite the hosts file in place");
+    wait_for(&server, deadline, "the first node back", || {
+        connected(&server) == four
+    });
+    run_until(&server, deadline, &[name(0)]);
+    let stats = server.stats();
+    let rows_of_first = stats.executors.iter().filter(|e| e.name == name(0)).count();
+    assert_eq!(rows_of_first, 1, "one row per address: {}", rows(&server));
+    println!("back again: {}", rows(&server));
     println!("ROLE OK");
 }
 

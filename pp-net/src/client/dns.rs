@@ -6,7 +6,8 @@
 //! sessions, backoff, losses). An address that appears in a later resolution is added; one
 //! that is gone is dropped: its task is stopped as at shutdown, so the jobs it held go back
 //! to the front of the queue without using an attempt, and then it leaves the node list
-//! (its row stays in the statistics if it ran jobs). An address already known under
+//! (its row stays in the statistics if it ran jobs, and is used again if the address comes
+//! back). An address already known under
 //! another entry (named, discovered, another `dns:` entry) is not added twice. A
 //! resolution that fails, or finds nothing, changes nothing: it is said once (and its
 //! recovery too), so that a DNS outage does not drop every node.
@@ -159,12 +160,14 @@ async fn reconcile(
         if known.contains_key(addr) || nodes.find(&addr.to_string()).is_some() {
             continue;
         }
-        let address = NodeAddress {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        };
-        let node = Arc::new(NodeState::new(address));
-        nodes.push(Arc::clone(&node));
+        let node = nodes.revive(&addr.to_string()).unwrap_or_else(|| {
+            let node = Arc::new(NodeState::new(NodeAddress {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            }));
+            nodes.push(Arc::clone(&node));
+            node
+        });
         pp_runtime::info!(node = %node.name, "{name} resolves to {addr}: node added");
         let (stop, own_stop) = watch::channel(false);
         let task = tokio::spawn(keep_node_connected(

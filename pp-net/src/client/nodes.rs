@@ -37,6 +37,18 @@ impl NodeList {
         }
     }
 
+    /// Lists again the removed node called `name`, if there is one: an address that comes
+    /// back keeps its row (and the jobs it ran) rather than getting a second one.
+    pub(crate) fn revive(&self, name: &str) -> Option<Arc<NodeState>> {
+        let node = {
+            let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = retired.iter().position(|n| n.name == name)?;
+            retired.remove(at)
+        };
+        self.push(Arc::clone(&node));
+        Some(node)
+    }
+
     /// The statistics rows of the nodes, removed ones that ran jobs included.
     pub(crate) fn stats_rows(&self, rows: &mut Vec<ExecutorStats>) {
         self.with(|nodes| rows.extend(nodes.iter().map(|n| n.executor.stats())));
