@@ -88,7 +88,7 @@ async fn dial(target: &str) -> Result<(TcpStream, SocketAddr), String> {
         .map_err(|_| format!("no answer within {DIAL_TIMEOUT:?}"))?
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::ConnectionRefused => {
-                "connection refused (no client listens there yet: is it running with \
+                "connection refused (no client listens there now: is it running with \
                  PP_LISTEN set to that address?)"
                     .to_owned()
             }
@@ -120,7 +120,11 @@ async fn serve_joined(
             return;
         }
     };
-    pp_runtime::info!("joined client {target} ({peer})");
+    if target == peer.to_string() {
+        pp_runtime::info!("joined client {target}");
+    } else {
+        pp_runtime::info!("joined client {target} ({peer})");
+    }
     ctx.counters
         .active_connections
         .fetch_add(1, Ordering::Relaxed);
