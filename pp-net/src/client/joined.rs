@@ -18,7 +18,10 @@
 //! What an unauthenticated dialer can make the client hold is bounded as on a node (the
 //! node's `admission`): at most [`MAX_HANDSHAKES`] connections in their handshake, a new
 //! one past it taking the place of the oldest handshake from the address with the most;
-//! each handshake is bounded in time by the channel's handshake timeout. At most
+//! each handshake is bounded in time by the channel's handshake timeout. Failed
+//! handshakes of nodes with another secret or protocol version are said (a few lines per
+//! address a minute, the rest counted, as on a node); connections that go away or speak
+//! something else only at debug level. At most
 //! [`MAX_JOINED`] distinct joined nodes are kept; past that a new name is refused (said
 //! once).
 
@@ -31,6 +34,7 @@ use super::session::{self, SessionEnd};
 use crate::channel::connect_client;
 use crate::node::admission::{Admission, Admit};
 use crate::node::failure_log::{FailureLog, FLUSH_PERIOD};
+use pp_runtime::NodeFailure;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -131,8 +135,19 @@ impl Joining {
             Ok(halves) => halves,
             Err(error) => {
                 let why = handshake_error(&error);
-                let line = format_args!("a node joining from {peer} failed its handshake: {why}");
-                self.failures.failed(peer.ip(), line);
+                // A node with the wrong secret or version is worth saying (a few lines per
+                // address a minute); a connection that went away or spoke something else
+                // (a port scanner) is not.
+                if matches!(
+                    why,
+                    NodeFailure::AuthenticationFailed | NodeFailure::ProtocolVersion { .. }
+                ) {
+                    let line =
+                        format_args!("a node joining from {peer} failed its handshake: {why}");
+                    self.failures.failed(peer.ip(), line);
+                } else {
+                    pp_runtime::debug!("a connection from {peer} failed its handshake: {why}");
+                }
                 return;
             }
         };
