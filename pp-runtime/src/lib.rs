@@ -92,6 +92,7 @@ mod helping;
 mod job;
 mod limits;
 mod map;
+mod map_batch;
 mod node_failure;
 mod outcome;
 mod pending;

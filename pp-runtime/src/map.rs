@@ -3,21 +3,20 @@
 //! million inputs never queues them all).
 //!
 //! Locally the inputs travel in batches: one job runs the task on several inputs, so that
-//! a tiny task does not pay a job's cost per input. The batch size adapts: it doubles
-//! while a batch runs in less than half of [`BATCH_TIME`] and halves when one takes more
-//! than twice that, between 1 and [`MAX_BATCH`]. In cluster mode each input is one job
-//! (nodes run jobs from bytes, one task call each).
+//! a tiny task does not pay a job's cost per input. The batch size adapts to the batches'
+//! run times, towards [`BATCH_TIME`] a batch, between 1 and [`MAX_BATCH`] inputs. The
+//! caller works too: a batch that no worker has started when the caller needs it, or
+//! while the caller waits for an earlier one, the caller takes back and runs itself (see
+//! [`crate::map_batch`]), as rayon's caller does. Yielding a value of a batch without
+//! failed inputs is one step of a vector's iterator. In cluster mode each input is one
+//! job (nodes run jobs from bytes, one task call each).
 
-use crate::codec::CodecError;
-use crate::error::{panic_message, JobError};
-use crate::job::{Completion, Job, JobState};
-use crate::queued_job::QueuedJob;
+use crate::error::JobError;
+use crate::job::Job;
+use crate::map_batch::{Batch, Queued};
 use crate::server::Server;
-use crate::stats::ExecutorCounters;
 use crate::task::{Task, TaskFn};
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// How long a batch should run: long enough that the cost of a job (some microseconds)
@@ -29,6 +28,9 @@ const MAX_BATCH: usize = 1 << 14;
 
 /// Jobs in flight per worker (local or on a node) when [`MapOptions::in_flight`] is not set.
 const IN_FLIGHT_PER_WORKER: usize = 4;
+
+/// The most a batch grows (or shrinks) from one size to the next.
+const MAX_STEP: usize = 8;
 
 /// Options of [`Server::map_with`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,6 +65,8 @@ impl Server {
     /// [`submit`](Server::submit)) and yields the results in input order, with at most 4
     /// jobs per worker in flight: inputs are read as results are taken. See
     /// [`map_with`](Server::map_with) to set the bound.
+    ///
+    /// Locally the calling thread runs batches of inputs too while it waits for results.
     ///
     /// # Examples
     /// ```
@@ -114,27 +118,12 @@ impl Server {
             size: 1,
             remote,
             flights: VecDeque::new(),
+            flying: 0,
             current: Vec::new().into_iter(),
             errors: VecDeque::new(),
+            next_error: usize::MAX,
             position: 0,
-            left: 0,
         }
-    }
-
-    /// Queues a batch job of `task` on `args` and returns its handle.
-    fn enqueue_batch<F: TaskFn>(&self, task: Task<F>, args: Vec<F::Args>) -> Job<Batch<F::Output>> {
-        let state = Arc::new(JobState::with_poll(self.pool.waiter_poll(&self.queue)));
-        self.queue.pending.add();
-        self.pool.submit(
-            &self.queue,
-            Box::new(BatchJob {
-                task,
-                args,
-                state: Arc::clone(&state),
-            }),
-        );
-        let backlog = Arc::downgrade(&self.queue) as Weak<dyn crate::backlog::Backlog>;
-        Job::on_backlog(state, task.id(), backlog).with_progress(self.progress.clone())
     }
 }
 
@@ -150,30 +139,27 @@ pub struct Map<'s, F: TaskFn, I> {
     /// The adaptive batch size.
     size: usize,
     remote: bool,
-    flights: VecDeque<Flight<F::Output>>,
+    flights: VecDeque<Flight<F>>,
+    /// The inputs of the jobs in `flights`.
+    flying: usize,
     /// The values of the batch being yielded (its failed inputs left out).
     current: std::vec::IntoIter<F::Output>,
     /// The failed inputs of that batch: their positions in it, in order, and errors.
     errors: VecDeque<(usize, JobError)>,
+    /// The position of the first of `errors` (`usize::MAX` when none is left).
+    next_error: usize,
     /// The position in that batch of the next input to yield.
     position: usize,
-    /// Its inputs not yet yielded.
-    left: usize,
 }
 
 /// A job of a [`Map`] in flight.
-enum Flight<R> {
-    One(Job<R>),
-    Batch(Job<Batch<R>>, usize),
-}
-
-/// What a batch job gives back: the values of the inputs that succeeded, in order, the
-/// failed ones' positions and errors (kept apart, so that yielding a value moves just the
-/// value), and the batch's run time.
-struct Batch<R> {
-    values: Vec<R>,
-    errors: VecDeque<(usize, JobError)>,
-    took: Duration,
+enum Flight<F: TaskFn> {
+    /// One input as a job of its own (cluster mode).
+    One(Job<F::Output>),
+    /// A batch of this many inputs, queued or running.
+    Batch(Queued<F>, usize),
+    /// A batch the caller took back and ran while it waited for an earlier one.
+    Ran(Result<Batch<F::Output>, JobError>, usize),
 }
 
 impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
@@ -183,9 +169,11 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
             let size = self.batch.unwrap_or(self.size);
             if self.remote && size == 1 {
                 match self.inputs.next() {
-                    Some(args) => self
-                        .flights
-                        .push_back(Flight::One(self.server.submit(self.task, args))),
+                    Some(args) => {
+                        let job = self.server.submit(self.task, args);
+                        self.flights.push_back(Flight::One(job));
+                        self.flying += 1;
+                    }
                     None => return,
                 }
                 continue;
@@ -195,31 +183,43 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
                 return;
             }
             let len = args.len();
-            let job = self.server.enqueue_batch(self.task, args);
-            self.flights.push_back(Flight::Batch(job, len));
+            let queued = self.server.enqueue_batch(self.task, args);
+            self.flights.push_back(Flight::Batch(queued, len));
+            self.flying += len;
         }
     }
 
-    /// The next result of the batch being yielded, if any is left.
-    fn next_of_batch(&mut self) -> Option<Result<F::Output, JobError>> {
-        if self.left == 0 {
-            return None;
+    /// The result of `queued`, the oldest batch in flight: run here if no worker started
+    /// it; else, while a worker runs it, the caller runs the next batches no worker
+    /// started (their results wait in `flights`).
+    fn batch_result(&mut self, queued: Queued<F>) -> Result<Batch<F::Output>, JobError> {
+        if let Some(result) = self.server.take_back(self.task, &queued) {
+            return result;
         }
-        self.left -= 1;
-        let position = self.position;
-        self.position += 1;
-        if self.errors.front().is_some_and(|(at, _)| *at == position) {
-            return self.errors.pop_front().map(|(_, error)| Err(error));
+        while !queued.job.is_finished() {
+            let unstarted = self.flights.iter().position(
+                |flight| matches!(flight, Flight::Batch(later, _) if !later.args.is_started()),
+            );
+            let Some(at) = unstarted else {
+                break;
+            };
+            let Some(Flight::Batch(later, len)) = self.flights.get(at) else {
+                break;
+            };
+            let len = *len;
+            if let Some(result) = self.server.take_back(self.task, later) {
+                self.flights[at] = Flight::Ran(result, len);
+            }
         }
-        self.current.next().map(Ok)
+        queued.job.result()
     }
 
     /// Makes `batch`, of `len` inputs, the batch being yielded.
     fn start_batch(&mut self, batch: Result<Batch<F::Output>, JobError>, len: usize) {
-        (self.position, self.left) = (0, len);
+        self.position = 0;
         match batch {
             Ok(batch) => {
-                self.adapt(batch.took);
+                self.adapt(batch.took, len);
                 self.current = batch.values.into_iter();
                 self.errors = batch.errors;
             }
@@ -228,15 +228,49 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
                 self.errors = (0..len).map(|at| (at, error.clone())).collect();
             }
         }
+        self.next_error = self.errors.front().map_or(usize::MAX, |(at, _)| *at);
     }
 
-    /// Adapts the batch size to a batch's run time.
-    fn adapt(&mut self, took: Duration) {
-        if took < BATCH_TIME / 2 {
-            self.size = (self.size * 2).min(MAX_BATCH);
-        } else if took > BATCH_TIME * 2 {
-            self.size = (self.size / 2).max(1);
+    /// Adapts the batch size to a batch of `len` inputs that ran for `took`: towards
+    /// [`BATCH_TIME`] a batch, by at most [`MAX_STEP`] times at once.
+    fn adapt(&mut self, took: Duration, len: usize) {
+        let per_input = took.as_nanos() / len.max(1) as u128;
+        let ideal = BATCH_TIME.as_nanos() / per_input.max(1);
+        let ideal = usize::try_from(ideal).unwrap_or(MAX_BATCH);
+        let size = self.size;
+        self.size = ideal
+            .clamp(size / MAX_STEP, size.saturating_mul(MAX_STEP))
+            .clamp(1, MAX_BATCH);
+    }
+
+    /// [`Iterator::next`] past the values of the batch being yielded: its next error, or
+    /// the first result of the next job.
+    #[cold]
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<F::Output, JobError>> {
+        if self.position == self.next_error {
+            if let Some((_, error)) = self.errors.pop_front() {
+                self.position += 1;
+                self.next_error = self.errors.front().map_or(usize::MAX, |(at, _)| *at);
+                return Some(Err(error));
+            }
         }
+        self.top_up();
+        let (result, len) = match self.flights.pop_front()? {
+            Flight::One(job) => {
+                self.flying -= 1;
+                let result = job.result();
+                // The next job goes out while the caller uses this result.
+                self.top_up();
+                return Some(result);
+            }
+            Flight::Batch(queued, len) => (self.batch_result(queued), len),
+            Flight::Ran(result, len) => (result, len),
+        };
+        self.flying -= len;
+        self.start_batch(result, len);
+        self.top_up();
+        self.next()
     }
 }
 
@@ -244,21 +278,26 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Iterator for Map<'_, F, I> {
     type Item = Result<F::Output, JobError>;
 
     /// The next input's result, waiting for it if need be.
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(result) = self.next_of_batch() {
-            return Some(result);
-        }
-        self.top_up();
-        let result = match self.flights.pop_front()? {
-            Flight::One(job) => job.result(),
-            Flight::Batch(job, len) => {
-                self.start_batch(job.result(), len);
-                self.next_of_batch()?
+        if self.position != self.next_error {
+            if let Some(value) = self.current.next() {
+                self.position += 1;
+                return Some(Ok(value));
             }
-        };
-        // The next job goes out while the caller uses this result.
-        self.top_up();
-        Some(result)
+        }
+        self.next_slow()
+    }
+
+    /// Exact when the inputs' own hint is: the results not yet yielded of the batch in
+    /// hand, of the jobs in flight, and of the inputs not read yet.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let held = self.current.len() + self.errors.len() + self.flying;
+        let (low, high) = self.inputs.size_hint();
+        (
+            low.saturating_add(held),
+            high.and_then(|high| high.checked_add(held)),
+        )
     }
 }
 
@@ -268,68 +307,5 @@ impl<F: TaskFn, I> std::fmt::Debug for Map<'_, F, I> {
             .field("task", &self.task.id())
             .field("in_flight", &self.flights.len())
             .finish()
-    }
-}
-
-/// A local job running a task on a batch of inputs.
-struct BatchJob<F: TaskFn> {
-    task: Task<F>,
-    args: Vec<F::Args>,
-    state: Arc<JobState<Batch<F::Output>>>,
-}
-
-impl<F: TaskFn> QueuedJob for BatchJob<F> {
-    fn task_id(&self) -> &'static str {
-        self.task.id()
-    }
-
-    fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
-        let BatchJob { task, args, state } = *self;
-        let ((values, errors), took) = counters.timed(|| {
-            let mut values = Vec::with_capacity(args.len());
-            let mut errors = VecDeque::new();
-            for (at, args) in args.into_iter().enumerate() {
-                match catch_unwind(AssertUnwindSafe(|| task.function().call(args))) {
-                    Ok(value) => values.push(value),
-                    Err(payload) => errors.push_back((
-                        at,
-                        JobError::Panicked {
-                            task: task.id().to_owned(),
-                            message: panic_message(payload.as_ref()),
-                        },
-                    )),
-                }
-            }
-            (values, errors)
-        });
-        if !state.claim() {
-            return Completion::Duplicate;
-        }
-        counters.record(took);
-        let batch = Batch {
-            values,
-            errors,
-            took,
-        };
-        let callback_panic = state.store(Ok(batch));
-        Completion::Stored { callback_panic }
-    }
-
-    fn fail(self: Box<Self>, error: JobError) -> Completion {
-        if !self.state.claim() {
-            return Completion::Duplicate;
-        }
-        let callback_panic = self.state.store(Err(error));
-        Completion::Stored { callback_panic }
-    }
-
-    fn local_only(&self) -> bool {
-        true
-    }
-
-    fn encode_args(&self) -> Result<Vec<u8>, CodecError> {
-        Err(CodecError::new(
-            "a batch of `map` runs only in its own process",
-        ))
     }
 }
