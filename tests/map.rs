@@ -169,3 +169,64 @@ fn map_and_as_completed_inside_jobs_do_not_deadlock() {
         assert_eq!(job.result().unwrap(), want);
     }
 }
+
+static HOLD: AtomicUsize = AtomicUsize::new(0);
+
+/// Holds its worker while `HOLD` is 1 (set to 1 by the job, 2 by the test to let go).
+#[pp::parallel]
+fn hold() -> u64 {
+    HOLD.store(1, Ordering::SeqCst);
+    while HOLD.load(Ordering::SeqCst) == 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    7
+}
+
+/// A number for the calling thread (the same on each call on one thread).
+#[pp::parallel]
+fn thread_token(x: u64) -> u64 {
+    thread_local!(static TOKEN: u64 = {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        NEXT.fetch_add(1, Ordering::SeqCst) as u64
+    });
+    TOKEN.with(|t| *t) * 1_000_000 + x
+}
+
+#[test]
+fn map_runs_batches_on_the_calling_thread_while_every_worker_is_busy() {
+    let server = Server::builder().ncpus(1).build().unwrap();
+    let held = server.submit(hold, ());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while HOLD.load(Ordering::SeqCst) != 1 {
+        assert!(std::time::Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The only worker is held: the caller runs every batch itself, in order.
+    let mine = (*thread_token)(0);
+    let results: Vec<u64> = server
+        .map(thread_token, (0..5_000u64).map(|x| (x,)))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        results,
+        (0..5_000u64).map(|x| mine + x).collect::<Vec<_>>()
+    );
+    assert!(!held.is_finished());
+    HOLD.store(2, Ordering::SeqCst);
+    assert!(held.wait_timeout(Duration::from_secs(20)));
+    assert_eq!(held.result(), Ok(7));
+    // The batches the caller ran are neither queued nor pending: `wait` returns.
+    server.wait();
+    assert_eq!(server.stats().queued_jobs, 0);
+}
+
+#[test]
+fn map_knows_how_many_results_are_left() {
+    let server = Server::builder().ncpus(2).build().unwrap();
+    let mut results = server.map(triple, (0..1000u64).map(|x| (x,)));
+    assert_eq!(results.size_hint(), (1000, Some(1000)));
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(results.size_hint(), (999, Some(999)));
+    let rest: Vec<u64> = results.map(Result::unwrap).collect();
+    assert_eq!(rest.len(), 999);
+}

@@ -2,11 +2,11 @@
 //! of inputs, and a batch not started yet can be taken back by the caller, which runs it
 //! itself while it would otherwise wait (as rayon's caller works inside `install`).
 //!
-//! Whoever starts a batch first wins it: a worker when it runs the job, or the caller when
-//! it takes the batch back ([`BatchJob::take_back`]). The caller then claims the job's
-//! result slot and counts the job done itself; the worker that pops the job later finds
-//! the batch gone and drops it (a duplicate completion). A batch taken back is never run
-//! twice and its result never stored twice.
+//! Whoever starts a batch first wins it: a worker when it pops the job, or the caller when
+//! it takes the batch back ([`Server::take_back`]). The caller then claims the job's
+//! result slot and counts the job done and no longer queued itself, as a cancel of a
+//! queued job does; the worker that pops the job later drops it without running it. A
+//! batch is never run twice and its result never stored twice.
 
 use crate::codec::CodecError;
 use crate::error::{panic_message, JobError};
@@ -17,7 +17,7 @@ use crate::stats::ExecutorCounters;
 use crate::task::{Task, TaskFn};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -30,31 +30,43 @@ pub(crate) struct Batch<R> {
     pub(crate) took: Duration,
 }
 
+/// [`BatchArgs::owner`]: queued, no one started the batch.
+const QUEUED: u8 = 0;
+/// A worker took the job from the queue.
+const WORKER: u8 = 1;
+/// The caller took the batch back.
+const CALLER: u8 = 2;
+
 /// A batch's inputs, held by its job and by the caller until one of them starts it.
 pub(crate) struct BatchArgs<A> {
-    started: AtomicBool,
+    /// Who started the batch: [`QUEUED`], [`WORKER`] or [`CALLER`].
+    owner: AtomicU8,
     args: Mutex<Option<Vec<A>>>,
 }
 
 impl<A> BatchArgs<A> {
     fn new(args: Vec<A>) -> Self {
         BatchArgs {
-            started: AtomicBool::new(false),
+            owner: AtomicU8::new(QUEUED),
             args: Mutex::new(Some(args)),
         }
     }
 
     /// Whether a worker or the caller started the batch.
     pub(crate) fn is_started(&self) -> bool {
-        self.started.load(Ordering::Acquire)
+        self.owner.load(Ordering::Acquire) != QUEUED
     }
 
-    /// The inputs, for whoever starts the batch first; `None` for the others.
-    fn start(&self) -> Option<Vec<A>> {
-        if self.started.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        self.args.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// Makes `who` the batch's owner if no one started it yet; whether it did.
+    fn start(&self, who: u8) -> bool {
+        (self.owner)
+            .compare_exchange(QUEUED, who, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The inputs, for the batch's owner (once).
+    fn take(&self) -> Vec<A> {
+        (self.args.lock().unwrap_or_else(|e| e.into_inner()).take()).unwrap_or_default()
     }
 }
 
@@ -127,17 +139,18 @@ impl Server {
         task: Task<F>,
         queued: &Queued<F>,
     ) -> Option<Result<Batch<F::Output>, JobError>> {
-        let args = queued.args.start()?;
-        if !queued.state.claim() {
-            // Settled while queued (the server shut down): that result stands.
+        if !queued.args.start(CALLER) || !queued.state.claim() {
+            // A worker has it, or it was settled while queued (the server shut down):
+            // that result stands.
             return None;
         }
-        // The job is done as far as the server's count goes; the worker that pops it
-        // finds no inputs and drops it.
+        // No longer queued: the worker that pops the job drops it.
+        self.queue.settled_outside();
         let counters = self.pool.counters();
-        let (mut batch, took) = counters.timed(|| run_inputs(task, args));
+        let (mut batch, took) = counters.timed(|| run_inputs(task, queued.args.take()));
         counters.record(took);
         batch.took = took;
+        // Done as far as the server's count of jobs goes (`Server::wait`).
         self.queue.pending.done();
         Some(Ok(batch))
     }
@@ -155,11 +168,14 @@ impl<F: TaskFn> QueuedJob for BatchJob<F> {
         self.task.id()
     }
 
+    /// Taken by a worker unless the caller took the batch back (the taker then drops the
+    /// job, as one cancelled while queued).
+    fn take(&self, _remote: bool) -> bool {
+        self.args.start(WORKER)
+    }
+
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
-        let Some(args) = self.args.start() else {
-            // The caller took the batch back and counted it done.
-            return Completion::Duplicate;
-        };
+        let args = self.args.take();
         let (mut batch, took) = counters.timed(|| run_inputs(self.task, args));
         if !self.state.claim() {
             return Completion::Duplicate;
@@ -172,7 +188,8 @@ impl<F: TaskFn> QueuedJob for BatchJob<F> {
 
     fn fail(self: Box<Self>, error: JobError) -> Completion {
         // A batch the caller took back is its own: nothing to fail.
-        if self.args.start().is_none() || !self.state.claim() {
+        self.args.start(WORKER);
+        if self.args.owner.load(Ordering::Acquire) == CALLER || !self.state.claim() {
             return Completion::Duplicate;
         }
         let callback_panic = self.state.store(Err(error));

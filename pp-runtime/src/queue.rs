@@ -190,6 +190,12 @@ impl JobQueue {
         }
     }
 
+    /// A queued job was settled without the queue (a batch of `map` its caller ran): it no
+    /// longer counts as queued, and whoever pops it drops it ([`JobQueue::skipped_settled`]).
+    pub(crate) fn settled_outside(&self) {
+        self.settled_queued.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// A taker dropped a job settled while it was queued (here or among the local pool's
     /// sub-jobs): it no longer counts in `settled_queued`.
     pub(crate) fn skipped_settled(&self) {

@@ -5,12 +5,22 @@
 //! the job has a time limit), and wakes early when the running job changes to one worth
 //! watching or when the client withdraws jobs. With no time limit and no cancel it never
 //! wakes: jobs without a limit cost nothing here.
+//!
+//! tokio's timer fires on the millisecond tick after a deadline, and later when its driver
+//! is busy: the watch sleeps with it until [`PRECISE_LAST`] before the deadline and the
+//! rest on a blocking thread, whose sleep ends within tens of microseconds of the
+//! deadline, so that the client hears of a time limit when it passes (issue 16: the caller
+//! released within 5 ms of it). Only a job that runs that close to its limit pays this.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::cancels::Cancels;
+
+/// How long before a deadline the watch leaves tokio's timer for a precise sleep: more
+/// than the timer's granularity (1 ms).
+const PRECISE_LAST: Duration = Duration::from_millis(2);
 
 /// The job a worker runs now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +79,27 @@ pub(crate) async fn watch_running(
     }
 }
 
-/// Sleeps until `at`; never returns for `None`.
+/// Sleeps until `at`, the last [`PRECISE_LAST`] of it on a blocking thread; never returns
+/// for `None`.
 async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
+    let Some(at) = at else {
+        return std::future::pending().await;
+    };
+    if let Some(early) = at.checked_sub(PRECISE_LAST) {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    let left = at.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return;
+    }
+    // A blocking thread left sleeping when the watch moves on (the job answered) ends
+    // within `PRECISE_LAST`.
+    if tokio::task::spawn_blocking(move || std::thread::sleep(left))
+        .await
+        .is_err()
+    {
+        // No blocking thread (the runtime shuts down): the timer's precision will do.
+        tokio::time::sleep_until(at.into()).await;
     }
 }
 
