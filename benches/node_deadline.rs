@@ -4,12 +4,12 @@
 //!
 //! Run with `cargo bench --bench node_deadline`; it prints a Markdown table for
 //! BENCHMARKS.md. One `ppserver` with one worker on 127.0.0.1, a client with no local
-//! worker. Each round submits a hung job with a time limit and a tiny job behind it on the
-//! same worker; "late" runs from the submit plus the limit to the hung job's `TimedOut`
-//! (the node counts the limit from when its worker starts the job, so one transfer to the
-//! node is included), "next" from that release to the tiny job's result. `NODE_DEADLINE_ROUNDS`
-//! sets the rounds per kind of hung job (default 60), `NODE_DEADLINE_LIMIT_MS` the limit
-//! (default 50).
+//! worker and no lane. Each round submits a hung job with a time limit and a tiny job
+//! behind it on the same worker; "late" runs from the submit plus the limit to the hung
+//! job's `TimedOut` (the node counts the limit from when its worker starts the job, so one
+//! transfer to the node is included), "next" from that release to the tiny job's result,
+//! which the node's replacement worker runs. `NODE_DEADLINE_ROUNDS` sets the rounds per
+//! kind of hung job (default 60), `NODE_DEADLINE_LIMIT_MS` the limit (default 50).
 
 mod common;
 
@@ -69,6 +69,8 @@ fn main() {
         .ppservers([node.addr.as_str()])
         .secret(SECRET)
         .ncpus(0)
+        // Timed jobs never take a lane; the tiny job behind the hung one must not either.
+        .lanes(false)
         .build()
         .expect("cluster client");
     // The first job waits for the connection and the upload; it is not measured.

@@ -234,6 +234,11 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
     /// Adapts the batch size to a batch of `len` inputs that ran for `took`: towards
     /// [`BATCH_TIME`] a batch, by at most [`MAX_STEP`] times at once.
     fn adapt(&mut self, took: Duration, len: usize) {
+        // A batch much smaller than the size now (sent before the last change, or the
+        // inputs' last) says little, unless it was too long already.
+        if len < self.size / 2 && took <= BATCH_TIME {
+            return;
+        }
         let per_input = took.as_nanos() / len.max(1) as u128;
         let ideal = BATCH_TIME.as_nanos() / per_input.max(1);
         let ideal = usize::try_from(ideal).unwrap_or(MAX_BATCH);
