@@ -87,7 +87,10 @@ fn main() {
     );
     println!("| hung job | measure | median ms | p90 ms | max ms |");
     println!("|---|---|---:|---:|---:|");
-    println!("| (none) | a tiny job's round trip | {} |", spread(&mut trips));
+    println!(
+        "| (none) | a tiny job's round trip | {} |",
+        spread(&mut trips)
+    );
     for (what, hung) in [("spinning", spin), ("sleeping", sleep_forever)] {
         let mut late = Vec::new();
         let mut next = Vec::new();

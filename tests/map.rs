@@ -198,7 +198,10 @@ fn map_runs_batches_on_the_calling_thread_while_every_worker_is_busy() {
     let held = server.submit(hold, ());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while HOLD.load(Ordering::SeqCst) != 1 {
-        assert!(std::time::Instant::now() < deadline, "the job never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     // The only worker is held: the caller runs every batch itself, in order.
@@ -207,10 +210,7 @@ fn map_runs_batches_on_the_calling_thread_while_every_worker_is_busy() {
         .map(thread_token, (0..5_000u64).map(|x| (x,)))
         .map(Result::unwrap)
         .collect();
-    assert_eq!(
-        results,
-        (0..5_000u64).map(|x| mine + x).collect::<Vec<_>>()
-    );
+    assert_eq!(results, (0..5_000u64).map(|x| mine + x).collect::<Vec<_>>());
     assert!(!held.is_finished());
     HOLD.store(2, Ordering::SeqCst);
     assert!(held.wait_timeout(Duration::from_secs(20)));
