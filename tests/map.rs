@@ -230,3 +230,37 @@ fn map_knows_how_many_results_are_left() {
     let rest: Vec<u64> = results.map(Result::unwrap).collect();
     assert_eq!(rest.len(), 999);
 }
+
+/// Fails runs of inputs: 7, 8 and 9 of every ten.
+#[pp::parallel]
+fn fails_in_runs(x: u64) -> u64 {
+    assert!(x % 10 < 7, "input {x} fails");
+    x
+}
+
+#[test]
+fn map_resumes_a_batch_after_each_failing_input() {
+    let server = Server::builder().ncpus(2).build().unwrap();
+    for options in [
+        MapOptions::new().batch(1),
+        MapOptions::new().batch(7),
+        MapOptions::new().batch(10),
+        MapOptions::new(),
+    ] {
+        let results: Vec<_> = server
+            .map_with(fails_in_runs, (0..300u64).map(|x| (x,)), options)
+            .collect();
+        assert_eq!(results.len(), 300);
+        for (x, result) in results.into_iter().enumerate() {
+            let x = x as u64;
+            match result {
+                Ok(value) => assert!(x % 10 < 7 && value == x, "{x}: {value}"),
+                Err(JobError::Panicked { message, .. }) => {
+                    assert!(x % 10 >= 7, "{x}: {message}");
+                    assert!(message.contains(&format!("input {x} fails")), "{message}");
+                }
+                Err(other) => panic!("{x}: {other}"),
+            }
+        }
+    }
+}
