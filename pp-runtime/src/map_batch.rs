@@ -168,10 +168,10 @@ impl<F: TaskFn> QueuedJob for BatchJob<F> {
         self.task.id()
     }
 
-    /// Taken by a worker unless the caller took the batch back (the taker then drops the
-    /// job, as one cancelled while queued).
+    /// Taken by a worker unless the caller took the batch back or the job was settled
+    /// while queued: the taker then drops the job, as one cancelled while queued.
     fn take(&self, _remote: bool) -> bool {
-        self.args.start(WORKER)
+        self.args.start(WORKER) && !self.state.is_claimed()
     }
 
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
