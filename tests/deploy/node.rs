@@ -1,0 +1,223 @@
+//! What the deployment files are checked against: the flags `ppserver --help` lists, the
+//! `PP_*` variables the code reads, and a node started from a deployment's command line
+//! that must serve jobs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, OnceLock};
+
+use crate::support::{collect_stderr, jobs_of, ppserver_command, wait_bounded, Log, SECRET, WAIT};
+
+/// The repository's root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The text of a file of the repository.
+pub fn repo_file(relative: &str) -> String {
+    let path = repo().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The flags `ppserver --help` lists, long and short (`--port`, `-p`).
+pub fn help_flags() -> &'static BTreeSet<String> {
+    static FLAGS: OnceLock<BTreeSet<String>> = OnceLock::new();
+    FLAGS.get_or_init(|| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ppserver"))
+            .arg("--help")
+            .output()
+            .expect("run ppserver --help");
+        assert!(output.status.success(), "ppserver --help failed");
+        let help = String::from_utf8_lossy(&output.stdout).into_owned();
+        let flags: BTreeSet<String> = help
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|word| word.starts_with('-'))
+            .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+            .filter(|word| word.len() > 1 && word != &"--")
+            .map(str::to_owned)
+            .collect();
+        assert!(flags.contains("--port"), "no --port in ppserver --help:\n{help}");
+        flags
+    })
+}
+
+/// The `PP_*` variable names the code reads or sets: every `"PP_..."` string literal in
+/// the sources of the facade, pp-runtime and pp-net.
+pub fn code_variables() -> &'static BTreeSet<String> {
+    static NAMES: OnceLock<BTreeSet<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = BTreeSet::new();
+        for dir in ["src", "pp-runtime/src", "pp-net/src"] {
+            for file in rust_files(&repo().join(dir)) {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                for piece in text.split("\"PP_").skip(1) {
+                    let name: String = piece
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    if piece[name.len()..].starts_with('"') {
+                        names.insert(format!("PP_{name}"));
+                    }
+                }
+            }
+        }
+        assert!(names.contains("PP_SECRET_FILE"), "no PP_SECRET_FILE in the code: {names:?}");
+        names
+    })
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Asserts that every flag in `args` is one `ppserver --help` lists.
+pub fn check_flags(args: &[String], origin: &str) {
+    for arg in args.iter().filter(|arg| arg.starts_with('-')) {
+        let name = arg.split('=').next().unwrap_or(arg);
+        assert!(
+            help_flags().contains(name),
+            "{origin} passes {name} to ppserver, which `ppserver --help` does not list \
+             (it lists {:?})",
+            help_flags()
+        );
+    }
+}
+
+/// Asserts that `name`, set by `origin`, is a variable the code reads.
+pub fn check_variable(name: &str, origin: &str) {
+    if name.starts_with("PP_") {
+        assert!(
+            code_variables().contains(name),
+            "{origin} sets {name}, which no pp code reads (it reads {:?})",
+            code_variables()
+        );
+    }
+}
+
+/// The value of `flag` in `args` (`--flag VALUE` or `--flag=VALUE`).
+pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter().enumerate().find_map(|(i, arg)| {
+        if arg == flag {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            arg.strip_prefix(flag)?.strip_prefix('=')
+        }
+    })
+}
+
+/// `args` with the paths under each `(from, to)` prefix moved under `to`.
+pub fn relocate(args: &[String], moves: &[(String, PathBuf)]) -> Vec<String> {
+    args.iter().map(|arg| relocate_path(arg, moves)).collect()
+}
+
+/// One path (or `--flag=path`) moved as [`relocate`] does.
+pub fn relocate_path(arg: &str, moves: &[(String, PathBuf)]) -> String {
+    for (from, to) in moves {
+        if let Some(at) = arg.find(from.as_str()) {
+            let rest = &arg[at + from.len()..];
+            if rest.is_empty() || rest.starts_with('/') {
+                return format!("{}{}{rest}", &arg[..at], to.display());
+            }
+        }
+    }
+    arg.to_owned()
+}
+
+/// Writes the tests' secret to `path` with `mode`, as the deployment would place it.
+pub fn write_secret(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("secret's directory");
+    std::fs::write(path, format!("{SECRET}\n")).expect("write the secret");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A `ppserver` started from a deployment's arguments; killed and reaped on drop.
+pub struct Deployed {
+    child: Child,
+    /// Its standard error.
+    pub log: Arc<Log>,
+    /// `host:port` where it listens.
+    pub name: String,
+}
+
+impl Deployed {
+    /// Starts `ppserver` with `args` (their `--port` replaced by 0, on 127.0.0.1) and
+    /// `env`, and waits for its listening line.
+    pub fn start(args: &[String], env: &[(String, String)]) -> Deployed {
+        let mut args: Vec<String> = args.to_vec();
+        let port = args.iter().position(|a| a == "--port").expect("a --port flag");
+        args[port + 1] = "0".into();
+        assert!(flag_value(&args, "--interface").is_none(), "already an --interface");
+        args.extend(["--interface".into(), "127.0.0.1".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = ppserver_command(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .spawn()
+            .expect("start ppserver");
+        let log = collect_stderr(&mut child);
+        let mut node = Deployed { child, log, name: String::new() };
+        let line = node.log.wait_for("ppserver listening on ");
+        node.name = line.split_whitespace().nth(3).expect("an address").to_owned();
+        node
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Gives the node eight jobs from a client with no local worker; asserts on their
+    /// results and that the node ran them all.
+    pub fn serves_jobs(&self) {
+        let server = pp::Server::builder()
+            .ppservers([self.name.clone()])
+            .secret(SECRET)
+            .ncpus(0)
+            .fallback_wait(WAIT)
+            .build()
+            .expect("the cluster client starts");
+        let jobs: Vec<_> = (0..8u64).map(|x| server.submit(crate::square, (x,))).collect();
+        let results: Vec<u64> = jobs.into_iter().map(|job| job.result().expect("a result")).collect();
+        assert_eq!(results, (0..8u64).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(jobs_of(&server, &self.name), 8, "the node ran every job");
+    }
+
+    /// Stops the node with SIGTERM and waits for its exit; asserts it exited cleanly
+    /// and logged no warning on the way.
+    pub fn stop_cleanly(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        assert!(status.expect("run kill").success(), "kill -TERM failed");
+        let status = wait_bounded(&mut self.child);
+        assert!(status.success(), "ppserver exited with {status}:\n{}", self.log.text());
+        let warnings = self.log.matching("WARN");
+        assert!(warnings.is_empty(), "the deployed node warned:\n{}", warnings.join("\n"));
+    }
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The mode bits of `path`, asserting it is a directory.
+pub fn dir_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(meta.is_dir(), "{} is not a directory", path.display());
+    meta.permissions().mode() & 0o7777
+}
