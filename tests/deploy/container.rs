@@ -7,7 +7,7 @@ use crate::support::temp_dir;
 
 /// The Containerfile's instructions: keyword (upper case) and the rest, continuation
 /// lines joined, comments dropped.
-pub fn instructions() -> Vec<(String, String)> {
+pub(crate) fn instructions() -> Vec<(String, String)> {
     let text = repo_file("deploy/container/Containerfile");
     let mut out = Vec::new();
     let mut current = String::new();
@@ -30,7 +30,7 @@ pub fn instructions() -> Vec<(String, String)> {
 }
 
 /// The strings of a JSON array of plain strings (`["a", "b"]`), the exec form.
-pub fn exec_form(text: &str) -> Vec<String> {
+pub(crate) fn exec_form(text: &str) -> Vec<String> {
     let inner = text
         .trim()
         .strip_prefix('[')
@@ -61,7 +61,7 @@ fn last(instructions: &[(String, String)], keyword: &str) -> String {
 }
 
 /// ppserver's arguments in the node image: the entry point's after `ppserver`, then CMD.
-pub fn node_arguments() -> (Vec<String>, Vec<String>) {
+pub(crate) fn node_arguments() -> (Vec<String>, Vec<String>) {
     let instructions = instructions();
     let entrypoint = exec_form(&last(&instructions, "ENTRYPOINT"));
     let at = entrypoint

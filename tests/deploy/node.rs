@@ -10,18 +10,18 @@ use std::sync::{Arc, OnceLock};
 use crate::support::{collect_stderr, jobs_of, ppserver_command, wait_bounded, Log, SECRET, WAIT};
 
 /// The repository's root.
-pub fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The text of a file of the repository.
-pub fn repo_file(relative: &str) -> String {
+pub(crate) fn repo_file(relative: &str) -> String {
     let path = repo().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// The flags `ppserver --help` lists, long and short (`--port`, `-p`).
-pub fn help_flags() -> &'static BTreeSet<String> {
+pub(crate) fn help_flags() -> &'static BTreeSet<String> {
     static FLAGS: OnceLock<BTreeSet<String>> = OnceLock::new();
     FLAGS.get_or_init(|| {
         let output = Command::new(env!("CARGO_BIN_EXE_ppserver"))
@@ -44,7 +44,7 @@ pub fn help_flags() -> &'static BTreeSet<String> {
 
 /// The `PP_*` variable names the code reads or sets: every `"PP_..."` string literal in
 /// the sources of the facade, pp-runtime and pp-net.
-pub fn code_variables() -> &'static BTreeSet<String> {
+pub(crate) fn code_variables() -> &'static BTreeSet<String> {
     static NAMES: OnceLock<BTreeSet<String>> = OnceLock::new();
     NAMES.get_or_init(|| {
         let mut names = BTreeSet::new();
@@ -84,7 +84,7 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Asserts that every flag in `args` is one `ppserver --help` lists.
-pub fn check_flags(args: &[String], origin: &str) {
+pub(crate) fn check_flags(args: &[String], origin: &str) {
     for arg in args.iter().filter(|arg| arg.starts_with('-')) {
         let name = arg.split('=').next().unwrap_or(arg);
         assert!(
@@ -97,7 +97,7 @@ pub fn check_flags(args: &[String], origin: &str) {
 }
 
 /// Asserts that `name`, set by `origin`, is a variable the code reads.
-pub fn check_variable(name: &str, origin: &str) {
+pub(crate) fn check_variable(name: &str, origin: &str) {
     if name.starts_with("PP_") {
         assert!(
             code_variables().contains(name),
@@ -108,7 +108,7 @@ pub fn check_variable(name: &str, origin: &str) {
 }
 
 /// The value of `flag` in `args` (`--flag VALUE` or `--flag=VALUE`).
-pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+pub(crate) fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.iter().enumerate().find_map(|(i, arg)| {
         if arg == flag {
             args.get(i + 1).map(String::as_str)
@@ -119,12 +119,12 @@ pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 }
 
 /// `args` with the paths under each `(from, to)` prefix moved under `to`.
-pub fn relocate(args: &[String], moves: &[(String, PathBuf)]) -> Vec<String> {
+pub(crate) fn relocate(args: &[String], moves: &[(String, PathBuf)]) -> Vec<String> {
     args.iter().map(|arg| relocate_path(arg, moves)).collect()
 }
 
 /// One path (or `--flag=path`) moved as [`relocate`] does.
-pub fn relocate_path(arg: &str, moves: &[(String, PathBuf)]) -> String {
+pub(crate) fn relocate_path(arg: &str, moves: &[(String, PathBuf)]) -> String {
     for (from, to) in moves {
         if let Some(at) = arg.find(from.as_str()) {
             let rest = &arg[at + from.len()..];
@@ -137,7 +137,7 @@ pub fn relocate_path(arg: &str, moves: &[(String, PathBuf)]) -> String {
 }
 
 /// Writes the tests' secret to `path` with `mode`, as the deployment would place it.
-pub fn write_secret(path: &Path, mode: u32) {
+pub(crate) fn write_secret(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(path.parent().expect("a parent")).expect("secret's directory");
     std::fs::write(path, format!("{SECRET}\n")).expect("write the secret");
@@ -145,18 +145,18 @@ pub fn write_secret(path: &Path, mode: u32) {
 }
 
 /// A `ppserver` started from a deployment's arguments; killed and reaped on drop.
-pub struct Deployed {
+pub(crate) struct Deployed {
     child: Child,
     /// Its standard error.
-    pub log: Arc<Log>,
+    pub(crate) log: Arc<Log>,
     /// `host:port` where it listens.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 impl Deployed {
     /// Starts `ppserver` with `args` (their `--port` replaced by 0, on 127.0.0.1) and
     /// `env`, and waits for its listening line.
-    pub fn start(args: &[String], env: &[(String, String)]) -> Deployed {
+    pub(crate) fn start(args: &[String], env: &[(String, String)]) -> Deployed {
         let mut args: Vec<String> = args.to_vec();
         let port = args.iter().position(|a| a == "--port").expect("a --port flag");
         args[port + 1] = "0".into();
@@ -175,13 +175,13 @@ impl Deployed {
     }
 
     /// Its process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Gives the node eight jobs from a client with no local worker; asserts on their
     /// results and that the node ran them all.
-    pub fn serves_jobs(&self) {
+    pub(crate) fn serves_jobs(&self) {
         let server = pp::Server::builder()
             .ppservers([self.name.clone()])
             .secret(SECRET)
@@ -197,7 +197,7 @@ impl Deployed {
 
     /// Stops the node with SIGTERM and waits for its exit; asserts it exited cleanly
     /// and logged no warning on the way.
-    pub fn stop_cleanly(mut self) {
+    pub(crate) fn stop_cleanly(mut self) {
         let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
         assert!(status.expect("run kill").success(), "kill -TERM failed");
         let status = wait_bounded(&mut self.child);
@@ -215,7 +215,7 @@ impl Drop for Deployed {
 }
 
 /// The mode bits of `path`, asserting it is a directory.
-pub fn dir_mode(path: &Path) -> u32 {
+pub(crate) fn dir_mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(meta.is_dir(), "{} is not a directory", path.display());

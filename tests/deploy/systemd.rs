@@ -108,11 +108,16 @@ fn the_unit_reads_its_secret_from_a_credential_and_its_command_line_serves_jobs(
         pid1.trim()
     );
 
-    // %C is the cache root, %d the credentials directory (mode 0400 files).
+    // %C is the cache root, %d the credentials directory, also in $CREDENTIALS_DIRECTORY.
+    // Its files have mode 0440 from systemd 254 on (and an ACL): no warning for that.
     let moves = [("%C".to_owned(), root.join("cache")), ("%d".to_owned(), root.join("credentials"))];
     let secret_path = relocate(&[secret_file.1.clone()], &moves).remove(0);
-    write_secret(secret_path.as_ref(), 0o400);
-    let node = Deployed::start(&relocate(args, &moves), &[("PP_SECRET_FILE".into(), secret_path)]);
+    write_secret(secret_path.as_ref(), 0o440);
+    let env = [
+        ("PP_SECRET_FILE".to_owned(), secret_path),
+        ("CREDENTIALS_DIRECTORY".to_owned(), root.join("credentials").display().to_string()),
+    ];
+    let node = Deployed::start(&relocate(args, &moves), &env);
     node.serves_jobs();
     let cache = relocate(&[cache.to_owned()], &moves).remove(0);
     assert_eq!(dir_mode(cache.as_ref()), 0o700, "the cache is private");

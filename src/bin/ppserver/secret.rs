@@ -281,8 +281,11 @@ fn read_file(path: &Path, warnings: &mut Vec<String>) -> Result<Zeroizing<Vec<u8
 }
 
 /// A warning when the secret file's mode lets other users (group or world) read or change
-/// it.
+/// it; none for a systemd credential (see [`systemd_credential`]).
 fn open_to_others(path: &Path, metadata: &std::fs::Metadata) -> Option<String> {
+    if systemd_credential(path, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref()) {
+        return None;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -306,9 +309,36 @@ fn open_to_others(path: &Path, metadata: &std::fs::Metadata) -> Option<String> {
     }
 }
 
+/// Whether `path` is in `credentials`, the directory where systemd puts a service's
+/// credentials (`LoadCredential=`; `$CREDENTIALS_DIRECTORY`). systemd makes it private to
+/// the service (a read-only mount of its own, readable by the service's user only), but
+/// from systemd 254 on gives the files mode 0440 and an ACL when the service has a user of
+/// its own: the mode says nothing about other users there, and cannot be changed.
+fn systemd_credential(path: &Path, credentials: Option<&std::ffi::OsStr>) -> bool {
+    credentials.is_some_and(|dir| !dir.is_empty() && path.parent() == Some(Path::new(dir)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_systemd_credential_is_a_file_of_the_credentials_directory() {
+        let dir = Some(std::ffi::OsStr::new("/run/credentials/ppserver.service"));
+        let credential = Path::new("/run/credentials/ppserver.service/secret");
+        assert!(systemd_credential(credential, dir));
+        assert!(!systemd_credential(credential, None));
+        assert!(!systemd_credential(credential, Some(std::ffi::OsStr::new(""))));
+        assert!(!systemd_credential(Path::new("/etc/pp/secret"), dir));
+        assert!(!systemd_credential(
+            Path::new("/run/credentials/ppserver.service/sub/secret"),
+            dir
+        ));
+        assert!(!systemd_credential(
+            Path::new("/run/credentials/ppserver.service.evil/secret"),
+            dir
+        ));
+    }
 
     #[test]
     fn the_minimum_strength() {
