@@ -21,6 +21,8 @@ mod kubernetes;
 mod node;
 #[path = "deploy/systemd.rs"]
 mod systemd;
+#[path = "deploy/systemd_boot.rs"]
+mod systemd_boot;
 
 /// Keeps the worker hook in this binary, whatever else the linker drops: the deployed
 /// nodes run this test binary as their workers.

@@ -51,7 +51,10 @@ pub(crate) fn exec_form(text: &str) -> Vec<String> {
 
 /// The last instruction `keyword` of the final stage.
 fn last(instructions: &[(String, String)], keyword: &str) -> String {
-    let stage = instructions.iter().rposition(|(k, _)| k == "FROM").expect("a FROM");
+    let stage = instructions
+        .iter()
+        .rposition(|(k, _)| k == "FROM")
+        .expect("a FROM");
     instructions[stage..]
         .iter()
         .rev()
@@ -68,7 +71,10 @@ pub(crate) fn node_arguments() -> (Vec<String>, Vec<String>) {
         .iter()
         .position(|part| part.ends_with("/ppserver"))
         .expect("the entry point runs ppserver");
-    (entrypoint[at + 1..].to_vec(), exec_form(&last(&instructions, "CMD")))
+    (
+        entrypoint[at + 1..].to_vec(),
+        exec_form(&last(&instructions, "CMD")),
+    )
 }
 
 #[test]
@@ -77,40 +83,69 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
     let value = |name: &str| {
         instructions
             .iter()
-            .find_map(|(k, rest)| (k == "ARG").then(|| rest.strip_prefix(name)?.strip_prefix('='))?)
+            .find_map(|(k, rest)| {
+                (k == "ARG").then(|| rest.strip_prefix(name)?.strip_prefix('='))?
+            })
             .unwrap_or_else(|| panic!("no ARG {name}"))
             .to_owned()
     };
     let rust = value("RUST_IMAGE");
     let tag = rust.rsplit(':').next().unwrap_or_default();
-    assert!(tag.starts_with(|c: char| c.is_ascii_digit()), "the builder is not pinned: {rust}");
+    assert!(
+        tag.starts_with(|c: char| c.is_ascii_digit()),
+        "the builder is not pinned: {rust}"
+    );
     let runtime = value("RUNTIME_IMAGE");
-    assert!(runtime.contains(':') && !runtime.ends_with(":latest"), "unpinned: {runtime}");
-    let froms: Vec<&String> = instructions.iter().filter(|(k, _)| k == "FROM").map(|(_, r)| r).collect();
+    assert!(
+        runtime.contains(':') && !runtime.ends_with(":latest"),
+        "unpinned: {runtime}"
+    );
+    let froms: Vec<&String> = instructions
+        .iter()
+        .filter(|(k, _)| k == "FROM")
+        .map(|(_, r)| r)
+        .collect();
     assert!(froms.len() >= 2, "not multi-stage: {froms:?}");
-    assert!(froms.last().unwrap().ends_with("AS ppserver"), "the node is not the last stage");
+    assert!(
+        froms.last().unwrap().ends_with("AS ppserver"),
+        "the node is not the last stage"
+    );
 
     let user = last(&instructions, "USER");
     let uid = user.split(':').next().unwrap_or_default();
-    assert!(uid != "0" && uid != "root" && !uid.is_empty(), "the node runs as root: {user}");
+    assert!(
+        uid != "0" && uid != "root" && !uid.is_empty(),
+        "the node runs as root: {user}"
+    );
 
     let (fixed, cmd) = node_arguments();
     let args: Vec<String> = fixed.iter().chain(&cmd).cloned().collect();
     check_flags(&args, "the Containerfile's ENTRYPOINT and CMD");
     let port = flag_value(&cmd, "--port").expect("CMD sets --port");
-    assert_eq!(last(&instructions, "EXPOSE"), format!("{port}/tcp"), "EXPOSE and --port differ");
+    assert_eq!(
+        last(&instructions, "EXPOSE"),
+        format!("{port}/tcp"),
+        "EXPOSE and --port differ"
+    );
 
     // A read-only root file system leaves the volume writable: the cache and the pid file
     // must be in it.
     let volume = exec_form(&last(&instructions, "VOLUME"));
     for flag in ["--cache-dir", "--pid-file"] {
         let path = flag_value(&fixed, flag).unwrap_or_else(|| panic!("no {flag} in ENTRYPOINT"));
-        assert!(volume.iter().any(|v| path.starts_with(&format!("{v}/"))), "{flag} {path} not in {volume:?}");
+        assert!(
+            volume.iter().any(|v| path.starts_with(&format!("{v}/"))),
+            "{flag} {path} not in {volume:?}"
+        );
     }
     let pid_file = flag_value(&fixed, "--pid-file").unwrap().to_owned();
     let health = last(&instructions, "HEALTHCHECK");
     let probe = exec_form(&health[health.find("CMD").expect("HEALTHCHECK CMD") + 3..]);
-    assert_eq!(probe, ["test", "-s", pid_file.as_str()], "the health check tests the pid file");
+    assert_eq!(
+        probe,
+        ["test", "-s", pid_file.as_str()],
+        "the health check tests the pid file"
+    );
 
     let secret_file = instructions
         .iter()
@@ -128,15 +163,28 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
     ];
     let secret_file = relocate_path(&secret_file, &moves);
     write_secret(secret_file.as_ref(), 0o600);
-    let node = Deployed::start(&relocate(&args, &moves), &[("PP_SECRET_FILE".into(), secret_file)]);
+    let node = Deployed::start(
+        &relocate(&args, &moves),
+        &[("PP_SECRET_FILE".into(), secret_file)],
+    );
     let pid_file = relocate_path(&pid_file, &moves);
     let written = std::fs::read_to_string(&pid_file).expect("the pid file, once listening");
-    assert_eq!(written.trim(), node.pid().to_string(), "the health check would pass");
+    assert_eq!(
+        written.trim(),
+        node.pid().to_string(),
+        "the health check would pass"
+    );
     node.serves_jobs();
     let cache = relocate_path(flag_value(&fixed, "--cache-dir").unwrap(), &moves);
     assert_eq!(dir_mode(cache.as_ref()), 0o700, "the cache is private");
-    assert!(std::fs::read_dir(&cache).unwrap().count() >= 1, "the upload is cached there");
+    assert!(
+        std::fs::read_dir(&cache).unwrap().count() >= 1,
+        "the upload is cached there"
+    );
     node.stop_cleanly();
-    assert!(!std::path::Path::new(&pid_file).exists(), "the pid file outlived the node");
+    assert!(
+        !std::path::Path::new(&pid_file).exists(),
+        "the pid file outlived the node"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -55,30 +55,52 @@ impl Doc {
     }
 
     fn must(&self, key: &str) -> &str {
-        self.get(key).unwrap_or_else(|| panic!("no {key} in {}", self.id()))
+        self.get(key)
+            .unwrap_or_else(|| panic!("no {key} in {}", self.id()))
     }
 
     fn id(&self) -> String {
-        format!("{}/{}", self.get("kind").unwrap_or("?"), self.get("metadata.name").unwrap_or("?"))
+        format!(
+            "{}/{}",
+            self.get("kind").unwrap_or("?"),
+            self.get("metadata.name").unwrap_or("?")
+        )
     }
 
     /// The prefixes `key[0]`, `key[1]`, ... of a list.
     fn items(&self, key: &str) -> Vec<String> {
         (0..)
             .map(|i| format!("{key}[{i}]"))
-            .take_while(|item| self.fields.range(item.clone()..).next().is_some_and(|(k, _)| k.starts_with(item.as_str())))
+            .take_while(|item| {
+                self.fields
+                    .range(item.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(item.as_str()))
+            })
             .collect()
     }
 
     /// The scalars of a list of scalars.
     fn list(&self, key: &str) -> Vec<String> {
-        self.items(key).iter().filter_map(|item| self.get(item)).map(str::to_owned).collect()
+        self.items(key)
+            .iter()
+            .filter_map(|item| self.get(item))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `NAME` -> `value` of a container's `env`.
     fn env(&self, container: &str) -> BTreeMap<String, String> {
         let items = self.items(&format!("{container}.env"));
-        items.iter().map(|e| (self.must(&format!("{e}.name")).into(), self.must(&format!("{e}.value")).into())).collect()
+        items
+            .iter()
+            .map(|e| {
+                (
+                    self.must(&format!("{e}.name")).into(),
+                    self.must(&format!("{e}.value")).into(),
+                )
+            })
+            .collect()
     }
 
     /// `mountPath` -> (volume, read-only) of a container's mounts.
@@ -88,7 +110,10 @@ impl Doc {
             .iter()
             .map(|m| {
                 let read_only = self.get(&format!("{m}.readOnly")) == Some("true");
-                (self.must(&format!("{m}.mountPath")).into(), (self.must(&format!("{m}.name")).into(), read_only))
+                (
+                    self.must(&format!("{m}.mountPath")).into(),
+                    (self.must(&format!("{m}.name")).into(), read_only),
+                )
             })
             .collect()
     }
@@ -96,7 +121,10 @@ impl Doc {
     /// The pod volume `name`'s prefix.
     fn volume(&self, pod: &str, name: &str) -> String {
         let items = self.items(&format!("{pod}.volumes"));
-        items.into_iter().find(|v| self.get(&format!("{v}.name")) == Some(name)).unwrap_or_else(|| panic!("no volume {name}"))
+        items
+            .into_iter()
+            .find(|v| self.get(&format!("{v}.name")) == Some(name))
+            .unwrap_or_else(|| panic!("no volume {name}"))
     }
 }
 
@@ -104,7 +132,12 @@ impl Doc {
 fn documents() -> Option<Vec<Doc>> {
     let dir = repo().join("deploy/kubernetes");
     let paths: Vec<PathBuf> = FILES.iter().map(|f| dir.join(f)).collect();
-    let output = match Command::new("python3").arg("-c").arg(FLATTEN).args(&paths).output() {
+    let output = match Command::new("python3")
+        .arg("-c")
+        .arg(FLATTEN)
+        .args(&paths)
+        .output()
+    {
         Ok(output) => output,
         Err(e) => {
             eprintln!("skipped: python3 cannot run ({e}); .ci/run installs python3-yaml");
@@ -116,11 +149,16 @@ fn documents() -> Option<Vec<Doc>> {
         eprintln!("skipped: Python has no yaml module; .ci/run installs python3-yaml");
         return None;
     }
-    assert!(output.status.success(), "a manifest does not parse:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "a manifest does not parse:\n{stderr}"
+    );
     let mut docs = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         if line.starts_with("--- ") {
-            docs.push(Doc { fields: BTreeMap::new() });
+            docs.push(Doc {
+                fields: BTreeMap::new(),
+            });
         } else if let (Some(doc), Some((key, value))) = (docs.last_mut(), line.split_once('=')) {
             doc.fields.insert(key.to_owned(), value.to_owned());
         }
@@ -130,14 +168,42 @@ fn documents() -> Option<Vec<Doc>> {
 
 /// Asserts what every container of a pod template must have.
 fn check_pod(doc: &Doc, pod: &str) {
-    assert_eq!(doc.get(&format!("{pod}.securityContext.runAsNonRoot")), Some("true"), "{}", doc.id());
-    for container in doc.items(&format!("{pod}.initContainers")).into_iter().chain(doc.items(&format!("{pod}.containers"))) {
-        let field = |key: &str| doc.get(&format!("{container}.{key}")).unwrap_or("").to_owned();
+    assert_eq!(
+        doc.get(&format!("{pod}.securityContext.runAsNonRoot")),
+        Some("true"),
+        "{}",
+        doc.id()
+    );
+    for container in doc
+        .items(&format!("{pod}.initContainers"))
+        .into_iter()
+        .chain(doc.items(&format!("{pod}.containers")))
+    {
+        let field = |key: &str| {
+            doc.get(&format!("{container}.{key}"))
+                .unwrap_or("")
+                .to_owned()
+        };
         let what = format!("{} {}", doc.id(), field("name"));
-        assert_eq!(field("securityContext.readOnlyRootFilesystem"), "true", "{what}");
-        assert_eq!(field("securityContext.allowPrivilegeEscalation"), "false", "{what}");
-        assert_eq!(field("securityContext.capabilities.drop[0]"), "ALL", "{what}");
-        assert!(!field("resources.limits.memory").is_empty(), "{what}: no memory limit");
+        assert_eq!(
+            field("securityContext.readOnlyRootFilesystem"),
+            "true",
+            "{what}"
+        );
+        assert_eq!(
+            field("securityContext.allowPrivilegeEscalation"),
+            "false",
+            "{what}"
+        );
+        assert_eq!(
+            field("securityContext.capabilities.drop[0]"),
+            "ALL",
+            "{what}"
+        );
+        assert!(
+            !field("resources.limits.memory").is_empty(),
+            "{what}: no memory limit"
+        );
         for name in doc.env(&container).keys() {
             check_variable(name, &what);
         }
@@ -148,21 +214,49 @@ fn check_pod(doc: &Doc, pod: &str) {
 fn the_manifests_parse_agree_and_the_node_pods_command_line_serves_jobs() {
     let Some(docs) = documents() else { return };
     let kinds: Vec<String> = docs.iter().map(Doc::id).collect();
-    let find = |kind: &str| docs.iter().find(|d| d.get("kind") == Some(kind)).unwrap_or_else(|| panic!("no {kind} in {kinds:?}"));
+    let find = |kind: &str| {
+        docs.iter()
+            .find(|d| d.get("kind") == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} in {kinds:?}"))
+    };
     let namespace = find("Namespace").must("metadata.name");
     for doc in docs.iter().filter(|d| d.get("kind") != Some("Namespace")) {
-        assert_eq!(doc.get("metadata.namespace"), Some(namespace), "{} is elsewhere", doc.id());
-        assert!(doc.get("apiVersion").is_some(), "{} has no apiVersion", doc.id());
+        assert_eq!(
+            doc.get("metadata.namespace"),
+            Some(namespace),
+            "{} is elsewhere",
+            doc.id()
+        );
+        assert!(
+            doc.get("apiVersion").is_some(),
+            "{} has no apiVersion",
+            doc.id()
+        );
     }
 
     let service = find("Service");
-    assert_eq!(service.get("spec.clusterIP"), Some("None"), "the Service is not headless");
+    assert_eq!(
+        service.get("spec.clusterIP"),
+        Some("None"),
+        "the Service is not headless"
+    );
     let port = service.must("spec.ports[0].port");
     let nodes = find("StatefulSet");
-    assert_eq!(nodes.get("spec.serviceName"), Some(service.must("metadata.name")));
+    assert_eq!(
+        nodes.get("spec.serviceName"),
+        Some(service.must("metadata.name"))
+    );
     let pod = "spec.template.spec";
-    for (key, value) in service.fields.iter().filter_map(|(k, v)| Some((k.strip_prefix("spec.selector.")?, v))) {
-        assert_eq!(nodes.get(&format!("spec.template.metadata.labels.{key}")), Some(value.as_str()), "the Service selects no node");
+    for (key, value) in service
+        .fields
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("spec.selector.")?, v)))
+    {
+        assert_eq!(
+            nodes.get(&format!("spec.template.metadata.labels.{key}")),
+            Some(value.as_str()),
+            "the Service selects no node"
+        );
     }
     check_pod(nodes, pod);
 
@@ -173,54 +267,113 @@ fn the_manifests_parse_agree_and_the_node_pods_command_line_serves_jobs() {
     let (fixed, _) = node_arguments();
     let args: Vec<String> = fixed.iter().chain(&pod_args).cloned().collect();
     check_flags(&args, "the StatefulSet's ppserver");
-    assert_eq!(flag_value(&args, "--port"), Some(port), "--port is not the Service's port");
-    assert_eq!(nodes.get(&format!("{node}.ports[0].containerPort")), Some(port));
+    assert_eq!(
+        flag_value(&args, "--port"),
+        Some(port),
+        "--port is not the Service's port"
+    );
+    assert_eq!(
+        nodes.get(&format!("{node}.ports[0].containerPort")),
+        Some(port)
+    );
     let mounts = nodes.mounts(&node);
     for flag in ["--cache-dir", "--pid-file"] {
         let path = flag_value(&args, flag).unwrap();
-        let writable = mounts.iter().any(|(at, (_, ro))| !ro && path.starts_with(&format!("{at}/")));
-        assert!(writable, "{flag} {path} is on the read-only root file system");
+        let writable = mounts
+            .iter()
+            .any(|(at, (_, ro))| !ro && path.starts_with(&format!("{at}/")));
+        assert!(
+            writable,
+            "{flag} {path} is on the read-only root file system"
+        );
     }
     let probe = nodes.list(&format!("{node}.readinessProbe.exec.command"));
-    assert_eq!(probe, ["test", "-s", flag_value(&args, "--pid-file").unwrap()], "ready once listening");
+    assert_eq!(
+        probe,
+        ["test", "-s", flag_value(&args, "--pid-file").unwrap()],
+        "ready once listening"
+    );
 
     // The secret: mounted from the Secret, copied mode 0400 by the init container to
     // where the node's PP_SECRET_FILE points.
-    let secret_file = nodes.env(&node).remove("PP_SECRET_FILE").expect("the node's PP_SECRET_FILE");
+    let secret_file = nodes
+        .env(&node)
+        .remove("PP_SECRET_FILE")
+        .expect("the node's PP_SECRET_FILE");
     let init = format!("{pod}.initContainers[0]");
     let copy = nodes.list(&format!("{init}.command"));
     assert_eq!(copy[..3], ["install", "-m", "0400"], "the copy is private");
-    assert_eq!(copy[4], secret_file, "the init container writes the node's secret file");
+    assert_eq!(
+        copy[4], secret_file,
+        "the init container writes the node's secret file"
+    );
     let source_volume = mount_of(&nodes.mounts(&init), &copy[3]);
-    let secret_name = nodes.must(&format!("{}.secret.secretName", nodes.volume(pod, &source_volume))).to_owned();
+    let secret_name = nodes
+        .must(&format!(
+            "{}.secret.secretName",
+            nodes.volume(pod, &source_volume)
+        ))
+        .to_owned();
     let copy_volume = mount_of(&nodes.mounts(&init), &copy[4]);
-    assert_eq!(mount_of(&mounts, &secret_file), copy_volume, "the node reads the copy");
-    assert_eq!(nodes.get(&format!("{}.emptyDir.medium", nodes.volume(pod, &copy_volume))), Some("Memory"));
+    assert_eq!(
+        mount_of(&mounts, &secret_file),
+        copy_volume,
+        "the node reads the copy"
+    );
+    assert_eq!(
+        nodes.get(&format!(
+            "{}.emptyDir.medium",
+            nodes.volume(pod, &copy_volume)
+        )),
+        Some("Memory")
+    );
 
     // The client: every node through the Service's DNS name, the same Secret.
     let job = find("Job");
     check_pod(job, pod);
     let client = format!("{pod}.containers[0]");
     let env = job.env(&client);
-    let expected = format!("dns:{}.{namespace}.svc.cluster.local:{port}", service.must("metadata.name"));
+    let expected = format!(
+        "dns:{}.{namespace}.svc.cluster.local:{port}",
+        service.must("metadata.name")
+    );
     assert_eq!(env.get("PP_SERVERS"), Some(&expected));
-    let job_secret = env.get("PP_SECRET_FILE").expect("the client's PP_SECRET_FILE");
+    let job_secret = env
+        .get("PP_SECRET_FILE")
+        .expect("the client's PP_SECRET_FILE");
     let volume = job.volume(pod, &mount_of(&job.mounts(&client), job_secret));
-    assert_eq!(job.get(&format!("{volume}.secret.secretName")), Some(secret_name.as_str()));
+    assert_eq!(
+        job.get(&format!("{volume}.secret.secretName")),
+        Some(secret_name.as_str())
+    );
     let labels = |doc: &Doc, prefix: &str| -> Vec<(String, String)> {
-        doc.fields.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone()))).collect()
+        doc.fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+            .collect()
     };
     let policy = find("NetworkPolicy");
     for (key, value) in labels(policy, "spec.ingress[0].from[0].podSelector.matchLabels.") {
-        assert_eq!(job.get(&format!("spec.template.metadata.labels.{key}")), Some(value.as_str()), "the policy shuts the client out");
+        assert_eq!(
+            job.get(&format!("spec.template.metadata.labels.{key}")),
+            Some(value.as_str()),
+            "the policy shuts the client out"
+        );
     }
 
     // The node as the pod starts it: each mount a directory of its own.
     let root = temp_dir("kubernetes");
-    let moves: Vec<(String, PathBuf)> = mounts.iter().map(|(at, (volume, _))| (at.clone(), root.join(volume))).collect();
+    let moves: Vec<(String, PathBuf)> = mounts
+        .iter()
+        .map(|(at, (volume, _))| (at.clone(), root.join(volume)))
+        .collect();
     let secret_path = relocate_path(&secret_file, &moves);
     write_secret(secret_path.as_ref(), 0o400);
-    let env: Vec<(String, String)> = nodes.env(&node).into_iter().map(|(k, v)| (k, relocate_path(&v, &moves))).collect();
+    let env: Vec<(String, String)> = nodes
+        .env(&node)
+        .into_iter()
+        .map(|(k, v)| (k, relocate_path(&v, &moves)))
+        .collect();
     let deployed = Deployed::start(&relocate(&args, &moves), &env);
     deployed.serves_jobs();
     let cache = relocate_path(flag_value(&args, "--cache-dir").unwrap(), &moves);

@@ -37,7 +37,10 @@ pub(crate) fn help_flags() -> &'static BTreeSet<String> {
             .filter(|word| word.len() > 1 && word != &"--")
             .map(str::to_owned)
             .collect();
-        assert!(flags.contains("--port"), "no --port in ppserver --help:\n{help}");
+        assert!(
+            flags.contains("--port"),
+            "no --port in ppserver --help:\n{help}"
+        );
         flags
     })
 }
@@ -62,7 +65,10 @@ pub(crate) fn code_variables() -> &'static BTreeSet<String> {
                 }
             }
         }
-        assert!(names.contains("PP_SECRET_FILE"), "no PP_SECRET_FILE in the code: {names:?}");
+        assert!(
+            names.contains("PP_SECRET_FILE"),
+            "no PP_SECRET_FILE in the code: {names:?}"
+        );
         names
     })
 }
@@ -158,9 +164,15 @@ impl Deployed {
     /// `env`, and waits for its listening line.
     pub(crate) fn start(args: &[String], env: &[(String, String)]) -> Deployed {
         let mut args: Vec<String> = args.to_vec();
-        let port = args.iter().position(|a| a == "--port").expect("a --port flag");
+        let port = args
+            .iter()
+            .position(|a| a == "--port")
+            .expect("a --port flag");
         args[port + 1] = "0".into();
-        assert!(flag_value(&args, "--interface").is_none(), "already an --interface");
+        assert!(
+            flag_value(&args, "--interface").is_none(),
+            "already an --interface"
+        );
         args.extend(["--interface".into(), "127.0.0.1".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = ppserver_command(&args)
@@ -168,9 +180,17 @@ impl Deployed {
             .spawn()
             .expect("start ppserver");
         let log = collect_stderr(&mut child);
-        let mut node = Deployed { child, log, name: String::new() };
+        let mut node = Deployed {
+            child,
+            log,
+            name: String::new(),
+        };
         let line = node.log.wait_for("ppserver listening on ");
-        node.name = line.split_whitespace().nth(3).expect("an address").to_owned();
+        node.name = line
+            .split_whitespace()
+            .nth(3)
+            .expect("an address")
+            .to_owned();
         node
     }
 
@@ -179,32 +199,52 @@ impl Deployed {
         self.child.id()
     }
 
-    /// Gives the node eight jobs from a client with no local worker; asserts on their
-    /// results and that the node ran them all.
+    /// Gives the node eight jobs: see [`serves_jobs`].
     pub(crate) fn serves_jobs(&self) {
-        let server = pp::Server::builder()
-            .ppservers([self.name.clone()])
-            .secret(SECRET)
-            .ncpus(0)
-            .fallback_wait(WAIT)
-            .build()
-            .expect("the cluster client starts");
-        let jobs: Vec<_> = (0..8u64).map(|x| server.submit(crate::square, (x,))).collect();
-        let results: Vec<u64> = jobs.into_iter().map(|job| job.result().expect("a result")).collect();
-        assert_eq!(results, (0..8u64).map(|x| x * x).collect::<Vec<_>>());
-        assert_eq!(jobs_of(&server, &self.name), 8, "the node ran every job");
+        serves_jobs(&self.name);
     }
 
     /// Stops the node with SIGTERM and waits for its exit; asserts it exited cleanly
     /// and logged no warning on the way.
     pub(crate) fn stop_cleanly(mut self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         assert!(status.expect("run kill").success(), "kill -TERM failed");
         let status = wait_bounded(&mut self.child);
-        assert!(status.success(), "ppserver exited with {status}:\n{}", self.log.text());
+        assert!(
+            status.success(),
+            "ppserver exited with {status}:\n{}",
+            self.log.text()
+        );
         let warnings = self.log.matching("WARN");
-        assert!(warnings.is_empty(), "the deployed node warned:\n{}", warnings.join("\n"));
+        assert!(
+            warnings.is_empty(),
+            "the deployed node warned:\n{}",
+            warnings.join("\n")
+        );
     }
+}
+
+/// Gives the node at `name` (`host:port`) eight jobs from a client with no local worker;
+/// asserts on their results and that the node ran them all.
+pub(crate) fn serves_jobs(name: &str) {
+    let server = pp::Server::builder()
+        .ppservers([name.to_owned()])
+        .secret(SECRET)
+        .ncpus(0)
+        .fallback_wait(WAIT)
+        .build()
+        .expect("the cluster client starts");
+    let jobs: Vec<_> = (0..8u64)
+        .map(|x| server.submit(crate::square, (x,)))
+        .collect();
+    let results: Vec<u64> = jobs
+        .into_iter()
+        .map(|job| job.result().expect("a result"))
+        .collect();
+    assert_eq!(results, (0..8u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(jobs_of(&server, name), 8, "the node ran every job");
 }
 
 impl Drop for Deployed {

@@ -328,7 +328,10 @@ mod tests {
         let credential = Path::new("/run/credentials/ppserver.service/secret");
         assert!(systemd_credential(credential, dir));
         assert!(!systemd_credential(credential, None));
-        assert!(!systemd_credential(credential, Some(std::ffi::OsStr::new(""))));
+        assert!(!systemd_credential(
+            credential,
+            Some(std::ffi::OsStr::new(""))
+        ));
         assert!(!systemd_credential(Path::new("/etc/pp/secret"), dir));
         assert!(!systemd_credential(
             Path::new("/run/credentials/ppserver.service/sub/secret"),
