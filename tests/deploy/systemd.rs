@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use crate::node::{check_flags, check_variable, dir_mode, flag_value, relocate, repo_file};
+use crate::node::{
+    check_flags, check_variable, dir_mode, flag_value, relocate, relocate_path, repo_file,
+};
 use crate::node::{write_secret, Deployed};
 use crate::support::temp_dir;
 
@@ -159,7 +161,7 @@ fn the_unit_reads_its_secret_from_a_credential_and_its_command_line_serves_jobs(
         ("%C".to_owned(), root.join("cache")),
         ("%d".to_owned(), root.join("credentials")),
     ];
-    let secret_path = relocate(&[secret_file.1.clone()], &moves).remove(0);
+    let secret_path = relocate_path(&secret_file.1, &moves);
     write_secret(secret_path.as_ref(), 0o440);
     let env = [
         ("PP_SECRET_FILE".to_owned(), secret_path),
@@ -170,7 +172,7 @@ fn the_unit_reads_its_secret_from_a_credential_and_its_command_line_serves_jobs(
     ];
     let node = Deployed::start(&relocate(args, &moves), &env);
     node.serves_jobs();
-    let cache = relocate(&[cache.to_owned()], &moves).remove(0);
+    let cache = relocate_path(cache, &moves);
     assert_eq!(dir_mode(cache.as_ref()), 0o700, "the cache is private");
     node.stop_cleanly();
     let _ = std::fs::remove_dir_all(&root);

@@ -90,8 +90,8 @@ impl Drop for Boot {
         while remove_cgroup(&self.cgroup).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = std::fs::remove_dir_all(Path::new("/var/cache/private").join(&self.unit_name()));
-        let _ = std::fs::remove_file(Path::new("/var/cache").join(&self.unit_name()));
+        let _ = std::fs::remove_dir_all(Path::new("/var/cache/private").join(self.unit_name()));
+        let _ = std::fs::remove_file(Path::new("/var/cache").join(self.unit_name()));
         let _ = std::fs::remove_dir(Path::new("/var/cache/private"));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
