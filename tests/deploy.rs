@@ -7,9 +7,9 @@
 //!
 //! Tools are used where present and skipped with a line on stderr where not (`.ci/run`
 //! installs them): `systemd-analyze` verifies the unit and rates its exposure, Python's
-//! `yaml` parses every manifest. No container engine or Kubernetes cluster runs here, and
-//! systemd is not PID 1 in a container: the unit is verified and its command line run, not
-//! started by systemd.
+//! `yaml` parses every manifest, and systemd, booted as PID 1 of a namespace of the test's
+//! own, really starts the unit (as root). No container engine or Kubernetes cluster runs
+//! here: the image and the pods are checked through their command lines.
 
 mod support;
 

@@ -148,13 +148,6 @@ fn the_unit_reads_its_secret_from_a_credential_and_its_command_line_serves_jobs(
             );
         }
     }
-    let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    eprintln!(
-        "not started by systemd: PID 1 here is {:?}, not systemd; the unit is verified and its \
-         command line run as systemd would",
-        pid1.trim()
-    );
-
     // %C is the cache root, %d the credentials directory, also in $CREDENTIALS_DIRECTORY.
     // Its files have mode 0440 from systemd 254 on (and an ACL): no warning for that.
     let moves = [
