@@ -166,14 +166,41 @@ fn documents() -> Option<Vec<Doc>> {
     Some(docs)
 }
 
-/// Asserts what every container of a pod template must have.
+/// The volume kinds Pod Security "restricted" (the namespace's label) allows.
+const RESTRICTED_VOLUMES: [&str; 8] = [
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// Asserts what Pod Security "restricted" and the deployment ask of a pod template and
+/// every container in it.
 fn check_pod(doc: &Doc, pod: &str) {
+    let context = |key: &str| doc.get(&format!("{pod}.securityContext.{key}"));
+    assert_eq!(context("runAsNonRoot"), Some("true"), "{}", doc.id());
     assert_eq!(
-        doc.get(&format!("{pod}.securityContext.runAsNonRoot")),
-        Some("true"),
+        context("seccompProfile.type"),
+        Some("RuntimeDefault"),
         "{}",
         doc.id()
     );
+    for volume in doc.items(&format!("{pod}.volumes")) {
+        let allowed = RESTRICTED_VOLUMES.iter().any(|kind| {
+            doc.fields
+                .keys()
+                .any(|k| k.starts_with(&format!("{volume}.{kind}")))
+        });
+        assert!(
+            allowed,
+            "{}: {volume} is not allowed by \"restricted\"",
+            doc.id()
+        );
+    }
     for container in doc
         .items(&format!("{pod}.initContainers"))
         .into_iter()
