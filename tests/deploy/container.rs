@@ -2,7 +2,7 @@
 //! entry point's flags, port, writable volume and health check agreeing with `ppserver`.
 
 use crate::node::{check_flags, check_variable, dir_mode, flag_value, relocate, relocate_path};
-use crate::node::{repo_file, write_secret, Deployed};
+use crate::node::{repo_file, write_secret, Deployed, RunAs};
 use crate::support::temp_dir;
 
 /// The Containerfile's instructions: keyword (upper case) and the rest, continuation
@@ -156,16 +156,29 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
         .expect("the image names its secret file");
 
     // The node as `docker run -v pp-secret:/run/secrets/pp-secret:ro` starts it.
+    // As the image's user (as root), the volume its own with mode 0700 (the image makes
+    // it so) and the secret given to it (as the README says).
     let root = temp_dir("container");
+    let ids: Vec<u32> = user
+        .split(':')
+        .map(|id| id.parse().expect("a numeric USER"))
+        .collect();
+    let run_as = RunAs::new(ids[0], ids[ids.len() - 1], &root.join("bin"));
     let moves = [
         (volume[0].clone(), root.join("volume")),
         ("/run/secrets".to_owned(), root.join("secrets")),
     ];
     let secret_file = relocate_path(&secret_file, &moves);
     write_secret(secret_file.as_ref(), 0o600);
-    let node = Deployed::start(
+    std::fs::create_dir_all(&moves[0].1).expect("the volume");
+    if let Some(run_as) = &run_as {
+        run_as.own(secret_file.as_ref());
+        run_as.own(&moves[0].1);
+    }
+    let node = Deployed::start_as(
         &relocate(&args, &moves),
         &[("PP_SECRET_FILE".into(), secret_file)],
+        run_as.as_ref(),
     );
     let pid_file = relocate_path(&pid_file, &moves);
     let written = std::fs::read_to_string(&pid_file).expect("the pid file, once listening");
@@ -174,6 +187,13 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
         node.pid().to_string(),
         "the health check would pass"
     );
+    if let Some(run_as) = &run_as {
+        assert_eq!(
+            node.uid(),
+            run_as.uid,
+            "the node runs as the deployment's user"
+        );
+    }
     node.serves_jobs();
     let cache = relocate_path(flag_value(&fixed, "--cache-dir").unwrap(), &moves);
     assert_eq!(dir_mode(cache.as_ref()), 0o700, "the cache is private");

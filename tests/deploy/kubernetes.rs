@@ -11,7 +11,7 @@ use std::process::Command;
 
 use crate::container::node_arguments;
 use crate::node::{check_flags, check_variable, dir_mode, flag_value, relocate, relocate_path};
-use crate::node::{repo, write_secret, Deployed};
+use crate::node::{repo, write_secret, Deployed, RunAs};
 use crate::support::temp_dir;
 
 const FILES: [&str; 3] = ["namespace.yaml", "nodes.yaml", "client-job.yaml"];
@@ -389,19 +389,41 @@ fn the_manifests_parse_agree_and_the_node_pods_command_line_serves_jobs() {
     }
 
     // The node as the pod starts it: each mount a directory of its own.
+    // As the pod's user (as root): its volumes are open to all (an emptyDir's mode 0777),
+    // the secret is the init container's copy, the user's own.
     let root = temp_dir("kubernetes");
+    let id = |key: &str| -> u32 {
+        let key = format!("{pod}.securityContext.{key}");
+        nodes.must(&key).parse().expect("a numeric id")
+    };
+    let run_as = RunAs::new(id("runAsUser"), id("runAsGroup"), &root.join("bin"));
     let moves: Vec<(String, PathBuf)> = mounts
         .iter()
         .map(|(at, (volume, _))| (at.clone(), root.join(volume)))
         .collect();
+    for (_, dir) in &moves {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).expect("a volume");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
     let secret_path = relocate_path(&secret_file, &moves);
     write_secret(secret_path.as_ref(), 0o400);
+    if let Some(run_as) = &run_as {
+        run_as.own(secret_path.as_ref());
+    }
     let env: Vec<(String, String)> = nodes
         .env(&node)
         .into_iter()
         .map(|(k, v)| (k, relocate_path(&v, &moves)))
         .collect();
-    let deployed = Deployed::start(&relocate(&args, &moves), &env);
+    let deployed = Deployed::start_as(&relocate(&args, &moves), &env, run_as.as_ref());
+    if let Some(run_as) = &run_as {
+        assert_eq!(
+            deployed.uid(),
+            run_as.uid,
+            "the node runs as the deployment's user"
+        );
+    }
     deployed.serves_jobs();
     let cache = relocate_path(flag_value(&args, "--cache-dir").unwrap(), &moves);
     assert_eq!(dir_mode(cache.as_ref()), 0o700, "the cache is private");

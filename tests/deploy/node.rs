@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
 use crate::support::{collect_stderr, jobs_of, ppserver_command, wait_bounded, Log, SECRET, WAIT};
@@ -163,6 +163,15 @@ impl Deployed {
     /// Starts `ppserver` with `args` (their `--port` replaced by 0, on 127.0.0.1) and
     /// `env`, and waits for its listening line.
     pub(crate) fn start(args: &[String], env: &[(String, String)]) -> Deployed {
+        Deployed::start_as(args, env, None)
+    }
+
+    /// As [`Deployed::start`], as `user` when given (see [`RunAs::new`]).
+    pub(crate) fn start_as(
+        args: &[String],
+        env: &[(String, String)],
+        user: Option<&RunAs>,
+    ) -> Deployed {
         let mut args: Vec<String> = args.to_vec();
         let port = args
             .iter()
@@ -175,10 +184,12 @@ impl Deployed {
         );
         args.extend(["--interface".into(), "127.0.0.1".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = ppserver_command(&args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .spawn()
-            .expect("start ppserver");
+        let mut command = match user {
+            None => ppserver_command(&args),
+            Some(user) => user.command(&args),
+        };
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = command.spawn().expect("start ppserver");
         let log = collect_stderr(&mut child);
         let mut node = Deployed {
             child,
@@ -197,6 +208,17 @@ impl Deployed {
     /// Its process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The user the node runs as (its real uid, from `/proc`).
+    pub(crate) fn uid(&self) -> u32 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the node's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next()?.parse().ok())
+            .expect("a Uid line")
     }
 
     /// Gives the node eight jobs: see [`serves_jobs`].
@@ -223,6 +245,59 @@ impl Deployed {
             "the deployed node warned:\n{}",
             warnings.join("\n")
         );
+    }
+}
+
+/// The unprivileged user a deployment runs the node as, when the test can become it.
+pub(crate) struct RunAs {
+    /// Its user id.
+    pub(crate) uid: u32,
+    /// Its group id.
+    pub(crate) gid: u32,
+    /// A copy of ppserver it can run (the build's directory may be closed to it).
+    program: PathBuf,
+}
+
+impl RunAs {
+    /// `uid`:`gid` when the test runs as root (with a copy of ppserver in `dir`); else
+    /// `None`, with a line on stderr: the node then runs as the test's user.
+    pub(crate) fn new(uid: u32, gid: u32, dir: &Path) -> Option<RunAs> {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the node runs as this test's user, not as {uid}:{gid}");
+            return None;
+        }
+        std::fs::create_dir_all(dir).expect("a directory for ppserver");
+        let program = dir.join("ppserver");
+        std::fs::copy(env!("CARGO_BIN_EXE_ppserver"), &program).expect("copy ppserver");
+        for path in [dir, program.as_path()] {
+            let mode = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(path, mode).expect("chmod");
+        }
+        Some(RunAs { uid, gid, program })
+    }
+
+    /// Gives `path` to this user.
+    pub(crate) fn own(&self, path: &Path) {
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).expect("chown");
+    }
+
+    /// `ppserver` as [`ppserver_command`] makes it, run as this user.
+    fn command(&self, args: &[&str]) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(&self.program);
+        command
+            .args(args)
+            .env_remove("PP_SECRET")
+            .env_remove("PP_SECRET_FILE")
+            .env_remove("PP_WORKER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .uid(self.uid)
+            .gid(self.gid);
+        command
     }
 }
 
