@@ -50,7 +50,7 @@ pub(crate) fn exec_form(text: &str) -> Vec<String> {
 }
 
 /// The last instruction `keyword` of the final stage.
-fn last(instructions: &[(String, String)], keyword: &str) -> String {
+pub(crate) fn last(instructions: &[(String, String)], keyword: &str) -> String {
     let stage = instructions
         .iter()
         .rposition(|(k, _)| k == "FROM")

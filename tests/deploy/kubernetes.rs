@@ -388,14 +388,20 @@ fn the_manifests_parse_agree_and_the_node_pods_command_line_serves_jobs() {
         );
     }
 
-    // The node as the pod starts it: each mount a directory of its own.
-    // As the pod's user (as root): its volumes are open to all (an emptyDir's mode 0777),
-    // the secret is the init container's copy, the user's own.
+    // The node as the pod starts it: each mount a directory of its own, open to all (an
+    // emptyDir's mode 0777); as the pod's user (when the test is root), which is the
+    // image's; the secret is the init container's copy, the user's own.
     let root = temp_dir("kubernetes");
     let id = |key: &str| -> u32 {
         let key = format!("{pod}.securityContext.{key}");
         nodes.must(&key).parse().expect("a numeric id")
     };
+    let image_user = crate::container::last(&crate::container::instructions(), "USER");
+    let pod_user = format!("{}:{}", id("runAsUser"), id("runAsGroup"));
+    assert_eq!(
+        pod_user, image_user,
+        "the pod runs as another user than the image's"
+    );
     let run_as = RunAs::new(id("runAsUser"), id("runAsGroup"), &root.join("bin"));
     let moves: Vec<(String, PathBuf)> = mounts
         .iter()
