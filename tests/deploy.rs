@@ -17,6 +17,8 @@ mod support;
 mod container;
 #[path = "deploy/kubernetes.rs"]
 mod kubernetes;
+#[path = "deploy/manifests.rs"]
+mod manifests;
 #[path = "deploy/node.rs"]
 mod node;
 #[path = "deploy/systemd.rs"]
