@@ -13,8 +13,13 @@
 
 mod support;
 
+#[path = "support/netns.rs"]
+mod netns;
+
 #[path = "deploy/container.rs"]
 mod container;
+#[path = "deploy/kube_cluster.rs"]
+mod kube_cluster;
 #[path = "deploy/kubernetes.rs"]
 mod kubernetes;
 #[path = "deploy/manifests.rs"]

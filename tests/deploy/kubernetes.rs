@@ -89,15 +89,15 @@ fn check_pod(doc: &Doc, pod: &str) {
 }
 
 /// The node pod as the checks found it.
-struct NodePod {
+pub(crate) struct NodePod {
     /// ppserver's arguments: the image's entry point's, then the pod's.
-    args: Vec<String>,
+    pub(crate) args: Vec<String>,
     /// `mountPath` -> (volume, read-only) of the ppserver container.
-    mounts: BTreeMap<String, (String, bool)>,
+    pub(crate) mounts: BTreeMap<String, (String, bool)>,
     /// The ppserver container's environment.
-    env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     /// Where the node reads its secret (PP_SECRET_FILE).
-    secret_file: String,
+    pub(crate) secret_file: String,
     /// The Secret the init container copies it from.
     secret_name: String,
 }
@@ -116,6 +116,13 @@ fn the_manifests_parse_agree_and_the_node_pods_command_line_serves_jobs() {
         "`pip install kubernetes-validate` installs it (Kubernetes' own schemas)",
     );
     let Some(docs) = documents() else { return };
+    let (node, _) = checked(&docs);
+    let nodes = docs.iter().find(|d| d.get("kind") == Some("StatefulSet"));
+    start_like_the_pod(nodes.expect("checked"), &node);
+}
+
+/// The manifests checked: the node pod, and the client Job's environment.
+pub(crate) fn checked(docs: &[Doc]) -> (NodePod, BTreeMap<String, String>) {
     let kinds: Vec<String> = docs.iter().map(Doc::id).collect();
     let find = |kind: &str| {
         docs.iter()
@@ -133,16 +140,15 @@ fn the_manifests_parse_agree_and_the_node_pods_command_line_serves_jobs() {
         assert!(doc.get("apiVersion").is_some(), "{id} has no apiVersion");
     }
     let service = find("Service");
-    let nodes = find("StatefulSet");
-    let node = check_nodes(service, nodes);
-    check_client(
+    let node = check_nodes(service, find("StatefulSet"));
+    let client = check_client(
         find("Job"),
         find("NetworkPolicy"),
         service,
         namespace,
         &node,
     );
-    start_like_the_pod(nodes, &node);
+    (node, client)
 }
 
 /// Checks the headless Service and the StatefulSet's ppserver container and its secret.
@@ -232,8 +238,14 @@ fn check_nodes(service: &Doc, nodes: &Doc) -> NodePod {
 }
 
 /// Checks the client Job: every node through the Service's DNS name, the nodes' Secret,
-/// and the labels the nodes' NetworkPolicy lets in.
-fn check_client(job: &Doc, policy: &Doc, service: &Doc, namespace: &str, node: &NodePod) {
+/// and the labels the nodes' NetworkPolicy lets in. Returns the client's environment.
+fn check_client(
+    job: &Doc,
+    policy: &Doc,
+    service: &Doc,
+    namespace: &str,
+    node: &NodePod,
+) -> BTreeMap<String, String> {
     check_pod(job, POD);
     let client = format!("{POD}.containers[0]");
     let env = job.env(&client);
@@ -261,6 +273,7 @@ fn check_client(job: &Doc, policy: &Doc, service: &Doc, namespace: &str, node: &
             "the policy shuts the client out"
         );
     }
+    env
 }
 
 /// The fields under `prefix`, by the rest of their path (the labels of a selector).
