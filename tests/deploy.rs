@@ -9,7 +9,9 @@
 //! installs them): `systemd-analyze` verifies the unit and rates its exposure, Python's
 //! `yaml` parses every manifest, and systemd, booted as PID 1 of a namespace of the test's
 //! own, really starts the unit (as root). No container engine or Kubernetes cluster runs
-//! here: the image and the pods are checked through their command lines.
+//! here: the image and the pods are checked through their command lines, and the
+//! Kubernetes deployment is played out in network namespaces (as root): node pods, and the
+//! client Job finding them through the headless Service's name.
 
 mod support;
 
