@@ -23,7 +23,8 @@
 //!   worker, the lane worker), the isolated executor (`isolated`: local jobs in worker
 //!   processes of the program itself, as a node runs them), lanes (`lane`: opening a lane
 //!   and its handshake, both ends)
-//!   and [`discovery`] (UDP, independent of the channel). `program` identifies the running
+//!   and [`discovery`] (UDP, independent of the channel); `launcher` (`srun`/`mpirun` of
+//!   one binary: rank 0 the client, the other ranks nodes, meeting in a shared directory). `program` identifies the running
 //!   executable for both ends; `area` is the node's shared memory for its workers;
 //!   `source_windows` counts what each source address did lately, for the node's and
 //!   discovery's limits per address.
@@ -80,6 +81,8 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod isolated;
 mod lane;
+#[cfg(unix)]
+pub mod launcher;
 pub mod node;
 // Public for the facade's tests, which pose as a client.
 #[doc(hidden)]
@@ -107,5 +110,14 @@ pub use protocol::{JobOutput, JobReply, JobRequest, Message, Outcome, OUTPUT_BOU
 pub static HOOKS: pp_runtime::remote::ProgramHooks = pp_runtime::remote::ProgramHooks {
     connect: client::connect,
     isolate: isolated::start,
+    launcher: launcher_cluster,
     worker_hook: &worker::WORKER_HOOK,
 };
+
+/// The nodes of a launcher run, for its rank 0 (see [`launcher`]).
+fn launcher_cluster() -> Option<pp_runtime::remote::LauncherCluster> {
+    #[cfg(unix)]
+    return launcher::cluster();
+    #[cfg(not(unix))]
+    None
+}

@@ -230,7 +230,9 @@ impl ServerBuilder {
     /// [`forward_output`](ServerBuilder::forward_output); another value is reported once
     /// and means `on`), and `PP_ISOLATED` (`1` runs local jobs in worker processes: see
     /// [`isolated`](ServerBuilder::isolated); another value is reported once and means
-    /// off). Values already set on the builder win.
+    /// off). Values already set on the builder win. In rank 0 of a launcher run (`srun -n N`
+    /// or `mpirun -n N` of this program, see `PP_LAUNCHER`) the other ranks are added as
+    /// nodes, with the run's generated secret when none is set.
     ///
     /// # Errors
     /// [`Error::Config`] for an unreadable secret file, both secret variables set, or a
@@ -261,6 +263,13 @@ impl ServerBuilder {
                 (None, Some(path)) => Some(read_secret_file(&path)?),
                 (None, None) => None,
             };
+        }
+        // Rank 0 of `srun`/`mpirun`: the other ranks are nodes (pp-net's `launcher`).
+        if let Some(launched) = registry().hooks().and_then(|hooks| (hooks.launcher)()) {
+            self.cluster.nodes.extend(launched.nodes);
+            if self.cluster.secret.is_none() {
+                self.cluster.secret = launched.secret;
+            }
         }
         if self.ncpus.is_none() {
             if let Some(n) = var("PP_NCPUS") {

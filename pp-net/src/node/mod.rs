@@ -71,7 +71,8 @@ mod queued;
 mod session;
 mod session_jobs;
 mod stats;
-mod sys;
+// The launcher's ranks use the host name and user id too.
+pub(crate) mod sys;
 mod worker_loop;
 
 pub use config::{

@@ -16,6 +16,9 @@
 //! unless the node asks for the job's output ([`OUTPUT_ENV`]): then `capture` catches both
 //! streams, and each job's output goes to the node just before its reply.
 //!
+//! The same hook then enters launcher mode when the process is a rank of `srun` or
+//! `mpirun` (see `crate::launcher`): ranks other than 0 become nodes there.
+//!
 //! A node may also start a *lane worker* ([`LANE_ENV`]): it says hello the same way, then
 //! serves one client's direct connection instead of the pipe (see the `lane` module).
 //!
@@ -73,6 +76,9 @@ pub static WORKER_HOOK: extern "C" fn() = worker_hook;
 // them, as C constructors do.
 extern "C" fn worker_hook() {
     enter_worker_mode_if_requested();
+    // Not a worker: maybe a rank of `srun`/`mpirun` (a rank other than 0 never returns).
+    #[cfg(unix)]
+    crate::launcher::enter_launcher_mode_if_requested();
 }
 
 /// Becomes a worker if [`WORKER_ENV`] is set, and then never returns.

@@ -29,7 +29,7 @@ pub use cluster_options::{
 };
 pub use job_feed::JobFeed;
 pub use program_hooks::{
-    ConnectFn, IsolateFn, Isolated, IsolatedSpec, ProgramHooks, WorkerProcesses,
+    ConnectFn, IsolateFn, Isolated, IsolatedSpec, LauncherCluster, LauncherFn, ProgramHooks, WorkerProcesses,
     ISOLATED_WORKER_ENV,
 };
 pub use remote_job::RemoteJob;

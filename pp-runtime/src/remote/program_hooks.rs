@@ -16,6 +16,40 @@ pub type ConnectFn = fn(ClusterSpec, JobFeed) -> Result<Box<dyn Executor>, Error
 /// ([`ServerBuilder::isolated`](crate::ServerBuilder::isolated)) feeding on `feed`.
 pub type IsolateFn = fn(IsolatedSpec, JobFeed) -> Result<Isolated, Error>;
 
+/// Gives the nodes of a launcher run (`srun`, `mpirun`) to its rank 0: `None` when this
+/// process is not rank 0 of one. The first call waits (bounded) for the other ranks to say
+/// where they listen; later calls return the same answer at once.
+pub type LauncherFn = fn() -> Option<LauncherCluster>;
+
+/// What rank 0 of a launcher run (`srun -n N`, `mpirun -n N`) gets from the network half:
+/// the other ranks, each serving as a node, and the secret the run generated when the
+/// environment gave none.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LauncherCluster {
+    /// The ranks' nodes, as `host:port`.
+    pub nodes: Vec<String>,
+    /// The secret generated for this run, when neither `PP_SECRET` nor `PP_SECRET_FILE`
+    /// is set (the ranks read it from the run's private rendezvous directory).
+    pub secret: Option<Vec<u8>>,
+}
+
+impl LauncherCluster {
+    /// The nodes and secret of a launcher run.
+    pub fn new(nodes: Vec<String>, secret: Option<Vec<u8>>) -> Self {
+        LauncherCluster { nodes, secret }
+    }
+}
+
+impl std::fmt::Debug for LauncherCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LauncherCluster")
+            .field("nodes", &self.nodes)
+            .field("secret", &self.secret.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
 /// The environment variable an isolated server sets in its worker processes (value `1`).
 /// A server built inside such a worker (a job's own `Server`) is never isolated, whatever
 /// the builder or `PP_ISOLATED` say, so that workers do not start workers of their own.
@@ -82,6 +116,8 @@ pub struct ProgramHooks {
     pub connect: ConnectFn,
     /// Starts the worker processes of an isolated server.
     pub isolate: IsolateFn,
+    /// The nodes of a launcher run, for its rank 0 (see [`LauncherCluster`]).
+    pub launcher: LauncherFn,
     /// The constructor that turns a process started by a node into a worker (pp-net's
     /// `worker::WORKER_HOOK`); pointing at it keeps the linker from dropping it.
     pub worker_hook: &'static extern "C" fn(),

@@ -1,0 +1,208 @@
+//! Ranks 1 and up of a launcher run: each becomes a node serving its own executable, before
+//! `main` (which never runs in them), and ends when rank 0 ends.
+//!
+//! The rank waits (bounded) for rank 0's rendezvous directory, takes the run's secret,
+//! puts its own executable into a private program cache (so the client's session finds the
+//! program there and uploads nothing), listens on an ephemeral port (two runs on one host
+//! never collide), says where in `rank-N`, and serves until rank 0's heartbeat says `done`
+//! or the directory goes, or the heartbeat stops for [`RANK0_SILENCE`] (rank 0 was killed),
+//! or SIGTERM/SIGINT.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::detect::Launch;
+use super::error::LauncherError;
+use super::rendezvous::{make_private_dir, Heartbeat, Rendezvous};
+use super::secret::{secret_from_env, SecretSource};
+use crate::node::{serve_until, NodeConfig};
+use crate::Secret;
+
+/// The variable with the address a rank's node listens on (an IP address or a host name);
+/// unset, the host's name resolved.
+pub const LAUNCHER_HOST_ENV: &str = "PP_LAUNCHER_HOST";
+
+/// How long a rank waits for rank 0's rendezvous directory.
+pub const RENDEZVOUS_WAIT: Duration = Duration::from_secs(60);
+
+/// How long rank 0's heartbeat may stand still before the rank takes rank 0 for gone.
+pub const RANK0_SILENCE: Duration = Duration::from_secs(15);
+
+/// How often the rank looks at rank 0's heartbeat.
+const WATCH_PERIOD: Duration = Duration::from_millis(200);
+
+/// Serves as rank `launch.rank`'s node until the run ends.
+///
+/// # Errors
+/// When the rendezvous does not happen, the secret is missing, or the node cannot start.
+pub(super) fn serve(launch: &Launch, rendezvous: &Rendezvous) -> Result<(), LauncherError> {
+    let secret = match secret_from_env()? {
+        SecretSource::Env(secret) => {
+            rendezvous.wait_created(RENDEZVOUS_WAIT)?;
+            secret
+        }
+        SecretSource::None => {
+            rendezvous.wait_created(RENDEZVOUS_WAIT)?;
+            rendezvous.read_secret()?.ok_or_else(|| {
+                LauncherError::Secret(format!(
+                    "neither PP_SECRET nor PP_SECRET_FILE is set here, and rank 0 wrote no \
+                     secret in {} (is PP_SECRET set in rank 0 only?)",
+                    rendezvous.dir().display()
+                ))
+            })?
+        }
+    };
+    let secret = Secret::new(secret).map_err(|e| LauncherError::Secret(e.to_string()))?;
+    let ip = listen_address()?;
+    let cache = ProgramCopy::make(launch)?;
+    let mut config = NodeConfig::new(secret);
+    config.listen = SocketAddr::new(ip, 0);
+    config.cache_dir = cache.dir.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LauncherError::Runtime(format!("cannot start its runtime: {e}")))?;
+    let served = runtime.block_on(async {
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let watch = rendezvous.clone();
+        let rank = launch.rank;
+        let node = tokio::spawn(serve_until(config, Some(ready), until_run_ends(watch, rank)));
+        if let Ok(addr) = listening.await {
+            if let Err(error) = rendezvous.publish(rank, &addr.to_string()) {
+                pp_runtime::error!("launcher: rank {rank}: {error}");
+            }
+        }
+        node.await
+    });
+    drop(cache);
+    match served {
+        Ok(Ok(_stats)) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(join) => Err(LauncherError::Runtime(format!("it stopped: {join}"))),
+    }
+}
+
+/// Completes when the run is over: rank 0 said `done` or removed the directory, its
+/// heartbeat stood still for [`RANK0_SILENCE`], or this process got SIGTERM or SIGINT.
+async fn until_run_ends(rendezvous: Rendezvous, rank: u32) {
+    let signalled = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                },
+                _ => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    let watched = async {
+        let mut last = rendezvous.heartbeat();
+        let mut changed = Instant::now();
+        loop {
+            tokio::time::sleep(WATCH_PERIOD).await;
+            match rendezvous.heartbeat() {
+                Heartbeat::Done | Heartbeat::Gone => return,
+                beat if beat != last => {
+                    last = beat;
+                    changed = Instant::now();
+                }
+                _ if changed.elapsed() >= RANK0_SILENCE => {
+                    pp_runtime::warn!(
+                        "launcher: rank {rank}: rank 0's heartbeat stopped {}s ago (killed?): \
+                         ending this rank's node, and removing {}",
+                        RANK0_SILENCE.as_secs(),
+                        rendezvous.dir().display()
+                    );
+                    rendezvous.remove();
+                    return;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = signalled => {}
+        () = watched => {}
+    }
+}
+
+/// The address this rank's node listens on: `PP_LAUNCHER_HOST`, else the host's name
+/// resolved (an address other than loopback first, IPv4 first).
+fn listen_address() -> Result<IpAddr, LauncherError> {
+    let named = std::env::var(LAUNCHER_HOST_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let host = match named {
+        Some(host) => host.trim().to_owned(),
+        None => crate::node::sys::host_name().unwrap_or_else(|| "localhost".into()),
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let addrs: Vec<IpAddr> = (host.as_str(), 0)
+        .to_socket_addrs()
+        .map_err(|e| LauncherError::io(PathBuf::from(&host), "cannot resolve this host", e))?
+        .map(|a| a.ip())
+        .collect();
+    let rank = |ip: &IpAddr| (ip.is_loopback(), ip.is_ipv6());
+    addrs.into_iter().min_by_key(rank).ok_or_else(|| {
+        LauncherError::io(
+            PathBuf::from(&host),
+            "cannot resolve this host",
+            std::io::Error::other("no address"),
+        )
+    })
+}
+
+/// A private program cache holding this rank's own executable, removed when dropped.
+struct ProgramCopy {
+    dir: PathBuf,
+}
+
+impl ProgramCopy {
+    /// Makes the directory (0700, under the temporary directory: local to the host) and
+    /// copies the executable in as `<sha256 hex>`, mode 0700, as an upload would leave it.
+    fn make(launch: &Launch) -> Result<Self, LauncherError> {
+        let program = crate::program::current_program()
+            .map_err(|e| LauncherError::io(".", "cannot find this program", std::io::Error::other(e)))?;
+        let dir = std::env::temp_dir().join(format!(
+            "pp-launcher-{}-{}-{}",
+            launch.run_id,
+            launch.rank,
+            std::process::id()
+        ));
+        make_private_dir(&dir).map_err(|e| LauncherError::io(&dir, "cannot create it", e))?;
+        let copy = ProgramCopy { dir };
+        let target = copy.dir.join(program.sha256_hex());
+        copy_program(&program.path, &target)
+            .map_err(|e| LauncherError::io(&target, "cannot copy this program there", e))?;
+        Ok(copy)
+    }
+}
+
+impl Drop for ProgramCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copies the executable (a copy, not a link: the node touches what it runs, and the
+/// user's file must not change).
+fn copy_program(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::copy(from, to)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
