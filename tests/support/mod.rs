@@ -6,6 +6,8 @@
 
 pub mod raw;
 pub mod role;
+pub mod ranks;
+pub mod slurm;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
