@@ -9,6 +9,7 @@ mod checks;
 mod support;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use support::ranks::{check_run, rank0_role, ROLE};
 use support::role::{as_role, read_in_background, Ran};
@@ -119,6 +120,53 @@ fn with_the_launcher_off_every_rank_runs_main() {
 #[ignore = "a role: run by srun in every rank"]
 fn each_rank_says_hello() {
     println!("hello from main");
+}
+
+#[test]
+#[ignore = "a role: rank 0 of srun that dies without ending the run"]
+fn rank0_dies_without_a_word() {
+    let server = pp::Server::new().expect("rank 0's server");
+    assert_eq!(server.submit(nap, (7,)).result(), Ok(7));
+    // No exit handlers: as if killed, the rendezvous directory is left and says nothing.
+    // SAFETY: _exit ends the process at once; nothing of this process is used after it.
+    unsafe { libc::_exit(3) }
+}
+
+#[test]
+fn the_ranks_end_when_rank_0_dies() {
+    let Some(slurm) = Slurm::start("the_ranks_end_when_rank_0_dies") else {
+        return;
+    };
+    let base = support::temp_dir("rendezvous-dies");
+    std::fs::create_dir_all(&base).unwrap();
+    let mut command = slurm.command("srun");
+    command.args(["-n", "3", "--overcommit", "--oversubscribe"]);
+    command.arg(std::env::current_exe().expect("this test"));
+    as_role(&mut command, "rank0_dies_without_a_word");
+    command
+        .env("PP_LAUNCHER_HOST", "127.0.0.1")
+        .env("PP_RENDEZVOUS_DIR", &base);
+    let mut child = command.spawn().expect("start srun");
+    let stderr = read_in_background(child.stderr.take().map(|s| Box::new(s) as _));
+    // Rank 0's heartbeat stops: the ranks wait pp_net's RANK0_SILENCE (15 s), then end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the ranks still run 60 s after rank 0 died:\n{}", slurm.logs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = stderr.join().unwrap();
+    assert!(!status.success(), "rank 0 exited with 3");
+    assert!(stderr.contains("rank 0's heartbeat stopped"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().collect();
+    assert!(left.is_empty(), "the ranks remove what rank 0 left: {left:?}");
+    let _ = std::fs::remove_dir_all(base);
 }
 
 // The `sbatch` script that starts nodes which `--join` a running client needs `ppserver
