@@ -283,8 +283,8 @@ mod tests {
     #[test]
     fn one_task_or_off_is_not() {
         let mut one = SRUN.to_vec();
-        one.retain(|(k, _)| !k.contains("NUM_TASKS") && *k != "SLURM_NTASKS");
-        one.push(("SLURM_NTASKS", "1"));
+        one.retain(|(k, _)| !k.contains("NUM_TASKS") && !k.ends_with("NTASKS") && *k != "SLURM_PROCID");
+        one.extend([("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0")]);
         assert_eq!(detect(env(&one)).unwrap(), None);
         let mut off = SRUN.to_vec();
         off.push((LAUNCHER_ENV, "off"));

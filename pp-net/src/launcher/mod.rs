@@ -39,13 +39,18 @@ use pp_runtime::remote::LauncherCluster;
 use rendezvous::Rendezvous;
 
 /// Enters launcher mode if this process is a rank of a launcher run of more than one
-/// process: rank 0 makes the rendezvous and returns (to run `main`); any other rank serves
+/// process and the program has `#[pp::parallel]` tasks: rank 0 makes the rendezvous and returns (to run `main`); any other rank serves
 /// as a node until the run ends and then exits, so its `main` never runs.
 ///
 /// Runs before `main`, from the worker hook, while the process has one thread (it changes
 /// the environment). A problem is said on standard error: in rank 0 the program then runs
 /// without the other ranks; another rank exits with status 1.
 pub fn enter_launcher_mode_if_requested() {
+    // A program with no task has nothing to run on nodes (`ppserver` itself, under
+    // `srun`, must start as many nodes as it has tasks).
+    if pp_runtime::registry::registry().is_empty() {
+        return;
+    }
     let launch = match detect(|name| std::env::var(name).ok()) {
         Ok(Some(launch)) => launch,
         Ok(None) => return,
