@@ -169,6 +169,67 @@ fn the_ranks_end_when_rank_0_dies() {
     let _ = std::fs::remove_dir_all(base);
 }
 
+#[test]
+fn the_sbatch_script_runs_a_program_across_the_allocation() {
+    let Some(slurm) = Slurm::start("the_sbatch_script_runs_a_program_across_the_allocation")
+    else {
+        return;
+    };
+    let base = support::temp_dir("rendezvous-sbatch");
+    std::fs::create_dir_all(&base).unwrap();
+    let (out, err) = (base.join("job.out"), base.join("job.err"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/slurm/pp-run.sbatch");
+    let mut command = slurm.command("sbatch");
+    command
+        .args(["--wait", "--ntasks=3", "--overcommit", "--oversubscribe"])
+        .arg(format!("--output={}", out.display()))
+        .arg(format!("--error={}", err.display()))
+        .arg(script)
+        .arg(std::env::current_exe().expect("this test"));
+    as_role(&mut command, ROLE);
+    command
+        .env("PP_NCPUS", "0")
+        .env("PP_LAUNCHER_HOST", "127.0.0.1")
+        .env("PP_RENDEZVOUS_DIR", &base);
+    let submitted = support::role::run(&mut command);
+    let ran = Ran {
+        status: submitted.status,
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    };
+    if !ran.status.success() {
+        eprintln!("sbatch: {}\n{}\n{}", submitted.stdout, submitted.stderr, slurm.logs());
+    }
+    check_run(&ran, "slurm", JOBS);
+    let left: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".pp-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(base);
+}
+
+#[test]
+fn ppserver_under_srun_is_one_node_per_task() {
+    let Some(slurm) = Slurm::start("ppserver_under_srun_is_one_node_per_task") else {
+        return;
+    };
+    // A program without tasks never enters launcher mode: every task runs its main.
+    let mut command = slurm.command("srun");
+    command
+        .args(["-n", "2", "--overcommit", "--oversubscribe"])
+        .arg(env!("CARGO_BIN_EXE_ppserver"))
+        .arg("--version")
+        .env_remove("PP_LAUNCHER")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let ran = support::role::run(&mut command);
+    assert!(ran.status.success(), "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.stdout.matches("ppserver ").count(), 2, "{}", ran.stdout);
+}
+
 // The `sbatch` script that starts nodes which `--join` a running client needs `ppserver
 // --join`, built by another part of issue 18 at the same time: the lead finishes this test
 // after merging it (run deploy/slurm/pp-join-nodes.sbatch under this Slurm, with a client
