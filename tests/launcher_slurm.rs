@@ -43,7 +43,13 @@ fn rank0_runs_the_examples() {
 /// `srun -n 3` of this binary in the role, its rendezvous in `base`.
 fn srun(slurm: &Slurm, base: &std::path::Path) -> Command {
     let mut command = slurm.command("srun");
-    command.args(["-n", "3", "--overcommit", "--oversubscribe", "--kill-on-bad-exit=1"]);
+    command.args([
+        "-n",
+        "3",
+        "--overcommit",
+        "--oversubscribe",
+        "--kill-on-bad-exit=1",
+    ]);
     command.arg(std::env::current_exe().expect("this test"));
     as_role(&mut command, ROLE);
     command
@@ -110,7 +116,12 @@ fn with_the_launcher_off_every_rank_runs_main() {
         .env("PP_RENDEZVOUS_DIR", &base);
     let ran = support::role::run(&mut command);
     assert!(ran.status.success(), "{}\n{}", ran.stdout, ran.stderr);
-    assert_eq!(ran.stdout.matches("hello from main").count(), 2, "{}", ran.stdout);
+    assert_eq!(
+        ran.stdout.matches("hello from main").count(),
+        2,
+        "{}",
+        ran.stdout
+    );
     assert!(!ran.stderr.contains("launcher"), "{}", ran.stderr);
     assert_eq!(std::fs::read_dir(&base).unwrap().count(), 0);
     let _ = std::fs::remove_dir_all(base);
@@ -157,7 +168,10 @@ fn the_ranks_end_when_rank_0_dies() {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the ranks still run 60 s after rank 0 died:\n{}", slurm.logs());
+            panic!(
+                "the ranks still run 60 s after rank 0 died:\n{}",
+                slurm.logs()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -165,14 +179,16 @@ fn the_ranks_end_when_rank_0_dies() {
     assert!(!status.success(), "rank 0 exited with 3");
     assert!(stderr.contains("rank 0's heartbeat stopped"), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().collect();
-    assert!(left.is_empty(), "the ranks remove what rank 0 left: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the ranks remove what rank 0 left: {left:?}"
+    );
     let _ = std::fs::remove_dir_all(base);
 }
 
 #[test]
 fn the_sbatch_script_runs_a_program_across_the_allocation() {
-    let Some(slurm) = Slurm::start("the_sbatch_script_runs_a_program_across_the_allocation")
-    else {
+    let Some(slurm) = Slurm::start("the_sbatch_script_runs_a_program_across_the_allocation") else {
         return;
     };
     let base = support::temp_dir("rendezvous-sbatch");
@@ -198,7 +214,12 @@ fn the_sbatch_script_runs_a_program_across_the_allocation() {
         stderr: std::fs::read_to_string(&err).unwrap_or_default(),
     };
     if !ran.status.success() {
-        eprintln!("sbatch: {}\n{}\n{}", submitted.stdout, submitted.stderr, slurm.logs());
+        eprintln!(
+            "sbatch: {}\n{}\n{}",
+            submitted.stdout,
+            submitted.stderr,
+            slurm.logs()
+        );
     }
     check_run(&ran, "slurm", JOBS);
     let left: Vec<_> = std::fs::read_dir(&base)
@@ -240,7 +261,10 @@ fn sbatch_starts_nodes_that_join_a_running_client() {
     let Some(slurm) = Slurm::start("sbatch_starts_nodes_that_join_a_running_client") else {
         return;
     };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/slurm/pp-join-nodes.sbatch");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/slurm/pp-join-nodes.sbatch"
+    );
     assert!(std::path::Path::new(script).is_file());
     let _ = slurm;
     todo!("start a client with PP_LISTEN, sbatch the script with PP_JOIN and a secret file, check its nodes ran jobs");

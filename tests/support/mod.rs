@@ -4,9 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
+pub mod ranks;
 pub mod raw;
 pub mod role;
-pub mod ranks;
 pub mod slurm;
 
 use std::io::{BufRead, BufReader};

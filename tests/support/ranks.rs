@@ -21,9 +21,19 @@ pub fn rank0_role(server: &pp::Server, examples: impl FnOnce(&pp::Server)) {
 /// jobs, and the jobs add up to `jobs`. Returns the nodes' addresses.
 pub fn check_run(ran: &Ran, kind: &str, jobs: u64) -> Vec<String> {
     let show = || format!("stdout:\n{}\nstderr:\n{}", ran.stdout, ran.stderr);
-    assert!(ran.status.success(), "the run failed: {}\n{}", ran.status, show());
+    assert!(
+        ran.status.success(),
+        "the run failed: {}\n{}",
+        ran.status,
+        show()
+    );
     let said = format!("pp: launcher {kind}: rank 0 of 3, 2 nodes");
-    assert_eq!(ran.stderr.matches(&said).count(), 1, "said once: {said}\n{}", show());
+    assert_eq!(
+        ran.stderr.matches(&said).count(),
+        1,
+        "said once: {said}\n{}",
+        show()
+    );
     let rows: Vec<(String, u64)> = ran
         .stdout
         .lines()
@@ -33,7 +43,12 @@ pub fn check_run(ran: &Ran, kind: &str, jobs: u64) -> Vec<String> {
         })
         .collect();
     let nodes: Vec<&(String, u64)> = rows.iter().filter(|(name, _)| name != "local").collect();
-    assert_eq!(nodes.len(), 2, "a row per rank 1 and 2: {rows:?}\n{}", show());
+    assert_eq!(
+        nodes.len(),
+        2,
+        "a row per rank 1 and 2: {rows:?}\n{}",
+        show()
+    );
     for (name, ran_jobs) in &nodes {
         assert!(name.starts_with("127.0.0.1:"), "{name}");
         assert!(*ran_jobs > 0, "node {name} ran no job: {rows:?}");

@@ -48,11 +48,17 @@ impl Slurm {
     /// idle; `None`, after a line on standard error, when that cannot be done here.
     pub fn start(test: &str) -> Option<Slurm> {
         if !is_root() {
-            eprintln!("skipping {test}: the Slurm daemons need root (run as root, as .ci/run does)");
+            eprintln!(
+                "skipping {test}: the Slurm daemons need root (run as root, as .ci/run does)"
+            );
             return None;
         }
         let tools = ["munged", "slurmctld", "slurmd", "srun", "sinfo", "sbatch"];
-        let absent: Vec<&str> = tools.iter().copied().filter(|t| find(t).is_none()).collect();
+        let absent: Vec<&str> = tools
+            .iter()
+            .copied()
+            .filter(|t| find(t).is_none())
+            .collect();
         if !absent.is_empty() {
             eprintln!(
                 "skipping {test}: {} not installed (Debian: slurm-wlm munge; .ci/run installs \
@@ -91,8 +97,16 @@ impl Slurm {
                 .arg(format!("--seed-file={}", munge("seed").display())),
         );
         wait_for(|| socket.exists(), "munged's socket", &dir);
-        slurm.spawn(Command::new(find("slurmctld").unwrap()).args(["-D", "-i", "-f"]).arg(&conf));
-        slurm.spawn(Command::new(find("slurmd").unwrap()).args(["-D", "-f"]).arg(&conf));
+        slurm.spawn(
+            Command::new(find("slurmctld").unwrap())
+                .args(["-D", "-i", "-f"])
+                .arg(&conf),
+        );
+        slurm.spawn(
+            Command::new(find("slurmd").unwrap())
+                .args(["-D", "-f"])
+                .arg(&conf),
+        );
         let idle = || {
             slurm
                 .command("sinfo")
@@ -202,7 +216,10 @@ fn config(dir: &Path, munge_socket: &Path) -> String {
 
 /// This machine's short host name, as slurmd names its node.
 fn hostname() -> String {
-    let out = Command::new("hostname").arg("-s").output().expect("hostname");
+    let out = Command::new("hostname")
+        .arg("-s")
+        .output()
+        .expect("hostname");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 

@@ -283,7 +283,9 @@ mod tests {
     #[test]
     fn one_task_or_off_is_not() {
         let mut one = SRUN.to_vec();
-        one.retain(|(k, _)| !k.contains("NUM_TASKS") && !k.ends_with("NTASKS") && *k != "SLURM_PROCID");
+        one.retain(|(k, _)| {
+            !k.contains("NUM_TASKS") && !k.ends_with("NTASKS") && *k != "SLURM_PROCID"
+        });
         one.extend([("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0")]);
         assert_eq!(detect(env(&one)).unwrap(), None);
         let mut off = SRUN.to_vec();
@@ -325,13 +327,19 @@ mod tests {
         let mpi_only = [(LAUNCHER_ENV, "mpi")];
         let mut both = SRUN.to_vec();
         both.extend_from_slice(&mpi_only);
-        assert!(matches!(detect(env(&both)), Err(LauncherError::Absent { .. })));
+        assert!(matches!(
+            detect(env(&both)),
+            Err(LauncherError::Absent { .. })
+        ));
     }
 
     #[test]
     fn bad_values_are_errors_naming_the_variable() {
         let bad = [(LAUNCHER_ENV, "sometimes")];
-        assert!(detect(env(&bad)).unwrap_err().to_string().contains("PP_LAUNCHER"));
+        assert!(detect(env(&bad))
+            .unwrap_err()
+            .to_string()
+            .contains("PP_LAUNCHER"));
         let mut bad_rank = SRUN.to_vec();
         bad_rank.retain(|(k, _)| *k != "SLURM_PROCID");
         bad_rank.push(("SLURM_PROCID", "one"));

@@ -92,7 +92,10 @@ fn fail(launch: &Launch, error: &LauncherError) {
             RENDEZVOUS_WAIT.as_secs()
         );
     } else {
-        pp_runtime::error!("launcher {kind}: rank {}: {error}; this rank exits", launch.rank);
+        pp_runtime::error!(
+            "launcher {kind}: rank {}: {error}; this rank exits",
+            launch.rank
+        );
     }
 }
 

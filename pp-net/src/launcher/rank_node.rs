@@ -59,6 +59,9 @@ pub(super) fn serve(launch: &Launch, rendezvous: &Rendezvous) -> Result<(), Laun
     let mut config = NodeConfig::new(secret);
     config.listen = SocketAddr::new(ip, 0);
     config.cache_dir = cache.dir.clone();
+    if let Some(cpus) = task_cpus(launch) {
+        config.workers = cpus;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,7 +70,11 @@ pub(super) fn serve(launch: &Launch, rendezvous: &Rendezvous) -> Result<(), Laun
         let (ready, listening) = tokio::sync::oneshot::channel();
         let watch = rendezvous.clone();
         let rank = launch.rank;
-        let node = tokio::spawn(serve_until(config, Some(ready), until_run_ends(watch, rank)));
+        let node = tokio::spawn(serve_until(
+            config,
+            Some(ready),
+            until_run_ends(watch, rank),
+        ));
         if let Ok(addr) = listening.await {
             if let Err(error) = rendezvous.publish(rank, &addr.to_string()) {
                 pp_runtime::error!("launcher: rank {rank}: {error}");
@@ -135,6 +142,18 @@ async fn until_run_ends(rendezvous: Rendezvous, rank: u32) {
     }
 }
 
+/// The CPUs Slurm gave this task (`srun -c N`), when it says: the node's workers. Otherwise
+/// the node has one worker per core it may use (its affinity, its cgroup's quota).
+fn task_cpus(launch: &Launch) -> Option<usize> {
+    if launch.kind != super::detect::Kind::Slurm {
+        return None;
+    }
+    std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+}
+
 /// The address this rank's node listens on: `PP_LAUNCHER_HOST`, else the host's name
 /// resolved (an address other than loopback first, IPv4 first).
 fn listen_address() -> Result<IpAddr, LauncherError> {
@@ -172,8 +191,9 @@ impl ProgramCopy {
     /// Makes the directory (0700, under the temporary directory: local to the host) and
     /// copies the executable in as `<sha256 hex>`, mode 0700, as an upload would leave it.
     fn make(launch: &Launch) -> Result<Self, LauncherError> {
-        let program = crate::program::current_program()
-            .map_err(|e| LauncherError::io(".", "cannot find this program", std::io::Error::other(e)))?;
+        let program = crate::program::current_program().map_err(|e| {
+            LauncherError::io(".", "cannot find this program", std::io::Error::other(e))
+        })?;
         let dir = std::env::temp_dir().join(format!(
             "pp-launcher-{}-{}-{}",
             launch.run_id,

@@ -248,8 +248,8 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Checks that `dir` is a directory (not a link) of this user, closed to everyone else.
 fn check_private(dir: &Path) -> Result<(), LauncherError> {
-    let meta = fs::symlink_metadata(dir)
-        .map_err(|e| LauncherError::io(dir, "cannot look at it", e))?;
+    let meta =
+        fs::symlink_metadata(dir).map_err(|e| LauncherError::io(dir, "cannot look at it", e))?;
     let untrusted = |reason: String| LauncherError::Untrusted {
         path: dir.to_owned(),
         reason,
@@ -283,10 +283,8 @@ mod tests {
     use super::*;
 
     fn temp_base(name: &str) -> PathBuf {
-        let base = std::env::temp_dir().join(format!(
-            "pp-rendezvous-test-{name}-{}",
-            std::process::id()
-        ));
+        let base =
+            std::env::temp_dir().join(format!("pp-rendezvous-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).unwrap();
         base
@@ -361,7 +359,10 @@ mod tests {
         let rv = Rendezvous::for_run(&launch(), Some(base.clone())).unwrap();
         let start = Instant::now();
         let error = rv.wait_created(Duration::from_millis(120)).unwrap_err();
-        assert!(matches!(error, LauncherError::NoRendezvous { .. }), "{error}");
+        assert!(
+            matches!(error, LauncherError::NoRendezvous { .. }),
+            "{error}"
+        );
         assert!(start.elapsed() < Duration::from_secs(5));
         let _ = fs::remove_dir_all(base);
     }

@@ -29,8 +29,8 @@ pub use cluster_options::{
 };
 pub use job_feed::JobFeed;
 pub use program_hooks::{
-    ConnectFn, IsolateFn, Isolated, IsolatedSpec, LauncherCluster, LauncherFn, ProgramHooks, WorkerProcesses,
-    ISOLATED_WORKER_ENV,
+    ConnectFn, IsolateFn, Isolated, IsolatedSpec, LauncherCluster, LauncherFn, ProgramHooks,
+    WorkerProcesses, ISOLATED_WORKER_ENV,
 };
 pub use remote_job::RemoteJob;
 pub use routing::{Take, RETRY_ELSEWHERE_WAIT};
