@@ -251,6 +251,96 @@ fn ppserver_under_srun_is_one_node_per_task() {
     assert_eq!(ran.stdout.matches("ppserver ").count(), 2, "{}", ran.stdout);
 }
 
+/// Kills the node that runs it (its worker's parent: the rank), the first time only (the
+/// file `marker` remembers): true if it did.
+#[pp::parallel]
+fn kill_my_node_once(marker: String) -> bool {
+    let first = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+        .is_ok();
+    if first {
+        // SAFETY: kill and getppid have no preconditions.
+        unsafe { libc::kill(libc::getppid(), libc::SIGKILL) };
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    first
+}
+
+#[test]
+#[ignore = "a role: rank 0 of srun that sees a rank die"]
+fn rank0_loses_a_rank() {
+    let server = pp::Server::new().expect("rank 0's server");
+    let check_naps = |server: &pp::Server| {
+        let naps: Vec<_> = (0..NAPS).map(|x| server.submit(nap, (x,))).collect();
+        let back: Vec<u64> = naps.into_iter().map(|j| j.result().unwrap()).collect();
+        assert_eq!(back, (0..NAPS).collect::<Vec<_>>());
+    };
+    check_naps(&server);
+    let marker = std::env::var("PP_TEST_MARKER").expect("PP_TEST_MARKER");
+    // Killed with its node on the first try, it runs again on the other rank.
+    assert_eq!(
+        server.submit(kill_my_node_once, (marker,)).result(),
+        Ok(false)
+    );
+    check_naps(&server);
+    // After the harness's "test NAME ... ", which ends no line.
+    println!();
+    for node in server.active_nodes() {
+        println!(
+            "node {} losses {} connected {}",
+            node.address, node.losses, node.connected
+        );
+    }
+    for row in server.stats().executors {
+        println!("row {} {}", row.name, row.jobs);
+    }
+    println!("rank 0 done");
+}
+
+#[test]
+fn a_rank_that_dies_is_a_lost_node() {
+    let Some(slurm) = Slurm::start("a_rank_that_dies_is_a_lost_node") else {
+        return;
+    };
+    let base = support::temp_dir("rendezvous-lost");
+    std::fs::create_dir_all(&base).unwrap();
+    let mut command = slurm.command("srun");
+    command.args(["-n", "3", "--overcommit", "--oversubscribe"]);
+    command.arg(std::env::current_exe().expect("this test"));
+    as_role(&mut command, "rank0_loses_a_rank");
+    command
+        .env("PP_NCPUS", "0")
+        .env("PP_LAUNCHER_HOST", "127.0.0.1")
+        .env("PP_RENDEZVOUS_DIR", &base)
+        .env("PP_TEST_MARKER", base.join("killed"));
+    let ran = support::role::run(&mut command);
+    let show = format!("stdout:\n{}\nstderr:\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("rank 0 done"), "{show}");
+    // srun says the killed task failed; rank 0 finished its work all the same.
+    assert!(!ran.status.success(), "{show}");
+    let nodes: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("node "))
+        .collect();
+    assert_eq!(nodes.len(), 2, "{show}");
+    let lost: Vec<&&str> = nodes
+        .iter()
+        .filter(|l| l.ends_with("connected false") && !l.contains("losses 0"))
+        .collect();
+    assert_eq!(lost.len(), 1, "one rank lost: {show}");
+    assert!(ran.stderr.contains("lost"), "rank 0 said so: {show}");
+    let left: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".pp-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(base);
+}
+
 // The `sbatch` script that starts nodes which `--join` a running client needs `ppserver
 // --join`, built by another part of issue 18 at the same time: the lead finishes this test
 // after merging it (run deploy/slurm/pp-join-nodes.sbatch under this Slurm, with a client

@@ -11,6 +11,8 @@ pub const ROLE: &str = "rank0_runs_the_examples";
 /// standard output.
 pub fn rank0_role(server: &pp::Server, examples: impl FnOnce(&pp::Server)) {
     examples(server);
+    // After the harness's "test NAME ... ", which ends no line.
+    println!();
     for row in server.stats().executors {
         println!("row {} {}", row.name, row.jobs);
     }
