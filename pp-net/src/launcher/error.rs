@@ -74,6 +74,14 @@ pub enum LauncherError {
         /// How long.
         secs: u64,
     },
+    /// The address to listen on cannot be found.
+    #[error("cannot find an address of {host} to listen on (set PP_LAUNCHER_HOST): {reason}")]
+    Address {
+        /// The host name, or `PP_LAUNCHER_HOST`.
+        host: String,
+        /// Why.
+        reason: String,
+    },
     /// A secret from the environment cannot be read.
     #[error("{0}")]
     Secret(String),

@@ -11,7 +11,8 @@
 //!   heartbeat);
 //! - `rank0`: the client's side: making the directory before `main`, and the nodes its
 //!   `Server::new()` gets (through [`ProgramHooks::launcher`](pp_runtime::remote::ProgramHooks));
-//! - `rank_node`: the other ranks, each a node until rank 0 ends;
+//! - `rank_node`: the other ranks, each a node until rank 0 ends, listening where `listen`
+//!   says;
 //! - `secret`: `PP_SECRET`/`PP_SECRET_FILE` as every rank reads them;
 //! - `error`: what can go wrong, said by the rank that meets it.
 //!
@@ -24,6 +25,7 @@
 
 mod detect;
 mod error;
+mod listen;
 mod rank0;
 mod rank_node;
 mod rendezvous;
@@ -31,8 +33,9 @@ mod secret;
 
 pub use detect::{detect, Kind, Launch, Mode, LAUNCHER_ENV, LAUNCHER_ID_ENV};
 pub use error::LauncherError;
+pub use listen::LAUNCHER_HOST_ENV;
 pub use rank0::RANKS_WAIT;
-pub use rank_node::{LAUNCHER_HOST_ENV, RANK0_SILENCE, RENDEZVOUS_WAIT};
+pub use rank_node::{RANK0_SILENCE, RENDEZVOUS_WAIT};
 pub use rendezvous::RENDEZVOUS_DIR_ENV;
 
 use pp_runtime::remote::LauncherCluster;

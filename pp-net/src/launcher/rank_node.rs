@@ -8,7 +8,7 @@
 //! or the directory goes, or the heartbeat stops for [`RANK0_SILENCE`] (rank 0 was killed),
 //! or SIGTERM/SIGINT.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,6 @@ use super::rendezvous::{make_private_dir, Heartbeat, Rendezvous};
 use super::secret::{secret_from_env, SecretSource};
 use crate::node::{serve_until, NodeConfig};
 use crate::Secret;
-
-/// The variable with the address a rank's node listens on (an IP address or a host name);
-/// unset, the host's name resolved.
-pub const LAUNCHER_HOST_ENV: &str = "PP_LAUNCHER_HOST";
 
 /// How long a rank waits for rank 0's rendezvous directory.
 pub const RENDEZVOUS_WAIT: Duration = Duration::from_secs(60);
@@ -54,7 +50,7 @@ pub(super) fn serve(launch: &Launch, rendezvous: &Rendezvous) -> Result<(), Laun
         }
     };
     let secret = Secret::new(secret).map_err(|e| LauncherError::Secret(e.to_string()))?;
-    let ip = listen_address()?;
+    let ip = super::listen::listen_address(launch)?;
     let cache = ProgramCopy::make(launch)?;
     let mut config = NodeConfig::new(secret);
     config.listen = SocketAddr::new(ip, 0);
@@ -152,34 +148,6 @@ fn task_cpus(launch: &Launch) -> Option<usize> {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-}
-
-/// The address this rank's node listens on: `PP_LAUNCHER_HOST`, else the host's name
-/// resolved (an address other than loopback first, IPv4 first).
-fn listen_address() -> Result<IpAddr, LauncherError> {
-    let named = std::env::var(LAUNCHER_HOST_ENV)
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    let host = match named {
-        Some(host) => host.trim().to_owned(),
-        None => crate::node::sys::host_name().unwrap_or_else(|| "localhost".into()),
-    };
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    let addrs: Vec<IpAddr> = (host.as_str(), 0)
-        .to_socket_addrs()
-        .map_err(|e| LauncherError::io(PathBuf::from(&host), "cannot resolve this host", e))?
-        .map(|a| a.ip())
-        .collect();
-    let rank = |ip: &IpAddr| (ip.is_loopback(), ip.is_ipv6());
-    addrs.into_iter().min_by_key(rank).ok_or_else(|| {
-        LauncherError::io(
-            PathBuf::from(&host),
-            "cannot resolve this host",
-            std::io::Error::other("no address"),
-        )
-    })
 }
 
 /// A private program cache holding this rank's own executable, removed when dropped.
