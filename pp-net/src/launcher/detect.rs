@@ -96,7 +96,12 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, La
         Mode::Slurm => slurm(&var)?,
         Mode::Mpi => mpi(&var)?,
         Mode::Auto => match slurm(&var)? {
-            Some(launch) => Some(launch),
+            // `mpirun` inside an allocation: its processes carry the variables of the
+            // step that started its daemons, one per host; the MPI rank is the program's.
+            Some(step) => match mpi(&var) {
+                Ok(Some(mpi)) if (mpi.rank, mpi.size) != (step.rank, step.size) => Some(mpi),
+                _ => Some(step),
+            },
             None => mpi(&var)?,
         },
     };
@@ -304,6 +309,32 @@ mod tests {
         let launch = detect(mpirun).unwrap().unwrap();
         assert_eq!((launch.kind, launch.rank, launch.size), (Kind::Mpi, 2, 3));
         assert_eq!(launch.run_id, "746913793");
+    }
+
+    #[test]
+    fn mpirun_inside_an_allocation_is_mpi() {
+        // mpirun's daemons run as one srun step, one task per host.
+        let mut inside = vec![
+            ("SLURM_PROCID", "0"),
+            ("SLURM_STEP_ID", "1"),
+            ("SLURM_STEP_NUM_TASKS", "1"),
+            ("SLURM_JOB_ID", "42"),
+            ("OMPI_COMM_WORLD_RANK", "2"),
+            ("OMPI_COMM_WORLD_SIZE", "3"),
+            ("OMPI_MCA_ess_base_jobid", "99"),
+        ];
+        let launch = detect(env(&inside)).unwrap().unwrap();
+        assert_eq!((launch.kind, launch.rank, launch.size), (Kind::Mpi, 2, 3));
+        // srun of an MPI program (--mpi=pmi2): the same ranks, and Slurm's name for them.
+        inside.retain(|(k, _)| !k.starts_with("OMPI"));
+        inside.retain(|(k, _)| *k != "SLURM_STEP_NUM_TASKS");
+        inside.extend([
+            ("SLURM_STEP_NUM_TASKS", "3"),
+            ("PMI_RANK", "0"),
+            ("PMI_SIZE", "3"),
+        ]);
+        let launch = detect(env(&inside)).unwrap().unwrap();
+        assert_eq!((launch.kind, launch.rank, launch.size), (Kind::Slurm, 0, 3));
     }
 
     #[test]
