@@ -178,7 +178,8 @@ impl Drop for Slurm {
 }
 
 /// slurm.conf for this machine: one node, one partition whose CPUs can be shared, every
-/// path in `dir`, the daemons on free ports of 127.0.0.1, munge on its own socket.
+/// path in `dir`, the daemons on free ports of 127.0.0.1 only (`NoInAddrAny`), munge on its
+/// own socket.
 fn config(dir: &Path, munge_socket: &Path) -> String {
     let host = hostname();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -200,6 +201,7 @@ fn config(dir: &Path, munge_socket: &Path) -> String {
          SelectTypeParameters=CR_CPU\n\
          ReturnToService=2\n\
          SlurmdParameters=config_overrides\n\
+         CommunicationParameters=NoInAddrAny\n\
          StateSaveLocation={d}/state\n\
          SlurmdSpoolDir={d}/spool\n\
          SlurmctldPidFile={d}/slurmctld.pid\n\
