@@ -58,11 +58,15 @@ pub(super) fn start(launch: Launch, rendezvous: Rendezvous) -> Result<(), Launch
     {
         return Ok(());
     }
-    // SAFETY: `end_of_run` is an `extern "C" fn()` that does not unwind (it catches
-    // nothing that can panic: file operations whose errors are ignored).
+    // SAFETY: `end_of_run` takes no argument and never unwinds (its file operations
+    // ignore their errors), as a function run by `exit` must.
     #[cfg(unix)]
-    unsafe {
-        libc::atexit(end_of_run);
+    if unsafe { libc::atexit(end_of_run) } != 0 {
+        pp_runtime::warn!(
+            "launcher: cannot register rank 0's end of run; the other ranks will end {}s \
+             after this process",
+            super::RANK0_SILENCE.as_secs()
+        );
     }
     let spawned = std::thread::Builder::new()
         .name("pp-launcher-heartbeat".into())
@@ -79,7 +83,8 @@ pub(super) fn start(launch: Launch, rendezvous: Rendezvous) -> Result<(), Launch
     if let Err(error) = spawned {
         pp_runtime::warn!(
             "launcher: cannot start rank 0's heartbeat ({error}); the other ranks will take \
-             rank 0 for gone after a while"
+             rank 0 for gone after {}s",
+            super::RANK0_SILENCE.as_secs()
         );
     }
     Ok(())
