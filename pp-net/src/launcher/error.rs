@@ -82,6 +82,14 @@ pub enum LauncherError {
         /// Why.
         reason: String,
     },
+    /// This rank's own executable cannot be put in its node's program cache.
+    #[error("cannot put this program in the node's cache {}: {reason}", dir.display())]
+    Program {
+        /// The cache directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A secret from the environment cannot be read.
     #[error("{0}")]
     Secret(String),

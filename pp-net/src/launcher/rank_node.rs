@@ -73,7 +73,11 @@ pub(super) fn serve(launch: &Launch, rendezvous: &Rendezvous) -> Result<(), Laun
         ));
         if let Ok(addr) = listening.await {
             if let Err(error) = rendezvous.publish(rank, &addr.to_string()) {
-                pp_runtime::error!("launcher: rank {rank}: {error}");
+                // Rank 0 may have ended already (a program that never needed its nodes):
+                // then the node is about to stop, and that is no error.
+                if matches!(rendezvous.heartbeat(), Heartbeat::Beat(_)) {
+                    pp_runtime::error!("launcher: rank {rank}: {error}");
+                }
             }
         }
         node.await
@@ -159,20 +163,21 @@ impl ProgramCopy {
     /// Makes the directory (0700, under the temporary directory: local to the host) and
     /// copies the executable in as `<sha256 hex>`, mode 0700, as an upload would leave it.
     fn make(launch: &Launch) -> Result<Self, LauncherError> {
-        let program = crate::program::current_program().map_err(|e| {
-            LauncherError::io(".", "cannot find this program", std::io::Error::other(e))
-        })?;
         let dir = std::env::temp_dir().join(format!(
             "pp-launcher-{}-{}-{}",
             launch.run_id,
             launch.rank,
             std::process::id()
         ));
-        make_private_dir(&dir).map_err(|e| LauncherError::io(&dir, "cannot create it", e))?;
-        let copy = ProgramCopy { dir };
-        let target = copy.dir.join(program.sha256_hex());
-        copy_program(&program.path, &target)
-            .map_err(|e| LauncherError::io(&target, "cannot copy this program there", e))?;
+        let fail = |reason: String| LauncherError::Program {
+            dir: dir.clone(),
+            reason,
+        };
+        let program = crate::program::current_program().map_err(fail)?;
+        make_private_dir(&dir).map_err(|e| fail(e.to_string()))?;
+        let copy = ProgramCopy { dir: dir.clone() };
+        copy_program(&program.path, &dir.join(program.sha256_hex()))
+            .map_err(|e| fail(format!("copying {}: {e}", program.path.display())))?;
         Ok(copy)
     }
 }
