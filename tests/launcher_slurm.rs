@@ -339,6 +339,17 @@ fn a_rank_that_dies_is_a_lost_node() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(base);
+    // The killed rank could not remove its copy of the program; the next rank on this host
+    // would: do it now (any `pp-launcher-*-PID` whose process is gone).
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("pp-launcher-")
+            .and_then(|n| n.rsplit('-').next());
+        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 // The `sbatch` script that starts nodes which `--join` a running client needs `ppserver

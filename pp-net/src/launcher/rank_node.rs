@@ -174,6 +174,7 @@ impl ProgramCopy {
             reason,
         };
         let program = crate::program::current_program().map_err(fail)?;
+        remove_orphans(&std::env::temp_dir());
         make_private_dir(&dir).map_err(|e| fail(e.to_string()))?;
         let copy = ProgramCopy { dir: dir.clone() };
         copy_program(&program.path, &dir.join(program.sha256_hex()))
@@ -186,6 +187,43 @@ impl Drop for ProgramCopy {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Removes the copies left by ranks that were killed (`pp-launcher-*-PID` of this user
+/// whose process is gone), so that killed runs do not fill the temporary directory.
+fn remove_orphans(temp: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(temp) else {
+            return;
+        };
+        let me = crate::node::sys::user_id();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.starts_with("pp-launcher-"))
+                .and_then(|n| n.rsplit('-').next())
+                .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+                .filter(|&pid| pid > 0)
+            else {
+                continue;
+            };
+            let ours = entry
+                .path()
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_dir() && m.uid() == me);
+            // SAFETY: signal 0 only checks whether the process exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if ours && gone {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = temp;
 }
 
 /// Copies the executable (a copy, not a link: the node touches what it runs, and the
