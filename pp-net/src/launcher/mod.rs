@@ -49,12 +49,14 @@ use rendezvous::Rendezvous;
 /// the environment). A problem is said on standard error: in rank 0 the program then runs
 /// without the other ranks; another rank exits with status 1.
 pub fn enter_launcher_mode_if_requested() {
+    let detected = detect(|name| std::env::var(name).ok());
     // A program with no task has nothing to run on nodes (`ppserver` itself, under
-    // `srun`, must start as many nodes as it has tasks).
-    if pp_runtime::registry::registry().is_empty() {
+    // `srun`, must start as many nodes as it has tasks). Asked only now: outside a
+    // launcher the registry is not built before `main`.
+    if !matches!(detected, Ok(None)) && pp_runtime::registry::registry().is_empty() {
         return;
     }
-    let launch = match detect(|name| std::env::var(name).ok()) {
+    let launch = match detected {
         Ok(Some(launch)) => launch,
         Ok(None) => return,
         Err(error) => {
