@@ -3,7 +3,9 @@
 //! host do not collide. The test starts munged, slurmctld and slurmd for this machine
 //! (tests/support/slurm.rs; as root, else it says so and skips). The program is this test
 //! binary in the role `rank0_runs_the_examples` (sum_primes and 40 short jobs on
-//! `Server::new()`), so that what runs is what this build compiled.
+//! `Server::new()`), so that what runs is what this build compiled. Also: the deploy/slurm
+//! scripts under `sbatch` (a program across an allocation; `ppserver --join` nodes that
+//! join a client already running), a rank that dies, rank 0 killed, `PP_LAUNCHER=off`.
 
 mod checks;
 mod support;
@@ -352,21 +354,106 @@ fn a_rank_that_dies_is_a_lost_node() {
     }
 }
 
-// The `sbatch` script that starts nodes which `--join` a running client needs `ppserver
-// --join`, built by another part of issue 18 at the same time: the lead finishes this test
-// after merging it (run deploy/slurm/pp-join-nodes.sbatch under this Slurm, with a client
-// listening on PP_LISTEN, and check that its nodes ran jobs).
 #[test]
-#[ignore = "needs `ppserver --join` (issue 18 part 2): finished after merging it"]
 fn sbatch_starts_nodes_that_join_a_running_client() {
     let Some(slurm) = Slurm::start("sbatch_starts_nodes_that_join_a_running_client") else {
         return;
     };
+    let dir = support::temp_dir("join-sbatch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, support::SECRET).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // The client runs first, here, and listens for nodes (PP_LISTEN in a program).
+    let listen = format!("127.0.0.1:{}", free_port());
+    let server = pp::Server::builder()
+        .listen(listen.as_str())
+        .secret(support::SECRET)
+        .ncpus(0)
+        .fallback_wait(support::WAIT)
+        .build()
+        .expect("the client listens");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/slurm/pp-join-nodes.sbatch"
     );
-    assert!(std::path::Path::new(script).is_file());
-    let _ = slurm;
-    todo!("start a client with PP_LISTEN, sbatch the script with PP_JOIN and a secret file, check its nodes ran jobs");
+    let submitted = slurm
+        .command("sbatch")
+        .args([
+            "--parsable",
+            "--ntasks=2",
+            "--overcommit",
+            "--oversubscribe",
+        ])
+        .arg(format!("--output={}", dir.join("nodes.out").display()))
+        .arg(script)
+        .env("PP_JOIN", &listen)
+        .env("PP_SECRET_FILE", &secret)
+        .env("PPSERVER", env!("CARGO_BIN_EXE_ppserver"))
+        .env_remove("PP_SECRET")
+        .output()
+        .expect("sbatch");
+    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    assert!(submitted.status.success(), "sbatch: {submitted:?}");
+    // Whatever happens next, the job is cancelled and waited for (its nodes redial).
+    struct Cancel<'s>(&'s Slurm, String);
+    impl Drop for Cancel<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.command("scancel").arg(&self.1).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                let queued = self
+                    .0
+                    .command("squeue")
+                    .args(["-h", "-j", &self.1])
+                    .output();
+                if queued.is_ok_and(|o| o.stdout.is_empty()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let _cancel = Cancel(&slurm, job);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let connected =
+        |server: &pp::Server| server.active_nodes().iter().filter(|n| n.connected).count();
+    while connected(&server) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the job's 2 nodes did not join within 30 s: {:?}\n{}\n{}",
+            server.active_nodes(),
+            std::fs::read_to_string(dir.join("nodes.out")).unwrap_or_default(),
+            slurm.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let naps: Vec<_> = (0..NAPS).map(|x| server.submit(nap, (x,))).collect();
+    let back: Vec<u64> = naps.into_iter().map(|j| j.result().unwrap()).collect();
+    assert_eq!(back, (0..NAPS).collect::<Vec<_>>());
+    let stats = server.stats();
+    let nodes: Vec<_> = stats
+        .executors
+        .iter()
+        .filter(|e| e.name != "local")
+        .collect();
+    assert_eq!(nodes.len(), 2, "{stats}");
+    assert!(
+        nodes.iter().all(|e| e.jobs > 0),
+        "both joined nodes ran jobs: {stats}"
+    );
+    drop(server);
+    drop(_cancel);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A free TCP port of 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
