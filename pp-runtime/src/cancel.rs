@@ -7,14 +7,19 @@
 //! running on a local thread runs on with [`should_stop`](crate::should_stop) true, its
 //! result dropped. For jobs in a remote executor's hands the executors are told once
 //! ([`Executor::settled_elsewhere`](crate::remote::Executor::settled_elsewhere)), and stop
-//! their work. The jobs of a group are found in the group's member list, the jobs in no
-//! group in the server's: cancelling costs O(the jobs cancelled), whatever the queue holds.
+//! their work. The jobs of a group are found in the group's member list. `cancel_all` takes
+//! every submitted job out of the queues and cancels it, then the jobs running on the local
+//! pool's threads (see [`crate::running`]) and, with remote executors, the jobs in no group
+//! that the server lists for them. Cancelling costs O(the jobs cancelled).
 
 use crate::error::JobError;
 use crate::group::Members;
+use crate::job::Completion;
 use crate::queue::JobQueue;
+use crate::queued_job::QueuedJob;
 use crate::server::Server;
 use crate::settle::{Settle, Was};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl JobQueue {
@@ -43,6 +48,25 @@ impl JobQueue {
             self.tell_settled_elsewhere();
         }
         settled
+    }
+
+    /// Cancels a submitted job that `cancel_all` took out of a queue, unless it was settled
+    /// while queued; returns 1 if this settled it, else 0.
+    pub(crate) fn cancel_popped(&self, job: Box<dyn QueuedJob>) -> usize {
+        if !job.take(false) {
+            self.skipped_settled();
+            return 0;
+        }
+        let task = job.task_id();
+        let completion = job.fail(JobError::Cancelled {
+            task: task.to_owned(),
+        });
+        let stored = matches!(completion, Completion::Stored { .. });
+        if stored {
+            self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        self.finished(completion, task);
+        usize::from(stored)
     }
 
     /// Cancels every job of `lists`.
@@ -91,12 +115,23 @@ impl Server {
     /// [`wait`](Server::wait) then returns without waiting for them. `par!` runs are not
     /// jobs and are not cancelled.
     pub fn cancel_all(&self) -> usize {
+        let running = self.pool.running();
+        // Jobs submitted before this, which a worker took but has not named yet, cancel
+        // themselves when they start (see `crate::running`).
+        running.bump();
+        let queue = &self.queue;
+        let mut settled: usize = (queue.take_queued_jobs().into_iter())
+            .map(|job| queue.cancel_popped(job))
+            .sum();
+        settled += self.pool.cancel_nested(queue);
         let groups: Vec<_> = {
-            let groups = self.queue.groups.lock().unwrap_or_else(|e| e.into_inner());
+            let groups = queue.groups.lock().unwrap_or_else(|e| e.into_inner());
             groups.values().cloned().collect()
         };
         let lists = groups.iter().map(|group| &group.members);
-        self.queue
-            .cancel_members(std::iter::once(&self.queue.ungrouped).chain(lists))
+        settled += queue.cancel_members(std::iter::once(&queue.ungrouped).chain(lists));
+        let on_threads = running.collect();
+        let on_threads: Vec<&dyn Settle> = on_threads.iter().map(|job| &**job).collect();
+        settled + queue.cancel_jobs(&on_threads)
     }
 }

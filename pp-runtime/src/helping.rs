@@ -50,6 +50,7 @@ use crate::job::Callback;
 use crate::pending::Pending;
 use crate::pool::{LocalPool, Pick};
 use crate::queue::JobQueue;
+use crate::settle::Settle;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,6 +145,20 @@ pub(crate) fn existing_children() -> Option<Arc<Pending>> {
     FRAMES.with(|f| f.borrow().last().cloned().flatten())
 }
 
+/// Cancels `job` through the queue of the drainer running on this thread (a job that a
+/// `cancel_all` may have missed: see [`crate::running`]); returns false, doing nothing, on
+/// a thread that is no drainer.
+pub(crate) fn cancel_on_this_drainer(job: &dyn Settle) -> bool {
+    let Some(drainer) = current() else {
+        return false;
+    };
+    // SAFETY: `DRAINER` is set only while `LocalPool::drain` runs on this thread, which
+    // holds the queue; a job it runs calls this.
+    let queue = unsafe { &*drainer.queue };
+    queue.cancel_jobs(&[job]);
+    true
+}
+
 /// If this thread is a drainer of the pool whose queue is at `queue`, runs the sub-jobs of
 /// the job waiting on it (newest first) until `done()`, or until `deadline`; returns
 /// `Some(done())` then. Returns `None` when this thread is no such drainer, its job
@@ -186,17 +201,10 @@ pub(crate) fn help_while_waiting(
     }
 }
 
-/// Counts a job submitted by one of `pool`'s drainers among the sub-jobs of the job that
-/// drainer runs, until it completes: its callback is wrapped to count it done (even if the
-/// callback panics, or the job is dropped uncompleted). Other jobs' callbacks are returned
-/// as they are.
-pub(crate) fn count_child<R: 'static>(
-    pool: &LocalPool,
-    callback: Option<Callback<R>>,
-) -> Option<Callback<R>> {
-    if !pool.is_own_drainer() {
-        return callback;
-    }
+/// Counts a job submitted by one of the pool's drainers (the caller checked) among the
+/// sub-jobs of the job that drainer runs, until it completes: its callback is wrapped to
+/// count it done (even if the callback panics, or the job is dropped uncompleted).
+pub(crate) fn count_child<R: 'static>(callback: Option<Callback<R>>) -> Option<Callback<R>> {
     let Some(children) = children() else {
         return callback;
     };

@@ -352,10 +352,9 @@ impl<R: Send + 'static> Settle for JobState<R> {
 pub struct Job<R> {
     state: Arc<JobState<R>>,
     task: &'static str,
-    /// The queue the job was submitted to, which counts a cancel.
+    /// The queue the job was submitted to: it counts a cancel, and a blocking wait may
+    /// sleep on its backlog (`None` inside: a job whose waits only park).
     queue: Weak<JobQueue>,
-    /// The local pool the job was queued on, which a blocking wait may sleep on.
-    backlog: Option<Weak<dyn Backlog>>,
     /// The server's progress bar, which a blocking wait shows (`None`: off).
     progress: Option<Arc<ProgressBar>>,
 }
@@ -368,30 +367,19 @@ impl<R> Job<R> {
             state,
             task,
             queue: Weak::new(),
-            backlog: None,
             progress: None,
         }
     }
 
-    /// A job queued on `backlog`, whose blocking waits sleep on it while it is busy.
-    pub(crate) fn on_backlog(
-        state: Arc<JobState<R>>,
-        task: &'static str,
-        backlog: Weak<dyn Backlog>,
-    ) -> Self {
+    /// A job queued on `queue`, whose blocking waits sleep on its backlog while it is busy
+    /// and whose [`cancel`](Job::cancel) it counts.
+    pub(crate) fn on_queue(state: Arc<JobState<R>>, task: &'static str, queue: Weak<JobQueue>) -> Self {
         Job {
             state,
             task,
-            queue: Weak::new(),
-            backlog: Some(backlog),
+            queue,
             progress: None,
         }
-    }
-
-    /// The same job, whose [`cancel`](Job::cancel) is counted by `queue`.
-    pub(crate) fn on_queue(mut self, queue: Weak<JobQueue>) -> Self {
-        self.queue = queue;
-        self
     }
 
     /// The same job, whose blocking waits show `progress` (the server's bar, if it has one).
@@ -411,15 +399,19 @@ impl<R> Job<R> {
             Some(bar) if !self.state.is_done() => Some(bar.wait(Source::Queue, true)),
             _ => None,
         };
-        let backlog = self.backlog.as_ref().and_then(Weak::upgrade);
-        self.state.block(deadline, backlog.as_deref())
+        let queue = self.queue.upgrade();
+        self.state
+            .block(deadline, queue.as_deref().map(|queue| queue as &dyn Backlog))
     }
 
     /// Inside a job of the same server: runs its sub-jobs until this one is done (see
     /// [`crate::helping`]); `None` elsewhere.
     fn help(&self, deadline: Option<Instant>) -> Option<bool> {
         helping::current()?;
-        let queue = Weak::as_ptr(self.backlog.as_ref()?).cast::<()>();
+        if self.queue.strong_count() == 0 {
+            return None;
+        }
+        let queue = Weak::as_ptr(&self.queue).cast::<()>();
         if self.state.register(Waiter::Thread(thread::current())) {
             return Some(true);
         }

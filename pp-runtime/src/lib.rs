@@ -102,6 +102,8 @@ mod progress;
 mod queue;
 mod queued_job;
 mod run_chunks;
+mod run_counts;
+mod running;
 mod scope;
 mod server;
 mod settle;

@@ -18,7 +18,7 @@ use crate::task::{Task, TaskFn};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What a batch gives back: the values of the inputs that succeeded, in order, the failed
@@ -126,8 +126,7 @@ impl Server {
                 state: Arc::clone(&state),
             }),
         );
-        let backlog = Arc::downgrade(&self.queue) as Weak<dyn crate::backlog::Backlog>;
-        let job = Job::on_backlog(Arc::clone(&state), task.id(), backlog)
+        let job = Job::on_queue(Arc::clone(&state), task.id(), Arc::downgrade(&self.queue))
             .with_progress(self.progress.clone());
         Queued { job, args, state }
     }

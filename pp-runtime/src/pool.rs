@@ -21,6 +21,7 @@ use crate::job::{Polling, MAX_IDLE_CORE_WAIT, SPIN};
 use crate::pending::wait_until;
 use crate::queue::JobQueue;
 use crate::queued_job::QueuedJob;
+use crate::running::Running;
 use crate::stats::{ExecutorCounters, ExecutorStats};
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -83,6 +84,8 @@ pub(crate) struct LocalPool {
     nested_len: AtomicUsize,
     /// Drainers waiting for a result with no sub-job to run: woken when one comes.
     helpers: Sleepers,
+    /// The jobs running on the worker threads, for `cancel_all`.
+    running: Arc<Running>,
 }
 
 impl LocalPool {
@@ -99,7 +102,8 @@ impl LocalPool {
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let workers = WorkerThreads::default();
-        let threads = build_threads(id, ncpus.max(1), &workers)?;
+        let running = Arc::new(Running::default());
+        let threads = build_threads(id, ncpus.max(1), &workers, &running)?;
         let pool = Arc::new_cyclic(|me| LocalPool {
             id,
             queue: Arc::downgrade(queue),
@@ -120,6 +124,7 @@ impl LocalPool {
             nested: Mutex::new(VecDeque::new()),
             nested_len: AtomicUsize::new(0),
             helpers: Sleepers::default(),
+            running,
         });
         queue.set_local_workers(ncpus);
         queue.attach_local(Arc::clone(&pool) as Arc<dyn Executor>);
@@ -180,7 +185,7 @@ impl LocalPool {
         if threads.pool.is_none() {
             return Ok(());
         }
-        let pool = build_threads(self.id, ncpus.max(1), &self.workers)?;
+        let pool = build_threads(self.id, ncpus.max(1), &self.workers, &self.running)?;
         threads.pool = Some(Arc::new(pool));
         threads.generation += 1;
         self.generation.store(threads.generation, Ordering::SeqCst);
@@ -280,6 +285,22 @@ impl LocalPool {
         }
     }
 
+    /// Cancels the sub-jobs waiting to run (`cancel_all`); the pieces of other work (`par!`
+    /// chunks, `map` batches) stay where they are. Returns how many this settled.
+    pub(crate) fn cancel_nested(&self, queue: &JobQueue) -> usize {
+        let jobs: Nested = {
+            let mut nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
+            let (jobs, others): (Nested, Nested) =
+                nested.drain(..).partition(|(_, job)| job.is_job());
+            *nested = others;
+            self.nested_len.store(nested.len(), Ordering::SeqCst);
+            jobs
+        };
+        jobs.into_iter()
+            .map(|(_, job)| queue.cancel_popped(job))
+            .sum()
+    }
+
     /// Whether a sub-job of the job whose frame is `frame` waits to run.
     pub(crate) fn has_sub_job_of(&self, frame: FrameId) -> bool {
         let nested = self.nested.lock().unwrap_or_else(|e| e.into_inner());
@@ -301,11 +322,22 @@ impl LocalPool {
         helping::current().is_some_and(|drainer| std::ptr::eq(drainer.pool, self))
     }
 
+    /// The jobs running on this pool's threads.
+    pub(crate) fn running(&self) -> &Running {
+        &self.running
+    }
+
     /// Queues `job` (already counted in `pending`): a sub-job submitted by one of this
     /// pool's drainers goes to the pool's own deque (see [`crate::helping`]), unless the
     /// server has nodes and the job may run there; any other job goes to the queue.
     pub(crate) fn submit(&self, queue: &JobQueue, job: Box<dyn QueuedJob>) {
-        if !self.is_own_drainer() || (queue.has_remote() && !job.local_only()) {
+        self.submit_from(queue, job, self.is_own_drainer());
+    }
+
+    /// [`submit`](LocalPool::submit) by a caller that knows whether it is one of this
+    /// pool's drainers (`own`: [`is_own_drainer`](LocalPool::is_own_drainer)).
+    pub(crate) fn submit_from(&self, queue: &JobQueue, job: Box<dyn QueuedJob>, own: bool) {
+        if !own || (queue.has_remote() && !job.local_only()) {
             queue.push(job);
             return;
         }
@@ -444,16 +476,21 @@ fn build_threads(
     id: u64,
     threads: usize,
     workers: &WorkerThreads,
+    running: &Arc<Running>,
 ) -> Result<rayon::ThreadPool, Error> {
     let workers = Arc::clone(workers);
+    let running = Arc::clone(running);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         // Room for the jobs a waiting worker runs on its stack (see `crate::helping`).
         .stack_size(helping::WORKER_STACK)
         .spawn_handler(move |thread| {
             let name = format!("pp-worker-{}", thread.index());
+            let running = Arc::clone(&running);
             let handle = std::thread::Builder::new().name(name).spawn(move || {
                 WORKER_OF.with(|w| w.set(id));
+                running.adopt_thread();
+                drop(running);
                 thread.run();
             })?;
             let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());

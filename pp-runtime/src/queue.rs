@@ -47,7 +47,9 @@ pub(crate) struct JobQueue {
     settled_queued: AtomicIsize,
     /// The deadline timer of jobs with a time limit run on local threads.
     pub(crate) deadlines: Deadlines,
-    /// The jobs in no group, for `cancel_all` (the others are in their group's members).
+    /// The jobs in no group, for `cancel_all` to find those in remote executors' hands:
+    /// kept only once a remote executor is attached (a local server finds its jobs in its
+    /// queues and on its threads, see [`crate::running`], and spares its submissions this).
     pub(crate) ungrouped: Members,
     /// The local pool, notified first and without a lock.
     local: OnceLock<Arc<dyn Executor>>,
@@ -194,6 +196,35 @@ impl JobQueue {
     /// longer counts as queued, and whoever pops it drops it ([`JobQueue::skipped_settled`]).
     pub(crate) fn settled_outside(&self) {
         self.settled_queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes every submitted job out of the retry queue and the shared queue (for
+    /// `cancel_all`, which cancels them); the pieces of other work found there (`par!`
+    /// chunks) stay in the retry queue or go back to the shared one, behind what was queued
+    /// meanwhile. Bounded: takes at most what the shared queue held when it began.
+    pub(crate) fn take_queued_jobs(&self) -> Vec<Box<dyn QueuedJob>> {
+        let mut jobs: Vec<Box<dyn QueuedJob>> = Vec::new();
+        if self.retry_len.load(Ordering::SeqCst) > 0 {
+            let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+            let (taken, kept): (VecDeque<_>, VecDeque<_>) =
+                retry.drain(..).partition(|retried| retried.job.is_job());
+            *retry = kept;
+            self.retry_len.store(retry.len(), Ordering::SeqCst);
+            jobs.extend(taken.into_iter().map(|retried| retried.job));
+        }
+        let mut others = Vec::new();
+        for _ in 0..self.shared.len() {
+            match steal(&self.shared) {
+                Some(job) if job.is_job() => jobs.push(job),
+                Some(job) => others.push(job),
+                None => break,
+            }
+        }
+        self.took();
+        for job in others {
+            self.push(job);
+        }
+        jobs
     }
 
     /// A taker dropped a job settled while it was queued (here or among the local pool's

@@ -69,6 +69,11 @@ pub(crate) trait QueuedJob: Send {
         let _ = remote;
         true
     }
+    /// Whether this is a submitted job (its own result slot), which `cancel_all` cancels;
+    /// false for the pieces of other work (`par!` chunks, `map` batches).
+    fn is_job(&self) -> bool {
+        false
+    }
     /// Marks a job given back by a remote executor queued again; false if it was settled
     /// meanwhile: it must then be dropped, not queued.
     fn untake(&self) -> bool {

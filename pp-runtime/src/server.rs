@@ -1,6 +1,5 @@
 //! [`Server`]: PP's job server, in Rust naming.
 
-use crate::backlog::Backlog;
 use crate::error::Error;
 use crate::group::Group;
 use crate::job::{Callback, Job, JobState};
@@ -562,6 +561,10 @@ impl Server {
 
     /// Queues a typed job, counted in `wait` and its group, and returns its handle.
     /// `limits` are the submission's, completed by the server's defaults.
+    ///
+    /// The hot path of a tiny job: one look at whether the caller is one of the pool's
+    /// workers, no lock and no list for a job in no group on a local server (`cancel_all`
+    /// finds those in the queues and on the threads: see [`crate::running`]).
     pub(crate) fn enqueue<F: TaskFn>(
         &self,
         task: Task<F>,
@@ -570,7 +573,12 @@ impl Server {
         group: Option<Arc<Group>>,
         limits: JobLimits,
     ) -> Job<F::Output> {
-        let callback = crate::helping::count_child(&self.pool, callback);
+        let own = self.pool.is_own_drainer();
+        let callback = if own {
+            crate::helping::count_child(callback)
+        } else {
+            callback
+        };
         let state = Arc::new(
             JobState::with_poll(self.pool.waiter_poll(&self.queue)).for_job(
                 task.id(),
@@ -579,20 +587,21 @@ impl Server {
             ),
         );
         self.queue.pending.add();
-        let slot = Arc::downgrade(&state) as Weak<dyn Settle>;
         match &group {
             Some(group) => {
                 group.pending.add();
-                group.members.add(slot);
+                group.members.add(Arc::downgrade(&state) as Weak<dyn Settle>);
             }
-            None => self.queue.ungrouped.add(slot),
+            None if self.queue.has_remote() => {
+                (self.queue.ungrouped).add(Arc::downgrade(&state) as Weak<dyn Settle>);
+            }
+            None => {}
         }
-        let job =
-            TypedJob::new(task, args, Arc::clone(&state)).with_limits(limits.or(self.defaults));
-        self.pool.submit(&self.queue, Box::new(job));
-        let backlog = Arc::downgrade(&self.queue) as Weak<dyn Backlog>;
-        Job::on_backlog(state, task.id(), backlog)
-            .on_queue(Arc::downgrade(&self.queue))
+        let job = TypedJob::new(task, args, Arc::clone(&state))
+            .with_limits(limits.or(self.defaults))
+            .in_epoch(self.pool.running().epoch());
+        self.pool.submit_from(&self.queue, Box::new(job), own);
+        Job::on_queue(state, task.id(), Arc::downgrade(&self.queue))
             .with_progress(self.progress.clone())
     }
 }

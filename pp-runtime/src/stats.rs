@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::node_failure::{NodeConnection, NodeFailure};
+use crate::run_counts::RunCounts;
 
 /// A count of jobs and the sum of their times.
 #[derive(Debug, Default)]
@@ -27,10 +28,6 @@ impl TimeSum {
         self.jobs.load(Ordering::Relaxed)
     }
 
-    fn total(&self) -> Duration {
-        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
-    }
-
     /// The average time (zero before the first job).
     fn average(&self) -> Duration {
         match self.jobs() {
@@ -46,17 +43,16 @@ impl TimeSum {
 #[derive(Debug)]
 pub(crate) struct ExecutorCounters {
     name: String,
-    run: TimeSum,
-    /// Jobs running here now (the local pool only: see [`ExecutorCounters::timed`]).
-    running: AtomicUsize,
+    /// Finished jobs, their time, and the jobs running here now (the local pool only: see
+    /// [`ExecutorCounters::timed`]); per thread, see [`crate::run_counts`].
+    run: RunCounts,
 }
 
 impl ExecutorCounters {
     pub(crate) fn new(name: &str) -> Self {
         ExecutorCounters {
             name: name.to_owned(),
-            run: TimeSum::default(),
-            running: AtomicUsize::new(0),
+            run: RunCounts::default(),
         }
     }
 
@@ -74,17 +70,17 @@ impl ExecutorCounters {
     /// counting as running before the caller stores its result, so whoever sees the result
     /// sees the job no longer running.
     pub(crate) fn timed<T>(&self, run: impl FnOnce() -> T) -> (T, Duration) {
-        self.running.fetch_add(1, Ordering::Relaxed);
+        self.run.started();
         let start = Instant::now();
         let output = run();
         let run_time = start.elapsed();
-        self.running.fetch_sub(1, Ordering::Release);
+        self.run.stopped();
         (output, run_time)
     }
 
     /// Jobs running here now.
     pub(crate) fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
+        self.run.running()
     }
 
     /// Average run time of the jobs counted so far (zero before the first).

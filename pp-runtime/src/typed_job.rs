@@ -23,6 +23,8 @@ pub(crate) struct TypedJob<F: TaskFn> {
     state: Arc<JobState<F::Output>>,
     body: Body<F>,
     limits: JobLimits,
+    /// The cancel epoch it was submitted in (see [`crate::running`]).
+    epoch: u64,
 }
 
 /// The job's arguments.
@@ -73,7 +75,14 @@ impl<F: TaskFn> TypedJob<F> {
             state,
             body: Body::Owned(args),
             limits: JobLimits::default(),
+            epoch: 0,
         }
+    }
+
+    /// The same job, submitted in cancel epoch `epoch` (see [`crate::running`]).
+    pub(crate) fn in_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     /// The same job with `limits` (its time limit and retries).
@@ -206,10 +215,24 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
 
     fn run(self: Box<Self>, counters: &ExecutorCounters) -> Completion {
         let TypedJob {
-            task, state, body, ..
+            task,
+            state,
+            body,
+            epoch,
+            ..
         } = *self;
         if state.is_claimed() {
             // Settled (cancelled, timed out) after it was taken: not run.
+            return Completion::Duplicate;
+        }
+        // Named as running on this thread, for `cancel_all`, until its function returns.
+        let running = crate::running::enter(&state, epoch);
+        if running
+            .as_ref()
+            .is_some_and(crate::running::Entered::missed_cancel)
+            && crate::helping::cancel_on_this_drainer(&*state)
+        {
+            // A `cancel_all` began after it was submitted and may not have seen it.
             return Completion::Duplicate;
         }
         let args = match body {
@@ -222,6 +245,7 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
             },
         };
         let (result, tally) = Self::call(task, args, &state, counters);
+        drop(running);
         Self::finish(&state, result, Some(tally))
     }
 
@@ -239,6 +263,10 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
 
     fn take(&self, remote: bool) -> bool {
         self.state.mark_taken(remote)
+    }
+
+    fn is_job(&self) -> bool {
+        true
     }
 
     fn untake(&self) -> bool {
@@ -280,6 +308,7 @@ impl<F: TaskFn> QueuedJob for TypedJob<F> {
             state: Arc::clone(&self.state),
             body: Body::Shared(Arc::clone(shared)),
             limits: self.limits,
+            epoch: self.epoch,
         }))
     }
 

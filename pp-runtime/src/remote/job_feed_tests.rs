@@ -82,7 +82,7 @@ fn queued_job_with(limits: JobLimits) -> (Fixture, Job<u64>) {
     fixture.queue.pending.add();
     let job = TypedJob::new(DOUBLE, (21,), Arc::clone(&state)).with_limits(limits);
     fixture.queue.push(Box::new(job));
-    let handle = Job::new(state, DOUBLE.id()).on_queue(Arc::downgrade(&fixture.queue));
+    let handle = Job::on_queue(state, DOUBLE.id(), Arc::downgrade(&fixture.queue));
     (fixture, handle)
 }
 
