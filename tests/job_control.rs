@@ -426,3 +426,48 @@ fn no_timer_thread_without_time_limits() {
         "the server stops its timer"
     );
 }
+
+/// The server of [`parent_of_patient_children`], one worker: its jobs submit to it.
+fn nesting_server() -> &'static Server {
+    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+    SERVER.get_or_init(one_worker)
+}
+
+/// Sub-jobs started (each runs until `should_stop`, bounded by [`AT_MOST`]).
+static CHILDREN_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+#[pp::parallel]
+fn patient_child() -> u64 {
+    CHILDREN_STARTED.fetch_add(1, Ordering::SeqCst);
+    let start = Instant::now();
+    while start.elapsed() < AT_MOST && !pp::should_stop() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    1
+}
+
+/// Submits `children` sub-jobs and waits for them: the first runs nested on this worker's
+/// stack while this job waits, the others stay in the pool's queue of sub-jobs.
+#[pp::parallel]
+fn parent_of_patient_children(children: u64) -> u64 {
+    let server = nesting_server();
+    let jobs: Vec<_> = (0..children).map(|_| server.submit(patient_child, ())).collect();
+    jobs.into_iter().map(|job| job.result().unwrap_or(0)).sum()
+}
+
+#[test]
+fn cancel_all_cancels_sub_jobs_queued_and_running_nested() {
+    let server = nesting_server();
+    let parent = server.submit(parent_of_patient_children, (5,));
+    assert!(eventually(|| CHILDREN_STARTED.load(Ordering::SeqCst) >= 1));
+    let queued: Vec<_> = (0..10).map(|x| server.submit(tiny, (x,))).collect();
+    // The parent and the child it runs, 4 queued children, 10 queued jobs.
+    assert_eq!(server.cancel_all(), 16, "{}", server.stats());
+    assert!(matches!(parent.result(), Err(JobError::Cancelled { .. })));
+    for job in queued {
+        assert!(matches!(job.result(), Err(JobError::Cancelled { .. })));
+    }
+    assert!(server.wait_timeout(AT_MOST), "wait() returns");
+    assert_eq!(CHILDREN_STARTED.load(Ordering::SeqCst), 1, "queued children never ran");
+    assert_eq!(server.submit(tiny, (1,)).result(), Ok(2), "later jobs run");
+}

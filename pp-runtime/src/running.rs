@@ -177,3 +177,60 @@ impl Drop for Entered {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{enter, Running};
+    use crate::job::{JobState, Polling};
+    use crate::settle::Settle;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn slot_for_test() -> Arc<JobState<u64>> {
+        Arc::new(JobState::with_poll(Polling::spinning(Duration::ZERO)))
+    }
+
+    #[test]
+    fn a_worker_names_its_jobs_while_they_run_nested_or_not() {
+        let running = Arc::new(Running::default());
+        let (outer, inner) = (slot_for_test(), slot_for_test());
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                running.adopt_thread();
+                assert!(running.collect().is_empty());
+                let entered = enter(&outer, running.epoch()).expect("a worker thread");
+                assert!(!entered.missed_cancel());
+                let nested = enter(&inner, running.epoch()).expect("room for nesting");
+                let seen = running.collect();
+                assert_eq!(seen.len(), 2);
+                drop(nested);
+                assert_eq!(running.collect().len(), 1);
+                drop(entered);
+                assert!(running.collect().is_empty());
+                drop(seen);
+            });
+        });
+        // Only the test's two handles are left: the slot kept no count.
+        assert_eq!(Arc::strong_count(&outer), 1);
+        assert!(!outer.is_settled());
+    }
+
+    #[test]
+    fn a_job_submitted_before_a_cancel_all_that_starts_after_it_knows() {
+        let running = Arc::new(Running::default());
+        let job = slot_for_test();
+        let submitted = running.epoch();
+        running.bump();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                running.adopt_thread();
+                let entered = enter(&job, submitted).expect("a worker thread");
+                assert!(entered.missed_cancel());
+                let later = enter(&job, running.epoch()).expect("room");
+                assert!(!later.missed_cancel());
+            });
+        });
+        // A thread that is no worker names nothing.
+        assert!(enter(&job, submitted).is_none());
+    }
+}
