@@ -4,7 +4,8 @@
 //!
 //! Run with `cargo bench --bench job_control`; it prints a Markdown table for
 //! BENCHMARKS.md. Each figure is the median of several runs, the systems alternating so
-//! that drift hits both alike. `JOB_CONTROL_WORKERS` sets the pool size (default 2).
+//! that drift hits both alike. `JOB_CONTROL_WORKERS` sets the pool size (default 2);
+//! `JOB_CONTROL_ONLY=submit` runs the tiny jobs only (for a profiler).
 
 mod common;
 
@@ -91,6 +92,10 @@ fn main() {
     let (server, pool) = common::pp_and_rayon(workers);
     let inputs: Vec<u64> = (0..MAP_INPUTS).collect();
     let (pp_t, rayon_t) = pair(TINY_RUNS, || pp_tiny(&server), || rayon_tiny(&pool));
+    if std::env::var("JOB_CONTROL_ONLY").is_ok_and(|only| only == "submit") {
+        println!("| {TINY_JOBS} tiny jobs | {pp_t:?} | {rayon_t:?} |");
+        return;
+    }
     let (pp_m, rayon_m) = pair(
         MAP_RUNS,
         || pp_map(&server, &inputs),

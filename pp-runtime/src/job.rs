@@ -65,23 +65,36 @@ pub(crate) const SPIN: Duration = Duration::from_micros(20);
 pub(crate) const MAX_IDLE_CORE_WAIT: Duration = Duration::from_millis(2);
 
 /// How a blocking waiter polls for its result before it parks (decided at submission).
+/// Eight bytes: it is in every job's result slot, whose size decides how fast the
+/// allocator serves it (the hot path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Polling {
-    /// How long it polls.
-    pub(crate) time: Duration,
+    /// How long it polls, in microseconds (at most [`MAX_IDLE_CORE_WAIT`]).
+    micros: u32,
     /// Whether it gives the CPU away between polls from the start, rather than spinning
     /// for [`SPIN`] first: when the result comes through other threads and processes that
     /// may need this very CPU (a remote job's chain of hops), a spin would hold them up.
-    pub(crate) yielding: bool,
+    yielding: bool,
 }
 
 impl Polling {
-    /// Polls for `time`, spinning for the first [`SPIN`] of it.
-    pub(crate) const fn spinning(time: Duration) -> Self {
+    /// Polls for `time` (whole microseconds), yielding between polls from the start if
+    /// `yielding`.
+    pub(crate) fn new(time: Duration, yielding: bool) -> Self {
         Polling {
-            time,
-            yielding: false,
+            micros: u32::try_from(time.as_micros()).unwrap_or(u32::MAX),
+            yielding,
         }
+    }
+
+    /// Polls for `time`, spinning for the first [`SPIN`] of it.
+    pub(crate) fn spinning(time: Duration) -> Self {
+        Polling::new(time, false)
+    }
+
+    /// How long it polls.
+    pub(crate) fn time(&self) -> Duration {
+        Duration::from_micros(u64::from(self.micros))
     }
 }
 
@@ -101,7 +114,9 @@ pub(crate) struct JobState<R> {
     /// How a blocking waiter polls before it parks (see [`JobState::with_poll`]).
     poll: Polling,
     task: &'static str,
-    result: UnsafeCell<Option<Result<R, JobError>>>,
+    /// The result, its error boxed: a slot with a small result stays small (the
+    /// allocator serves it from its fast lists; the hot path).
+    result: UnsafeCell<Option<Result<R, Box<JobError>>>>,
     callback: UnsafeCell<Option<Callback<R>>>,
     group: Option<Arc<Group>>,
     waiter: Mutex<Option<Waiter>>,
@@ -140,8 +155,28 @@ impl<R> JobState<R> {
         }
     }
 
+    /// A slot for a job of task `task`, whose completion runs `callback` and counts `group`
+    /// done, built in place (see [`with_poll`](JobState::with_poll) for `poll`).
+    pub(crate) fn new_job(
+        poll: Polling,
+        task: &'static str,
+        callback: Option<Callback<R>>,
+        group: Option<Arc<Group>>,
+    ) -> Self {
+        JobState {
+            poll,
+            state: AtomicU8::new(0),
+            task,
+            result: UnsafeCell::new(None),
+            callback: UnsafeCell::new(callback),
+            group,
+            waiter: Mutex::new(None),
+        }
+    }
+
     /// The same slot for a job of task `task`, whose completion runs `callback` and counts
     /// `group` done.
+    #[cfg(test)]
     pub(crate) fn for_job(
         mut self,
         task: &'static str,
@@ -227,12 +262,12 @@ impl<R> JobState<R> {
         // SAFETY: the caller won CLAIMED, DONE is not yet set: nobody else touches the slot
         // or the callback.
         let (slot, callback) = unsafe { (&mut *self.result.get(), (*self.callback.get()).take()) };
-        let stored = slot.insert(result);
         let callback_panic = callback.and_then(|callback| {
-            catch_unwind(AssertUnwindSafe(|| callback(stored)))
+            catch_unwind(AssertUnwindSafe(|| callback(&result)))
                 .err()
                 .map(|payload| panic_message(payload.as_ref()))
         });
+        *slot = Some(result.map_err(Box::new));
         let previous = self.state.fetch_or(DONE, Ordering::AcqRel);
         if previous & WAITING != 0 {
             let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -264,7 +299,7 @@ impl<R> JobState<R> {
                 std::hint::spin_loop();
             }
             let waited = start.elapsed();
-            if waited > self.poll.time {
+            if waited > self.poll.time() {
                 return self.is_done();
             }
             if self.poll.yielding || waited > SPIN {
@@ -321,7 +356,7 @@ impl<R> JobState<R> {
         debug_assert!(self.is_done());
         // SAFETY: DONE was observed with acquire ordering, so the completer is finished with
         // the slot; the single `Job` handle is the only reader.
-        unsafe { (*self.result.get()).take() }
+        unsafe { (*self.result.get()).take() }.map(|result| result.map_err(|error| *error))
     }
 }
 

@@ -157,10 +157,7 @@ impl LocalPool {
             let time = queue.fastest_remote_average().map_or(SPIN, |d| {
                 d.saturating_mul(2).clamp(SPIN, MAX_IDLE_CORE_WAIT)
             });
-            return Polling {
-                time,
-                yielding: true,
-            };
+            return Polling::new(time, true);
         }
         Polling::spinning(if ncpus < self.cores {
             let typical = self.counters.average().saturating_mul(2);

@@ -579,13 +579,8 @@ impl Server {
         } else {
             callback
         };
-        let state = Arc::new(
-            JobState::with_poll(self.pool.waiter_poll(&self.queue)).for_job(
-                task.id(),
-                callback,
-                group.clone(),
-            ),
-        );
+        let poll = self.pool.waiter_poll(&self.queue);
+        let state = Arc::new(JobState::new_job(poll, task.id(), callback, group.clone()));
         self.queue.pending.add();
         match &group {
             Some(group) => {
@@ -597,9 +592,8 @@ impl Server {
             }
             None => {}
         }
-        let job = TypedJob::new(task, args, Arc::clone(&state))
-            .with_limits(limits.or(self.defaults))
-            .in_epoch(self.pool.running().epoch());
+        let (limits, epoch) = (limits.or(self.defaults), self.pool.running().epoch());
+        let job = TypedJob::submitted(task, args, Arc::clone(&state), limits, epoch);
         self.pool.submit_from(&self.queue, Box::new(job), own);
         Job::on_queue(state, task.id(), Arc::downgrade(&self.queue))
             .with_progress(self.progress.clone())

@@ -69,6 +69,7 @@ impl Drop for Running {
 
 impl<F: TaskFn> TypedJob<F> {
     /// A job of `task` with `args`, whose result goes to `state`.
+    #[cfg(test)]
     pub(crate) fn new(task: Task<F>, args: F::Args, state: Arc<JobState<F::Output>>) -> Self {
         TypedJob {
             task,
@@ -79,13 +80,26 @@ impl<F: TaskFn> TypedJob<F> {
         }
     }
 
-    /// The same job, submitted in cancel epoch `epoch` (see [`crate::running`]).
-    pub(crate) fn in_epoch(mut self, epoch: u64) -> Self {
-        self.epoch = epoch;
-        self
+    /// A job as a server submits it, built in place: with `limits`, in cancel epoch
+    /// `epoch` (see [`crate::running`]).
+    pub(crate) fn submitted(
+        task: Task<F>,
+        args: F::Args,
+        state: Arc<JobState<F::Output>>,
+        limits: JobLimits,
+        epoch: u64,
+    ) -> Self {
+        TypedJob {
+            task,
+            state,
+            body: Body::Owned(args),
+            limits,
+            epoch,
+        }
     }
 
     /// The same job with `limits` (its time limit and retries).
+    #[cfg(test)]
     pub(crate) fn with_limits(mut self, limits: JobLimits) -> Self {
         self.limits = limits;
         self
