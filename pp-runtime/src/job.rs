@@ -263,6 +263,8 @@ impl<R> JobState<R> {
         // or the callback.
         let (slot, callback) = unsafe { (&mut *self.result.get(), (*self.callback.get()).take()) };
         let callback_panic = callback.and_then(|callback| {
+            // A callback's time is no job's run time (see `crate::clock`).
+            crate::clock::break_chain();
             catch_unwind(AssertUnwindSafe(|| callback(&result)))
                 .err()
                 .map(|payload| panic_message(payload.as_ref()))
@@ -270,6 +272,7 @@ impl<R> JobState<R> {
         *slot = Some(result.map_err(Box::new));
         let previous = self.state.fetch_or(DONE, Ordering::AcqRel);
         if previous & WAITING != 0 {
+            crate::clock::break_chain();
             let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
             match waiter {
                 Some(Waiter::Thread(thread)) => thread.unpark(),

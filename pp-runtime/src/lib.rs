@@ -84,6 +84,7 @@ mod as_completed;
 mod backlog;
 mod cancel;
 mod chunks;
+mod clock;
 mod deadline;
 mod error;
 mod executor;

@@ -373,6 +373,7 @@ impl LocalPool {
     /// The body of a drainer: run queued jobs until the queue stays empty.
     fn drain(&self, queue: &JobQueue, generation: u64) {
         let _drainer = helping::enter(self, queue);
+        let _clock = crate::clock::chain();
         loop {
             while let Some(job) = self.pop(queue) {
                 self.run(queue, job);
@@ -384,6 +385,8 @@ impl LocalPool {
                     return;
                 }
             }
+            // Idle polls are no job's time.
+            crate::clock::break_chain();
             if (0..IDLE_POLLS).any(|_| {
                 std::hint::spin_loop();
                 self.has_work(queue)

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::node_failure::{NodeConnection, NodeFailure};
 use crate::run_counts::RunCounts;
@@ -69,11 +69,12 @@ impl ExecutorCounters {
     /// counted as running here meanwhile; returns its result and run time. The job stops
     /// counting as running before the caller stores its result, so whoever sees the result
     /// sees the job no longer running.
+    ///
+    /// On a local worker running jobs back to back the run time also holds the pool's
+    /// bookkeeping since the previous job (one clock read per job: see [`crate::clock`]).
     pub(crate) fn timed<T>(&self, run: impl FnOnce() -> T) -> (T, Duration) {
         self.run.started();
-        let start = Instant::now();
-        let output = run();
-        let run_time = start.elapsed();
+        let (output, run_time) = crate::clock::timed(run);
         self.run.stopped();
         (output, run_time)
     }
