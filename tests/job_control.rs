@@ -451,7 +451,9 @@ fn patient_child() -> u64 {
 #[pp::parallel]
 fn parent_of_patient_children(children: u64) -> u64 {
     let server = nesting_server();
-    let jobs: Vec<_> = (0..children).map(|_| server.submit(patient_child, ())).collect();
+    let jobs: Vec<_> = (0..children)
+        .map(|_| server.submit(patient_child, ()))
+        .collect();
     jobs.into_iter().map(|job| job.result().unwrap_or(0)).sum()
 }
 
@@ -468,6 +470,10 @@ fn cancel_all_cancels_sub_jobs_queued_and_running_nested() {
         assert!(matches!(job.result(), Err(JobError::Cancelled { .. })));
     }
     assert!(server.wait_timeout(AT_MOST), "wait() returns");
-    assert_eq!(CHILDREN_STARTED.load(Ordering::SeqCst), 1, "queued children never ran");
+    assert_eq!(
+        CHILDREN_STARTED.load(Ordering::SeqCst),
+        1,
+        "queued children never ran"
+    );
     assert_eq!(server.submit(tiny, (1,)).result(), Ok(2), "later jobs run");
 }

@@ -50,23 +50,35 @@ impl JobQueue {
         settled
     }
 
-    /// Cancels a submitted job that `cancel_all` took out of a queue, unless it was settled
-    /// while queued; returns 1 if this settled it, else 0.
-    pub(crate) fn cancel_popped(&self, job: Box<dyn QueuedJob>) -> usize {
-        if !job.take(false) {
-            self.skipped_settled();
-            return 0;
+    /// Cancels the submitted jobs that `cancel_all` took out of the queues, except those
+    /// settled while queued; returns how many this settled. Counted once for them all.
+    pub(crate) fn cancel_taken_out(
+        &self,
+        jobs: impl IntoIterator<Item = Box<dyn QueuedJob>>,
+    ) -> usize {
+        let mut settled = 0;
+        for job in jobs {
+            if !job.take(false) {
+                self.skipped_settled();
+                continue;
+            }
+            let task = job.task_id();
+            let completion = job.fail(JobError::Cancelled {
+                task: task.to_owned(),
+            });
+            if let Completion::Stored { callback_panic } = completion {
+                settled += 1;
+                // `fail` logged it.
+                if callback_panic.is_some() {
+                    (self.counters.callback_panics).fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
-        let task = job.task_id();
-        let completion = job.fail(JobError::Cancelled {
-            task: task.to_owned(),
-        });
-        let stored = matches!(completion, Completion::Stored { .. });
-        if stored {
-            self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-        }
-        self.finished(completion, task);
-        usize::from(stored)
+        self.counters
+            .cancelled
+            .fetch_add(settled as u64, Ordering::Relaxed);
+        self.pending.done_many(settled);
+        settled
     }
 
     /// Cancels every job of `lists`.
@@ -115,21 +127,22 @@ impl Server {
     /// [`wait`](Server::wait) then returns without waiting for them. `par!` runs are not
     /// jobs and are not cancelled.
     pub fn cancel_all(&self) -> usize {
+        let queue = &self.queue;
+        if queue.has_remote() {
+            // Remote executors hold jobs the server cannot see: every job is in a list.
+            let groups: Vec<_> = {
+                let groups = queue.groups.lock().unwrap_or_else(|e| e.into_inner());
+                groups.values().cloned().collect()
+            };
+            let lists = groups.iter().map(|group| &group.members);
+            return queue.cancel_members(std::iter::once(&queue.ungrouped).chain(lists));
+        }
         let running = self.pool.running();
         // Jobs submitted before this, which a worker took but has not named yet, cancel
         // themselves when they start (see `crate::running`).
         running.bump();
-        let queue = &self.queue;
-        let mut settled: usize = (queue.take_queued_jobs().into_iter())
-            .map(|job| queue.cancel_popped(job))
-            .sum();
+        let mut settled = queue.cancel_taken_out(queue.take_queued_jobs());
         settled += self.pool.cancel_nested(queue);
-        let groups: Vec<_> = {
-            let groups = queue.groups.lock().unwrap_or_else(|e| e.into_inner());
-            groups.values().cloned().collect()
-        };
-        let lists = groups.iter().map(|group| &group.members);
-        settled += queue.cancel_members(std::iter::once(&queue.ungrouped).chain(lists));
         let on_threads = running.collect();
         let on_threads: Vec<&dyn Settle> = on_threads.iter().map(|job| &**job).collect();
         settled + queue.cancel_jobs(&on_threads)

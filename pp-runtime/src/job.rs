@@ -411,7 +411,11 @@ impl<R> Job<R> {
 
     /// A job queued on `queue`, whose blocking waits sleep on its backlog while it is busy
     /// and whose [`cancel`](Job::cancel) it counts.
-    pub(crate) fn on_queue(state: Arc<JobState<R>>, task: &'static str, queue: Weak<JobQueue>) -> Self {
+    pub(crate) fn on_queue(
+        state: Arc<JobState<R>>,
+        task: &'static str,
+        queue: Weak<JobQueue>,
+    ) -> Self {
         Job {
             state,
             task,
@@ -438,8 +442,10 @@ impl<R> Job<R> {
             _ => None,
         };
         let queue = self.queue.upgrade();
-        self.state
-            .block(deadline, queue.as_deref().map(|queue| queue as &dyn Backlog))
+        self.state.block(
+            deadline,
+            queue.as_deref().map(|queue| queue as &dyn Backlog),
+        )
     }
 
     /// Inside a job of the same server: runs its sub-jobs until this one is done (see

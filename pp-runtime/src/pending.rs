@@ -25,7 +25,16 @@ impl Pending {
     }
 
     pub(crate) fn done(&self) {
-        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiters.load(Ordering::SeqCst) > 0
+        self.done_many(1);
+    }
+
+    /// [`done`](Pending::done) for `jobs` jobs at once.
+    pub(crate) fn done_many(&self, jobs: usize) {
+        if jobs == 0 {
+            return;
+        }
+        if self.count.fetch_sub(jobs, Ordering::SeqCst) == jobs
+            && self.waiters.load(Ordering::SeqCst) > 0
         {
             // Taking the lock orders this wake-up after the waiter's check of `count`.
             let helpers = self.lock.lock().unwrap_or_else(|e| e.into_inner());

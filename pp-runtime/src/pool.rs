@@ -293,9 +293,7 @@ impl LocalPool {
             self.nested_len.store(nested.len(), Ordering::SeqCst);
             jobs
         };
-        jobs.into_iter()
-            .map(|(_, job)| queue.cancel_popped(job))
-            .sum()
+        queue.cancel_taken_out(jobs.into_iter().map(|(_, job)| job))
     }
 
     /// Whether a sub-job of the job whose frame is `frame` waits to run.

@@ -25,7 +25,7 @@ use crate::remote::remote_job::RemoteJob;
 use crate::remote::routing::{self, Take};
 use crate::settle::{Settle, Was};
 use crate::stats::{ExecutorCounters, ExecutorStats, NodeStatus, ServerCounters};
-use crossbeam_deque::{Injector, Steal};
+use crossbeam_deque::{Injector, Steal, Worker};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -212,12 +212,20 @@ impl JobQueue {
             self.retry_len.store(retry.len(), Ordering::SeqCst);
             jobs.extend(taken.into_iter().map(|retried| retried.job));
         }
-        let mut others = Vec::new();
-        for _ in 0..self.shared.len() {
-            match steal(&self.shared) {
-                Some(job) if job.is_job() => jobs.push(job),
-                Some(job) => others.push(job),
-                None => break,
+        // In batches (one pin of the queue's memory per batch, not per job).
+        let (batch, mut others) = (Worker::new_fifo(), Vec::new());
+        let mut left = self.shared.len();
+        while left > 0 {
+            if let Steal::Empty = self.shared.steal_batch_with_limit(&batch, left) {
+                break;
+            }
+            while let Some(job) = batch.pop() {
+                left = left.saturating_sub(1);
+                if job.is_job() {
+                    jobs.push(job);
+                } else {
+                    others.push(job);
+                }
             }
         }
         self.took();

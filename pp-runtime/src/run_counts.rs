@@ -62,7 +62,10 @@ impl RunCounts {
 
     /// Finished jobs.
     pub(crate) fn jobs(&self) -> u64 {
-        self.shards.iter().map(|s| s.jobs.load(Ordering::Relaxed)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.jobs.load(Ordering::Relaxed))
+            .sum()
     }
 
     fn nanos(&self) -> u64 {

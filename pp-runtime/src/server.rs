@@ -585,7 +585,9 @@ impl Server {
         match &group {
             Some(group) => {
                 group.pending.add();
-                group.members.add(Arc::downgrade(&state) as Weak<dyn Settle>);
+                group
+                    .members
+                    .add(Arc::downgrade(&state) as Weak<dyn Settle>);
             }
             None if self.queue.has_remote() => {
                 (self.queue.ungrouped).add(Arc::downgrade(&state) as Weak<dyn Settle>);
