@@ -56,47 +56,7 @@ const TAKEN: u8 = 8;
 /// Taken by a remote executor (with `TAKEN`).
 const REMOTE: u8 = 16;
 
-/// How long a waiter spins before it parks: long enough to catch a short job without a
-/// thread wake-up round trip, short enough not to steal a core from the workers.
-pub(crate) const SPIN: Duration = Duration::from_micros(20);
-
-/// The longest a waiter keeps polling (yielding the CPU between polls) when the server said
-/// a core is idle: past it, it parks.
-pub(crate) const MAX_IDLE_CORE_WAIT: Duration = Duration::from_millis(2);
-
-/// How a blocking waiter polls for its result before it parks (decided at submission).
-/// Eight bytes: it is in every job's result slot, whose size decides how fast the
-/// allocator serves it (the hot path).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Polling {
-    /// How long it polls, in microseconds (at most [`MAX_IDLE_CORE_WAIT`]).
-    micros: u32,
-    /// Whether it gives the CPU away between polls from the start, rather than spinning
-    /// for [`SPIN`] first: when the result comes through other threads and processes that
-    /// may need this very CPU (a remote job's chain of hops), a spin would hold them up.
-    yielding: bool,
-}
-
-impl Polling {
-    /// Polls for `time` (whole microseconds), yielding between polls from the start if
-    /// `yielding`.
-    pub(crate) fn new(time: Duration, yielding: bool) -> Self {
-        Polling {
-            micros: u32::try_from(time.as_micros()).unwrap_or(u32::MAX),
-            yielding,
-        }
-    }
-
-    /// Polls for `time`, spinning for the first [`SPIN`] of it.
-    pub(crate) fn spinning(time: Duration) -> Self {
-        Polling::new(time, false)
-    }
-
-    /// How long it polls.
-    pub(crate) fn time(&self) -> Duration {
-        Duration::from_micros(u64::from(self.micros))
-    }
-}
+pub(crate) use crate::polling::{Polling, MAX_IDLE_CORE_WAIT, SPIN};
 
 /// A function run on a job's result before the job counts as finished.
 pub type Callback<R> = Box<dyn FnOnce(&Result<R, JobError>) + Send>;
@@ -305,7 +265,7 @@ impl<R> JobState<R> {
             if waited > self.poll.time() {
                 return self.is_done();
             }
-            if self.poll.yielding || waited > SPIN {
+            if self.poll.yielding() || waited > SPIN {
                 // Past the short spin, give the CPU to anyone who wants it between polls.
                 thread::yield_now();
             }

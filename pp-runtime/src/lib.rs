@@ -97,6 +97,7 @@ mod map_batch;
 mod node_failure;
 mod outcome;
 mod pending;
+mod polling;
 mod pool;
 mod portable_chunk;
 mod progress;

@@ -13,6 +13,8 @@
 //! remote ones, once any is attached. A thread waiting for a result may sleep on the queue
 //! while it has a backlog (see [`crate::backlog`]); takers wake it when the backlog runs low.
 
+mod drain;
+
 use crate::backlog::{Backlog, Sleepers};
 use crate::deadline::Deadlines;
 use crate::error::JobError;
@@ -25,7 +27,7 @@ use crate::remote::remote_job::RemoteJob;
 use crate::remote::routing::{self, Take};
 use crate::settle::{Settle, Was};
 use crate::stats::{ExecutorCounters, ExecutorStats, NodeStatus, ServerCounters};
-use crossbeam_deque::{Injector, Steal, Worker};
+use crossbeam_deque::{Injector, Steal};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -196,43 +198,6 @@ impl JobQueue {
     /// longer counts as queued, and whoever pops it drops it ([`JobQueue::skipped_settled`]).
     pub(crate) fn settled_outside(&self) {
         self.settled_queued.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Takes every submitted job out of the retry queue and the shared queue (for
-    /// `cancel_all`, which cancels them); the pieces of other work found there (`par!`
-    /// chunks) stay in the retry queue or go back to the shared one, behind what was queued
-    /// meanwhile. Bounded: takes at most what the shared queue held when it began.
-    pub(crate) fn take_queued_jobs(&self) -> Vec<Box<dyn QueuedJob>> {
-        let mut jobs: Vec<Box<dyn QueuedJob>> = Vec::new();
-        if self.retry_len.load(Ordering::SeqCst) > 0 {
-            let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
-            let (taken, kept): (VecDeque<_>, VecDeque<_>) =
-                retry.drain(..).partition(|retried| retried.job.is_job());
-            *retry = kept;
-            self.retry_len.store(retry.len(), Ordering::SeqCst);
-            jobs.extend(taken.into_iter().map(|retried| retried.job));
-        }
-        // In batches (one pin of the queue's memory per batch, not per job).
-        let (batch, mut others) = (Worker::new_fifo(), Vec::new());
-        let mut left = self.shared.len();
-        while left > 0 {
-            if let Steal::Empty = self.shared.steal_batch_with_limit(&batch, left) {
-                break;
-            }
-            while let Some(job) = batch.pop() {
-                left = left.saturating_sub(1);
-                if job.is_job() {
-                    jobs.push(job);
-                } else {
-                    others.push(job);
-                }
-            }
-        }
-        self.took();
-        for job in others {
-            self.push(job);
-        }
-        jobs
     }
 
     /// A taker dropped a job settled while it was queued (here or among the local pool's
