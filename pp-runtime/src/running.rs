@@ -129,7 +129,8 @@ pub(crate) fn enter<S: Settle + 'static>(job: &Arc<S>, submitted: u64) -> Option
         if depth >= CAPACITY {
             return None;
         }
-        let pointer: *const dyn Settle = Arc::as_ptr(job) as *const S;
+        let pointer: *const S = Arc::as_ptr(job);
+        let pointer: *const dyn Settle = pointer;
         // SAFETY: only this thread writes the slot, and level `depth` is unpublished with
         // no reader of it (see `Entered::drop`).
         unsafe { *slot.jobs[depth].get() = Some(pointer) };
