@@ -477,3 +477,44 @@ fn cancel_all_cancels_sub_jobs_queued_and_running_nested() {
     );
     assert_eq!(server.submit(tiny, (1,)).result(), Ok(2), "later jobs run");
 }
+
+#[test]
+fn cancel_all_racing_busy_workers_leaves_every_job_settled_once() {
+    let server = Server::builder().ncpus(2).build().expect("server starts");
+    let mut all_cancelled = 0;
+    for round in 0..20 {
+        let jobs: Vec<_> = (0..2_000).map(|x| server.submit(tiny, (x,))).collect();
+        let returned = server.cancel_all();
+        assert!(
+            server.wait_timeout(AT_MOST),
+            "wait() returns (round {round})"
+        );
+        let mut cancelled = 0;
+        for (x, job) in jobs.into_iter().enumerate() {
+            match job.result() {
+                Ok(value) => assert_eq!(value, x as u64 + 1),
+                Err(JobError::Cancelled { .. }) => cancelled += 1,
+                Err(other) => panic!("job {x}: {other}"),
+            }
+        }
+        // A job a worker had just taken may cancel itself for this `cancel_all`, uncounted
+        // in what it returned.
+        assert!(
+            returned <= cancelled,
+            "round {round}: {returned} > {cancelled}"
+        );
+        assert_eq!(server.stats().queued_jobs, 0, "{}", server.stats());
+        all_cancelled += cancelled;
+    }
+    // A job cancelled while it ran may still be returning.
+    assert!(
+        eventually(|| server.stats().active_jobs == 0),
+        "{}",
+        server.stats()
+    );
+    let stats = server.stats();
+    assert_eq!(
+        stats.cancelled_jobs, all_cancelled as u64,
+        "each counted once: {stats}"
+    );
+}

@@ -125,7 +125,8 @@ impl Server {
     /// Cancels every unfinished job submitted so far, in a group or not, as
     /// [`Job::cancel`](crate::Job::cancel) does for one; returns how many it cancelled.
     /// [`wait`](Server::wait) then returns without waiting for them. `par!` runs are not
-    /// jobs and are not cancelled.
+    /// jobs and are not cancelled. A job that a local worker was just taking from the queue
+    /// ends cancelled too as it starts, without counting in the number returned.
     pub fn cancel_all(&self) -> usize {
         let queue = &self.queue;
         if queue.has_remote() {
