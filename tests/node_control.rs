@@ -209,16 +209,16 @@ fn cancelling_every_job_running_and_queued_on_a_node_frees_it() {
     // Both workers replaced, the client's places on the node given back: 40 jobs through
     // a node that holds 4 of them at a time.
     check_squares((0..40).map(|x| server.submit(square, (x,))).collect(), 0);
-    let stats = stats_until(&node, "both running jobs' cancels counted", |s| {
-        counter(s, "jobs_cancelled") >= 2
-    });
-    assert_eq!(counter(&stats, "worker_crashes"), 0, "{stats}");
     // At least the two running; more when a replacement took a queued job before that
-    // job's own cancel came (the jobs are cancelled one by one).
-    let kills = node.log.count("was cancelled by the client");
-    eprintln!("{kills} workers killed; {stats}");
+    // job's own cancel came (the jobs are cancelled one by one). The node counts a cancel
+    // before it logs the kill, so the lines are awaited first and the counters read after.
+    let kills = node.log.wait_for_count("was cancelled by the client", 2);
     assert!(kills >= 2, "{kills} kills: {}", node.log.text());
-    assert!(counter(&stats, "jobs_cancelled") >= kills as u64, "{stats}");
+    let stats = stats_until(&node, "every kill's cancel counted", |s| {
+        counter(s, "jobs_cancelled") >= kills as u64
+    });
+    eprintln!("{kills} workers killed; {stats}");
+    assert_eq!(counter(&stats, "worker_crashes"), 0, "{stats}");
     let _ = std::fs::remove_dir_all(&marks);
 }
 

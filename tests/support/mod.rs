@@ -63,6 +63,21 @@ impl Log {
         }
     }
 
+    /// Waits (at most [`WAIT`]) until `n` lines contain `text`; returns how many do then
+    /// (fewer than `n` when they did not come in time).
+    pub fn wait_for_count(&self, text: &str, n: usize) -> usize {
+        let deadline = Instant::now() + WAIT;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            let count = lines.iter().filter(|l| l.contains(text)).count();
+            let now = Instant::now();
+            if count >= n || now >= deadline {
+                return count;
+            }
+            lines = self.more.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
     /// Whether some line so far contains `text`.
     pub fn contains(&self, text: &str) -> bool {
         self.lines.lock().unwrap().iter().any(|l| l.contains(text))
