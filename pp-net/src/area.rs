@@ -21,9 +21,37 @@
 //! punching a hole, not by shrinking the file.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+#[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// A descriptor handed to a worker process (an area, a lane's count or its connection):
+/// an open file descriptor on Unix.
+#[cfg(unix)]
+pub(crate) type OwnedFd = std::os::fd::OwnedFd;
+
+/// Elsewhere (Windows) no descriptor is ever handed to a worker: areas, lane counts and
+/// lanes need Unix, so this type has no value.
+#[cfg(not(unix))]
+#[derive(Debug)]
+pub(crate) enum OwnedFd {}
+
+/// A lane's connection as a descriptor its worker inherits.
+///
+/// # Errors
+/// Elsewhere than Unix, where a connection cannot be handed to another process this way.
+pub(crate) fn socket_descriptor(socket: std::net::TcpStream) -> std::io::Result<OwnedFd> {
+    #[cfg(unix)]
+    return Ok(OwnedFd::from(socket));
+    #[cfg(not(unix))]
+    {
+        drop(socket);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "lanes need Unix (a connection handed to a worker as a file descriptor)",
+        ))
+    }
+}
 
 /// Arguments above this size go through the area when the worker has one.
 pub(crate) const SHARED_ABOVE: usize = 1 << 20;
@@ -32,11 +60,14 @@ pub(crate) const SHARED_ABOVE: usize = 1 << 20;
 pub(crate) const KEEP_FOR: Duration = Duration::from_secs(2);
 
 /// An area's capacity is a whole number of these.
+#[cfg(target_os = "linux")]
 const GROWTH: usize = 1 << 20;
 
 /// One shared argument area: a memory file and the node's writable mapping of it.
 #[derive(Debug)]
 pub(crate) struct SharedArea {
+    // Elsewhere than Linux no area is ever made.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     file: File,
     /// The node's writable mapping of the whole file, made before the file was sealed.
     #[cfg(target_os = "linux")]

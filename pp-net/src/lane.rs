@@ -123,6 +123,8 @@ pub(crate) async fn open(
 ///
 /// # Errors
 /// As [`crate::server_handshake`].
+// Lane workers exist on Unix only.
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) async fn accept<R, W>(
     reader: R,
     mut writer: W,

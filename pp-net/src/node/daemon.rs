@@ -299,6 +299,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// What a signal asks for.
 enum Event {
     Stop(&'static str),
+    // SIGUSR1, on Unix only.
+    #[cfg_attr(not(unix), allow(dead_code))]
     Statistics,
 }
 

@@ -241,8 +241,8 @@ pub(crate) async fn serve_lane(
     let link = &offer.session;
     let mut session_stop = link.stop.clone();
     let lane = offer.lane;
-    let socket = match stream.into_std() {
-        Ok(socket) => std::os::fd::OwnedFd::from(socket),
+    let socket = match stream.into_std().and_then(crate::area::socket_descriptor) {
+        Ok(socket) => socket,
         Err(error) => {
             pp_runtime::warn!("lane {lane} from {addr}: cannot take its connection: {error}");
             return;

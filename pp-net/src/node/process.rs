@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::protocol::pipe::{
@@ -22,7 +21,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::queued::QueuedJob;
 use super::sys;
-use crate::area::{SharedArea, SHARED_ABOVE};
+use crate::area::{OwnedFd, SharedArea, SHARED_ABOVE};
 use crate::channel::SharedBytes;
 
 /// How long a worker that closed its pipe has to exit before it is killed.
@@ -33,6 +32,7 @@ const SMALL_FRAME: usize = 64 << 10;
 
 /// Pipe buffer asked for each direction of a worker's pipes: 1 MiB, the most an
 /// unprivileged process gets by default on Linux.
+#[cfg(unix)]
 const PIPE_BUFFER: usize = 1 << 20;
 
 /// How to start the workers of one session.

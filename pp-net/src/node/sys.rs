@@ -135,7 +135,7 @@ pub(crate) fn limit_address_space(command: &mut tokio::process::Command, bytes: 
 /// no other child gets it), and its number in the environment variable `var`.
 pub(crate) fn inherit_fd(
     command: &mut tokio::process::Command,
-    fd: &std::os::fd::OwnedFd,
+    fd: &crate::area::OwnedFd,
     var: &str,
 ) {
     #[cfg(unix)]

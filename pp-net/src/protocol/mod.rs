@@ -21,6 +21,7 @@ pub(crate) use job::{reply_size, MESSAGE_SLACK};
 pub use job::{JobReply, JobRequest};
 pub use message::Message;
 pub use outcome::Outcome;
+#[cfg(unix)]
 pub(crate) use output::output_bound;
 pub use output::{JobOutput, OUTPUT_BOUND, OUTPUT_PIECE};
 pub(crate) use submit::{decode_submit, JobView};

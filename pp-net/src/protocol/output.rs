@@ -20,10 +20,13 @@ pub const OUTPUT_BOUND: usize = 1 << 20;
 pub const OUTPUT_PIECE: usize = 64 << 10;
 
 /// Room kept in a frame or message for everything of a [`JobOutput`] but its bytes.
+#[cfg(unix)]
 const OUTPUT_SLACK: u32 = 256;
 
 /// The bound for one job's output when frames or messages hold at most `limit` bytes:
-/// [`OUTPUT_BOUND`], or less so that the output still fits in one.
+/// [`OUTPUT_BOUND`], or less so that the output still fits in one. Workers catch what
+/// jobs print on Unix only.
+#[cfg(unix)]
 pub(crate) fn output_bound(limit: u32) -> usize {
     OUTPUT_BOUND.min(limit.saturating_sub(OUTPUT_SLACK) as usize)
 }

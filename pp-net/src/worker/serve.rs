@@ -54,11 +54,11 @@ pub(super) type AreaView = NoAreaView;
 
 /// No shared argument area exists on this platform.
 #[cfg(not(unix))]
-enum NoAreaView {}
+pub(super) enum NoAreaView {}
 
 #[cfg(not(unix))]
 impl NoAreaView {
-    fn bytes(&mut self, _: u64, _: u64) -> Result<&[u8], String> {
+    pub(super) fn bytes(&mut self, _: u64, _: u64) -> Result<&[u8], String> {
         match *self {}
     }
 }

@@ -1,5 +1,6 @@
 //! The protocol's ends of the process's standard streams.
 
+#[cfg(unix)]
 use std::fs::File;
 use std::io;
 

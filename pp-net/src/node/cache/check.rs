@@ -68,6 +68,8 @@ impl FileIdentity {
 
 /// Why a file in the cache is not trusted (and is purged).
 #[derive(Debug, thiserror::Error)]
+// Owners and modes are checked on Unix only.
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) enum Distrust {
     /// Not a regular file.
     #[error("it is not a regular file but {0}")]
