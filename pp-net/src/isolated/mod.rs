@@ -47,10 +47,21 @@ const IDLE_NAP: Duration = Duration::from_millis(50);
 /// its process with its first job), feeding on `feed`.
 ///
 /// # Errors
-/// [`Error::InvalidNcpus`] for zero workers; [`Error::Config`] if a thread cannot start.
+/// [`Error::InvalidNcpus`] for zero workers; [`Error::Config`] if a thread cannot start,
+/// or elsewhere than Unix.
 pub fn start(spec: IsolatedSpec, feed: JobFeed) -> Result<Isolated, Error> {
     if spec.workers == 0 {
         return Err(Error::InvalidNcpus(0));
+    }
+    // A worker's standard output is its pipe to this program: only Unix lets the worker
+    // move it aside (`worker::stdio`), so that what a job prints cannot corrupt the pipe,
+    // and kill a worker past its time limit by its pid.
+    if cfg!(not(unix)) {
+        return Err(Error::Config(
+            "process isolation needs Unix (Linux, macOS, the BSDs): on this system run \
+             without isolated(true) / PP_ISOLATED"
+                .into(),
+        ));
     }
     let shared = Arc::new(Shared {
         feed,

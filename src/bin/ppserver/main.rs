@@ -37,6 +37,15 @@ use crate::options::Options;
 fn main() -> ExitCode {
     // Help, version and a mistake on the command line end here (status 0, 0 and 2).
     let mut options = Options::from_command_line();
+    // A node's workers speak to it on their standard output, which only Unix lets them
+    // move aside from what jobs print; a Windows program is a client of Unix nodes.
+    if cfg!(not(unix)) {
+        eprintln!(
+            "ppserver: nodes run on Unix only (Linux, macOS, the BSDs); on Windows, run the \
+             program as a client of such nodes"
+        );
+        return ExitCode::FAILURE;
+    }
     // Before the secret is read, so that it never is in a dumpable process; and while the
     // process has one thread, as clearing the environment needs.
     let mut warnings = Vec::new();

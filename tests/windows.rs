@@ -1,0 +1,187 @@
+//! pp on Windows (issue 17): the library, `ppserver`, the examples and the local tests
+//! build for `x86_64-pc-windows-gnu` with mingw-w64, and under Wine the five PP examples
+//! and `par_ln2` print Parallel Python's results (those of tests/checks, and `par_ln2`'s
+//! sum bit for bit as on this machine), the local test files `examples` and `par` pass,
+//! process isolation and `ppserver` say that they need Unix.
+//!
+//! Skipped, with a line on standard error, without mingw-w64, Wine or the Rust target
+//! (`.ci/run` installs them). The build is a debug build in a target directory of its own
+//! under this test's `CARGO_TARGET_TMPDIR` (a few minutes the first time, then seconds);
+//! so is the Wine prefix (its first start takes tens of seconds).
+
+#[path = "windows/wine.rs"]
+mod wine;
+
+use std::f64::consts::LN_2;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+// The same series on this machine, for `par_ln2`'s bits.
+#[path = "../examples/par_ln2.rs"]
+#[allow(clippy::duplicate_mod, dead_code, unreachable_pub)]
+mod par_ln2;
+
+/// The bound on one example under Wine (reverse_md5, the longest, takes about 12 s).
+const RUN_WAIT: Duration = Duration::from_secs(180);
+
+/// The partial sums of ln 2 end at k = 19,999,999 (see tests/checks).
+const PARTIAL_SUM_TOLERANCE: f64 = 3e-8;
+
+/// The local-only test files built for Windows; the first two also run under Wine.
+const LOCAL_TESTS: [&str; 7] = [
+    "examples",
+    "par",
+    "map",
+    "registry",
+    "server",
+    "job_control",
+    "shutdown",
+];
+
+/// The Windows build, made once for both tests: the test executables by name, or why
+/// the test is skipped.
+fn build() -> Option<&'static Vec<(String, PathBuf)>> {
+    static BUILT: OnceLock<Option<Vec<(String, PathBuf)>>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(missing) = wine::missing_tool() {
+                eprintln!("skipped: {missing}");
+                return None;
+            }
+            eprintln!("windows: building ppserver and the examples for {}", wine::TARGET);
+            wine::cargo(&["build", "--bins", "--examples"]);
+            let mut args = vec!["test", "--no-run"];
+            for name in LOCAL_TESTS {
+                args.extend(["--test", name]);
+            }
+            let log = wine::cargo(&args);
+            Some(executables(&log))
+        })
+        .as_ref()
+}
+
+/// The test executables cargo named ("Executable tests/par.rs (path)").
+fn executables(log: &str) -> Vec<(String, PathBuf)> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("Executable tests/")?;
+            let (file, path) = rest.split_once(" (")?;
+            let name = file.strip_suffix(".rs")?;
+            Some((name.to_string(), PathBuf::from(path.strip_suffix(')')?)))
+        })
+        .collect()
+}
+
+/// Runs the Windows build of example `name` with `args`; returns what it printed.
+fn example(name: &str, args: &[&str]) -> String {
+    let exe = wine::debug_dir().join("examples").join(format!("{name}.exe"));
+    let ran = wine::run_exe(&exe, args, &[], RUN_WAIT);
+    assert!(
+        ran.success,
+        "{name} failed under Wine:\n{}\n{}",
+        ran.stdout, ran.stderr
+    );
+    ran.stdout
+}
+
+/// The numbers after "Partial sum is " on each line that has them.
+fn partial_sums(out: &str) -> Vec<f64> {
+    out.lines()
+        .filter_map(|line| line.strip_prefix("Partial sum is "))
+        .map(|rest| {
+            let number = rest.split_whitespace().next().unwrap_or_default();
+            number.parse().unwrap_or_else(|_| panic!("a sum in {rest:?}"))
+        })
+        .collect()
+}
+
+fn assert_ln2(out: &str, lines: usize) {
+    let sums = partial_sums(out);
+    assert_eq!(sums.len(), lines, "{out}");
+    for sum in sums {
+        assert!((sum - LN_2).abs() < PARTIAL_SUM_TOLERANCE, "{sum} is not ln 2:\n{out}");
+    }
+}
+
+#[test]
+fn the_examples_give_pps_results_under_wine() {
+    if build().is_none() {
+        return;
+    }
+    let out = example("sum_primes", &["2"]);
+    for (below, sum) in [
+        (100, 1060),
+        (100_000, 454_396_537),
+        (100_100, 454_996_777),
+        (100_200, 455_898_156),
+        (100_300, 456_700_218),
+        (100_400, 457_603_451),
+        (100_500, 458_407_033),
+        (100_600, 459_412_387),
+        (100_700, 460_217_613),
+    ] {
+        let line = format!("Sum of primes below {below} is {sum}");
+        assert!(out.lines().any(|l| l == line), "no {line:?} in:\n{out}");
+    }
+    assert!(out.contains("Starting pp with 2 workers"), "{out}");
+
+    let out = example("reverse_md5", &["2"]);
+    assert!(
+        out.contains("Reverse md5 for 48ae4d2d384dcc470e471f4169daa96a is 1829182"),
+        "{out}"
+    );
+
+    // 1, 2, 4, 8, 16 and 1 workers.
+    assert_ln2(&example("dynamic_ncpus", &[]), 6);
+    assert_ln2(&example("callback", &["2"]), 1);
+
+    let out = example("auto_diff", &["2"]);
+    let points: Vec<&str> = out.lines().filter(|l| l.starts_with("t_log(")).collect();
+    assert_eq!(points.len(), 32, "{out}");
+    for line in points {
+        // t_log(x) = a, ln(x) = b; t_log'(x) = c, 1/x = d: within the tolerance of
+        // tests/checks (1e-9), as on this machine.
+        let numbers: Vec<f64> = line
+            .split(['=', ',', ';'])
+            .filter_map(|part| part.trim().parse().ok())
+            .collect();
+        assert_eq!(numbers.len(), 4, "{line}");
+        assert!((numbers[0] - numbers[1]).abs() < 1e-9, "{line}");
+        assert!((numbers[2] - numbers[3]).abs() < 1e-9, "{line}");
+    }
+
+    let out = example("par_ln2", &["2"]);
+    assert_ln2(&out, 1);
+    let server = pp::Server::builder().ncpus(2).build().expect("a local server");
+    let here = par_ln2::ln2(&server).to_bits();
+    let line = format!("Sum bits: {here:016x} (64 chunks)");
+    assert!(out.lines().any(|l| l == line), "no {line:?} (as on this machine) in:\n{out}");
+}
+
+#[test]
+fn local_tests_pass_and_unix_only_parts_say_so_under_wine() {
+    let Some(tests) = build() else { return };
+    for name in ["examples", "par"] {
+        let (_, exe) = tests
+            .iter()
+            .find(|(test, _)| test == name)
+            .unwrap_or_else(|| panic!("cargo named no executable for tests/{name}.rs: {tests:?}"));
+        let ran = wine::run_exe(exe, &["--test-threads=1"], &[], RUN_WAIT);
+        assert!(ran.success, "tests/{name}.rs under Wine:\n{}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stdout.contains("test result: ok."), "{}", ran.stdout);
+    }
+
+    // Process isolation needs Unix: a clear error, not a broken pipe. (With no worker
+    // count the example's server reads the environment.)
+    let exe = wine::debug_dir().join("examples/sum_primes.exe");
+    let ran = wine::run_exe(&exe, &[], &[("PP_ISOLATED", "1")], RUN_WAIT);
+    assert!(!ran.success, "{}", ran.stdout);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(all.contains("process isolation needs Unix"), "{all}");
+
+    // Nodes are Unix-only.
+    let ran = wine::run_exe(&wine::debug_dir().join("ppserver.exe"), &[], &[], RUN_WAIT);
+    assert!(!ran.success);
+    assert!(ran.stderr.contains("ppserver: nodes run on Unix only"), "{}", ran.stderr);
+}
