@@ -52,11 +52,15 @@ mod bench {
         let mut initiator = builder(backend).build_initiator().expect("an initiator");
         let mut responder = builder(backend).build_responder().expect("a responder");
         let (mut message, mut payload) = ([0u8; 256], [0u8; 256]);
-        let len = initiator.write_message(&[], &mut message).expect("message 1");
+        let len = initiator
+            .write_message(&[], &mut message)
+            .expect("message 1");
         responder
             .read_message(&message[..len], &mut payload)
             .expect("message 1 read");
-        let len = responder.write_message(&[], &mut message).expect("message 2");
+        let len = responder
+            .write_message(&[], &mut message)
+            .expect("message 2");
         initiator
             .read_message(&message[..len], &mut payload)
             .expect("message 2 read");

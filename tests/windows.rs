@@ -2,13 +2,17 @@
 //! build for `x86_64-pc-windows-gnu` with mingw-w64, and under Wine the five PP examples
 //! and `par_ln2` print Parallel Python's results (those of tests/checks, and `par_ln2`'s
 //! sum bit for bit as on this machine), the local test files `examples` and `par` pass,
-//! process isolation and `ppserver` say that they need Unix.
+//! process isolation and `ppserver` say that they need Unix; and a Windows client
+//! reaches a Linux node on 127.0.0.1 through the encrypted channel, which refuses its
+//! program by target (until a client offers builds for other targets) while the jobs run
+//! on the client.
 //!
 //! Skipped, with a line on standard error, without mingw-w64, Wine or the Rust target
 //! (`.ci/run` installs them). The build is a debug build in a target directory of its own
 //! under this test's `CARGO_TARGET_TMPDIR` (a few minutes the first time, then seconds);
 //! so is the Wine prefix (its first start takes tens of seconds).
 
+mod support;
 #[path = "windows/wine.rs"]
 mod wine;
 
@@ -49,7 +53,10 @@ fn build() -> Option<&'static Vec<(String, PathBuf)>> {
                 eprintln!("skipped: {missing}");
                 return None;
             }
-            eprintln!("windows: building ppserver and the examples for {}", wine::TARGET);
+            eprintln!(
+                "windows: building ppserver and the examples for {}",
+                wine::TARGET
+            );
             wine::cargo(&["build", "--bins", "--examples"]);
             let mut args = vec!["test", "--no-run"];
             for name in LOCAL_TESTS {
@@ -75,7 +82,9 @@ fn executables(log: &str) -> Vec<(String, PathBuf)> {
 
 /// Runs the Windows build of example `name` with `args`; returns what it printed.
 fn example(name: &str, args: &[&str]) -> String {
-    let exe = wine::debug_dir().join("examples").join(format!("{name}.exe"));
+    let exe = wine::debug_dir()
+        .join("examples")
+        .join(format!("{name}.exe"));
     let ran = wine::run_exe(&exe, args, &[], RUN_WAIT);
     assert!(
         ran.success,
@@ -91,7 +100,9 @@ fn partial_sums(out: &str) -> Vec<f64> {
         .filter_map(|line| line.strip_prefix("Partial sum is "))
         .map(|rest| {
             let number = rest.split_whitespace().next().unwrap_or_default();
-            number.parse().unwrap_or_else(|_| panic!("a sum in {rest:?}"))
+            number
+                .parse()
+                .unwrap_or_else(|_| panic!("a sum in {rest:?}"))
         })
         .collect()
 }
@@ -100,7 +111,10 @@ fn assert_ln2(out: &str, lines: usize) {
     let sums = partial_sums(out);
     assert_eq!(sums.len(), lines, "{out}");
     for sum in sums {
-        assert!((sum - LN_2).abs() < PARTIAL_SUM_TOLERANCE, "{sum} is not ln 2:\n{out}");
+        assert!(
+            (sum - LN_2).abs() < PARTIAL_SUM_TOLERANCE,
+            "{sum} is not ln 2:\n{out}"
+        );
     }
 }
 
@@ -153,10 +167,16 @@ fn the_examples_give_pps_results_under_wine() {
 
     let out = example("par_ln2", &["2"]);
     assert_ln2(&out, 1);
-    let server = pp::Server::builder().ncpus(2).build().expect("a local server");
+    let server = pp::Server::builder()
+        .ncpus(2)
+        .build()
+        .expect("a local server");
     let here = par_ln2::ln2(&server).to_bits();
     let line = format!("Sum bits: {here:016x} (64 chunks)");
-    assert!(out.lines().any(|l| l == line), "no {line:?} (as on this machine) in:\n{out}");
+    assert!(
+        out.lines().any(|l| l == line),
+        "no {line:?} (as on this machine) in:\n{out}"
+    );
 }
 
 #[test]
@@ -168,7 +188,11 @@ fn local_tests_pass_and_unix_only_parts_say_so_under_wine() {
             .find(|(test, _)| test == name)
             .unwrap_or_else(|| panic!("cargo named no executable for tests/{name}.rs: {tests:?}"));
         let ran = wine::run_exe(exe, &["--test-threads=1"], &[], RUN_WAIT);
-        assert!(ran.success, "tests/{name}.rs under Wine:\n{}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.success,
+            "tests/{name}.rs under Wine:\n{}\n{}",
+            ran.stdout, ran.stderr
+        );
         assert!(ran.stdout.contains("test result: ok."), "{}", ran.stdout);
     }
 
@@ -183,5 +207,42 @@ fn local_tests_pass_and_unix_only_parts_say_so_under_wine() {
     // Nodes are Unix-only.
     let ran = wine::run_exe(&wine::debug_dir().join("ppserver.exe"), &[], &[], RUN_WAIT);
     assert!(!ran.success);
-    assert!(ran.stderr.contains("ppserver: nodes run on Unix only"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("ppserver: nodes run on Unix only"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn a_windows_client_reaches_a_linux_node_which_refuses_its_program() {
+    if build().is_none() {
+        return;
+    }
+    let node = support::Node::start(2, &[]);
+    let exe = wine::debug_dir().join("examples/sum_primes.exe");
+    let servers = node.name();
+    let env = [
+        ("PP_SERVERS", servers.as_str()),
+        ("PP_SECRET", support::SECRET),
+    ];
+    let ran = wine::run_exe(&exe, &[], &env, RUN_WAIT);
+    assert!(ran.success, "{}\n{}", ran.stdout, ran.stderr);
+    // The channel works between the two systems: the node authenticates the client...
+    node.log.wait_for("authenticated");
+    // ... then refuses to run a Windows program, and says why on both sides.
+    let why = format!(
+        "this node runs {}-linux programs and the client's program is built for \
+         x86_64-windows",
+        std::env::consts::ARCH
+    );
+    node.log.wait_for(&why);
+    assert!(ran.stderr.contains(&why), "{}", ran.stderr);
+    // The jobs ran on the client, with PP's results.
+    assert!(
+        ran.stdout
+            .contains("Sum of primes below 100700 is 460217613"),
+        "{}",
+        ran.stdout
+    );
 }

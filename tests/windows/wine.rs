@@ -58,7 +58,8 @@ pub fn missing_tool() -> Option<String> {
         .is_some_and(|mut entries| {
             entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd")))
         });
-    (!has_std).then(|| format!("no Rust standard library for {TARGET} (rustup target add {TARGET})"))
+    (!has_std)
+        .then(|| format!("no Rust standard library for {TARGET} (rustup target add {TARGET})"))
 }
 
 /// Runs `command` to its end, at most `bound`; kills it past that. Its output goes to
@@ -86,7 +87,9 @@ pub fn run_bounded(command: &mut Command, bound: Duration, scratch: &Path) -> Ra
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let read = |path: &Path| String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
+    let read = |path: &Path| {
+        String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+    };
     let ran = Ran {
         success: status.is_some_and(|s| s.success()),
         stdout: read(&out_path),
@@ -122,7 +125,11 @@ pub fn cargo(args: &[&str]) -> String {
         .env("CARGO_TARGET_DIR", work_dir().join("target"))
         .env("CARGO_TERM_COLOR", "never");
     let ran = run_bounded(&mut command, BUILD_WAIT, &work_dir().join("cargo-log"));
-    assert!(ran.success, "cargo {args:?} for {TARGET} failed:\n{}", ran.stderr);
+    assert!(
+        ran.success,
+        "cargo {args:?} for {TARGET} failed:\n{}",
+        ran.stderr
+    );
     ran.stderr
 }
 
@@ -142,7 +149,10 @@ fn make_prefix() -> PathBuf {
     let prefix = work_dir().join("wine-prefix");
     let system32 = prefix.join("drive_c/windows/system32");
     if !system32.join("kernel32.dll").exists() {
-        eprintln!("windows: creating the Wine prefix {} (slow the first time)", prefix.display());
+        eprintln!(
+            "windows: creating the Wine prefix {} (slow the first time)",
+            prefix.display()
+        );
         let mut boot = wine_command("wineboot", &prefix);
         boot.arg("--init");
         let ran = run_bounded(&mut boot, PREFIX_WAIT, &work_dir().join("wineboot-log"));
@@ -154,9 +164,20 @@ fn make_prefix() -> PathBuf {
         // see bcryptprimitives.c.
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/windows/bcryptprimitives.c");
         let mut gcc = Command::new("x86_64-w64-mingw32-gcc");
-        gcc.args(["-shared", "-O2", "-o"]).arg(&dll).arg(&source).arg("-ladvapi32");
-        let ran = run_bounded(&mut gcc, Duration::from_secs(120), &work_dir().join("gcc-log"));
-        assert!(ran.success, "cannot build bcryptprimitives.dll:\n{}", ran.stderr);
+        gcc.args(["-shared", "-O2", "-o"])
+            .arg(&dll)
+            .arg(&source)
+            .arg("-ladvapi32");
+        let ran = run_bounded(
+            &mut gcc,
+            Duration::from_secs(120),
+            &work_dir().join("gcc-log"),
+        );
+        assert!(
+            ran.success,
+            "cannot build bcryptprimitives.dll:\n{}",
+            ran.stderr
+        );
     }
     prefix
 }
@@ -180,6 +201,10 @@ pub fn run_exe(exe: &Path, args: &[&str], env: &[(&str, &str)], bound: Duration)
     for (key, value) in env {
         command.env(key, value);
     }
-    let name = exe.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let name = exe
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     run_bounded(&mut command, bound, &work_dir().join("runs").join(name))
 }
