@@ -156,6 +156,13 @@ async fn run(
             ctx.cache.dir().display()
         );
     }
+    // Lanes and shared argument areas need Linux's memory files (see `area`).
+    if cfg!(not(target_os = "linux")) {
+        pp_runtime::info!(
+            "no lanes or shared argument areas on this system (they need Linux): every job \
+             goes through its session and its worker's pipe"
+        );
+    }
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
