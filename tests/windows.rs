@@ -2,10 +2,10 @@
 //! build for `x86_64-pc-windows-gnu` with mingw-w64, and under Wine the five PP examples
 //! and `par_ln2` print Parallel Python's results (those of tests/checks, and `par_ln2`'s
 //! sum bit for bit as on this machine), the local test files `examples` and `par` pass,
-//! process isolation and `ppserver` say that they need Unix; and a Windows client
-//! reaches a Linux node on 127.0.0.1 through the encrypted channel, which refuses its
-//! program by target (until a client offers builds for other targets) while the jobs run
-//! on the client.
+//! process isolation and `ppserver` say that they need Unix, the worker hook runs before
+//! `main`; and a Windows client reaches a Linux node on 127.0.0.1 through the encrypted
+//! channel, which refuses its program by target (until a client offers builds for other
+//! targets) while the jobs run on the client.
 //!
 //! Skipped, with a line on standard error, without mingw-w64, Wine or the Rust target
 //! (`.ci/run` installs them). The build is a debug build in a target directory of its own
@@ -203,6 +203,18 @@ fn local_tests_pass_and_unix_only_parts_say_so_under_wine() {
     assert!(!ran.success, "{}", ran.stdout);
     let all = format!("{}{}", ran.stdout, ran.stderr);
     assert!(all.contains("process isolation needs Unix"), "{all}");
+
+    // The worker hook runs before `main` on Windows too (`.CRT$XCU`): with PP_WORKER=1
+    // the program says its hello on standard output and, its input closed, exits with 0
+    // without running `main`.
+    let ran = wine::run_exe(&exe, &["2"], &[("PP_WORKER", "1")], RUN_WAIT);
+    assert!(ran.success, "{}", ran.stderr);
+    assert!(!ran.stdout.is_empty(), "no hello");
+    assert!(
+        !ran.stdout.contains("Starting pp"),
+        "main ran: {}",
+        ran.stdout
+    );
 
     // Nodes are Unix-only.
     let ran = wine::run_exe(&wine::debug_dir().join("ppserver.exe"), &[], &[], RUN_WAIT);
