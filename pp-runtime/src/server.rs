@@ -340,10 +340,11 @@ impl ServerBuilder {
         }
         if remote {
             let hooks = registry().hooks().ok_or_else(|| {
-                Error::Cluster(
-                    "this program has no `#[pp::parallel]` task, so it has nothing to run on a node"
-                        .into(),
-                )
+                Error::Cluster(format!(
+                    "this program has no `#[pp::parallel]` task, so it has nothing to run on a \
+                     node{}",
+                    NO_TASKS_HINT
+                ))
             })?;
             let max_attempts = self.cluster.options.max_attempts;
             let feed = JobFeed::new(&server.queue, &server.pool, max_attempts);
@@ -379,6 +380,16 @@ fn forward_output_from(value: &str) -> bool {
 
 /// The environment variable that runs local jobs in worker processes (`1`).
 const ISOLATED_ENV: &str = "PP_ISOLATED";
+
+/// Why a program with tasks may find none: with mingw-w64, GNU ld's `--gc-sections` drops
+/// the registry's entries unless the program is linked without it (README, "Other
+/// operating systems").
+const NO_TASKS_HINT: &str = if cfg!(all(windows, target_env = "gnu")) {
+    " (or it was linked by GNU ld with --gc-sections, which drops them: build it with \
+     `-C link-arg=-Wl,--no-gc-sections` for x86_64-pc-windows-gnu)"
+} else {
+    ""
+};
 
 /// `PP_ISOLATED`'s value as whether to isolate local jobs; an unknown value is said once
 /// and means the default (off).
