@@ -9,6 +9,7 @@
 //! - `lib.rs`: the two entry points and their user documentation; nothing else.
 //! - `errors`: the spanned errors of one expansion, gathered so that all of them show.
 //! - `token_text`: token text without whitespace, for ids and fingerprints.
+//! - `task_record`: a task's id and fingerprint as bytes in the executable's task section.
 //! - `parallel/`: `#[pp::parallel]`.
 //!   - `mod.rs`: the item dispatch (function or impl block), the user's item kept on error.
 //!   - `signature.rs`: can this signature become a job? Its text for the fingerprint.
@@ -44,6 +45,7 @@
 mod errors;
 mod par;
 mod parallel;
+mod task_record;
 mod token_text;
 
 use proc_macro::TokenStream;

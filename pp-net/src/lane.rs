@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn the_preamble_id_and_key_derivation_are_pinned() {
-        assert_eq!(lane_preamble(), [b'P', b'P', b'L', b'N', 4, 0, 0, 0]);
+        assert_eq!(lane_preamble(), [b'P', b'P', b'L', b'N', 5, 0, 0, 0]);
         // SHA-256("pp-net lane id v1\0" || 32 zero bytes), first 16 bytes.
         assert_eq!(hex(&lane_id(&[0; 32])), "ada06c9ee8f922b75638afa30132f923");
         // SHA-256("pp-net lane psk v1\0" || 32 zero bytes).

@@ -87,6 +87,7 @@ pub mod node;
 // Public for the facade's tests, which pose as a client.
 #[doc(hidden)]
 pub mod program;
+pub mod program_set;
 mod protocol;
 mod source_windows;
 #[cfg(test)]
@@ -102,7 +103,9 @@ pub use channel::{
     accept_server, client_handshake, connect_client, server_handshake, ChannelConfig, NetError,
     Peer, Secret, SecureReader, SecureWriter, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE,
 };
-pub use protocol::{JobOutput, JobReply, JobRequest, Message, Outcome, OUTPUT_BOUND, OUTPUT_PIECE};
+pub use protocol::{
+    BuildOffer, JobOutput, JobReply, JobRequest, Message, Outcome, OUTPUT_BOUND, OUTPUT_PIECE,
+};
 
 /// The network half's entry points, referenced by every registered task (see
 /// `pp_runtime::remote::ProgramHooks`). Not public API: for the facade's generated code.

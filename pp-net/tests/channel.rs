@@ -23,11 +23,18 @@ fn every_message() -> Vec<Message> {
             target: "x86_64-unknown-linux-gnu".into(),
             registry_fingerprint: u64::MAX,
             forward_output: true,
+            builds: vec![pp_net::BuildOffer {
+                platform: pp_runtime::Platform::this(),
+                program_sha256: [8; 32],
+                program_size: 1,
+            }],
         },
         Message::ServerHello {
             node_name: "node-1".into(),
             workers: 16,
             need_upload: true,
+            platform: pp_runtime::Platform::this(),
+            build: Some(1),
         },
         Message::UploadChunk {
             offset: 1 << 33,

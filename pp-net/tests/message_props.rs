@@ -19,6 +19,28 @@ fn outcome() -> impl Strategy<Value = Outcome> {
     ]
 }
 
+fn platform() -> impl Strategy<Value = pp_runtime::Platform> {
+    (".{0,24}", ".{0,8}", ".{0,8}", any::<bool>(), any::<u8>()).prop_map(
+        |(triple, arch, os, big_endian, pointer_width)| pp_runtime::Platform {
+            triple,
+            arch,
+            os,
+            big_endian,
+            pointer_width,
+        },
+    )
+}
+
+fn build_offer() -> impl Strategy<Value = pp_net::BuildOffer> {
+    (platform(), any::<[u8; 32]>(), any::<u64>()).prop_map(
+        |(platform, program_sha256, program_size)| pp_net::BuildOffer {
+            platform,
+            program_sha256,
+            program_size,
+        },
+    )
+}
+
 fn message() -> impl Strategy<Value = Message> {
     let timeout = prop::option::of(any::<u64>().prop_map(std::time::Duration::from_nanos));
     let job = (any::<u64>(), ".{0,16}", any::<u64>(), timeout, bytes()).prop_map(
@@ -43,26 +65,37 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             ".{0,16}",
             any::<u64>(),
-            any::<bool>()
+            any::<bool>(),
+            prop::collection::vec(build_offer(), 0..3),
         )
             .prop_map(
-                |(program_sha256, program_size, target, registry_fingerprint, forward_output)| {
+                |(program_sha256, program_size, target, registry_fingerprint, forward_output, builds)| {
                     Message::ClientHello {
                         program_sha256,
                         program_size,
                         target,
                         registry_fingerprint,
                         forward_output,
+                        builds,
                     }
                 }
             ),
-        (".{0,16}", any::<u32>(), any::<bool>()).prop_map(|(node_name, workers, need_upload)| {
-            Message::ServerHello {
-                node_name,
-                workers,
-                need_upload,
-            }
-        }),
+        (
+            ".{0,16}",
+            any::<u32>(),
+            any::<bool>(),
+            platform(),
+            prop::option::of(any::<u32>())
+        )
+            .prop_map(|(node_name, workers, need_upload, platform, build)| {
+                Message::ServerHello {
+                    node_name,
+                    workers,
+                    need_upload,
+                    platform,
+                    build,
+                }
+            }),
         (any::<u64>(), bytes()).prop_map(|(offset, bytes)| Message::UploadChunk { offset, bytes }),
         Just(Message::UploadDone),
         any::<u32>().prop_map(|workers| Message::Ready { workers }),

@@ -241,6 +241,10 @@ pub mod bytes {
 }
 
 #[cfg(test)]
+#[path = "codec_golden_tests.rs"]
+mod golden_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

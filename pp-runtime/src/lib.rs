@@ -46,6 +46,9 @@
 //!   result slots; `map`: [`Server::map`], a task over many inputs in input order with a
 //!   bound on jobs in flight, in batches locally.
 //! - `outcome`: [`Outcome`], what became of a job run in another process.
+//! - `platform`: [`Platform`], what a build runs on (a node says its own in its hello);
+//!   `task_record` (hidden): each task's id and fingerprint in a section of the executable,
+//!   so that a client can check a build for another target without running it.
 //! - `remote` (hidden): the seam for remote executors: cluster options (the cluster
 //!   policies are explained on [`ClusterOptions`]), the queue's remote view (`JobFeed`), a
 //!   job in a remote executor's hands (`RemoteJob`), the hooks `pp-net` provides.
@@ -102,6 +105,7 @@ mod map_batch;
 mod node_failure;
 mod outcome;
 mod pending;
+mod platform;
 mod polling;
 mod pool;
 mod portable_chunk;
@@ -118,6 +122,8 @@ mod stats;
 mod stop;
 mod submit;
 mod task;
+#[doc(hidden)]
+pub mod task_record;
 mod typed_job;
 
 pub mod codec;
@@ -138,6 +144,7 @@ pub use job::{Callback, Job};
 pub use map::{Map, MapOptions};
 pub use node_failure::{NodeConnection, NodeFailure};
 pub use outcome::Outcome;
+pub use platform::Platform;
 pub use pool::available_cores;
 /// For pp's own lines on the terminal (pp-net's forwarded job output): erases a progress bar
 /// first.
@@ -158,6 +165,7 @@ pub mod __private {
     pub use crate::registry::{invoke_typed, InvokeError, TaskEntry, TASKS};
     pub use crate::remote::ProgramHooks;
     pub use crate::task::{fnv1a64, Portable, Task, TaskFn};
+    pub use crate::task_record::{task_record, task_record_len};
     pub use linkme;
 
     /// Fails to compile, at the caller's span, unless `T` can be a job argument or result.

@@ -42,6 +42,15 @@ pub enum NodeFailure {
     /// cannot start, ...
     #[error("the node cannot run this program: {0}")]
     ProgramNotRunnable(String),
+    /// The node runs programs of another target than any build this client offers; the
+    /// text names the node's target and the command that makes a build for it.
+    #[error("no build of this program for the node's target {target}: make one with `{command}`")]
+    NoBuild {
+        /// The node's target triple, with its byte order and pointer width.
+        target: String,
+        /// The `cargo build --target ...` command that makes the build.
+        command: String,
+    },
     /// The node was serving and fell silent: no message within the liveness timeout.
     #[error("lost after {after:?} of silence")]
     Silent {

@@ -24,6 +24,9 @@ pub struct TaskEntry {
     fingerprint: u64,
     invoke: InvokeFn,
     hooks: Option<&'static ProgramHooks>,
+    /// The task's record in the task section (see `task_record`): referenced here so that
+    /// the linker keeps it.
+    record: Option<&'static [u8]>,
 }
 
 impl TaskEntry {
@@ -35,6 +38,7 @@ impl TaskEntry {
             fingerprint,
             invoke,
             hooks: None,
+            record: None,
         }
     }
 
@@ -52,7 +56,22 @@ impl TaskEntry {
             fingerprint,
             invoke,
             hooks: Some(hooks),
+            record: None,
         }
+    }
+
+    /// The same entry with its record in the task section, which a client reads from
+    /// builds of the program for other targets; used by generated code.
+    #[doc(hidden)]
+    pub const fn with_record(mut self, record: &'static [u8]) -> Self {
+        self.record = Some(record);
+        self
+    }
+
+    /// The task's record in the task section, if the entry has one.
+    #[doc(hidden)]
+    pub fn record(&self) -> Option<&'static [u8]> {
+        self.record
     }
 
     /// The task's stable id.

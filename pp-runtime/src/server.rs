@@ -219,6 +219,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Builds of this program for other targets (other architectures or systems), for
+    /// nodes that cannot run the running one: each node gets the build for its target,
+    /// read from each file's header. Builds cargo puts next to the running one
+    /// (`target/<triple>/release/<name>` beside `target/release/<name>`, the same for
+    /// `debug` and `examples/`) are found without this. A build whose tasks differ from
+    /// this program's (another source) is refused when the cluster client starts, naming
+    /// the task. Also set by `PP_PROGRAMS` (comma-separated paths).
+    pub fn programs<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<std::path::PathBuf>,
+    {
+        self.cluster.programs = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Reads the cluster settings from the environment, as [`Server::new`] does:
     /// `PP_SERVERS` (comma-separated nodes; unset or empty: local only), `PP_LISTEN`
     /// (`ADDR:PORT` where nodes join: see [`listen`](ServerBuilder::listen)), `PP_SECRET` or
@@ -229,9 +245,11 @@ impl ServerBuilder {
     /// [`forward_output`](ServerBuilder::forward_output); another value is reported once
     /// and means `on`), and `PP_ISOLATED` (`1` runs local jobs in worker processes: see
     /// [`isolated`](ServerBuilder::isolated); another value is reported once and means
-    /// off). Values already set on the builder win. In rank 0 of a launcher run (`srun -n N`
-    /// or `mpirun -n N` of this program, see `PP_LAUNCHER`) the other ranks are added as
-    /// nodes, with the run's generated secret when none is set.
+    /// off), and `PP_PROGRAMS` (builds for other targets: see
+    /// [`programs`](ServerBuilder::programs)). Values already set on the builder win. In
+    /// rank 0 of a launcher run (`srun -n N` or `mpirun -n N` of this program, see
+    /// `PP_LAUNCHER`) the other ranks are added as nodes, with the run's generated secret
+    /// when none is set.
     ///
     /// # Errors
     /// [`Error::Config`] for an unreadable secret file, both secret variables set, or a
@@ -268,6 +286,14 @@ impl ServerBuilder {
             self.cluster.nodes.extend(launched.nodes);
             if self.cluster.secret.is_none() {
                 self.cluster.secret = launched.secret;
+            }
+        }
+        if self.cluster.programs.is_empty() {
+            if let Some(paths) = var("PP_PROGRAMS") {
+                self.cluster.programs = (paths.split(',').map(str::trim))
+                    .filter(|p| !p.is_empty())
+                    .map(Into::into)
+                    .collect();
             }
         }
         if self.ncpus.is_none() {

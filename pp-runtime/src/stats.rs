@@ -289,6 +289,9 @@ pub struct NodeStatus {
     pub last_failure: Option<NodeFailure>,
     /// When [`last_failure`](NodeStatus::last_failure) happened.
     pub last_failure_at: Option<SystemTime>,
+    /// What the node runs (its target triple, architecture, OS, byte order and pointer
+    /// width), as its hello said; `None` until it first answered.
+    pub platform: Option<crate::Platform>,
 }
 
 impl NodeStatus {
@@ -308,6 +311,7 @@ impl NodeStatus {
             losses: 0,
             last_failure: None,
             last_failure_at: None,
+            platform: None,
         }
     }
 
@@ -333,6 +337,12 @@ impl NodeStatus {
     pub fn with_last_failure(mut self, failure: NodeFailure, at: SystemTime) -> Self {
         self.last_failure = Some(failure);
         self.last_failure_at = Some(at);
+        self
+    }
+
+    /// The same row with the node's platform, as its hello said.
+    pub fn with_platform(mut self, platform: crate::Platform) -> Self {
+        self.platform = Some(platform);
         self
     }
 
@@ -430,6 +440,17 @@ impl fmt::Display for Stats {
                 || n.last_failure.is_some()
                 || matches!(n.connection, NodeConnection::PutAside { .. })
         };
+        // A node of another platform than this program's is worth a line: it runs
+        // another build of the program.
+        let this = crate::Platform::this();
+        for node in &self.nodes {
+            match &node.platform {
+                Some(platform) if *platform != this => {
+                    write!(f, "\nnode {} runs {platform}", node.address)?;
+                }
+                _ => {}
+            }
+        }
         for node in self.nodes.iter().filter(troubled) {
             write!(
                 f,

@@ -179,7 +179,13 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// `ppserver` with no secret in its environment and stderr piped to a [`Log`].
 pub fn ppserver_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ppserver"));
+    ppserver_command_of(std::path::Path::new(env!("CARGO_BIN_EXE_ppserver")), args)
+}
+
+/// As [`ppserver_command`], of the `ppserver` executable at `exe` (a build for another
+/// target, in tests/cross_arch.rs).
+pub fn ppserver_command_of(exe: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(exe);
     command
         .args(args)
         .env_remove("PP_SECRET")
@@ -236,13 +242,26 @@ impl Node {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Node {
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_ppserver"));
+        Node::start_exe(exe, cache_dir, port, workers, extra, env)
+    }
+
+    /// As [`Node::start_with_env`], running the `ppserver` executable at `exe`.
+    pub fn start_exe(
+        exe: &std::path::Path,
+        cache_dir: PathBuf,
+        port: u16,
+        workers: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let workers = workers.to_string();
         let port = port.to_string();
         let cache = cache_dir.to_str().expect("utf-8 temp dir").to_owned();
         let mut args = vec!["--port", &port, "--interface", "127.0.0.1", "-w", &workers];
         args.extend(["--cache-dir", &cache]);
         args.extend_from_slice(extra);
-        let mut child = ppserver_command(&args)
+        let mut child = ppserver_command_of(exe, &args)
             .env("PP_SECRET", SECRET)
             .envs(env.iter().copied())
             .spawn()

@@ -82,6 +82,7 @@ impl Client {
             registry_fingerprint: pp::registry().fingerprint(),
             // What jobs print stays in the node's log: these tests read results only.
             forward_output: false,
+            builds: Vec::new(),
         }
     }
 

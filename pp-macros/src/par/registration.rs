@@ -7,7 +7,8 @@ use super::input::{ParInput, Source};
 use super::names::Names;
 use super::site::site_fingerprint;
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use crate::task_record::task_record;
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Type};
 
@@ -58,6 +59,7 @@ pub(crate) fn registration(
         quote_spanned!(ty.span()=> ::pp::__private::assert_portable::<#ty>();)
     });
     let fingerprint = site_fingerprint(input, &arg_types);
+    let record = task_record(&format_ident!("__PP_PAR_TASK_RECORD"), id, &quote!(#fingerprint));
     quote! {
         #allow
         fn __pp_par_chunk(#params #(, #cap_names: &#cap_types)*) -> #portable {
@@ -77,6 +79,7 @@ pub(crate) fn registration(
                     #p::Decoder::<(#arg_types, (#(#cap_types,)*))>::new().decode(#args)?;
                 #p::encode_result(&__pp_par_chunk(#call_args #(, &#cap_names)*))
             }
+            #record
             #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
             #[linkme(crate = ::pp::__private::linkme)]
             static __PP_PAR_TASK: ::pp::__private::TaskEntry =
@@ -85,7 +88,8 @@ pub(crate) fn registration(
                     #fingerprint,
                     __pp_par_invoke,
                     &::pp::__private::HOOKS,
-                );
+                )
+                .with_record(&__PP_PAR_TASK_RECORD);
         };
     }
 }

@@ -7,6 +7,7 @@
 
 use super::signature::{check_signature, replace_self, signature_text, JobSignature, Receiver};
 use crate::errors::Errors;
+use crate::task_record::task_record;
 use crate::token_text::compact;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -47,6 +48,7 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
     );
     let invoke = format_ident!("__pp_invoke_{}", name);
     let probe = invoke_probe();
+    let record = task_record(&format_ident!("__PP_TASK_RECORD"), &id, &fingerprint);
 
     Ok(quote! {
         #(#doc_attrs)*
@@ -69,6 +71,7 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
             ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
                 __PpInvoke(#name).invoke(args)
             }
+            #record
             #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
             #[linkme(crate = ::pp::__private::linkme)]
             static __PP_TASK: ::pp::__private::TaskEntry =
@@ -77,7 +80,8 @@ pub(crate) fn expand_fn(item: ItemFn) -> Result<TokenStream, syn::Error> {
                     #fingerprint,
                     #invoke,
                     &::pp::__private::HOOKS,
-                );
+                )
+                .with_record(&__PP_TASK_RECORD);
         };
     })
 }
@@ -196,6 +200,8 @@ fn method_task(
     };
     let invoke = format_ident!("__pp_invoke_{}", name);
     let entry = format_ident!("__PP_TASK_{}", const_name);
+    let record_name = format_ident!("__PP_TASK_RECORD_{}", const_name);
+    let record = task_record(&record_name, &id, &fingerprint);
     let registration = quote! {
         #[allow(non_snake_case)]
         fn #invoke(
@@ -205,13 +211,15 @@ fn method_task(
         }
         #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
         #[linkme(crate = ::pp::__private::linkme)]
+        #record
         static #entry: ::pp::__private::TaskEntry =
             ::pp::__private::TaskEntry::with_hooks(
                     #id,
                     #fingerprint,
                     #invoke,
                     &::pp::__private::HOOKS,
-                );
+                )
+                .with_record(&#record_name);
     };
     let arg_checks = portable_checks(arg_types.iter().chain(std::iter::once(&output)));
     (descriptor, registration, arg_checks)

@@ -17,8 +17,9 @@ pub const MAGIC: [u8; 4] = *b"PPRS";
 /// (3: a job's reply carries its run time in the worker; the client's hello says whether
 /// it wants jobs' output, which travels as `Output` messages; 4: a job carries its time
 /// limit, which the node enforces (`Outcome::TimedOut`), and the client may withdraw jobs
-/// with `Cancel`).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// with `Cancel`; 5: the client's hello offers builds for other targets
+/// (`ClientHello::builds`), the node's hello says its platform and which build it runs).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Length of a preamble in bytes.
 pub const PREAMBLE_LEN: usize = 8;
@@ -89,7 +90,7 @@ mod tests {
 
     #[test]
     fn layout_is_pinned() {
-        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 4, 0, 0, 0]);
+        assert_eq!(ours(), [b'P', b'P', b'R', b'S', 5, 0, 0, 0]);
     }
 
     #[test]

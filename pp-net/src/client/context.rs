@@ -4,7 +4,7 @@
 use super::flights::Flights;
 use super::nodes::NodeList;
 use crate::channel::{ChannelConfig, Secret};
-use crate::program::Program;
+use crate::program_set::ProgramSet;
 use pp_runtime::remote::{ClusterOptions, JobFeed};
 use std::sync::Arc;
 
@@ -16,8 +16,9 @@ pub(crate) struct ClientContext {
     pub(crate) secret: Secret,
     /// Limits of every connection.
     pub(crate) channel: ChannelConfig,
-    /// The running program, shipped to nodes that lack it.
-    pub(crate) program: &'static Program,
+    /// The builds of the program (the running one first), each shipped to the nodes of
+    /// its platform that lack it.
+    pub(crate) programs: ProgramSet,
     /// The fingerprint of the task registry, sent in the hello.
     pub(crate) registry_fingerprint: u64,
     /// Heartbeats, liveness, attempts, straggler copies, fallback, lanes.

@@ -3,7 +3,8 @@
 //! [`connect`] (reached by `pp::Server::new()` through the program's hooks when `PP_SERVERS`
 //! is set) starts one thread running a small tokio runtime (`cluster_loop`) with one task
 //! per node (`reconnect`). Each task runs sessions with its node one after another
-//! (`session`): connect, authenticate, ship the program if the node lacks it, then take
+//! (`session`): connect, authenticate, ship the build of the program for the node's
+//! platform if the node lacks it (`crate::program_set`), then take
 //! jobs from the server's queue into the node's in-flight window. A node that cannot be
 //! used, or is lost, is retried in the background (`reconnect`); its jobs run elsewhere.
 //!
@@ -82,7 +83,7 @@ mod shared_session;
 
 use crate::channel::{ChannelConfig, Secret};
 use crate::discovery::Target;
-use crate::program::current_program;
+use crate::program_set::ProgramSet;
 use address::NodeAddress;
 use cluster_loop::{run_cluster, Sources};
 use context::ClientContext;
@@ -115,7 +116,8 @@ struct Cluster {
 ///
 /// # Errors
 /// [`Error::Config`] without a secret, with an invalid node address, discovery or `dns:`
-/// entry, or a listening address that cannot be bound; [`Error::Cluster`] if the program
+/// entry, a listening address that cannot be bound, or an offered build of the program
+/// that cannot be used (see [`ProgramSet::gather`]); [`Error::Cluster`] if the program
 /// cannot be read or the client thread cannot start.
 pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Error> {
     let secret = spec.secret.as_deref().ok_or_else(|| {
@@ -125,7 +127,10 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         )
     })?;
     let secret = Secret::new(secret).map_err(|e| Error::Config(e.to_string()))?;
-    let program = current_program().map_err(Error::Cluster)?;
+    let programs = ProgramSet::gather(&spec.programs).map_err(|e| match e {
+        crate::program_set::BuildError::ThisProgram(why) => Error::Cluster(why),
+        other => Error::Config(other.to_string()),
+    })?;
     let mut named = Vec::new();
     let mut targets = Vec::new();
     let mut dns_entries = Vec::new();
@@ -152,7 +157,7 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         feed,
         secret,
         channel: ChannelConfig::default(),
-        program,
+        programs,
         registry_fingerprint: pp_runtime::registry().fingerprint(),
         options: spec.options,
         flights: Flights::default(),

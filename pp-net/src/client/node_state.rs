@@ -8,7 +8,7 @@ use super::node_health::NodeHealth;
 use super::put_aside::{self, CrashWatch, PROBATION_JOBS};
 use super::shared_session::{Adopted, SharedSession};
 use pp_runtime::remote::{ExecutorHandle, JobFeed};
-use pp_runtime::{NodeConnection, NodeFailure, NodeStatus};
+use pp_runtime::{NodeConnection, NodeFailure, NodeStatus, Platform};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
@@ -45,6 +45,8 @@ pub(crate) struct NodeState {
     /// Set while the node is put aside or on probation: only then does a job that ends
     /// without a crash lock `crashes`.
     watched: AtomicBool,
+    /// What the node runs, as its last hello said.
+    platform: Mutex<Option<Platform>>,
 }
 
 impl NodeState {
@@ -76,6 +78,7 @@ impl NodeState {
             health: Mutex::new(NodeHealth::default()),
             crashes: Mutex::new(CrashWatch::default()),
             watched: AtomicBool::new(false),
+            platform: Mutex::new(None),
         }
     }
 
@@ -86,6 +89,11 @@ impl NodeState {
         let before = self.connections.fetch_add(1, Ordering::SeqCst);
         self.connected.store(true, Ordering::SeqCst);
         self.health().connected(&self.name, workers, before);
+    }
+
+    /// The node's hello said it runs `platform`.
+    pub(crate) fn set_platform(&self, platform: Platform) {
+        *self.platform.lock().unwrap_or_else(PoisonError::into_inner) = Some(platform);
     }
 
     /// The node could not be used or was lost, for `failure`: recorded for its row of the
@@ -213,6 +221,11 @@ impl NodeState {
             self.losses.load(Ordering::SeqCst),
         )
         .with_connection(connection);
+        let platform = self.platform.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let status = match platform {
+            Some(platform) => status.with_platform(platform),
+            None => status,
+        };
         match health.last_failure() {
             Some((failure, at)) => status.with_last_failure(failure.clone(), *at),
             None => status,

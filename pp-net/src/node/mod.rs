@@ -14,9 +14,11 @@
 //! 1. Connect and authenticate ([`crate::connect_client`]; on a connection the node
 //!    opened, for a node that joins); a wrong secret ends here.
 //! 2. Send [`Message::ClientHello`](crate::Message::ClientHello) with the SHA-256, size and
-//!    [`this_target`] of the executable and its registry fingerprint. The node answers
-//!    [`Message::ServerHello`](crate::Message::ServerHello) or
-//!    [`Message::Refused`](crate::Message::Refused) (another target, a program above
+//!    [`this_target`] of the executable, its registry fingerprint, and the builds of the
+//!    same program for other targets it offers. The node answers
+//!    [`Message::ServerHello`](crate::Message::ServerHello) with its platform and the build
+//!    it runs (none: the connection then closes), or
+//!    [`Message::Refused`](crate::Message::Refused) (a program above
 //!    [`NodeConfig::max_upload`], or one its program cache has no room for now, see
 //!    [`NodeConfig::max_cache_bytes`]).
 //! 3. If `need_upload`, send the executable as `UploadChunk`s with contiguous offsets from

@@ -5,7 +5,9 @@
 //! client                                 node
 //!   handshake (preamble, Noise)   <->
 //!   ClientHello                   ->
-//!                                 <-     ServerHello { need_upload }   or Refused
+//!                                 <-     ServerHello { platform, build, need_upload }
+//!                                        or Refused; `build: None` (no build of the
+//!                                        client's runs here): the connection closes
 //!   UploadChunk* , UploadDone     ->     (only if need_upload)
 //!                                 <-     Ready { workers }             or Refused
 //!   Submit / Heartbeat            ->     ... see `session_jobs`
@@ -54,6 +56,8 @@ struct Refusal(String);
 /// A setup step failed: refuse the client, or the connection is gone already.
 enum SetupError {
     Refuse(Refusal),
+    /// The client offers no build for this node's platform; the hello said so.
+    NoBuild(String),
     Net(NetError),
 }
 
@@ -135,6 +139,12 @@ pub(crate) async fn serve_connection(
             NodeCounters::bump(&ctx.counters.refused);
             pp_runtime::warn!("refused client {addr}: {reason}");
             let _ = writer.send(&Message::Refused { reason }).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+        Err(SetupError::NoBuild(reason)) => {
+            NodeCounters::bump(&ctx.counters.refused);
+            pp_runtime::warn!("refused client {addr}: {reason}");
             let _ = writer.shutdown().await;
             return;
         }
@@ -229,22 +239,43 @@ async fn setup(
         target,
         registry_fingerprint,
         forward_output,
+        builds,
     } = recv(ctx, reader).await?
     else {
         return Err(refuse("the first message must be ClientHello"));
     };
-    let ours = crate::program::this_target();
-    if target != ours {
-        return Err(refuse(format!(
-            "this node runs {ours} programs and the client's program is built for {target}"
+    let workers = u32::try_from(config.workers).unwrap_or(u32::MAX);
+    let platform = pp_runtime::Platform::this();
+    // The build this node runs: the client's own program, or one it offers for this
+    // node's platform.
+    let chosen = if target == crate::program::this_target() {
+        Some((0, program_sha256, program_size))
+    } else {
+        (builds.iter().enumerate())
+            .find(|(_, offer)| offer.platform.runs(&platform))
+            .map(|(i, offer)| (i + 1, offer.program_sha256, offer.program_size))
+    };
+    let Some((build, program_sha256, program_size)) = chosen else {
+        // Said in the hello, so the client can tell its user which build to make.
+        writer
+            .send(&Message::ServerHello {
+                node_name: ctx.node_name.clone(),
+                workers,
+                need_upload: false,
+                platform: platform.clone(),
+                build: None,
+            })
+            .await?;
+        let offered: Vec<String> = std::iter::once(target)
+            .chain(builds.iter().map(|b| b.platform.to_string()))
+            .collect();
+        return Err(SetupError::NoBuild(format!(
+            "this node runs {platform} programs and the client offers builds for {}",
+            offered.join(", ")
         )));
-    }
-    if program_size == 0 || program_size > config.max_upload {
-        return Err(refuse(format!(
-            "the program is {program_size} bytes; this node accepts programs of 1 to {} \
-             bytes (ppserver --max-upload)",
-            config.max_upload
-        )));
+    };
+    if build > 0 {
+        pp_runtime::info!("client {addr}: runs its build {build} for {platform}");
     }
     let name = hex(&program_sha256);
     let program = match ctx.cache.lookup(&program_sha256).await {
@@ -256,12 +287,13 @@ async fn setup(
                 .map_err(|e| refuse(e.to_string()))?,
         )),
     };
-    let workers = u32::try_from(config.workers).unwrap_or(u32::MAX);
     writer
         .send(&Message::ServerHello {
             node_name: ctx.node_name.clone(),
             workers,
             need_upload: matches!(program, ProgramSource::Upload(_)),
+            platform,
+            build: u32::try_from(build).ok(),
         })
         .await?;
     let lease = match program {

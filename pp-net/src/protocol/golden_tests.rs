@@ -196,6 +196,26 @@ fn golden_results() {
     golden(&message, &bytes);
 }
 
+fn platform() -> pp_runtime::Platform {
+    pp_runtime::Platform {
+        triple: "a-b".into(),
+        arch: "a".into(),
+        os: "b".into(),
+        big_endian: false,
+        pointer_width: 64,
+    }
+}
+
+/// The bytes of [`platform`]: three strings, a bool, a byte.
+#[rustfmt::skip]
+const PLATFORM_BYTES: [u8; 3 * 8 + 5 + 2] = [
+    3, 0, 0, 0, 0, 0, 0, 0, b'a', b'-', b'b', // triple
+    1, 0, 0, 0, 0, 0, 0, 0, b'a',             // arch
+    1, 0, 0, 0, 0, 0, 0, 0, b'b',             // os
+    0,                                        // big_endian
+    64,                                       // pointer_width
+];
+
 #[test]
 fn golden_client_hello() {
     let message = Message::ClientHello {
@@ -204,6 +224,11 @@ fn golden_client_hello() {
         target: "t".into(),
         registry_fingerprint: 1,
         forward_output: true,
+        builds: vec![crate::BuildOffer {
+            platform: platform(),
+            program_sha256: [0xCD; 32],
+            program_size: 2,
+        }],
     };
     let mut bytes = vec![0, 0, 0, 0]; // variant ClientHello
     bytes.extend_from_slice(&[0xAB; 32]); // a fixed array: no length
@@ -211,6 +236,10 @@ fn golden_client_hello() {
     bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, b't']); // target
     bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // registry_fingerprint
     bytes.push(1); // forward_output
+    bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // one build
+    bytes.extend_from_slice(&PLATFORM_BYTES);
+    bytes.extend_from_slice(&[0xCD; 32]);
+    bytes.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]); // program_size
     golden(&message, &bytes);
 }
 
@@ -220,11 +249,24 @@ fn golden_server_hello() {
         node_name: "n".into(),
         workers: 2,
         need_upload: true,
+        platform: platform(),
+        build: Some(1),
     };
-    golden(
-        &message,
-        &[1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, b'n', 2, 0, 0, 0, 1],
-    );
+    let mut bytes = vec![1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, b'n', 2, 0, 0, 0, 1];
+    bytes.extend_from_slice(&PLATFORM_BYTES);
+    bytes.extend_from_slice(&[1, 1, 0, 0, 0]); // Some(1u32)
+    golden(&message, &bytes);
+    let none = Message::ServerHello {
+        node_name: "n".into(),
+        workers: 2,
+        need_upload: false,
+        platform: platform(),
+        build: None,
+    };
+    let mut bytes = vec![1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, b'n', 2, 0, 0, 0, 0];
+    bytes.extend_from_slice(&PLATFORM_BYTES);
+    bytes.push(0); // None
+    golden(&none, &bytes);
 }
 
 #[test]

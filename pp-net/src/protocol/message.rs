@@ -1,6 +1,7 @@
-//! The vocabulary of protocol version 4 (3: `ClientHello::forward_output`, `Output`, and
-//! `JobReply::run_time`; 4: `JobRequest::timeout`, `Outcome::TimedOut` and `Cancel`): every
-//! message a client and a node exchange.
+//! The vocabulary of protocol version 5 (3: `ClientHello::forward_output`, `Output`, and
+//! `JobReply::run_time`; 4: `JobRequest::timeout`, `Outcome::TimedOut` and `Cancel`; 5:
+//! `ClientHello::builds`, `ServerHello::platform` and `ServerHello::build`): every message a
+//! client and a node exchange.
 //!
 //! Messages are encoded by `pp_runtime::codec` (bincode 1, fixed-width little-endian): an
 //! enum is a `u32` variant index followed by its fields in order, a `String` or byte vector
@@ -21,12 +22,24 @@
 //! `Output` only). [`Message::Output`] brings a job's printed output before its result.
 //! [`Message::Cancel`] withdraws jobs the client no longer wants.
 
+use pp_runtime::Platform;
 use serde::{Deserialize, Serialize};
 
 use super::job::{JobReply, JobRequest};
 use super::output::JobOutput;
 
-/// One message of protocol version 4.
+/// A build of the client's program for another target, as its hello offers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildOffer {
+    /// What the build runs on (read from its header).
+    pub platform: Platform,
+    /// SHA-256 of the build's file.
+    pub program_sha256: [u8; 32],
+    /// Its size in bytes.
+    pub program_size: u64,
+}
+
+/// One message of protocol version 5.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Client to node, first: which program the client is, so the node can run it.
@@ -42,15 +55,26 @@ pub enum Message {
         /// Whether the node's workers catch what jobs print and send it back
         /// ([`Message::Output`]); when false it goes to the node's log.
         forward_output: bool,
+        /// Builds of the same program for other targets (same task registry), for a node
+        /// that cannot run the first one; numbered from 1 in [`Message::ServerHello`]'s
+        /// `build`.
+        builds: Vec<BuildOffer>,
     },
-    /// Node to client: who the node is and whether it needs the program.
+    /// Node to client: who the node is, what it runs, which build it takes and whether it
+    /// needs it uploaded.
     ServerHello {
         /// The node's name for logs and statistics.
         node_name: String,
         /// Number of workers the node runs.
         workers: u32,
-        /// True when the node has not cached the program and needs it uploaded.
+        /// True when the node has not cached the build it takes and needs it uploaded.
         need_upload: bool,
+        /// What the node runs: its target triple, architecture, OS, byte order, pointer
+        /// width.
+        platform: Platform,
+        /// The build the node runs: 0 the hello's first program, `i` its `builds[i - 1]`;
+        /// `None` when it runs none of them (the node then closes the connection).
+        build: Option<u32>,
     },
     /// Client to node: a piece of the executable.
     UploadChunk {

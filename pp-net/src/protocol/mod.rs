@@ -19,7 +19,7 @@ mod submit;
 
 pub(crate) use job::{reply_size, MESSAGE_SLACK};
 pub use job::{JobReply, JobRequest};
-pub use message::Message;
+pub use message::{BuildOffer, Message};
 pub use outcome::Outcome;
 #[cfg(unix)]
 pub(crate) use output::output_bound;

@@ -169,6 +169,10 @@ pub struct ClusterSpec {
     pub secret: Option<Vec<u8>>,
     /// Heartbeats, liveness and attempts.
     pub options: ClusterOptions,
+    /// Builds of this program for other targets, offered to nodes that cannot run the
+    /// running one ([`ServerBuilder::programs`](crate::ServerBuilder::programs),
+    /// `PP_PROGRAMS`).
+    pub programs: Vec<std::path::PathBuf>,
 }
 
 impl fmt::Debug for ClusterSpec {
@@ -178,6 +182,7 @@ impl fmt::Debug for ClusterSpec {
             .field("listen", &self.listen)
             .field("secret", &self.secret.as_ref().map(|_| ".."))
             .field("options", &self.options)
+            .field("programs", &self.programs)
             .finish()
     }
 }

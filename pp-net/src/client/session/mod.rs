@@ -77,7 +77,8 @@ pub(crate) async fn set_up_joined(
     writer: &mut SecureWriter,
     ctx: &ClientContext,
 ) -> Result<(u32, String), NodeFailure> {
-    setup::handshake(reader, writer, ctx).await
+    let ready = setup::handshake(reader, writer, ctx).await?;
+    Ok((ready.workers, ready.name))
 }
 
 /// The working phase of a session set up with `node` (`workers` workers), to its end.

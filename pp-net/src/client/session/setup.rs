@@ -1,5 +1,7 @@
-//! A session's setup: connect and authenticate, say hello, ship the program if the node
-//! lacks it, and wait until the node's workers are ready.
+//! A session's setup: connect and authenticate, say hello (offering every build of the
+//! program), ship the build the node chose if it lacks it, and wait until the node's
+//! workers are ready. A node that runs none of the builds is a `NodeFailure::NoBuild`,
+//! which names the command that makes its build.
 
 use crate::channel::{connect_client, NetError, SecureReader, SecureWriter};
 use crate::client::classify::{connection_lost, handshake_error, refusal};
@@ -7,6 +9,8 @@ use crate::client::context::ClientContext;
 use crate::client::dial::dial_node;
 use crate::client::node_state::NodeState;
 use crate::program::{this_target, Program};
+use crate::protocol::BuildOffer;
+use pp_runtime::Platform;
 use crate::protocol::Message;
 use pp_runtime::NodeFailure;
 use std::io::Read;
@@ -19,13 +23,16 @@ const NODE_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 const UPLOAD_CHUNK: usize = 1 << 20;
 
 /// Connects to `node` and sets the session up; returns the connection's halves and the
-/// node's worker count, or why the node cannot be used.
+/// node's worker count, or why the node cannot be used. The node's platform is recorded
+/// on `node` as soon as its hello says it.
 pub(crate) async fn set_up(
     node: &NodeState,
     ctx: &ClientContext,
 ) -> Result<(SecureReader, SecureWriter, u32), NodeFailure> {
     let (mut reader, mut writer) = connect_and_authenticate(node, ctx).await?;
-    let (workers, _) = handshake(&mut reader, &mut writer, ctx).await?;
+    let ready = handshake(&mut reader, &mut writer, ctx).await?;
+    node.set_platform(ready.platform);
+    let workers = ready.workers;
     Ok((reader, writer, workers))
 }
 
@@ -39,37 +46,74 @@ async fn connect_and_authenticate(
         .map_err(|e| handshake_error(&e))
 }
 
-/// Hello, upload if asked, wait for `Ready`, on an authenticated connection; returns the
-/// node's worker count and the name it gives itself (in its hello).
+/// What a node's setup told: its workers, its name for itself and its platform.
+pub(crate) struct Handshaken {
+    /// The node's worker count.
+    pub(crate) workers: u32,
+    /// The name the node gives itself (in its hello).
+    pub(crate) name: String,
+    /// What the node runs.
+    pub(crate) platform: Platform,
+}
+
+/// Hello (offering every build), upload if asked, wait for `Ready`, on an authenticated
+/// connection.
 pub(crate) async fn handshake(
     reader: &mut SecureReader,
     writer: &mut SecureWriter,
     ctx: &ClientContext,
-) -> Result<(u32, String), NodeFailure> {
+) -> Result<Handshaken, NodeFailure> {
     let send_err = |e: NetError| connection_lost(&e);
+    let running = &ctx.programs.running().program;
+    let builds = (ctx.programs.builds().iter().skip(1))
+        .map(|build| BuildOffer {
+            platform: build.platform.clone(),
+            program_sha256: build.program.sha256,
+            program_size: build.program.size,
+        })
+        .collect();
     writer
         .send(&Message::ClientHello {
-            program_sha256: ctx.program.sha256,
-            program_size: ctx.program.size,
+            program_sha256: running.sha256,
+            program_size: running.size,
             target: this_target(),
             registry_fingerprint: ctx.registry_fingerprint,
             forward_output: ctx.options.forward_output,
+            builds,
         })
         .await
         .map_err(send_err)?;
-    let (need_upload, name) = match recv_setup(reader).await? {
+    let (need_upload, name, platform, build) = match recv_setup(reader).await? {
         Message::ServerHello {
             need_upload,
             node_name,
+            platform,
+            build,
             ..
-        } => (need_upload, node_name),
+        } => (need_upload, node_name, platform, build),
         other => return Err(NodeFailure::Other(protocol_error(&other, "a hello"))),
     };
+    let Some(build) = build else {
+        return Err(NodeFailure::NoBuild {
+            target: platform.to_string(),
+            command: ctx.programs.build_command(&platform),
+        });
+    };
+    let Some(build) = usize::try_from(build).ok().and_then(|i| ctx.programs.get(i)) else {
+        return Err(NodeFailure::Other(format!(
+            "protocol error: the node chose build {build} of {}",
+            ctx.programs.builds().len()
+        )));
+    };
     if need_upload {
-        upload(writer, ctx.program).await?;
+        upload(writer, &build.program).await?;
     }
     match recv_setup(reader).await? {
-        Message::Ready { workers } if workers > 0 => Ok((workers, name)),
+        Message::Ready { workers } if workers > 0 => Ok(Handshaken {
+            workers,
+            name,
+            platform,
+        }),
         Message::Ready { .. } => Err(NodeFailure::Other("the node has no workers".into())),
         other => Err(NodeFailure::Other(protocol_error(&other, "`Ready`"))),
     }
