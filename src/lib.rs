@@ -23,8 +23,8 @@ pub use pp_macros::par;
 pub use pp_macros::parallel;
 pub use pp_runtime::{
     available_cores, codec, should_stop, Callback, ClusterOptions, Error, ExecutorStats, Job,
-    JobBuilder, JobError, NodeConnection, NodeFailure, NodeStatus, Platform, Portable, Server, ServerBuilder,
-    Stats, Task, TaskFn, Template,
+    JobBuilder, JobError, NodeConnection, NodeFailure, NodeStatus, Platform, Portable, Server,
+    ServerBuilder, Stats, Task, TaskFn, Template,
 };
 // Results as they finish, and a task over many inputs (job control).
 pub use pp_runtime::{AsCompleted, Map, MapOptions};

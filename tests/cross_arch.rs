@@ -87,9 +87,21 @@ fn builds(test: &str) -> Option<Builds> {
     Some(found)
 }
 
+/// Where qemu-user finds the aarch64 C library (Debian `libc6-dev-arm64-cross`), for
+/// aarch64 processes and their children: the host has no `/lib/ld-linux-aarch64.so.1`.
+const QEMU_LD_PREFIX: (&str, &str) = ("QEMU_LD_PREFIX", "/usr/aarch64-linux-gnu");
+
 /// An aarch64 `ppserver` under qemu-user on 127.0.0.1, with `workers` workers.
 fn arm_node(builds: &Builds, workers: usize) -> Node {
-    Node::start_exe(&builds.arm_ppserver, temp_dir("arm-cache"), 0, workers, &[], &[])
+    let dir = temp_dir("arm-cache");
+    Node::start_exe(
+        &builds.arm_ppserver,
+        dir,
+        0,
+        workers,
+        &[],
+        &[QEMU_LD_PREFIX],
+    )
 }
 
 /// Runs `exe` (through binfmt_misc when it is an aarch64 build) with `env`, bounded in
@@ -101,6 +113,7 @@ fn run(exe: &Path, env: &[(&str, &str)]) -> Output {
         .env_remove("PP_SECRET_FILE")
         .env_remove("PP_NCPUS")
         .env_remove("PP_PROGRAMS")
+        .env_remove("PP_FALLBACK_WAIT")
         .env_remove("PP_WORKER")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -132,6 +145,10 @@ fn run_on(exe: &Path, nodes: &[&Node], extra: &[(&str, &str)]) -> (String, Strin
         ("PP_SERVERS", servers.as_str()),
         ("PP_SECRET", SECRET),
         ("PP_NCPUS", "0"),
+        // A node under qemu takes seconds to receive a build and start its workers: jobs
+        // wait for it rather than fall back to local workers.
+        ("PP_FALLBACK_WAIT", "60"),
+        QEMU_LD_PREFIX,
     ];
     env.extend_from_slice(extra);
     let output = run(exe, &env);
@@ -185,9 +202,13 @@ fn an_aarch64_node_serves_an_x86_64_client() {
     assert_eq!(results(&stdout), local_results(&builds.host_sum_primes));
     assert_eq!(jobs_of(&stdout, &node), 9, "{stdout}");
     // The statistics say what the node runs; the node says which build it took.
-    let runs = format!("node {} runs {AARCH64} (little-endian, 64-bit)", node.name());
+    let runs = format!(
+        "node {} runs {AARCH64} (little-endian, 64-bit)",
+        node.name()
+    );
     assert!(stdout.contains(&runs), "{stdout}");
-    node.log.wait_for("runs its build 1 for aarch64-unknown-linux-gnu");
+    node.log
+        .wait_for("runs its build 1 for aarch64-unknown-linux-gnu");
 }
 
 #[test]
@@ -212,8 +233,14 @@ fn one_client_uses_a_node_of_each_architecture() {
     let x86 = Node::start(1, &[]);
     let (stdout, _) = run_on(&builds.host_reverse_md5, &[&arm, &x86], &[]);
     assert_eq!(results(&stdout), local_results(&builds.host_reverse_md5));
-    assert!(jobs_of(&stdout, &arm) > 0, "the aarch64 node ran nothing:\n{stdout}");
-    assert!(jobs_of(&stdout, &x86) > 0, "the x86-64 node ran nothing:\n{stdout}");
+    assert!(
+        jobs_of(&stdout, &arm) > 0,
+        "the aarch64 node ran nothing:\n{stdout}"
+    );
+    assert!(
+        jobs_of(&stdout, &x86) > 0,
+        "the x86-64 node ran nothing:\n{stdout}"
+    );
 }
 
 #[test]
@@ -227,7 +254,11 @@ fn a_node_without_a_build_is_reported_once_with_the_command() {
     std::fs::create_dir_all(&dir).unwrap();
     let lone = dir.join("sum_primes");
     std::fs::copy(&builds.host_sum_primes, &lone).unwrap();
-    let (stdout, stderr) = run_on(&lone, &[&node], &[("PP_NCPUS", "1")]);
+    let (stdout, stderr) = run_on(
+        &lone,
+        &[&node],
+        &[("PP_NCPUS", "1"), ("PP_FALLBACK_WAIT", "2")],
+    );
     assert_eq!(results(&stdout), local_results(&builds.host_sum_primes));
     let said = format!(
         "no build of this program for the node's target {AARCH64} (little-endian, 64-bit): \
@@ -260,5 +291,8 @@ fn a_build_of_other_source_is_refused_naming_the_task() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("the build {other}")), "{stderr}");
     assert!(stderr.contains("is not this program: "), "{stderr}");
-    assert!(stderr.contains("reverse_md5::"), "a task is named: {stderr}");
+    assert!(
+        stderr.contains("reverse_md5::"),
+        "a task is named: {stderr}"
+    );
 }

@@ -8,7 +8,11 @@ use quote::quote;
 /// The task's record (id and fingerprint as bytes) in the task section, which a client
 /// reads from builds of the program for other targets (pp-runtime's `task_record`). The
 /// registry entry references it, so the linker keeps it.
-pub(crate) fn task_record(name: &Ident, id: &TokenStream, fingerprint: &TokenStream) -> TokenStream {
+pub(crate) fn task_record(
+    name: &Ident,
+    id: &TokenStream,
+    fingerprint: &TokenStream,
+) -> TokenStream {
     quote! {
         #[used]
         #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__pp_tasks"))]
@@ -22,4 +26,3 @@ pub(crate) fn task_record(name: &Ident, id: &TokenStream, fingerprint: &TokenStr
             ::pp::__private::task_record(#id, #fingerprint);
     }
 }
-

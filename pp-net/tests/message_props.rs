@@ -69,7 +69,14 @@ fn message() -> impl Strategy<Value = Message> {
             prop::collection::vec(build_offer(), 0..3),
         )
             .prop_map(
-                |(program_sha256, program_size, target, registry_fingerprint, forward_output, builds)| {
+                |(
+                    program_sha256,
+                    program_size,
+                    target,
+                    registry_fingerprint,
+                    forward_output,
+                    builds,
+                )| {
                     Message::ClientHello {
                         program_sha256,
                         program_size,

@@ -22,7 +22,10 @@ fn pointer_sized_integers_are_64_bit_little_endian() {
     // A value a 32-bit target cannot hold is refused there, never truncated.
     let big = encode(&(u64::from(u32::MAX) + 1)).unwrap();
     match usize::BITS {
-        64 => assert_eq!(decode::<usize>(&big).unwrap() as u64, u64::from(u32::MAX) + 1),
+        64 => assert_eq!(
+            decode::<usize>(&big).unwrap() as u64,
+            u64::from(u32::MAX) + 1
+        ),
         _ => assert!(decode::<usize>(&big).is_err()),
     }
 }
@@ -32,7 +35,10 @@ fn fixed_width_integers_are_little_endian() {
     golden(0x0102u16, &[2, 1]);
     golden(-1i32, &[0xFF; 4]);
     golden(0x0102_0304_0506_0708u64, &[8, 7, 6, 5, 4, 3, 2, 1]);
-    golden(1u128 << 64, &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    golden(
+        1u128 << 64,
+        &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+    );
     golden(-3i8, &[0xFD]);
 }
 
@@ -44,7 +50,10 @@ fn floats_are_ieee_754_bits_little_endian() {
     // NaN is not equal to itself: its bits are pinned instead.
     let nan = f64::from_bits(0x7FF8_0000_0000_0001);
     assert_eq!(encode(&nan).unwrap(), [1, 0, 0, 0, 0, 0, 0xF8, 0x7F]);
-    assert_eq!(decode::<f64>(&encode(&nan).unwrap()).unwrap().to_bits(), nan.to_bits());
+    assert_eq!(
+        decode::<f64>(&encode(&nan).unwrap()).unwrap().to_bits(),
+        nan.to_bits()
+    );
 }
 
 #[test]

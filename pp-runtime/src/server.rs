@@ -245,15 +245,16 @@ impl ServerBuilder {
     /// [`forward_output`](ServerBuilder::forward_output); another value is reported once
     /// and means `on`), and `PP_ISOLATED` (`1` runs local jobs in worker processes: see
     /// [`isolated`](ServerBuilder::isolated); another value is reported once and means
-    /// off), and `PP_PROGRAMS` (builds for other targets: see
-    /// [`programs`](ServerBuilder::programs)). Values already set on the builder win. In
-    /// rank 0 of a launcher run (`srun -n N` or `mpirun -n N` of this program, see
+    /// off), `PP_PROGRAMS` (builds for other targets: see
+    /// [`programs`](ServerBuilder::programs)) and `PP_FALLBACK_WAIT` (seconds: see
+    /// [`fallback_wait`](ServerBuilder::fallback_wait)). Values already set on the builder
+    /// win. In rank 0 of a launcher run (`srun -n N` or `mpirun -n N` of this program, see
     /// `PP_LAUNCHER`) the other ranks are added as nodes, with the run's generated secret
     /// when none is set.
     ///
     /// # Errors
-    /// [`Error::Config`] for an unreadable secret file, both secret variables set, or a
-    /// `PP_NCPUS` that is not a whole number.
+    /// [`Error::Config`] for an unreadable secret file, both secret variables set, a
+    /// `PP_NCPUS` that is not a whole number, or a `PP_FALLBACK_WAIT` that is not seconds.
     pub fn from_env(mut self) -> Result<Self, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         if self.cluster.nodes.is_empty() {
@@ -286,6 +287,16 @@ impl ServerBuilder {
             self.cluster.nodes.extend(launched.nodes);
             if self.cluster.secret.is_none() {
                 self.cluster.secret = launched.secret;
+            }
+        }
+        let default_wait = crate::remote::DEFAULT_FALLBACK_WAIT;
+        if self.cluster.options.fallback_wait == default_wait {
+            if let Some(secs) = var("PP_FALLBACK_WAIT") {
+                let wait = secs.trim().parse::<f64>().ok();
+                let wait = wait.and_then(|s| Duration::try_from_secs_f64(s).ok());
+                self.cluster.options.fallback_wait = wait.ok_or_else(|| {
+                    Error::Config(format!("PP_FALLBACK_WAIT must be seconds, not `{secs}`"))
+                })?;
             }
         }
         if self.cluster.programs.is_empty() {

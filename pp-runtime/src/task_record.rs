@@ -118,7 +118,10 @@ mod tests {
         section.extend([0, 0, 0]);
         section.extend(task_record::<{ task_record_len("g") }>("g", 9));
         let tasks = parse_task_records(&section).unwrap();
-        assert_eq!(tasks, vec![("m::f".into(), 0x0102_0304_0506_0708), ("g".into(), 9)]);
+        assert_eq!(
+            tasks,
+            vec![("m::f".into(), 0x0102_0304_0506_0708), ("g".into(), 9)]
+        );
         assert!(parse_task_records(&section[..5]).is_err());
         assert!(parse_task_records(b"junk").is_err());
     }

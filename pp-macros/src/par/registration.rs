@@ -6,8 +6,8 @@
 use super::input::{ParInput, Source};
 use super::names::Names;
 use super::site::site_fingerprint;
-use proc_macro2::TokenStream;
 use crate::task_record::task_record;
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Type};
@@ -59,7 +59,11 @@ pub(crate) fn registration(
         quote_spanned!(ty.span()=> ::pp::__private::assert_portable::<#ty>();)
     });
     let fingerprint = site_fingerprint(input, &arg_types);
-    let record = task_record(&format_ident!("__PP_PAR_TASK_RECORD"), id, &quote!(#fingerprint));
+    let record = task_record(
+        &format_ident!("__PP_PAR_TASK_RECORD"),
+        id,
+        &quote!(#fingerprint),
+    );
     quote! {
         #allow
         fn __pp_par_chunk(#params #(, #cap_names: &#cap_types)*) -> #portable {

@@ -221,7 +221,11 @@ impl NodeState {
             self.losses.load(Ordering::SeqCst),
         )
         .with_connection(connection);
-        let platform = self.platform.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let platform = self
+            .platform
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let status = match platform {
             Some(platform) => status.with_platform(platform),
             None => status,

@@ -34,13 +34,17 @@ impl CargoPlace {
         let profile = dir.file_name()?.to_str()?.to_owned();
         let above = dir.parent()?;
         let above_name = above.file_name()?.to_str()?;
-        // A triple has dashes; a target directory usually not (`target`), and a profile
-        // directory right in it is cargo's host layout.
-        let (root, triple) = if looks_like_triple(above_name) && has_profile_layout(above) {
+        // A triple directory has a triple's name and is not itself a target directory
+        // (cargo leaves `.rustc_info.json` at the top of those, which may have dashes in
+        // their names: `target-arm`).
+        let (root, triple) = if looks_like_triple(above_name) && !is_target_dir(above) {
             (above.parent()?.to_owned(), Some(above_name.to_owned()))
         } else {
             (above.to_owned(), None)
         };
+        if !is_target_dir(&root) {
+            return None;
+        }
         Some(CargoPlace {
             root,
             triple,
@@ -110,15 +114,41 @@ pub(crate) fn generic_build_command(triple: &str) -> String {
     format!("cargo build --release --target {triple}")
 }
 
-/// Whether a directory name looks like a target triple (`aarch64-unknown-linux-gnu`).
+/// Whether a directory name looks like a target triple (`aarch64-unknown-linux-gnu`): two
+/// or more parts, the first an architecture.
 fn looks_like_triple(name: &str) -> bool {
-    name.split('-').count() >= 2 && !name.starts_with('.')
+    const ARCHES: [&str; 21] = [
+        "x86_64",
+        "i386",
+        "i586",
+        "i686",
+        "aarch64",
+        "arm",
+        "thumb",
+        "riscv",
+        "powerpc",
+        "s390x",
+        "mips",
+        "loongarch",
+        "sparc",
+        "wasm",
+        "nvptx",
+        "hexagon",
+        "csky",
+        "bpf",
+        "avr",
+        "m68k",
+        "xtensa",
+    ];
+    let mut parts = name.split('-');
+    let arch = parts.next().unwrap_or_default();
+    parts.next().is_some() && ARCHES.iter().any(|a| arch.starts_with(a))
 }
 
-/// Whether `dir` holds a `debug` or `release` directory (so it is a target directory, or a
-/// triple directory in one).
-fn has_profile_layout(dir: &Path) -> bool {
-    dir.join("debug").is_dir() || dir.join("release").is_dir()
+/// Whether `dir` is the top of a cargo target directory (`CACHEDIR.TAG` is also in each
+/// triple directory; `.rustc_info.json` only at the top).
+fn is_target_dir(dir: &Path) -> bool {
+    dir.join(".rustc_info.json").is_file()
 }
 
 #[cfg(test)]
@@ -134,6 +164,15 @@ mod tests {
         for dir in [&host, &arm, &win] {
             std::fs::create_dir_all(dir).unwrap();
         }
+        std::fs::write(root.join("target/.rustc_info.json"), b"").unwrap();
+        std::fs::write(arm.join("../../CACHEDIR.TAG"), b"").unwrap();
+        // A target directory with a dash in its name is not a triple's.
+        let dashed = root.join("target-arm/debug");
+        std::fs::create_dir_all(&dashed).unwrap();
+        std::fs::write(root.join("target-arm/.rustc_info.json"), b"").unwrap();
+        let place = CargoPlace::of(&dashed.join("sum")).unwrap();
+        assert_eq!(place.triple, None);
+        assert_eq!(place.root, root.join("target-arm"));
         for file in [host.join("sum"), arm.join("sum"), win.join("sum.exe")] {
             std::fs::write(file, b"x").unwrap();
         }
@@ -144,10 +183,20 @@ mod tests {
             "cargo build --release --example sum --target aarch64-unknown-linux-gnu"
         );
         let from_arm = CargoPlace::of(&arm.join("sum")).unwrap();
-        assert_eq!(from_arm.triple.as_deref(), Some("aarch64-unknown-linux-gnu"));
-        assert_eq!(from_arm.siblings(), vec![host.join("sum"), win.join("sum.exe")]);
+        assert_eq!(
+            from_arm.triple.as_deref(),
+            Some("aarch64-unknown-linux-gnu")
+        );
+        assert_eq!(
+            from_arm.siblings(),
+            vec![host.join("sum"), win.join("sum.exe")]
+        );
         let bin = CargoPlace::of(&root.join("target/debug/ppserver")).unwrap();
-        assert_eq!(bin.build_command("t"), "cargo build --bin ppserver --target t");
+        assert_eq!(CargoPlace::of(&root.join("elsewhere/sum")), None);
+        assert_eq!(
+            bin.build_command("t"),
+            "cargo build --bin ppserver --target t"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

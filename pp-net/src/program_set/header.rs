@@ -28,10 +28,18 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, String> {
         BinaryFormat::Elf => (elf_os(bytes), TASK_SECTION_ELF),
         BinaryFormat::MachO => ("macos", TASK_SECTION_MACHO),
         BinaryFormat::Pe => ("windows", TASK_SECTION_PE),
-        other => return Err(format!("a {other:?} file, not an ELF, Mach-O or PE executable")),
+        other => {
+            return Err(format!(
+                "a {other:?} file, not an ELF, Mach-O or PE executable"
+            ))
+        }
     };
-    let arch = arch_name(file.architecture())
-        .ok_or_else(|| format!("an executable for {:?}, which pp does not know", file.architecture()))?;
+    let arch = arch_name(file.architecture()).ok_or_else(|| {
+        format!(
+            "an executable for {:?}, which pp does not know",
+            file.architecture()
+        )
+    })?;
     let pointer_width = match (file.architecture(), file.is_64()) {
         (Architecture::X86_64_X32, _) | (_, false) => 32,
         (_, true) => 64,
@@ -96,7 +104,11 @@ mod tests {
     fn this_test_binary_reads_as_this_platform_with_no_tasks_of_its_own() {
         let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let header = read_header(&bytes).unwrap();
-        assert!(header.platform.runs(&Platform::this()), "{:?}", header.platform);
+        assert!(
+            header.platform.runs(&Platform::this()),
+            "{:?}",
+            header.platform
+        );
         assert!(read_header(b"#!/bin/sh\n").is_err());
     }
 }

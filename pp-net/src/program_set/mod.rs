@@ -102,7 +102,11 @@ impl ProgramSet {
             let build = set.read_build(path, &ours)?;
             set.add(build);
         }
-        let found = set.place.as_ref().map(CargoPlace::siblings).unwrap_or_default();
+        let found = set
+            .place
+            .as_ref()
+            .map(CargoPlace::siblings)
+            .unwrap_or_default();
         for path in found {
             if set.builds.iter().any(|b| same_file(&b.program.path, &path)) {
                 continue;
@@ -152,7 +156,11 @@ impl ProgramSet {
 
     /// Adds `build` unless one for its platform is there already (the first offered wins).
     fn add(&mut self, build: Build) {
-        match self.builds.iter().find(|b| b.platform.runs(&build.platform)) {
+        match self
+            .builds
+            .iter()
+            .find(|b| b.platform.runs(&build.platform))
+        {
             Some(kept) => pp_runtime::debug!(
                 "{} is not offered: {} is the build for {}",
                 build.program.path.display(),

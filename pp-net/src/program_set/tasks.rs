@@ -38,12 +38,13 @@ pub(crate) fn first_difference(
     let mut ids: Vec<&str> = ours.keys().chain(theirs.keys()).copied().collect();
     ids.sort_unstable();
     ids.dedup();
-    ids.into_iter().find_map(|id| match (ours.get(id), theirs.get(id)) {
-        (Some(a), Some(b)) if a != b => Some(TaskDifference::Signature(id.to_owned())),
-        (Some(_), None) => Some(TaskDifference::Missing(id.to_owned())),
-        (None, Some(_)) => Some(TaskDifference::Extra(id.to_owned())),
-        _ => None,
-    })
+    ids.into_iter()
+        .find_map(|id| match (ours.get(id), theirs.get(id)) {
+            (Some(a), Some(b)) if a != b => Some(TaskDifference::Signature(id.to_owned())),
+            (Some(_), None) => Some(TaskDifference::Missing(id.to_owned())),
+            (None, Some(_)) => Some(TaskDifference::Extra(id.to_owned())),
+            _ => None,
+        })
 }
 
 /// This program's tasks as `(id, fingerprint)`.
@@ -61,13 +62,19 @@ mod tests {
     use super::*;
 
     fn list(items: &[(&str, u64)]) -> Vec<(String, u64)> {
-        items.iter().map(|(id, fp)| ((*id).to_owned(), *fp)).collect()
+        items
+            .iter()
+            .map(|(id, fp)| ((*id).to_owned(), *fp))
+            .collect()
     }
 
     #[test]
     fn the_first_differing_task_is_named() {
         let ours = list(&[("a", 1), ("b", 2), ("c", 3)]);
-        assert_eq!(first_difference(&ours, &list(&[("c", 3), ("b", 2), ("a", 1)])), None);
+        assert_eq!(
+            first_difference(&ours, &list(&[("c", 3), ("b", 2), ("a", 1)])),
+            None
+        );
         assert_eq!(
             first_difference(&ours, &list(&[("a", 1), ("b", 9), ("c", 3)])),
             Some(TaskDifference::Signature("b".into()))

@@ -10,9 +10,9 @@ use crate::client::dial::dial_node;
 use crate::client::node_state::NodeState;
 use crate::program::{this_target, Program};
 use crate::protocol::BuildOffer;
-use pp_runtime::Platform;
 use crate::protocol::Message;
 use pp_runtime::NodeFailure;
+use pp_runtime::Platform;
 use std::io::Read;
 use std::time::Duration;
 
@@ -99,7 +99,10 @@ pub(crate) async fn handshake(
             command: ctx.programs.build_command(&platform),
         });
     };
-    let Some(build) = usize::try_from(build).ok().and_then(|i| ctx.programs.get(i)) else {
+    let Some(build) = usize::try_from(build)
+        .ok()
+        .and_then(|i| ctx.programs.get(i))
+    else {
         return Err(NodeFailure::Other(format!(
             "protocol error: the node chose build {build} of {}",
             ctx.programs.builds().len()
