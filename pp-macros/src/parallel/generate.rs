@@ -209,9 +209,9 @@ fn method_task(
         ) -> ::core::result::Result<::std::vec::Vec<u8>, ::pp::__private::InvokeError> {
             __PpInvoke(<#self_ty>::#const_name).invoke(args)
         }
+        #record
         #[::pp::__private::linkme::distributed_slice(::pp::__private::TASKS)]
         #[linkme(crate = ::pp::__private::linkme)]
-        #record
         static #entry: ::pp::__private::TaskEntry =
             ::pp::__private::TaskEntry::with_hooks(
                     #id,

@@ -53,8 +53,8 @@ pub enum BuildError {
     TasksDiffer {
         /// The file.
         path: PathBuf,
-        /// Its platform.
-        platform: Platform,
+        /// Its platform, as shown (`aarch64-unknown-linux-gnu (little-endian, 64-bit)`).
+        platform: String,
         /// The first task that differs, and how.
         difference: String,
         /// `: cargo build ...` when known.
@@ -201,7 +201,7 @@ impl ProgramSet {
             };
             return Err(BuildError::TasksDiffer {
                 path: path.to_owned(),
-                platform,
+                platform: platform.to_string(),
                 difference: difference.to_string(),
                 hint,
             });
