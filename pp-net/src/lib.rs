@@ -25,7 +25,8 @@
 //!   and its handshake, both ends)
 //!   and [`discovery`] (UDP, independent of the channel); `launcher` (`srun`/`mpirun` of
 //!   one binary: rank 0 the client, the other ranks nodes, meeting in a shared directory). `program` identifies the running
-//!   executable for both ends; `area` is the node's shared memory for its workers;
+//!   executable for both ends; [`program_set`] gathers the builds of the program for other
+//!   targets a client offers (each node takes the one it runs); `area` is the node's shared memory for its workers;
 //!   `source_windows` counts what each source address did lately, for the node's and
 //!   discovery's limits per address.
 //!
