@@ -277,6 +277,13 @@ async fn setup(
     if build > 0 {
         pp_runtime::info!("client {addr}: runs its build {build} for {platform}");
     }
+    if program_size == 0 || program_size > config.max_upload {
+        return Err(refuse(format!(
+            "the program is {program_size} bytes; this node accepts programs of 1 to {} \
+             bytes (ppserver --max-upload)",
+            config.max_upload
+        )));
+    }
     let name = hex(&program_sha256);
     let program = match ctx.cache.lookup(&program_sha256).await {
         Some(lease) => ProgramSource::Cached(lease),
