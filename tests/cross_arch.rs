@@ -5,16 +5,19 @@
 //! beside `target/debug/...`) without configuration.
 //!
 //! Needs an x86-64 Linux host with qemu-user registered in binfmt_misc (Debian
-//! `qemu-user-static binfmt-support`) and the aarch64 builds, which `.ci/run` makes before
-//! `cargo test`:
-//! `cargo build --target aarch64-unknown-linux-gnu --bin ppserver --example sum_primes
-//! --example reverse_md5` (and `cargo build --example sum_primes --example reverse_md5`
-//! for the host). Without them each test says why on stderr and passes.
+//! `qemu-user-static binfmt-support`; `.ci/run` installs them and registers qemu) and
+//! the aarch64 builds. When cargo's target directory has no aarch64 builds (`cargo build
+//! --target aarch64-unknown-linux-gnu --bin ppserver --example sum_primes --example
+//! reverse_md5`), the test makes them itself with Debian's `gcc-aarch64-linux-gnu` and
+//! the rustup target, in a target directory of its own under `CARGO_TARGET_TMPDIR` (the
+//! outer `cargo test` holds its own), beside copies of the host examples, so that
+//! cargo's layout is the same. Without the tools each test says why on stderr and passes.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::{temp_dir, Node, SECRET};
 
@@ -51,16 +54,24 @@ fn builds(test: &str) -> Option<Builds> {
         );
     }
     // target/debug/ppserver -> target
-    let target = Path::new(env!("CARGO_BIN_EXE_ppserver"))
+    let outer = Path::new(env!("CARGO_BIN_EXE_ppserver"))
         .parent()
         .and_then(Path::parent)
         .expect("ppserver sits in target/<profile>/");
-    let profile = Path::new(env!("CARGO_BIN_EXE_ppserver"))
-        .parent()
-        .and_then(Path::file_name)
-        .expect("a profile directory");
-    let arm = target.join(AARCH64).join(profile);
-    let host = target.join(profile);
+    if let Some(found) = complete(outer) {
+        return Some(found);
+    }
+    static MADE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match MADE.get_or_init(|| make_builds(outer)) {
+        Ok(target) => complete(target).or_else(|| skip("the builds made are incomplete".into())),
+        Err(why) => skip(why.clone()),
+    }
+}
+
+/// The builds under the target directory `target`, if every one is there.
+fn complete(target: &Path) -> Option<Builds> {
+    let arm = target.join(AARCH64).join(PROFILE);
+    let host = target.join(PROFILE);
     let found = Builds {
         arm_ppserver: arm.join("ppserver"),
         arm_sum_primes: arm.join("examples/sum_primes"),
@@ -68,23 +79,121 @@ fn builds(test: &str) -> Option<Builds> {
         host_reverse_md5: host.join("examples/reverse_md5"),
     };
     let arm_reverse_md5 = arm.join("examples/reverse_md5");
-    for path in [
+    [
         &found.arm_ppserver,
         &found.arm_sum_primes,
         &arm_reverse_md5,
         &found.host_sum_primes,
         &found.host_reverse_md5,
-    ] {
-        if !path.is_file() {
-            return skip(format!(
-                "{} is not built (cargo build --target {AARCH64} --bin ppserver --example \
-                 sum_primes --example reverse_md5; cargo build --example sum_primes \
-                 --example reverse_md5)",
-                path.display()
-            ));
-        }
+    ]
+    .iter()
+    .all(|path| path.is_file())
+    .then_some(found)
+}
+
+/// The profile directory of this test's own build (`debug` under `cargo test`).
+const PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
+/// How long making the aarch64 builds may take (the dependencies the first time).
+const BUILD_BOUND: Duration = Duration::from_secs(1200);
+
+/// Makes the aarch64 builds in a target directory of this test's own, with the host
+/// examples beside them (copies of those the outer `cargo test` built from the same
+/// source, or built there too when absent); returns that target directory, or why it
+/// could not.
+fn make_builds(outer: &Path) -> Result<PathBuf, String> {
+    let linker = "aarch64-linux-gnu-gcc";
+    if Command::new(linker).arg("--version").output().is_err() {
+        return Err(format!(
+            "no aarch64 builds and no {linker} to make them (Debian gcc-aarch64-linux-gnu \
+             libc6-dev-arm64-cross; rustup target add {AARCH64})"
+        ));
     }
-    Some(found)
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cross-arch");
+    std::fs::create_dir_all(&target)
+        .map_err(|e| format!("cannot prepare {}: {e}", target.display()))?;
+    eprintln!(
+        "cross_arch: making the aarch64 builds in {} (minutes the first time)",
+        target.display()
+    );
+    let aarch64 = [
+        ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", linker),
+        ("CC_aarch64_unknown_linux_gnu", linker),
+        // A node under qemu receives a build without debug information much faster.
+        ("CARGO_PROFILE_DEV_STRIP", "debuginfo"),
+    ];
+    cargo_build(
+        &target,
+        &["--target", AARCH64, "--bin", "ppserver"],
+        &aarch64,
+    )?;
+    let examples = target.join(PROFILE).join("examples");
+    let names = ["sum_primes", "reverse_md5"];
+    if names
+        .iter()
+        .all(|n| outer.join(PROFILE).join("examples").join(n).is_file())
+    {
+        std::fs::create_dir_all(&examples).map_err(|e| e.to_string())?;
+        for name in names {
+            let from = outer.join(PROFILE).join("examples").join(name);
+            std::fs::copy(&from, examples.join(name))
+                .map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
+        }
+    } else {
+        cargo_build(&target, &[], &[])?;
+    }
+    Ok(target)
+}
+
+/// `cargo build <args> --example sum_primes --example reverse_md5` of this workspace into
+/// `target`, bounded in time; a missing rustup target is reported as a missing tool.
+fn cargo_build(target: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let log_path = target.join("cargo-log");
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let mut child = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("build")
+        .args(args)
+        .args(["--example", "sum_primes", "--example", "reverse_md5"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", target)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let deadline = Instant::now() + BUILD_BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("cargo build {args:?} ran past {BUILD_BOUND:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    if text.contains("target may not be installed") {
+        return Err(format!(
+            "the rust target is missing (rustup target add {AARCH64})"
+        ));
+    }
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    panic!("cargo build {args:?} failed:\n{}", tail.join("\n"));
 }
 
 /// Where qemu-user finds the aarch64 C library (Debian `libc6-dev-arm64-cross`), for
@@ -254,10 +363,13 @@ fn a_node_without_a_build_is_reported_once_with_the_command() {
     std::fs::create_dir_all(&dir).unwrap();
     let lone = dir.join("sum_primes");
     std::fs::copy(&builds.host_sum_primes, &lone).unwrap();
+    // No local worker until the fallback wait has passed: the client is still running
+    // when the node under qemu answers its hello (a generous bound, not a race with
+    // local workers that finish every job first, as a loaded CI machine showed).
     let (stdout, stderr) = run_on(
         &lone,
         &[&node],
-        &[("PP_NCPUS", "1"), ("PP_FALLBACK_WAIT", "2")],
+        &[("PP_NCPUS", "0"), ("PP_FALLBACK_WAIT", "15")],
     );
     assert_eq!(results(&stdout), local_results(&builds.host_sum_primes));
     let said = format!(

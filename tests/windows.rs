@@ -3,9 +3,8 @@
 //! and `par_ln2` print Parallel Python's results (those of tests/checks, and `par_ln2`'s
 //! sum bit for bit as on this machine), the local test files `examples` and `par` pass,
 //! process isolation and `ppserver` say that they need Unix, the worker hook runs before
-//! `main`; and a Windows client reaches a Linux node on 127.0.0.1 through the encrypted
-//! channel, which refuses its program by target (until a client offers builds for other
-//! targets) while the jobs run on the client.
+//! `main`; and a Windows client runs its jobs on a Linux node on 127.0.0.1, which runs the
+//! Linux build of the same program that the client offers it.
 //!
 //! Skipped, with a line on standard error, without mingw-w64, Wine or the Rust target
 //! (`.ci/run` installs them). The build is a debug build in a target directory of its own
@@ -226,35 +225,58 @@ fn local_tests_pass_and_unix_only_parts_say_so_under_wine() {
     );
 }
 
+/// A Windows client uses a Linux node on 127.0.0.1: it offers the Linux build of the same
+/// example (`PP_PROGRAMS`, a path Wine maps through its `Z:` drive), which the node runs
+/// for it; the encrypted channel and the wire format are the same on both systems, and the
+/// client reads the Linux build's tasks from its ELF file to check it is the same program.
 #[test]
-fn a_windows_client_reaches_a_linux_node_which_refuses_its_program() {
+fn a_windows_client_runs_its_jobs_on_a_linux_node_from_its_linux_build() {
     if build().is_none() {
+        return;
+    }
+    // target/debug/ppserver -> target/debug/examples/sum_primes, which `cargo test` built.
+    let linux = std::path::Path::new(env!("CARGO_BIN_EXE_ppserver"))
+        .with_file_name("examples")
+        .join("sum_primes");
+    if !linux.is_file() {
+        eprintln!(
+            "a_windows_client_runs_its_jobs_on_a_linux_node_from_its_linux_build: skipped: \
+             {} is not built (cargo build --example sum_primes; a whole `cargo test` builds it)",
+            linux.display()
+        );
         return;
     }
     let node = support::Node::start(2, &[]);
     let exe = wine::debug_dir().join("examples/sum_primes.exe");
     let servers = node.name();
+    let programs = format!("Z:{}", linux.display().to_string().replace('/', "\\"));
     let env = [
         ("PP_SERVERS", servers.as_str()),
         ("PP_SECRET", support::SECRET),
+        ("PP_PROGRAMS", programs.as_str()),
+        // Every job on the node: none falls back to the client while the build uploads.
+        ("PP_NCPUS", "0"),
+        ("PP_FALLBACK_WAIT", "120"),
     ];
     let ran = wine::run_exe(&exe, &[], &env, RUN_WAIT);
     assert!(ran.success, "{}\n{}", ran.stdout, ran.stderr);
-    // The channel works between the two systems: the node authenticates the client...
     node.log.wait_for("authenticated");
-    // ... then refuses to run a Windows program, and says why on both sides.
-    let why = format!(
-        "this node runs {}-linux programs and the client's program is built for \
-         x86_64-windows",
-        std::env::consts::ARCH
-    );
-    node.log.wait_for(&why);
-    assert!(ran.stderr.contains(&why), "{}", ran.stderr);
-    // The jobs ran on the client, with PP's results.
     assert!(
         ran.stdout
             .contains("Sum of primes below 100700 is 460217613"),
         "{}",
         ran.stdout
     );
+    // Every job ran on the Linux node: its statistics row counts them all.
+    let row = ran
+        .stdout
+        .lines()
+        .find(|l| l.trim_end().ends_with(&format!("| {servers}")))
+        .unwrap_or_else(|| panic!("no statistics row for {servers}:\n{}", ran.stdout));
+    let jobs: u64 = row
+        .split('|')
+        .next()
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no job count in {row:?}"));
+    assert!(jobs > 0, "no job ran on the Linux node:\n{}", ran.stdout);
 }
