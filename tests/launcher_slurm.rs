@@ -30,6 +30,22 @@ fn nap(x: u64) -> u64 {
     x
 }
 
+/// `srun -n TASKS --overcommit --oversubscribe` of this test binary in the role `role`.
+fn srun_role(slurm: &Slurm, tasks: &str, role: &str) -> std::process::Command {
+    let mut command = slurm.command("srun");
+    command.args(["-n", tasks, "--overcommit", "--oversubscribe"]);
+    command.arg(std::env::current_exe().expect("this test"));
+    as_role(&mut command, role);
+    command
+}
+
+/// A fresh directory for the runs' rendezvous directories.
+fn rendezvous_base(name: &str) -> std::path::PathBuf {
+    let base = support::temp_dir(name);
+    std::fs::create_dir_all(&base).unwrap();
+    base
+}
+
 #[test]
 #[ignore = "a role: run as rank 0 of srun by the tests below"]
 fn rank0_runs_the_examples() {
@@ -82,8 +98,7 @@ fn srun_makes_one_cluster_of_the_ranks_and_two_runs_do_not_collide() {
     let Some(slurm) = Slurm::start("srun_makes_one_cluster_of_the_ranks") else {
         return;
     };
-    let base = support::temp_dir("rendezvous");
-    std::fs::create_dir_all(&base).unwrap();
+    let base = rendezvous_base("rendezvous");
     // Two runs at the same time on this one host.
     let first = start(&mut srun(&slurm, &base));
     let second = start(&mut srun(&slurm, &base));
@@ -107,12 +122,8 @@ fn with_the_launcher_off_every_rank_runs_main() {
     let Some(slurm) = Slurm::start("with_the_launcher_off_every_rank_runs_main") else {
         return;
     };
-    let base = support::temp_dir("rendezvous-off");
-    std::fs::create_dir_all(&base).unwrap();
-    let mut command = slurm.command("srun");
-    command.args(["-n", "2", "--overcommit", "--oversubscribe"]);
-    command.arg(std::env::current_exe().expect("this test"));
-    as_role(&mut command, "each_rank_says_hello");
+    let base = rendezvous_base("rendezvous-off");
+    let mut command = srun_role(&slurm, "2", "each_rank_says_hello");
     command
         .env("PP_LAUNCHER", "off")
         .env("PP_RENDEZVOUS_DIR", &base);
@@ -150,12 +161,8 @@ fn the_ranks_end_when_rank_0_dies() {
     let Some(slurm) = Slurm::start("the_ranks_end_when_rank_0_dies") else {
         return;
     };
-    let base = support::temp_dir("rendezvous-dies");
-    std::fs::create_dir_all(&base).unwrap();
-    let mut command = slurm.command("srun");
-    command.args(["-n", "3", "--overcommit", "--oversubscribe"]);
-    command.arg(std::env::current_exe().expect("this test"));
-    as_role(&mut command, "rank0_dies_without_a_word");
+    let base = rendezvous_base("rendezvous-dies");
+    let mut command = srun_role(&slurm, "3", "rank0_dies_without_a_word");
     command
         .env("PP_LAUNCHER_HOST", "127.0.0.1")
         .env("PP_RENDEZVOUS_DIR", &base);
@@ -193,8 +200,7 @@ fn the_sbatch_script_runs_a_program_across_the_allocation() {
     let Some(slurm) = Slurm::start("the_sbatch_script_runs_a_program_across_the_allocation") else {
         return;
     };
-    let base = support::temp_dir("rendezvous-sbatch");
-    std::fs::create_dir_all(&base).unwrap();
+    let base = rendezvous_base("rendezvous-sbatch");
     let (out, err) = (base.join("job.out"), base.join("job.err"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/slurm/pp-run.sbatch");
     let mut command = slurm.command("sbatch");
@@ -306,12 +312,8 @@ fn a_rank_that_dies_is_a_lost_node() {
     let Some(slurm) = Slurm::start("a_rank_that_dies_is_a_lost_node") else {
         return;
     };
-    let base = support::temp_dir("rendezvous-lost");
-    std::fs::create_dir_all(&base).unwrap();
-    let mut command = slurm.command("srun");
-    command.args(["-n", "3", "--overcommit", "--oversubscribe"]);
-    command.arg(std::env::current_exe().expect("this test"));
-    as_role(&mut command, "rank0_loses_a_rank");
+    let base = rendezvous_base("rendezvous-lost");
+    let mut command = srun_role(&slurm, "3", "rank0_loses_a_rank");
     command
         .env("PP_NCPUS", "0")
         .env("PP_LAUNCHER_HOST", "127.0.0.1")
