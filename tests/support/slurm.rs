@@ -67,6 +67,25 @@ impl Slurm {
             );
             return None;
         }
+        // A port picked free can be taken by another test's daemon or client before
+        // slurmctld binds it: then the whole cluster starts again on other ports.
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match Self::bring_up() {
+                Ok(slurm) => return Some(slurm),
+                Err(why) if attempt < ATTEMPTS && why.contains("Address already in use") => {
+                    eprintln!("{test}: a Slurm port was taken meanwhile: starting again on others");
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Starts munged, slurmctld and slurmd in a fresh directory on fresh ports and waits
+    /// until the node is idle; `Err` holds what failed with the daemons' logs (the
+    /// daemons are stopped and the directory removed then).
+    fn bring_up() -> Result<Slurm, String> {
         let dir = super::temp_dir("slurm");
         for sub in ["", "munge", "state", "spool", "log"] {
             std::fs::create_dir_all(dir.join(sub)).expect("the slurm directories");
@@ -96,7 +115,7 @@ impl Slurm {
                 .arg(format!("--log-file={}", munge("log").display()))
                 .arg(format!("--seed-file={}", munge("seed").display())),
         );
-        wait_for(|| socket.exists(), "munged's socket", &dir);
+        wait_for(|| socket.exists(), "munged's socket", &dir)?;
         slurm.spawn(
             Command::new(find("slurmctld").unwrap())
                 .args(["-D", "-i", "-f"])
@@ -114,8 +133,8 @@ impl Slurm {
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("idle"))
         };
-        wait_for(idle, "an idle Slurm node (sinfo)", &dir);
-        Some(slurm)
+        wait_for(idle, "an idle Slurm node (sinfo)", &dir)?;
+        Ok(slurm)
     }
 
     fn spawn(&mut self, command: &mut Command) {
@@ -238,8 +257,8 @@ fn getrandom_fill(bytes: &mut [u8]) {
         .expect("/dev/urandom");
 }
 
-/// Waits (at most [`READY_WAIT`]) until `ready`, else panics showing the daemons' logs.
-fn wait_for(mut ready: impl FnMut() -> bool, what: &str, dir: &Path) {
+/// Waits (at most [`READY_WAIT`]) until `ready`; else `Err` with the daemons' logs.
+fn wait_for(mut ready: impl FnMut() -> bool, what: &str, dir: &Path) -> Result<(), String> {
     let deadline = Instant::now() + READY_WAIT;
     while !ready() {
         if Instant::now() >= deadline {
@@ -248,8 +267,9 @@ fn wait_for(mut ready: impl FnMut() -> bool, what: &str, dir: &Path) {
                 .map(|n| std::fs::read_to_string(dir.join(n)).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join("\n---\n");
-            panic!("no {what} within {READY_WAIT:?}; logs:\n{logs}");
+            return Err(format!("no {what} within {READY_WAIT:?}; logs:\n{logs}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
 }
