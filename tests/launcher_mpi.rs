@@ -10,8 +10,8 @@ mod support;
 
 use std::process::Command;
 
-use support::ranks::{check_run, rank0_role, ROLE};
-use support::role::{as_role, read_in_background, Ran};
+use support::ranks::{check_run, rank0_role, start, ROLE};
+use support::role::as_role;
 use support::slurm::{find, is_root};
 
 /// Jobs of the role: sum_primes' 9 and 40 naps.
@@ -58,21 +58,6 @@ fn mpirun(mpirun: &std::path::Path, base: &std::path::Path) -> Command {
         .env("PP_RENDEZVOUS_DIR", base)
         .env_remove("PP_LAUNCHER");
     command
-}
-
-/// Starts `command`; returns a function that waits for it (bounded) and gives its output.
-fn start(command: &mut Command) -> impl FnOnce() -> Ran {
-    let mut child = command.spawn().expect("start mpirun");
-    let stdout = read_in_background(child.stdout.take().map(|s| Box::new(s) as _));
-    let stderr = read_in_background(child.stderr.take().map(|s| Box::new(s) as _));
-    move || {
-        let status = support::wait_bounded(&mut child);
-        Ran {
-            status,
-            stdout: stdout.join().expect("stdout"),
-            stderr: stderr.join().expect("stderr"),
-        }
-    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! What the launcher tests share: the role rank 0 plays (the examples on `Server::new()`,
 //! then one `row NAME JOBS` line per statistics row), and the checks of one run's output.
 
-use super::role::Ran;
+use super::role::{read_in_background, Ran};
+use std::process::Command;
 
 /// The name of the role test every launcher test binary defines with [`rank0_role`].
 pub const ROLE: &str = "rank0_runs_the_examples";
@@ -62,4 +63,20 @@ pub fn check_run(ran: &Ran, kind: &str, jobs: u64) -> Vec<String> {
     }
     assert_eq!(rows.iter().map(|(_, n)| n).sum::<u64>(), jobs, "{rows:?}");
     nodes.into_iter().map(|(name, _)| name.clone()).collect()
+}
+
+/// Starts a launcher's `command` (`srun`, `mpirun`); returns a function that waits for it
+/// (bounded) and gives its output, so that two runs can overlap.
+pub fn start(command: &mut Command) -> impl FnOnce() -> Ran {
+    let mut child = command.spawn().expect("start the launcher");
+    let stdout = read_in_background(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = read_in_background(child.stderr.take().map(|s| Box::new(s) as _));
+    move || {
+        let status = super::wait_bounded(&mut child);
+        Ran {
+            status,
+            stdout: stdout.join().expect("stdout"),
+            stderr: stderr.join().expect("stderr"),
+        }
+    }
 }
