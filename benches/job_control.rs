@@ -5,7 +5,8 @@
 //! Run with `cargo bench --bench job_control`; it prints a Markdown table for
 //! BENCHMARKS.md. Each figure is the median of several runs, the systems alternating so
 //! that drift hits both alike. `JOB_CONTROL_WORKERS` sets the pool size (default 2);
-//! `JOB_CONTROL_ONLY=submit` runs the tiny jobs only (for a profiler).
+//! `JOB_CONTROL_ONLY=submit` runs the tiny jobs only, `JOB_CONTROL_ONLY=map` the maps only
+//! (more runs; for a profiler).
 
 mod common;
 
@@ -50,8 +51,15 @@ fn rayon_tiny(pool: &rayon::ThreadPool) -> Duration {
 
 fn pp_map(server: &pp::Server, inputs: &[u64]) -> Duration {
     let start = Instant::now();
+    let mut options = pp::MapOptions::new();
+    if let Some(b) = std::env::var("JCB").ok().and_then(|v| v.parse().ok()) {
+        options = options.batch(b);
+    }
+    if let Some(b) = std::env::var("JCF").ok().and_then(|v| v.parse().ok()) {
+        options = options.in_flight(b);
+    }
     let out: Vec<u64> = server
-        .map(add_one, inputs.iter().map(|&x| (x,)))
+        .map_with(add_one, inputs.iter().map(|&x| (x,)), options)
         .map(|r| r.expect("input"))
         .collect();
     let took = start.elapsed();
@@ -90,9 +98,23 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
     let (server, pool) = common::pp_and_rayon(workers);
+    let server = match std::env::var("JCW").ok().and_then(|v| v.parse().ok()) {
+        Some(n) => pp::Server::builder().ncpus(n).build().unwrap(),
+        None => server,
+    };
     let inputs: Vec<u64> = (0..MAP_INPUTS).collect();
+    let only = std::env::var("JOB_CONTROL_ONLY").unwrap_or_default();
+    if only == "map" {
+        let (pp_m, rayon_m) = pair(
+            MAP_RUNS * 20,
+            || pp_map(&server, &inputs),
+            || rayon_map(&pool, &inputs),
+        );
+        println!("| {MAP_INPUTS} tiny inputs | {pp_m:?} | {rayon_m:?} |");
+        return;
+    }
     let (pp_t, rayon_t) = pair(TINY_RUNS, || pp_tiny(&server), || rayon_tiny(&pool));
-    if std::env::var("JOB_CONTROL_ONLY").is_ok_and(|only| only == "submit") {
+    if only == "submit" {
         println!("| {TINY_JOBS} tiny jobs | {pp_t:?} | {rayon_t:?} |");
         return;
     }

@@ -120,9 +120,7 @@ impl Server {
             flights: VecDeque::new(),
             flying: 0,
             current: Vec::new().into_iter(),
-            errors: VecDeque::new(),
-            next_error: usize::MAX,
-            position: 0,
+            rest: VecDeque::new(),
         }
     }
 }
@@ -142,14 +140,12 @@ pub struct Map<'s, F: TaskFn, I> {
     flights: VecDeque<Flight<F>>,
     /// The inputs of the jobs in `flights`.
     flying: usize,
-    /// The values of the batch being yielded (its failed inputs left out).
+    /// The values of the batch being yielded, up to its next failed input.
     current: std::vec::IntoIter<F::Output>,
-    /// The failed inputs of that batch: their positions in it, in order, and errors.
-    errors: VecDeque<(usize, JobError)>,
-    /// The position of the first of `errors` (`usize::MAX` when none is left).
-    next_error: usize,
-    /// The position in that batch of the next input to yield.
-    position: usize,
+    /// The rest of that batch: each failed input's error, then the values after it up to
+    /// the next failed input. Kept apart so that yielding a value is one step of
+    /// `current` and nothing else.
+    rest: VecDeque<(JobError, std::vec::IntoIter<F::Output>)>,
 }
 
 /// A job of a [`Map`] in flight.
@@ -216,19 +212,43 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
 
     /// Makes `batch`, of `len` inputs, the batch being yielded.
     fn start_batch(&mut self, batch: Result<Batch<F::Output>, JobError>, len: usize) {
-        self.position = 0;
         match batch {
             Ok(batch) => {
                 self.adapt(batch.took, len);
-                self.current = batch.values.into_iter();
-                self.errors = batch.errors;
+                self.split(batch.values, batch.errors);
             }
             Err(error) => {
                 self.current = Vec::new().into_iter();
-                self.errors = (0..len).map(|at| (at, error.clone())).collect();
+                self.rest = (0..len)
+                    .map(|_| (error.clone(), Vec::new().into_iter()))
+                    .collect();
             }
         }
-        self.next_error = self.errors.front().map_or(usize::MAX, |(at, _)| *at);
+    }
+
+    /// Splits the `values` of a batch at its failed inputs (`errors`, by position in the
+    /// batch, in order) into `current` and `rest`.
+    fn split(&mut self, values: Vec<F::Output>, errors: VecDeque<(usize, JobError)>) {
+        if errors.is_empty() {
+            self.current = values.into_iter();
+            return;
+        }
+        let mut values = values.into_iter();
+        let mut segment = |len: usize| values.by_ref().take(len).collect::<Vec<_>>().into_iter();
+        let mut previous = errors.front().map_or(0, |(at, _)| *at);
+        self.current = segment(previous);
+        // The values after a failed input: those up to the next failed one.
+        let ends: Vec<usize> = (errors.iter().skip(1))
+            .map(|(at, _)| *at)
+            .chain([usize::MAX])
+            .collect();
+        self.rest = (errors.into_iter().zip(ends))
+            .map(|((_, error), end)| {
+                let len = end.saturating_sub(previous + 1);
+                previous = end;
+                (error, segment(len))
+            })
+            .collect();
     }
 
     /// Adapts the batch size to a batch of `len` inputs that ran for `took`: towards
@@ -253,12 +273,9 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Map<'_, F, I> {
     #[cold]
     #[inline(never)]
     fn next_slow(&mut self) -> Option<Result<F::Output, JobError>> {
-        if self.position == self.next_error {
-            if let Some((_, error)) = self.errors.pop_front() {
-                self.position += 1;
-                self.next_error = self.errors.front().map_or(usize::MAX, |(at, _)| *at);
-                return Some(Err(error));
-            }
+        if let Some((error, values)) = self.rest.pop_front() {
+            self.current = values;
+            return Some(Err(error));
         }
         self.top_up();
         let (result, len) = match self.flights.pop_front()? {
@@ -285,19 +302,17 @@ impl<F: TaskFn, I: Iterator<Item = F::Args>> Iterator for Map<'_, F, I> {
     /// The next input's result, waiting for it if need be.
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.position != self.next_error {
-            if let Some(value) = self.current.next() {
-                self.position += 1;
-                return Some(Ok(value));
-            }
+        match self.current.next() {
+            Some(value) => Some(Ok(value)),
+            None => self.next_slow(),
         }
-        self.next_slow()
     }
 
     /// Exact when the inputs' own hint is: the results not yet yielded of the batch in
     /// hand, of the jobs in flight, and of the inputs not read yet.
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let held = self.current.len() + self.errors.len() + self.flying;
+        let rest: usize = self.rest.iter().map(|(_, values)| 1 + values.len()).sum();
+        let held = self.current.len() + rest + self.flying;
         let (low, high) = self.inputs.size_hint();
         (
             low.saturating_add(held),
