@@ -7,6 +7,9 @@
 //! removed from it is dropped, and the slow jobs it held finish elsewhere; when it comes
 //! back it is used again, in its old row.
 //!
+//! The refresh period comes from `PP_DNS_REFRESH`; a value that is not seconds above zero
+//! is an error naming the variable (no namespace needed for that one).
+//!
 //! Needs root and `ip` (iproute2); without them the test says why and is skipped.
 
 #[path = "support/netns.rs"]
@@ -20,7 +23,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::role::{as_role, run};
+use support::role::{as_role, role_command, run};
 use support::{collect_stderr, temp_dir, Log, SECRET, WAIT};
 
 #[pp::parallel]
@@ -120,6 +123,7 @@ fn a_dns_entry_uses_every_address_and_follows_the_hosts_file() {
     let mut command = lab.command("client", std::env::current_exe().unwrap().to_str().unwrap());
     as_role(&mut command, "dns_client_role")
         .env("PP_SECRET", SECRET)
+        .env("PP_DNS_REFRESH", "0.3")
         .env(HOSTS_ENV, &hosts)
         .env(
             "PP_TEST_IPS",
@@ -141,7 +145,39 @@ fn a_dns_entry_uses_every_address_and_follows_the_hosts_file() {
     drop(nodes);
 }
 
-/// The client: `PP_SERVERS=dns:ppnodes:60000`, resolved every 300 ms.
+#[test]
+fn a_bad_pp_dns_refresh_is_an_error_naming_it() {
+    for bad in ["soon", "0", "-1"] {
+        let ran = run(role_command("bad_dns_refresh_role").env("PP_DNS_REFRESH", bad));
+        assert!(
+            ran.status.success() && ran.stdout.contains("ROLE OK"),
+            "{bad}: {}\nstdout:\n{}\nstderr:\n{}",
+            ran.status,
+            ran.stdout,
+            ran.stderr
+        );
+        let said = format!("PP_DNS_REFRESH must be seconds above zero (`5`, `0.5`), not `{bad}`");
+        assert!(ran.stdout.contains(&said), "{bad}: {}", ran.stdout);
+    }
+}
+
+/// A client with `PP_DNS_REFRESH` from its environment: prints why it does not start.
+#[test]
+#[ignore = "a role, run by a_bad_pp_dns_refresh_is_an_error_naming_it"]
+fn bad_dns_refresh_role() {
+    if std::env::var_os("PP_DNS_REFRESH").is_none() {
+        eprintln!("not run as a role: nothing to do");
+        return;
+    }
+    let error = Server::builder()
+        .from_env()
+        .map(|_| ())
+        .expect_err("a bad PP_DNS_REFRESH is an error");
+    println!("{error}");
+    println!("ROLE OK");
+}
+
+/// The client: `PP_SERVERS=dns:ppnodes:60000`, resolved every 300 ms (`PP_DNS_REFRESH`).
 #[test]
 #[ignore = "a role, run by a_dns_entry_uses_every_address_and_follows_the_hosts_file"]
 fn dns_client_role() {
@@ -156,7 +192,8 @@ fn dns_client_role() {
         .secret(SECRET)
         .ncpus(0)
         .fallback_wait(WAIT)
-        .dns_refresh(Duration::from_millis(300))
+        .from_env()
+        .expect("PP_DNS_REFRESH is seconds")
         .build()
         .expect("the client starts");
     let deadline = Instant::now() + WAIT;

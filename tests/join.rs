@@ -6,6 +6,15 @@
 //! out; and a node in a network namespace that the client cannot reach at all (only the
 //! node can connect out) still serves it.
 //!
+//! A node killed while its connection stays open (a relay keeps the client's side of it,
+//! as when a host is gone) and started again takes its old row at once, and the jobs the
+//! old session held complete; joined nodes' platforms are recorded. A client told to
+//! listen on any port (`PP_LISTEN=127.0.0.1:0`) says the port, and a node that joins at
+//! once, while the client is still starting, is never refused and runs every job.
+//!
+//! Each client's joining nodes take their join slots (their names) in a directory of
+//! their own (`TMPDIR`), so that nodes of other tests do not shift their names.
+//!
 //! The time from starting a joining node to its first result is printed (run with
 //! `--nocapture`) and asserted only generously.
 
@@ -14,16 +23,23 @@ mod netns;
 mod support;
 
 use netns::OneWay;
-use pp::Server;
+use pp::{Platform, Server};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{collect_stderr, temp_dir, wait_until, Log, SECRET, WAIT};
+use support::role::{read_in_background, role_command};
+use support::{collect_stderr, temp_dir, wait_bounded, wait_until, Log, SECRET, WAIT};
 
 #[pp::parallel]
 fn add_one(x: u64) -> u64 {
+    x + 1
+}
+
+#[pp::parallel]
+fn slow_add_one(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(300));
     x + 1
 }
 
@@ -59,6 +75,7 @@ impl Joiner {
             .arg(cache)
             .args(extra)
             .env("PP_SECRET", SECRET)
+            .env("TMPDIR", slots_of(client))
             .env_remove("PP_SECRET_FILE")
             .env_remove("PP_WORKER")
             .stdin(Stdio::null())
@@ -73,6 +90,18 @@ impl Joiner {
             started,
         }
     }
+}
+
+/// The temporary directory of the nodes joining `client`, where they take their join
+/// slots: one per client, shared by its nodes.
+fn slots_of(client: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pp-test-{}-join-slots-{}",
+        std::process::id(),
+        client.replace([':', '.'], "-")
+    ));
+    std::fs::create_dir_all(&dir).expect("create the nodes' temporary directory");
+    dir
 }
 
 impl Drop for Joiner {
@@ -273,6 +302,162 @@ fn idle_connections_and_wrong_secrets_do_not_keep_a_node_out() {
     drop(idle);
     drop(node);
     let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// A relay in front of the client, for nodes to join through. When a node's side closes,
+/// the relay keeps the client's side open and silent, as when the node's host is gone:
+/// the client sees no end of that connection.
+struct Relay {
+    addr: String,
+    /// The client's side of every connection, kept open to the end of the test.
+    _held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(client: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let addr = listener.local_addr().expect("address").to_string();
+        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (client, keep) = (client.to_owned(), Arc::clone(&held));
+        std::thread::spawn(move || {
+            for node_side in listener.incoming() {
+                let Ok(node_side) = node_side else { return };
+                let Ok(client_side) = TcpStream::connect(&client) else {
+                    continue;
+                };
+                keep.lock().unwrap().push(client_side.try_clone().expect("clone"));
+                let (mut from, mut to) = (node_side.try_clone().expect("clone"), client_side);
+                let mut back = to.try_clone().expect("clone");
+                // Each copy ends with its reading side or a failed write; the client's side
+                // stays open through its clone in `held`.
+                std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+                let mut node_side = node_side;
+                std::thread::spawn(move || std::io::copy(&mut back, &mut node_side));
+            }
+        });
+        Relay { addr, _held: held }
+    }
+}
+
+/// The row of `name` among the nodes.
+fn row_of(server: &Server, name: &str) -> pp::NodeStatus {
+    server
+        .active_nodes()
+        .into_iter()
+        .find(|n| n.address == name)
+        .unwrap_or_else(|| panic!("no row {name} in {:?}", server.active_nodes()))
+}
+
+#[test]
+fn a_node_started_again_while_its_old_connection_looks_open_takes_its_place() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    // A silent node is lost only after a minute, and jobs run nowhere else meanwhile: the
+    // old session must end because the node joined again, not by silence.
+    let server = Server::builder()
+        .listen(&addr)
+        .secret(SECRET)
+        .ncpus(0)
+        .fallback_wait(Duration::from_secs(60))
+        .liveness_timeout(Duration::from_secs(60))
+        .build()
+        .expect("the client starts listening");
+    let relay = Relay::start(&addr);
+    let cache = temp_dir("join-again");
+    let first = Joiner::start(&relay.addr, 2, &cache);
+    run_jobs(&server, 20);
+    let names = connected_names(&server);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let host = names[0].clone();
+    // Its hello said what it runs.
+    assert_eq!(row_of(&server, &host).platform, Some(Platform::this()));
+
+    // Slow jobs, some of them on the node when it is killed; its connection stays open.
+    let jobs: Vec<_> = (0..8).map(|i| server.submit(slow_add_one, (i,))).collect();
+    wait_until(&server, "jobs on the node", || server.stats().active_jobs > 0);
+    drop(first);
+    let again = Joiner::start(&relay.addr, 2, &cache);
+    for (i, job) in (0..8).zip(jobs) {
+        assert_eq!(job.result(), Ok(i + 1), "{}", server.stats());
+    }
+    again.log.wait_for("joined client");
+    let nodes = server.active_nodes();
+    assert_eq!(nodes.len(), 1, "one row, its name kept: {nodes:?}");
+    let row = row_of(&server, &host);
+    assert!(
+        row.connected && row.connections == 2 && row.losses == 1,
+        "{row:?}"
+    );
+    let why = row.last_failure.map(|f| f.to_string()).unwrap_or_default();
+    assert!(why.contains("joined again"), "{why}");
+    run_jobs(&server, 20);
+    drop(again);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs() {
+    let mut child = role_command("any_port_client_role")
+        .env("PP_LISTEN", "127.0.0.1:0")
+        .env("PP_SECRET", SECRET)
+        .env("PP_NCPUS", "0")
+        .env("PP_FALLBACK_WAIT", "60")
+        .spawn()
+        .expect("start the client");
+    let stdout = read_in_background(child.stdout.take().map(|s| Box::new(s) as _));
+    let log = collect_stderr(&mut child);
+    let child = Killed(child);
+    // Said as soon as the port is bound, before the client has hashed its program.
+    let line = log.wait_for("listening for nodes that join on 127.0.0.1:");
+    let port: u16 = line
+        .split("on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    assert!(
+        line.contains(&format!("ppserver --join 127.0.0.1:{port}")),
+        "{line}"
+    );
+    let cache = temp_dir("join-any-port");
+    let node = Joiner::start(&format!("127.0.0.1:{port}"), 1, &cache);
+    let mut child = child;
+    let status = wait_bounded(&mut child.0);
+    let out = stdout.join().expect("the client's output");
+    assert!(
+        status.success() && out.contains("ROLE OK"),
+        "{status}\nstdout:\n{out}\nstderr:\n{}",
+        log.text()
+    );
+    assert!(out.contains(&format!("listen address 127.0.0.1:{port}")), "{out}");
+    assert!(
+        !node.log.contains("cannot join client"),
+        "the node was refused: {}",
+        node.log.text()
+    );
+    eprintln!("{}", line.trim());
+    drop(node);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// The client of `a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs`,
+/// from its environment (`PP_LISTEN=127.0.0.1:0`, `PP_NCPUS=0`): every job runs on the
+/// node that joins.
+#[test]
+#[ignore = "a role, run by a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs"]
+fn any_port_client_role() {
+    if std::env::var_os("PP_LISTEN").is_none() {
+        eprintln!("not run as a role: nothing to do");
+        return;
+    }
+    let server = Server::new().expect("the client starts");
+    let addr = server.listen_address().expect("the client listens");
+    println!("listen address {addr}");
+    let jobs: Vec<_> = (0..50).map(|i| server.submit(add_one, (i,))).collect();
+    for (i, job) in (0..50).zip(jobs) {
+        assert_eq!(job.result(), Ok(i + 1));
+    }
+    assert_eq!(jobs_of(&server, "local"), 0, "{}", server.stats());
+    println!("ROLE OK");
 }
 
 /// A child process killed and reaped on drop.

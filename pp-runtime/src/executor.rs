@@ -28,6 +28,12 @@ pub trait Executor: Send + Sync {
         Vec::new()
     }
 
+    /// Where nodes join this executor (the cluster client's bound `PP_LISTEN` address), if
+    /// they do.
+    fn listen_address(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
     /// The shortest average job time, from sending to result, among the places this
     /// executor runs jobs, if a job finished there: how long a thread waiting for a remote
     /// job polls before it parks (the waiting policy, in the `job` module). `None` for the local pool.

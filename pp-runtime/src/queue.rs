@@ -444,6 +444,11 @@ impl JobQueue {
             .collect()
     }
 
+    /// Where nodes join a remote executor, if one listens.
+    pub(crate) fn listen_address(&self) -> Option<std::net::SocketAddr> {
+        (self.remote_executors().iter()).find_map(|executor| executor.listen_address())
+    }
+
     /// The shortest average round trip (sending a job to its result) among the remote
     /// executors' nodes, if any job finished there.
     pub(crate) fn fastest_remote_average(&self) -> Option<Duration> {

@@ -246,15 +246,17 @@ impl ServerBuilder {
     /// and means `on`), and `PP_ISOLATED` (`1` runs local jobs in worker processes: see
     /// [`isolated`](ServerBuilder::isolated); another value is reported once and means
     /// off), `PP_PROGRAMS` (builds for other targets: see
-    /// [`programs`](ServerBuilder::programs)) and `PP_FALLBACK_WAIT` (seconds: see
-    /// [`fallback_wait`](ServerBuilder::fallback_wait)). Values already set on the builder
+    /// [`programs`](ServerBuilder::programs)), `PP_FALLBACK_WAIT` (seconds: see
+    /// [`fallback_wait`](ServerBuilder::fallback_wait)) and `PP_DNS_REFRESH` (seconds above
+    /// zero: see [`dns_refresh`](ServerBuilder::dns_refresh)). Values already set on the builder
     /// win. In rank 0 of a launcher run (`srun -n N` or `mpirun -n N` of this program, see
     /// `PP_LAUNCHER`) the other ranks are added as nodes, with the run's generated secret
     /// when none is set.
     ///
     /// # Errors
     /// [`Error::Config`] for an unreadable secret file, both secret variables set, a
-    /// `PP_NCPUS` that is not a whole number, or a `PP_FALLBACK_WAIT` that is not seconds.
+    /// `PP_NCPUS` that is not a whole number, a `PP_FALLBACK_WAIT` that is not seconds, or
+    /// a `PP_DNS_REFRESH` that is not seconds above zero.
     pub fn from_env(mut self) -> Result<Self, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         if self.cluster.nodes.is_empty() {
@@ -297,6 +299,11 @@ impl ServerBuilder {
                 self.cluster.options.fallback_wait = wait.ok_or_else(|| {
                     Error::Config(format!("PP_FALLBACK_WAIT must be seconds, not `{secs}`"))
                 })?;
+            }
+        }
+        if self.cluster.options.dns_refresh == crate::remote::DEFAULT_DNS_REFRESH {
+            if let Some(secs) = var("PP_DNS_REFRESH") {
+                self.cluster.options.dns_refresh = positive_seconds("PP_DNS_REFRESH", &secs)?;
             }
         }
         if self.cluster.programs.is_empty() {
@@ -452,6 +459,17 @@ fn in_isolated_worker() -> bool {
     std::env::var_os(ISOLATED_WORKER_ENV).is_some()
 }
 
+/// `text`, the value of the variable `name`, as a time above zero in seconds.
+fn positive_seconds(name: &str, text: &str) -> Result<Duration, Error> {
+    let secs = text.trim().parse::<f64>().ok();
+    let every = secs.and_then(|s| Duration::try_from_secs_f64(s).ok());
+    every.filter(|d| !d.is_zero()).ok_or_else(|| {
+        Error::Config(format!(
+            "{name} must be seconds above zero (`5`, `0.5`), not `{text}`"
+        ))
+    })
+}
+
 fn read_secret_file(path: &str) -> Result<Vec<u8>, Error> {
     let text = std::fs::read(path)
         .map_err(|e| Error::Config(format!("cannot read PP_SECRET_FILE `{path}`: {e}")))?;
@@ -570,6 +588,13 @@ impl Server {
     /// The remote nodes of this server with their state (empty without cluster mode).
     pub fn active_nodes(&self) -> Vec<NodeStatus> {
         self.queue.nodes()
+    }
+
+    /// The address nodes join this client on (`PP_LISTEN`, [`ServerBuilder::listen`]) as
+    /// bound: with port 0 asked for, the port the system chose, for `ppserver --join`.
+    /// `None` when the client does not listen.
+    pub fn listen_address(&self) -> Option<std::net::SocketAddr> {
+        self.queue.listen_address()
     }
 
     /// A snapshot of the job statistics.

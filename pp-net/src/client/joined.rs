@@ -5,11 +5,15 @@
 //! first and is the handshake's initiator (`connect_client`), so a node that joins proves
 //! it knows the secret as a dialed one does, and then the hello, the upload and the jobs
 //! are the `session` module's. What differs:
-//! - **names**: a joined node is listed under the name it gives itself in its hello
-//!   (`host:port` of a node that also listens, its host name otherwise); a second node
-//!   with the same name is `name#2`, and so on. A node that joins again after its
-//!   connection ended takes its old row back (same name, not connected), so that
-//!   `print_stats()` shows one row per node with its losses and connections;
+//! - **identity**: a joined node is listed under the name it gives itself in its hello
+//!   (`host:port` of a node that also listens, else its host name and its join slot:
+//!   `host`, `host#2`, ...; the node's `join_name` module), unique among the running nodes
+//!   of its host. That name and the address it joins from identify it (see [`Identity`]):
+//!   a node that joins again takes its old row back, so that `print_stats()` shows one row
+//!   per node with its losses and connections; one that joins again while its old session
+//!   still runs (the node was killed with its connection left open, or its host went away
+//!   and came back) ends that session at once, as a loss, instead of waiting for the
+//!   liveness timeout. A node of another address with a name already listed is `name#2`;
 //! - **no lane**: the client may not be able to reach the node (NAT), so lone jobs go on
 //!   the session's connection;
 //! - **no retry from here**: when the connection ends the node is lost as any node is (its
@@ -36,11 +40,11 @@ use crate::node::admission::{Admission, Admit};
 use crate::node::failure_log::{FailureLog, FLUSH_PERIOD};
 use pp_runtime::NodeFailure;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 /// Connections in their handshake at once, at most.
@@ -155,18 +159,21 @@ impl Joining {
             done = session::set_up_joined(&mut reader, &mut writer, ctx) => done,
             _ = stopped.changed() => return,
         };
-        let (workers, name) = match setup {
+        let ready = match setup {
             Ok(ready) => ready,
             Err(why) => {
                 pp_runtime::warn!("a node joining from {peer} cannot be used: {why}");
                 return;
             }
         };
-        let Some(node) = self.names.claim(&name, peer, &self.nodes) else {
+        let Some((node, replaced)) = self.claim(&ready.name, peer, &mut stopped).await else {
             return;
         };
+        node.set_platform(ready.platform);
+        let workers = ready.workers;
         pp_runtime::info!(node = %node.name, "node joined from {peer} ({workers} workers)");
-        let end = session::serve(&node, ctx, reader, writer, workers, &mut stopped).await;
+        let left_behind = replaced.clone();
+        let end = session::serve(&node, ctx, reader, writer, workers, &mut stopped, replaced).await;
         if let SessionEnd::Lost { failure, held } = end {
             let jobs = if held == 0 {
                 String::new()
@@ -176,7 +183,9 @@ impl Joining {
                      limit) and "
                 )
             };
-            let consequence = if ctx.feed.local_workers() > 0 {
+            let consequence = if *left_behind.borrow() {
+                format!("{jobs}its new connection takes its place")
+            } else if ctx.feed.local_workers() > 0 {
                 format!("{jobs}its jobs run elsewhere; it may join again")
             } else {
                 format!(
@@ -189,61 +198,140 @@ impl Joining {
         }
         self.names.release(&node);
     }
+
+    /// The row a node calling itself `name` from `peer` serves as, and the signal that a
+    /// newer connection replaced this one. When the row's session still runs, the node
+    /// joined again while its old connection looked open (it restarted, or its host came
+    /// back): the old session is ended at once (a loss: its jobs go back to the queue) and
+    /// this one waits, up to [`REPLACE_WAIT`], for the row. `None`: refused or stopped.
+    async fn claim(
+        &self,
+        name: &str,
+        peer: SocketAddr,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Option<(Arc<NodeState>, watch::Receiver<bool>)> {
+        let deadline = tokio::time::Instant::now() + REPLACE_WAIT;
+        loop {
+            // Enabled before the claim, so that a release between the two is not missed.
+            let released = self.names.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.names.claim(name, peer, &self.nodes) {
+                Claim::Serve(node, replaced) => return Some((node, replaced)),
+                Claim::Refused => return None,
+                Claim::Replacing => {}
+            }
+            tokio::select! {
+                () = released => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    pp_runtime::warn!(
+                        "a node joining from {peer} as {name} waited {REPLACE_WAIT:?} for its \
+                         old session to end; closing the new connection (the node joins again)"
+                    );
+                    return None;
+                }
+                _ = stopped.changed() => return None,
+            }
+        }
+    }
 }
 
-/// A joined node, and whether a session runs with it now.
-type Row = (Arc<NodeState>, bool);
+/// How long a node that joins again waits for its old session to end (it ends at once
+/// when told: this bounds a stuck one).
+const REPLACE_WAIT: Duration = Duration::from_secs(10);
 
-/// The joined nodes by the name they give themselves.
+/// What identifies a joined node across its connections and restarts: the name it gives
+/// itself in its hello and the address it joins from. The name is unique among the running
+/// nodes of a host (`host:port` for one that listens, a join slot of its host for one that
+/// only joins: the node's `join_name` module), so a second connection with the same
+/// identity is the same node joining again, never another node. The address keeps apart
+/// hosts that share a host name. (Two hosts with the same name behind one NAT address
+/// would replace each other: give them distinct host names.)
+type Identity = (String, IpAddr);
+
+/// A joined node's row, and the sender of its session's `replaced` signal while one runs.
+struct Row {
+    node: Arc<NodeState>,
+    session: Option<watch::Sender<bool>>,
+}
+
+/// What [`JoinedNames::claim`] decided.
+enum Claim {
+    /// Serve as this row; the receiver turns true when a newer connection replaces this one.
+    Serve(Arc<NodeState>, watch::Receiver<bool>),
+    /// The row's session still runs and was told to end: claim again once it is released.
+    Replacing,
+    /// Past [`MAX_JOINED`] (said once).
+    Refused,
+}
+
+/// The joined nodes by identity.
 #[derive(Default)]
 struct JoinedNames {
-    by_name: Mutex<HashMap<String, Vec<Row>>>,
+    rows: Mutex<HashMap<Identity, Row>>,
+    /// Signalled when a session ends and frees its row.
+    released: Notify,
 }
 
 impl JoinedNames {
-    /// The node a session with a node calling itself `name` (from `peer`) runs as: a known
-    /// one of that name with no session now, else a new one (added to `nodes`); `None` past
-    /// [`MAX_JOINED`] (said once).
-    fn claim(&self, name: &str, peer: SocketAddr, nodes: &NodeList) -> Option<Arc<NodeState>> {
+    /// The row for a session with a node calling itself `name` from `peer`: its known row
+    /// when free, a new one (added to `nodes`, under a name no other row has) when the
+    /// identity is new; see [`Claim`].
+    fn claim(&self, name: &str, peer: SocketAddr, nodes: &NodeList) -> Claim {
         let name = clean_name(name, peer);
-        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
-        let known: usize = by_name.values().map(Vec::len).sum();
-        let same = by_name.entry(name.clone()).or_default();
-        if let Some((node, busy)) = same.iter_mut().find(|(_, busy)| !*busy) {
-            *busy = true;
-            return Some(Arc::clone(node));
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(row) = rows.get_mut(&(name.clone(), peer.ip())) {
+            if let Some(session) = &row.session {
+                let _ = session.send(true);
+                return Claim::Replacing;
+            }
+            let (session, replaced) = watch::channel(false);
+            row.session = Some(session);
+            return Claim::Serve(Arc::clone(&row.node), replaced);
         }
-        if known >= MAX_JOINED {
+        if rows.len() >= MAX_JOINED {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
                 pp_runtime::warn!(
                     "{MAX_JOINED} nodes joined already: further ones are refused ({name} from {peer})"
                 )
             });
-            return None;
+            return Claim::Refused;
         }
-        let listed = match same.len() {
-            0 => name,
-            n => format!("{name}#{}", n + 1),
-        };
+        // Another host of the same name (another address) gets `name#2`, and so on.
+        let taken = |listed: &str| rows.values().any(|row| row.node.name == listed);
+        let listed = (1..)
+            .map(|n| match n {
+                1 => name.clone(),
+                n => format!("{name}#{n}"),
+            })
+            .find(|listed| !taken(listed))
+            .unwrap_or_else(|| name.clone());
         let address = NodeAddress {
             host: peer.ip().to_string(),
             port: peer.port(),
         };
         let node = Arc::new(NodeState::joined(listed, address));
-        same.push((Arc::clone(&node), true));
+        let (session, replaced) = watch::channel(false);
+        let row = Row {
+            node: Arc::clone(&node),
+            session: Some(session),
+        };
+        rows.insert((name, peer.ip()), row);
         nodes.push(Arc::clone(&node));
-        Some(node)
+        Claim::Serve(node, replaced)
     }
 
-    /// The session with `node` ended: the next node of its name may take its row.
+    /// The session with `node` ended: the next connection of its identity may take its row.
     fn release(&self, node: &Arc<NodeState>) {
-        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
-        for (known, busy) in by_name.values_mut().flatten() {
-            if Arc::ptr_eq(known, node) {
-                *busy = false;
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        for row in rows.values_mut() {
+            if Arc::ptr_eq(&row.node, node) {
+                row.session = None;
             }
         }
+        drop(rows);
+        self.released.notify_waiters();
     }
 }
 
@@ -270,21 +358,44 @@ mod tests {
         "10.0.0.9:41000".parse().unwrap()
     }
 
+    fn serve(claim: Claim) -> (Arc<NodeState>, watch::Receiver<bool>) {
+        match claim {
+            Claim::Serve(node, replaced) => (node, replaced),
+            Claim::Replacing => panic!("replacing"),
+            Claim::Refused => panic!("refused"),
+        }
+    }
+
     #[test]
-    fn a_name_is_reused_when_free_and_numbered_when_taken() {
+    fn the_same_identity_replaces_its_session_and_takes_its_row_back() {
         let nodes = NodeList::new(Vec::new());
         let names = JoinedNames::default();
-        let first = names.claim("h1", peer(), &nodes).unwrap();
-        let second = names.claim("h1", peer(), &nodes).unwrap();
-        assert_eq!((first.name.as_str(), second.name.as_str()), ("h1", "h1#2"));
-        assert!(first.joined && second.joined);
+        let (first, replaced) = serve(names.claim("h1", peer(), &nodes));
+        assert!(first.joined && !*replaced.borrow());
+        // Joined again while the old session runs: the old one is told, the new one waits.
+        assert!(matches!(
+            names.claim("h1", peer(), &nodes),
+            Claim::Replacing
+        ));
+        assert!(*replaced.borrow(), "the old session is told to end");
         names.release(&first);
-        let again = names.claim("h1", peer(), &nodes).unwrap();
-        assert!(
-            Arc::ptr_eq(&again, &first),
-            "a node that joins again takes its row back"
-        );
-        assert_eq!(nodes.snapshot().len(), 2);
+        let (again, replaced_again) = serve(names.claim("h1", peer(), &nodes));
+        assert!(Arc::ptr_eq(&again, &first), "it takes its row back");
+        assert!(!*replaced_again.borrow());
+        assert_eq!(nodes.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn other_names_and_other_hosts_get_rows_of_their_own() {
+        let nodes = NodeList::new(Vec::new());
+        let names = JoinedNames::default();
+        let other_host: SocketAddr = "10.0.0.10:41000".parse().unwrap();
+        let (a, _a) = serve(names.claim("h1", peer(), &nodes));
+        let (b, _b) = serve(names.claim("h1#2", peer(), &nodes));
+        let (c, _c) = serve(names.claim("h1", other_host, &nodes));
+        let listed = [a.name.as_str(), b.name.as_str(), c.name.as_str()];
+        assert_eq!(listed, ["h1", "h1#2", "h1#3"]);
+        assert_eq!(nodes.snapshot().len(), 3);
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         )
     })?;
     let secret = Secret::new(secret).map_err(|e| Error::Config(e.to_string()))?;
+    // Bound before the program is hashed (a second on a debug build): a node that joins
+    // meanwhile waits in the listen backlog instead of being refused.
+    let listener = spec.listen.as_deref().map(listen).transpose()?;
+    let joining = listener.as_ref().and_then(|l| l.local_addr().ok());
     let programs = ProgramSet::gather(&spec.programs).map_err(|e| match e {
         crate::program_set::BuildError::ThisProgram(why) => Error::Cluster(why),
         other => Error::Config(other.to_string()),
@@ -144,8 +148,6 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
             None => named.push(NodeAddress::parse(text).map_err(Error::Config)?),
         }
     }
-    let listener = spec.listen.as_deref().map(listen).transpose()?;
-    let joining = listener.as_ref().and_then(|l| l.local_addr().ok());
     let nodes = Arc::new(NodeList::new(
         named
             .into_iter()
@@ -203,7 +205,33 @@ fn listen(addr: &str) -> Result<std::net::TcpListener, Error> {
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::Cluster(format!("cannot configure the listener on {addr}: {e}")))?;
+    if let Ok(bound) = listener.local_addr() {
+        say_bound(addr, bound);
+    }
     Ok(listener)
+}
+
+/// Says where nodes join. A user who asked for any port (`:0`) cannot know which one was
+/// chosen otherwise, and needs it for `--join`: a warning, so that it shows by default.
+fn say_bound(asked: &str, bound: std::net::SocketAddr) {
+    let any_port = asked
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.trim().parse() == Ok(0u16));
+    if !any_port {
+        pp_runtime::debug!("listening for nodes that join on {bound}");
+        return;
+    }
+    // A wildcard address is no address to dial: name the host instead.
+    let target = if bound.ip().is_unspecified() {
+        let host = crate::node::sys::host_name().unwrap_or_else(|| "HOST".to_owned());
+        format!("{host}:{}", bound.port())
+    } else {
+        bound.to_string()
+    };
+    pp_runtime::warn!(
+        "PP_LISTEN={asked}: listening for nodes that join on {bound}; start them with \
+         `ppserver --join {target}`"
+    );
 }
 
 impl Executor for Cluster {
@@ -231,6 +259,10 @@ impl Executor for Cluster {
 
     fn nodes(&self) -> Vec<NodeStatus> {
         self.nodes.snapshot().iter().map(|n| n.status()).collect()
+    }
+
+    fn listen_address(&self) -> Option<std::net::SocketAddr> {
+        self.ctx.joining
     }
 
     fn fastest_average(&self) -> Option<Duration> {

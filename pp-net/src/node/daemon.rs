@@ -108,11 +108,13 @@ async fn run(
     };
     let cache = ProgramCache::open(&config.cache_dir, config.max_cache_bytes)?;
     let host = super::sys::host_name().unwrap_or_else(|| addr.ip().to_string());
-    // A node that only joins has no port to name it by.
-    let node_name = if listener.is_some() {
-        format!("{host}:{}", addr.port())
+    // The name is the node's identity for clients it joins (see `join_name`): `host:port`
+    // is its own while it listens; a node that only joins holds a slot of its host.
+    let (node_name, _join_slot) = if listener.is_some() {
+        (format!("{host}:{}", addr.port()), None)
     } else {
-        host.clone()
+        let claimed = super::join_name::claim(&host);
+        (claimed.name.clone(), Some(claimed))
     };
     let ctx = Arc::new(NodeContext {
         node_name,

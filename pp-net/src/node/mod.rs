@@ -65,6 +65,7 @@ mod error;
 pub(crate) mod failure_log;
 mod job_watch;
 mod join;
+mod join_name;
 mod lanes;
 mod outgoing;
 mod output_queue;

@@ -46,6 +46,7 @@ pub(crate) async fn serve_jobs(
     session_id: u64,
     in_flight: &SharedInFlight,
     shutdown: &mut watch::Receiver<bool>,
+    mut replaced: watch::Receiver<bool>,
 ) -> ServeEnd {
     let mut outbox = Outbox::start(writer);
     let mut heartbeats = Heartbeats::start(&ctx.options);
@@ -198,6 +199,11 @@ pub(crate) async fn serve_jobs(
                 });
             }
             _ = shutdown.changed() => return ServeEnd::Shutdown,
+            // No sender (a dialed node): `Err`, and the branch is off.
+            Ok(()) = replaced.changed() => return ServeEnd::Lost(NodeFailure::ConnectionLost(
+                "it joined again (restarted, or its host came back) while this connection \
+                 still looked open".to_owned(),
+            )),
             Ok(()) = settled.changed() => withdraw_settled(node, ctx, in_flight, &shared, &mut lane, &outbox),
             scheduled = heartbeats.due() => match heartbeats.beat(scheduled) {
                 Ok(heartbeat) => outbox.send(heartbeat),

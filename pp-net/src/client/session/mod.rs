@@ -66,22 +66,25 @@ pub(crate) async fn run(
         },
         _ = shutdown.changed() => return SessionEnd::Shutdown,
     };
-    serve(node, ctx, reader, writer, workers, shutdown).await
+    // A dialed node is never replaced by another connection: no sender.
+    let never = watch::channel(false).1;
+    serve(node, ctx, reader, writer, workers, shutdown, never).await
 }
 
 /// Sets up a session on a connection a node opened and the client authenticated (a node
-/// that joins): hello, upload if asked, `Ready`. Returns the node's worker count and its
-/// own name for itself.
+/// that joins): hello, upload if asked, `Ready`. Returns the node's worker count, its own
+/// name for itself and its platform.
 pub(crate) async fn set_up_joined(
     reader: &mut SecureReader,
     writer: &mut SecureWriter,
     ctx: &ClientContext,
-) -> Result<(u32, String), NodeFailure> {
-    let ready = setup::handshake(reader, writer, ctx).await?;
-    Ok((ready.workers, ready.name))
+) -> Result<setup::Handshaken, NodeFailure> {
+    setup::handshake(reader, writer, ctx).await
 }
 
-/// The working phase of a session set up with `node` (`workers` workers), to its end.
+/// The working phase of a session set up with `node` (`workers` workers), to its end: the
+/// server shuts down, or the node is lost, which includes `replaced` turning true (the
+/// node joined again on another connection: this one is left behind).
 pub(crate) async fn serve(
     node: &NodeState,
     ctx: &ClientContext,
@@ -89,11 +92,12 @@ pub(crate) async fn serve(
     writer: SecureWriter,
     workers: u32,
     shutdown: &mut watch::Receiver<bool>,
+    replaced: watch::Receiver<bool>,
 ) -> SessionEnd {
     node.set_connected(workers);
     let (session_id, in_flight) = ctx.flights.register();
     let end = serve_jobs(
-        node, ctx, reader, writer, workers, session_id, &in_flight, shutdown,
+        node, ctx, reader, writer, workers, session_id, &in_flight, shutdown, replaced,
     )
     .await;
     // First, so that no submitting thread adds to the jobs in flight after they are taken.
