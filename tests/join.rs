@@ -325,7 +325,9 @@ impl Relay {
                 let Ok(client_side) = TcpStream::connect(&client) else {
                     continue;
                 };
-                keep.lock().unwrap().push(client_side.try_clone().expect("clone"));
+                keep.lock()
+                    .unwrap()
+                    .push(client_side.try_clone().expect("clone"));
                 let (mut from, mut to) = (node_side.try_clone().expect("clone"), client_side);
                 let mut back = to.try_clone().expect("clone");
                 // Each copy ends with its reading side or a failed write; the client's side
@@ -373,7 +375,9 @@ fn a_node_started_again_while_its_old_connection_looks_open_takes_its_place() {
 
     // Slow jobs, some of them on the node when it is killed; its connection stays open.
     let jobs: Vec<_> = (0..8).map(|i| server.submit(slow_add_one, (i,))).collect();
-    wait_until(&server, "jobs on the node", || server.stats().active_jobs > 0);
+    wait_until(&server, "jobs on the node", || {
+        server.stats().active_jobs > 0
+    });
     drop(first);
     let again = Joiner::start(&relay.addr, 2, &cache);
     for (i, job) in (0..8).zip(jobs) {
@@ -428,7 +432,10 @@ fn a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs() {
         "{status}\nstdout:\n{out}\nstderr:\n{}",
         log.text()
     );
-    assert!(out.contains(&format!("listen address 127.0.0.1:{port}")), "{out}");
+    assert!(
+        out.contains(&format!("listen address 127.0.0.1:{port}")),
+        "{out}"
+    );
     assert!(
         !node.log.contains("cannot join client"),
         "the node was refused: {}",
