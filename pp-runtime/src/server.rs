@@ -723,6 +723,23 @@ mod output_env_tests {
     }
 
     #[test]
+    fn pp_dns_refresh_values() {
+        let secs = |text| super::positive_seconds("PP_DNS_REFRESH", text);
+        assert_eq!(
+            secs(" 0.5 ").unwrap(),
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(secs("5").unwrap(), std::time::Duration::from_secs(5));
+        for bad in ["0", "-1", "soon", "inf", "NaN"] {
+            let error = secs(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("PP_DNS_REFRESH") && error.contains(bad),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn pp_output_values() {
         for off in ["off", " OFF ", "0", "false", "no"] {
             assert!(!forward_output_from(off), "{off:?}");
