@@ -152,8 +152,9 @@ async fn run(
     }
     if !ctx.config.join.is_empty() {
         pp_runtime::info!(
-            "joining {} with {} workers per client; program cache {}",
+            "joining {} as {} with {} workers per client; program cache {}",
             ctx.config.join.join(", "),
+            ctx.node_name,
             ctx.config.workers,
             ctx.cache.dir().display()
         );
