@@ -96,13 +96,15 @@ impl ServerBuilder {
     /// [`fallback_wait`](ServerBuilder::fallback_wait) for a node to join, then run
     /// locally until one does. Joined nodes get no lane (the client may not reach them).
     /// The address is bound by [`build`](ServerBuilder::build), which fails with
-    /// [`Error::Config`] if it cannot be.
+    /// [`Error::Config`] if it cannot be; with port 0 the system picks one, said on
+    /// standard error and returned by [`Server::listen_address`].
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.cluster.listen = Some(addr.into());
         self
     }
 
-    /// How often `dns:NAME[:PORT]` entries are resolved again; default 5 s (see
+    /// How often `dns:NAME[:PORT]` entries are resolved again; default 5 s, or
+    /// `PP_DNS_REFRESH` with [`from_env`](ServerBuilder::from_env) (see
     /// [`ClusterOptions::dns_refresh`](crate::ClusterOptions::dns_refresh)).
     pub fn dns_refresh(mut self, every: Duration) -> Self {
         self.cluster.options.dns_refresh = every;

@@ -107,7 +107,8 @@ pub struct ClusterOptions {
     /// address the name resolves to is a node; an address that appears is added at the
     /// next resolution, and one that is gone is dropped (its jobs in flight go back to the
     /// queue, without using an attempt, and its task ends). A resolution that fails
-    /// changes nothing (a DNS outage does not drop every node). Default 5 s.
+    /// changes nothing (a DNS outage does not drop every node). Default 5 s;
+    /// `PP_DNS_REFRESH=SECONDS` sets it from the environment.
     pub dns_refresh: Duration,
 }
 
