@@ -8,7 +8,8 @@
 //!
 //! A node may also join clients that listen ([`NodeConfig::join`], `ppserver --join`):
 //! it dials them and serves each on the connection it opened, with the same session (the
-//! `join` module); only the TCP direction changes.
+//! `join` module); only the TCP direction changes. The name in its hello is its identity
+//! for those clients (the `join_name` module).
 //!
 //! # The session, as the client sees it
 //! 1. Connect and authenticate ([`crate::connect_client`]; on a connection the node
