@@ -12,6 +12,9 @@
 //! listen on any port (`PP_LISTEN=127.0.0.1:0`) says the port, and a node that joins at
 //! once, while the client is still starting, is never refused and runs every job.
 //!
+//! Two running nodes that give one name from one address are listed apart once one has
+//! replaced the other.
+//!
 //! Each client's joining nodes take their join slots (their names) in a directory of
 //! their own (`TMPDIR`), so that nodes of other tests do not shift their names.
 //!
@@ -70,12 +73,15 @@ impl Joiner {
         extra: &[&str],
     ) -> Joiner {
         let started = Instant::now();
+        // Unless the caller chose a temporary directory: the nodes of one client share one.
+        if !command.get_envs().any(|(name, _)| name == "TMPDIR") {
+            command.env("TMPDIR", slots_of(client));
+        }
         let mut child = command
             .args(["--join", client, "-w", &workers.to_string(), "--cache-dir"])
             .arg(cache)
             .args(extra)
             .env("PP_SECRET", SECRET)
-            .env("TMPDIR", slots_of(client))
             .env_remove("PP_SECRET_FILE")
             .env_remove("PP_WORKER")
             .stdin(Stdio::null())
@@ -396,6 +402,40 @@ fn a_node_started_again_while_its_old_connection_looks_open_takes_its_place() {
     run_jobs(&server, 20);
     drop(again);
     let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn two_running_nodes_giving_one_name_are_listed_apart() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let server = listening_client(&addr);
+    // Two temporary directories: each node takes the first join slot of its own, so both
+    // call themselves by the host name, from one address (two hosts of one name behind
+    // one NAT address). The second replaces the first, which joins again at once and is
+    // then listed apart.
+    let (cache_a, cache_b) = (temp_dir("join-twin-a"), temp_dir("join-twin-b"));
+    let (tmp_a, tmp_b) = (temp_dir("join-twin-tmp-a"), temp_dir("join-twin-tmp-b"));
+    let twin = |cache: &Path, tmp: &Path| {
+        std::fs::create_dir_all(tmp).expect("create a temporary directory");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ppserver"));
+        command.env("TMPDIR", tmp);
+        Joiner::spawn(command, &addr, 1, cache, &[])
+    };
+    let a = twin(&cache_a, &tmp_a);
+    run_jobs(&server, 10);
+    let b = twin(&cache_b, &tmp_b);
+    wait_until(&server, "both nodes listed apart and connected", || {
+        connected_names(&server).len() == 2
+    });
+    let names = connected_names(&server);
+    assert_eq!(names[1], format!("{}#2", names[0]), "{names:?}");
+    run_jobs(&server, 50);
+    // Listed apart, they stay so: no more losses.
+    let losses: u32 = server.active_nodes().iter().map(|n| n.losses).sum();
+    assert_eq!(losses, 1, "{:?}", server.active_nodes());
+    drop((a, b));
+    for dir in [cache_a, cache_b, tmp_a, tmp_b] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

@@ -8,12 +8,14 @@
 //! - **identity**: a joined node is listed under the name it gives itself in its hello
 //!   (`host:port` of a node that also listens, else its host name and its join slot:
 //!   `host`, `host#2`, ...; the node's `join_name` module), unique among the running nodes
-//!   of its host. That name and the address it joins from identify it (see [`Identity`]):
-//!   a node that joins again takes its old row back, so that `print_stats()` shows one row
-//!   per node with its losses and connections; one that joins again while its old session
-//!   still runs (the node was killed with its connection left open, or its host went away
-//!   and came back) ends that session at once, as a loss, instead of waiting for the
-//!   liveness timeout. A node of another address with a name already listed is `name#2`;
+//!   of its host. That name and the address it joins from identify it (the `joined_names`
+//!   module): a node that joins again takes its old row back, so that `print_stats()`
+//!   shows one row per node with its losses and connections; one that joins again while
+//!   its old session still runs (the node was killed with its connection left open, or
+//!   its host went away and came back) ends that session at once, as a loss, instead of
+//!   waiting for the liveness timeout (up to [`REPLACE_WAIT`] for it to end). A node of
+//!   another address with a name already listed is `name#2`, and two running nodes found
+//!   to give one identity are listed apart;
 //! - **no lane**: the client may not be able to reach the node (NAT), so lone jobs go on
 //!   the session's connection;
 //! - **no retry from here**: when the connection ends the node is lost as any node is (its
@@ -29,9 +31,9 @@
 //! [`MAX_JOINED`] distinct joined nodes are kept; past that a new name is refused (said
 //! once).
 
-use super::address::NodeAddress;
 use super::classify::handshake_error;
 use super::context::ClientContext;
+use super::joined_names::{Claim, JoinedNames};
 use super::node_state::NodeState;
 use super::nodes::NodeList;
 use super::session::{self, SessionEnd};
@@ -39,12 +41,11 @@ use crate::channel::connect_client;
 use crate::node::admission::{Admission, Admit};
 use crate::node::failure_log::{FailureLog, FLUSH_PERIOD};
 use pp_runtime::NodeFailure;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Connections in their handshake at once, at most.
@@ -52,9 +53,6 @@ pub(crate) const MAX_HANDSHAKES: usize = 64;
 
 /// Distinct joined nodes a client keeps, at most.
 pub(crate) const MAX_JOINED: usize = 1024;
-
-/// Longest name a joined node is listed under; a longer one is cut.
-const MAX_NAME: usize = 100;
 
 /// Pause after a failed `accept` (too many open files), so that the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -239,169 +237,3 @@ impl Joining {
 /// How long a node that joins again waits for its old session to end (it ends at once
 /// when told: this bounds a stuck one).
 const REPLACE_WAIT: Duration = Duration::from_secs(10);
-
-/// What identifies a joined node across its connections and restarts: the name it gives
-/// itself in its hello and the address it joins from. The name is unique among the running
-/// nodes of a host (`host:port` for one that listens, a join slot of its host for one that
-/// only joins: the node's `join_name` module), so a second connection with the same
-/// identity is the same node joining again, never another node. The address keeps apart
-/// hosts that share a host name. (Two hosts with the same name behind one NAT address
-/// would replace each other: give them distinct host names.)
-type Identity = (String, IpAddr);
-
-/// A joined node's row, and the sender of its session's `replaced` signal while one runs.
-struct Row {
-    node: Arc<NodeState>,
-    session: Option<watch::Sender<bool>>,
-}
-
-/// What [`JoinedNames::claim`] decided.
-enum Claim {
-    /// Serve as this row; the receiver turns true when a newer connection replaces this one.
-    Serve(Arc<NodeState>, watch::Receiver<bool>),
-    /// The row's session still runs and was told to end: claim again once it is released.
-    Replacing,
-    /// Past [`MAX_JOINED`] (said once).
-    Refused,
-}
-
-/// The joined nodes by identity.
-#[derive(Default)]
-struct JoinedNames {
-    rows: Mutex<HashMap<Identity, Row>>,
-    /// Signalled when a session ends and frees its row.
-    released: Notify,
-}
-
-impl JoinedNames {
-    /// The row for a session with a node calling itself `name` from `peer`: its known row
-    /// when free, a new one (added to `nodes`, under a name no other row has) when the
-    /// identity is new; see [`Claim`].
-    fn claim(&self, name: &str, peer: SocketAddr, nodes: &NodeList) -> Claim {
-        let name = clean_name(name, peer);
-        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(row) = rows.get_mut(&(name.clone(), peer.ip())) {
-            if let Some(session) = &row.session {
-                let _ = session.send(true);
-                return Claim::Replacing;
-            }
-            let (session, replaced) = watch::channel(false);
-            row.session = Some(session);
-            return Claim::Serve(Arc::clone(&row.node), replaced);
-        }
-        if rows.len() >= MAX_JOINED {
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                pp_runtime::warn!(
-                    "{MAX_JOINED} nodes joined already: further ones are refused ({name} from {peer})"
-                )
-            });
-            return Claim::Refused;
-        }
-        // Another host of the same name (another address) gets `name#2`, and so on.
-        let taken = |listed: &str| rows.values().any(|row| row.node.name == listed);
-        let listed = (1..)
-            .map(|n| match n {
-                1 => name.clone(),
-                n => format!("{name}#{n}"),
-            })
-            .find(|listed| !taken(listed))
-            .unwrap_or_else(|| name.clone());
-        let address = NodeAddress {
-            host: peer.ip().to_string(),
-            port: peer.port(),
-        };
-        let node = Arc::new(NodeState::joined(listed, address));
-        let (session, replaced) = watch::channel(false);
-        let row = Row {
-            node: Arc::clone(&node),
-            session: Some(session),
-        };
-        rows.insert((name, peer.ip()), row);
-        nodes.push(Arc::clone(&node));
-        Claim::Serve(node, replaced)
-    }
-
-    /// The session with `node` ended: the next connection of its identity may take its row.
-    fn release(&self, node: &Arc<NodeState>) {
-        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        for row in rows.values_mut() {
-            if Arc::ptr_eq(&row.node, node) {
-                row.session = None;
-            }
-        }
-        drop(rows);
-        self.released.notify_waiters();
-    }
-}
-
-/// The name a node gave itself, fit for a terminal line: printable characters only, at
-/// most [`MAX_NAME`] of them; its address when it gave none.
-fn clean_name(name: &str, peer: SocketAddr) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME)
-        .collect();
-    if cleaned.trim().is_empty() {
-        peer.ip().to_string()
-    } else {
-        cleaned
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn peer() -> SocketAddr {
-        "10.0.0.9:41000".parse().unwrap()
-    }
-
-    fn serve(claim: Claim) -> (Arc<NodeState>, watch::Receiver<bool>) {
-        match claim {
-            Claim::Serve(node, replaced) => (node, replaced),
-            Claim::Replacing => panic!("replacing"),
-            Claim::Refused => panic!("refused"),
-        }
-    }
-
-    #[test]
-    fn the_same_identity_replaces_its_session_and_takes_its_row_back() {
-        let nodes = NodeList::new(Vec::new());
-        let names = JoinedNames::default();
-        let (first, replaced) = serve(names.claim("h1", peer(), &nodes));
-        assert!(first.joined && !*replaced.borrow());
-        // Joined again while the old session runs: the old one is told, the new one waits.
-        assert!(matches!(
-            names.claim("h1", peer(), &nodes),
-            Claim::Replacing
-        ));
-        assert!(*replaced.borrow(), "the old session is told to end");
-        names.release(&first);
-        let (again, replaced_again) = serve(names.claim("h1", peer(), &nodes));
-        assert!(Arc::ptr_eq(&again, &first), "it takes its row back");
-        assert!(!*replaced_again.borrow());
-        assert_eq!(nodes.snapshot().len(), 1);
-    }
-
-    #[test]
-    fn other_names_and_other_hosts_get_rows_of_their_own() {
-        let nodes = NodeList::new(Vec::new());
-        let names = JoinedNames::default();
-        let other_host: SocketAddr = "10.0.0.10:41000".parse().unwrap();
-        let (a, _a) = serve(names.claim("h1", peer(), &nodes));
-        let (b, _b) = serve(names.claim("h1#2", peer(), &nodes));
-        let (c, _c) = serve(names.claim("h1", other_host, &nodes));
-        let listed = [a.name.as_str(), b.name.as_str(), c.name.as_str()];
-        assert_eq!(listed, ["h1", "h1#2", "h1#3"]);
-        assert_eq!(nodes.snapshot().len(), 3);
-    }
-
-    #[test]
-    fn names_are_cleaned() {
-        assert_eq!(clean_name("h\u{1b}[2Jost", peer()), "h[2Jost");
-        assert_eq!(clean_name(" \n", peer()), "10.0.0.9");
-        assert_eq!(clean_name(&"x".repeat(500), peer()).len(), MAX_NAME);
-    }
-}

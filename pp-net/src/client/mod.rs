@@ -39,7 +39,7 @@
 //!   reason once per node, and when it comes back);
 //! - `context`: what every session shares;
 //! - `cluster_loop`, `reconnect`, `fallback`, `discovered`, `dns`, `joined`: the network
-//!   thread's tasks;
+//!   thread's tasks (`joined_names`: which row a node that joins serves as);
 //! - `session/`: one connection to one node, from setup to its end;
 //! - `flights`: every session's jobs in flight, to find stragglers;
 //! - `shared_session`, `lane`: a session's state shared with submitting threads (for lone
@@ -72,6 +72,7 @@ mod fallback;
 mod flights;
 pub(crate) mod job_output;
 mod joined;
+mod joined_names;
 mod lane;
 mod node_health;
 mod node_state;
