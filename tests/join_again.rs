@@ -4,7 +4,8 @@
 //! platforms are recorded; two running nodes that give one name from one address are
 //! listed apart once one has replaced the other; a client told to listen on any port
 //! (`PP_LISTEN=127.0.0.1:0`) says the port, and a node that joins at once, while the
-//! client is still starting, is never refused and runs every job.
+//! client is still starting (the port is bound before the program is hashed), is never
+//! refused and runs every job.
 
 #[path = "support/joiner.rs"]
 mod joiner;
@@ -159,6 +160,7 @@ fn a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs() {
         .env("PP_SECRET", SECRET)
         .env("PP_NCPUS", "0")
         .env("PP_FALLBACK_WAIT", "60")
+        .env("PP_LOG", "debug")
         .spawn()
         .expect("start the client");
     let stdout = read_in_background(child.stdout.take().map(|s| Box::new(s) as _));
@@ -176,6 +178,11 @@ fn a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs() {
         line.contains(&format!("ppserver --join 127.0.0.1:{port}")),
         "{line}"
     );
+    // Bound before the program is hashed (which takes a while): a node may join at once.
+    let hashed = log.wait_for("this program is hashed");
+    let text = log.text();
+    let (bound_at, hashed_at) = (text.find(&line), text.find(&hashed));
+    assert!(bound_at < hashed_at, "bound after hashing:\n{text}");
     let cache = temp_dir("join-any-port");
     let node = Joiner::start(&format!("127.0.0.1:{port}"), 1, &cache);
     let mut child = child;

@@ -136,6 +136,10 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         crate::program_set::BuildError::ThisProgram(why) => Error::Cluster(why),
         other => Error::Config(other.to_string()),
     })?;
+    pp_runtime::debug!(
+        "this program is hashed ({} bytes)",
+        programs.running().program.size
+    );
     let mut named = Vec::new();
     let mut targets = Vec::new();
     let mut dns_entries = Vec::new();
