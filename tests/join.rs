@@ -16,8 +16,8 @@ mod netns;
 mod support;
 
 use joiner::{
-    connected_names, first_job_after_start, free_port, jobs_of, listening_client, run_jobs, Joiner,
-    Killed,
+    connected_names, first_job_after_start, forget_slots, free_port, jobs_of, listening_client,
+    run_jobs, Joiner, Killed,
 };
 use netns::OneWay;
 use std::net::{SocketAddr, TcpStream};
@@ -94,6 +94,7 @@ fn nodes_started_after_the_client_join_and_run_jobs_from_the_first() {
     assert!(warm < WAIT, "{warm:?}");
     drop(again);
     let _ = std::fs::remove_dir_all(&cache);
+    forget_slots(&addr);
     let _ = std::fs::remove_dir_all(&second_cache);
 }
 
@@ -125,6 +126,7 @@ fn a_node_started_before_its_clients_joins_each_once_it_listens() {
     node.log.wait_for(&format!("client {a} reached again"));
     drop(node);
     let _ = std::fs::remove_dir_all(&cache);
+    forget_slots(&a);
 }
 
 #[test]
@@ -162,6 +164,7 @@ fn idle_connections_and_wrong_secrets_do_not_keep_a_node_out() {
     drop(idle);
     drop(node);
     let _ = std::fs::remove_dir_all(&cache);
+    forget_slots(&addr);
 }
 
 #[test]
@@ -205,4 +208,5 @@ fn a_node_the_client_cannot_reach_joins_it_from_its_namespace() {
     });
     drop(node);
     let _ = std::fs::remove_dir_all(&cache);
+    forget_slots(&client_addr.to_string());
 }

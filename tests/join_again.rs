@@ -12,7 +12,8 @@ mod joiner;
 mod support;
 
 use joiner::{
-    connected_names, free_port, jobs_of, listening_client, row_of, run_jobs, Joiner, Killed,
+    connected_names, forget_slots, free_port, jobs_of, listening_client, row_of, run_jobs, Joiner,
+    Killed,
 };
 use pp::{Platform, Server};
 use std::net::{TcpListener, TcpStream};
@@ -117,6 +118,7 @@ fn a_node_started_again_while_its_old_connection_looks_open_takes_its_place() {
     run_jobs(&server, 20);
     drop(again);
     let _ = std::fs::remove_dir_all(&cache);
+    forget_slots(&relay.addr);
 }
 
 #[test]
@@ -205,6 +207,7 @@ fn a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs() {
     eprintln!("{}", line.trim());
     drop(node);
     let _ = std::fs::remove_dir_all(&cache);
+    forget_slots(&format!("127.0.0.1:{port}"));
 }
 
 /// The client of `a_client_on_any_port_says_it_and_a_node_joining_at_once_runs_its_jobs`,

@@ -69,13 +69,22 @@ impl Joiner {
 /// The temporary directory of the nodes joining `client`, where they take their join
 /// slots: one per client, shared by its nodes.
 pub fn slots_of(client: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = slots_dir(client);
+    std::fs::create_dir_all(&dir).expect("create the nodes' temporary directory");
+    dir
+}
+
+/// Removes the temporary directory of the nodes joining `client`, once they are gone.
+pub fn forget_slots(client: &str) {
+    let _ = std::fs::remove_dir_all(slots_dir(client));
+}
+
+fn slots_dir(client: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
         "pp-test-{}-join-slots-{}",
         std::process::id(),
         client.replace([':', '.'], "-")
-    ));
-    std::fs::create_dir_all(&dir).expect("create the nodes' temporary directory");
-    dir
+    ))
 }
 
 impl Drop for Joiner {
