@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pp_net::{client_handshake, ChannelConfig, Peer, Secret};
+use pp_net::{client_handshake, ChannelConfig, NetError, Peer, Secret};
 use support::raw::block_on;
 use support::{Node, SECRET};
 use tokio::net::{TcpSocket, TcpStream};
@@ -111,4 +111,62 @@ fn a_flood_from_one_address_does_not_keep_a_slow_client_from_another_out() {
             "a slow client was kept out by a flood from another address: {result:?}"
         );
     }
+}
+
+/// The node's `evicted=` counter.
+fn evicted(node: &Node) -> u64 {
+    support::counter(&node.statistics(), "evicted")
+}
+
+
+/// A client evicted by the node's flood control in its handshake is told that the node was
+/// busy, not that its secret is wrong. The node has 4 slots; a client connects from
+/// 127.0.0.1 and has not begun its handshake when four more connections come from the same
+/// address: the fifth connection takes the slot of the oldest handshake of the address that
+/// holds the most, the client's. Its handshake, begun then, fails with "busy", five times
+/// in a row; and a client that comes once the flood is gone gets through.
+#[test]
+fn a_client_evicted_in_its_handshake_is_told_the_node_was_busy_not_a_wrong_secret() {
+    const ROUNDS: u64 = 5;
+    let node = Node::start(1, &["--max-connections", "4", "--handshake-timeout", "20"]);
+    let addr = node.addr;
+    let secret = Secret::new(SECRET).expect("secret");
+    for round in 1..=ROUNDS {
+        // The last round's connections are gone: the client's is the oldest.
+        let deadline = std::time::Instant::now() + support::WAIT;
+        while support::counter(&node.statistics(), "active") > 0 {
+            assert!(std::time::Instant::now() < deadline, "connections left open");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        block_on(async {
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let mut dialers = Vec::new();
+            for _ in 0..4 {
+                dialers.push(TcpStream::connect(addr).await.expect("connect"));
+            }
+            // Each round evicts the client's connection, the oldest of 127.0.0.1.
+            while evicted(&node) < round {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let (reader, writer) = client.into_split();
+            let config = ChannelConfig::default();
+            let failed = client_handshake(reader, writer, Peer(Some(addr)), &secret, config)
+                .await
+                .map(drop)
+                .expect_err("an evicted handshake fails");
+            let said = failed.to_string();
+            assert!(matches!(failed, NetError::Busy { .. }), "{said}");
+            assert!(said.contains("busy with other handshakes"), "{said}");
+            assert!(!said.contains("secret"), "{said}");
+            drop(dialers);
+        });
+    }
+    // The dialers are gone: a client's handshake goes through.
+    block_on(async {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (reader, writer) = stream.into_split();
+        client_handshake(reader, writer, Peer(Some(addr)), &secret, ChannelConfig::default())
+            .await
+            .expect("a handshake after the flood");
+    });
 }

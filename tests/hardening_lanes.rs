@@ -1,6 +1,7 @@
 //! Lanes against a hostile client (issue 20, rows 2 and 5; see SECURITY.md): a lane whose
 //! peer trickles its handshake is closed within `--handshake-timeout`, and a session holds
-//! one lane at a time however many it asks for. Each test runs its own `ppserver` on
+//! one lane at a time however many it asks for. And against a well-behaved one: a client
+//! that exits normally leaves no lane warning on the node. Each test runs its own `ppserver` on
 //! 127.0.0.1, which starts this test binary as its workers (the worker hook turns those
 //! processes into workers before the harness would run).
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use pp::codec::encode;
 use pp_net::{Message, Outcome};
 use support::raw::{block_on, expect_lane_ended, job_with, lane_opening, Client};
-use support::{children_of, Node, SECRET};
+use support::{children_of, counter, Node, SECRET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -190,4 +191,64 @@ fn a_session_asking_for_30_lanes_holds_one_at_a_time_and_goes_on() {
         let outcomes = client.run(vec![job_with(1, square, &(7u64,))]).await;
         assert_eq!(outcomes[&1], Outcome::Ok(encode(&49u64).unwrap()));
     });
+}
+
+/// Waits (at most `support::WAIT`) until the node has no child process left: every
+/// session's workers and every lane worker ended and was reaped.
+fn wait_no_workers(node: &Node) {
+    let deadline = Instant::now() + support::WAIT;
+    while !children_of(node.pid()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the node still has workers {:?}",
+            children_of(node.pid())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A client that exits normally leaves no warning on the node. Sixty clients in turn each
+/// run one job and exit at once, while their lane (asked for when the session starts) is
+/// often still in its handshake: the client lets it finish before it closes it, so the
+/// node counts no incomplete lane handshake and logs no warning. A lane handshake that a
+/// client really cuts off (its worker's preamble read, then the connection dropped) still
+/// warns, and is counted.
+#[test]
+fn clients_that_exit_normally_leave_no_lane_warning_but_a_cut_handshake_warns() {
+    const CLIENTS: u64 = 60;
+    let node = Node::start(1, &[]);
+    for x in 0..CLIENTS {
+        let server = support::client(&[&node], |builder| builder);
+        assert_eq!(server.submit(square, (x,)).result(), Ok(x * x));
+        drop(server);
+    }
+    wait_no_workers(&node);
+    let stats = node.statistics();
+    assert!(counter(&stats, "lanes") > 0, "no client used a lane: {stats}");
+    assert_eq!(counter(&stats, "incomplete_handshakes"), 0, "{stats}");
+    let warnings = node.log.matching("WARN");
+    assert!(
+        warnings.is_empty(),
+        "{CLIENTS} clients that exited normally left warnings:\n{}",
+        warnings.join("\n")
+    );
+
+    block_on(async {
+        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+        client.start_session().await;
+        let (lane, key) = request_lane(&mut client).await;
+        let mut stream = take_offer(&node, &key).await;
+        let mut preamble = [0u8; 8];
+        stream
+            .read_exact(&mut preamble)
+            .await
+            .expect("the worker's preamble");
+        drop(stream);
+        let (crashed, reason) = expect_lane_ended(&mut client, lane).await;
+        assert!(!crashed, "{reason}");
+    });
+    let line = node.log.wait_for("did not complete the lane's handshake");
+    assert!(line.contains("WARN"), "{line}");
+    let stats = node.statistics();
+    assert_eq!(counter(&stats, "incomplete_handshakes"), 1, "{stats}");
 }

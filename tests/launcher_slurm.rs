@@ -289,6 +289,8 @@ fn rank0_loses_a_rank() {
     for row in server.stats().executors {
         println!("row {} {}", row.name, row.jobs);
     }
+    server.print_stats();
+    println!();
     println!("rank 0 done");
 }
 
@@ -321,6 +323,33 @@ fn a_rank_that_dies_is_a_lost_node() {
         .collect();
     assert_eq!(lost.len(), 1, "one rank lost: {show}");
     assert!(ran.stderr.contains("lost"), "rank 0 said so: {show}");
+    // Rank 0 names the lost rank as a rank, in its warnings and in print_stats(): no
+    // ppserver is involved.
+    let addr = lost[0].split(' ').nth(1).expect("node ADDR ...");
+    let rank = (1..=2)
+        .find(|rank| {
+            let at = format!("rank {rank} at {addr}");
+            ran.stderr.contains(&format!("{at},")) || ran.stderr.contains(&format!("{at}\n"))
+        })
+        .unwrap_or_else(|| panic!("rank 0 named no rank at {addr}: {show}"));
+    let label = format!("rank {rank} ({addr})");
+    assert!(
+        ran.stderr.contains(&format!("{label}: ")),
+        "rank 0 warned about {label}: {show}"
+    );
+    assert!(
+        !ran.stderr.contains("is ppserver running"),
+        "a rank's loss does not point at ppserver: {show}"
+    );
+    assert!(
+        ran.stdout.contains(&format!("{label}: not connected")),
+        "print_stats() names {label}: {show}"
+    );
+    let rows = support::ranks::rows(&ran.stdout);
+    assert!(
+        rows.iter().any(|(name, _)| *name == label),
+        "a statistics row {label}: {rows:?}"
+    );
     let left: Vec<_> = std::fs::read_dir(&base)
         .unwrap()
         .flatten()

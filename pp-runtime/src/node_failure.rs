@@ -26,6 +26,11 @@ pub enum NodeFailure {
     /// The handshake failed: the node and this program do not share the secret.
     #[error("authentication failed: wrong secret?")]
     AuthenticationFailed,
+    /// The node closed the handshake unfinished to make room for other connections: it
+    /// had all its connection slots taken while many connections were in their handshake
+    /// (a burst of clients, or a flood). Nothing is wrong with the secret.
+    #[error("busy: it closed our handshake to make room for other connections")]
+    Busy,
     /// The node speaks another version of pp's protocol.
     #[error("the node speaks pp protocol version {theirs}, this program version {ours}")]
     ProtocolVersion {
@@ -77,6 +82,10 @@ impl NodeFailure {
             NodeFailure::ConnectionRefused => {
                 Some("nothing listens on that port: is ppserver running there?")
             }
+            NodeFailure::Busy => Some(
+                "many connections reached the node at once, more than its \
+                 `ppserver --max-connections`; pp tries again",
+            ),
             NodeFailure::ProtocolVersion { .. } => {
                 Some("run the same version of pp on the client and the node")
             }

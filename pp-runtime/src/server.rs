@@ -288,6 +288,8 @@ impl ServerBuilder {
         }
         // Rank 0 of `srun`/`mpirun`: the other ranks are nodes (pp-net's `launcher`).
         if let Some(launched) = registry().hooks().and_then(|hooks| (hooks.launcher)()) {
+            let ranks = launched.nodes.iter().cloned().zip(launched.ranks);
+            self.cluster.ranks.extend(ranks);
             self.cluster.nodes.extend(launched.nodes);
             if self.cluster.secret.is_none() {
                 self.cluster.secret = launched.secret;

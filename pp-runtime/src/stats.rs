@@ -292,6 +292,9 @@ pub struct NodeStatus {
     /// What the node runs (its target triple, architecture, OS, byte order and pointer
     /// width), as its hello said; `None` until it first answered.
     pub platform: Option<crate::Platform>,
+    /// Its rank, when the node is a rank of a launcher run (`srun`, `mpirun`): then
+    /// `print_stats()` calls it `rank N (host:port)`.
+    pub rank: Option<u32>,
 }
 
 impl NodeStatus {
@@ -312,6 +315,21 @@ impl NodeStatus {
             last_failure: None,
             last_failure_at: None,
             platform: None,
+            rank: None,
+        }
+    }
+
+    /// The same row for rank `rank` of a launcher run.
+    pub fn with_rank(mut self, rank: u32) -> Self {
+        self.rank = Some(rank);
+        self
+    }
+
+    /// What `print_stats()` calls the node: `node host:port`, or `rank N (host:port)`.
+    pub fn label(&self) -> String {
+        match self.rank {
+            Some(rank) => format!("rank {rank} ({})", self.address),
+            None => format!("node {}", self.address),
         }
     }
 
@@ -446,7 +464,7 @@ impl fmt::Display for Stats {
         for node in &self.nodes {
             match &node.platform {
                 Some(platform) if *platform != this => {
-                    write!(f, "\nnode {} runs {platform}", node.address)?;
+                    write!(f, "\n{} runs {platform}", node.label())?;
                 }
                 _ => {}
             }
@@ -454,8 +472,8 @@ impl fmt::Display for Stats {
         for node in self.nodes.iter().filter(troubled) {
             write!(
                 f,
-                "\nnode {}: {}, lost {} times, connected {} times",
-                node.address,
+                "\n{}: {}, lost {} times, connected {} times",
+                node.label(),
                 node.state_text(),
                 node.losses,
                 node.connections

@@ -4,6 +4,7 @@
 use crate::node::{check_flags, check_variable, dir_mode, flag_value, relocate, relocate_path};
 use crate::node::{lint, repo_file, write_secret, Deployed, RunAs};
 use crate::support::temp_dir;
+use std::process::Command;
 
 /// The Containerfile's instructions: keyword (upper case) and the rest, continuation
 /// lines joined, comments dropped.
@@ -146,10 +147,10 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
     let pid_file = flag_value(&fixed, "--pid-file").unwrap().to_owned();
     let health = last(&instructions, "HEALTHCHECK");
     let probe = exec_form(&health[health.find("CMD").expect("HEALTHCHECK CMD") + 3..]);
-    assert_eq!(
-        probe,
-        ["test", "-s", pid_file.as_str()],
-        "the health check tests the pid file"
+    let tcp_probe = format!("/dev/tcp/127.0.0.1/{port}");
+    assert!(
+        probe.iter().any(|word| word.contains(&tcp_probe)),
+        "the health check is not a TCP probe of --port {port}: {probe:?}"
     );
 
     let secret_file = instructions
@@ -180,18 +181,45 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
         run_as.own(secret_file.as_ref());
         run_as.own(&moves[0].1);
     }
+    // A pid file left in the volume by a node that was killed: the health check must not
+    // pass on it while nothing answers on the port.
+    let pid_file = relocate_path(&pid_file, &moves);
+    std::fs::write(&pid_file, "4194304\n").expect("a stale pid file");
+    if let Some(run_as) = &run_as {
+        run_as.own(pid_file.as_ref());
+    }
+    let silent = free_port();
+    let probe_on = |port: u16| {
+        let words: Vec<String> = (probe.iter())
+            .map(|word| word.replace(&tcp_probe, &format!("/dev/tcp/127.0.0.1/{port}")))
+            .collect();
+        let status = Command::new(&words[0])
+            .args(&words[1..])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run the health check");
+        status.success()
+    };
+    assert!(
+        !probe_on(silent),
+        "the health check passed with nothing on the port (a stale pid file there)"
+    );
     let node = Deployed::start_as(
         &relocate(&args, &moves),
         &[("PP_SECRET_FILE".into(), secret_file)],
         run_as.as_ref(),
     );
-    let pid_file = relocate_path(&pid_file, &moves);
     let written = std::fs::read_to_string(&pid_file).expect("the pid file, once listening");
-    assert_eq!(
-        written.trim(),
-        node.pid().to_string(),
-        "the health check would pass"
-    );
+    assert_eq!(written.trim(), node.pid().to_string(), "the node's own pid");
+    let listening: u16 = node
+        .name
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the node's port");
+    for _ in 0..3 {
+        assert!(probe_on(listening), "the health check fails on a listening node");
+    }
     if let Some(run_as) = &run_as {
         assert_eq!(
             node.uid(),
@@ -212,4 +240,12 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
         "the pid file outlived the node"
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A TCP port of 127.0.0.1 that was free a moment ago (nothing listens there).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

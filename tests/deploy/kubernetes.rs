@@ -198,9 +198,20 @@ fn check_nodes(service: &Doc, nodes: &Doc) -> NodePod {
             "{flag} {path} is on the read-only root file system"
         );
     }
-    let probe = nodes.list(&format!("{node}.readinessProbe.exec.command"));
-    let pid_file = flag_value(&args, "--pid-file").expect("set by the image");
-    assert_eq!(probe, ["test", "-s", pid_file], "ready once listening");
+    // Ready while the node answers on its port (a pid file left by a killed node would
+    // pass before the new one listens).
+    let probed = nodes.get(&format!("{node}.readinessProbe.tcpSocket.port"));
+    let port_name = nodes.get(&format!("{node}.ports[0].name"));
+    assert!(
+        probed.is_some() && (probed == port_name || probed == Some(port)),
+        "the readiness probe is not a TCP probe of the node's port: {probed:?}"
+    );
+    assert!(
+        nodes
+            .list(&format!("{node}.readinessProbe.exec.command"))
+            .is_empty(),
+        "an exec readiness probe besides the TCP one"
+    );
 
     // The secret: mounted from the Secret, copied mode 0400 by the init container, into
     // memory, to where the node's PP_SECRET_FILE points.

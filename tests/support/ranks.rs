@@ -21,7 +21,8 @@ pub fn rank0_role(server: &pp::Server, examples: impl FnOnce(&pp::Server)) {
 
 /// Checks one launcher run of 3 ranks that ran [`rank0_role`]: it succeeded, rank 0 said
 /// it is one ("pp: launcher KIND: rank 0 of 3, 2 nodes"), each other rank's node ran
-/// jobs, and the jobs add up to `jobs`. Returns the nodes' addresses.
+/// jobs, its statistics row called "rank N (host:port)", and the jobs add up to `jobs`.
+/// Returns the nodes' row names.
 pub fn check_run(ran: &Ran, kind: &str, jobs: u64) -> Vec<String> {
     let show = || format!("stdout:\n{}\nstderr:\n{}", ran.stdout, ran.stderr);
     assert!(
@@ -37,14 +38,7 @@ pub fn check_run(ran: &Ran, kind: &str, jobs: u64) -> Vec<String> {
         "said once: {said}\n{}",
         show()
     );
-    let rows: Vec<(String, u64)> = ran
-        .stdout
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.strip_prefix("row ")?.split(' ');
-            Some((words.next()?.to_owned(), words.next()?.parse().ok()?))
-        })
-        .collect();
+    let rows = rows(&ran.stdout);
     let nodes: Vec<&(String, u64)> = rows.iter().filter(|(name, _)| name != "local").collect();
     assert_eq!(
         nodes.len(),
@@ -53,16 +47,35 @@ pub fn check_run(ran: &Ran, kind: &str, jobs: u64) -> Vec<String> {
         show()
     );
     for (name, ran_jobs) in &nodes {
-        assert!(name.starts_with("127.0.0.1:"), "{name}");
+        // A rank's row names it: "rank N (host:port)".
+        let (rank, addr) = rank_label(name).unwrap_or_else(|| panic!("row {name}: {rows:?}"));
+        assert!(addr.starts_with("127.0.0.1:"), "{name}");
         assert!(*ran_jobs > 0, "node {name} ran no job: {rows:?}");
         assert!(
-            ran.stderr.contains(&format!(" at {name}")),
+            ran.stderr.contains(&format!("rank {rank} at {addr}")),
             "rank 0 named {name}: {}",
             show()
         );
     }
     assert_eq!(rows.iter().map(|(_, n)| n).sum::<u64>(), jobs, "{rows:?}");
     nodes.into_iter().map(|(name, _)| name.clone()).collect()
+}
+
+/// The `row NAME JOBS` lines of [`rank0_role`]'s output (a name may hold spaces).
+pub fn rows(stdout: &str) -> Vec<(String, u64)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (name, jobs) = line.strip_prefix("row ")?.rsplit_once(' ')?;
+            Some((name.to_owned(), jobs.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The rank and address of a rank's label, `rank N (host:port)`.
+pub fn rank_label(label: &str) -> Option<(u32, &str)> {
+    let (rank, rest) = label.strip_prefix("rank ")?.split_once(" (")?;
+    Some((rank.parse().ok()?, rest.strip_suffix(')')?))
 }
 
 /// Starts a launcher's `command` (`srun`, `mpirun`); returns a function that waits for it

@@ -94,6 +94,16 @@ pub enum NetError {
         reason: &'static str,
     },
 
+    /// The node closed the handshake unfinished to make room for other connections: it
+    /// had every connection slot taken while many connections were in their handshake
+    /// (see `ppserver --max-connections`), and sent an empty handshake message in place of
+    /// its reply to say so. Nothing is wrong with the secret; a later attempt may succeed.
+    #[error("{peer} was busy with other handshakes and closed ours to make room (too many connections at once)")]
+    Busy {
+        /// The remote end.
+        peer: Peer,
+    },
+
     /// The handshake did not finish within [`ChannelConfig::handshake_timeout`](super::ChannelConfig::handshake_timeout).
     #[error("handshake with {peer} did not finish within {timeout:?}")]
     HandshakeTimeout {

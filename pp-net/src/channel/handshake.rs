@@ -13,6 +13,12 @@
 //!                                   <-       msg 2: u16 LE len, [e, ee]
 //!   confirm: first transport frame  ->       trusted only once this decrypts and matches
 //! ```
+//! A node that evicts a connection in its handshake to make room for another (its slots
+//! all taken, see the node's `admission`) answers, if it has not sent message 2 yet, with
+//! its preamble (unless it sent it already) and an empty message 2 (length 0), then closes:
+//! the client reports [`NetError::Busy`], not a wrong secret. No Noise message is empty, so
+//! this cannot be mistaken for a reply; a client that does not know it fails to decrypt it
+//! and reports an authentication failure, as before.
 //! The client knows the server is genuine when message 2 decrypts (it depends on the PSK and
 //! on the client's fresh ephemeral key). The server knows the client is genuine only when
 //! the confirmation decrypts: message 1 alone could be a replay of a recorded handshake,
@@ -171,9 +177,18 @@ where
     let len = noise
         .write_message(&[], &mut buf)
         .map_err(|e| NetError::crypto(peer, &e))?;
-    write_message(&mut writer, peer, &buf[..len]).await?;
-
-    let len = match read_message(&mut reader, peer, &mut buf).await {
+    let sent = write_message(&mut writer, peer, &buf[..len]).await;
+    let read = read_message(&mut reader, peer, &mut buf).await;
+    let len = match (sent, read) {
+        // No Noise message is empty: an empty one is the node's word that it evicted this
+        // handshake for another connection (see the diagram above). It may have closed
+        // before message 1 reached it, failing our write: what it said is read all the
+        // same.
+        (_, Ok(0)) => return Err(NetError::Busy { peer }),
+        (Err(error), _) => return Err(error),
+        (Ok(()), read) => read,
+    };
+    let len = match len {
         Ok(len) => len,
         // A node with another secret fails to decrypt message 1 and hangs up.
         Err(NetError::Truncated { .. }) => {
@@ -227,6 +242,22 @@ where
     };
     // Answer even a wrong preamble, so the client can report both versions; then give up.
     preamble::write(&mut writer, peer).await?;
+    answered_steps(reader, writer, peer, secret, config, theirs).await
+}
+
+/// The server's steps once it answered the client's preamble `theirs` with its own.
+pub(crate) async fn answered_steps<R, W>(
+    reader: R,
+    writer: W,
+    peer: Peer,
+    secret: &Secret,
+    config: ChannelConfig,
+    theirs: [u8; PREAMBLE_LEN],
+) -> Result<(SecureReader<R>, SecureWriter<W>), NetError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     preamble::check(peer, &theirs)?;
     let prologue = concat(&theirs, &preamble::ours());
     respond(reader, writer, peer, secret, config, &prologue).await

@@ -43,5 +43,5 @@ pub(crate) use plaintext::{Plaintext, PlaintextArea, SharedBytes};
 pub use reader::SecureReader;
 pub use secret::Secret;
 pub use tcp::{accept_server, connect_client};
-pub(crate) use tcp::{accept_server_after, prepare};
+pub(crate) use tcp::{accept_server_answered, prepare};
 pub use writer::SecureWriter;

@@ -43,9 +43,10 @@ pub async fn accept_server(
     server_handshake(reader, writer, peer, secret, config).await
 }
 
-/// As [`accept_server`], for a connection whose preamble the node read already (to tell a
-/// session from a lane).
-pub(crate) async fn accept_server_after(
+/// As [`accept_server`], for a connection whose preamble `theirs` the node read (to tell a
+/// session from a lane) and answered with its own already (so that it knows what it sent
+/// if it must close the handshake early: see the node's `busy` module).
+pub(crate) async fn accept_server_answered(
     stream: TcpStream,
     theirs: [u8; PREAMBLE_LEN],
     secret: &Secret,
@@ -53,7 +54,7 @@ pub(crate) async fn accept_server_after(
 ) -> Result<(SecureReader, SecureWriter), NetError> {
     let peer = prepare(&stream)?;
     let (reader, writer) = stream.into_split();
-    let steps = handshake::server_steps(reader, writer, peer, secret, config, Some(theirs));
+    let steps = handshake::answered_steps(reader, writer, peer, secret, config, theirs);
     handshake::bounded("server", peer, config, steps).await
 }
 

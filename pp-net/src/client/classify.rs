@@ -31,6 +31,7 @@ pub(crate) fn dial_timeout(after: Duration) -> NodeFailure {
 pub(crate) fn handshake_error(error: &NetError) -> NodeFailure {
     match error {
         NetError::AuthenticationFailed { .. } => NodeFailure::AuthenticationFailed,
+        NetError::Busy { .. } => NodeFailure::Busy,
         NetError::VersionMismatch { ours, theirs, .. } => NodeFailure::ProtocolVersion {
             ours: *ours,
             theirs: *theirs,
@@ -84,6 +85,11 @@ mod tests {
             reason: "the node closed the connection",
         };
         assert_eq!(handshake_error(&auth), NodeFailure::AuthenticationFailed);
+        let busy = NetError::Busy { peer };
+        assert_eq!(handshake_error(&busy), NodeFailure::Busy);
+        assert!(NodeFailure::Busy
+            .hint()
+            .is_some_and(|h| h.contains("--max-connections")));
         let version = NetError::VersionMismatch {
             peer,
             ours: 3,

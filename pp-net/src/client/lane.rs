@@ -21,10 +21,15 @@ use super::dial::dial;
 use super::shared_session::SharedSession;
 use crate::channel::{ChannelConfig, NetError, SecureReader, SecureWriter};
 use crate::protocol::Message;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Lanes that fail to open in a row before the session stops asking for one.
 pub(crate) const MAX_LANE_OPEN_FAILURES: u32 = 3;
+
+/// How long a session that ends waits for its lane to finish opening (see
+/// [`ClientLane::close`]).
+const LANE_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Both halves of a lane's connection (boxed: they are large, and move rarely).
 pub(crate) type LaneHalves = Box<(SecureReader, SecureWriter)>;
@@ -148,6 +153,24 @@ impl ClientLane {
                     LaneState::Idle
                 };
                 Some(why)
+            }
+        }
+    }
+
+    /// The session ends: a lane still opening is let finish (at most [`LANE_CLOSE_WAIT`])
+    /// and then closed, as an open one is. Cut off in its handshake, it would end the
+    /// node's lane worker as a handshake the client did not complete, which the node warns
+    /// about: that warning is for a client that failed or stalled, not one that exits.
+    pub(crate) async fn close(self) {
+        let LaneState::Opening { lane, mut task } = self.state else {
+            return;
+        };
+        match tokio::time::timeout(LANE_CLOSE_WAIT, &mut task).await {
+            // Opened or failed: dropping what it opened closes the lane cleanly.
+            Ok(_) => {}
+            Err(_) => {
+                pp_runtime::debug!("lane {lane} still opening after {LANE_CLOSE_WAIT:?}: cut off");
+                task.abort();
             }
         }
     }

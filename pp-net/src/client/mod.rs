@@ -150,13 +150,22 @@ pub fn connect(spec: ClusterSpec, feed: JobFeed) -> Result<Box<dyn Executor>, Er
         }
         match Target::parse(text).map_err(Error::Config)? {
             Some(target) => targets.push(target),
-            None => named.push(NodeAddress::parse(text).map_err(Error::Config)?),
+            None => {
+                let address = NodeAddress::parse(text).map_err(Error::Config)?;
+                let rank = spec.ranks.iter().find(|(node, _)| node == text);
+                named.push((address, rank.map(|&(_, rank)| rank)));
+            }
         }
     }
     let nodes = Arc::new(NodeList::new(
         named
             .into_iter()
-            .map(|address| Arc::new(NodeState::new(address)))
+            .map(|(address, rank)| {
+                Arc::new(match rank {
+                    Some(rank) => NodeState::rank(address, rank),
+                    None => NodeState::new(address),
+                })
+            })
             .collect(),
     ));
     let lone_feed = feed.clone();

@@ -37,19 +37,23 @@ impl Default for NodeHealth {
 }
 
 impl NodeHealth {
-    /// Node `name` failed (could not be used, or was lost): records it as the node's last
-    /// failure and, unless this kind was said already, warns, with the failure's hint and
-    /// the `consequence` for the user's jobs.
-    pub(crate) fn failed(&mut self, name: &str, failure: NodeFailure, consequence: &str) {
+    /// The node `who` (`node host:port`, `rank N (host:port)`) failed (could not be used,
+    /// or was lost): records it as the node's last failure and, unless this kind was said
+    /// already, warns, with the `hint` for the failure and the `consequence` for the user's
+    /// jobs.
+    pub(crate) fn failed(
+        &mut self,
+        who: &str,
+        failure: NodeFailure,
+        hint: Option<&str>,
+        consequence: &str,
+    ) {
         let kind = std::mem::discriminant(&failure);
         if self.said.contains(&kind) {
-            pp_runtime::debug!("node {name}: still not usable: {failure}");
+            pp_runtime::debug!("{who}: still not usable: {failure}");
         } else {
-            let hint = failure
-                .hint()
-                .map(|hint| format!(" ({hint})"))
-                .unwrap_or_default();
-            pp_runtime::warn!("node {name}: {failure}{hint}; {consequence}");
+            let hint = hint.map(|hint| format!(" ({hint})")).unwrap_or_default();
+            pp_runtime::warn!("{who}: {failure}{hint}; {consequence}");
             self.said.push(kind);
             self.outage.get_or_insert_with(|| failure.clone());
         }
@@ -57,18 +61,18 @@ impl NodeHealth {
         self.last_failure = Some((failure, SystemTime::now()));
     }
 
-    /// Node `name` is connected with `workers` workers, after `before` earlier
+    /// The node `who` is connected with `workers` workers, after `before` earlier
     /// connections: says so at the default level only when a failure of it was said.
-    pub(crate) fn connected(&mut self, name: &str, workers: u32, before: u32) {
+    pub(crate) fn connected(&mut self, who: &str, workers: u32, before: u32) {
         match self.outage.take() {
             Some(failure) => {
                 let again = if before > 0 { " again" } else { "" };
                 pp_runtime::warn!(
-                    "node {name}: connected{again} ({}) after \"{failure}\"",
+                    "{who}: connected{again} ({}) after \"{failure}\"",
                     count_workers(workers)
                 );
             }
-            None => pp_runtime::info!("node {name}: connected ({})", count_workers(workers)),
+            None => pp_runtime::info!("{who}: connected ({})", count_workers(workers)),
         }
         self.connection = NodeConnection::Connected;
     }
@@ -109,11 +113,11 @@ mod tests {
     fn each_kind_of_failure_is_news_once_until_the_node_serves_steadily() {
         let mut health = NodeHealth::default();
         assert_eq!(health.connection(), NodeConnection::Connecting);
-        health.failed("n:1", NodeFailure::ConnectionRefused, "elsewhere");
+        health.failed("node n:1", NodeFailure::ConnectionRefused, None, "elsewhere");
         assert_eq!(health.said.len(), 1);
-        health.failed("n:1", NodeFailure::ConnectionRefused, "elsewhere");
+        health.failed("node n:1", NodeFailure::ConnectionRefused, None, "elsewhere");
         assert_eq!(health.said.len(), 1, "the same kind is not said twice");
-        health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
+        health.failed("node n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
         assert_eq!(health.said.len(), 2);
         assert_eq!(health.connection(), NodeConnection::Down);
         assert_eq!(
@@ -124,10 +128,10 @@ mod tests {
         health.connected("n:1", 2, 0);
         assert_eq!(health.outage, None);
         assert_eq!(health.connection(), NodeConnection::Connected);
-        health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
+        health.failed("node n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
         assert_eq!(health.outage, None, "a flapping node repeats nothing");
         health.served_steadily();
-        health.failed("n:1", NodeFailure::AuthenticationFailed, "elsewhere");
+        health.failed("node n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
         assert_eq!(health.outage, Some(NodeFailure::AuthenticationFailed));
     }
 }

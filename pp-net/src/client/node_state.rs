@@ -18,8 +18,14 @@ use tokio::sync::Notify;
 pub(crate) struct NodeState {
     /// Where the node is.
     pub(crate) address: NodeAddress,
-    /// `host:port`, as logs and statistics show it.
+    /// `host:port`, as logs and statistics show it (but for a rank: see `who`).
     pub(crate) name: String,
+    /// What pp's warnings call it: `node host:port`, or `rank N (host:port)` for a rank of
+    /// a launcher run (whose statistics row is called so too).
+    pub(crate) who: String,
+    /// Its rank, if it is a rank of a launcher run (no `ppserver` there: the rank's own
+    /// process serves).
+    rank: Option<u32>,
     /// The node's row in the statistics.
     pub(crate) executor: ExecutorHandle,
     /// Signalled when jobs are queued.
@@ -53,19 +59,34 @@ impl NodeState {
     /// A node not yet connected, with its row in the statistics.
     pub(crate) fn new(address: NodeAddress) -> Self {
         let name = address.display();
-        NodeState::named(name, address, false)
+        NodeState::named(name, address, false, None)
+    }
+
+    /// Rank `rank` of a launcher run, a node at `address`.
+    pub(crate) fn rank(address: NodeAddress, rank: u32) -> Self {
+        let name = address.display();
+        NodeState::named(name, address, false, Some(rank))
     }
 
     /// A node that joined from `address`, called `name` (see the `joined` module).
     pub(crate) fn joined(name: String, address: NodeAddress) -> Self {
-        NodeState::named(name, address, true)
+        NodeState::named(name, address, true, None)
     }
 
-    fn named(name: String, address: NodeAddress, joined: bool) -> Self {
+    fn named(name: String, address: NodeAddress, joined: bool, rank: Option<u32>) -> Self {
+        let (who, row) = match rank {
+            Some(rank) => {
+                let label = format!("rank {rank} ({name})");
+                (label.clone(), label)
+            }
+            None => (format!("node {name}"), name.clone()),
+        };
         NodeState {
             joined,
-            executor: ExecutorHandle::new(&name),
+            executor: ExecutorHandle::new(&row),
             name,
+            who,
+            rank,
             address,
             notify: Notify::new(),
             retry: Notify::new(),
@@ -88,7 +109,7 @@ impl NodeState {
         self.workers.store(workers, Ordering::SeqCst);
         let before = self.connections.fetch_add(1, Ordering::SeqCst);
         self.connected.store(true, Ordering::SeqCst);
-        self.health().connected(&self.name, workers, before);
+        self.health().connected(&self.who, workers, before);
     }
 
     /// The node's hello said it runs `platform`.
@@ -99,7 +120,19 @@ impl NodeState {
     /// The node could not be used or was lost, for `failure`: recorded for its row of the
     /// statistics and said once per kind, with the `consequence` for the user's jobs.
     pub(crate) fn failed(&self, failure: NodeFailure, consequence: &str) {
-        self.health().failed(&self.name, failure, consequence);
+        let hint = self.hint(&failure);
+        self.health().failed(&self.who, failure, hint, consequence);
+    }
+
+    /// What the user can check for `failure` of this node: a rank has no `ppserver`.
+    fn hint(&self, failure: &NodeFailure) -> Option<&'static str> {
+        match (self.rank, failure) {
+            (Some(_), NodeFailure::ConnectionRefused) => Some(
+                "nothing listens there any more: the rank's process ended (the launcher's \
+                 output says how)",
+            ),
+            _ => failure.hint(),
+        }
     }
 
     /// The node served long enough to count as well again: any failure is news again.
@@ -118,12 +151,12 @@ impl NodeState {
         let mut watch = self.crash_watch();
         if crashed {
             if let Some(aside) = watch.crashed(now) {
-                put_aside::say(&self.name, aside);
+                put_aside::say(&self.who, aside);
             }
         } else if watch.served(now) {
             pp_runtime::info!(
-                "node {}: ran {PROBATION_JOBS} jobs without a worker crash: off probation",
-                self.name
+                "{}: ran {PROBATION_JOBS} jobs without a worker crash: off probation",
+                self.who
             );
         }
         self.watched.store(watch.watching(), Ordering::Release);
@@ -228,6 +261,10 @@ impl NodeState {
             .clone();
         let status = match platform {
             Some(platform) => status.with_platform(platform),
+            None => status,
+        };
+        let status = match self.rank {
+            Some(rank) => status.with_rank(rank),
             None => status,
         };
         match health.last_failure() {

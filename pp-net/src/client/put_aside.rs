@@ -138,8 +138,9 @@ impl CrashWatch {
     }
 }
 
-/// Says, once per put-aside, that node `name` is put aside, why and for how long.
-pub(crate) fn say(name: &str, aside: PutAside) {
+/// Says, once per put-aside, that the node `who` (`node host:port`, `rank N (host:port)`)
+/// is put aside, why and for how long.
+pub(crate) fn say(who: &str, aside: PutAside) {
     let why = if aside.on_probation {
         "a worker crashed again while on probation".to_owned()
     } else {
@@ -149,7 +150,7 @@ pub(crate) fn say(name: &str, aside: PutAside) {
         )
     };
     pp_runtime::warn!(
-        "node {name}: {why}: put aside for {:?} (no new jobs while another node or a local \
+        "{who}: {why}: put aside for {:?} (no new jobs while another node or a local \
          worker can take them), then on probation",
         aside.period
     );

@@ -143,10 +143,7 @@ fn gather(rank0: &Rank0) -> LauncherCluster {
             rank0.rendezvous.dir().display()
         );
     }
-    LauncherCluster::new(
-        came.into_iter().map(|(_, addr)| addr).collect(),
-        rank0.secret.clone(),
-    )
+    LauncherCluster::new(came, rank0.secret.clone())
 }
 
 /// A new secret for the run: 32 random bytes as hex (so that it is text, as a secret from

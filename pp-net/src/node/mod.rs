@@ -58,6 +58,7 @@
 //! ```
 
 pub(crate) mod admission;
+mod busy;
 mod cache;
 mod cancels;
 mod config;

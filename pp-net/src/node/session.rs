@@ -16,6 +16,7 @@
 //! is also logged.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -30,12 +31,13 @@ use super::lanes::{serve_lane, Lanes};
 use super::process::{WorkerProcess, WorkerSpec};
 use super::session_jobs::{serve_jobs, JobsConfig, SessionEnd};
 use super::stats::NodeCounters;
-use crate::channel::accept_server_after;
-use crate::channel::preamble::{PREAMBLE_LEN, PROTOCOL_VERSION};
+use super::busy::BusyNotice;
+use crate::channel::accept_server_answered;
+use crate::channel::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
 use crate::lane::{LaneId, LANE_MAGIC};
 use crate::program::hex;
 use crate::{Message, NetError, Peer, SecureReader, SecureWriter};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What every session of a node shares.
 #[derive(Debug)]
@@ -85,10 +87,21 @@ pub(crate) async fn serve_connection(
     // One bound for the opening bytes and the handshake together (the lane's handshake is
     // its worker's, bounded there).
     let timeout = config.channel.handshake_timeout;
+    let busy = BusyNotice::of(&stream);
+    // Whether the node's preamble went out: what an evicted client is still owed.
+    let answered = AtomicBool::new(false);
     let opened = async {
         match read_opening(&mut stream, addr).await? {
             Opening::Session(theirs) => {
-                accept_server_after(stream, theirs, &config.secret, config.channel)
+                stream
+                    .write_all(&preamble::ours())
+                    .await
+                    .map_err(|source| NetError::Io {
+                        peer: Peer(Some(addr)),
+                        source,
+                    })?;
+                answered.store(true, Ordering::Relaxed);
+                accept_server_answered(stream, theirs, &config.secret, config.channel)
                     .await
                     .map(|halves| Opened::Session(Box::new(halves)))
             }
@@ -103,9 +116,11 @@ pub(crate) async fn serve_connection(
         })),
         () = ticket.evicted() => {
             pp_runtime::debug!("closed {addr} in its handshake: its slot went to a newer connection");
+            busy.send(answered.load(Ordering::Relaxed));
             return;
         }
     };
+    drop(busy);
     ticket.authenticated();
     let (mut reader, mut writer) = match opened {
         Ok(Opened::Session(halves)) => *halves,
@@ -117,6 +132,12 @@ pub(crate) async fn serve_connection(
             NodeCounters::bump(&ctx.counters.auth_failures);
             let line = format_args!("authentication failed from {addr}: {reason}");
             ctx.failures.failed(addr.ip(), line);
+            return;
+        }
+        // A TCP probe (health checks connect and close): nothing to warn about, and no
+        // handshake to count.
+        Err(NetError::Disconnected { .. }) => {
+            pp_runtime::debug!("{addr} connected and closed without a byte (a TCP probe)");
             return;
         }
         Err(error) => {
@@ -194,8 +215,16 @@ enum Opened {
 async fn read_opening(stream: &mut TcpStream, addr: SocketAddr) -> Result<Opening, NetError> {
     let peer = Peer(Some(addr));
     let mut preamble = [0u8; PREAMBLE_LEN];
+    let first = stream
+        .read(&mut preamble)
+        .await
+        .map_err(|e| NetError::reading(peer, "the preamble", e))?;
+    // Closed before its first byte: a TCP probe (a health check, a port scan), no handshake.
+    if first == 0 {
+        return Err(NetError::Disconnected { peer });
+    }
     stream
-        .read_exact(&mut preamble)
+        .read_exact(&mut preamble[first..])
         .await
         .map_err(|e| NetError::reading(peer, "the preamble", e))?;
     if preamble[..4] != LANE_MAGIC {

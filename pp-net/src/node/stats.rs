@@ -20,7 +20,8 @@ pub struct NodeStats {
     pub auth_failures: u64,
     /// Handshakes (of sessions and lanes) that ended before authentication was decided: the
     /// peer went away (a client killed mid-handshake, say) or stalled past the handshake
-    /// timeout, or spoke another protocol or version. Not failed authentications.
+    /// timeout, or spoke another protocol or version. Not failed authentications, and not
+    /// connections closed before their first byte (TCP probes: health checks, port scans).
     pub incomplete_handshakes: u64,
     /// Authenticated clients refused (other target, bad upload, registry mismatch...).
     pub refused: u64,

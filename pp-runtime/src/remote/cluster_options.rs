@@ -164,6 +164,9 @@ pub struct ClusterSpec {
     /// Nodes as `host:port` or `host` (port [`DEFAULT_PORT`]), discovery entries (`*`)
     /// and `dns:NAME[:PORT]` entries.
     pub nodes: Vec<String>,
+    /// The entries of `nodes` that are ranks of a launcher run (`srun`, `mpirun`), with
+    /// their rank: pp's warnings and statistics call them `rank N (host:port)`.
+    pub ranks: Vec<(String, u32)>,
     /// Where nodes that join the client connect (`PP_LISTEN=ADDR:PORT`), if anywhere.
     pub listen: Option<String>,
     /// The shared secret, if one was given.
@@ -180,6 +183,7 @@ impl fmt::Debug for ClusterSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterSpec")
             .field("nodes", &self.nodes)
+            .field("ranks", &self.ranks)
             .field("listen", &self.listen)
             .field("secret", &self.secret.as_ref().map(|_| ".."))
             .field("options", &self.options)

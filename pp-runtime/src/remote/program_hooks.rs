@@ -29,15 +29,24 @@ pub type LauncherFn = fn() -> Option<LauncherCluster>;
 pub struct LauncherCluster {
     /// The ranks' nodes, as `host:port`.
     pub nodes: Vec<String>,
+    /// The rank of each node of `nodes`, in the same order: pp's warnings and statistics
+    /// call a rank's node `rank N (host:port)`.
+    pub ranks: Vec<u32>,
     /// The secret generated for this run, when neither `PP_SECRET` nor `PP_SECRET_FILE`
     /// is set (the ranks read it from the run's private rendezvous directory).
     pub secret: Option<Vec<u8>>,
 }
 
 impl LauncherCluster {
-    /// The nodes and secret of a launcher run.
-    pub fn new(nodes: Vec<String>, secret: Option<Vec<u8>>) -> Self {
-        LauncherCluster { nodes, secret }
+    /// The nodes of a launcher run, each with its rank (`(rank, host:port)`), and its
+    /// secret.
+    pub fn new(ranks: Vec<(u32, String)>, secret: Option<Vec<u8>>) -> Self {
+        let (ranks, nodes) = ranks.into_iter().unzip();
+        LauncherCluster {
+            nodes,
+            ranks,
+            secret,
+        }
     }
 }
 
@@ -45,6 +54,7 @@ impl std::fmt::Debug for LauncherCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LauncherCluster")
             .field("nodes", &self.nodes)
+            .field("ranks", &self.ranks)
             .field("secret", &self.secret.as_ref().map(|_| ".."))
             .finish()
     }

@@ -198,7 +198,10 @@ pub(crate) async fn serve_jobs(
                     Err(e) => NodeFailure::Other(format!("the connection's sending task failed: {e}")),
                 });
             }
-            _ = shutdown.changed() => return ServeEnd::Shutdown,
+            _ = shutdown.changed() => {
+                lane.close().await;
+                return ServeEnd::Shutdown;
+            }
             // No sender (a dialed node): `Err`, and the branch is off.
             Ok(()) = replaced.changed() => return ServeEnd::Lost(NodeFailure::ConnectionLost(
                 "it joined again (restarted, or its host came back) while this connection \
