@@ -14,11 +14,14 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pp_net::{client_handshake, ChannelConfig, NetError, Peer, Secret};
 use support::raw::block_on;
 use support::{Node, SECRET};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// How long the slow client stays silent before its handshake: what a slow link looks
@@ -118,19 +121,125 @@ fn evicted(node: &Node) -> u64 {
     support::counter(&node.statistics(), "evicted")
 }
 
+/// A read half that takes in what the node sends but hands none of it on until `open`: a
+/// client that stalls once its preamble is answered (the node then waits for message 1),
+/// as on a slow link. `received` counts the bytes taken in.
+struct Stalled<R> {
+    inner: R,
+    held: Vec<u8>,
+    ended: bool,
+    received: Arc<AtomicU64>,
+    open: Arc<AtomicBool>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Stalled<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.open.load(Ordering::SeqCst) {
+            let mut chunk = [0u8; 64];
+            let mut taken = ReadBuf::new(&mut chunk);
+            if !this.ended {
+                if let Poll::Ready(Ok(())) = Pin::new(&mut this.inner).poll_read(cx, &mut taken) {
+                    this.ended = taken.filled().is_empty();
+                    this.held.extend_from_slice(taken.filled());
+                    this.received
+                        .store(this.held.len() as u64, Ordering::SeqCst);
+                }
+            }
+            // Looked at again shortly: the gate has no waker of its own.
+            let waker = cx.waker().clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                waker.wake();
+            });
+            return Poll::Pending;
+        }
+        if !this.held.is_empty() {
+            let n = buf.remaining().min(this.held.len());
+            buf.put_slice(&this.held[..n]);
+            this.held.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        if this.ended {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// One client evicted in its handshake (see the test below), stalled once its preamble is
+/// answered when `stalled`, else before it sends anything: what its handshake reports, and
+/// how many bytes the node sent it (counted when `stalled`).
+async fn evicted_client(node: &Node, round: u64, stalled: bool) -> (NetError, u64) {
+    let addr = node.addr;
+    let secret = Secret::new(SECRET).expect("secret");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (reader, writer) = client.into_split();
+    let received = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicBool::new(!stalled));
+    let reader = Stalled {
+        inner: reader,
+        held: Vec::new(),
+        ended: false,
+        received: Arc::clone(&received),
+        open: Arc::clone(&open),
+    };
+    let handshake = async {
+        let config = ChannelConfig::default();
+        client_handshake(reader, writer, Peer(Some(addr)), &secret, config).await
+    };
+    let evict = async {
+        if stalled {
+            // The node answered the preamble: it waits for message 1.
+            while received.load(Ordering::SeqCst) < 8 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let mut dialers = Vec::new();
+        for _ in 0..4 {
+            dialers.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        // The client's connection is the oldest of 127.0.0.1: the fifth takes its slot.
+        while evicted(node) < round {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if stalled {
+            // Everything the node sent the client has come (it closed the connection).
+            while received.load(Ordering::SeqCst) < 10 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        open.store(true, Ordering::SeqCst);
+        dialers
+    };
+    let (shaken, dialers) = if stalled {
+        tokio::join!(handshake, evict)
+    } else {
+        let dialers = evict.await;
+        (handshake.await, dialers)
+    };
+    drop(dialers);
+    let failed = shaken.map(drop).expect_err("an evicted handshake fails");
+    (failed, received.load(Ordering::SeqCst))
+}
 
 /// A client evicted by the node's flood control in its handshake is told that the node was
 /// busy, not that its secret is wrong. The node has 4 slots; a client connects from
-/// 127.0.0.1 and has not begun its handshake when four more connections come from the same
-/// address: the fifth connection takes the slot of the oldest handshake of the address that
-/// holds the most, the client's. Its handshake, begun then, fails with "busy", five times
-/// in a row; and a client that comes once the flood is gone gets through.
+/// 127.0.0.1, then four more connections come from the same address: the fifth takes the
+/// slot of the oldest handshake of the address that holds the most, the client's. The
+/// client is evicted at either point of its handshake: before it sent anything, and once
+/// the node answered its preamble (the node waits for message 1: a client there used to
+/// read the node's hanging up as a wrong secret). Both report "busy", three times each;
+/// and a client that comes once the dialers are gone gets through.
 #[test]
 fn a_client_evicted_in_its_handshake_is_told_the_node_was_busy_not_a_wrong_secret() {
-    const ROUNDS: u64 = 5;
+    const ROUNDS: u64 = 6;
     let node = Node::start(1, &["--max-connections", "4", "--handshake-timeout", "20"]);
     let addr = node.addr;
-    let secret = Secret::new(SECRET).expect("secret");
     for round in 1..=ROUNDS {
         // The last round's connections are gone: the client's is the oldest.
         let deadline = std::time::Instant::now() + support::WAIT;
@@ -138,31 +247,23 @@ fn a_client_evicted_in_its_handshake_is_told_the_node_was_busy_not_a_wrong_secre
             assert!(std::time::Instant::now() < deadline, "connections left open");
             std::thread::sleep(Duration::from_millis(10));
         }
-        block_on(async {
-            let client = TcpStream::connect(addr).await.expect("connect");
-            let mut dialers = Vec::new();
-            for _ in 0..4 {
-                dialers.push(TcpStream::connect(addr).await.expect("connect"));
-            }
-            // Each round evicts the client's connection, the oldest of 127.0.0.1.
-            while evicted(&node) < round {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let (reader, writer) = client.into_split();
-            let config = ChannelConfig::default();
-            let failed = client_handshake(reader, writer, Peer(Some(addr)), &secret, config)
-                .await
-                .map(drop)
-                .expect_err("an evicted handshake fails");
-            let said = failed.to_string();
-            assert!(matches!(failed, NetError::Busy { .. }), "{said}");
-            assert!(said.contains("busy with other handshakes"), "{said}");
-            assert!(!said.contains("secret"), "{said}");
-            drop(dialers);
-        });
+        let stalled = round % 2 == 0;
+        let (failed, sent) = block_on(evicted_client(&node, round, stalled));
+        let said = failed.to_string();
+        assert!(
+            matches!(failed, NetError::Busy { .. }),
+            "stalled {stalled}: {said}"
+        );
+        assert!(said.contains("busy with other handshakes"), "{said}");
+        assert!(!said.contains("secret"), "{said}");
+        if stalled {
+            // The node's preamble, then an empty message 2: 10 bytes.
+            assert_eq!(sent, 10, "what the node sent");
+        }
     }
     // The dialers are gone: a client's handshake goes through.
     block_on(async {
+        let secret = Secret::new(SECRET).expect("secret");
         let stream = TcpStream::connect(addr).await.expect("connect");
         let (reader, writer) = stream.into_split();
         client_handshake(reader, writer, Peer(Some(addr)), &secret, ChannelConfig::default())

@@ -108,9 +108,13 @@ pub(crate) async fn serve_connection(
             Opening::Lane(id) => Ok(Opened::Lane(stream, id)),
         }
     };
-    let opened = tokio::time::timeout(timeout, opened);
+    let handshake = tokio::time::timeout(timeout, opened);
+    // Polled by reference: on eviction the handshake, which holds the connection, is
+    // dropped only after the notice went out (its write half would shut the connection
+    // down first).
+    tokio::pin!(handshake);
     let opened = tokio::select! {
-        opened = opened => opened.unwrap_or(Err(NetError::HandshakeTimeout {
+        opened = &mut handshake => opened.unwrap_or(Err(NetError::HandshakeTimeout {
             peer: Peer(Some(addr)),
             timeout,
         })),
