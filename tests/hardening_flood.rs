@@ -12,9 +12,9 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -244,7 +244,10 @@ fn a_client_evicted_in_its_handshake_is_told_the_node_was_busy_not_a_wrong_secre
         // The last round's connections are gone: the client's is the oldest.
         let deadline = std::time::Instant::now() + support::WAIT;
         while support::counter(&node.statistics(), "active") > 0 {
-            assert!(std::time::Instant::now() < deadline, "connections left open");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "connections left open"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let stalled = round % 2 == 0;
@@ -266,8 +269,14 @@ fn a_client_evicted_in_its_handshake_is_told_the_node_was_busy_not_a_wrong_secre
         let secret = Secret::new(SECRET).expect("secret");
         let stream = TcpStream::connect(addr).await.expect("connect");
         let (reader, writer) = stream.into_split();
-        client_handshake(reader, writer, Peer(Some(addr)), &secret, ChannelConfig::default())
-            .await
-            .expect("a handshake after the flood");
+        client_handshake(
+            reader,
+            writer,
+            Peer(Some(addr)),
+            &secret,
+            ChannelConfig::default(),
+        )
+        .await
+        .expect("a handshake after the flood");
     });
 }

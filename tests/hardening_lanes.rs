@@ -224,7 +224,10 @@ fn clients_that_exit_normally_leave_no_lane_warning_but_a_cut_handshake_warns() 
     }
     wait_no_workers(&node);
     let stats = node.statistics();
-    assert!(counter(&stats, "lanes") > 0, "no client used a lane: {stats}");
+    assert!(
+        counter(&stats, "lanes") > 0,
+        "no client used a lane: {stats}"
+    );
     assert_eq!(counter(&stats, "incomplete_handshakes"), 0, "{stats}");
     let warnings = node.log.matching("WARN");
     assert!(

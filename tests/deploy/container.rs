@@ -218,7 +218,10 @@ fn the_containerfile_builds_in_pinned_stages_and_runs_ppserver_as_a_user_with_it
         .and_then(|p| p.parse().ok())
         .expect("the node's port");
     for _ in 0..3 {
-        assert!(probe_on(listening), "the health check fails on a listening node");
+        assert!(
+            probe_on(listening),
+            "the health check fails on a listening node"
+        );
     }
     if let Some(run_as) = &run_as {
         assert_eq!(

@@ -113,11 +113,11 @@ mod tests {
     fn each_kind_of_failure_is_news_once_until_the_node_serves_steadily() {
         let mut health = NodeHealth::default();
         assert_eq!(health.connection(), NodeConnection::Connecting);
-        health.failed("node n:1", NodeFailure::ConnectionRefused, None, "elsewhere");
+        health.failed("n:1", NodeFailure::ConnectionRefused, None, "elsewhere");
         assert_eq!(health.said.len(), 1);
-        health.failed("node n:1", NodeFailure::ConnectionRefused, None, "elsewhere");
+        health.failed("n:1", NodeFailure::ConnectionRefused, None, "elsewhere");
         assert_eq!(health.said.len(), 1, "the same kind is not said twice");
-        health.failed("node n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
+        health.failed("n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
         assert_eq!(health.said.len(), 2);
         assert_eq!(health.connection(), NodeConnection::Down);
         assert_eq!(
@@ -128,10 +128,10 @@ mod tests {
         health.connected("n:1", 2, 0);
         assert_eq!(health.outage, None);
         assert_eq!(health.connection(), NodeConnection::Connected);
-        health.failed("node n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
+        health.failed("n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
         assert_eq!(health.outage, None, "a flapping node repeats nothing");
         health.served_steadily();
-        health.failed("node n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
+        health.failed("n:1", NodeFailure::AuthenticationFailed, None, "elsewhere");
         assert_eq!(health.outage, Some(NodeFailure::AuthenticationFailed));
     }
 }

@@ -128,8 +128,8 @@ impl NodeState {
     fn hint(&self, failure: &NodeFailure) -> Option<&'static str> {
         match (self.rank, failure) {
             (Some(_), NodeFailure::ConnectionRefused) => Some(
-                "nothing listens there any more: the rank's process ended (the launcher's \
-                 output says how)",
+                "nothing listens there any more: the rank's process ended; the launcher's \
+                 output says how",
             ),
             _ => failure.hint(),
         }

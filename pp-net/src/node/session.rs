@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::admission::Ticket;
+use super::busy::BusyNotice;
 use super::cache::{ProgramCache, ProgramLease, Upload};
 use super::config::NodeConfig;
 use super::failure_log::FailureLog;
@@ -31,7 +32,6 @@ use super::lanes::{serve_lane, Lanes};
 use super::process::{WorkerProcess, WorkerSpec};
 use super::session_jobs::{serve_jobs, JobsConfig, SessionEnd};
 use super::stats::NodeCounters;
-use super::busy::BusyNotice;
 use crate::channel::accept_server_answered;
 use crate::channel::preamble::{self, PREAMBLE_LEN, PROTOCOL_VERSION};
 use crate::lane::{LaneId, LANE_MAGIC};
