@@ -83,8 +83,8 @@ impl NodeFailure {
                 Some("nothing listens on that port: is ppserver running there?")
             }
             NodeFailure::Busy => Some(
-                "many connections reached the node at once, more than its \
-                 `ppserver --max-connections`; pp tries again",
+                "more connections reached the node at once than its `ppserver \
+                 --max-connections`; not a wrong secret",
             ),
             NodeFailure::ProtocolVersion { .. } => {
                 Some("run the same version of pp on the client and the node")
@@ -139,6 +139,13 @@ mod tests {
             .to_string(),
             "lost after 3s of silence"
         );
+        assert_eq!(
+            NodeFailure::Busy.to_string(),
+            "busy: it closed our handshake to make room for other connections"
+        );
+        assert!(NodeFailure::Busy
+            .hint()
+            .is_some_and(|h| h.contains("not a wrong secret")));
         assert_eq!(
             NodeFailure::ProtocolVersion { ours: 3, theirs: 2 }.to_string(),
             "the node speaks pp protocol version 2, this program version 3"

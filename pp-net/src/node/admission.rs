@@ -4,7 +4,8 @@
 //! Every connection is accepted at once (none waits in the kernel's backlog behind stale
 //! ones) and gets a [`Ticket`] while it holds a slot. When every slot is taken:
 //! - if some connections are still in their handshake, one of them is evicted (its session
-//!   ends and closes it) and the new connection takes its place: the oldest of those from
+//!   tells its client that the node is busy, see `busy`, and closes it) and the new
+//!   connection takes its place: the oldest of those from
 //!   the source address that has the most connections in their handshake, the new one
 //!   included. A flood of connections from one address without the secret therefore
 //!   churns through its own handshakes, and a client from another address keeps its slot
