@@ -6,6 +6,10 @@
 //!
 //! The flood comes from 127.0.0.2, the client from 127.0.0.1: two addresses of the loopback
 //! network, so the test needs no other host.
+//!
+//! And a client that is evicted all the same (its address holds the most handshakes) is
+//! told the node was busy, not that its secret is wrong: through `client_handshake`, and
+//! through `pp::Server` as a user meets it.
 
 #![cfg(target_os = "linux")]
 
@@ -18,11 +22,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pp::NodeFailure;
 use pp_net::{client_handshake, ChannelConfig, NetError, Peer, Secret};
 use support::raw::block_on;
 use support::{Node, SECRET};
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Keeps the worker hook in this binary, whatever else the linker drops.
+#[used]
+static KEEP_WORKER_HOOK: &extern "C" fn() = &pp_net::worker::WORKER_HOOK;
+
+#[pp::parallel]
+fn square(x: u64) -> u64 {
+    x * x
+}
 
 /// How long the slow client stays silent before its handshake: what a slow link looks
 /// like to the node.
@@ -279,4 +293,141 @@ fn a_client_evicted_in_its_handshake_is_told_the_node_was_busy_not_a_wrong_secre
         .await
         .expect("a handshake after the flood");
     });
+}
+
+/// A proxy on 127.0.0.1 to `node`, in a thread of its own until `stop`. Its first
+/// connection takes in what the node sends (counted in `from_node`) but passes it on only
+/// once `open`, and then only when the node has closed: a client on a link that delivers
+/// late. Later connections pass straight through.
+fn start_proxy(
+    node: SocketAddr,
+    open: Arc<AtomicBool>,
+    from_node: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let addr = listener.local_addr().expect("the proxy's address");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let listener = TcpListener::from_std(listener).expect("the proxy's listener");
+            let mut first = true;
+            while !stop.load(Ordering::SeqCst) {
+                let accepted =
+                    tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+                let Ok(Ok((client, _))) = accepted else {
+                    continue;
+                };
+                let Ok(upstream) = TcpStream::connect(node).await else {
+                    continue;
+                };
+                let late = std::mem::replace(&mut first, false);
+                let (open, from_node) = (Arc::clone(&open), Arc::clone(&from_node));
+                tokio::spawn(relay(client, upstream, late, open, from_node));
+            }
+        });
+    });
+    (addr, thread)
+}
+
+/// Relays one connection of the proxy (see [`start_proxy`]).
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    late: bool,
+    open: Arc<AtomicBool>,
+    from_node: Arc<AtomicU64>,
+) {
+    let (mut client_in, mut client_out) = client.into_split();
+    let (mut node_in, mut node_out) = upstream.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_in, &mut node_out).await;
+    });
+    if late {
+        let mut held = Vec::new();
+        let mut chunk = [0u8; 256];
+        while let Ok(n @ 1..) = node_in.read(&mut chunk).await {
+            held.extend_from_slice(&chunk[..n]);
+            from_node.store(held.len() as u64, Ordering::SeqCst);
+        }
+        while !open.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = client_out.write_all(&held).await;
+        let _ = client_out.shutdown().await;
+    } else {
+        let _ = tokio::io::copy(&mut node_in, &mut client_out).await;
+    }
+    let _ = up.await;
+}
+
+/// The same through `pp::Server`, as a user meets it: its connection to the node (through
+/// a proxy that delivers the node's bytes late) is evicted once the node answered its
+/// preamble. The node's last failure, which pp's warning and `print_stats()` show, is
+/// "busy", with a hint that says it is not the secret; and once the dialers are gone, the
+/// client's retry gets through and runs a job.
+#[test]
+fn a_server_evicted_in_its_handshake_says_the_node_was_busy_and_then_gets_through() {
+    let node = Node::start(1, &["--max-connections", "4", "--handshake-timeout", "20"]);
+    let (open, from_node) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (proxy, proxying) = start_proxy(
+        node.addr,
+        Arc::clone(&open),
+        Arc::clone(&from_node),
+        Arc::clone(&stop),
+    );
+    let server = pp::Server::builder()
+        .ppservers([proxy.to_string()])
+        .secret(SECRET)
+        .ncpus(0)
+        .fallback_wait(support::WAIT)
+        .build()
+        .expect("the client starts");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + support::WAIT;
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not within bound: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // The node answered the client's preamble: it waits for message 1.
+    wait_for("the node's preamble", &|| {
+        from_node.load(Ordering::SeqCst) >= 8
+    });
+    let dialers: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(node.addr).expect("connect"))
+        .collect();
+    wait_for("the eviction", &|| evicted(&node) >= 1);
+    // The node's preamble, then an empty message 2, then the end.
+    wait_for("the notice", &|| from_node.load(Ordering::SeqCst) >= 10);
+    open.store(true, Ordering::SeqCst);
+    let last_failure = || {
+        server
+            .active_nodes()
+            .first()
+            .and_then(|n| n.last_failure.clone())
+    };
+    wait_for("the client's failure", &|| last_failure().is_some());
+    let failure = last_failure().expect("a failure");
+    assert_eq!(failure, NodeFailure::Busy, "{failure}");
+    let said = format!("{failure} ({})", failure.hint().unwrap_or_default());
+    eprintln!("the client says: {said}");
+    assert!(said.contains("busy"), "{said}");
+    assert!(said.contains("not a wrong secret"), "{said}");
+    drop(dialers);
+    assert_eq!(server.submit(square, (7,)).result(), Ok(49));
+    drop(server);
+    stop.store(true, Ordering::SeqCst);
+    proxying.join().expect("the proxy");
 }
