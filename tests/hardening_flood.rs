@@ -38,6 +38,17 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// Held by each test for its whole run: the flood test counts on the node's tasks keeping
+/// up with the flood, which the other tests' nodes would slow down on a small machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`ONE_AT_A_TIME`] (a test that failed while holding it does not poison the rest).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How long the slow client stays silent before its handshake: what a slow link looks
 /// like to the node.
 const SLOW_LINK: Duration = Duration::from_millis(150);
@@ -81,6 +92,7 @@ async fn slow_handshake(addr: SocketAddr, secret: &Secret) -> Result<(), String>
 
 #[test]
 fn a_flood_from_one_address_does_not_keep_a_slow_client_from_another_out() {
+    let _serial = one_at_a_time();
     let node = Node::start(1, &["--max-connections", "8"]);
     let addr = node.addr;
     let secret = Secret::new(SECRET).expect("secret");
@@ -251,6 +263,7 @@ async fn evicted_client(node: &Node, round: u64, stalled: bool) -> (NetError, u6
 /// and a client that comes once the dialers are gone gets through.
 #[test]
 fn a_client_evicted_in_its_handshake_is_told_the_node_was_busy_not_a_wrong_secret() {
+    let _serial = one_at_a_time();
     const ROUNDS: u64 = 6;
     let node = Node::start(1, &["--max-connections", "4", "--handshake-timeout", "20"]);
     let addr = node.addr;
@@ -372,6 +385,7 @@ async fn relay(
 /// client's retry gets through and runs a job.
 #[test]
 fn a_server_evicted_in_its_handshake_says_the_node_was_busy_and_then_gets_through() {
+    let _serial = one_at_a_time();
     let node = Node::start(1, &["--max-connections", "4", "--handshake-timeout", "20"]);
     let (open, from_node) = (
         Arc::new(AtomicBool::new(false)),
