@@ -14,9 +14,10 @@
 //!   confirm: first transport frame  ->       trusted only once this decrypts and matches
 //! ```
 //! A node that evicts a connection in its handshake to make room for another (its slots
-//! all taken, see the node's `admission`) answers, if it has not sent message 2 yet, with
-//! its preamble (unless it sent it already) and an empty message 2 (length 0), then closes:
-//! the client reports [`NetError::Busy`], not a wrong secret. No Noise message is empty, so
+//! all taken, see the node's `admission`) after it answered the client's preamble and
+//! before message 2 sends an empty message 2 (length 0), then closes: the client reports
+//! [`NetError::Busy`], not a wrong secret. (Evicted before it answered, the connection is
+//! just closed: the client reads a node with its connections taken.) No Noise message is empty, so
 //! this cannot be mistaken for a reply; a client that does not know it fails to decrypt it
 //! and reports an authentication failure, as before.
 //! The client knows the server is genuine when message 2 decrypts (it depends on the PSK and

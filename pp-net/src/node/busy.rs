@@ -4,17 +4,14 @@
 //! Eviction drops the handshake where it stands, with the connection in it. Left at that,
 //! the client would see the node hang up after its first handshake message, which is what a
 //! node with another secret does, and blame the secret. So the session keeps a second
-//! handle on the socket while it is in its handshake, and on eviction sends through it what
-//! the client still expects before message 2 (the node's preamble, unless sent already)
-//! followed by an empty message 2, which the client reads as "busy" (the `handshake`
-//! module says why that cannot be a reply), then closes.
+//! handle on the socket while it is in its handshake, and on eviction after it answered the
+//! client's preamble sends through it an empty message 2, which the client reads as "busy"
+//! (the `handshake` module says why that cannot be a reply), then closes.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
 
 use tokio::net::TcpStream;
-
-use crate::channel::preamble;
 
 /// Bytes of the client's handshake read and dropped at most before closing: what it sent
 /// and the node did not read would make the close a reset, which could reach the client
@@ -47,11 +44,14 @@ impl BusyNotice {
         BusyNotice { socket }
     }
 
-    /// Tells the client that the node closed its handshake to make room (`answered`: the
-    /// node's preamble was sent already), then closes the connection. Never waits: the
-    /// socket is non-blocking (the runtime's), and a few bytes fit its empty send buffer.
+    /// Tells the client that the node closed its handshake to make room, if the node's
+    /// preamble was sent already (`answered`: the client then waits for message 2), then
+    /// closes the connection. A connection whose preamble the node has not answered is
+    /// simply closed: most are silent ones of a flood, and a client there reads the close
+    /// as a node with its connections taken, not as a wrong secret. Never waits: the
+    /// socket is non-blocking (the runtime's), and two bytes fit its empty send buffer.
     pub(crate) fn send(self, answered: bool) {
-        let Some(mut socket) = self.socket else {
+        let Some(mut socket) = self.socket.filter(|_| answered) else {
             return;
         };
         let mut sink = [0u8; 1024];
@@ -62,13 +62,8 @@ impl BusyNotice {
                 Ok(n) => drained += n,
             }
         }
-        let mut notice = Vec::with_capacity(preamble::PREAMBLE_LEN + 2);
-        if !answered {
-            notice.extend_from_slice(&preamble::ours());
-        }
         // An empty message 2: its two length bytes, zero.
-        notice.extend_from_slice(&[0, 0]);
-        let _ = socket.write_all(&notice);
+        let _ = socket.write_all(&[0, 0]);
         let _ = socket.shutdown(Shutdown::Write);
     }
 }
