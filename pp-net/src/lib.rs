@@ -71,6 +71,8 @@
 mod area;
 mod channel;
 mod exit_status;
+#[cfg(unix)]
+mod kept_output;
 // Public for `HOOKS` only: the facade reaches the client through the program's hooks.
 #[doc(hidden)]
 pub mod client;

@@ -12,7 +12,10 @@ use pp_runtime::remote::ISOLATED_WORKER_ENV;
 use crate::protocol::pipe::{
     self, FromWorker, WorkerError, WorkerHello, DEFAULT_MAX_FRAME, WORKER_PROTOCOL,
 };
-use crate::worker::{MAX_FRAME_ENV, OUTPUT_ENV, WORKER_ENV};
+#[cfg(unix)]
+use crate::protocol::output_bound;
+use crate::protocol::JobOutput;
+use crate::worker::{KEPT_OUTPUT_ENV, MAX_FRAME_ENV, OUTPUT_ENV, WORKER_ENV};
 
 /// Variables of this program a worker must not see: a job's own `Server` in a worker is a
 /// local one (no cluster, no isolation of its own, no progress bar), and the secret stays
@@ -37,6 +40,10 @@ pub(super) struct WorkerChild {
     /// Frame bodies read from the worker.
     buffer: Vec<u8>,
     pid: u32,
+    /// Where the worker keeps its running job's output for a crash (see the crate's
+    /// `kept_output` module), when it catches output.
+    #[cfg(unix)]
+    kept: Option<crate::kept_output::KeptOutput>,
 }
 
 impl WorkerChild {
@@ -51,18 +58,38 @@ impl WorkerChild {
             .env(ISOLATED_WORKER_ENV, "1")
             .env(MAX_FRAME_ENV, DEFAULT_MAX_FRAME.to_string())
             .env_remove(OUTPUT_ENV)
+            .env_remove(KEPT_OUTPUT_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for name in NOT_FOR_WORKERS {
             command.env_remove(name);
         }
+        #[cfg(unix)]
+        let mut kept = None;
+        #[cfg(unix)]
+        let mut child_ends = None;
         if forward_output {
             command.env(OUTPUT_ENV, "1");
+            #[cfg(unix)]
+            match crate::kept_output::KeptOutput::create() {
+                Ok((parent, ends)) => {
+                    ends.hand_to(&mut command);
+                    kept = Some(parent);
+                    child_ends = Some(ends);
+                }
+                Err(error) => pp_runtime::debug!(
+                    %error,
+                    "a crashed worker's job output cannot be kept: it is lost"
+                ),
+            }
         }
         die_with_parent(&mut command);
-        let mut child = command
-            .spawn()
+        let spawned = command.spawn();
+        // The worker has its copies now; the write ends must close with it.
+        #[cfg(unix)]
+        drop(child_ends);
+        let mut child = spawned
             .map_err(|e| format!("cannot start a worker process ({}): {e}", program.display()))?;
         let pid = child.id();
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
@@ -76,6 +103,8 @@ impl WorkerChild {
             output: BufReader::new(output),
             buffer: Vec::new(),
             pid,
+            #[cfg(unix)]
+            kept,
         };
         match worker.read_hello() {
             Ok(()) => Ok(worker),
@@ -157,6 +186,23 @@ impl WorkerChild {
     /// its input (a live worker then exits) and waits for it, killing it if it does not
     /// exit within a grace period.
     pub(super) fn end(self) -> String {
+        self.end_with_output().0
+    }
+
+    /// [`Self::end`], with what the job the worker was running printed and could not send
+    /// (it died, or was killed): see the crate's `kept_output` module.
+    pub(super) fn end_with_output(mut self) -> (String, Option<JobOutput>) {
+        #[cfg(unix)]
+        let kept = self.kept.take();
+        let how = self.end_process();
+        #[cfg(unix)]
+        let output = kept.and_then(|kept| kept.recover(None, output_bound(limit())));
+        #[cfg(not(unix))]
+        let output = None;
+        (how, output)
+    }
+
+    fn end_process(self) -> String {
         let WorkerChild {
             mut child, input, ..
         } = self;

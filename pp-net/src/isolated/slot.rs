@@ -146,11 +146,10 @@ impl Slot {
                 self.crashed(running.job, pid, started, &error);
             }
             (Err(_), Some(Stop::TimedOut(after))) => {
-                // The caller is released first; the killed worker is reaped after.
+                // Reaped first: what the job printed until it was killed goes before its
+                // error, as a live job's lines go before its result.
+                self.end_printing();
                 self.complete(running.job, Outcome::TimedOut(after), run_time);
-                if let Some(worker) = self.worker.take() {
-                    worker.end();
-                }
             }
             (Err(_), Some(Stop::Settled)) => {
                 if let Some(worker) = self.worker.take() {
@@ -167,10 +166,7 @@ impl Slot {
     /// The worker died while it held `job`: says how, and completes the job as a crash
     /// (the feed reschedules it while it has attempts left).
     fn crashed(&mut self, job: RemoteJob, pid: u32, started: Instant, error: &WorkerError) {
-        let how = match self.worker.take() {
-            Some(worker) => worker.end(),
-            None => "ended".to_owned(),
-        };
+        let how = self.end_printing().unwrap_or_else(|| "ended".to_owned());
         let mut report = format!(
             "isolated worker pid {pid} {how} while running task `{}`",
             job.task_id()
@@ -181,7 +177,22 @@ impl Slot {
         }
         // The feed says it when it reschedules the job; the last attempt's is its error.
         pp_runtime::debug!("{report}; a new worker starts with the next job");
-        self.complete(job, Outcome::WorkerCrashed(report), started.elapsed());
+        // After the job's lines, which wait for the printer.
+        let (feed, handle) = (self.shared.feed.clone(), self.shared.handle.clone());
+        let run_time = started.elapsed();
+        job_output::then(move || {
+            feed.complete(job, &handle, Outcome::WorkerCrashed(report), run_time)
+        });
+    }
+
+    /// Ends the slot's dead (or killed) worker, if it has one, and prints what its job
+    /// wrote that the worker could not send; returns how the worker ended.
+    fn end_printing(&mut self) -> Option<String> {
+        let (how, output) = self.worker.take()?.end_with_output();
+        if let Some(output) = output {
+            job_output::print_local(output);
+        }
+        Some(how)
     }
 }
 

@@ -34,6 +34,7 @@ use super::stats::NodeCounters;
 use crate::area::SharedCounter;
 use crate::lane::{lane_id, new_key, LaneId};
 use crate::protocol::pipe::LaneExit;
+use crate::protocol::JobOutput;
 use crate::Message;
 
 /// Every open lane offer of the node, by lane id.
@@ -326,6 +327,10 @@ pub(crate) async fn serve_lane(
         LaneExit::Failed => {
             NodeCounters::bump(&counters.worker_crashes);
             pp_runtime::warn!("lane {lane} of client {addr}: {reason}");
+            // What its job printed goes before the news of the crash (see `output_queue`).
+            for piece in worker.recover_output(None).map(JobOutput::into_pieces).unwrap_or_default() {
+                let _ = hold.session.notes.send(Outgoing::Note(Message::Output(piece)));
+            }
         }
     }
     hold.ended(exit == LaneExit::Failed, reason);

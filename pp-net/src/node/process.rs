@@ -13,7 +13,7 @@ use crate::protocol::pipe::{
     self, ArgsArea, FromWorker, WorkerError, WorkerHello, FRAME_HEADER, WORKER_PROTOCOL,
 };
 use crate::worker::{
-    LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, OUTPUT_ENV, SESSION_ARGS_ENV,
+    KEPT_OUTPUT_ENV, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, OUTPUT_ENV, SESSION_ARGS_ENV,
     SHARED_ARGS_ENV, WORKER_ENV,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,6 +22,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use super::queued::QueuedJob;
 use super::sys;
 use crate::area::{OwnedFd, SharedArea, SHARED_ABOVE};
+#[cfg(unix)]
+use crate::kept_output::KeptOutput;
+use crate::protocol::JobOutput;
 use crate::channel::SharedBytes;
 
 /// How long a worker that closed its pipe has to exit before it is killed.
@@ -70,6 +73,10 @@ pub(crate) struct WorkerProcess {
     shared: Option<SharedArea>,
     /// Whether the worker maps the session's shared argument area.
     session_area: bool,
+    /// Where the worker keeps its running job's output for a crash (see the
+    /// `kept_output` module), when it catches output.
+    #[cfg(unix)]
+    kept: Option<KeptOutput>,
 }
 
 impl WorkerProcess {
@@ -93,7 +100,7 @@ impl WorkerProcess {
         spec: &WorkerSpec,
         lane: Option<(&OwnedFd, &OwnedFd)>,
     ) -> Result<Self, String> {
-        let (mut child, shared) = spawn(spec, lane).await.map_err(|e| {
+        let (mut child, shared, kept) = spawn(spec, lane).await.map_err(|e| {
             format!(
                 "cannot run the program on this node: cannot start {}: {e}",
                 spec.program.display()
@@ -117,7 +124,11 @@ impl WorkerProcess {
             limit: spec.limit,
             shared,
             session_area: spec.session_area.is_some() && lane.is_none(),
+            #[cfg(unix)]
+            kept,
         };
+        #[cfg(not(unix))]
+        let _: Option<()> = kept;
         let hello = tokio::time::timeout(spec.start_timeout, process.read_hello()).await;
         let problem = match hello {
             Ok(Ok(hello)) if hello.registry_fingerprint != spec.fingerprint => format!(
@@ -151,6 +162,23 @@ impl WorkerProcess {
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Once the worker died (or was killed) while running job `job_id` (`None`: whichever
+    /// it ran, for a lane worker): what the job printed, which the worker could not send
+    /// (see the `kept_output` module); `None` when it printed nothing, was not running
+    /// that job, or the worker does not catch output.
+    pub(crate) fn recover_output(&self, job_id: Option<u64>) -> Option<JobOutput> {
+        #[cfg(unix)]
+        {
+            let bound = crate::protocol::output_bound(self.limit);
+            self.kept.as_ref()?.recover(job_id, bound)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = job_id;
+            None
+        }
     }
 
     async fn read_hello(&mut self) -> Result<WorkerHello, WorkerError> {
@@ -380,12 +408,19 @@ impl ReplyReader<'_> {
     }
 }
 
-/// Starts the program, with a shared argument area where the system has one, retrying a
-/// few times while the just-written file is "busy".
+/// What keeps a crashed worker's job output on this platform.
+#[cfg(unix)]
+type Kept = KeptOutput;
+#[cfg(not(unix))]
+type Kept = ();
+
+/// Starts the program, with a shared argument area where the system has one (and the
+/// ends that keep its jobs' output when it catches it), retrying a few times while the
+/// just-written file is "busy".
 async fn spawn(
     spec: &WorkerSpec,
     lane: Option<(&OwnedFd, &OwnedFd)>,
-) -> std::io::Result<(Child, Option<SharedArea>)> {
+) -> std::io::Result<(Child, Option<SharedArea>, Option<Kept>)> {
     let mut attempt = 0;
     loop {
         // A lane worker takes small jobs on its connection only: no area.
@@ -404,14 +439,33 @@ async fn spawn(
             .env_remove("PP_SECRET")
             .env_remove("PP_SECRET_FILE")
             .env_remove(OUTPUT_ENV)
+            .env_remove(KEPT_OUTPUT_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         // Own process group: a Ctrl-C meant for the node does not hit the workers first,
         // and the node can kill a worker together with what it started.
+        #[cfg(unix)]
+        let mut kept = None;
+        #[cfg(not(unix))]
+        let kept: Option<Kept> = None;
+        #[cfg(unix)]
+        let mut child_ends = None;
         if spec.forward_output {
             command.env(OUTPUT_ENV, "1");
+            #[cfg(unix)]
+            match KeptOutput::create() {
+                Ok((parent, ends)) => {
+                    ends.hand_to(command.as_std_mut());
+                    kept = Some(parent);
+                    child_ends = Some(ends);
+                }
+                Err(error) => pp_runtime::debug!(
+                    %error,
+                    "a crashed worker's job output cannot be kept: it goes to the log"
+                ),
+            }
         }
         #[cfg(unix)]
         command.process_group(0);
@@ -433,14 +487,17 @@ async fn spawn(
             (None, None) => {}
         }
         let spawned = command.spawn();
-        // The child has its own copy of the worker's descriptor by now.
+        // The child has its own copy of the worker's descriptor by now, and of the write
+        // ends of its output pipes (which must close with the worker).
         drop(worker_fd);
+        #[cfg(unix)]
+        drop(child_ends);
         match spawned {
             Err(error) if sys::is_text_busy(&error) && attempt < 5 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
             }
-            other => return other.map(|child| (child, shared)),
+            other => return other.map(|child| (child, shared, kept)),
         }
     }
 }

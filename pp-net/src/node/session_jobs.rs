@@ -267,11 +267,12 @@ async fn write_loop(
     let mut ready: VecDeque<JobReply> = VecDeque::new();
     // Jobs' output, one piece per round, and the replies that wait for it.
     let mut outputs = OutputQueue::default();
+    // Notes released by the output queue wait here for the next round.
+    let mut notes = Vec::new();
     loop {
         let mut acks = Vec::new();
-        let mut notes = Vec::new();
         let mut dropped = 0;
-        if ready.is_empty() && outputs.is_empty() {
+        if ready.is_empty() && outputs.is_empty() && notes.is_empty() {
             match outgoing.recv().await {
                 Some(Outgoing::Dropped) => dropped += 1,
                 Some(next) => sort(next, &mut acks, &mut notes, &mut ready, &mut outputs),
@@ -290,7 +291,7 @@ async fn write_loop(
             flow.stalled_ack.store(false, Ordering::Relaxed);
         }
         let acks = acks.into_iter().map(|seq| Message::HeartbeatAck { seq });
-        for message in acks.chain(notes) {
+        for message in acks.chain(notes.drain(..)) {
             if let Err(error) = writer.send(&message).await {
                 return SessionEnd::Failed(error.to_string());
             }
@@ -311,11 +312,11 @@ async fn write_loop(
             }
             flow.in_flight.add_permits(written);
         }
-        if let Some(piece) = outputs.next_piece(&mut ready) {
+        if let Some(piece) = outputs.next_piece(&mut ready, &mut notes) {
             if let Err(error) = writer.send(&Message::Output(piece)).await {
                 return SessionEnd::Failed(error.to_string());
             }
-            outputs.release_replies(&mut ready);
+            outputs.release_replies(&mut ready, &mut notes);
         }
     }
 }
@@ -333,6 +334,10 @@ fn sort(
     match next {
         Outgoing::Ack(seq) => acks.push(seq),
         Outgoing::Note(Message::Output(piece)) => outputs.push_piece(piece),
+        // After the output of the lane's job, when it crashed.
+        Outgoing::Note(message @ Message::LaneEnded { .. }) => {
+            notes.extend(outputs.note_after_pieces(message))
+        }
         Outgoing::Note(message) => notes.push(message),
         Outgoing::Reply(reply) => ready.extend(outputs.reply(reply)),
         // Counted by the caller.

@@ -36,11 +36,14 @@ use crate::protocol::JobOutput;
 use tokio::sync::{mpsc, watch, Mutex, Notify};
 
 use super::cancels::Cancels;
-use super::job_watch::{watch_running, Kill, Running};
+use super::job_watch::{watch_running, Running};
 use super::outgoing::Outgoing;
 use super::process::{Shared, WorkerProcess, WorkerSpec};
 use super::queued::QueuedJob;
 use super::stats::NodeCounters;
+use ended::{crashed, killed, Ended};
+
+mod ended;
 use crate::channel::SharedBytes;
 use crate::{JobReply, Message, Outcome};
 
@@ -288,6 +291,9 @@ struct Holding {
     jobs: VecDeque<Held>,
     /// When the worker last answered: it could start its next job from then on.
     last_reply: Instant,
+    /// The last job whose output the worker sent: a job that dies after that has sent
+    /// its output already, and none is recovered for it.
+    sent_output: Option<u64>,
 }
 
 impl Holding {
@@ -310,6 +316,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
     let holding = std::sync::Mutex::new(Holding {
         jobs: VecDeque::new(),
         last_reply: Instant::now(),
+        sent_output: None,
     });
     let lock = || {
         holding
@@ -405,6 +412,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
             let reply = match replies.read().await {
                 Ok(FromWorker::Reply(reply)) => reply,
                 Ok(FromWorker::Output(output)) => {
+                    lock().sent_output = Some(output.job_id);
                     work.output(output);
                     continue;
                 }
@@ -443,7 +451,7 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
         }
     };
     let watch = watch_running(|| lock().running(), &running_changed, &work.cancels);
-    let ended = tokio::select! {
+    let ended_by = tokio::select! {
         written = write => match written {
             Ok(fed) => return fed,
             Err(error) => Err(error),
@@ -451,85 +459,23 @@ async fn feed(worker: &mut WorkerProcess, work: &JobQueue) -> Fed {
         error = read => Err(error),
         kill = watch => Ok(kill),
     };
-    let (held, ran) = {
+    let (held, ran, sent_output) = {
         let mut holding = lock();
         // The job the worker was running: from when it could start it to now.
         let ran = holding
             .running()
             .map_or(Duration::ZERO, |running| running.started.elapsed());
         let held: Vec<QueuedJob> = holding.jobs.drain(..).map(|held| held.request).collect();
-        (held, ran)
+        (held, ran, holding.sent_output)
     };
-    match ended {
-        Err(error) => crashed(worker, work, held, ran, error).await,
-        Ok(kill) => killed(worker, work, held, ran, kill).await,
+    let ended = Ended {
+        held,
+        ran,
+        sent_output,
+    };
+    match ended_by {
+        Err(error) => crashed(worker, work, ended, error).await,
+        Ok(kill) => killed(worker, work, ended, kill).await,
     }
     Fed::Crashed
-}
-
-/// Kills a worker whose running job (the first of `held`, which ran for `ran`) passed its
-/// time limit or was cancelled: a job past its limit is answered `TimedOut` first, so that
-/// the client hears at the deadline; a cancelled one leaves unanswered. The other jobs had
-/// not started and go back to the front of the queue.
-async fn killed(
-    worker: &mut WorkerProcess,
-    work: &JobQueue,
-    held: Vec<QueuedJob>,
-    ran: Duration,
-    kill: Kill,
-) {
-    let mut held = held.into_iter();
-    let Some(running) = held.next() else {
-        // The watch only kills a worker that runs a job.
-        return;
-    };
-    let why = match kill {
-        Kill::TimedOut { after } => {
-            work.reply(running.job_id, Outcome::TimedOut(after), ran);
-            NodeCounters::bump(&work.counters.jobs_timed_out);
-            format!("ran past its time limit of {after:?}")
-        }
-        Kill::Cancelled => {
-            work.dropped();
-            NodeCounters::bump(&work.counters.jobs_cancelled);
-            "was cancelled by the client".to_owned()
-        }
-    };
-    let pid = worker.pid();
-    worker.stop().await;
-    pp_runtime::info!(
-        "killed worker pid {pid}: its job (task `{}`) {why}; starting a new worker",
-        running.task
-    );
-    work.give_back(held.collect());
-}
-
-/// Reports a dead worker: the oldest job it held (which ran for `ran`) failed with
-/// `WorkerCrashed`, the others never started and go back to the front of the queue. A
-/// worker that held no job is reported as idle.
-async fn crashed(
-    worker: &mut WorkerProcess,
-    work: &JobQueue,
-    held: Vec<QueuedJob>,
-    ran: Duration,
-    error: WorkerError,
-) {
-    let pid = worker.pid();
-    let how = worker.exit_report().await;
-    let mut held = held.into_iter();
-    let running = held.next();
-    let mut report = match &running {
-        Some(job) => format!("worker pid {pid} {how} while running task `{}`", job.task),
-        None => format!("an idle worker (pid {pid}, holding no job) {how}"),
-    };
-    // A closed pipe is what a dead worker looks like; anything else is worth saying.
-    if !matches!(error, WorkerError::Truncated { .. }) {
-        report.push_str(&format!(" ({error})"));
-    }
-    NodeCounters::bump(&work.counters.worker_crashes);
-    pp_runtime::warn!("{report}; starting a new worker");
-    if let Some(job) = running {
-        work.reply(job.job_id, Outcome::WorkerCrashed(report), ran);
-    }
-    work.give_back(held.collect());
 }

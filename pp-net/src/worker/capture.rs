@@ -9,12 +9,17 @@
 //! reader drains under, so every byte the job wrote before it returned is the job's.
 //! What is written between jobs (a thread a job left running, the worker's own messages)
 //! goes to the node's log, where all of it went before.
+//!
+//! When the worker's parent made the pipes (`crate::kept_output`), each byte kept for the
+//! running job is also written to the parent's save file, so that the parent still has the
+//! job's output if the worker dies before it answers.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::kept_output::{pipe, SaveFile, WorkerEnds};
 use crate::protocol::JobOutput;
 
 /// The worker's catch of its jobs' output; dropping it points descriptors 1 and 2 back at
@@ -31,12 +36,16 @@ struct Shared {
     stderr: File,
     /// The node's log: the standard error the worker was started with.
     node_log: File,
+    /// The parent's copy of the running job's output, if the parent gave one.
+    saved: Option<SaveFile>,
 }
 
 /// What has been read, and for whom.
 struct State {
     /// Whether a job runs: what is read goes to it, else to the node's log.
     in_job: bool,
+    /// The running job's id (for the save file's header).
+    job_id: u64,
     /// The running job's output so far (its `job_id` is set when it ends).
     output: JobOutput,
     /// Bytes of output one job may keep.
@@ -57,18 +66,22 @@ const DRAIN_MAX: usize = 1 << 20;
 
 impl Capture {
     /// Points descriptors 1 and 2 at pipes drained by a reader thread, keeping up to
-    /// `bound` bytes per job. Call before `main` (one thread), after the protocol has
-    /// taken its own descriptors.
+    /// `bound` bytes per job: the pipes and save file of `ends` when the parent gave them,
+    /// else new pipes. Call before `main` (one thread), after the protocol has taken its
+    /// own descriptors.
     ///
     /// # Errors
     /// A pipe, a descriptor or the thread could not be made; nothing was changed then.
-    pub(crate) fn start(bound: usize) -> io::Result<Capture> {
+    pub(crate) fn start(bound: usize, ends: Option<WorkerEnds>) -> io::Result<Capture> {
         let node_log = duplicate(2)?;
-        let (stdout, stdout_write) = pipe()?;
-        let (stderr, stderr_write) = pipe()?;
+        let ((stdout, stdout_write), (stderr, stderr_write), saved) = match ends {
+            Some(ends) => (ends.stdout, ends.stderr, Some(ends.saved)),
+            None => (pipe()?, pipe()?, None),
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 in_job: false,
+                job_id: 0,
                 output: JobOutput::default(),
                 bound,
                 ended: [false; 2],
@@ -77,6 +90,7 @@ impl Capture {
             stdout,
             stderr,
             node_log,
+            saved,
         });
         let reader = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -95,11 +109,16 @@ impl Capture {
         Ok(Capture { shared })
     }
 
-    /// A job starts: what is pending was written before it, and goes to the node's log.
-    pub(crate) fn start_job(&self) {
+    /// Job `job_id` starts: what is pending was written before it, and goes to the node's
+    /// log.
+    pub(crate) fn start_job(&self, job_id: u64) {
         let mut state = self.shared.lock();
         self.shared.drain(&mut state);
         state.in_job = true;
+        state.job_id = job_id;
+        if let Some(saved) = &self.shared.saved {
+            saved.begin(job_id);
+        }
     }
 
     /// The job `job_id` ended: what it wrote, or `None` when it wrote nothing.
@@ -108,6 +127,9 @@ impl Capture {
         let mut state = self.shared.lock();
         self.shared.drain(&mut state);
         state.in_job = false;
+        if let Some(saved) = &self.shared.saved {
+            saved.end();
+        }
         let output = std::mem::take(&mut state.output);
         drop(state);
         (!output.is_empty()).then_some(JobOutput { job_id, ..output })
@@ -163,6 +185,7 @@ impl Shared {
     fn drain(&self, state: &mut State) {
         let State {
             in_job,
+            job_id,
             output,
             bound,
             ended,
@@ -199,8 +222,15 @@ impl Shared {
                 } else {
                     &mut output.stderr
                 };
+                if let Some(saved) = &self.saved {
+                    saved.save(i == 0, stream.len(), &bytes[..room]);
+                }
                 stream.extend_from_slice(&bytes[..room]);
                 output.dropped += (n - room) as u64;
+                if let Some(saved) = &self.saved {
+                    let (stdout, stderr) = (output.stdout.len(), output.stderr.len());
+                    saved.mark(*job_id, stdout, stderr, output.dropped);
+                }
             }
         }
     }
@@ -236,35 +266,4 @@ fn duplicate(fd: RawFd) -> io::Result<File> {
         }
         Ok(File::from_raw_fd(copy))
     }
-}
-
-/// A pipe: its read end (non-blocking) and its write end, both close-on-exec (the write
-/// end reaches programs a job starts only as descriptor 1 or 2).
-fn pipe() -> io::Result<(File, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe writes.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe returned two new descriptors, each owned from here on by one value.
-    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    for (fd, flag) in [
-        (read.as_raw_fd(), libc::O_NONBLOCK),
-        (read.as_raw_fd(), 0),
-        (write.as_raw_fd(), 0),
-    ] {
-        // SAFETY: fcntl on descriptors owned above.
-        let ok = unsafe {
-            if flag != 0 {
-                let flags = libc::fcntl(fd, libc::F_GETFL);
-                flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | flag) == 0
-            } else {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
-            }
-        };
-        if !ok {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok((read, write))
 }

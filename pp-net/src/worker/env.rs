@@ -37,6 +37,14 @@ pub const LANE_HANDSHAKE_ENV: &str = "PP_WORKER_LANE_HANDSHAKE_MS";
 /// print goes to the node's log.
 pub const OUTPUT_ENV: &str = "PP_WORKER_OUTPUT";
 
+/// The environment variable with the descriptor numbers a worker's parent hands it for
+/// its jobs' output, comma-separated: standard output's pipe (read end, write end),
+/// standard error's (read end, write end), and a file where the worker saves the running
+/// job's output, which the parent reads if the worker dies (Unix; see the crate's
+/// `kept_output` module). Set with [`OUTPUT_ENV`] only; a worker without it makes its own
+/// pipes.
+pub const KEPT_OUTPUT_ENV: &str = "PP_WORKER_OUTPUT_FDS";
+
 /// The variable a worker sets to `1` for its jobs (`PP_NCPUS`): a job's own
 /// `Server::new()` inside a worker runs one local worker thread, in that process.
 pub const NESTED_NCPUS_ENV: &str = "PP_NCPUS";

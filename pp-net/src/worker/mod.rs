@@ -153,7 +153,8 @@ fn catch_output(limit: u32) -> Option<Capture> {
     #[cfg(unix)]
     {
         let bound = crate::protocol::output_bound(limit);
-        match capture::Capture::start(bound) {
+        let ends = crate::kept_output::WorkerEnds::from_env();
+        match capture::Capture::start(bound, ends) {
             Ok(capture) => Some(capture),
             Err(error) => {
                 eprintln!(
