@@ -4,24 +4,25 @@
 //! before its `WorkerCrashed`, instead of dying with the worker's memory.
 //!
 //! The parent makes the two pipes that the worker points descriptors 1 and 2 at (see
-//! `worker::capture`) and a save file, hands them to the worker (their numbers in
-//! [`KEPT_OUTPUT_ENV`]) and keeps the pipes' read ends and the file. While the worker
-//! lives the parent never reads them: the worker's reader thread drains the pipes as
-//! before, and writes each byte it keeps for the running job into the save file too,
-//! under a header that names the job. After the worker died, the parent reads the file
-//! (if its header names the job the worker was running) and then what is left in the
-//! pipes (written by the job, not read by the worker yet), within the job's bound.
+//! `worker::capture`) and a save file for each, hands them to the worker (their numbers in
+//! [`KEPT_OUTPUT_ENV`]) and keeps the pipes' read ends and the files. While the worker
+//! lives the parent never reads them: the worker's reader thread drains the pipes into the
+//! save files, under a header that names the running job, and reads a job's output back
+//! from them when the job ends. After the worker died, the parent reads the files (if
+//! their header names the job the worker was running) and then what is left in the pipes
+//! (written by the job, not read by the worker yet), within the job's bound.
 //!
-//! Exact but for two things: bytes the worker's reader had taken from a pipe and not
-//! written to the file yet when the process died (a window of a system call), and what the
-//! job's own buffers held (a `print!` with no newline yet).
+//! On Linux the bytes move from a pipe to its file in one system call (`splice`), so each
+//! byte is in the pipe or in the file whenever the worker dies: nothing is lost but what
+//! the job's own buffers held (a `print!` with no newline yet). Elsewhere they are read
+//! and then written, and what the reader held between the two when the worker died is lost.
 //!
-//! The save file: [`HEADER`] bytes (job id, bytes of standard output, bytes of standard
-//! error, bytes dropped: four `u64`, little-endian), standard output from [`HEADER`],
-//! standard error from [`HEADER`] + [`OUTPUT_BOUND`]. A memory file on Linux, an unlinked
-//! temporary file elsewhere. The worker runs the client's code, so the parent trusts none
-//! of it: lengths are clamped to the bound, reads are bounded, and a file that was
-//! truncated or garbled gives less output, never an error.
+//! A save file: [`HEADER`] bytes (the job id, then the bytes of this stream dropped past
+//! the bound: two `u64`, little-endian), then what the job wrote on the stream, up to the
+//! file's end. A memory file on Linux, an unlinked temporary file elsewhere. The worker
+//! runs the client's code, so the parent trusts none of it: lengths are clamped to the
+//! bound, reads are bounded, and a truncated or garbled file gives less output, never an
+//! error.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -31,28 +32,32 @@ use std::os::unix::fs::FileExt;
 use crate::protocol::{JobOutput, OUTPUT_BOUND};
 use crate::worker::KEPT_OUTPUT_ENV;
 
-/// Bytes of the save file's header.
-const HEADER: u64 = 32;
+/// Bytes of a save file's header.
+pub(crate) const HEADER: u64 = 16;
 
-/// The header's job id while no job has started.
-const NO_JOB: u64 = u64::MAX;
+/// The header's job id while no job's output is in the file.
+pub(crate) const NO_JOB: u64 = u64::MAX;
 
 /// Most bytes read from one pipe after the worker died: more than a pipe holds, yet an
 /// end while a program the job started keeps writing.
 const DRAIN_MAX: usize = 1 << 20;
 
-/// The parent's ends: the pipes' read ends (non-blocking) and the save file.
+/// The descriptors a worker gets: standard output's pipe (read end, write end), standard
+/// error's, standard output's save file, standard error's.
+const CHILD_FDS: usize = 6;
+
+/// The parent's ends: the pipes' read ends (non-blocking) and the save files, standard
+/// output's first.
 #[derive(Debug)]
 pub(crate) struct KeptOutput {
-    stdout: File,
-    stderr: File,
-    saved: File,
+    pipes: [File; 2],
+    saved: [File; 2],
 }
 
 /// The descriptors the worker inherits; dropped by the parent once the worker started.
 #[derive(Debug)]
 pub(crate) struct ChildEnds {
-    fds: [OwnedFd; 5],
+    fds: [OwnedFd; CHILD_FDS],
 }
 
 impl ChildEnds {
@@ -71,7 +76,7 @@ impl ChildEnds {
     pub(crate) fn hand_to(&self, command: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
         command.env(KEPT_OUTPUT_ENV, self.env_value());
-        let fds: [RawFd; 5] = std::array::from_fn(|i| self.fds[i].as_raw_fd());
+        let fds: [RawFd; CHILD_FDS] = std::array::from_fn(|i| self.fds[i].as_raw_fd());
         // SAFETY: the closure runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed: fcntl is one, and nothing allocates. The
         // descriptors are open: the caller keeps `self` until the spawn.
@@ -89,58 +94,65 @@ impl ChildEnds {
 }
 
 impl KeptOutput {
-    /// New pipes and save file: the parent's ends, and the worker's.
+    /// New pipes and save files: the parent's ends, and the worker's.
     ///
     /// # Errors
-    /// A pipe or the file could not be made; the worker then makes its own pipes, and a
-    /// crashed job's output is lost as before.
+    /// A pipe or a file could not be made; the worker then makes its own, and a crashed
+    /// job's output is lost as before.
     pub(crate) fn create() -> io::Result<(KeptOutput, ChildEnds)> {
         let (stdout, stdout_write) = pipe()?;
         let (stderr, stderr_write) = pipe()?;
-        let saved = save_file()?;
-        saved.write_all_at(&header(NO_JOB, 0, 0, 0), 0)?;
+        let saved = [save_file()?, save_file()?];
         let child = ChildEnds {
             fds: [
                 duplicate(stdout.as_raw_fd())?,
                 stdout_write,
                 duplicate(stderr.as_raw_fd())?,
                 stderr_write,
-                duplicate(saved.as_raw_fd())?,
+                duplicate(saved[0].as_raw_fd())?,
+                duplicate(saved[1].as_raw_fd())?,
             ],
         };
-        Ok((
-            KeptOutput {
-                stdout,
-                stderr,
-                saved,
-            },
-            child,
-        ))
+        let kept = KeptOutput {
+            pipes: [stdout, stderr],
+            saved,
+        };
+        Ok((kept, child))
     }
 
-    /// After the worker died while running job `job_id` (`None`: the job its header
-    /// names, if any): what the job printed, within `bound` bytes (the rest counted as
-    /// dropped); `None` if it printed nothing or the worker was not running it. Reads what
-    /// is left in the pipes either way, so that it is not taken for the next job's.
+    /// After the worker died while running job `job_id` (`None`: the job the files'
+    /// header names, if any): what the job printed, within `bound` bytes (the rest counted
+    /// as dropped); `None` if it printed nothing. What is left in the pipes is the job's
+    /// when its id is known (the worker writes the header only once the job printed), else
+    /// only when the files name a job; it is read either way, so that it is not taken for
+    /// the next job's.
     pub(crate) fn recover(&self, job_id: Option<u64>, bound: usize) -> Option<JobOutput> {
-        let mut head = [0u8; HEADER as usize];
-        let read = self.saved.read_exact_at(&mut head, 0).is_ok();
-        let running = field(&head, 0);
-        let started = read && running != NO_JOB && job_id.is_none_or(|id| id == running);
+        let named = read_header(&self.saved[0]).map(|(id, _)| id);
+        let running = job_id.or(named.filter(|&id| id != NO_JOB));
+        let bound = bound.min(OUTPUT_BOUND);
         let mut output = JobOutput {
-            job_id: running,
+            job_id: running.unwrap_or(NO_JOB),
             ..JobOutput::default()
         };
-        if started {
-            let bound = bound.min(OUTPUT_BOUND) as u64;
-            let stdout_len = field(&head, 1).min(bound);
-            let stderr_len = field(&head, 2).min(bound - stdout_len);
-            output.stdout = read_at(&self.saved, HEADER, stdout_len);
-            output.stderr = read_at(&self.saved, HEADER + OUTPUT_BOUND as u64, stderr_len);
-            output.dropped = field(&head, 3);
+        for (i, file) in self.saved.iter().enumerate() {
+            let Some((id, dropped)) = read_header(file) else {
+                continue;
+            };
+            if running != Some(id) {
+                continue;
+            }
+            let kept = output.stdout.len() + output.stderr.len();
+            let room = bound.saturating_sub(kept) as u64;
+            let len = file.metadata().map_or(0, |m| m.len().saturating_sub(HEADER));
+            let bytes = read_at(file, HEADER, len.min(room));
+            output.dropped += dropped + (len - bytes.len() as u64);
+            if i == 0 {
+                output.stdout = bytes;
+            } else {
+                output.stderr = bytes;
+            }
         }
-        let bound = bound.min(OUTPUT_BOUND);
-        for (pipe, is_stdout) in [(&self.stdout, true), (&self.stderr, false)] {
+        for (i, pipe) in self.pipes.iter().enumerate() {
             let mut chunk = [0u8; 16 << 10];
             let mut read = 0;
             while read < DRAIN_MAX {
@@ -151,12 +163,12 @@ impl KeptOutput {
                     Err(_) => break,
                 };
                 read += n;
-                if !started {
+                if running.is_none() {
                     continue;
                 }
                 let kept = output.stdout.len() + output.stderr.len();
                 let room = bound.saturating_sub(kept).min(n);
-                let stream = if is_stdout {
+                let stream = if i == 0 {
                     &mut output.stdout
                 } else {
                     &mut output.stderr
@@ -165,19 +177,17 @@ impl KeptOutput {
                 output.dropped += (n - room) as u64;
             }
         }
-        (started && !output.is_empty()).then_some(output)
+        (running.is_some() && !output.is_empty()).then_some(output)
     }
 }
 
 /// The worker's ends, from [`KEPT_OUTPUT_ENV`].
 #[derive(Debug)]
 pub(crate) struct WorkerEnds {
-    /// Standard output's pipe: read end (non-blocking), write end.
-    pub(crate) stdout: (File, OwnedFd),
-    /// Standard error's pipe.
-    pub(crate) stderr: (File, OwnedFd),
-    /// Where the running job's output is saved for the parent.
-    pub(crate) saved: SaveFile,
+    /// Standard output's pipe, then standard error's: read end (non-blocking), write end.
+    pub(crate) pipes: [(File, OwnedFd); 2],
+    /// Their save files.
+    pub(crate) saved: [File; 2],
 }
 
 impl WorkerEnds {
@@ -190,10 +200,8 @@ impl WorkerEnds {
             .split(',')
             .map(|n| n.trim().parse().ok().filter(|&fd: &RawFd| fd > 2))
             .collect::<Option<_>>()?;
-        let [a, b, c, d, e] = fds[..] else {
-            return None;
-        };
-        for fd in [a, b, c, d, e] {
+        let fds: [RawFd; CHILD_FDS] = fds.try_into().ok()?;
+        for fd in fds {
             // SAFETY: fcntl on a descriptor number only sets its flags; one that is not
             // open gives -1 and none is used.
             if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
@@ -202,63 +210,49 @@ impl WorkerEnds {
         }
         // SAFETY: the descriptors are open (above) and the parent handed them to this
         // process alone; from here on each is owned by one value.
-        let [a, b, c, d, e] = [a, b, c, d, e].map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        let [a, b, c, d, e, f] = fds.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         Some(WorkerEnds {
-            stdout: (File::from(a), b),
-            stderr: (File::from(c), d),
-            saved: SaveFile(File::from(e)),
+            pipes: [(File::from(a), b), (File::from(c), d)],
+            saved: [File::from(e), File::from(f)],
+        })
+    }
+
+    /// New pipes and save files of the worker's own, for a parent that gave none: the
+    /// output is caught the same way, and lost with the worker.
+    ///
+    /// # Errors
+    /// A pipe or a file could not be made.
+    pub(crate) fn own() -> io::Result<WorkerEnds> {
+        Ok(WorkerEnds {
+            pipes: [pipe()?, pipe()?],
+            saved: [save_file()?, save_file()?],
         })
     }
 }
 
-/// The worker's end of the save file.
-#[derive(Debug)]
-pub(crate) struct SaveFile(File);
-
-impl SaveFile {
-    /// Job `job_id` starts: nothing saved for it yet.
-    pub(crate) fn begin(&self, job_id: u64) {
-        let _ = self.0.write_all_at(&header(job_id, 0, 0, 0), 0);
-    }
-
-    /// The running job ended: its output goes with its reply, not from here.
-    pub(crate) fn end(&self) {
-        self.begin(NO_JOB);
-    }
-
-    /// Saves `bytes`, which the running job wrote on standard output (`is_stdout`) or
-    /// error, at `offset` of that stream's bytes kept so far.
-    pub(crate) fn save(&self, is_stdout: bool, offset: usize, bytes: &[u8]) {
-        let base = if is_stdout { 0 } else { OUTPUT_BOUND as u64 };
-        // A failed write loses this part of the output if the worker dies, nothing more.
-        let _ = self.0.write_all_at(bytes, HEADER + base + offset as u64);
-    }
-
-    /// Updates the header: the running job `job_id` has kept these bytes so far.
-    pub(crate) fn mark(&self, job_id: u64, stdout: usize, stderr: usize, dropped: u64) {
-        let head = header(job_id, stdout as u64, stderr as u64, dropped);
-        let _ = self.0.write_all_at(&head, 0);
-    }
-}
-
-fn header(job_id: u64, stdout: u64, stderr: u64, dropped: u64) -> [u8; HEADER as usize] {
+/// Writes a save file's header: the job whose output follows, and the bytes it dropped.
+pub(crate) fn write_header(file: &File, job_id: u64, dropped: u64) -> io::Result<()> {
     let mut head = [0u8; HEADER as usize];
-    for (i, value) in [job_id, stdout, stderr, dropped].into_iter().enumerate() {
-        head[i * 8..i * 8 + 8].copy_from_slice(&value.to_le_bytes());
-    }
-    head
+    head[..8].copy_from_slice(&job_id.to_le_bytes());
+    head[8..].copy_from_slice(&dropped.to_le_bytes());
+    file.write_all_at(&head, 0)
 }
 
-/// Field `i` of a header.
-fn field(head: &[u8; HEADER as usize], i: usize) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&head[i * 8..i * 8 + 8]);
-    u64::from_le_bytes(bytes)
+/// A save file's header: its job and the bytes dropped; `None` if it cannot be read.
+fn read_header(file: &File) -> Option<(u64, u64)> {
+    let mut head = [0u8; HEADER as usize];
+    file.read_exact_at(&mut head, 0).ok()?;
+    let field = |i: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&head[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    Some((field(0), field(1)))
 }
 
 /// Up to `len` bytes of `file` at `offset`: fewer if the file is shorter.
-fn read_at(file: &File, offset: u64, len: u64) -> Vec<u8> {
-    let mut bytes = vec![0u8; len as usize];
+pub(crate) fn read_at(file: &File, offset: u64, len: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(OUTPUT_BOUND)];
     let mut filled = 0;
     while filled < bytes.len() {
         match file.read_at(&mut bytes[filled..], offset + filled as u64) {
@@ -270,6 +264,49 @@ fn read_at(file: &File, offset: u64, len: u64) -> Vec<u8> {
     }
     bytes.truncate(filled);
     bytes
+}
+
+/// Moves up to `len` bytes from the non-blocking `pipe` to `file` at `offset`; returns
+/// how many (0: every write end closed). On Linux in one system call, so that no byte is
+/// ever only in this process's memory; `chunk` is scratch space elsewhere (at least `len`
+/// bytes).
+///
+/// # Errors
+/// `WouldBlock` when the pipe is empty; others when it or the file is broken.
+pub(crate) fn move_bytes(
+    pipe: &File,
+    file: &File,
+    offset: u64,
+    len: usize,
+    chunk: &mut [u8],
+) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _ = chunk;
+        let mut at = libc::loff_t::try_from(offset).map_err(io::Error::other)?;
+        // SAFETY: splice between two descriptors this process owns; `at` is valid for the
+        // call. The pipe's own offset must be null.
+        let n = unsafe {
+            libc::splice(
+                pipe.as_raw_fd(),
+                std::ptr::null_mut(),
+                file.as_raw_fd(),
+                &mut at,
+                len,
+                libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let n = (&*pipe).read(&mut chunk[..len])?;
+        file.write_all_at(&chunk[..n], offset)?;
+        Ok(n)
+    }
 }
 
 /// A close-on-exec duplicate of `fd`.
@@ -285,7 +322,7 @@ fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// A pipe: its read end (non-blocking) and its write end, both close-on-exec.
-pub(crate) fn pipe() -> io::Result<(File, OwnedFd)> {
+fn pipe() -> io::Result<(File, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe writes.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
@@ -307,9 +344,16 @@ pub(crate) fn pipe() -> io::Result<(File, OwnedFd)> {
     Ok((read, write))
 }
 
-/// A new, empty file only this process (and whom it hands it to) can reach: a memory file
-/// on Linux, an unlinked temporary file elsewhere. Close-on-exec.
+/// A new save file, its header naming no job: a memory file on Linux, an unlinked
+/// temporary file elsewhere, that only this process (and whom it hands it to) can reach.
+/// Close-on-exec.
 fn save_file() -> io::Result<File> {
+    let file = new_private_file()?;
+    write_header(&file, NO_JOB, 0)?;
+    Ok(file)
+}
+
+fn new_private_file() -> io::Result<File> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it
@@ -358,18 +402,30 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// The worker's ends as `from_env` would make them.
+    fn worker_ends(ends: ChildEnds) -> WorkerEnds {
+        let [a, b, c, d, e, f] = ends.fds;
+        WorkerEnds {
+            pipes: [(File::from(a), b), (File::from(c), d)],
+            saved: [File::from(e), File::from(f)],
+        }
+    }
+
+    /// Saves `bytes` of job `job_id` in the worker's file `i` as the capture does.
+    fn save(worker: &WorkerEnds, i: usize, job_id: u64, bytes: &[u8]) {
+        write_header(&worker.saved[i], job_id, 0).unwrap();
+        worker.saved[i].write_all_at(bytes, HEADER).unwrap();
+    }
+
     #[test]
     fn a_dead_workers_job_output_is_the_saved_bytes_then_what_the_pipes_hold() {
         let (kept, ends) = KeptOutput::create().unwrap();
-        let [out_read, out_write, _, err_write, saved] = ends.fds;
-        drop(out_read);
-        let saved = SaveFile(File::from(saved));
-        saved.begin(7);
-        saved.save(true, 0, b"one\n");
-        saved.save(false, 0, b"oops\n");
-        saved.mark(7, 4, 5, 0);
-        File::from(out_write).write_all(b"two\n").unwrap();
-        File::from(err_write).write_all(b"last words\n").unwrap();
+        let worker = worker_ends(ends);
+        save(&worker, 0, 7, b"one\n");
+        save(&worker, 1, 7, b"oops\n");
+        let [(_, out), (_, err)] = worker.pipes;
+        File::from(out).write_all(b"two\n").unwrap();
+        File::from(err).write_all(b"last words\n").unwrap();
         let output = kept.recover(Some(7), OUTPUT_BOUND).unwrap();
         assert_eq!(output.stdout, b"one\ntwo\n");
         assert_eq!(output.stderr, b"oops\nlast words\n");
@@ -377,30 +433,49 @@ mod tests {
     }
 
     #[test]
-    fn another_jobs_header_gives_nothing_and_the_pipes_are_emptied() {
+    fn another_jobs_files_are_left_out_but_the_pipes_are_the_jobs() {
         let (kept, ends) = KeptOutput::create().unwrap();
-        let [_, out_write, _, _, saved] = ends.fds;
-        let saved = SaveFile(File::from(saved));
-        saved.begin(3);
-        saved.save(true, 0, b"old\n");
-        saved.mark(3, 4, 0, 0);
-        File::from(out_write).write_all(b"stray\n").unwrap();
-        assert_eq!(kept.recover(Some(4), OUTPUT_BOUND), None);
-        // Emptied: a later look finds nothing of it.
-        assert_eq!(kept.recover(None, OUTPUT_BOUND).unwrap().stdout, b"old\n");
+        let worker = worker_ends(ends);
+        save(&worker, 0, 3, b"old\n");
+        let [(_, out), _] = worker.pipes;
+        File::from(out).write_all(b"new\n").unwrap();
+        assert_eq!(kept.recover(Some(4), OUTPUT_BOUND).unwrap().stdout, b"new\n");
+        // A lane's: the job the files name, and the pipes are empty by now.
+        let output = kept.recover(None, OUTPUT_BOUND).unwrap();
+        assert_eq!((output.job_id, &output.stdout[..]), (3, &b"old\n"[..]));
     }
 
     #[test]
-    fn the_bound_holds_whatever_the_header_says() {
+    fn no_job_named_and_none_known_gives_nothing() {
         let (kept, ends) = KeptOutput::create().unwrap();
-        let [_, out_write, _, _, saved] = ends.fds;
-        let saved = SaveFile(File::from(saved));
-        saved.save(true, 0, &[b'x'; 100]);
-        saved.mark(1, u64::MAX as usize, 50, 0);
-        File::from(out_write).write_all(&[b'y'; 30]).unwrap();
+        let worker = worker_ends(ends);
+        let [(_, out), _] = worker.pipes;
+        File::from(out).write_all(b"stray\n").unwrap();
+        assert_eq!(kept.recover(None, OUTPUT_BOUND), None);
+    }
+
+    #[test]
+    fn the_bound_holds() {
+        let (kept, ends) = KeptOutput::create().unwrap();
+        let worker = worker_ends(ends);
+        save(&worker, 0, 1, &[b'x'; 100]);
+        let [(_, out), _] = worker.pipes;
+        File::from(out).write_all(&[b'y'; 30]).unwrap();
         let output = kept.recover(Some(1), 64).unwrap();
         assert_eq!(output.stdout, vec![b'x'; 64]);
         assert!(output.stderr.is_empty());
-        assert_eq!(output.dropped, 30);
+        assert_eq!(output.dropped, 36 + 30);
+    }
+
+    #[test]
+    fn moved_bytes_land_in_the_file_at_the_offset() {
+        let (read, write) = pipe().unwrap();
+        let file = save_file().unwrap();
+        File::from(write).write_all(b"hello").unwrap();
+        let mut chunk = [0u8; 64];
+        assert_eq!(move_bytes(&read, &file, HEADER, 64, &mut chunk).unwrap(), 5);
+        assert_eq!(read_at(&file, HEADER, 5), b"hello");
+        // Every write end closed, the pipe empty: its end.
+        assert_eq!(move_bytes(&read, &file, HEADER + 5, 64, &mut chunk).unwrap(), 0);
     }
 }

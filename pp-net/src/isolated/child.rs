@@ -186,19 +186,22 @@ impl WorkerChild {
     /// its input (a live worker then exits) and waits for it, killing it if it does not
     /// exit within a grace period.
     pub(super) fn end(self) -> String {
-        self.end_with_output().0
+        self.end_process()
     }
 
-    /// [`Self::end`], with what the job the worker was running printed and could not send
-    /// (it died, or was killed): see the crate's `kept_output` module.
-    pub(super) fn end_with_output(mut self) -> (String, Option<JobOutput>) {
+    /// [`Self::end`], with what the job `job_id` the worker was running printed and could
+    /// not send (it died, or was killed): see the crate's `kept_output` module.
+    pub(super) fn end_with_output(mut self, job_id: u64) -> (String, Option<JobOutput>) {
         #[cfg(unix)]
         let kept = self.kept.take();
         let how = self.end_process();
         #[cfg(unix)]
-        let output = kept.and_then(|kept| kept.recover(None, output_bound(limit())));
+        let output = kept.and_then(|kept| kept.recover(Some(job_id), output_bound(limit())));
         #[cfg(not(unix))]
-        let output = None;
+        let output = {
+            let _ = job_id;
+            None
+        };
         (how, output)
     }
 

@@ -123,11 +123,7 @@ impl Slot {
             (Ok(reply), stopped) if reply.job_id == id => {
                 self.shared.handle.record_round_trip(run_time);
                 // After the job's lines, if some still wait for the printer.
-                let (feed, handle) = (self.shared.feed.clone(), self.shared.handle.clone());
-                let job = running.job;
-                job_output::then(move || {
-                    feed.complete(job, &handle, reply.outcome, reply.run_time)
-                });
+                self.complete_after_lines(running.job, reply.outcome, reply.run_time);
                 if stopped.is_some() {
                     // Killed just as it answered: its successor takes the next job.
                     if let Some(worker) = self.worker.take() {
@@ -149,7 +145,7 @@ impl Slot {
                 // Reaped first: what the job printed until it was killed goes before its
                 // error, as a live job's lines go before its result.
                 self.end_printing();
-                self.complete(running.job, Outcome::TimedOut(after), run_time);
+                self.complete_after_lines(running.job, Outcome::TimedOut(after), run_time);
             }
             (Err(_), Some(Stop::Settled)) => {
                 if let Some(worker) = self.worker.take() {
@@ -177,18 +173,21 @@ impl Slot {
         }
         // The feed says it when it reschedules the job; the last attempt's is its error.
         pp_runtime::debug!("{report}; a new worker starts with the next job");
-        // After the job's lines, which wait for the printer.
-        let (feed, handle) = (self.shared.feed.clone(), self.shared.handle.clone());
         let run_time = started.elapsed();
-        job_output::then(move || {
-            feed.complete(job, &handle, Outcome::WorkerCrashed(report), run_time)
-        });
+        self.complete_after_lines(job, Outcome::WorkerCrashed(report), run_time);
+    }
+
+    /// Completes `job` once the lines handed to the printer so far are printed.
+    fn complete_after_lines(&self, job: RemoteJob, outcome: Outcome, run_time: Duration) {
+        let (feed, handle) = (self.shared.feed.clone(), self.shared.handle.clone());
+        job_output::then(move || feed.complete(job, &handle, outcome, run_time));
     }
 
     /// Ends the slot's dead (or killed) worker, if it has one, and prints what its job
     /// wrote that the worker could not send; returns how the worker ended.
     fn end_printing(&mut self) -> Option<String> {
-        let (how, output) = self.worker.take()?.end_with_output();
+        // The job it ran is the last one sent.
+        let (how, output) = self.worker.take()?.end_with_output(self.next_id);
         if let Some(output) = output {
             job_output::print_local(output);
         }

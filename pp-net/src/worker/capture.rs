@@ -1,25 +1,26 @@
 //! Catching what jobs print, so that the node can send it to the client (when the node
 //! starts the worker with [`OUTPUT_ENV`](super::OUTPUT_ENV)).
 //!
-//! Descriptors 1 and 2 point at two pipes the worker owns. A reader thread always drains
-//! them, so a job never blocks on a write however much it prints: it keeps up to the
-//! job's bound and counts the rest, which it reads and drops. Around each job the worker
-//! marks where the job's output starts and ends: at the end Rust's buffered standard output
-//! (and C's) is flushed and both pipes are drained until they are empty, under the lock the
-//! reader drains under, so every byte the job wrote before it returned is the job's.
-//! What is written between jobs (a thread a job left running, the worker's own messages)
-//! goes to the node's log, where all of it went before.
+//! Descriptors 1 and 2 point at two pipes. A reader thread always drains them, so a job
+//! never blocks on a write however much it prints: it keeps up to the job's bound and
+//! counts the rest, which it reads and drops. Around each job the worker marks where the
+//! job's output starts and ends: at the end Rust's buffered standard output (and C's) is
+//! flushed and both pipes are drained until they are empty, under the lock the reader
+//! drains under, so every byte the job wrote before it returned is the job's. What is
+//! written between jobs (a thread a job left running, the worker's own messages) goes to
+//! the node's log, where all of it went before.
 //!
-//! When the worker's parent made the pipes (`crate::kept_output`), each byte kept for the
-//! running job is also written to the parent's save file, so that the parent still has the
-//! job's output if the worker dies before it answers.
+//! What a job writes is kept in a save file per stream, not in this process's memory: the
+//! pipes and files are the parent's (`crate::kept_output`), which reads them if the worker
+//! dies before it answers. A parent that gave none (an older node) gets the same catch on
+//! pipes and files of the worker's own.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::kept_output::{pipe, SaveFile, WorkerEnds};
+use crate::kept_output::{self, move_bytes, WorkerEnds, HEADER, NO_JOB};
 use crate::protocol::JobOutput;
 
 /// The worker's catch of its jobs' output; dropping it points descriptors 1 and 2 back at
@@ -32,22 +33,28 @@ pub(crate) struct Capture {
 struct Shared {
     state: Mutex<State>,
     /// The read ends of the pipes behind descriptors 1 and 2, non-blocking.
-    stdout: File,
-    stderr: File,
+    pipes: [File; 2],
+    /// Where each stream's bytes for the running job go.
+    saved: [File; 2],
     /// The node's log: the standard error the worker was started with.
     node_log: File,
-    /// The parent's copy of the running job's output, if the parent gave one.
-    saved: Option<SaveFile>,
 }
 
 /// What has been read, and for whom.
 struct State {
     /// Whether a job runs: what is read goes to it, else to the node's log.
     in_job: bool,
-    /// The running job's id (for the save file's header).
+    /// The running job.
     job_id: u64,
-    /// The running job's output so far (its `job_id` is set when it ends).
-    output: JobOutput,
+    /// Whether each save file's header names the running job (written when the job first
+    /// printed there, so that a job that prints nothing costs no system call).
+    named: [bool; 2],
+    /// Whether each save file holds bytes of an earlier job, to drop before the next.
+    dirty: [bool; 2],
+    /// Bytes of each stream in its save file for the running job.
+    kept: [usize; 2],
+    /// Bytes of each stream dropped past the bound.
+    dropped: [u64; 2],
     /// Bytes of output one job may keep.
     bound: usize,
     /// Which pipes have ended (every write end closed): the reader stops polling them.
@@ -66,31 +73,35 @@ const DRAIN_MAX: usize = 1 << 20;
 
 impl Capture {
     /// Points descriptors 1 and 2 at pipes drained by a reader thread, keeping up to
-    /// `bound` bytes per job: the pipes and save file of `ends` when the parent gave them,
-    /// else new pipes. Call before `main` (one thread), after the protocol has taken its
-    /// own descriptors.
+    /// `bound` bytes per job: the pipes and save files of `ends` when the parent gave
+    /// them, else new ones. Call before `main` (one thread), after the protocol has taken
+    /// its own descriptors.
     ///
     /// # Errors
-    /// A pipe, a descriptor or the thread could not be made; nothing was changed then.
+    /// A pipe, a file, a descriptor or the thread could not be made; nothing was changed
+    /// then.
     pub(crate) fn start(bound: usize, ends: Option<WorkerEnds>) -> io::Result<Capture> {
         let node_log = duplicate(2)?;
-        let ((stdout, stdout_write), (stderr, stderr_write), saved) = match ends {
-            Some(ends) => (ends.stdout, ends.stderr, Some(ends.saved)),
-            None => (pipe()?, pipe()?, None),
+        let ends = match ends {
+            Some(ends) => ends,
+            None => WorkerEnds::own()?,
         };
+        let [(stdout, stdout_write), (stderr, stderr_write)] = ends.pipes;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 in_job: false,
-                job_id: 0,
-                output: JobOutput::default(),
+                job_id: NO_JOB,
+                named: [false; 2],
+                dirty: [false; 2],
+                kept: [0; 2],
+                dropped: [0; 2],
                 bound,
                 ended: [false; 2],
                 chunk: vec![0; READ_CHUNK],
             }),
-            stdout,
-            stderr,
+            pipes: [stdout, stderr],
+            saved: ends.saved,
             node_log,
-            saved,
         });
         let reader = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -110,14 +121,18 @@ impl Capture {
     }
 
     /// Job `job_id` starts: what is pending was written before it, and goes to the node's
-    /// log.
-    pub(crate) fn start_job(&self, job_id: u64) {
+    /// log. `announce`: name the job in the save files now, not when it first prints (a
+    /// lane worker's parent does not know which job it runs).
+    pub(crate) fn start_job(&self, job_id: u64, announce: bool) {
         let mut state = self.shared.lock();
         self.shared.drain(&mut state);
         state.in_job = true;
         state.job_id = job_id;
-        if let Some(saved) = &self.shared.saved {
-            saved.begin(job_id);
+        state.named = [false; 2];
+        state.kept = [0; 2];
+        state.dropped = [0; 2];
+        if announce {
+            self.shared.name_job(&mut state, 0);
         }
     }
 
@@ -127,12 +142,25 @@ impl Capture {
         let mut state = self.shared.lock();
         self.shared.drain(&mut state);
         state.in_job = false;
-        if let Some(saved) = &self.shared.saved {
-            saved.end();
+        if state.named == [false; 2] {
+            return None;
         }
-        let output = std::mem::take(&mut state.output);
-        drop(state);
-        (!output.is_empty()).then_some(JobOutput { job_id, ..output })
+        let saved = &self.shared.saved;
+        let read = |i: usize| kept_output::read_at(&saved[i], HEADER, state.kept[i] as u64);
+        let output = JobOutput {
+            job_id,
+            stdout: read(0),
+            stderr: read(1),
+            dropped: state.dropped[0] + state.dropped[1],
+        };
+        // Its output goes with its reply from here: the parent must not take it again.
+        for (file, named) in saved.iter().zip(state.named) {
+            if named {
+                let _ = kept_output::write_header(file, NO_JOB, 0);
+            }
+        }
+        state.named = [false; 2];
+        (!output.is_empty()).then_some(output)
     }
 }
 
@@ -162,7 +190,7 @@ impl Shared {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            let mut fds = [fd(&self.stdout, ended[0]), fd(&self.stderr, ended[1])];
+            let mut fds = [fd(&self.pipes[0], ended[0]), fd(&self.pipes[1], ended[1])];
             // SAFETY: `fds` is valid for its length during the call.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
             if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
@@ -179,27 +207,38 @@ impl Shared {
         }
     }
 
+    /// Names the running job in save file `i`, emptied of the job before: from here on
+    /// its bytes are the job's.
+    fn name_job(&self, state: &mut State, i: usize) {
+        if std::mem::replace(&mut state.dirty[i], true) {
+            let _ = self.saved[i].set_len(HEADER);
+        }
+        let _ = kept_output::write_header(&self.saved[i], state.job_id, 0);
+        state.named[i] = true;
+    }
+
     /// Reads both pipes until they are empty (or [`DRAIN_MAX`] bytes each): into the job's
-    /// output while a job runs (up to the bound, the rest counted and dropped), else into
-    /// the node's log.
+    /// save files while a job runs (up to the bound, the rest counted and dropped), else
+    /// into the node's log.
     fn drain(&self, state: &mut State) {
-        let State {
-            in_job,
-            job_id,
-            output,
-            bound,
-            ended,
-            chunk,
-        } = state;
-        for (i, pipe) in [&self.stdout, &self.stderr].into_iter().enumerate() {
-            if ended[i] {
-                continue;
-            }
+        for i in 0..2 {
+            let pipe = &self.pipes[i];
             let mut read = 0;
-            while read < DRAIN_MAX {
-                let n = match (&*pipe).read(chunk) {
+            while read < DRAIN_MAX && !state.ended[i] {
+                let room = state.bound.saturating_sub(state.kept[0] + state.kept[1]);
+                let moved = if state.in_job && room > 0 {
+                    if !state.named[i] {
+                        self.name_job(state, i);
+                    }
+                    let at = HEADER + state.kept[i] as u64;
+                    let len = room.min(READ_CHUNK);
+                    move_bytes(pipe, &self.saved[i], at, len, &mut state.chunk)
+                } else {
+                    (&*pipe).read(&mut state.chunk)
+                };
+                let n = match moved {
                     Ok(0) => {
-                        ended[i] = true;
+                        state.ended[i] = true;
                         break;
                     }
                     Ok(n) => n,
@@ -208,28 +247,18 @@ impl Shared {
                     Err(_) => break,
                 };
                 read += n;
-                let bytes = &chunk[..n];
-                if !*in_job {
+                if !state.in_job {
                     // The node's log is where these bytes went before pp caught them; if it
                     // is gone they have nowhere else to go.
-                    let _ = (&self.node_log).write_all(bytes);
-                    continue;
-                }
-                let kept = output.stdout.len() + output.stderr.len();
-                let room = bound.saturating_sub(kept).min(n);
-                let stream = if i == 0 {
-                    &mut output.stdout
+                    let _ = (&self.node_log).write_all(&state.chunk[..n]);
+                } else if room > 0 {
+                    state.kept[i] += n;
                 } else {
-                    &mut output.stderr
-                };
-                if let Some(saved) = &self.saved {
-                    saved.save(i == 0, stream.len(), &bytes[..room]);
-                }
-                stream.extend_from_slice(&bytes[..room]);
-                output.dropped += (n - room) as u64;
-                if let Some(saved) = &self.saved {
-                    let (stdout, stderr) = (output.stdout.len(), output.stderr.len());
-                    saved.mark(*job_id, stdout, stderr, output.dropped);
+                    if !state.named[i] {
+                        self.name_job(state, i);
+                    }
+                    state.dropped[i] += n as u64;
+                    let _ = kept_output::write_header(&self.saved[i], state.job_id, state.dropped[i]);
                 }
             }
         }

@@ -179,7 +179,9 @@ pub(crate) async fn serve_jobs(
                                 node.job_ended(true);
                                 let report = format!("{reason} while running task `{}`", job.task_id());
                                 // The node does not say how long the lane's worker ran it.
-                                ctx.feed.complete(job, &node.executor, Outcome::WorkerCrashed(report), Duration::ZERO);
+                                // After the job's lines, which the node sent first.
+                                let (feed, executor) = (ctx.feed.clone(), node.executor.clone());
+                                job_output::then(move || feed.complete(job, &executor, Outcome::WorkerCrashed(report), Duration::ZERO));
                             } else {
                                 pp_runtime::warn!(node = %node.name, "the lane holding a job closed: {reason}");
                                 ctx.feed.lost(job, &node.executor);
