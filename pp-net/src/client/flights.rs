@@ -6,12 +6,19 @@
 //! tells every session, which then forgets its settled jobs in flight and asks their node
 //! to drop them (`Message::Cancel`).
 //!
+//! A job that runs as two copies shares a [`Copies`] between its two entries: its output is
+//! held until a copy's reply says whether that copy's result is the one used (see the
+//! `session` module's `finish`), and a job whose output has begun to be printed is not
+//! copied.
+//!
 //! All sessions run on the client's one network thread, and no lock here is held across
 //! an `.await`: the locks only guard against misuse, they are never contended. Lock order:
 //! the registry, then one session's map.
 
+use crate::protocol::JobOutput;
 use pp_runtime::remote::{JobFeed, RemoteJob};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -23,8 +30,76 @@ pub(crate) const STRAGGLER_FACTOR: u32 = 3;
 /// ... and in flight for at least this long.
 pub(crate) const STRAGGLER_MIN: Duration = Duration::from_millis(50);
 
-/// One session's jobs in flight: the job, and when it was sent.
-pub(crate) type InFlight = HashMap<u64, (RemoteJob, Instant)>;
+/// One session's jobs in flight, by the session's job id.
+pub(crate) type InFlight = HashMap<u64, Flight>;
+
+/// A job in flight on a session.
+pub(crate) struct Flight {
+    pub(crate) job: RemoteJob,
+    /// When it was sent.
+    pub(crate) sent: Instant,
+    /// What its two copies share, once it runs as two.
+    pub(crate) copies: Option<Arc<Copies>>,
+    /// What this copy printed, held until its reply (a job with two copies only).
+    pub(crate) held: Vec<JobOutput>,
+    /// Some of its output was printed as it came: the job is not copied from then on.
+    pub(crate) printed: bool,
+}
+
+impl Flight {
+    /// `job`, sent now; `copies` if it is a second copy.
+    pub(crate) fn new(job: RemoteJob, copies: Option<Arc<Copies>>) -> Self {
+        Flight {
+            job,
+            sent: Instant::now(),
+            copies,
+            held: Vec::new(),
+            printed: false,
+        }
+    }
+
+    /// Takes the entry out of the running: the other copy, if any, is the job's last.
+    pub(crate) fn leaves(&self) {
+        if let Some(copies) = &self.copies {
+            copies.leaves();
+        }
+    }
+}
+
+/// What the two copies of a straggler share.
+#[derive(Debug)]
+pub(crate) struct Copies {
+    /// A copy's reply was taken as the job's: its output printed, the other's dropped.
+    used: AtomicBool,
+    /// Copies still in flight.
+    live: AtomicU8,
+}
+
+impl Copies {
+    fn new() -> Arc<Copies> {
+        Arc::new(Copies {
+            used: AtomicBool::new(false),
+            live: AtomicU8::new(2),
+        })
+    }
+
+    /// Whether a copy's reply was taken as the job's already.
+    pub(crate) fn used(&self) -> bool {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Takes this copy's reply as the job's, unless the other's was: returns whether it
+    /// did.
+    pub(crate) fn use_this(&self) -> bool {
+        !self.used.swap(true, Ordering::AcqRel)
+    }
+
+    /// A copy left without a reply taken (failed, withdrawn, lost with its node); returns
+    /// whether the other is still in flight.
+    pub(crate) fn leaves(&self) -> bool {
+        self.live.fetch_sub(1, Ordering::AcqRel) > 1
+    }
+}
 
 /// One session's in-flight map, shared with the registry.
 pub(crate) type SharedInFlight = Arc<Mutex<InFlight>>;
@@ -36,8 +111,8 @@ pub(crate) fn lock(flight: &SharedInFlight) -> MutexGuard<'_, InFlight> {
 
 /// What [`Flights::straggler`] found.
 pub(crate) enum Straggler {
-    /// A second copy of a straggler, to send.
-    Found(RemoteJob),
+    /// A second copy of a straggler, to send, and what the two copies share.
+    Found(RemoteJob, Arc<Copies>),
     /// No straggler now; the first job in flight elsewhere becomes one at this time.
     Later(Instant),
     /// Nothing in flight elsewhere could become one (or no latency is known yet).
@@ -48,14 +123,14 @@ pub(crate) enum Straggler {
 pub(crate) struct Flights {
     inner: Mutex<FlightRegistry>,
     /// Bumped when the runtime settled jobs elsewhere: each session looks for its own.
-    settled: watch::Sender<u64>,
+    settled: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Flights {
     fn default() -> Self {
         Flights {
             inner: Mutex::default(),
-            settled: watch::Sender::new(0),
+            settled: Arc::new(watch::Sender::new(0)),
         }
     }
 }
@@ -89,6 +164,12 @@ impl Flights {
     /// for its settled jobs in flight. Cheap, never blocks: callable from any thread.
     pub(crate) fn settled_elsewhere(&self) {
         self.settled.send_modify(|generation| *generation += 1);
+    }
+
+    /// What wakes every session for [`Flights::settled_elsewhere`], for a completion that
+    /// runs later on another thread (after its job's lines are printed).
+    pub(crate) fn settled_sender(&self) -> Arc<watch::Sender<u64>> {
+        Arc::clone(&self.settled)
     }
 
     /// Changes after each [`Flights::settled_elsewhere`].
@@ -131,13 +212,14 @@ impl Flights {
             if id == session_id {
                 continue;
             }
-            for (&job_id, (job, sent)) in lock(flight).iter() {
-                if job.is_completed() {
+            for (&job_id, flight) in lock(flight).iter() {
+                // A job whose lines were printed as they came keeps them: no copy.
+                if flight.job.is_completed() || flight.printed {
                     continue;
                 }
-                let at = *sent + threshold;
+                let at = flight.sent + threshold;
                 if at <= now {
-                    due.push((*sent, id, job_id));
+                    due.push((flight.sent, id, job_id));
                 } else {
                     later = Some(later.map_or(at, |l| l.min(at)));
                 }
@@ -146,12 +228,15 @@ impl Flights {
         due.sort_unstable();
         for (_, id, job_id) in due {
             let copy = registry.sessions.get(&id).and_then(|flight| {
-                lock(flight)
-                    .get_mut(&job_id)
-                    .and_then(|(job, _)| job.duplicate())
+                let mut flight = lock(flight);
+                let original = flight.get_mut(&job_id)?;
+                let copy = original.job.duplicate()?;
+                let copies = Copies::new();
+                original.copies = Some(Arc::clone(&copies));
+                Some((copy, copies))
             });
-            if let Some(copy) = copy {
-                return Straggler::Found(copy);
+            if let Some((copy, copies)) = copy {
+                return Straggler::Found(copy, copies);
             }
         }
         later.map_or(Straggler::None, Straggler::Later)
@@ -167,11 +252,15 @@ pub(crate) fn forget_settled(flight: &SharedInFlight, feed: &JobFeed) -> Vec<u64
         let mut flight = lock(flight);
         let ids: Vec<u64> = flight
             .iter()
-            .filter(|(_, (job, _))| job.is_settled())
+            .filter(|(_, entry)| entry.job.is_settled())
             .map(|(&id, _)| id)
             .collect();
         ids.into_iter()
-            .filter_map(|id| flight.remove(&id).map(|(job, _)| (id, job)))
+            .filter_map(|id| {
+                let entry = flight.remove(&id)?;
+                entry.leaves();
+                Some((id, entry.job))
+            })
             .collect()
     };
     // Outside the lock: giving a job back may log.

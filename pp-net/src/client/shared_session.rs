@@ -6,14 +6,13 @@
 //! cannot go, the job is left to the session ([`Adopted`]). The session's task reads the
 //! lane and drives its states (the `lane` module); this module only sends on it.
 
-use super::flights::{self, SharedInFlight};
+use super::flights::{self, Flight, SharedInFlight};
 use crate::channel::{NetError, SecureWriter};
 use crate::lane::LANE_MAX_ARGS;
 use crate::protocol::JobRequest;
 use pp_runtime::remote::{ExecutorHandle, JobFeed, RemoteJob};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::time::Instant;
 
 /// What a session shares with the threads that submit jobs: its jobs in flight, its job
 /// ids, and the sending side of its lane.
@@ -166,14 +165,14 @@ impl SharedSession {
             timeout: None,
             args,
         };
-        flights::lock(&self.in_flight).insert(request.job_id, (job, Instant::now()));
+        flights::lock(&self.in_flight).insert(request.job_id, Flight::new(job, None));
         match Self::send_locked(&mut lane, &request, &self.free) {
             LaneSent::Yes => true,
             LaneSent::NotFree | LaneSent::Broke(_) => {
                 self.broke.store(true, Ordering::Release);
                 let entry = flights::lock(&self.in_flight).remove(&request.job_id);
-                if let Some((job, _)) = entry {
-                    self.adopt(job, Some(request.args));
+                if let Some(entry) = entry {
+                    self.adopt(entry.job, Some(request.args));
                 }
                 false
             }

@@ -12,8 +12,8 @@ use super::window::InFlightWindow;
 use crate::channel::{SecureReader, SecureWriter};
 use crate::client::classify::connection_lost;
 use crate::client::context::ClientContext;
-use crate::client::flights::{self, SharedInFlight};
-use crate::client::job_output;
+use super::finish;
+use crate::client::flights::{self, Flight, SharedInFlight};
 use crate::client::lane::{ClientLane, LaneEvent};
 use crate::client::node_state::NodeState;
 use crate::client::shared_session::{LaneSent, SharedSession};
@@ -69,17 +69,21 @@ pub(crate) async fn serve_jobs(
         // put-aside), if nothing else wakes us first.
         let mut wake_at = None;
         while flights::lock(in_flight).len() < window_size {
-            let (job, copy, encoded) = match next_job(node, &shared, ctx, session_id) {
-                NextJob::Own(job, encoded) => (job, false, encoded),
-                NextJob::StragglerCopy(job) => (job, true, None),
+            let (job, copies, encoded) = match next_job(node, &shared, ctx, session_id) {
+                NextJob::Own(job, encoded) => (job, None, encoded),
+                NextJob::StragglerCopy(job, copies) => (job, Some(copies), None),
                 NextJob::WakeAt(at) => {
                     wake_at = Some(at);
                     break;
                 }
                 NextJob::Nothing => break,
             };
+            let copy = copies.is_some();
             if job.is_settled() {
                 // Cancelled before it left: nothing to send.
+                if let Some(copies) = &copies {
+                    copies.leaves();
+                }
                 ctx.feed.requeue(job);
                 continue;
             }
@@ -103,7 +107,7 @@ pub(crate) async fn serve_jobs(
                         && request.args.len() <= LANE_MAX_ARGS
                         && flights::lock(in_flight).is_empty()
                         && ctx.feed.queued() == 0;
-                    flights::lock(in_flight).insert(request.job_id, (job, Instant::now()));
+                    flights::lock(in_flight).insert(request.job_id, Flight::new(job, copies));
                     if lone {
                         match shared.send(&request) {
                             LaneSent::Yes => continue,
@@ -120,7 +124,12 @@ pub(crate) async fn serve_jobs(
                     batch.push(request);
                 }
                 // The first copy still runs: this one is dropped.
-                Err(_) if copy => ctx.feed.requeue(job),
+                Err(_) if copy => {
+                    copies.iter().for_each(|copies| {
+                        copies.leaves();
+                    });
+                    ctx.feed.requeue(job)
+                }
                 // It never ran: no run time.
                 Err(e) => ctx.feed.complete(
                     job,
@@ -150,7 +159,7 @@ pub(crate) async fn serve_jobs(
                         settle(node, ctx, in_flight, &mut window, reply);
                     }
                 }
-                LaneEvent::Received(Ok(Message::Output(output))) => job_output::print(&node.name, output),
+                LaneEvent::Received(Ok(Message::Output(output))) => finish::printed(node, in_flight, output),
                 LaneEvent::Received(other) => {
                     if let Ok(message) = other {
                         pp_runtime::debug!(node = %node.name, "{}", protocol_error(&message, "results on the lane"));
@@ -167,24 +176,24 @@ pub(crate) async fn serve_jobs(
                         }
                     }
                     Ok(Message::HeartbeatAck { .. }) => {}
-                    Ok(Message::Output(output)) => job_output::print(&node.name, output),
+                    Ok(Message::Output(output)) => finish::printed(node, in_flight, output),
                     Ok(Message::LaneOffer { lane: number, key }) => {
                         lane.offered(number, key, &node.address, ctx.channel);
                     }
                     Ok(Message::LaneEnded { lane: number, crashed, reason }) => {
                         let held = lane.ended(number, &shared);
                         let entry = held.and_then(|id| flights::lock(in_flight).remove(&id));
-                        if let Some((job, _)) = entry {
+                        if let Some(entry) = entry {
                             if crashed {
                                 node.job_ended(true);
-                                let report = format!("{reason} while running task `{}`", job.task_id());
-                                // The node does not say how long the lane's worker ran it.
-                                // After the job's lines, which the node sent first.
-                                let (feed, executor) = (ctx.feed.clone(), node.executor.clone());
-                                job_output::then(move || feed.complete(job, &executor, Outcome::WorkerCrashed(report), Duration::ZERO));
+                                let report = format!("{reason} while running task `{}`", entry.job.task_id());
+                                // The node does not say how long the lane's worker ran it;
+                                // it sent the job's lines first.
+                                finish::finish(node, ctx, entry, Outcome::WorkerCrashed(report), Duration::ZERO);
                             } else {
                                 pp_runtime::warn!(node = %node.name, "the lane holding a job closed: {reason}");
-                                ctx.feed.lost(job, &node.executor);
+                                entry.leaves();
+                                ctx.feed.lost(entry.job, &node.executor);
                             }
                         }
                     }
@@ -233,8 +242,8 @@ fn settle(
 ) {
     let entry = flights::lock(in_flight).remove(&reply.job_id);
     match entry {
-        Some((job, sent)) => {
-            let latency = sent.elapsed();
+        Some(entry) => {
+            let latency = entry.sent.elapsed();
             // Itself and the jobs still in flight: about the depth it was sent at, in a
             // steady stream.
             let depth = flights::lock(in_flight).len() + 1;
@@ -242,9 +251,7 @@ fn settle(
             ctx.flights.observe(latency);
             node.executor.record_round_trip(latency);
             node.job_ended(matches!(reply.outcome, Outcome::WorkerCrashed(_)));
-            // After the job's output, if some is still waiting for the printer.
-            let (feed, executor) = (ctx.feed.clone(), node.executor.clone());
-            job_output::then(move || feed.complete(job, &executor, reply.outcome, reply.run_time));
+            finish::finish(node, ctx, entry, reply.outcome, reply.run_time);
         }
         None => pp_runtime::debug!(
             node = %node.name,

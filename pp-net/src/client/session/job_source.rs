@@ -11,10 +11,11 @@
 //! connected node that is not put aside, or a local worker.
 
 use crate::client::context::ClientContext;
-use crate::client::flights::Straggler;
+use crate::client::flights::{Copies, Straggler};
 use crate::client::node_state::NodeState;
 use crate::client::shared_session::SharedSession;
 use pp_runtime::remote::{RemoteJob, Take};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// What the session sends next, if anything.
@@ -22,8 +23,8 @@ pub(crate) enum NextJob {
     /// A job of its own: taken from the queue, or left by a submitting thread (with its
     /// arguments when that thread encoded them).
     Own(RemoteJob, Option<Vec<u8>>),
-    /// A second copy of a straggler of another session.
-    StragglerCopy(RemoteJob),
+    /// A second copy of a straggler of another session, and what the copies share.
+    StragglerCopy(RemoteJob, Arc<Copies>),
     /// Nothing now; look again at this time (a job in flight elsewhere becomes a
     /// straggler, a retried job left for other nodes becomes this node's, the node's
     /// put-aside ends).
@@ -59,7 +60,7 @@ pub(crate) fn next_job(
         Straggler::None
     };
     match (straggler, later) {
-        (Straggler::Found(job), _) => NextJob::StragglerCopy(job),
+        (Straggler::Found(job, copies), _) => NextJob::StragglerCopy(job, copies),
         (Straggler::Later(at), Some(later)) => NextJob::WakeAt(at.min(later)),
         (Straggler::Later(at), None) | (Straggler::None, Some(at)) => NextJob::WakeAt(at),
         (Straggler::None, None) => NextJob::Nothing,

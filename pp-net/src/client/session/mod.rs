@@ -21,6 +21,7 @@
 //! completed once. Straggler copies follow the straggler policy
 //! ([`ClusterOptions::duplicate_stragglers`](pp_runtime::ClusterOptions::duplicate_stragglers)).
 
+mod finish;
 mod heartbeat;
 mod job_loop;
 mod job_source;
@@ -106,7 +107,10 @@ pub(crate) async fn serve(
     node.set_disconnected(matches!(end, ServeEnd::Lost(_)));
     let jobs: Vec<RemoteJob> = flights::lock(&in_flight)
         .drain()
-        .map(|(_, (job, _))| job)
+        .map(|(_, entry)| {
+            entry.leaves();
+            entry.job
+        })
         .collect();
     // Taken from the queue by a submitting thread and never sent: as if never taken.
     for (job, _) in adopted {
