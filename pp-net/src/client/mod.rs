@@ -54,7 +54,9 @@
 //! settles jobs without the cluster (a cancel), [`Executor::settled_elsewhere`] wakes every
 //! session (`flights`), which forgets its settled jobs in flight and sends their node
 //! `Cancel`; a settled job on the lane closes the lane, whose worker then ends. A reply
-//! that still comes for a forgotten job is dropped, as a losing copy's is.
+//! that still comes for a forgotten job is dropped, as a losing copy's is. A straggler's
+//! losing copy is withdrawn the same way once the other copy's result is taken (the
+//! `session` module's `finish`, which also prints a copied job's output once).
 //!
 //! # The lone-job path
 //! [`Executor::notify`], run by the thread that queued a job, sends a lone job (the only

@@ -30,7 +30,8 @@
 //!    or its task registry differs.
 //! 5. `Submit` jobs; `Results` come back as jobs finish, several per message when ready
 //!    together. `Heartbeat { seq }` is answered with `HeartbeatAck { seq }`. A worker that
-//!    dies fails its job with `Outcome::WorkerCrashed` and is replaced. A job with a time
+//!    dies fails its job with `Outcome::WorkerCrashed` (after an `Output` of what the job
+//!    printed until then, when output is forwarded) and is replaced. A job with a time
 //!    limit (`JobRequest::timeout`) that runs past it is answered `Outcome::TimedOut`, and
 //!    its worker is killed and replaced (the worker's other jobs run on another). `Cancel
 //!    { job_ids }` withdraws jobs: a queued one is dropped unanswered, a running one has its

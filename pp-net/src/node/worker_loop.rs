@@ -15,7 +15,7 @@
 //! `area` module). Otherwise it goes through the pipe.
 //!
 //! A worker that dies fails the job it was running (the oldest without a reply) with
-//! `WorkerCrashed`; the jobs written after it had not started and go back to the front of
+//! `WorkerCrashed`, after what the job printed until then (the crate's `kept_output`); the jobs written after it had not started and go back to the front of
 //! the queue, and a fresh worker replaces it.
 //!
 //! The job a worker runs is the oldest it holds: a worker starts its next job when it has

@@ -65,8 +65,10 @@ pub struct ClusterOptions {
     /// When a node has room for more jobs, the queue is empty, and a job has been in flight
     /// on another node for more than 3 times the average time jobs have taken from sending
     /// to result (and at least 50 ms), the idle node runs a copy of it. The first result
-    /// wins; the other copy's result is dropped when it comes (the slower node is not
-    /// interrupted: the protocol has no cancel message). The job still completes once, its
+    /// wins, and the other copy is withdrawn from its node (dropped if queued there, its
+    /// worker killed and replaced if running); its result, if it still comes, is dropped.
+    /// The job's output is printed once, from the copy whose result is used. The job still
+    /// completes once, its
     /// callback runs once, `wait` counts it once, and the statistics count it once, in the
     /// row of the node whose result won. A job has at most two copies at a time; a copy
     /// lost with its node while the other runs is dropped without counting an attempt, and
