@@ -35,8 +35,9 @@ use crate::worker::KEPT_OUTPUT_ENV;
 /// Bytes of a save file's header.
 pub(crate) const HEADER: u64 = 16;
 
-/// The header's job id while no job's output is in the file.
-pub(crate) const NO_JOB: u64 = u64::MAX;
+/// The header's job id while no job's output is in the file; also the job id of a lane
+/// worker's output when its job is not known, which the client takes for the lane's job.
+pub(crate) const NO_JOB: u64 = crate::protocol::LANE_JOB;
 
 /// Most bytes read from one pipe after the worker died: more than a pipe holds, yet an
 /// end while a program the job started keeps writing.
@@ -120,25 +121,24 @@ impl KeptOutput {
         Ok((kept, child))
     }
 
-    /// After the worker died while running job `job_id` (`None`: the job the files'
-    /// header names, if any): what the job printed, within `bound` bytes (the rest counted
-    /// as dropped); `None` if it printed nothing. What is left in the pipes is the job's
-    /// when its id is known (the worker writes the header only once the job printed), else
-    /// only when the files name a job; it is read either way, so that it is not taken for
-    /// the next job's.
+    /// After the worker died while running job `job_id` (`None`: a lane worker's job,
+    /// whose id the parent does not know: the one the files name, else [`NO_JOB`]): what
+    /// the job printed, within `bound` bytes (the rest counted as dropped); `None` if it
+    /// printed nothing. The files count only if they name the job (the worker names it
+    /// when the job first prints); what is left in the pipes is the job's.
     pub(crate) fn recover(&self, job_id: Option<u64>, bound: usize) -> Option<JobOutput> {
         let named = read_header(&self.saved[0]).map(|(id, _)| id);
-        let running = job_id.or(named.filter(|&id| id != NO_JOB));
+        let running = job_id.or(named).unwrap_or(NO_JOB);
         let bound = bound.min(OUTPUT_BOUND);
         let mut output = JobOutput {
-            job_id: running.unwrap_or(NO_JOB),
+            job_id: running,
             ..JobOutput::default()
         };
         for (i, file) in self.saved.iter().enumerate() {
             let Some((id, dropped)) = read_header(file) else {
                 continue;
             };
-            if running != Some(id) {
+            if id != running || id == NO_JOB {
                 continue;
             }
             let kept = output.stdout.len() + output.stderr.len();
@@ -163,9 +163,6 @@ impl KeptOutput {
                     Err(_) => break,
                 };
                 read += n;
-                if running.is_none() {
-                    continue;
-                }
                 let kept = output.stdout.len() + output.stderr.len();
                 let room = bound.saturating_sub(kept).min(n);
                 let stream = if i == 0 {
@@ -177,7 +174,7 @@ impl KeptOutput {
                 output.dropped += (n - room) as u64;
             }
         }
-        (running.is_some() && !output.is_empty()).then_some(output)
+        (!output.is_empty()).then_some(output)
     }
 }
 
@@ -446,11 +443,13 @@ mod tests {
     }
 
     #[test]
-    fn no_job_named_and_none_known_gives_nothing() {
+    fn a_lane_jobs_output_with_no_job_named_is_the_pipes_for_no_known_job() {
         let (kept, ends) = KeptOutput::create().unwrap();
         let worker = worker_ends(ends);
         let [(_, out), _] = worker.pipes;
-        File::from(out).write_all(b"stray\n").unwrap();
+        File::from(out).write_all(b"last\n").unwrap();
+        let output = kept.recover(None, OUTPUT_BOUND).unwrap();
+        assert_eq!((output.job_id, &output.stdout[..]), (NO_JOB, &b"last\n"[..]));
         assert_eq!(kept.recover(None, OUTPUT_BOUND), None);
     }
 

@@ -184,6 +184,15 @@ impl ClientLane {
         }
     }
 
+    /// The job the lane holds, or held when it broke, until the node says the lane ended.
+    pub(crate) fn held_job(&self, shared: &SharedSession) -> Option<u64> {
+        match self.state {
+            LaneState::Open { .. } => shared.lane_job(),
+            LaneState::Ending { job, .. } => job,
+            _ => None,
+        }
+    }
+
     /// The node says lane `lane`'s worker ended. Returns the job the lane held, if this is
     /// the current lane; the lane is then closed, and another may be asked for.
     pub(crate) fn ended(&mut self, ended: u32, shared: &SharedSession) -> Option<u64> {

@@ -19,6 +19,11 @@ pub const OUTPUT_BOUND: usize = 1 << 20;
 /// result, so results of other jobs wait for no more than one piece.
 pub const OUTPUT_PIECE: usize = 64 << 10;
 
+/// The job id of an `Output` a node sends on the session for the job of a lane whose
+/// worker died (the node does not know that job's id): the client takes it for the lane's
+/// job. Sent before the lane's `LaneEnded`.
+pub(crate) const LANE_JOB: u64 = u64::MAX;
+
 /// Room kept in a frame or message for everything of a [`JobOutput`] but its bytes.
 #[cfg(unix)]
 const OUTPUT_SLACK: u32 = 256;

@@ -121,9 +121,8 @@ impl Capture {
     }
 
     /// Job `job_id` starts: what is pending was written before it, and goes to the node's
-    /// log. `announce`: name the job in the save files now, not when it first prints (a
-    /// lane worker's parent does not know which job it runs).
-    pub(crate) fn start_job(&self, job_id: u64, announce: bool) {
+    /// log.
+    pub(crate) fn start_job(&self, job_id: u64) {
         let mut state = self.shared.lock();
         self.shared.drain(&mut state);
         state.in_job = true;
@@ -131,9 +130,6 @@ impl Capture {
         state.named = [false; 2];
         state.kept = [0; 2];
         state.dropped = [0; 2];
-        if announce {
-            self.shared.name_job(&mut state, 0);
-        }
     }
 
     /// The job `job_id` ended: what it wrote, or `None` when it wrote nothing.

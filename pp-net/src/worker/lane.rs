@@ -275,7 +275,7 @@ fn serve_connection(
                 .iter()
                 .map(|job| {
                     if let Some(capture) = capture {
-                        capture.start_job(job.job_id, true);
+                        capture.start_job(job.job_id);
                     }
                     let (outcome, run_time) = run_job_timed(job.task, job.fingerprint, job.args);
                     let output = capture.and_then(|capture| capture.end_job(job.job_id));

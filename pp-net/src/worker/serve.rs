@@ -37,7 +37,7 @@ pub(super) enum NoCapture {}
 
 #[cfg(not(unix))]
 impl NoCapture {
-    pub(super) fn start_job(&self, _: u64, _: bool) {
+    pub(super) fn start_job(&self, _: u64) {
         match *self {}
     }
 
@@ -116,7 +116,7 @@ pub(super) fn serve<R: Read, W: Write>(
             }
         };
         if let Some(capture) = capture {
-            capture.start_job(job.job_id, false);
+            capture.start_job(job.job_id);
         }
         let (outcome, run_time) = match args {
             Err(why) => (

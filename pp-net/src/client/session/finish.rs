@@ -19,12 +19,24 @@ use crate::client::context::ClientContext;
 use crate::client::flights::{self, Flight, SharedInFlight};
 use crate::client::job_output;
 use crate::client::node_state::NodeState;
-use crate::protocol::{JobOutput, Outcome};
+use crate::protocol::{JobOutput, Outcome, LANE_JOB};
 
 /// A piece of what job `output.job_id` of this session printed: printed now, held (a job
 /// with two copies), or dropped (a copy whose other copy's reply was taken, or a job no
-/// longer in flight: withdrawn).
-pub(crate) fn printed(node: &NodeState, in_flight: &SharedInFlight, output: JobOutput) {
+/// longer in flight: withdrawn). [`LANE_JOB`] stands for `lane_job`, the job of the lane
+/// whose worker died.
+pub(crate) fn printed(
+    node: &NodeState,
+    in_flight: &SharedInFlight,
+    mut output: JobOutput,
+    lane_job: Option<u64>,
+) {
+    if output.job_id == LANE_JOB {
+        match lane_job {
+            Some(job_id) => output.job_id = job_id,
+            None => return,
+        }
+    }
     let mut flight = flights::lock(in_flight);
     let Some(entry) = flight.get_mut(&output.job_id) else {
         drop(flight);

@@ -159,7 +159,7 @@ pub(crate) async fn serve_jobs(
                         settle(node, ctx, in_flight, &mut window, reply);
                     }
                 }
-                LaneEvent::Received(Ok(Message::Output(output))) => finish::printed(node, in_flight, output),
+                LaneEvent::Received(Ok(Message::Output(output))) => finish::printed(node, in_flight, output, None),
                 LaneEvent::Received(other) => {
                     if let Ok(message) = other {
                         pp_runtime::debug!(node = %node.name, "{}", protocol_error(&message, "results on the lane"));
@@ -176,7 +176,10 @@ pub(crate) async fn serve_jobs(
                         }
                     }
                     Ok(Message::HeartbeatAck { .. }) => {}
-                    Ok(Message::Output(output)) => finish::printed(node, in_flight, output),
+                    Ok(Message::Output(output)) => {
+                        let lane_job = lane.held_job(&shared);
+                        finish::printed(node, in_flight, output, lane_job)
+                    }
                     Ok(Message::LaneOffer { lane: number, key }) => {
                         lane.offered(number, key, &node.address, ctx.channel);
                     }
