@@ -76,7 +76,10 @@ fn crash_role() {
         assert_eq!(server.submit(plus_one, (1,)).result().unwrap(), 2);
         let deadline = std::time::Instant::now() + WAIT;
         while !std::path::Path::new(&go).exists() {
-            assert!(std::time::Instant::now() < deadline, "no word from the parent");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no word from the parent"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -216,7 +219,11 @@ fn a_job_that_aborts_on_a_node_prints_its_lines_before_its_error() {
     );
     let stats = node.statistics();
     let crashes = if lanes { 3 } else { 2 };
-    assert_eq!(support::counter(&stats, "worker_crashes"), crashes, "{stats}");
+    assert_eq!(
+        support::counter(&stats, "worker_crashes"),
+        crashes,
+        "{stats}"
+    );
 }
 
 /// The lane case of the test above.

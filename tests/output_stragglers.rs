@@ -62,7 +62,10 @@ fn straggler_role() {
     });
     // Held on no node: the latency the stragglers' threshold comes from.
     for x in 0..6 {
-        assert_eq!(server.submit(held_print, (x, 5, 0, hold.clone())).result(), Ok(x));
+        assert_eq!(
+            server.submit(held_print, (x, 5, 0, hold.clone())).result(),
+            Ok(x)
+        );
         println!("result {x}");
     }
     let taken = format!("{hold}.taken");
@@ -131,6 +134,10 @@ fn a_stragglers_line_appears_once_and_its_losing_copy_is_withdrawn() {
     let withdrawn = slow.log.wait_for("was cancelled by the client");
     let stats = slow.statistics();
     assert!(support::counter(&stats, "jobs_cancelled") >= 1, "{stats}");
-    let sample: Vec<&str> = ran.stdout.lines().filter(|l| l.contains("job 100")).collect();
+    let sample: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains("job 100"))
+        .collect();
     eprintln!("client: {sample:?}\nslow node: {withdrawn}\n{stats}");
 }

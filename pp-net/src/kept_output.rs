@@ -143,7 +143,9 @@ impl KeptOutput {
             }
             let kept = output.stdout.len() + output.stderr.len();
             let room = bound.saturating_sub(kept) as u64;
-            let len = file.metadata().map_or(0, |m| m.len().saturating_sub(HEADER));
+            let len = file
+                .metadata()
+                .map_or(0, |m| m.len().saturating_sub(HEADER));
             let bytes = read_at(file, HEADER, len.min(room));
             output.dropped += dropped + (len - bytes.len() as u64);
             if i == 0 {
@@ -436,7 +438,10 @@ mod tests {
         save(&worker, 0, 3, b"old\n");
         let [(_, out), _] = worker.pipes;
         File::from(out).write_all(b"new\n").unwrap();
-        assert_eq!(kept.recover(Some(4), OUTPUT_BOUND).unwrap().stdout, b"new\n");
+        assert_eq!(
+            kept.recover(Some(4), OUTPUT_BOUND).unwrap().stdout,
+            b"new\n"
+        );
         // A lane's: the job the files name, and the pipes are empty by now.
         let output = kept.recover(None, OUTPUT_BOUND).unwrap();
         assert_eq!((output.job_id, &output.stdout[..]), (3, &b"old\n"[..]));
@@ -449,7 +454,10 @@ mod tests {
         let [(_, out), _] = worker.pipes;
         File::from(out).write_all(b"last\n").unwrap();
         let output = kept.recover(None, OUTPUT_BOUND).unwrap();
-        assert_eq!((output.job_id, &output.stdout[..]), (NO_JOB, &b"last\n"[..]));
+        assert_eq!(
+            (output.job_id, &output.stdout[..]),
+            (NO_JOB, &b"last\n"[..])
+        );
         assert_eq!(kept.recover(None, OUTPUT_BOUND), None);
     }
 
@@ -475,6 +483,9 @@ mod tests {
         assert_eq!(move_bytes(&read, &file, HEADER, 64, &mut chunk).unwrap(), 5);
         assert_eq!(read_at(&file, HEADER, 5), b"hello");
         // Every write end closed, the pipe empty: its end.
-        assert_eq!(move_bytes(&read, &file, HEADER + 5, 64, &mut chunk).unwrap(), 0);
+        assert_eq!(
+            move_bytes(&read, &file, HEADER + 5, 64, &mut chunk).unwrap(),
+            0
+        );
     }
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use pp_runtime::remote::ISOLATED_WORKER_ENV;
 
+#[cfg(unix)]
+use crate::protocol::output_bound;
 use crate::protocol::pipe::{
     self, FromWorker, WorkerError, WorkerHello, DEFAULT_MAX_FRAME, WORKER_PROTOCOL,
 };
-#[cfg(unix)]
-use crate::protocol::output_bound;
 use crate::protocol::JobOutput;
 use crate::worker::{KEPT_OUTPUT_ENV, MAX_FRAME_ENV, OUTPUT_ENV, WORKER_ENV};
 

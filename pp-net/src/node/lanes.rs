@@ -328,8 +328,15 @@ pub(crate) async fn serve_lane(
             NodeCounters::bump(&counters.worker_crashes);
             pp_runtime::warn!("lane {lane} of client {addr}: {reason}");
             // What its job printed goes before the news of the crash (see `output_queue`).
-            for piece in worker.recover_output(None).map(JobOutput::into_pieces).unwrap_or_default() {
-                let _ = hold.session.notes.send(Outgoing::Note(Message::Output(piece)));
+            for piece in worker
+                .recover_output(None)
+                .map(JobOutput::into_pieces)
+                .unwrap_or_default()
+            {
+                let _ = hold
+                    .session
+                    .notes
+                    .send(Outgoing::Note(Message::Output(piece)));
             }
         }
     }

@@ -136,10 +136,16 @@ mod tests {
         assert!(queue.reply(reply(1)).is_none());
         // Another job's reply goes at once.
         assert_eq!(queue.reply(reply(2)).map(|r| r.job_id), Some(2));
-        assert_eq!(queue.next_piece(&mut ready, &mut notes).map(|p| p.job_id), Some(1));
+        assert_eq!(
+            queue.next_piece(&mut ready, &mut notes).map(|p| p.job_id),
+            Some(1)
+        );
         queue.release_replies(&mut ready, &mut notes);
         assert!(ready.is_empty());
-        assert_eq!(queue.next_piece(&mut ready, &mut notes).map(|p| p.job_id), Some(1));
+        assert_eq!(
+            queue.next_piece(&mut ready, &mut notes).map(|p| p.job_id),
+            Some(1)
+        );
         assert!(ready.is_empty());
         queue.release_replies(&mut ready, &mut notes);
         assert_eq!(ready.pop_front().map(|r| r.job_id), Some(1));
@@ -162,7 +168,10 @@ mod tests {
         assert!(queue.note_after_pieces(ended.clone()).is_some());
         queue.push_piece(piece(3));
         assert!(queue.note_after_pieces(ended.clone()).is_none());
-        assert_eq!(queue.next_piece(&mut ready, &mut notes).map(|p| p.job_id), Some(3));
+        assert_eq!(
+            queue.next_piece(&mut ready, &mut notes).map(|p| p.job_id),
+            Some(3)
+        );
         assert!(notes.is_empty());
         queue.release_replies(&mut ready, &mut notes);
         assert_eq!(notes, vec![ended]);

@@ -13,8 +13,8 @@ use crate::protocol::pipe::{
     self, ArgsArea, FromWorker, WorkerError, WorkerHello, FRAME_HEADER, WORKER_PROTOCOL,
 };
 use crate::worker::{
-    KEPT_OUTPUT_ENV, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, OUTPUT_ENV, SESSION_ARGS_ENV,
-    SHARED_ARGS_ENV, WORKER_ENV,
+    KEPT_OUTPUT_ENV, LANE_COUNT_ENV, LANE_ENV, LANE_HANDSHAKE_ENV, MAX_FRAME_ENV, OUTPUT_ENV,
+    SESSION_ARGS_ENV, SHARED_ARGS_ENV, WORKER_ENV,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -22,10 +22,10 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use super::queued::QueuedJob;
 use super::sys;
 use crate::area::{OwnedFd, SharedArea, SHARED_ABOVE};
+use crate::channel::SharedBytes;
 #[cfg(unix)]
 use crate::kept_output::KeptOutput;
 use crate::protocol::JobOutput;
-use crate::channel::SharedBytes;
 
 /// How long a worker that closed its pipe has to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);

@@ -254,7 +254,8 @@ impl Shared {
                         self.name_job(state, i);
                     }
                     state.dropped[i] += n as u64;
-                    let _ = kept_output::write_header(&self.saved[i], state.job_id, state.dropped[i]);
+                    let _ =
+                        kept_output::write_header(&self.saved[i], state.job_id, state.dropped[i]);
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! elsewhere (`Cancel`; a settled job on the lane closes the lane, whose worker ends with
 //! it), until the server shuts down or the node is lost.
 
+use super::finish;
 use super::heartbeat::Heartbeats;
 use super::job_source::{next_job, NextJob};
 use super::outbox::Outbox;
@@ -12,7 +13,6 @@ use super::window::InFlightWindow;
 use crate::channel::{SecureReader, SecureWriter};
 use crate::client::classify::connection_lost;
 use crate::client::context::ClientContext;
-use super::finish;
 use crate::client::flights::{self, Flight, SharedInFlight};
 use crate::client::lane::{ClientLane, LaneEvent};
 use crate::client::node_state::NodeState;

@@ -29,7 +29,10 @@ fn pass_on_output(worker: &WorkerProcess, work: &JobQueue, job_id: u64, sent: Op
         return;
     }
     if let Some(output) = worker.recover_output(Some(job_id)) {
-        output.into_pieces().into_iter().for_each(|piece| work.output(piece));
+        output
+            .into_pieces()
+            .into_iter()
+            .for_each(|piece| work.output(piece));
     }
 }
 
@@ -74,7 +77,12 @@ pub(super) async fn killed(worker: &mut WorkerProcess, work: &JobQueue, ended: E
 /// Reports a dead worker: the oldest job it held (which ran for `ran`) failed with
 /// `WorkerCrashed`, after what it printed; the others never started and go back to the
 /// front of the queue. A worker that held no job is reported as idle.
-pub(super) async fn crashed(worker: &mut WorkerProcess, work: &JobQueue, ended: Ended, error: WorkerError) {
+pub(super) async fn crashed(
+    worker: &mut WorkerProcess,
+    work: &JobQueue,
+    ended: Ended,
+    error: WorkerError,
+) {
     let Ended {
         held,
         ran,
