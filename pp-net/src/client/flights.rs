@@ -278,6 +278,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_copys_reply_is_taken_and_a_failed_copy_yields_while_the_other_runs() {
+        // The first reply is taken; the other's is not.
+        let copies = Copies::new();
+        assert!(copies.use_this());
+        assert!(copies.used());
+        assert!(!copies.use_this());
+        // A copy that failed while the other runs yields; the other's failure is then the
+        // job's.
+        let copies = Copies::new();
+        assert!(copies.leaves());
+        assert!(!copies.leaves());
+        assert!(copies.use_this());
+    }
+
+    #[test]
     fn the_threshold_is_three_average_latencies_and_at_least_the_minimum() {
         let flights = Flights::default();
         assert_eq!(Flights::threshold(&flights.registry()), None);
