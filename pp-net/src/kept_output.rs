@@ -267,8 +267,8 @@ pub(crate) fn read_at(file: &File, offset: u64, len: u64) -> Vec<u8> {
 
 /// Moves up to `len` bytes from the non-blocking `pipe` to `file` at `offset`; returns
 /// how many (0: every write end closed). On Linux in one system call, so that no byte is
-/// ever only in this process's memory; `chunk` is scratch space elsewhere (at least `len`
-/// bytes).
+/// ever only in this process's memory (unless the system refuses `splice`: then as
+/// elsewhere); elsewhere read into `chunk` (at least `len` bytes) and written.
 ///
 /// # Errors
 /// `WouldBlock` when the pipe is empty; others when it or the file is broken.
@@ -281,31 +281,41 @@ pub(crate) fn move_bytes(
 ) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let _ = chunk;
-        let mut at = libc::loff_t::try_from(offset).map_err(io::Error::other)?;
-        // SAFETY: splice between two descriptors this process owns; `at` is valid for the
-        // call. The pipe's own offset must be null.
-        let n = unsafe {
-            libc::splice(
-                pipe.as_raw_fd(),
-                std::ptr::null_mut(),
-                file.as_raw_fd(),
-                &mut at,
-                len,
-                libc::SPLICE_F_NONBLOCK,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+        use std::sync::atomic::{AtomicBool, Ordering};
+        /// Set once `splice` failed for another reason than an empty pipe.
+        static NO_SPLICE: AtomicBool = AtomicBool::new(false);
+        if !NO_SPLICE.load(Ordering::Relaxed) {
+            let mut at = libc::loff_t::try_from(offset).map_err(io::Error::other)?;
+            // SAFETY: splice between two descriptors this process owns; `at` is valid for
+            // the call. The pipe's own offset must be null.
+            let n = unsafe {
+                libc::splice(
+                    pipe.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    file.as_raw_fd(),
+                    &mut at,
+                    len,
+                    libc::SPLICE_F_NONBLOCK,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let error = io::Error::last_os_error();
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
+                return Err(error);
+            }
+            // Not allowed here (a filter, an old kernel): read and write, as elsewhere.
+            NO_SPLICE.store(true, Ordering::Relaxed);
         }
-        Ok(n as usize)
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let n = (&*pipe).read(&mut chunk[..len])?;
-        file.write_all_at(&chunk[..n], offset)?;
-        Ok(n)
-    }
+    let len = len.min(chunk.len());
+    let n = (&*pipe).read(&mut chunk[..len])?;
+    file.write_all_at(&chunk[..n], offset)?;
+    Ok(n)
 }
 
 /// A close-on-exec duplicate of `fd`.

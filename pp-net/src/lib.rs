@@ -27,7 +27,8 @@
 //!   one binary: rank 0 the client, the other ranks nodes, meeting in a shared directory). `program` identifies the running
 //!   executable for both ends; [`program_set`] gathers the builds of the program for other
 //!   targets a client offers (each node takes the one it runs); `area` is the node's shared memory for its workers;
-//!   `source_windows` counts what each source address did lately, for the node's and
+//!   `kept_output` keeps what a worker's job prints where the worker's parent reads it if
+//!   the worker dies; `source_windows` counts what each source address did lately, for the node's and
 //!   discovery's limits per address.
 //!
 //! # The path of one job

@@ -149,10 +149,13 @@ impl Capture {
             stderr: read(1),
             dropped: state.dropped[0] + state.dropped[1],
         };
-        // Its output goes with its reply from here: the parent must not take it again.
-        for (file, named) in saved.iter().zip(state.named) {
-            if named {
+        // Its output goes with its reply from here: the parent must not take it again, and
+        // the file gives its pages back.
+        for (i, file) in saved.iter().enumerate() {
+            if state.named[i] {
                 let _ = kept_output::write_header(file, NO_JOB, 0);
+                let _ = file.set_len(HEADER);
+                state.dirty[i] = false;
             }
         }
         state.named = [false; 2];
