@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::kept_output::{self, move_bytes, WorkerEnds, HEADER, NO_JOB};
@@ -124,7 +125,7 @@ impl Capture {
     /// log.
     pub(crate) fn start_job(&self, job_id: u64) {
         let mut state = self.shared.lock();
-        self.shared.drain(&mut state);
+        self.shared.drain(&mut state, false);
         state.in_job = true;
         state.job_id = job_id;
         state.named = [false; 2];
@@ -136,7 +137,8 @@ impl Capture {
     pub(crate) fn end_job(&self, job_id: u64) -> Option<JobOutput> {
         flush_buffers();
         let mut state = self.shared.lock();
-        self.shared.drain(&mut state);
+        // The job has returned: nothing of it can die mid-way any more.
+        self.shared.drain(&mut state, false);
         state.in_job = false;
         if state.named == [false; 2] {
             return None;
@@ -202,7 +204,7 @@ impl Shared {
                     state.ended[i] = true;
                 }
             }
-            self.drain(&mut state);
+            self.drain(&mut state, true);
         }
     }
 
@@ -218,14 +220,17 @@ impl Shared {
 
     /// Reads both pipes until they are empty (or [`DRAIN_MAX`] bytes each): into the job's
     /// save files while a job runs (up to the bound, the rest counted and dropped), else
-    /// into the node's log.
-    fn drain(&self, state: &mut State) {
+    /// into the node's log. `careful`: the job may still be running (and die), so the
+    /// bytes go from pipe to file in one step (see `kept_output::move_bytes`); a pipe is
+    /// looked into first, so that a job that prints nothing costs no more than a read.
+    fn drain(&self, state: &mut State, careful: bool) {
         for i in 0..2 {
             let pipe = &self.pipes[i];
             let mut read = 0;
             while read < DRAIN_MAX && !state.ended[i] {
                 let room = state.bound.saturating_sub(state.kept[0] + state.kept[1]);
-                let moved = if state.in_job && room > 0 {
+                let saving = state.in_job && room > 0;
+                let moved = if saving && (state.named[i] || (careful && pending(pipe))) {
                     if !state.named[i] {
                         self.name_job(state, i);
                     }
@@ -250,19 +255,36 @@ impl Shared {
                     // The node's log is where these bytes went before pp caught them; if it
                     // is gone they have nowhere else to go.
                     let _ = (&self.node_log).write_all(&state.chunk[..n]);
-                } else if room > 0 {
+                    continue;
+                }
+                if !state.named[i] {
+                    // Read, not moved: the job's first bytes here.
+                    self.name_job(state, i);
+                    let keep = n.min(room);
+                    let at = HEADER + state.kept[i] as u64;
+                    let _ = self.saved[i].write_all_at(&state.chunk[..keep], at);
+                    state.kept[i] += keep;
+                    state.dropped[i] += (n - keep) as u64;
+                } else if saving {
                     state.kept[i] += n;
                 } else {
-                    if !state.named[i] {
-                        self.name_job(state, i);
-                    }
                     state.dropped[i] += n as u64;
-                    let _ =
-                        kept_output::write_header(&self.saved[i], state.job_id, state.dropped[i]);
+                }
+                if !saving {
+                    let dropped = state.dropped[i];
+                    let _ = kept_output::write_header(&self.saved[i], state.job_id, dropped);
                 }
             }
         }
     }
+}
+
+/// Whether `pipe` has bytes to read (or cannot tell).
+fn pending(pipe: &File) -> bool {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer given, valid for the call.
+    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut bytes) };
+    rc != 0 || bytes > 0
 }
 
 /// Writes out what Rust's standard output and C's streams hold back, so that it reaches
