@@ -191,6 +191,7 @@ impl WorkerChild {
 
     /// [`Self::end`], with what the job `job_id` the worker was running printed and could
     /// not send (it died, or was killed): see the crate's `kept_output` module.
+    #[cfg_attr(not(unix), allow(unused_mut))]
     pub(super) fn end_with_output(mut self, job_id: u64) -> (String, Option<JobOutput>) {
         #[cfg(unix)]
         let kept = self.kept.take();

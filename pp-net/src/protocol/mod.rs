@@ -22,6 +22,7 @@ pub use job::{JobReply, JobRequest};
 pub use message::{BuildOffer, Message};
 pub use outcome::Outcome;
 #[cfg(unix)]
-pub(crate) use output::{output_bound, LANE_JOB};
+pub(crate) use output::output_bound;
+pub(crate) use output::LANE_JOB;
 pub use output::{JobOutput, OUTPUT_BOUND, OUTPUT_PIECE};
 pub(crate) use submit::{decode_submit, JobView};
