@@ -102,7 +102,10 @@ pub struct ClusterOptions {
     /// standard output lines in order, its standard error lines in order), before the
     /// job's result. At most 1 MiB of one job's output comes back, then one line says how
     /// much was cut; output written by programs a job starts comes too when they inherit
-    /// its standard streams. Local jobs print directly, as always. Off, a job's output on
+    /// its standard streams; a job whose worker dies (or is killed past its time limit)
+    /// prints what it wrote until then before its error. A straggler's job prints once,
+    /// from the copy whose result is used. Local jobs print directly, as always. Off, a
+    /// job's output on
     /// a node goes to the node's log. Default on; `PP_OUTPUT=off` turns it off.
     pub forward_output: bool,
     /// How often a `dns:NAME[:PORT]` entry of the node list is resolved again. Every
