@@ -34,6 +34,21 @@ fn print_then_abort(tag: String) -> u32 {
     std::process::abort()
 }
 
+/// Prints [`LINES`] lines tagged `tag` on standard output and error, then kills its own
+/// process with SIGKILL, which nothing in the process can catch (as the OOM killer does).
+#[pp::parallel]
+fn print_then_sigkill(tag: String) -> u32 {
+    for i in 0..LINES {
+        println!("{tag} out {i}");
+        eprintln!("{tag} err {i}");
+    }
+    // SAFETY: kill has no memory preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    0
+}
+
 /// `x + 1`: a job that warms the session up.
 #[pp::parallel]
 fn plus_one(x: u32) -> u32 {
@@ -89,6 +104,8 @@ fn crash_role() {
             .timeout(Duration::from_millis(300))
             .submit()
             .result()
+    } else if case == "killed" {
+        server.submit(print_then_sigkill, (case.clone(),)).result()
     } else {
         server.submit(print_then_abort, (case.clone(),)).result()
     };
@@ -236,6 +253,14 @@ fn lane_case(node: &Node, prefix: &str) {
         "{}",
         node.log.text()
     );
+}
+
+#[test]
+fn a_job_killed_by_sigkill_on_a_node_prints_its_lines_before_its_error() {
+    let node = Node::start(1, &[]);
+    let prefix = format!("[{}] ", node.name());
+    let ran = run_case("killed", Some(&node));
+    check(&ran, &prefix, "killed", LINES, 1, "SIGKILL");
 }
 
 #[test]
