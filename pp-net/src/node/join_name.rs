@@ -23,6 +23,7 @@ use std::fs::File;
 use std::path::Path;
 
 /// Join slots a host offers; a node past them names itself with its process id.
+#[cfg(unix)]
 const SLOTS: u32 = 256;
 
 /// The directory of the join slots' lock files, under the system's temporary directory.
