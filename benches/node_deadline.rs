@@ -12,44 +12,18 @@
 //! kind of hung job (default 60), `NODE_DEADLINE_LIMIT_MS` the limit (default 50).
 
 mod common;
+#[path = "../tests/support/deadline.rs"]
+mod deadline;
 
 use common::{percentile, Node, SECRET};
-use std::time::{Duration, Instant};
-
-/// Waited at most for any one result, so that a lost reply fails instead of hanging.
-const WAIT: Duration = Duration::from_secs(20);
-
-#[pp::parallel]
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-/// Never returns, holding a core.
-#[pp::parallel]
-fn spin() -> u64 {
-    loop {
-        std::hint::spin_loop();
-    }
-}
-
-/// Never returns, asleep.
-#[pp::parallel]
-fn sleep_forever() -> u64 {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
+use deadline::{bounded, square};
+use std::time::Duration;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn result<R>(job: pp::Job<R>) -> Result<R, pp::JobError> {
-    assert!(job.wait_timeout(WAIT), "no result within {WAIT:?}");
-    job.result()
 }
 
 /// Median, 90th percentile and maximum of `xs`, in milliseconds.
@@ -74,14 +48,8 @@ fn main() {
         .build()
         .expect("cluster client");
     // The first job waits for the connection and the upload; it is not measured.
-    assert_eq!(result(server.submit(square, (2,))), Ok(4));
-    let mut trips: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let sent = Instant::now();
-            assert_eq!(result(server.submit(square, (2,))), Ok(4));
-            sent.elapsed()
-        })
-        .collect();
+    assert_eq!(bounded(server.submit(square, (2,))), Ok(4));
+    let mut trips = deadline::round_trips(&server, rounds);
     println!(
         "## A time limit of {limit:?} on a node (1 worker, 127.0.0.1), {rounds} rounds each\n"
     );
@@ -91,30 +59,15 @@ fn main() {
         "| (none) | a tiny job's round trip | {} |",
         spread(&mut trips)
     );
-    for (what, hung) in [("spinning", spin), ("sleeping", sleep_forever)] {
-        let mut late = Vec::new();
-        let mut next = Vec::new();
-        for _ in 0..rounds {
-            let started = Instant::now();
-            let hung = server.job(hung, ()).timeout(limit).submit();
-            let behind = server.submit(square, (5,));
-            let outcome = result(hung);
-            let released = started.elapsed();
-            assert!(
-                matches!(outcome, Err(pp::JobError::TimedOut { .. })),
-                "{outcome:?}"
-            );
-            assert_eq!(result(behind), Ok(25));
-            next.push(started.elapsed() - released);
-            late.push(released.saturating_sub(limit));
-        }
+    for mut hung in deadline::hung_rounds(&server, rounds, limit) {
+        let what = hung.what;
         println!(
             "| {what} | limit to caller released | {} |",
-            spread(&mut late)
+            spread(&mut hung.late)
         );
         println!(
             "| {what} | release to the next job's result | {} |",
-            spread(&mut next)
+            spread(&mut hung.next)
         );
     }
 }

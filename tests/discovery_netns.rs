@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{collect_stderr, jobs_of, temp_dir, wait_until, Log, SECRET};
+use support::{as_ppserver, jobs_of, temp_dir, wait_until, Node, SECRET};
 
 #[pp::parallel]
 fn add_one(x: u64) -> u64 {
@@ -29,47 +29,17 @@ fn add_one(x: u64) -> u64 {
 }
 
 /// A `ppserver -a` in a lab host, with every default (job and discovery port 60000,
-/// broadcast to 255.255.255.255); killed and reaped on drop.
-struct LabNode {
-    child: Child,
-    log: Arc<Log>,
-    cache_dir: PathBuf,
-    name: String,
-}
-
-impl LabNode {
-    fn start(lab: &Lab, host: &str, workers: usize) -> LabNode {
-        let cache_dir = temp_dir("netns-cache");
-        let workers = workers.to_string();
-        let mut child = lab
-            .command(host, env!("CARGO_BIN_EXE_ppserver"))
-            .args(["-a", "-w", &workers, "--cache-dir"])
-            .arg(&cache_dir)
-            .env("PP_SECRET", SECRET)
-            .env_remove("PP_WORKER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ppserver in a namespace");
-        let log = collect_stderr(&mut child);
-        log.wait_for("answering probes on udp 0.0.0.0:60000");
-        log.wait_for("ppserver listening on 0.0.0.0:60000");
-        LabNode {
-            child,
-            log,
-            cache_dir,
-            name: format!("{}:60000", lab.ip(host)),
-        }
-    }
-}
-
-impl Drop for LabNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.cache_dir);
-    }
+/// broadcast to 255.255.255.255): a [`Node`] named by its lab address.
+fn lab_node(lab: &Lab, host: &str, workers: usize) -> Node {
+    let cache_dir = temp_dir("netns-cache");
+    let mut command = lab.command(host, env!("CARGO_BIN_EXE_ppserver"));
+    as_ppserver(&mut command)
+        .args(["-a", "-w", &workers.to_string(), "--cache-dir"])
+        .arg(&cache_dir)
+        .env("PP_SECRET", SECRET);
+    let node = Node::spawn_at(&mut command, (lab.ip(host), 60000).into(), cache_dir);
+    node.log.wait_for("answering probes on udp 0.0.0.0:60000");
+    node
 }
 
 fn connected(server: &Server, name: &str) -> bool {
@@ -106,8 +76,8 @@ fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_t
         return;
     }
     let lab = Lab::new("bcast", &["client", "n1", "n2", "n3"]);
-    let n1 = LabNode::start(&lab, "n1", 2);
-    let n2 = LabNode::start(&lab, "n2", 1);
+    let n1 = lab_node(&lab, "n1", 2);
+    let n2 = lab_node(&lab, "n2", 1);
 
     // The client lives on a thread of its own inside the client's namespace.
     std::thread::scope(|scope| {
@@ -116,11 +86,11 @@ fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_t
                 lab.enter("client");
                 let server = discovering_client("*");
                 wait_until(&server, "the two running nodes are discovered", || {
-                    connected(&server, &n1.name) && connected(&server, &n2.name)
+                    connected(&server, &n1.name()) && connected(&server, &n2.name())
                 });
                 run_jobs(&server, 200);
-                assert!(jobs_of(&server, &n1.name) > 0, "{}", server.stats());
-                assert!(jobs_of(&server, &n2.name) > 0, "{}", server.stats());
+                assert!(jobs_of(&server, &n1.name()) > 0, "{}", server.stats());
+                assert!(jobs_of(&server, &n2.name()) > 0, "{}", server.stats());
 
                 // Garbage broadcast to the discovery port reaches every node and the
                 // client's listener: ignored.
@@ -138,13 +108,13 @@ fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_t
                 run_jobs(&server, 50);
 
                 // A node started now announces itself at start and is used.
-                let n3 = LabNode::start(&lab, "n3", 1);
+                let n3 = lab_node(&lab, "n3", 1);
                 wait_until(&server, "the late node is discovered", || {
-                    connected(&server, &n3.name)
+                    connected(&server, &n3.name())
                 });
-                let before = jobs_of(&server, &n3.name);
+                let before = jobs_of(&server, &n3.name());
                 let deadline = Instant::now() + support::WAIT;
-                while jobs_of(&server, &n3.name) == before {
+                while jobs_of(&server, &n3.name()) == before {
                     assert!(
                         Instant::now() < deadline,
                         "n3 ran no job\n{}",
@@ -158,14 +128,14 @@ fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_t
                     .map(|n| n.address)
                     .collect();
                 names.sort();
-                assert_eq!(names, [n1.name.as_str(), &n2.name, &n3.name]);
+                assert_eq!(names, [n1.name().as_str(), &n2.name(), &n3.name()]);
                 assert_eq!(jobs_of(&server, "local"), 0);
                 drop(server);
 
                 // The subnet form finds the same three.
                 let server = discovering_client("10.77.0.*");
                 wait_until(&server, "the subnet form finds all three", || {
-                    [&n1, &n2, &n3].iter().all(|n| connected(&server, &n.name))
+                    [&n1, &n2, &n3].iter().all(|n| connected(&server, &n.name()))
                 });
                 run_jobs(&server, 30);
                 drop(server);
@@ -201,7 +171,7 @@ fn broadcast_discovery_works_on_a_subnet_without_a_default_route() {
     }
     // 255.255.255.255 has no route here: only the hosts' subnet, 10.77.0.0/24, is.
     let lab = Lab::without_default_route("noroute", &["client", "n1"]);
-    let n1 = LabNode::start(&lab, "n1", 2);
+    let n1 = lab_node(&lab, "n1", 2);
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -211,11 +181,11 @@ fn broadcast_discovery_works_on_a_subnet_without_a_default_route() {
                 wait_until(
                     &server,
                     "the node is discovered with no default route",
-                    || connected(&server, &n1.name),
+                    || connected(&server, &n1.name()),
                 );
                 eprintln!("discovered and connected in {:?}", started.elapsed());
                 run_jobs(&server, 100);
-                assert_eq!(jobs_of(&server, &n1.name), 100, "{}", server.stats());
+                assert_eq!(jobs_of(&server, &n1.name()), 100, "{}", server.stats());
                 assert_eq!(jobs_of(&server, "local"), 0, "{}", server.stats());
                 eprintln!("{}", server.stats());
             })

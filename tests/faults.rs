@@ -11,7 +11,7 @@ use pp::{JobError, Server};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{client, connected, jobs_of, wait_until, Node, SECRET, WAIT};
+use support::{assert_each_once, client, connected, jobs_of, wait_until, Node, SECRET, WAIT};
 
 /// Sleeps `millis` ms, then returns `x`.
 #[pp::parallel]
@@ -71,14 +71,7 @@ fn run_with_fault(server: &Server, n: u64, millis: u64, fault: impl FnOnce()) {
         "every result, in order"
     );
     assert!(server.wait_timeout(WAIT), "every callback ran");
-    let counts: Vec<u32> = completions
-        .iter()
-        .map(|c| c.load(Ordering::SeqCst))
-        .collect();
-    assert!(
-        counts.iter().all(|&c| c == 1),
-        "each job completed once: {counts:?}"
-    );
+    assert_each_once(&completions, "each job completed once");
     let stats = server.stats();
     assert_eq!(
         stats.total_jobs(),

@@ -7,26 +7,16 @@
 //!
 //! Every wait is bounded by [`WAIT`]; the times printed are measurements, never asserted.
 
+#[path = "support/deadline.rs"]
+mod deadline;
 mod support;
 
 use pp::{Job, JobError, Server};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use deadline::{bounded, spin, square, HungRounds};
 use support::counter;
 use support::{client, connected, temp_dir, wait_until, Node, WAIT};
-
-#[pp::parallel]
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-/// Never returns: a hung job.
-#[pp::parallel]
-fn spin() -> u64 {
-    loop {
-        std::hint::spin_loop();
-    }
-}
 
 /// Writes its process id to the file `mark` (so the test knows the job runs, and where),
 /// then never returns.
@@ -48,12 +38,6 @@ fn connected_client(node: &Node, lanes: bool) -> Server {
     let server = client(&[node], |b| b.lanes(lanes));
     wait_until(&server, "the node connected", || connected(&server, node));
     server
-}
-
-/// The result of `job`, waited for at most [`WAIT`].
-fn bounded<R>(job: Job<R>) -> Result<R, JobError> {
-    assert!(job.wait_timeout(WAIT), "no result within {WAIT:?}");
-    job.result()
 }
 
 /// Waits until the node's statistics satisfy `pred`; returns the line.
@@ -271,14 +255,6 @@ fn a_job_cancelled_while_it_runs_on_a_lane_ends_the_lanes_worker() {
     let _ = std::fs::remove_dir_all(&marks);
 }
 
-/// Never returns, asleep: a hung job that leaves the cores alone.
-#[pp::parallel]
-fn sleep_forever() -> u64 {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
 /// Measures (prints, asserts nothing about time) how late past its limit a hung job's
 /// caller is released, and how soon after the node's replacement worker answers the job
 /// queued behind it, over 20 rounds with a 50 ms limit, for a job that spins (it holds a
@@ -290,28 +266,15 @@ fn deadline_latencies_measured() {
     let node = Node::start(1, &[]);
     let server = connected_client(&node, false);
     // The round trip of a tiny job: what a release at the deadline costs beyond it.
-    let mut trips: Vec<Duration> = (0..ROUNDS)
-        .map(|_| {
-            let sent = Instant::now();
-            assert_eq!(bounded(server.submit(square, (2,))), Ok(4));
-            sent.elapsed()
-        })
-        .collect();
+    let mut trips = deadline::round_trips(&server, ROUNDS);
     trips.sort_unstable();
     eprintln!("a tiny job's round trip: median {:?}", trips[ROUNDS / 2]);
-    for (what, hung) in [("spinning", spin), ("sleeping", sleep_forever)] {
-        let mut late = Vec::new();
-        let mut next = Vec::new();
-        for _ in 0..ROUNDS {
-            let started = Instant::now();
-            let hung = server.job(hung, ()).timeout(limit).submit();
-            let behind = server.submit(square, (5,));
-            assert!(matches!(bounded(hung), Err(JobError::TimedOut { .. })));
-            let released = started.elapsed();
-            assert_eq!(bounded(behind), Ok(25));
-            next.push(started.elapsed() - released);
-            late.push(released.saturating_sub(limit));
-        }
+    for HungRounds {
+        what,
+        mut late,
+        mut next,
+    } in deadline::hung_rounds(&server, ROUNDS, limit)
+    {
         late.sort_unstable();
         next.sort_unstable();
         eprintln!(

@@ -4,7 +4,8 @@
 //! node's jobs, and each wait's bar ends at its total. With standard error piped, the same
 //! run draws nothing.
 //!
-//! The example runs in this test binary re-run in a child mode (`PP_PROGRESS_TEST_CHILD`).
+//! The example runs in this test binary re-run in the role of `child_mode` (ignored, so that
+//! it runs only as a child: `support/role.rs`), in the mode `PP_PROGRESS_TEST_CHILD` says.
 
 #[path = "../examples/progress.rs"]
 #[allow(clippy::duplicate_mod, dead_code, unreachable_pub)]
@@ -14,6 +15,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::role::role_command;
 use support::{Node, SECRET, WAIT};
 
 /// Selects what a child run of this binary does: `example` runs the example on a server
@@ -28,8 +30,9 @@ const MESSAGE_AT: u64 = 30;
 /// The last line a child in the terminal prints, with its exit code.
 const EXIT_MARK: &str = "child exited with";
 
-/// The child mode: does nothing unless [`CHILD_ENV`] is set.
+/// The child's role: what [`CHILD_ENV`] says, nothing when it is not set.
 #[test]
+#[ignore = "a role, run in a child process by the tests below"]
 fn child_mode() {
     match std::env::var(CHILD_ENV).as_deref() {
         Ok("example") => {
@@ -67,21 +70,10 @@ fn child_mode() {
     }
 }
 
-/// A command that runs [`child_mode`] of this binary in `mode`.
+/// A command that runs [`child_mode`] of this binary in `mode`, its output piped.
 fn child_command(mode: &str) -> Command {
-    let mut command = Command::new(std::env::current_exe().expect("the test binary"));
-    command
-        .args(["--exact", "child_mode", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, mode);
-    for name in [
-        "PP_SERVERS",
-        "PP_SECRET",
-        "PP_SECRET_FILE",
-        "PP_NCPUS",
-        "PP_LOG",
-    ] {
-        command.env_remove(name);
-    }
+    let mut command = role_command("child_mode");
+    command.env(CHILD_ENV, mode);
     command
 }
 
@@ -183,7 +175,7 @@ fn the_bar_moves_shows_the_node_and_ends_at_the_total_in_a_terminal() {
     let exe = std::env::current_exe().expect("the test binary");
     let line = format!(
         "env PP_PROGRESS=1 {CHILD_ENV}=example PP_SERVERS={} PP_SECRET={} PP_LOG=warn \
-         {} --exact child_mode --nocapture --test-threads=1; echo \"{EXIT_MARK} $?\"; sleep 60",
+         {} --exact child_mode --ignored --nocapture --test-threads=1; echo \"{EXIT_MARK} $?\"; sleep 60",
         node.name(),
         quoted(SECRET),
         quoted(exe.to_str().expect("utf-8 path")),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{client, jobs_of, temp_dir, wait_until, Node, WAIT};
+use support::{assert_each_once, client, jobs_of, temp_dir, wait_until, Node, WAIT};
 
 /// Sleeps `millis` ms; on the node whose pid is `held_on`, first waits (at most a minute)
 /// while the file `hold` exists. Returns `x` and the pid of the node that ran it.
@@ -29,9 +29,14 @@ fn held_echo(x: u64, millis: u64, held_on: u32, hold: String) -> (u64, u32) {
     (x, node)
 }
 
-/// A remote-only client of `nodes` with straggler copies `on` or off.
+/// A remote-only client of `nodes` with straggler copies `on` or off, once connected to
+/// every node.
 fn cluster(nodes: &[&Node], on: bool) -> Server {
-    client(nodes, |b| b.duplicate_stragglers(on))
+    let server = client(nodes, |b| b.duplicate_stragglers(on));
+    wait_until(&server, "every node connected", || {
+        server.active_nodes().iter().all(|n| n.connected)
+    });
+    server
 }
 
 /// A hold file that exists until [`Hold::release`] or drop.
@@ -152,9 +157,6 @@ fn with_copies_on_a_slow_node_does_not_hold_the_end_of_the_run() {
     let (slow, fast) = (Node::start(1, &[]), Node::start(1, &[]));
     let hold = Hold::new();
     let server = cluster(&[&slow, &fast], true);
-    wait_until(&server, "both nodes connected", || {
-        server.active_nodes().iter().all(|n| n.connected)
-    });
     let n = 30;
     let run = Run::submit(&server, n, 20, &slow, &hold);
     let released = Arc::clone(&run.released);
@@ -168,14 +170,7 @@ fn with_copies_on_a_slow_node_does_not_hold_the_end_of_the_run() {
         slow.pid()
     );
     assert!(server.wait_timeout(WAIT), "pending reached zero");
-    let counts: Vec<u32> = completions
-        .iter()
-        .map(|c| c.load(Ordering::SeqCst))
-        .collect();
-    assert!(
-        counts.iter().all(|&c| c == 1),
-        "each callback ran once: {counts:?}"
-    );
+    assert_each_once(&completions, "each callback ran once");
     assert!(after_release.iter().all(|a| !a.load(Ordering::SeqCst)));
     let stats = server.stats();
     eprintln!("{stats}");
@@ -197,14 +192,7 @@ fn with_copies_on_a_slow_node_does_not_hold_the_end_of_the_run() {
     hold.release();
     let extra = drain_slow_node(&server, &slow);
     assert!(server.wait_timeout(WAIT));
-    let counts: Vec<u32> = completions
-        .iter()
-        .map(|c| c.load(Ordering::SeqCst))
-        .collect();
-    assert!(
-        counts.iter().all(|&c| c == 1),
-        "the late copies completed nothing again: {counts:?}"
-    );
+    assert_each_once(&completions, "the late copies completed nothing again");
     let stats = server.stats();
     assert_eq!(stats.total_jobs(), n + extra, "{stats}");
 }
@@ -214,9 +202,6 @@ fn with_copies_off_the_slow_node_keeps_its_jobs_until_it_finishes_them() {
     let (slow, fast) = (Node::start(1, &[]), Node::start(1, &[]));
     let hold = Hold::new();
     let server = cluster(&[&slow, &fast], false);
-    wait_until(&server, "both nodes connected", || {
-        server.active_nodes().iter().all(|n| n.connected)
-    });
     let n = 30;
     let run = Run::submit(&server, n, 20, &slow, &hold);
     // The slow node took jobs, and nothing else runs them: its row stays empty, and the
@@ -242,14 +227,7 @@ fn with_copies_off_the_slow_node_keeps_its_jobs_until_it_finishes_them() {
             .all(|&i| after_release[i].load(Ordering::SeqCst)),
         "its jobs completed only after the release"
     );
-    let counts: Vec<u32> = completions
-        .iter()
-        .map(|c| c.load(Ordering::SeqCst))
-        .collect();
-    assert!(
-        counts.iter().all(|&c| c == 1),
-        "each callback ran once: {counts:?}"
-    );
+    assert_each_once(&completions, "each callback ran once");
     let stats = server.stats();
     eprintln!("{stats}");
     assert_eq!(stats.total_jobs(), n, "{stats}");

@@ -9,8 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kubernetes::{checked, NodePod};
@@ -18,62 +16,25 @@ use crate::manifests::documents;
 use crate::netns::Lab;
 use crate::node::{flag_value, relocate, relocate_path, write_secret};
 use crate::support::role::{as_role, run};
-use crate::support::{collect_stderr, temp_dir, Log, WAIT};
+use crate::support::{as_ppserver, temp_dir, Node, WAIT};
 
 /// The variable that tells the client role which rows it must see used.
 const NODES_ENV: &str = "PP_TEST_NODES";
 
-/// A node pod: ppserver in a lab host, with the pod's volumes in `root`.
-struct PodNode {
-    child: Child,
-    log: Arc<Log>,
-    root: PathBuf,
-}
-
-impl PodNode {
-    fn start(lab: &Lab, host: &str, pod: &NodePod) -> PodNode {
-        let root = temp_dir("pod");
-        let moves: Vec<(String, PathBuf)> = pod
-            .mounts
-            .iter()
-            .map(|(at, (volume, _))| (at.clone(), root.join(volume)))
-            .collect();
-        for (_, dir) in &moves {
-            std::fs::create_dir_all(dir).expect("a volume");
-        }
-        write_secret(relocate_path(&pod.secret_file, &moves).as_ref(), 0o400);
-        let mut child = lab
-            .command(host, env!("CARGO_BIN_EXE_ppserver"))
-            .args(relocate(&pod.args, &moves))
-            .envs(pod.env.iter().map(|(k, v)| (k, relocate_path(v, &moves))))
-            .env_remove("PP_WORKER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ppserver in a namespace");
-        let log = collect_stderr(&mut child);
-        let port = flag_value(&pod.args, "--port").expect("--port");
-        log.wait_for(&format!("ppserver listening on 0.0.0.0:{port}"));
-        PodNode { child, log, root }
-    }
-}
-
-impl Drop for PodNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-/// `/etc/netns/NS/`, made for the test and removed on drop.
-struct NetnsEtc(PathBuf);
-
-impl Drop for NetnsEtc {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A node pod: ppserver in a lab host, with the pod's volumes in a directory of its own
+/// (removed on drop): a [`Node`] named by its lab address.
+fn pod_node(lab: &Lab, host: &str, pod: &NodePod) -> Node {
+    let root = temp_dir("pod");
+    let moves = pod.volumes_in(&root);
+    write_secret(relocate_path(&pod.secret_file, &moves).as_ref(), 0o400);
+    let port: u16 = flag_value(&pod.args, "--port")
+        .and_then(|p| p.parse().ok())
+        .expect("--port");
+    let mut command = lab.command(host, env!("CARGO_BIN_EXE_ppserver"));
+    as_ppserver(&mut command)
+        .args(relocate(&pod.args, &moves))
+        .envs(pod.env.iter().map(|(k, v)| (k, relocate_path(v, &moves))));
+    Node::spawn_at(&mut command, (lab.ip(host), port).into(), root)
 }
 
 #[test]
@@ -92,17 +53,16 @@ fn the_client_job_uses_every_node_pod_through_the_headless_service_name() {
 
     let hosts = ["client", "pod0", "pod1", "pod2"];
     let lab = Lab::new("k8s", &hosts);
-    let nodes: Vec<PodNode> = hosts[1..]
+    let nodes: Vec<Node> = hosts[1..]
         .iter()
-        .map(|host| PodNode::start(&lab, host, &pod))
+        .map(|host| pod_node(&lab, host, &pod))
         .collect();
-    let etc = NetnsEtc(PathBuf::from("/etc/netns").join(lab.ns("client")));
-    std::fs::create_dir_all(&etc.0).expect("create /etc/netns/NS");
+    let etc = lab.etc("client");
     let mut hosts_file = String::from("127.0.0.1 localhost\n");
     for host in &hosts[1..] {
         hosts_file.push_str(&format!("{} {name}\n", lab.ip(host)));
     }
-    std::fs::write(etc.0.join("hosts"), hosts_file).expect("write the hosts file");
+    etc.write("hosts", &hosts_file);
 
     // The client as the Job runs it: its environment, its secret file (mode 0440, as a
     // Secret volume with fsGroup makes it).

@@ -6,7 +6,7 @@
 //! jobs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::container::{instructions, last, node_arguments};
 use crate::manifests::{documents, mount_of, Doc, FILES};
@@ -100,6 +100,22 @@ pub(crate) struct NodePod {
     pub(crate) secret_file: String,
     /// The Secret the init container copies it from.
     secret_name: String,
+}
+
+impl NodePod {
+    /// The pod's volumes as directories under `root`, made here: `mountPath` -> its
+    /// directory, for [`relocate`] and [`relocate_path`].
+    pub(crate) fn volumes_in(&self, root: &Path) -> Vec<(String, PathBuf)> {
+        let moves: Vec<(String, PathBuf)> = self
+            .mounts
+            .iter()
+            .map(|(at, (volume, _))| (at.clone(), root.join(volume)))
+            .collect();
+        for (_, dir) in &moves {
+            std::fs::create_dir_all(dir).expect("a volume");
+        }
+        moves
+    }
 }
 
 #[test]
@@ -311,14 +327,9 @@ fn start_like_the_pod(nodes: &Doc, node: &NodePod) {
         "the pod runs as another user than the image's"
     );
     let run_as = RunAs::new(id("runAsUser"), id("runAsGroup"), &root.join("bin"));
-    let moves: Vec<(String, PathBuf)> = node
-        .mounts
-        .iter()
-        .map(|(at, (volume, _))| (at.clone(), root.join(volume)))
-        .collect();
+    let moves = node.volumes_in(&root);
     for (_, dir) in &moves {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dir).expect("a volume");
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     }
     let secret_path = relocate_path(&node.secret_file, &moves);

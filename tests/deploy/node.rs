@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
-use crate::support::{collect_stderr, jobs_of, ppserver_command, wait_bounded, Log, SECRET, WAIT};
+use crate::support::{as_ppserver, collect_stderr, jobs_of, ppserver_command, wait_bounded, Log, SECRET, WAIT};
 
 /// The repository's root.
 pub(crate) fn repo() -> &'static Path {
@@ -303,14 +303,8 @@ impl RunAs {
     fn command(&self, args: &[&str]) -> Command {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(&self.program);
-        command
+        as_ppserver(&mut command)
             .args(args)
-            .env_remove("PP_SECRET")
-            .env_remove("PP_SECRET_FILE")
-            .env_remove("PP_WORKER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .uid(self.uid)
             .gid(self.gid);
         command

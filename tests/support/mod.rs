@@ -186,15 +186,21 @@ pub fn ppserver_command(args: &[&str]) -> Command {
 /// target, in tests/cross_arch.rs).
 pub fn ppserver_command_of(exe: &std::path::Path, args: &[&str]) -> Command {
     let mut command = Command::new(exe);
+    as_ppserver(&mut command).args(args);
     command
-        .args(args)
+}
+
+/// Makes `command` (`ppserver`, or a launcher of it such as `ip netns exec NS ppserver`)
+/// start without the secret or worker role of the test's environment, its standard error
+/// piped (for [`collect_stderr`]) and its other streams closed.
+pub fn as_ppserver(command: &mut Command) -> &mut Command {
+    command
         .env_remove("PP_SECRET")
         .env_remove("PP_SECRET_FILE")
         .env_remove("PP_WORKER")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
+        .stderr(Stdio::piped())
 }
 
 /// Starts collecting a child's standard error into a [`Log`].
@@ -279,6 +285,28 @@ impl Node {
             .nth(3)
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
+        node
+    }
+
+    /// Starts `command` (a `ppserver` command line prepared by [`as_ppserver`]) as a node
+    /// that clients reach at `addr` (in a network namespace, say), with `dir` removed on
+    /// drop; waits for its line saying that it listens on `addr`'s port.
+    pub fn spawn_at(command: &mut Command, addr: SocketAddr, dir: PathBuf) -> Node {
+        let mut child = command.spawn().expect("start ppserver");
+        let log = collect_stderr(&mut child);
+        let node = Node {
+            child,
+            addr,
+            log,
+            cache_dir: dir,
+        };
+        let line = node.log.wait_for("ppserver listening on ");
+        let port = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map(|a| a.port());
+        assert_eq!(port, Some(addr.port()), "not the port of {addr}: {line:?}");
         node
     }
 
@@ -430,6 +458,13 @@ pub fn children_of(parent: u32) -> Vec<u32> {
     }
     children.sort_unstable();
     children
+}
+
+/// Asserts that each of `counts` (a job's completions, one a job) is 1: `what` says what
+/// ran once.
+pub fn assert_each_once(counts: &[AtomicU32], what: &str) {
+    let counts: Vec<u32> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert!(counts.iter().all(|&c| c == 1), "{what}: {counts:?}");
 }
 
 /// The value of counter `name` (`name=N`) in a node's statistics line.

@@ -16,6 +16,7 @@
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -209,6 +210,47 @@ impl Lab {
             "cannot enter {path}: {}",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+/// `/etc/netns/NS/` of a lab host, made for the test and removed on drop: `ip netns exec`
+/// (so [`Lab::command`]) puts each file there in place of the one in `/etc` (a `hosts`
+/// file, say).
+pub struct HostEtc(PathBuf);
+
+impl HostEtc {
+    /// Writes `text` as the file `name` (`hosts`).
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn write(&self, name: &str, text: &str) {
+        let path = self.0.join(name);
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for HostEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Lab {
+    /// A fresh `/etc/netns/NS/` for `host` (see [`HostEtc`]).
+    ///
+    /// # Panics
+    /// When it cannot be made.
+    pub fn etc(&self, host: &str) -> HostEtc {
+        let dir = Path::new("/etc/netns").join(self.ns(host));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot make {}: {e}", dir.display()));
+        HostEtc(dir)
     }
 }
 
