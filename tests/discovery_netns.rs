@@ -17,9 +17,6 @@ mod support;
 use netns::Lab;
 use pp::Server;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{as_ppserver, jobs_of, temp_dir, wait_until, Node, SECRET};
 
@@ -135,7 +132,9 @@ fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_t
                 // The subnet form finds the same three.
                 let server = discovering_client("10.77.0.*");
                 wait_until(&server, "the subnet form finds all three", || {
-                    [&n1, &n2, &n3].iter().all(|n| connected(&server, &n.name()))
+                    [&n1, &n2, &n3]
+                        .iter()
+                        .all(|n| connected(&server, &n.name()))
                 });
                 run_jobs(&server, 30);
                 drop(server);
@@ -154,7 +153,7 @@ fn broadcast_discovery_between_namespaces_finds_nodes_started_before_and_after_t
                 node.log.text()
             );
             let status = std::process::Command::new("kill")
-                .args(["-USR1", &node.child.id().to_string()])
+                .args(["-USR1", &node.pid().to_string()])
                 .status()
                 .expect("run kill");
             assert!(status.success());

@@ -11,10 +11,10 @@
 mod deadline;
 mod support;
 
+use deadline::{bounded, spin, square, HungRounds};
 use pp::{Job, JobError, Server};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use deadline::{bounded, spin, square, HungRounds};
 use support::counter;
 use support::{client, connected, temp_dir, wait_until, Node, WAIT};
 

@@ -1,18 +1,25 @@
 //! The library, `ppserver` and the examples build for systems this machine cannot link
 //! for: macOS (both architectures) and FreeBSD. Neither a Darwin nor a FreeBSD C toolchain
 //! exists here, so these are `cargo check` runs (type-checked, every `cfg` gate of those
-//! systems taken), each in a target directory of its own under `CARGO_TARGET_TMPDIR` (the
-//! outer `cargo test` holds its own). On macOS pp uses RustCrypto instead of ring, whose
+//! systems taken), one after the other in one target directory under `CARGO_TARGET_TMPDIR`
+//! (the outer `cargo test` holds its own), so that the proc macros and build scripts, built
+//! for this machine, are built once for the three. On macOS pp uses RustCrypto instead of ring, whose
 //! build needs a C compiler for the target. A missing rustup target (`rustup target add
 //! ...`, which `.ci/run` runs) is said on stderr and the test passes. Windows is built and
 //! run under Wine by tests/windows.rs; aarch64 Linux under qemu by tests/cross_arch.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How long one check may take (the dependencies the first time: minutes).
+/// How long one check may take (the dependencies the first time: minutes), not counting
+/// the wait for the others.
 const CHECK_BOUND: Duration = Duration::from_secs(1200);
+
+/// Taken by each check for its run: they share the target directory, so they would take
+/// turns anyway, at cargo's lock, whose wait would count against [`CHECK_BOUND`].
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// `cargo check --target <target> --lib --bins --examples` of the workspace; `Err` says
 /// why it could not run (a missing target), a failed check panics with cargo's errors.
@@ -29,9 +36,11 @@ fn check(target: &str) -> Result<(), String> {
             "the rust target is not installed (rustup target add {target})"
         ));
     }
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("check-{target}"));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("check-other-systems");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-    let log_path = dir.join("cargo-log");
+    let log_path = dir.join(format!("cargo-log-{target}"));
+    // A check that failed in another test leaves the lock poisoned, and the directory fit.
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");

@@ -31,7 +31,6 @@ mod par_ln2;
 /// The bound on one example under Wine (reverse_md5, the longest, takes about 12 s).
 const RUN_WAIT: Duration = Duration::from_secs(180);
 
-
 /// The local-only test files built for Windows; the first two also run under Wine.
 const LOCAL_TESTS: [&str; 7] = [
     "examples",

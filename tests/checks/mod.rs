@@ -29,10 +29,7 @@ pub use expected::{PARTIAL_SUM_TOLERANCE, TAYLOR_TOLERANCE};
 
 /// sum_primes: the nine sums of PP's example.
 pub fn sum_primes(server: &pp::Server) {
-    assert_eq!(
-        sum_primes::run(server),
-        Ok(expected::SUM_PRIMES.to_vec())
-    );
+    assert_eq!(sum_primes::run(server), Ok(expected::SUM_PRIMES.to_vec()));
 }
 
 /// reverse_md5: finds 1829182.

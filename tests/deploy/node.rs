@@ -4,10 +4,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, OnceLock};
 
-use crate::support::{as_ppserver, collect_stderr, jobs_of, ppserver_command, wait_bounded, Log, SECRET, WAIT};
+use crate::support::{
+    as_ppserver, collect_stderr, jobs_of, ppserver_command, wait_bounded, Log, SECRET, WAIT,
+};
 
 /// The repository's root.
 pub(crate) fn repo() -> &'static Path {

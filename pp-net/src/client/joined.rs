@@ -144,9 +144,10 @@ impl Joining {
                     why,
                     NodeFailure::AuthenticationFailed | NodeFailure::ProtocolVersion { .. }
                 ) {
-                    let line =
-                        format_args!("a node joining from {peer} failed its handshake: {why}");
-                    self.failures.failed(peer.ip(), line);
+                    self.failures.failed(
+                        peer.ip(),
+                        format_args!("a node joining from {peer} failed its handshake: {why}"),
+                    );
                 } else {
                     pp_runtime::debug!("a connection from {peer} failed its handshake: {why}");
                 }

@@ -235,8 +235,10 @@ pub(crate) async fn serve_lane(
     mut node_stop: watch::Receiver<bool>,
 ) {
     let Some((offer, hold)) = lanes.take(&id) else {
-        let line = format_args!("lane connection from {addr} names no open lane offer: closed");
-        failures.failed(addr.ip(), line);
+        failures.failed(
+            addr.ip(),
+            format_args!("lane connection from {addr} names no open lane offer: closed"),
+        );
         return;
     };
     let link = &offer.session;
@@ -321,8 +323,10 @@ pub(crate) async fn serve_lane(
         }
         LaneExit::WrongKey => {
             NodeCounters::bump(&counters.auth_failures);
-            let line = format_args!("authentication failed on lane {lane} from {addr}: {reason}");
-            failures.failed(addr.ip(), line);
+            failures.failed(
+                addr.ip(),
+                format_args!("authentication failed on lane {lane} from {addr}: {reason}"),
+            );
         }
         LaneExit::Failed => {
             NodeCounters::bump(&counters.worker_crashes);

@@ -134,8 +134,10 @@ pub(crate) async fn serve_connection(
         }
         Err(NetError::AuthenticationFailed { reason, .. }) => {
             NodeCounters::bump(&ctx.counters.auth_failures);
-            let line = format_args!("authentication failed from {addr}: {reason}");
-            ctx.failures.failed(addr.ip(), line);
+            ctx.failures.failed(
+                addr.ip(),
+                format_args!("authentication failed from {addr}: {reason}"),
+            );
             return;
         }
         // A TCP probe (health checks connect and close): nothing to warn about, and no
@@ -148,8 +150,10 @@ pub(crate) async fn serve_connection(
             // Nothing was decided about the peer's secret: it went away, stalled, or speaks
             // something else.
             NodeCounters::bump(&ctx.counters.incomplete_handshakes);
-            let line = format_args!("handshake with {addr} failed: {error}");
-            ctx.failures.failed(addr.ip(), line);
+            ctx.failures.failed(
+                addr.ip(),
+                format_args!("handshake with {addr} failed: {error}"),
+            );
             return;
         }
     };
