@@ -118,12 +118,7 @@ fn client_job_role() {
             "not every node ran jobs in time: {jobs:?}, nodes {:?}",
             server.active_nodes()
         );
-        let batch: Vec<_> = (0..30u64)
-            .map(|x| server.submit(crate::square, (x,)))
-            .collect();
-        for (x, job) in (0..30u64).zip(batch) {
-            assert_eq!(job.result(), Ok(x * x));
-        }
+        squares(&server);
         jobs = server
             .stats()
             .executors
@@ -135,12 +130,7 @@ fn client_job_role() {
     // Jobs that found no usable node in their first 2 s (uploads of this large test binary
     // take a while) ran locally, as PP_NCPUS=0 allows; with the nodes up, none does.
     let local = jobs.get("local").copied().unwrap_or(0);
-    let batch: Vec<_> = (0..30u64)
-        .map(|x| server.submit(crate::square, (x,)))
-        .collect();
-    for (x, job) in (0..30u64).zip(batch) {
-        assert_eq!(job.result(), Ok(x * x));
-    }
+    squares(&server);
     let stats = server.stats();
     let now = stats
         .executors
@@ -153,4 +143,14 @@ fn client_job_role() {
     );
     println!("jobs per node: {jobs:?}");
     println!("ROLE OK");
+}
+
+/// Runs a batch of 30 jobs on `server` and checks their results.
+fn squares(server: &pp::Server) {
+    let batch: Vec<_> = (0..30u64)
+        .map(|x| server.submit(crate::square, (x,)))
+        .collect();
+    for (x, job) in (0..30u64).zip(batch) {
+        assert_eq!(job.result(), Ok(x * x));
+    }
 }

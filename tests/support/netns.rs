@@ -199,17 +199,7 @@ impl Lab {
     /// # Panics
     /// When the namespace cannot be entered.
     pub fn enter(&self, host: &str) {
-        let path = format!("/run/netns/{}", self.ns(host));
-        let file = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
-        // SAFETY: setns only reads the descriptor, which stays open for the call; it
-        // changes the network namespace of this thread alone.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "cannot enter {path}: {}",
-            std::io::Error::last_os_error()
-        );
+        enter_namespace(&self.ns(host));
     }
 }
 
@@ -267,7 +257,8 @@ impl Drop for Lab {
 fn enter_namespace(name: &str) {
     let path = format!("/run/netns/{name}");
     let file = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
-    // SAFETY: as in `Lab::enter`.
+    // SAFETY: setns only reads the descriptor, which stays open for the call; it changes
+    // the network namespace of this thread alone.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(
         rc,
