@@ -44,6 +44,22 @@ async fn request_lane(client: &mut Client) -> (u32, [u8; 32]) {
     }
 }
 
+/// A session with a lane offered to the test (standing in for the client's end of it),
+/// read up to the node worker's preamble, which is checked.
+async fn lane_at_preamble(node: &Node) -> (Client, u32, TcpStream) {
+    let mut client = Client::connect(node.addr, SECRET).await.unwrap();
+    client.start_session().await;
+    let (lane, key) = request_lane(&mut client).await;
+    let mut stream = take_offer(node, &key).await;
+    let mut preamble = [0u8; 8];
+    stream
+        .read_exact(&mut preamble)
+        .await
+        .expect("the worker's preamble");
+    assert_eq!(preamble, pp_net::preamble::ours());
+    (client, lane, stream)
+}
+
 /// Row 2: a lane's handshake is bounded as a whole, not per read. The peer sends a 2-byte
 /// length announcing a 1000-byte Noise message, then one byte every 300 ms, well within
 /// any single read's timeout: the lane worker must still give up once
@@ -56,16 +72,7 @@ fn a_lane_whose_peer_trickles_its_handshake_ends_within_the_handshake_timeout() 
     let bound = 10 * timeout;
     let node = Node::start(1, &["--handshake-timeout", "1"]);
     block_on(async {
-        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
-        client.start_session().await;
-        let (lane, key) = request_lane(&mut client).await;
-        let mut stream = take_offer(&node, &key).await;
-        let mut preamble = [0u8; 8];
-        stream
-            .read_exact(&mut preamble)
-            .await
-            .expect("the worker's preamble");
-        assert_eq!(preamble, pp_net::preamble::ours());
+        let (mut client, lane, stream) = lane_at_preamble(&node).await;
         let started = Instant::now();
         // Length 1000 (little-endian), then filler, one byte at a time.
         let mut trickle = [0xE8u8, 0x03].into_iter().chain(std::iter::repeat(0x5A));
@@ -237,15 +244,7 @@ fn clients_that_exit_normally_leave_no_lane_warning_but_a_cut_handshake_warns() 
     );
 
     block_on(async {
-        let mut client = Client::connect(node.addr, SECRET).await.unwrap();
-        client.start_session().await;
-        let (lane, key) = request_lane(&mut client).await;
-        let mut stream = take_offer(&node, &key).await;
-        let mut preamble = [0u8; 8];
-        stream
-            .read_exact(&mut preamble)
-            .await
-            .expect("the worker's preamble");
+        let (mut client, lane, stream) = lane_at_preamble(&node).await;
         drop(stream);
         let (crashed, reason) = expect_lane_ended(&mut client, lane).await;
         assert!(!crashed, "{reason}");
