@@ -121,11 +121,15 @@ impl Capture {
         Ok(Capture { shared })
     }
 
-    /// Job `job_id` starts: what is pending was written before it, and goes to the node's
-    /// log.
+    /// Job `job_id` starts: from here on what the pipes hold is its.
+    ///
+    /// Nothing is drained here: what the previous job wrote was drained when it ended, so
+    /// what could be pending is only what something outside any job (a thread a job left
+    /// running) wrote in between, at a moment of its own choosing; the reader thread sends
+    /// it to the node's log if it wakes first, else it counts as this job's. Draining it
+    /// here would cost every job two system calls (half a tiny job's rate on a node).
     pub(crate) fn start_job(&self, job_id: u64) {
         let mut state = self.shared.lock();
-        self.shared.drain(&mut state, false);
         state.in_job = true;
         state.job_id = job_id;
         state.named = [false; 2];
@@ -137,8 +141,11 @@ impl Capture {
     pub(crate) fn end_job(&self, job_id: u64) -> Option<JobOutput> {
         flush_buffers();
         let mut state = self.shared.lock();
-        // The job has returned: nothing of it can die mid-way any more.
-        self.shared.drain(&mut state, false);
+        // The job has returned: nothing of it can die mid-way any more. One look at both
+        // pipes first: a job that printed nothing costs that one system call.
+        if self.shared.readable(&state) {
+            self.shared.drain(&mut state, false);
+        }
         state.in_job = false;
         if state.named == [false; 2] {
             return None;
@@ -185,15 +192,7 @@ impl Shared {
             if ended == [true, true] {
                 return;
             }
-            let fd = |pipe: &File, ended: bool| libc::pollfd {
-                // A negative descriptor is skipped by poll.
-                fd: if ended { -1 } else { pipe.as_raw_fd() },
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let mut fds = [fd(&self.pipes[0], ended[0]), fd(&self.pipes[1], ended[1])];
-            // SAFETY: `fds` is valid for its length during the call.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let (ready, fds) = self.poll(ended, -1);
             if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return;
             }
@@ -206,6 +205,33 @@ impl Shared {
             }
             self.drain(&mut state, true);
         }
+    }
+
+    /// `poll` on the pipes not `ended`, waiting at most `timeout` ms (-1: no limit): its
+    /// return value and what it says of each pipe.
+    fn poll(&self, ended: [bool; 2], timeout: libc::c_int) -> (libc::c_int, [libc::pollfd; 2]) {
+        let fd = |i: usize| libc::pollfd {
+            // A negative descriptor is skipped by poll.
+            fd: if ended[i] {
+                -1
+            } else {
+                self.pipes[i].as_raw_fd()
+            },
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut fds = [fd(0), fd(1)];
+        // SAFETY: `fds` is valid for its length during the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        (ready, fds)
+    }
+
+    /// Whether either pipe not ended yet has bytes to read, or cannot be looked into (one
+    /// `poll` that does not wait). Called under the state's lock, so that the reader
+    /// thread holds no bytes between a pipe and a file meanwhile.
+    fn readable(&self, state: &State) -> bool {
+        // An error, or any event (bytes, a closed or broken pipe): let the drain see.
+        self.poll(state.ended, 0).0 != 0
     }
 
     /// Names the running job in save file `i`, emptied of the job before: from here on
