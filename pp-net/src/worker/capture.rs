@@ -39,6 +39,10 @@ struct Shared {
     saved: [File; 2],
     /// The node's log: the standard error the worker was started with.
     node_log: File,
+    /// An epoll set of both pipes (Linux), for the look at them as a job ends: half the
+    /// cost of a `poll` of two descriptors (171 against 349 ns here), paid by every job.
+    #[cfg(target_os = "linux")]
+    epoll: Option<File>,
 }
 
 /// What has been read, and for whom.
@@ -100,6 +104,8 @@ impl Capture {
                 ended: [false; 2],
                 chunk: vec![0; READ_CHUNK],
             }),
+            #[cfg(target_os = "linux")]
+            epoll: epoll_of(&[&stdout, &stderr]),
             pipes: [stdout, stderr],
             saved: ends.saved,
             node_log,
@@ -200,7 +206,7 @@ impl Shared {
             for (i, polled) in fds.iter().enumerate() {
                 // An error on a pipe that reads nothing would wake poll forever.
                 if polled.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-                    state.ended[i] = true;
+                    self.ended(&mut state, i);
                 }
             }
             self.drain(&mut state, true);
@@ -230,8 +236,33 @@ impl Shared {
     /// `poll` that does not wait). Called under the state's lock, so that the reader
     /// thread holds no bytes between a pipe and a file meanwhile.
     fn readable(&self, state: &State) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(epoll) = &self.epoll {
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+            // SAFETY: `events` is valid for its length during the call; no wait.
+            let ready = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), 2, 0) };
+            // An error, or any event: let the drain see.
+            return ready != 0;
+        }
         // An error, or any event (bytes, a closed or broken pipe): let the drain see.
         self.poll(state.ended, 0).0 != 0
+    }
+
+    /// Pipe `i` has ended (every write end closed) or broken: no one looks at it again.
+    fn ended(&self, state: &mut State, i: usize) {
+        state.ended[i] = true;
+        #[cfg(target_os = "linux")]
+        if let Some(epoll) = &self.epoll {
+            // SAFETY: epoll_ctl on descriptors this process owns; no event is passed.
+            unsafe {
+                libc::epoll_ctl(
+                    epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    self.pipes[i].as_raw_fd(),
+                    std::ptr::null_mut(),
+                );
+            }
+        }
     }
 
     /// Names the running job in save file `i`, emptied of the job before: from here on
@@ -268,7 +299,7 @@ impl Shared {
                 };
                 let n = match moved {
                     Ok(0) => {
-                        state.ended[i] = true;
+                        self.ended(state, i);
                         break;
                     }
                     Ok(n) => n,
@@ -303,6 +334,39 @@ impl Shared {
             }
         }
     }
+}
+
+/// A close-on-exec epoll set watching `pipes` for bytes to read (level-triggered), or
+/// `None` if one cannot be made (a `poll` then does its work).
+#[cfg(target_os = "linux")]
+fn epoll_of(pipes: &[&File]) -> Option<File> {
+    // SAFETY: epoll_create1 has no preconditions; the descriptor is owned by the `File`.
+    let epoll = unsafe {
+        let fd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        File::from_raw_fd(fd)
+    };
+    for pipe in pipes {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 0,
+        };
+        // SAFETY: epoll_ctl on descriptors this process owns, with a valid event.
+        let added = unsafe {
+            libc::epoll_ctl(
+                epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                pipe.as_raw_fd(),
+                &mut event,
+            )
+        };
+        if added < 0 {
+            return None;
+        }
+    }
+    Some(epoll)
 }
 
 /// Whether `pipe` has bytes to read (or cannot tell).
