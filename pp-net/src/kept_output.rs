@@ -318,8 +318,8 @@ pub(crate) fn move_bytes(
     Ok(n)
 }
 
-/// A close-on-exec duplicate of `fd`.
-fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
+/// A close-on-exec duplicate of `fd`, numbered 3 or above (never a standard stream's).
+pub(crate) fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: fcntl on a descriptor this process owns; the new one is owned by the result.
     unsafe {
         let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);

@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -86,7 +86,7 @@ impl Capture {
     /// A pipe, a file, a descriptor or the thread could not be made; nothing was changed
     /// then.
     pub(crate) fn start(bound: usize, ends: Option<WorkerEnds>) -> io::Result<Capture> {
-        let node_log = duplicate(2)?;
+        let node_log = File::from(kept_output::duplicate(2)?);
         let ends = match ends {
             Some(ends) => ends,
             None => WorkerEnds::own()?,
@@ -340,6 +340,7 @@ impl Shared {
 /// `None` if one cannot be made (a `poll` then does its work).
 #[cfg(target_os = "linux")]
 fn epoll_of(pipes: &[&File]) -> Option<File> {
+    use std::os::fd::FromRawFd;
     // SAFETY: epoll_create1 has no preconditions; the descriptor is owned by the `File`.
     let epoll = unsafe {
         let fd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
@@ -394,17 +395,5 @@ fn point_at(file: &File) {
         unsafe {
             libc::dup2(file.as_raw_fd(), fd);
         }
-    }
-}
-
-/// A close-on-exec duplicate of `fd`.
-fn duplicate(fd: RawFd) -> io::Result<File> {
-    // SAFETY: fcntl on a descriptor number; the new descriptor is owned by the `File`.
-    unsafe {
-        let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
-        if copy < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(File::from_raw_fd(copy))
     }
 }

@@ -9,30 +9,19 @@ use std::io;
 /// corrupt the protocol.
 #[cfg(unix)]
 pub(super) fn take() -> Result<(File, File), crate::protocol::pipe::WorkerError> {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::AsRawFd;
     let err = |source| crate::protocol::pipe::WorkerError::Io {
         during: "setting up the worker's pipes",
         source,
     };
     let null = File::open("/dev/null").map_err(err)?;
-    // SAFETY: plain descriptor calls on descriptors this process owns; each new
-    // descriptor is owned by exactly one `File`.
-    unsafe {
-        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
-        if input < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        let input = File::from_raw_fd(input);
-        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
-        if output < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        let output = File::from_raw_fd(output);
-        if libc::dup2(2, 1) < 0 || libc::dup2(null.as_raw_fd(), 0) < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        Ok((input, output))
+    let input = File::from(crate::kept_output::duplicate(0).map_err(err)?);
+    let output = File::from(crate::kept_output::duplicate(1).map_err(err)?);
+    // SAFETY: dup2 on descriptors this process owns.
+    if unsafe { libc::dup2(2, 1) < 0 || libc::dup2(null.as_raw_fd(), 0) < 0 } {
+        return Err(err(io::Error::last_os_error()));
     }
+    Ok((input, output))
 }
 
 /// Elsewhere the protocol uses the standard streams as they are.

@@ -125,9 +125,9 @@ pub(crate) async fn serve_jobs(
                 }
                 // The first copy still runs: this one is dropped.
                 Err(_) if copy => {
-                    copies.iter().for_each(|copies| {
+                    if let Some(copies) = &copies {
                         copies.leaves();
-                    });
+                    }
                     ctx.feed.requeue(job)
                 }
                 // It never ran: no run time.
